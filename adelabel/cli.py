@@ -1,0 +1,140 @@
+"""The ``adelabel`` command line; ``adelabel --help`` is its manual."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adelabel.errors import AdelabelError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find drugs and adverse drug events in biomedical text.")
+
+CORPUS_ENV = "ADELABEL_CORPUS"
+
+
+def default_corpus() -> Path:
+    return Path(os.environ.get(CORPUS_ENV, "corpora/ade-v2"))
+
+
+def _log(quiet: bool):
+    return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")]
+
+
+@app.command()
+def download(
+    out: Annotated[Path, typer.Option(help="Folder to put the three corpus files in.")] = Path("corpora/ade-v2"),
+    force: Annotated[bool, typer.Option(help="Download even files already present and intact.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fetch the ADE corpus v2 files and check their SHA-256 against the pinned version."""
+    from adelabel.corpus.download import download_corpus
+
+    download_corpus(out, force=force, progress=_log(quiet))
+
+
+@app.command()
+def prepare(
+    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder [default: ${CORPUS_ENV} or corpora/ade-v2]")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
+    vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the document split and word2vec.")] = 13,
+    types: Annotated[str, typer.Option(help="Entity types, comma-separated, from DRUG, AE, DOSE.")] = "DRUG,AE",
+    negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (no entities).")] = True,
+    dim: Annotated[int, typer.Option(help="Dimension of word2vec trained on the corpus.")] = 100,
+    strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Read the corpus, split it by PubMed ID, tokenise, tag and get word vectors."""
+    from adelabel.prepare import prepare as run
+
+    labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
+    run(corpus or default_corpus(), out, seed=seed, labels=labels, include_negative=negatives,
+        vectors=vectors, dim=dim, strict=strict, log=_log(quiet) or (lambda _: None))
+
+
+@app.command()
+def train(
+    arch: Annotated[Optional[str], typer.Option(help="Architecture, e.g. bilstm [default: from --config]")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML config [default: configs/ARCH.toml]")] = None,
+    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="Model folder [default: models/ARCH]")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Overrides the config's seed.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Overrides train.max_epochs.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a tagger on prepared data; the best epoch (dev F1) is saved with its config and metrics."""
+    from adelabel.config import apply_overrides, load_config
+    from adelabel.train import train as run
+
+    cfg = load_config(arch, config)
+    overrides = list(set_ or [])
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if epochs is not None:
+        overrides.append(f"train.max_epochs={epochs}")
+    cfg = apply_overrides(cfg, overrides)
+    run(cfg, data, out or Path("models") / cfg["arch"], device=device, log=_log(quiet))
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
+    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
+    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Score a model on a split: seqeval strict IOB2, entity-level P/R/F1 per type, micro and macro."""
+    from adelabel.data import encode_sentences
+    from adelabel.evaluate import evaluate_examples, format_table
+    from adelabel.prepare import read_split
+    from adelabel.tagger import Tagger
+
+    tagger = Tagger.load(model, device=device)
+    sentences = read_split(data, split)
+    examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
+    result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
+                               tagger.device)
+    print(f"{model} on {data}/{split} ({len(sentences):,} sentences)")
+    print(format_table(result))
+    print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f} "
+          f"(over {result['negative_sentences']:,})")
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+@app.command()
+def tag(
+    file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences); - for stdin.")],
+    model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
+    format: Annotated[str, typer.Option(help="jsonl or conll.")] = "jsonl",
+    output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Lines read and tagged at a time.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Tag text: one JSON object per input line with character offsets into that line."""
+    from adelabel.tagging_io import tag_stream
+
+    if format not in ("jsonl", "conll"):
+        raise AdelabelError(f"--format must be jsonl or conll, not {format!r}")
+    tag_stream(file, model, format, output, batch_size, device)
+
+
+def main() -> None:
+    try:
+        app()
+    except AdelabelError as err:
+        print(f"adelabel: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,54 @@
+"""Entity-level scoring with seqeval in strict IOB2 mode, the way the ADE literature reports it."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+
+from adelabel.data import Example
+from adelabel.models.base import SequenceLabeler
+from adelabel.tagger import predict
+
+
+def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:
+    """Precision, recall, F1 and support per entity type, plus ``micro`` and ``macro`` averages.
+
+    Strict mode counts an entity only when its type and both boundaries match exactly.
+    """
+    if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted)):
+        raise ValueError("gold and predicted tag sequences differ in shape")
+    report = classification_report([list(g) for g in gold], [list(p) for p in predicted], mode="strict",
+                                    scheme=IOB2, output_dict=True, zero_division=0)
+    out = {}
+    for name, row in report.items():
+        key = {"micro avg": "micro", "macro avg": "macro", "weighted avg": "weighted"}.get(name, name)
+        out[key] = {"precision": float(row["precision"]), "recall": float(row["recall"]),
+                    "f1": float(row["f1-score"]), "support": int(row["support"])}
+    if "micro" not in out:  # seqeval leaves the averages out when no entity exists anywhere
+        out["micro"] = out["macro"] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    return out
+
+
+def format_table(result: dict) -> str:
+    rows = [f"{'':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    types = sorted(k for k, v in result.items() if isinstance(v, dict) and k not in ("micro", "macro", "weighted"))
+    for name in types + ["micro", "macro"]:
+        r = result[name]
+        rows.append(f"{name:<10}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
+    return "\n".join(rows)
+
+
+def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negative: Sequence[bool],
+                      tags: Sequence[str], batch_size: int, device: torch.device) -> dict:
+    """seqeval scores of ``model`` on gold-tagged examples, plus how often it fires on ADE-NEG sentences."""
+    predicted = predict(model, examples, batch_size, device)
+    gold = [[tags[i] for i in e.tags] for e in examples if e.words]
+    pred = [[tags[i] for i in p] for e, (p, _) in zip(examples, predicted) if e.words]
+    result = score(gold, pred)
+    neg_pred = [p for (p, _), neg in zip(predicted, negative) if neg]
+    fired = sum(tags[i].startswith("B-") for p in neg_pred for i in p)
+    result["negative_sentences"] = len(neg_pred)
+    result["entities_per_1000_negative"] = 1000 * fired / len(neg_pred) if neg_pred else 0.0
+    return result

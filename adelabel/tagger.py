@@ -1,0 +1,133 @@
+"""Tagging text with a trained model: the ``Tagger`` users import, and the prediction loop training
+uses to score the dev set (one code path, so the scores describe what users get)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from adelabel import model_dir
+from adelabel.data import Example, bucketed, encode
+from adelabel.models.base import SequenceLabeler
+from adelabel.tags import tags_to_spans
+from adelabel.text import split_sentences, tokenize
+from adelabel.vocab import Vocabs
+
+DEFAULT_MODEL = Path("models/bilstm")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity found in a text: characters ``start:end`` of it (end exclusive)."""
+
+    start: int
+    end: int
+    label: str
+    text: str
+    score: float
+    """Mean probability the model gave the entity's tags."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from adelabel.errors import AdelabelError
+        raise AdelabelError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+@torch.inference_mode()
+def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int,
+            device: torch.device) -> list[tuple[list[int], list[float]]]:
+    """Tag ids and per-token confidences for each example, in input order."""
+    model.eval()
+    out: list[tuple[list[int], list[float]]] = [([], [])] * len(examples)
+    for indices, batch in bucketed(examples, batch_size):
+        batch = batch.to(device)
+        tags, conf = model.decode(model(batch), batch)
+        tags, conf = tags.cpu().tolist(), conf.cpu().tolist()
+        for row, i in enumerate(indices):
+            n = len(examples[i].words)
+            out[i] = (tags[row][:n], conf[row][:n])
+    return out
+
+
+class Tagger:
+    """A loaded model that turns text into entities with character offsets.
+
+    >>> tagger = Tagger.load("models/bilstm")
+    >>> tagger("Intravenous azithromycin-induced ototoxicity.")
+    """
+
+    def __init__(self, model: SequenceLabeler, config: dict, vocabs: Vocabs, device: torch.device) -> None:
+        self.model, self.config, self.vocabs, self.device = model, config, vocabs, device
+        self.tags: list[str] = list(config["tags"])
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_MODEL, device: str = "auto") -> "Tagger":
+        dev = pick_device(device)
+        if dev.type == "cpu" and "ADELABEL_THREADS" in os.environ:
+            torch.set_num_threads(int(os.environ["ADELABEL_THREADS"]))
+        model, config, vocabs = model_dir.load(path, dev)
+        return cls(model, config, vocabs, dev)
+
+    def tag_sentences(self, sentences: Sequence[str], batch_size: int = 128) -> list[list[Entity]]:
+        """Entities of each sentence (offsets index that sentence)."""
+        examples = [encode(s, self.vocabs) for s in sentences]
+        results = predict(self.model, examples, batch_size, self.device)
+        out = []
+        for text, ex, (ids, conf) in zip(sentences, examples, results):
+            tags = [self.tags[i] for i in ids]
+            entities = []
+            for start, end, label in tags_to_spans(ex.tokens, tags):
+                covered = [c for (s, _), c in zip(ex.tokens, conf) if start <= s < end]
+                entities.append(Entity(start, end, label, text[start:end], round(sum(covered) / len(covered), 4)))
+            out.append(entities)
+        return out
+
+    def pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[list[Entity]]:
+        """Entities of each text (which may hold several sentences), in input order, streaming.
+
+        Texts are read ``batch_size`` at a time, so memory stays flat however many there are.
+        """
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) >= batch_size:
+                yield from self._tag_texts(chunk)
+                chunk = []
+        if chunk:
+            yield from self._tag_texts(chunk)
+
+    def _tag_texts(self, texts: Sequence[str]) -> list[list[Entity]]:
+        pieces = [split_sentences(t) for t in texts]
+        flat = [t[s:e] for t, spans in zip(texts, pieces) for s, e in spans]
+        tagged = iter(self.tag_sentences(flat))
+        out = []
+        for spans in pieces:
+            entities = []
+            for offset, _ in spans:
+                entities += [Entity(e.start + offset, e.end + offset, e.label, e.text, e.score)
+                             for e in next(tagged)]
+            out.append(entities)
+        return out
+
+    def __call__(self, text: str) -> list[Entity]:
+        return self._tag_texts([text])[0]
+
+
+def tokens_and_tags(tagger: Tagger, text: str) -> list[tuple[list[str], list[str]]]:
+    """Per sentence of ``text``: its tokens and predicted tags (for CoNLL output)."""
+    out = []
+    sentences = [text[s:e] for s, e in split_sentences(text)]
+    examples = [encode(s, tagger.vocabs) for s in sentences]
+    for sent, ex, (ids, _) in zip(sentences, examples, predict(tagger.model, examples, 256, tagger.device)):
+        out.append(([sent[s:e] for s, e in ex.tokens], [tagger.tags[i] for i in ids]))
+    return out

@@ -1,0 +1,71 @@
+"""``adelabel tag``: stream lines of text through a :class:`Tagger` and write JSONL or CoNLL."""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from itertools import islice
+from pathlib import Path
+from typing import IO
+
+from adelabel.errors import InputError
+from adelabel.tagger import Tagger
+from adelabel.text import split_sentences, tokenize
+from adelabel.tags import spans_to_tags
+
+
+def read_text_lines(source: str) -> Iterator[str]:
+    """Lines of a UTF-8 file (or stdin for ``-``), without line endings, read lazily."""
+    name = "<stdin>" if source == "-" else source
+    with ExitStack() as stack:
+        if source == "-":
+            fh = sys.stdin.buffer
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise InputError(path, "file not found")
+            fh = stack.enter_context(path.open("rb"))
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(name, f"not UTF-8 text (byte {err.start} of the line)", number) from None
+            yield line.rstrip("\r\n").removeprefix("\ufeff") if number == 1 else line.rstrip("\r\n")
+
+
+def write_jsonl(out: IO[str], text: str, entities) -> None:
+    out.write(json.dumps({"text": text, "entities": [e.to_dict() for e in entities]}, ensure_ascii=False) + "\n")
+
+
+def write_conll(out: IO[str], text: str, entities) -> None:
+    """Each sentence of the line as ``token<TAB>tag``, a blank line after it; a ``# text =`` comment
+    first, so an input line with no tokens still leaves a trace and line numbers can be recovered."""
+    out.write(f"# text = {text}\n")
+    spans = [(e.start, e.end, e.label) for e in entities]
+    for s, e in split_sentences(text):
+        tokens = [(a + s, b + s) for a, b in tokenize(text[s:e])]
+        inside = [sp for sp in spans if s <= sp[0] < e]
+        tags, _ = spans_to_tags(tokens, inside)
+        for (a, b), t in zip(tokens, tags):
+            out.write(f"{text[a:b]}\t{t}\n")
+        out.write("\n")
+
+
+def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, batch_size: int,
+               device: str) -> int:
+    """Tag every line of ``source``; returns the number of lines written."""
+    tagger = Tagger.load(model, device=device)
+    writer = write_jsonl if fmt == "jsonl" else write_conll
+    lines = read_text_lines(source)
+    count = 0
+    with ExitStack() as stack:
+        out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+        while True:
+            chunk = list(islice(lines, batch_size))
+            if not chunk:
+                break
+            for text, entities in zip(chunk, tagger.pipe(chunk, batch_size=len(chunk))):
+                writer(out, text, entities)
+            count += len(chunk)
+    return count

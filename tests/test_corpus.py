@@ -1,0 +1,159 @@
+"""The ADE reader on the real corpus and on small files that exercise its quirks and bad input."""
+from __future__ import annotations
+
+import pytest
+
+from adelabel.corpus.ade import read_ade, resolve_overlaps
+from adelabel.corpus.conll import read_conll, write_conll
+from adelabel.errors import InputError
+from adelabel.split import split_by_document
+from adelabel.tags import spans_to_tags, tags_to_spans
+from adelabel.text import tokenize
+
+SENT = "naproxen rash: we saw rash after naproxen."
+
+
+def write_corpus(tmp_path, ae_lines, neg_lines=("1 NEG Nothing happened with naproxen.",), dose_lines=None):
+    (tmp_path / "DRUG-AE.rel").write_text("".join(l + "\n" for l in ae_lines), encoding="utf-8")
+    (tmp_path / "ADE-NEG.txt").write_text("".join(l + "\n" for l in neg_lines), encoding="utf-8")
+    if dose_lines is not None:
+        (tmp_path / "DRUG-DOSE.rel").write_text("".join(l + "\n" for l in dose_lines), encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def real(real_corpus):
+    return read_ade(real_corpus)
+
+
+def test_real_corpus_counts_and_location(real):
+    sentences, report = real
+    assert report.lines == {"DRUG-AE.rel": 6170, "ADE-NEG.txt": 15118}
+    # 3,861 distinct relation sentences plus the ADE-NEG ones not also listed with relations.
+    assert sum(not s.negative for s in sentences) == 3861
+    assert report.unlocatable == 0 and report.malformed_lines == 0
+    assert report.located_by_offsets == report.mentions
+    # The consistent-offset rule matters: hundreds of mentions are not their sentence's first occurrence.
+    assert report.not_first_occurrence > 100
+    assert report.duplicate_spans > 0 and report.nested_dropped > 0
+    assert report.negative_also_positive == 6
+
+
+def test_real_corpus_round_trips_through_bio(real):
+    sentences, _ = real
+    for s in sentences:
+        tokens = tokenize(s.text)
+        tags, misaligned = spans_to_tags(tokens, s.spans)
+        assert misaligned == 0, s.text
+        assert tags_to_spans(tokens, tags) == s.spans, s.text
+
+
+def test_real_corpus_quirks(real):
+    sentences, _ = real
+    by_text = {s.text: s for s in sentences}
+    s = by_text["Intravenous azithromycin-induced ototoxicity."]
+    assert [(s.text[a:b], lab) for a, b, lab in s.spans] == [("azithromycin", "DRUG"), ("ototoxicity", "AE")]
+    # Spans never overlap after the overlap policy, and no mention keeps surrounding spaces.
+    for s in sentences:
+        for (a1, b1, _), (a2, b2, _) in zip(s.spans, s.spans[1:]):
+            assert b1 <= a2
+        assert all(s.text[a:b] == s.text[a:b].strip() for a, b, _ in s.spans)
+    # A drug named in an ADE-NEG sentence is not an entity there.
+    neg = [s for s in sentences if s.negative and "methotrexate" in s.text.lower()]
+    assert neg and all(not s.spans for s in neg)
+
+
+def test_dose_only_when_asked(real_corpus):
+    sentences, report = read_ade(real_corpus, labels=("DRUG", "AE", "DOSE"), include_negative=False)
+    assert report.entities["DOSE"] > 150
+    assert all(not s.negative for s in sentences)
+
+
+def test_split_is_by_document_and_seeded(real):
+    sentences, _ = real
+    a = split_by_document(sentences, seed=1)
+    b = split_by_document(sentences, seed=1)
+    c = split_by_document(sentences, seed=2)
+    docs = {name: {s.doc_id for s in part} for name, part in a.items()}
+    assert not docs["train"] & docs["dev"] and not docs["train"] & docs["test"] and not docs["dev"] & docs["test"]
+    assert {k: [s.text for s in v] for k, v in a.items()} == {k: [s.text for s in v] for k, v in b.items()}
+    assert docs["test"] != {s.doc_id for s in c["test"]}
+    n = len(docs["train"]) + len(docs["dev"]) + len(docs["test"])
+    assert abs(len(docs["train"]) / n - 0.8) < 0.01
+
+
+def test_offsets_pick_the_consistent_occurrence(tmp_path):
+    # Document: "1\n\n" + SENT, so the sentence starts at 3. The second "rash" (21) and the second
+    # "naproxen" (32) are annotated; a first-match search would pick the first ones.
+    line = f"1|{SENT}|rash|{3 + 22}|{3 + 26}|naproxen|{3 + 33}|{3 + 41}"
+    sentences, report = read_ade(write_corpus(tmp_path, [line]))
+    pos = [s for s in sentences if not s.negative][0]
+    assert pos.spans == [(22, 26, "AE"), (33, 41, "DRUG")]
+    assert report.not_first_occurrence == 2
+
+
+def test_relation_lines_of_one_sentence_merge(tmp_path):
+    text = "Rash and fever after naproxen."
+    lines = [f"7|{text}|Rash|3|7|naproxen|24|32", f"7|{text}|fever|12|17|naproxen|24|32"]
+    sentences, report = read_ade(write_corpus(tmp_path, lines))
+    pos = [s for s in sentences if not s.negative]
+    assert len(pos) == 1 and len(pos[0].spans) == 3
+    assert report.duplicate_spans == 1
+
+
+def test_overlap_policy_keeps_outer():
+    spans = [(0, 32, "AE"), (0, 7, "DRUG"), (5, 40, "AE"), (50, 55, "DRUG"), (50, 55, "DRUG")]
+    assert resolve_overlaps(spans) == [(5, 40, "AE"), (50, 55, "DRUG")]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("1|A rash.|rash|5|9|aspirin", "expected 8"),
+    ("1|A rash.|rash|x|9|A|3|4", "not integers"),
+    ("1|A rash.|rash|5|9|aspirin|10|17", "does not occur"),
+    ("1|A rash.|rash|5|12|A|3|4", "do not match its length"),
+])
+def test_malformed_lines_reported_with_file_and_line(tmp_path, line, message):
+    good = "2|Fever after aspirin.|Fever|3|8|aspirin|15|22"
+    corpus = write_corpus(tmp_path, [good, line])
+    sentences, report = read_ade(corpus)
+    assert report.malformed_lines == 1
+    assert f"DRUG-AE.rel:2: " in report.problems[0] and message in report.problems[0]
+    assert any(s.spans for s in sentences)
+    with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: .*" + message):
+        read_ade(corpus, strict=True)
+
+
+def test_malformed_negative_line(tmp_path):
+    corpus = write_corpus(tmp_path, ["2|Fever after aspirin.|Fever|3|8|aspirin|15|22"], ["1 POS oops", "1 NEG fine."])
+    with pytest.raises(InputError, match=r"ADE-NEG\.txt:1: expected 'PubMed-ID NEG sentence'"):
+        read_ade(corpus, strict=True)
+    sentences, report = read_ade(corpus)
+    assert report.malformed_lines == 1 and len(sentences) == 2
+
+
+def test_non_utf8_empty_and_missing_files(tmp_path):
+    corpus = write_corpus(tmp_path, ["2|Fever after aspirin.|Fever|3|8|aspirin|15|22"])
+    (corpus / "ADE-NEG.txt").write_bytes(b"1 NEG fine.\n1 NEG caf\xe9 au lait\n")
+    with pytest.raises(InputError, match=r"ADE-NEG\.txt:2: not UTF-8"):
+        read_ade(corpus)
+    (corpus / "ADE-NEG.txt").write_bytes(b"")
+    with pytest.raises(InputError, match=r"ADE-NEG\.txt: file is empty"):
+        read_ade(corpus)
+    (corpus / "ADE-NEG.txt").unlink()
+    with pytest.raises(InputError, match=r"ADE-NEG\.txt: file not found"):
+        read_ade(corpus)
+    assert read_ade(corpus, include_negative=False)[0]
+    with pytest.raises(InputError, match="corpus folder not found"):
+        read_ade(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="DRUG-DOSE.rel: file not found"):
+        read_ade(corpus, labels=("DRUG", "AE", "DOSE"), include_negative=False)
+
+
+def test_conll_round_trip(tmp_path):
+    path = tmp_path / "x.conll"
+    write_conll(path, [(["Rash", "after", "naproxen"], ["B-AE", "O", "B-DRUG"])])
+    [s] = read_conll(path)
+    assert s.text == "Rash after naproxen" and s.spans == [(0, 4, "AE"), (11, 19, "DRUG")]
+    path.write_text("Rash\tB-AE\nafter\tX-Y\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"x\.conll:2: tag 'X-Y'"):
+        read_conll(path)

@@ -1,0 +1,121 @@
+"""Decoding, masking and the model format, on tiny untrained models (fast, no corpus needed)."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from adelabel import model_dir
+from adelabel.data import collate, encode
+from adelabel.decode import iob2_constraints, viterbi
+from adelabel.errors import InputError
+from adelabel.models import build_model
+from adelabel.tags import tag_set
+from adelabel.vocab import Vocab, Vocabs
+
+TAGS = tag_set(["DRUG", "AE"])
+
+
+def brute_force(scores, start, trans):
+    best, best_path = None, None
+    for path in itertools.product(range(scores.shape[1]), repeat=scores.shape[0]):
+        total = start[path[0]] + sum(scores[t, k] for t, k in enumerate(path))
+        total += sum(trans[a, b] for a, b in zip(path, path[1:]))
+        if best is None or total > best:
+            best, best_path = total, list(path)
+    return best_path
+
+
+def test_viterbi_matches_brute_force_with_padding():
+    gen = torch.Generator().manual_seed(0)
+    start, trans = iob2_constraints(TAGS)
+    for trial in range(20):
+        lengths = [1, 3, 4, 2]
+        scores = torch.randn(len(lengths), 4, len(TAGS), generator=gen)
+        # learned-looking transitions on top of the hard constraints, as a CRF would have
+        t = trans + torch.randn(len(TAGS), len(TAGS), generator=gen) * (trial % 2)
+        mask = torch.arange(4)[None, :] < torch.tensor(lengths)[:, None]
+        paths = viterbi(scores, mask, start, t)
+        for b, n in enumerate(lengths):
+            assert paths[b, :n].tolist() == brute_force(scores[b, :n], start, t)
+            assert paths[b, n:].tolist() == [0] * (4 - n)
+
+
+def test_constrained_decoding_never_emits_invalid_iob2():
+    start, trans = iob2_constraints(TAGS)
+    scores = torch.full((1, 3, len(TAGS)), -5.0)
+    scores[0, :, TAGS.index("I-AE")] = 5.0  # the argmax would be I-AE I-AE I-AE
+    path = [TAGS[i] for i in viterbi(scores, torch.ones(1, 3, dtype=torch.bool), start, trans)[0]]
+    assert path[0] != "I-AE" and all(not (a == "O" and b.startswith("I-")) for a, b in zip(path, path[1:]))
+
+
+def tiny_vocabs():
+    words = Vocab.for_words(["rash", "after", "naproxen", "a", "long", "sentence", "."])
+    chars = Vocab.for_words(sorted(set("rashfternpoxlgci.")))
+    return Vocabs(words, chars)
+
+
+def tiny_model(vocabs, **hyper):
+    torch.manual_seed(0)
+    return build_model("bilstm", tags=TAGS, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                       embedding_dim=8, hidden_size=6, dense_size=5, dropout=0.0, **hyper).eval()
+
+
+@pytest.mark.parametrize("char_filters", [0, 4])
+def test_padding_never_changes_a_prediction(char_filters):
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, char_filters=char_filters)
+    short = encode("rash after naproxen", vocabs)
+    long = encode("a long long sentence after a long rash after naproxen .", vocabs)
+    alone = model(collate([short]))[0]
+    padded = model(collate([long, short]))[1, :3]
+    assert torch.allclose(alone, padded, atol=1e-6)
+    batch = collate([long, short])
+    assert batch.mask.sum().item() == len(long.words) + 3
+
+
+def test_loss_ignores_padding():
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs)
+    ids = {t: i for i, t in enumerate(TAGS)}
+    short = encode("rash after naproxen", vocabs, ids, ["B-AE", "O", "B-DRUG"])
+    longer = encode("a long long sentence", vocabs, ids, ["O", "O", "O", "O"])
+    l1 = model.loss(model(collate([short])), collate([short]))
+    l2 = model.loss(model(collate([longer])), collate([longer]))
+    batch = collate([short, longer])
+    # The pair's loss is the token-weighted mean of the two sentences' own: padding adds nothing.
+    assert torch.allclose(model.loss(model(batch), batch), (l1 * 3 + l2 * 4) / 7, atol=1e-6)
+
+
+def test_model_directory_round_trip_and_corruption(tmp_path):
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, char_filters=4)
+    config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8,
+              "model": {"hidden_size": 6, "dense_size": 5, "dropout": 0.0, "char_filters": 4}}
+    model_dir.save(tmp_path, model, config, vocabs)
+    loaded, cfg, vocabs2 = model_dir.load(tmp_path)
+    batch = collate([encode("rash after naproxen", vocabs)])
+    assert torch.equal(model(batch), loaded(batch))
+    assert vocabs2.words.items == vocabs.words.items and cfg["tags"] == TAGS
+
+    weights = tmp_path / model_dir.WEIGHTS
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputError, match="corrupt weights file"):
+        model_dir.load(tmp_path)
+    weights.write_bytes(good)
+
+    (tmp_path / model_dir.VOCAB).write_text(json.dumps({"words": ["<pad>", "<unk>"], "chars": ["<pad>", "<unk>"]}))
+    with pytest.raises(InputError, match="weights do not match"):
+        model_dir.load(tmp_path)
+
+    (tmp_path / model_dir.CONFIG).write_text("{not json")
+    with pytest.raises(InputError, match=r"config\.json: corrupt JSON"):
+        model_dir.load(tmp_path)
+    (tmp_path / model_dir.CONFIG).unlink()
+    with pytest.raises(InputError, match=r"config\.json: missing"):
+        model_dir.load(tmp_path)
+    with pytest.raises(InputError, match="model directory not found"):
+        model_dir.load(tmp_path / "nothing")

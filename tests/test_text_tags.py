@@ -1,0 +1,44 @@
+from adelabel.tags import spans_to_tags, tag_set, tags_to_spans
+from adelabel.text import split_sentences, tokenize
+
+
+def words(text):
+    return [text[s:e] for s, e in tokenize(text)]
+
+
+def test_tokenizer_splits_hyphens_and_slashes_and_keeps_offsets():
+    text = "Intravenous azithromycin-induced ototoxicity (1500 mg/m2)."
+    assert words(text) == ["Intravenous", "azithromycin", "-", "induced", "ototoxicity", "(", "1500", "mg", "/",
+                           "m2", ")", "."]
+    for s, e in tokenize(text):
+        assert text[s:e].strip() == text[s:e] != ""
+
+
+def test_sentence_splitter_keeps_abbreviations_and_offsets():
+    text = "He took 5 mg, e.g. approx. 5 mg daily.  Then vs. placebo it failed! A 3rd one (rare)."
+    spans = split_sentences(text)
+    assert [text[s:e] for s, e in spans] == ["He took 5 mg, e.g. approx. 5 mg daily.",
+                                             "Then vs. placebo it failed!", "A 3rd one (rare)."]
+    assert split_sentences("   ") == []
+
+
+def test_bio_round_trip_and_strict_decoding():
+    text = "Heparin-induced thrombocytopenia after heparin"
+    tokens = tokenize(text)
+    spans = [(0, 32, "AE"), (39, 46, "DRUG")]
+    tags, misaligned = spans_to_tags(tokens, spans)
+    assert tags == ["B-AE", "I-AE", "I-AE", "I-AE", "O", "B-DRUG"]
+    assert misaligned == 0
+    assert tags_to_spans(tokens, tags) == spans
+    # An I- that continues nothing starts no entity, as in seqeval's strict mode.
+    assert tags_to_spans(tokens, ["I-AE", "I-AE", "O", "B-DRUG", "I-AE", "O"]) == [(16, 32, "DRUG")]
+
+
+def test_misaligned_span_is_counted_and_widened():
+    text = "azithromycininduced rash"
+    tags, misaligned = spans_to_tags(tokenize(text), [(0, 12, "DRUG")])
+    assert tags == ["B-DRUG", "O"] and misaligned == 1
+
+
+def test_tag_set_order():
+    assert tag_set(["DRUG", "AE"]) == ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
