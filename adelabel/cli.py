@@ -119,7 +119,7 @@ def tag(
     model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
     format: Annotated[str, typer.Option(help="jsonl or conll.")] = "jsonl",
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Lines read and tagged at a time.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Tag text: one JSON object per input line with character offsets into that line."""

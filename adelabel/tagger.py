@@ -2,6 +2,8 @@
 uses to score the dev set (one code path, so the scores describe what users get)."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +19,21 @@ from adelabel.text import split_sentences, tokenize
 from adelabel.vocab import Vocabs
 
 DEFAULT_MODEL = Path("models/bilstm")
+
+
+def _malloc_trim():
+    # Every batch allocates tensors of a new shape; glibc keeps the freed pieces in a fragmented heap,
+    # and a long `adelabel tag` run grew by ~30 MB per 1,000 abstracts. Handing free pages back after
+    # each chunk keeps memory flat at no measurable cost. Other C libraries have no such call.
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+release_memory = _malloc_trim()
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,7 @@ class Tagger:
                 entities += [Entity(e.start + offset, e.end + offset, e.label, e.text, e.score)
                              for e in next(tagged)]
             out.append(entities)
+        release_memory()
         return out
 
     def __call__(self, text: str) -> list[Entity]:
