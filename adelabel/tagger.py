@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from adelabel import model_dir
 from adelabel.data import Example, bucketed, encode
 from adelabel.models.base import SequenceLabeler
 from adelabel.tags import tags_to_spans
-from adelabel.text import split_sentences, tokenize
+from adelabel.text import split_sentences
 from adelabel.vocab import Vocabs
 
 DEFAULT_MODEL = Path("models/bilstm")
@@ -90,8 +89,6 @@ class Tagger:
     @classmethod
     def load(cls, path: str | Path = DEFAULT_MODEL, device: str = "auto") -> "Tagger":
         dev = pick_device(device)
-        if dev.type == "cpu" and "ADELABEL_THREADS" in os.environ:
-            torch.set_num_threads(int(os.environ["ADELABEL_THREADS"]))
         model, config, vocabs = model_dir.load(path, dev)
         return cls(model, config, vocabs, dev)
 
@@ -140,12 +137,3 @@ class Tagger:
     def __call__(self, text: str) -> list[Entity]:
         return self._tag_texts([text])[0]
 
-
-def tokens_and_tags(tagger: Tagger, text: str) -> list[tuple[list[str], list[str]]]:
-    """Per sentence of ``text``: its tokens and predicted tags (for CoNLL output)."""
-    out = []
-    sentences = [text[s:e] for s, e in split_sentences(text)]
-    examples = [encode(s, tagger.vocabs) for s in sentences]
-    for sent, ex, (ids, _) in zip(sentences, examples, predict(tagger.model, examples, 256, tagger.device)):
-        out.append(([sent[s:e] for s, e in ex.tokens], [tagger.tags[i] for i in ids]))
-    return out

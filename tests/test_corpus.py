@@ -157,3 +157,19 @@ def test_conll_round_trip(tmp_path):
     path.write_text("Rash\tB-AE\nafter\tX-Y\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"x\.conll:2: tag 'X-Y'"):
         read_conll(path)
+
+
+def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
+    from adelabel.embeddings import load_vectors
+
+    good = tmp_path / "vec.txt"
+    good.write_text("3 2\nNaproxen 0.1 0.2\nnaproxen 0.5 0.5\nrash 0.3 0.4\n", encoding="utf-8")
+    kv = load_vectors(good, keep={"rash"}, max_words=1)
+    # Keys are normalised; the first (most frequent) of two entries that normalise alike wins.
+    assert list(kv.index_to_key) == ["naproxen", "rash"] and kv["naproxen"].tolist() == pytest.approx([0.1, 0.2])
+    bad = tmp_path / "vec.bin"
+    bad.write_bytes(b"not vectors at all")
+    with pytest.raises(InputError, match=r"vec\.bin: cannot read as word2vec binary format"):
+        load_vectors(bad)
+    with pytest.raises(InputError, match="vectors file not found"):
+        load_vectors(tmp_path / "none.bin")
