@@ -48,7 +48,8 @@ def prepare(
     seed: Annotated[int, typer.Option(help="Seed for the document split and word2vec.")] = 13,
     types: Annotated[str, typer.Option(help="Entity types, comma-separated, from DRUG, AE, DOSE.")] = "DRUG,AE",
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (no entities).")] = True,
-    dim: Annotated[int, typer.Option(help="Dimension of word2vec trained on the corpus.")] = 100,
+    dim: Annotated[int, typer.Option(help="Dimension of word2vec trained on the corpus.")] = 200,
+    w2v_epochs: Annotated[int, typer.Option(help="Training epochs of word2vec on the corpus.")] = 20,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -57,7 +58,7 @@ def prepare(
 
     labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
     run(corpus or default_corpus(), out, seed=seed, labels=labels, include_negative=negatives,
-        vectors=vectors, dim=dim, strict=strict, log=_log(quiet) or (lambda _: None))
+        vectors=vectors, dim=dim, w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None))
 
 
 @app.command()

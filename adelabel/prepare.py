@@ -53,8 +53,8 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
 
 
 def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequence[str] = DEFAULT_LABELS,
-            include_negative: bool = True, vectors: str | Path | None = None, dim: int = 100,
-            w2v_epochs: int = 10, max_vectors: int = 200_000, strict: bool = False,
+            include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
+            w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
             log: Callable[[str], None] = print) -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest."""
     sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict)

@@ -63,17 +63,21 @@ def tiny_model(vocabs, **hyper):
                        embedding_dim=8, hidden_size=6, dense_size=5, dropout=0.0, **hyper).eval()
 
 
-@pytest.mark.parametrize("char_filters", [0, 4])
-def test_padding_never_changes_a_prediction(char_filters):
+@pytest.mark.parametrize("options", [{}, {"char_filters": 4}, {"sentence_context": True}, {"crf": True}])
+def test_padding_never_changes_a_prediction(options):
     vocabs = tiny_vocabs()
-    model = tiny_model(vocabs, char_filters=char_filters)
+    model = tiny_model(vocabs, **options)
     short = encode("rash after naproxen", vocabs)
     long = encode("a long long sentence after a long rash after naproxen .", vocabs)
     alone = model(collate([short]))[0]
-    padded = model(collate([long, short]))[1, :3]
-    assert torch.allclose(alone, padded, atol=1e-6)
     batch = collate([long, short])
+    padded = model(batch)[1, :3]
+    assert torch.allclose(alone, padded, atol=1e-6)
     assert batch.mask.sum().item() == len(long.words) + 3
+    tags_alone, conf_alone = model.decode(model(collate([short])), collate([short]))
+    tags_padded, conf_padded = model.decode(model(batch), batch)
+    assert torch.equal(tags_alone[0], tags_padded[1, :3])
+    assert torch.allclose(conf_alone[0], conf_padded[1, :3], atol=1e-5)
 
 
 def test_loss_ignores_padding():
@@ -119,3 +123,49 @@ def test_model_directory_round_trip_and_corruption(tmp_path):
         model_dir.load(tmp_path)
     with pytest.raises(InputError, match="model directory not found"):
         model_dir.load(tmp_path / "nothing")
+
+
+@torch.no_grad()
+def test_crf_partition_decode_and_marginals_match_brute_force():
+    from adelabel.models.crf import CRF
+
+    torch.manual_seed(1)
+    crf = CRF(TAGS)
+    with torch.no_grad():
+        crf.transitions.normal_()
+        crf.start.normal_()
+        crf.end.normal_()
+    lengths = [3, 1, 2]
+    scores = torch.randn(3, 3, len(TAGS))
+    mask = torch.arange(3)[None, :] < torch.tensor(lengths)[:, None]
+    start, trans = crf._params()
+    paths = crf.decode(scores, mask)
+    marg = crf.marginals(scores, mask)
+    log_z = crf.log_partition(scores, mask)
+    for b, n in enumerate(lengths):
+        totals = {}
+        for path in itertools.product(range(len(TAGS)), repeat=n):
+            total = start[path[0]] + crf.end[path[-1]] + sum(scores[b, t, k] for t, k in enumerate(path))
+            totals[path] = total + sum(trans[x, y] for x, y in zip(path, path[1:]))
+        stacked = torch.stack(list(totals.values()))
+        assert torch.allclose(log_z[b], torch.logsumexp(stacked, 0), atol=1e-4)
+        assert tuple(paths[b, :n].tolist()) == max(totals, key=lambda p: totals[p].item())
+        probs = (stacked - log_z[b]).exp()
+        for t in range(n):
+            for k in range(len(TAGS)):
+                want = sum(p for path, p in zip(totals, probs) if path[t] == k)
+                assert abs(marg[b, t, k].item() - float(want)) < 1e-4
+        gold = torch.tensor([list(paths[b, :n]) + [0] * (3 - n)])
+        gold_score = crf.gold_score(scores[b:b + 1], gold, mask[b:b + 1])
+        assert torch.allclose(gold_score[0], totals[tuple(paths[b, :n].tolist())], atol=1e-4)
+
+
+def test_epoch_sample_keeps_positives_and_a_share_of_negatives():
+    from adelabel.train import epoch_sample
+
+    examples = list(range(1000))
+    negative = [i % 5 != 0 for i in examples]  # 200 positives, 800 negatives
+    sample = epoch_sample(examples, negative, 0.25, torch.Generator().manual_seed(0))
+    assert set(range(0, 1000, 5)) <= set(sample)
+    assert 150 < sum(negative[i] for i in sample) < 250
+    assert epoch_sample(examples, negative, 1.0, torch.Generator()) == examples

@@ -60,7 +60,10 @@ def test_tagger_offsets_and_pipe(sample_model):
         for e in entities:
             assert isinstance(e, Entity) and line[e.start:e.end] == e.text and 0 < e.score <= 1
             found += 1
-        assert entities == tagger(line)
+        alone = tagger(line)
+        # Batch composition changes float rounding in the last digits of a score, never an entity.
+        assert [(e.start, e.end, e.label) for e in entities] == [(e.start, e.end, e.label) for e in alone]
+        assert all(abs(a.score - b.score) < 1e-3 for a, b in zip(entities, alone))
     assert found > 10
     assert tagger("") == [] and tagger("   ") == []
     # Offsets of a sentence inside a line index the line, not the sentence.

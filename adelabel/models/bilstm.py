@@ -15,8 +15,9 @@ from adelabel.models.chars import CharCNN
 class BiLSTMTagger(SequenceLabeler):
     def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
                  hidden_size: int = 200, layers: int = 1, dense_size: int = 100, dropout: float = 0.5,
-                 freeze_embeddings: bool = False, char_filters: int = 0) -> None:
-        super().__init__(tags)
+                 freeze_embeddings: bool = False, char_filters: int = 0, crf: bool = False,
+                 sentence_context: bool = False) -> None:
+        super().__init__(tags, crf=crf)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.embedding.weight.requires_grad = not freeze_embeddings
         # char_filters = 0 is the classic word-only tagger.
@@ -25,8 +26,12 @@ class BiLSTMTagger(SequenceLabeler):
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(input_dim, hidden_size, num_layers=layers, bidirectional=True,
                             batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        # Whether a drug or symptom is an entity depends on whether its sentence reports an adverse
+        # event at all; sentence_context hands the head a max-pooled summary of the whole sentence.
+        self.sentence_context = sentence_context
+        head_in = 2 * hidden_size * (2 if sentence_context else 1)
         # The "time-distributed dense" head: the same small MLP applied at every position.
-        self.dense = nn.Sequential(nn.Linear(2 * hidden_size, dense_size), nn.Tanh(), nn.Dropout(dropout),
+        self.dense = nn.Sequential(nn.Linear(head_in, dense_size), nn.Tanh(), nn.Dropout(dropout),
                                    nn.Linear(dense_size, len(tags)))
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -38,6 +43,9 @@ class BiLSTMTagger(SequenceLabeler):
         packed = pack_padded_sequence(x, batch.lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=batch.words.shape[1])
+        if self.sentence_context:
+            pooled = out.masked_fill(~batch.mask[..., None], float("-inf")).max(dim=1).values
+            out = torch.cat([out, pooled[:, None, :].expand_as(out)], dim=-1)
         return self.dense(self.dropout(out))
 
 
