@@ -110,6 +110,9 @@ def evaluate(
     print(format_table(result))
     print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f} "
           f"(over {result['negative_sentences']:,})")
+    only = result["annotated_only"]["micro"]
+    print(f"on the sentences with annotations only (ADE-NEG left out): P {only['precision']:.4f} "
+          f"R {only['recall']:.4f} F1 {only['f1']:.4f}")
     if json_out:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 

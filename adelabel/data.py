@@ -5,6 +5,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from adelabel.corpus import Sentence
 from adelabel.tags import spans_to_tags
@@ -31,14 +32,15 @@ class Batch:
     tag ids."""
 
     words: torch.Tensor      # (batch, time) long, 0 = padding
-    chars: torch.Tensor      # (batch, time, max word length) long, 0 = padding
+    chars: torch.Tensor      # (distinct spellings + 1, longest word) character ids; row 0 is padding
+    spellings: torch.Tensor  # (batch, time) long: each token's row in ``chars``, 0 on padding
     lengths: torch.Tensor    # (batch,) long, on the CPU as packing requires
     mask: torch.Tensor       # (batch, time) bool, True on real tokens
     tags: torch.Tensor | None = None  # (batch, time) long, IGNORE on padding
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(self.words.to(device), self.chars.to(device), self.lengths, self.mask.to(device),
-                     None if self.tags is None else self.tags.to(device))
+        return Batch(self.words.to(device), self.chars.to(device), self.spellings.to(device), self.lengths,
+                     self.mask.to(device), None if self.tags is None else self.tags.to(device))
 
 
 def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
@@ -57,17 +59,25 @@ def collate(examples: Sequence[Example]) -> Batch:
     width = int(lengths.max()) if len(examples) else 0
     words = torch.zeros(len(examples), width, dtype=torch.long)
     char_width = max((e.chars.shape[1] for e in examples), default=1)
-    chars = torch.zeros(len(examples), width, char_width, dtype=torch.long)
+    # Each distinct spelling is stored once: "the", "of" and "," fill a batch, and the character
+    # encoder costs as much per row as the recurrent layer does per token.
+    spelled = torch.cat([nn.functional.pad(e.chars, (0, char_width - e.chars.shape[1])) for e in examples]
+                        or [torch.zeros(0, char_width, dtype=torch.long)])
+    distinct, rows = torch.unique(spelled, dim=0, return_inverse=True)
+    chars = torch.cat([torch.zeros(1, char_width, dtype=torch.long), distinct])
+    spellings = torch.zeros(len(examples), width, dtype=torch.long)
     has_tags = all(e.tags is not None for e in examples)
     tags = torch.full((len(examples), width), IGNORE, dtype=torch.long) if has_tags else None
+    offset = 0
     for i, e in enumerate(examples):
         n = len(e.words)
         words[i, :n] = torch.tensor(e.words, dtype=torch.long)
-        chars[i, :n, :e.chars.shape[1]] = e.chars
+        spellings[i, :n] = rows[offset:offset + n] + 1
+        offset += n
         if tags is not None:
             tags[i, :n] = torch.tensor(e.tags, dtype=torch.long)
     mask = torch.arange(width)[None, :] < lengths[:, None]
-    return Batch(words, chars, lengths, mask, tags)
+    return Batch(words, chars, spellings, lengths, mask, tags)
 
 
 def bucketed(examples: Sequence[Example], batch_size: int, shuffle: bool = False,

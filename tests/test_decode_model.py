@@ -80,6 +80,18 @@ def test_padding_never_changes_a_prediction(options):
     assert torch.allclose(conf_alone[0], conf_padded[1, :3], atol=1e-5)
 
 
+def test_collate_stores_each_spelling_once():
+    vocabs = tiny_vocabs()
+    a, b = encode("rash after naproxen", vocabs), encode("naproxen rash", vocabs)
+    batch = collate([a, b])
+    assert len(batch.chars) == 1 + 3  # the padding row and three distinct spellings
+    assert batch.spellings[1, 2] == 0  # padding position
+    for row, example in enumerate((a, b)):
+        spelled = batch.chars[batch.spellings[row, :len(example.words)]]
+        assert torch.equal(spelled[:, :example.chars.shape[1]], example.chars)
+        assert not spelled[:, example.chars.shape[1]:].any()
+
+
 def test_loss_ignores_padding():
     vocabs = tiny_vocabs()
     model = tiny_model(vocabs)

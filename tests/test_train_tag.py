@@ -95,6 +95,11 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     assert "micro" in out.stdout and "ADE-NEG" in out.stdout
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["micro"]["f1"] == json.loads((sample_model / "metrics.json").read_text())["test"]["micro"]["f1"]
+    # Leaving the ADE-NEG sentences out loses no gold entity and only false positives.
+    only = scores["annotated_only"]["micro"]
+    assert only["support"] == scores["micro"]["support"] and only["recall"] == scores["micro"]["recall"]
+    assert only["precision"] >= scores["micro"]["precision"]
+    assert "annotations only" in out.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -37,7 +37,7 @@ class BiLSTMTagger(SequenceLabeler):
     def forward(self, batch: Batch) -> torch.Tensor:
         x = self.embedding(batch.words)
         if self.chars is not None:
-            x = torch.cat([x, self.chars(batch.chars)], dim=-1)
+            x = torch.cat([x, self.chars(batch.chars, batch.spellings)], dim=-1)
         x = self.dropout(x)
         # Packing keeps the backward direction from reading padding, so padding can't change a prediction.
         packed = pack_padded_sequence(x, batch.lengths, batch_first=True, enforce_sorted=False)
