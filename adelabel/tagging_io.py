@@ -53,9 +53,9 @@ def write_conll(out: IO[str], text: str, entities) -> None:
 
 
 def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, batch_size: int,
-               device: str) -> int:
+               device: str, threshold: float | None = None) -> int:
     """Tag every line of ``source``; returns the number of lines written."""
-    tagger = Tagger.load(model, device=device)
+    tagger = Tagger.load(model, device=device, threshold=threshold)
     writer = write_jsonl if fmt == "jsonl" else write_conll
     lines = read_text_lines(source)
     count = 0

@@ -128,11 +128,13 @@ def train(config: dict, data_dir: str | Path, out_dir: str | Path, device: str =
             if log and sys.stderr.isatty():
                 print(f"\r  epoch {epoch} batch {n_batches}/{len(batches)}", end="", file=sys.stderr, flush=True)
         seconds = time.perf_counter() - started
-        dev = evaluate_examples(model, examples["dev"], negatives["dev"], tags, eval_bs, dev_)
+        dev = evaluate_examples(model, examples["dev"], negatives["dev"], tags, eval_bs, dev_, tune_gate=True)
         f1 = dev["micro"]["f1"]
         record = {"epoch": epoch, "loss": total_loss / max(n_batches, 1), "dev_precision": dev["micro"]["precision"],
                   "dev_recall": dev["micro"]["recall"], "dev_f1": f1, "seconds": seconds,
                   "sentences_per_second": len(sample) / seconds}
+        if "gate" in dev:
+            record["gate_threshold"] = dev["gate"]["threshold"]
         with log_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         improved = f1 > best_f1
@@ -140,7 +142,8 @@ def train(config: dict, data_dir: str | Path, out_dir: str | Path, device: str =
             print("\r", end="", file=sys.stderr)
         say(f"epoch {epoch:>3}  loss {record['loss']:.4f}  dev P {record['dev_precision']:.4f} "
             f"R {record['dev_recall']:.4f} F1 {f1:.4f}  {record['sentences_per_second']:,.0f} sent/s  "
-            f"{seconds:.1f}s{'  *' if improved else ''}")
+            f"{seconds:.1f}s" + (f"  gate {dev['gate']['threshold']:.2f}" if "gate" in dev else "")
+            + ("  *" if improved else ""))
         if improved:
             best_f1, best_epoch, stale = f1, epoch, 0
             best_state = copy.deepcopy(model.state_dict())

@@ -63,21 +63,25 @@ def tiny_model(vocabs, **hyper):
                        embedding_dim=8, hidden_size=6, dense_size=5, dropout=0.0, **hyper).eval()
 
 
-@pytest.mark.parametrize("options", [{}, {"char_filters": 4}, {"sentence_context": True}, {"crf": True}])
+@pytest.mark.parametrize("options", [{}, {"char_filters": 4}, {"sentence_context": True}, {"crf": True},
+                                     {"gate": True, "crf": True}])
 def test_padding_never_changes_a_prediction(options):
     vocabs = tiny_vocabs()
     model = tiny_model(vocabs, **options)
     short = encode("rash after naproxen", vocabs)
     long = encode("a long long sentence after a long rash after naproxen .", vocabs)
-    alone = model(collate([short]))[0]
+    alone = model(collate([short]))
     batch = collate([long, short])
-    padded = model(batch)[1, :3]
-    assert torch.allclose(alone, padded, atol=1e-6)
+    padded = model(batch)
+    assert torch.allclose(alone.scores[0], padded.scores[1, :3], atol=1e-6)
+    if options.get("gate"):
+        assert torch.allclose(alone.sentence[0], padded.sentence[1], atol=1e-6)
     assert batch.mask.sum().item() == len(long.words) + 3
-    tags_alone, conf_alone = model.decode(model(collate([short])), collate([short]))
-    tags_padded, conf_padded = model.decode(model(batch), batch)
+    tags_alone, conf_alone, sent_alone = model.decode(model(collate([short])), collate([short]), threshold=0.0)
+    tags_padded, conf_padded, sent_padded = model.decode(model(batch), batch, threshold=0.0)
     assert torch.equal(tags_alone[0], tags_padded[1, :3])
     assert torch.allclose(conf_alone[0], conf_padded[1, :3], atol=1e-5)
+    assert torch.allclose(sent_alone[0], sent_padded[1], atol=1e-6)
 
 
 def test_collate_stores_each_spelling_once():
@@ -105,6 +109,48 @@ def test_loss_ignores_padding():
     assert torch.allclose(model.loss(model(batch), batch), (l1 * 3 + l2 * 4) / 7, atol=1e-6)
 
 
+def test_gated_loss_tags_only_sentences_with_entities_and_gates_all():
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True, crf=True)
+    ids = {t: i for i, t in enumerate(TAGS)}
+    positive = encode("rash after naproxen", vocabs, ids, ["B-AE", "O", "B-DRUG"])
+    negative = encode("a long long sentence", vocabs, ids, ["O", "O", "O", "O"])
+    batch = collate([positive, negative])
+    out = model(batch)
+    alone = collate([positive])
+    token_loss = model.crf.nll(model(alone).scores, alone.tags, alone.mask)
+    gate_loss = torch.nn.functional.binary_cross_entropy_with_logits(out.sentence, torch.tensor([1.0, 0.0]))
+    assert torch.allclose(model.loss(out, batch), token_loss + gate_loss, atol=1e-5)
+    # A batch of sentences without entities trains the gate alone.
+    only_negative = collate([negative])
+    out = model(only_negative)
+    assert torch.allclose(model.loss(out, only_negative),
+                          torch.nn.functional.binary_cross_entropy_with_logits(out.sentence, torch.zeros(1)))
+
+
+@torch.no_grad()
+def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True)
+    with torch.no_grad():
+        model.dense[-1].bias.copy_(torch.tensor([-9.0, 9.0, -9.0, -9.0, -9.0]))  # B-DRUG everywhere
+    batch = collate([encode("rash after naproxen", vocabs), encode("naproxen", vocabs)])
+    out = model(batch)
+    opened = model.decode(out, batch, threshold=0.0)
+    assert (opened.tags[batch.mask] == TAGS.index("B-DRUG")).all()
+    assert not model.decode(out, batch, threshold=1.01).tags.any()
+    middle = float(opened.sentence.mean())
+    split = model.decode(out, batch, threshold=middle)
+    for row in range(2):
+        assert split.tags[row, 0].item() == (TAGS.index("B-DRUG") if opened.sentence[row] >= middle else 0)
+    model.gate_threshold.fill_(0.375)
+    config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8,
+              "model": {"hidden_size": 6, "dense_size": 5, "dropout": 0.0, "gate": True}}
+    model_dir.save(tmp_path, model, config, vocabs)
+    loaded, _, _ = model_dir.load(tmp_path)
+    assert float(loaded.gate_threshold) == 0.375
+
+
 def test_model_directory_round_trip_and_corruption(tmp_path):
     vocabs = tiny_vocabs()
     model = tiny_model(vocabs, char_filters=4)
@@ -113,7 +159,7 @@ def test_model_directory_round_trip_and_corruption(tmp_path):
     model_dir.save(tmp_path, model, config, vocabs)
     loaded, cfg, vocabs2 = model_dir.load(tmp_path)
     batch = collate([encode("rash after naproxen", vocabs)])
-    assert torch.equal(model(batch), loaded(batch))
+    assert torch.equal(model(batch).scores, loaded(batch).scores)
     assert vocabs2.words.items == vocabs.words.items and cfg["tags"] == TAGS
 
     weights = tmp_path / model_dir.WEIGHTS

@@ -65,6 +65,11 @@ def test_tagger_offsets_and_pipe(sample_model):
         assert [(e.start, e.end, e.label) for e in entities] == [(e.start, e.end, e.label) for e in alone]
         assert all(abs(a.score - b.score) < 1e-3 for a, b in zip(entities, alone))
     assert found > 10
+    # With the gate open every sentence is tagged: the entities of gated tagging and more.
+    opened = Tagger.load(sample_model, device="cpu", threshold=0.0)
+    for line, entities in zip(lines, results):
+        everything = {(e.start, e.end, e.label) for e in opened(line)}
+        assert {(e.start, e.end, e.label) for e in entities} <= everything
     assert tagger("") == [] and tagger("   ") == []
     # Offsets of a sentence inside a line index the line, not the sentence.
     text = "The patient recovered. Lamotrigine-induced rash was seen."
@@ -95,17 +100,21 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     assert "micro" in out.stdout and "ADE-NEG" in out.stdout
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["micro"]["f1"] == json.loads((sample_model / "metrics.json").read_text())["test"]["micro"]["f1"]
-    # Leaving the ADE-NEG sentences out loses no gold entity and only false positives.
+    # Leaving the ADE-NEG sentences out loses no gold entity; tagging each annotated sentence with the
+    # gate open finds at least the entities the gated run found.
     only = scores["annotated_only"]["micro"]
-    assert only["support"] == scores["micro"]["support"] and only["recall"] == scores["micro"]["recall"]
-    assert only["precision"] >= scores["micro"]["precision"]
+    assert only["support"] == scores["micro"]["support"] and only["recall"] >= scores["micro"]["recall"]
     assert "annotations only" in out.stdout
+    gate = scores["gate"]
+    assert 0 < gate["threshold"] < 1 and f"threshold {gate['threshold']:.2f}" in out.stdout
+    assert gate["annotated_sentences_passed"] > gate["negative_sentences_passed"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["tag", "nofile.txt", "--model", "{model}"], "nofile.txt: file not found"),
     (["tag", "{bad}", "--model", "{model}"], "bad.txt:2: not UTF-8"),
     (["tag", "{bad}", "--model", "{tmp}/nomodel"], "model directory not found"),
+    (["tag", "{bad}", "--model", "{model}", "--threshold", "1.5"], "--threshold must be between 0 and 1"),
     (["train", "--arch", "nosuch"], "no default config for architecture 'nosuch'"),
     (["prepare", "--corpus", "{tmp}/nocorpus"], "corpus folder not found"),
     (["evaluate", "--model", "{model}", "--data", "{tmp}"], "prepared split not found"),

@@ -1,4 +1,5 @@
-"""The classic ADE tagger: word embeddings → BiLSTM → time-distributed dense layer → softmax per token."""
+"""The classic ADE tagger: word embeddings → BiLSTM → time-distributed dense layer → softmax per token,
+with character features, a sentence summary, a CRF and the sentence gate as options."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,7 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from adelabel.data import Batch
-from adelabel.models.base import SequenceLabeler
+from adelabel.models.base import Output, SequenceLabeler, max_pool
 from adelabel.models.chars import CharCNN
 
 
@@ -16,8 +17,8 @@ class BiLSTMTagger(SequenceLabeler):
     def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
                  hidden_size: int = 200, layers: int = 1, dense_size: int = 100, dropout: float = 0.5,
                  freeze_embeddings: bool = False, char_filters: int = 0, crf: bool = False,
-                 sentence_context: bool = False) -> None:
-        super().__init__(tags, crf=crf)
+                 sentence_context: bool = False, gate: bool = False) -> None:
+        super().__init__(tags, crf=crf, gate=gate, gate_input=2 * hidden_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.embedding.weight.requires_grad = not freeze_embeddings
         # char_filters = 0 is the classic word-only tagger.
@@ -34,7 +35,7 @@ class BiLSTMTagger(SequenceLabeler):
         self.dense = nn.Sequential(nn.Linear(head_in, dense_size), nn.Tanh(), nn.Dropout(dropout),
                                    nn.Linear(dense_size, len(tags)))
 
-    def forward(self, batch: Batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> Output:
         x = self.embedding(batch.words)
         if self.chars is not None:
             x = torch.cat([x, self.chars(batch.chars, batch.spellings)], dim=-1)
@@ -43,10 +44,11 @@ class BiLSTMTagger(SequenceLabeler):
         packed = pack_padded_sequence(x, batch.lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=batch.words.shape[1])
+        pooled = max_pool(out, batch.mask) if self.sentence_context or self.gate is not None else None
+        sentence = self.gate(self.dropout(pooled)).squeeze(-1) if self.gate is not None else None
         if self.sentence_context:
-            pooled = out.masked_fill(~batch.mask[..., None], float("-inf")).max(dim=1).values
             out = torch.cat([out, pooled[:, None, :].expand_as(out)], dim=-1)
-        return self.dense(self.dropout(out))
+        return Output(self.dense(self.dropout(out)), sentence)
 
 
 def build(tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
