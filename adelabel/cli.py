@@ -63,13 +63,14 @@ def prepare(
 
 @app.command()
 def train(
-    arch: Annotated[Optional[str], typer.Option(help="Architecture, e.g. bilstm [default: from --config]")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture: rnn, birnn, gru, bigru, lstm, bilstm, seq2seq or transformer [default: from --config]")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML config [default: configs/ARCH.toml]")] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     out: Annotated[Optional[Path], typer.Option(help="Model folder [default: models/ARCH]")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[Optional[int], typer.Option(help="Overrides the config's seed.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Overrides train.max_epochs.")] = None,
+    encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).")] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -83,6 +84,8 @@ def train(
         overrides.append(f"seed={seed}")
     if epochs is not None:
         overrides.append(f"train.max_epochs={epochs}")
+    if encoder is not None:
+        overrides.append(f"model.encoder={encoder.resolve()}")
     cfg = apply_overrides(cfg, overrides)
     run(cfg, data, out or Path("models") / cfg["arch"], device=device, log=_log(quiet))
 

@@ -21,6 +21,7 @@ class Example:
     """One tokenised sentence, ready for batching."""
 
     tokens: list[tuple[int, int]]
+    pieces: list[str]    # the tokens' text, as written (for models with their own tokeniser)
     words: list[int]
     chars: torch.Tensor  # (tokens, longest token) character ids, built once per sentence, not per batch
     tags: list[int] | None = None
@@ -36,11 +37,12 @@ class Batch:
     spellings: torch.Tensor  # (batch, time) long: each token's row in ``chars``, 0 on padding
     lengths: torch.Tensor    # (batch,) long, on the CPU as packing requires
     mask: torch.Tensor       # (batch, time) bool, True on real tokens
+    pieces: list[list[str]]  # each sentence's tokens as written
     tags: torch.Tensor | None = None  # (batch, time) long, IGNORE on padding
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.words.to(device), self.chars.to(device), self.spellings.to(device), self.lengths,
-                     self.mask.to(device), None if self.tags is None else self.tags.to(device))
+                     self.mask.to(device), self.pieces, None if self.tags is None else self.tags.to(device))
 
 
 def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
@@ -51,7 +53,7 @@ def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
     ids = [char_ids(vocabs.chars, p) for p in pieces]
     width = max(map(len, ids), default=1)
     chars = torch.tensor([c + [0] * (width - len(c)) for c in ids], dtype=torch.long).reshape(len(ids), width)
-    return Example(tokens, words, chars, None if tags is None else [tag_ids[t] for t in tags])
+    return Example(tokens, pieces, words, chars, None if tags is None else [tag_ids[t] for t in tags])
 
 
 def collate(examples: Sequence[Example]) -> Batch:
@@ -77,7 +79,7 @@ def collate(examples: Sequence[Example]) -> Batch:
         if tags is not None:
             tags[i, :n] = torch.tensor(e.tags, dtype=torch.long)
     mask = torch.arange(width)[None, :] < lengths[:, None]
-    return Batch(words, chars, spellings, lengths, mask, tags)
+    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags)
 
 
 def bucketed(examples: Sequence[Example], batch_size: int, shuffle: bool = False,

@@ -5,6 +5,7 @@
     model.safetensors  the weights: safetensors holds only tensors, so loading runs no pickled code
     metrics.json       dev and test scores of the run that made it
     train_log.jsonl    one line per epoch
+    assets/            files some architectures need to be rebuilt (the transformer's tokeniser)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from adelabel.vocab import Vocabs
 
 FORMAT_VERSION = 1
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
+ASSETS = "assets"
 
 
 def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vocabs) -> None:
@@ -32,6 +34,7 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
     (directory / VOCAB).write_text(json.dumps(vocabs.to_json(), ensure_ascii=False), encoding="utf-8")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS))
+    model.save_assets(directory / ASSETS)
 
 
 def _read_json(path: Path) -> dict:
@@ -67,8 +70,9 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Seq
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise InputError(weights, f"corrupt weights file ({err})") from None
+    assets = {"assets": directory / ASSETS} if (directory / ASSETS).is_dir() else {}
     model = build_model(arch, tags=tags, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
-                        embedding_dim=dim, **hyper)
+                        embedding_dim=dim, **hyper, **assets)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -57,17 +57,27 @@ def tiny_vocabs():
     return Vocabs(words, chars)
 
 
-def tiny_model(vocabs, **hyper):
+SIZES = {"seq2seq": {"hidden_size": 6, "decoder_size": 7, "tag_dim": 3}}
+
+
+def tiny_model(vocabs, arch="bilstm", **hyper):
     torch.manual_seed(0)
-    return build_model("bilstm", tags=TAGS, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
-                       embedding_dim=8, hidden_size=6, dense_size=5, dropout=0.0, **hyper).eval()
+    sizes = SIZES.get(arch, {"hidden_size": 6, "dense_size": 5})
+    return build_model(arch, tags=TAGS, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                       embedding_dim=8, dropout=0.0, **sizes, **hyper).eval()
 
 
-@pytest.mark.parametrize("options", [{}, {"char_filters": 4}, {"sentence_context": True}, {"crf": True},
-                                     {"gate": True, "crf": True}])
-def test_padding_never_changes_a_prediction(options):
+@pytest.mark.parametrize("arch, options", [
+    ("bilstm", {}), ("bilstm", {"chars": "cnn", "char_size": 4}), ("bilstm", {"chars": "lstm", "char_size": 4}),
+("bilstm", {"crf": True}), ("bilstm", {"gate": True, "crf": True}),
+    ("rnn", {"layers": 2}), ("birnn", {}), ("gru", {"crf": True}), ("bigru", {"layers": 2, "gate": True}),
+    ("lstm", {"chars": "cnn", "char_size": 4}),
+    ("seq2seq", {}), ("seq2seq", {"attention": "multiplicative", "peek": True, "gate": True}),
+    ("seq2seq", {"beam": 3, "chars": "lstm", "char_size": 4, "layers": 2}),
+])
+def test_padding_never_changes_a_prediction(arch, options):
     vocabs = tiny_vocabs()
-    model = tiny_model(vocabs, **options)
+    model = tiny_model(vocabs, arch, **options)
     short = encode("rash after naproxen", vocabs)
     long = encode("a long long sentence after a long rash after naproxen .", vocabs)
     alone = model(collate([short]))
@@ -153,9 +163,9 @@ def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
 
 def test_model_directory_round_trip_and_corruption(tmp_path):
     vocabs = tiny_vocabs()
-    model = tiny_model(vocabs, char_filters=4)
+    model = tiny_model(vocabs, chars="cnn", char_size=4)
     config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8,
-              "model": {"hidden_size": 6, "dense_size": 5, "dropout": 0.0, "char_filters": 4}}
+              "model": {"hidden_size": 6, "dense_size": 5, "dropout": 0.0, "chars": "cnn", "char_size": 4}}
     model_dir.save(tmp_path, model, config, vocabs)
     loaded, cfg, vocabs2 = model_dir.load(tmp_path)
     batch = collate([encode("rash after naproxen", vocabs)])

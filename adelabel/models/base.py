@@ -15,6 +15,7 @@ entities are output. Its threshold is tuned on the dev split and saved with the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -30,6 +31,7 @@ class Output(NamedTuple):
 
     scores: torch.Tensor                  # (batch, time, tags) per-token tag scores
     sentence: torch.Tensor | None = None  # (batch,) gate logit that the sentence holds an entity
+    tags: torch.Tensor | None = None      # (batch, time) the tags, from a model that decodes itself
 
 
 class Decoded(NamedTuple):
@@ -69,6 +71,10 @@ class SequenceLabeler(nn.Module):
     def forward(self, batch: Batch) -> Output:
         raise NotImplementedError
 
+    def save_assets(self, directory: Path) -> None:
+        """Write what the model needs besides its weights to be rebuilt (a tokeniser); its builder
+        is then given ``assets=directory``. Most models need nothing."""
+
     def loss(self, out: Output, batch: Batch) -> torch.Tensor:
         """Mean loss over real tokens (padding carries the IGNORE tag and is skipped), plus the gate's
         mean cross-entropy over sentences."""
@@ -91,7 +97,10 @@ class SequenceLabeler(nn.Module):
         a tag's probability is the one it has given that the sentence holds entities.
         """
         scores, mask = out.scores, batch.mask
-        if self.crf is not None:
+        if out.tags is not None:
+            tags = out.tags
+            confidence = scores.float().softmax(-1).gather(-1, tags[..., None]).squeeze(-1)
+        elif self.crf is not None:
             tags = self.crf.decode(scores, mask)
             confidence = self.crf.marginals(scores, mask).gather(-1, tags[..., None]).squeeze(-1)
         else:

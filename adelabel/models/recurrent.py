@@ -1,0 +1,85 @@
+"""Recurrent taggers: word embeddings (+ character features) → a stacked RNN, GRU or LSTM, one- or
+two-directional → time-distributed dense head → per-token tag scores (softmax or CRF).
+
+``bilstm`` with a softmax head and no character features is the classic ADE tagger; the options are
+what we found to help it (see configs/bilstm.toml).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from adelabel.data import Batch
+from adelabel.models.base import Output, SequenceLabeler, max_pool
+from adelabel.models.chars import char_encoder
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class WordEncoder(nn.Module):
+    """Word embeddings, optionally with character features appended: what every recurrent model reads."""
+
+    def __init__(self, vocab_size: int, embedding_dim: int, char_vocab_size: int, chars: str = "none",
+                 char_size: int = 50, freeze_embeddings: bool = False) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.embedding.weight.requires_grad = not freeze_embeddings
+        self.chars = char_encoder(chars, char_vocab_size, char_size)
+        self.out_dim = embedding_dim + (self.chars.out_dim if self.chars is not None else 0)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        x = self.embedding(batch.words)
+        if self.chars is not None:
+            x = torch.cat([x, self.chars(batch.chars, batch.spellings)], dim=-1)
+        return x
+
+
+def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``rnn`` over each sentence's real positions only (so the backward direction never reads
+    padding, and padding can't change a prediction); padding positions come back as zeros."""
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+class RecurrentTagger(SequenceLabeler):
+    def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
+                 cell: str = "lstm", bidirectional: bool = True, hidden_size: int = 200, layers: int = 1,
+                 dense_size: int = 100, dropout: float = 0.5, freeze_embeddings: bool = False,
+                 chars: str = "none", char_size: int = 50, crf: bool = False, gate: bool = False) -> None:
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        states = hidden_size * (2 if bidirectional else 1)
+        super().__init__(tags, crf=crf, gate=gate, gate_input=states)
+        self.words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
+        self.dropout = nn.Dropout(dropout)
+        # Dropout between stacked layers; torch applies it to the outputs of every layer but the last.
+        self.rnn = CELLS[cell](self.words.out_dim, hidden_size, num_layers=layers, bidirectional=bidirectional,
+                               batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        # The "time-distributed dense" head: the same small MLP applied at every position.
+        self.dense = nn.Sequential(nn.Linear(states, dense_size), nn.Tanh(), nn.Dropout(dropout),
+                                   nn.Linear(dense_size, len(tags)))
+
+    def forward(self, batch: Batch) -> Output:
+        out = run_packed(self.rnn, self.dropout(self.words(batch)), batch.lengths)
+        sentence = None
+        if self.gate is not None:
+            sentence = self.gate(self.dropout(max_pool(out, batch.mask))).squeeze(-1)
+        return Output(self.dense(self.dropout(out)), sentence)
+
+
+def builder(model_class: type[SequenceLabeler], **fixed):
+    """The registry's ``build`` function for a model that reads words through a :class:`WordEncoder`:
+    ``fixed`` hyperparameters (a cell, a direction) are set, and word vectors copied in."""
+
+    def build(tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
+              vectors: torch.Tensor | None = None, **hyper) -> SequenceLabeler:
+        model = model_class(tags, vocab_size, char_vocab_size, embedding_dim, **fixed, **hyper)
+        if vectors is not None:
+            model.words.embedding.weight.data.copy_(vectors)
+        return model
+
+    return build

@@ -1,0 +1,141 @@
+"""Every architecture learns, and the encoder–decoder's decoding modes agree where they must."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from adelabel.data import collate, encode
+from adelabel.errors import AdelabelError
+from adelabel.models import ARCHITECTURES, build_model
+from adelabel.tagger import predict
+from adelabel.tags import tag_set
+from adelabel.vocab import Vocab, Vocabs
+from test_decode_model import TAGS, tiny_model, tiny_vocabs
+
+RECURRENT = ["rnn", "birnn", "gru", "bigru", "lstm", "bilstm", "seq2seq"]
+
+
+def parity_task(n: int, rng: random.Random, vocabs: Vocabs) -> list:
+    """Strings of a and b; a run of b's is an entity, DRUG when an even number of b's came before it in
+    the string and AE when odd (the seed's "count the ones", with letters since digits are normalised). Learning it takes memory of the past (the parity) and of the previous
+    token (B- or I-), which is what a recurrent tagger must provide."""
+    ids = {t: i for i, t in enumerate(TAGS)}
+    examples = []
+    for _ in range(n):
+        bits = [rng.choice("ab") for _ in range(rng.randint(4, 12))]
+        tags, ones = [], 0
+        for i, b in enumerate(bits):
+            if b == "a":
+                tags.append("O")
+                continue
+            if i > 0 and bits[i - 1] == "b":
+                tags.append("I" + tags[-1][1:])
+            else:
+                tags.append(("B-DRUG", "B-AE")[ones % 2])
+            ones += 1
+        examples.append(encode(" ".join(bits), vocabs, ids, tags))
+    return examples
+
+
+@pytest.mark.parametrize("arch, options", [(arch, {}) for arch in RECURRENT] + [
+    ("bilstm", {"chars": "cnn", "char_size": 8, "crf": True, "gate": True}),
+    ("seq2seq", {"beam": 3, "teacher_forcing": 0.8, "peek": True, "attention": "multiplicative"}),
+])
+def test_every_recurrent_architecture_learns_the_parity_task(arch, options):
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    vocabs = Vocabs(Vocab.for_words(["a", "b"]), Vocab.for_words(["a", "b"]))
+    train, held_out = parity_task(512, rng, vocabs), parity_task(200, rng, vocabs)
+    sizes = {"decoder_size": 32, "tag_dim": 8} if arch == "seq2seq" else {"dense_size": 32}
+    model = build_model(arch, tags=TAGS, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                        embedding_dim=8, hidden_size=32, dropout=0.0, **sizes, **options)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for epoch in range(20):
+        model.train()
+        rng.shuffle(train)
+        for i in range(0, len(train), 32):
+            batch = collate(train[i:i + 32])
+            loss = model.loss(model(batch), batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    predicted = predict(model, held_out, 64, torch.device("cpu"))
+    correct = sum(p == t for e, pred in zip(held_out, predicted) for p, t in zip(pred.tags, e.tags))
+    total = sum(len(e.tags) for e in held_out)
+    assert correct / total > 0.98, f"{arch}: {correct / total:.3f} of held-out tags right"
+
+
+def seq2seq(**options):
+    return tiny_model(tiny_vocabs(), "seq2seq", **options)
+
+
+def test_teacher_forcing_on_the_greedy_path_reproduces_free_running_decoding():
+    model = seq2seq()
+    vocabs = tiny_vocabs()
+    batch = collate([encode("a long long sentence after a long rash after naproxen .", vocabs),
+                     encode("rash after naproxen", vocabs)])
+    with torch.no_grad():
+        enc = model._encode(batch)
+        free_scores, free_tags = model.greedy(enc)
+        forced = model.teacher_forced(enc, free_tags, ratio=1.0)
+        assert torch.allclose(forced[batch.mask], free_scores[batch.mask], atol=1e-6)
+        # Fed other previous tags, the decoder's scores change: it does read what it was fed.
+        other = (free_tags + 1) % len(TAGS)
+        assert not torch.allclose(model.teacher_forced(enc, other, ratio=1.0)[:, 1:], free_scores[:, 1:])
+        # With a ratio of 0 it feeds itself its own guesses and never reads the gold tags.
+        assert torch.equal(model.teacher_forced(enc, other, ratio=0.0), model.teacher_forced(enc, free_tags, ratio=0.0))
+
+
+def test_beam_search_of_width_one_is_greedy_and_wider_beams_score_at_least_as_well():
+    vocabs = tiny_vocabs()
+    batch = collate([encode("a long long sentence after a long rash after naproxen .", vocabs),
+                     encode("rash after naproxen", vocabs), encode("naproxen", vocabs)])
+    for seed in range(5):
+        torch.manual_seed(seed)
+        model = build_model("seq2seq", tags=TAGS, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                            embedding_dim=8, hidden_size=6, decoder_size=7, tag_dim=3, dropout=0.0).eval()
+        with torch.no_grad():
+            enc = model._encode(batch)
+            greedy_scores, greedy_tags = model.greedy(enc)
+            beam_scores, beam_tags = model.beam_search(enc, 1)
+            assert torch.equal(beam_tags, greedy_tags) and torch.allclose(beam_scores, greedy_scores)
+            allowed = model._allowed()
+
+            def path_score(scores, tags):
+                previous = torch.cat([torch.full_like(tags[:, :1], model.start), tags[:, :-1]], dim=1)
+                steps = scores.log_softmax(-1).gather(-1, tags[..., None]).squeeze(-1) + allowed[previous, tags]
+                return steps.masked_fill(~batch.mask, 0.0).sum(1)
+
+            wide_scores, wide_tags = model.beam_search(enc, 4)
+            assert (path_score(wide_scores, wide_tags) >= path_score(greedy_scores, greedy_tags) - 1e-5).all()
+            assert not wide_tags[~batch.mask].any()
+
+
+def test_scheduled_sampling_lowers_the_teacher_forcing_ratio_over_training():
+    model = seq2seq(teacher_forcing=0.9, sampling_decay=10.0)
+    ratios = []
+    for steps in (0, 10, 40, 100):
+        model.steps = steps
+        ratios.append(model.teacher_forcing_ratio())
+    assert 0.8 < ratios[0] <= 0.9 and ratios == sorted(ratios, reverse=True) and ratios[-1] < 0.01
+    assert seq2seq(teacher_forcing=0.7).teacher_forcing_ratio() == 0.7
+
+
+@pytest.mark.parametrize("arch, options, message", [
+    ("seq2seq", {"crf": True}, "crf must be false"),
+    ("seq2seq", {"attention": "cosine"}, "additive or multiplicative"),
+    ("bilstm", {"chars": "bpe"}, "cnn, lstm or none"),
+    ("bilstm", {"no_such_option": 1}, "no_such_option"),
+])
+def test_bad_hyperparameters_are_named(arch, options, message):
+    with pytest.raises(AdelabelError, match=message):
+        tiny_model(tiny_vocabs(), arch, **options)
+
+
+def test_every_registered_architecture_has_a_default_config():
+    from adelabel.config import load_config
+
+    for arch in ARCHITECTURES:
+        assert load_config(arch)["arch"] == arch

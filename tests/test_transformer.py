@@ -1,0 +1,125 @@
+"""The transformer tagger, on a tiny random BERT written by the test (and the default encoder once)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from adelabel import model_dir
+from adelabel.data import collate, encode
+from adelabel.errors import AdelabelError
+from adelabel.models import build_model
+from test_decode_model import TAGS, tiny_vocabs
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "rash", "after", "na", "##pro", "##xen", "a", "long",
+         "sentence", "."]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A two-layer BERT with random weights and a 14-entry vocabulary, saved as a Hugging Face checkpoint."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(WORDS)}, do_lower_case=True).save_pretrained(str(path))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    BertModel(config).save_pretrained(str(path))
+    return path
+
+
+def tiny_transformer(checkpoint, **options):
+    torch.manual_seed(0)
+    return build_model("transformer", tags=TAGS, vocab_size=1, char_vocab_size=1, embedding_dim=1,
+                       encoder=str(checkpoint), dropout=0.0, **options).eval()
+
+
+LONG = "a long long sentence after a long rash after naproxen ."
+
+
+def test_the_checkpoint_tokenises_into_sub_tokens(checkpoint):
+    model = tiny_transformer(checkpoint)
+    assert model.tokenizer.tokenize("rash after naproxen") == ["rash", "after", "na", "##pro", "##xen"]
+
+
+@pytest.mark.parametrize("options", [{}, {"crf": True, "gate": True}, {"window": 8, "stride": 2}])
+def test_scores_per_token_and_padding_changes_nothing(checkpoint, options):
+    model = tiny_transformer(checkpoint, **options)
+    vocabs = tiny_vocabs()
+    long, short = encode(LONG, vocabs), encode("rash after naproxen", vocabs)
+    batch = collate([long, short])
+    with torch.no_grad():
+        out = model(batch)
+        alone = model(collate([short]))
+        assert out.scores.shape == (2, len(long.words), len(TAGS))
+        assert torch.allclose(alone.scores[0], out.scores[1, :3], atol=1e-5)
+        states = model._token_states(batch)
+        assert not states[~batch.mask].any() and states[batch.mask].abs().sum(-1).gt(0).all()
+
+
+def test_a_sentence_longer_than_the_window_loses_no_token(checkpoint):
+    # 11 tokens, 13 sub-tokens: windows of 8 (6 sub-tokens each between [CLS] and [SEP]).
+    model = tiny_transformer(checkpoint, window=8, stride=2)
+    batch = collate([encode(LONG, tiny_vocabs())])
+    enc = model.tokenizer(batch.pieces, is_split_into_words=True, truncation=True, max_length=8, stride=2,
+                          return_overflowing_tokens=True)
+    assert len(enc["input_ids"]) > 1
+    with torch.no_grad():
+        states = model._token_states(batch)
+    cls_states = model.encoder(input_ids=torch.tensor(enc["input_ids"][:1])).last_hidden_state[0, 0]
+    # Every token has a state of its own, none of them the [CLS] fallback.
+    assert all(not torch.allclose(states[0, i], cls_states) for i in range(len(batch.pieces[0])))
+
+
+def test_saved_model_loads_without_the_original_checkpoint(checkpoint, tmp_path):
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, copy)
+    model = tiny_transformer(copy, gate=True, crf=True)
+    vocabs = tiny_vocabs()
+    config = {"arch": "transformer", "tags": TAGS, "embedding_dim": 1,
+              "model": {"encoder": str(copy), "dropout": 0.0, "gate": True, "crf": True}}
+    model_dir.save(tmp_path / "model", model, config, vocabs)
+    shutil.rmtree(copy)
+    loaded, _, _ = model_dir.load(tmp_path / "model")
+    batch = collate([encode(LONG, vocabs)])
+    with torch.no_grad():
+        assert torch.equal(model(batch).scores, loaded(batch).scores)
+        assert torch.equal(model(batch).sentence, loaded(batch).sentence)
+
+
+def test_it_learns_to_tag_by_word(checkpoint):
+    vocabs = tiny_vocabs()
+    ids = {t: i for i, t in enumerate(TAGS)}
+    texts = ["rash after naproxen", "a long rash .", "naproxen after a sentence", "a naproxen rash after rash"]
+    labels = {"rash": "B-AE", "naproxen": "B-DRUG"}
+    examples = [encode(t, vocabs, ids, [labels.get(w, "O") for w in t.split()]) for t in texts]
+    model = tiny_transformer(checkpoint).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    batch = collate(examples)
+    for _ in range(60):
+        loss = model.loss(model(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        tags = model.decode(model(batch), batch).tags
+    assert torch.equal(tags[batch.mask], batch.tags[batch.mask])
+
+
+def test_bad_encoder_folders_are_named(tmp_path):
+    with pytest.raises(AdelabelError, match="encoder checkpoint folder not found"):
+        build_model("transformer", tags=TAGS, encoder=str(tmp_path / "none"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(AdelabelError, match="cannot load a Hugging Face encoder"):
+        build_model("transformer", tags=TAGS, encoder=str(tmp_path))
+
+
+def test_default_encoder_is_minilm_from_its_package():
+    model = build_model("transformer", tags=TAGS).eval()
+    assert model.encoder.config.hidden_size == 384 and model.encoder.config.num_hidden_layers == 6
+    batch = collate([encode("Intravenous azithromycin-induced ototoxicity.", tiny_vocabs())])
+    with torch.no_grad():
+        assert model(batch).scores.shape == (1, 6, len(TAGS))
