@@ -45,11 +45,6 @@ def max_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return states.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
 
 
-def close_gate(tags: torch.Tensor, sentence: torch.Tensor, threshold: float) -> torch.Tensor:
-    """``tags`` with every sentence whose gate probability is below ``threshold`` set to all O."""
-    return tags.masked_fill((sentence < threshold)[:, None], 0)
-
-
 class SequenceLabeler(nn.Module):
     """Base class: subclasses implement :meth:`forward`; the loss, IOB2-valid decoding and the gate
     come free. A subclass with ``gate=True`` returns :attr:`Output.sentence` from its own summary of the
@@ -111,5 +106,6 @@ class SequenceLabeler(nn.Module):
             sentence = torch.ones(scores.shape[0], device=scores.device)
         else:
             sentence = torch.sigmoid(out.sentence.float())
-            tags = close_gate(tags, sentence, float(self.gate_threshold) if threshold is None else threshold)
+            closed = sentence < (float(self.gate_threshold) if threshold is None else threshold)
+            tags = tags.masked_fill(closed[:, None], 0)
         return Decoded(tags, confidence.masked_fill(~mask, 0.0), sentence)
