@@ -42,7 +42,7 @@ def download(
 
 @app.command()
 def prepare(
-    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder [default: ${CORPUS_ENV} or corpora/ade-v2]")] = None,
+    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2)")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the document split and word2vec.")] = 13,
@@ -63,10 +63,10 @@ def prepare(
 
 @app.command()
 def train(
-    arch: Annotated[Optional[str], typer.Option(help="Architecture: rnn, birnn, gru, bigru, lstm, bilstm, seq2seq or transformer [default: from --config]")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML config [default: configs/ARCH.toml]")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture: rnn, birnn, gru, bigru, lstm, bilstm, seq2seq or transformer (default: from --config)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML config (default: configs/ARCH.toml)")] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
-    out: Annotated[Optional[Path], typer.Option(help="Model folder [default: models/ARCH]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[Optional[int], typer.Option(help="Overrides the config's seed.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Overrides train.max_epochs.")] = None,
@@ -134,7 +134,7 @@ def tag(
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold [default: the one tuned in training]; lower finds more entities and more false ones, 0 tags every sentence.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence.")] = None,
 ) -> None:
     """Tag text: one JSON object per input line with character offsets into that line."""
     from adelabel.tagging_io import tag_stream
