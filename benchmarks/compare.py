@@ -6,7 +6,7 @@ median seconds per training epoch, peak memory of the training process, and whol
 speed and peak memory of `adelabel tag` on lines of abstract text (as benchmarks/tag_speed.py).
 
     python benchmarks/compare.py --data data            # all of them, one after another (hours on a CPU)
-    python benchmarks/compare.py --only bilstm,seq2seq  # some of them
+    python benchmarks/compare.py --only bilstm,bilstm-no-crf  # some of them, by short name
 
 Results accumulate in benchmarks/out/compare.jsonl (a configuration already there is not trained
 again; delete the line to redo it) and the table is written to benchmarks/out/compare.md.
@@ -45,6 +45,11 @@ CONFIGURATIONS = [
 ]
 
 
+def slug(name: str) -> str:
+    """A configuration's short name, for --only and its model folder: "bilstm, no CRF" -> bilstm-no-crf."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def train(arch: str, overrides: list[str], data: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one `adelabel train` process."""
     args = [sys.executable, str(ROOT / "cli.py"), "train", "--arch", arch, "--data", str(data), "--out", str(out),
@@ -61,7 +66,7 @@ def train(arch: str, overrides: list[str], data: Path, out: Path) -> tuple[float
 
 def measure(name: str, arch: str, overrides: list[str], data: Path, out: Path, tag_input: Path,
             tag_sentences: int) -> dict:
-    model = out / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    model = out / slug(name)
     seconds, train_rss = train(arch, overrides, data, model)
     metrics = json.loads((model / "metrics.json").read_text(encoding="utf-8"))
     log = [json.loads(line) for line in (model / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -96,9 +101,14 @@ def main() -> None:
                         help="where the text to tag comes from")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--tag-lines", type=int, default=2_000)
-    parser.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated short names, e.g. bilstm,bilstm-no-crf "
+                                                   "(default: all)")
     args = parser.parse_args()
     wanted = {n.strip() for n in args.only.split(",") if n.strip()}
+    unknown = wanted - {slug(name) for name, _, _ in CONFIGURATIONS}
+    if unknown:
+        raise SystemExit(f"unknown configuration(s) {', '.join(sorted(unknown))}; known: "
+                         + ", ".join(slug(name) for name, _, _ in CONFIGURATIONS))
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "compare.jsonl"
     done = {}
@@ -108,7 +118,7 @@ def main() -> None:
         tag_input = Path(tmp) / "abstracts.txt"
         tag_sentences = make_input(args.corpus, args.tag_lines, tag_input)
         for name, arch, overrides in CONFIGURATIONS:
-            if (wanted and name not in wanted) or name in done:
+            if (wanted and slug(name) not in wanted) or name in done:
                 continue
             print(f"== {name}", file=sys.stderr, flush=True)
             done[name] = measure(name, arch, overrides, args.data, args.out, tag_input, tag_sentences)
