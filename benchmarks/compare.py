@@ -41,7 +41,7 @@ CONFIGURATIONS = [
     ("rnn", "rnn", []),
     ("seq2seq", "seq2seq", []),
     ("transformer", "transformer", []),
-    ("transformer, CRF", "transformer", ["model.crf=true"]),
+    ("transformer, softmax instead of CRF", "transformer", ["model.crf=false"]),
 ]
 
 
