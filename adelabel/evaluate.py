@@ -8,7 +8,7 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 
 from adelabel.data import Example
-from adelabel.models.base import SequenceLabeler
+from adelabel.models.base import SequenceLabeler, gate_passes
 from adelabel.tagger import predict
 from adelabel.tags import OUTSIDE
 
@@ -60,7 +60,7 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     gold = [[tags[t] for t in examples[i].tags] for i in kept]
 
     def tagged(threshold: float) -> list[list[str]]:
-        return [[tags[t] if predicted[i].sentence >= threshold else OUTSIDE for t in predicted[i].tags]
+        return [[tags[t] if gate_passes(predicted[i].sentence, threshold) else OUTSIDE for t in predicted[i].tags]
                 for i in kept]
 
     gated = model.gate is not None
@@ -79,7 +79,7 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     result["negative_sentences"] = len(on_negative)
     result["entities_per_1000_negative"] = 1000 * fired / len(on_negative) if on_negative else 0.0
     if gated:
-        opened = [predicted[i].sentence >= threshold for i in kept]
+        opened = [gate_passes(predicted[i].sentence, threshold) for i in kept]
         result["gate"] = {
             "threshold": round(threshold, 4),
             "annotated_sentences_passed": sum(opened[k] for k in annotated) / max(len(annotated), 1),

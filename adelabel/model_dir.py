@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from adelabel.models import build_model
 from adelabel.models.base import SequenceLabeler
 from adelabel.vocab import Vocabs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the architecture family (renamed settings and weights, gate threshold)
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
 ASSETS = "assets"
 
@@ -34,6 +35,8 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
     (directory / VOCAB).write_text(json.dumps(vocabs.to_json(), ensure_ascii=False), encoding="utf-8")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS))
+    # A folder reused for another architecture must not keep the last one's assets: load would pass them on.
+    shutil.rmtree(directory / ASSETS, ignore_errors=True)
     model.save_assets(directory / ASSETS)
 
 

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tag_speed import ROOT, make_input, run_once  # noqa: E402
+from tag_speed import ROOT, make_input, run_cli, run_once  # noqa: E402
 
 # name, architecture, config overrides (everything else: configs/ARCH.toml)
 CONFIGURATIONS = [
@@ -52,16 +49,10 @@ def slug(name: str) -> str:
 
 def train(arch: str, overrides: list[str], data: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one `adelabel train` process."""
-    args = [sys.executable, str(ROOT / "cli.py"), "train", "--arch", arch, "--data", str(data), "--out", str(out),
-            "--device", "cpu"]
+    args = ["train", "--arch", arch, "--data", str(data), "--out", str(out), "--device", "cpu"]
     for item in overrides:
         args += ["--set", item]
-    start = time.perf_counter()
-    proc = subprocess.Popen(args)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"training {arch} {overrides} failed with status {status}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return run_cli(*args)
 
 
 def measure(name: str, arch: str, overrides: list[str], data: Path, out: Path, tag_input: Path,

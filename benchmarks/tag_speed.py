@@ -41,16 +41,20 @@ def make_input(corpus: Path, lines: int, path: Path) -> int:
     return n_sentences
 
 
-def run_once(model: Path, src: Path, out: Path) -> tuple[float, float]:
-    """Seconds and peak RSS (MiB) of one `adelabel tag` process."""
+def run_cli(*args: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one `adelabel ARGS...` process."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "tag", str(src), "--model", str(model),
-                             "--output", str(out)])
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args])
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
-        raise SystemExit(f"adelabel tag failed with status {status}")
+        raise SystemExit(f"adelabel {' '.join(args)} failed with status {status}")
     return seconds, usage.ru_maxrss / 1024
+
+
+def run_once(model: Path, src: Path, out: Path) -> tuple[float, float]:
+    """Seconds and peak RSS (MiB) of one `adelabel tag` process."""
+    return run_cli("tag", str(src), "--model", str(model), "--output", str(out))
 
 
 def main() -> None:

@@ -149,10 +149,11 @@ def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
     opened = model.decode(out, batch, threshold=0.0)
     assert (opened.tags[batch.mask] == TAGS.index("B-DRUG")).all()
     assert not model.decode(out, batch, threshold=1.01).tags.any()
-    middle = float(opened.sentence.mean())
-    split = model.decode(out, batch, threshold=middle)
-    for row in range(2):
-        assert split.tags[row, 0].item() == (TAGS.index("B-DRUG") if opened.sentence[row] >= middle else 0)
+    low, high = sorted(opened.sentence.tolist())
+    assert low < high
+    split = model.decode(out, batch, threshold=(low + high) / 2)
+    # Exactly the sentence below the threshold is closed.
+    assert [bool(split.tags[row, 0]) for row in range(2)] == [p == high for p in opened.sentence.tolist()]
     model.gate_threshold.fill_(0.375)
     config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8,
               "model": {"hidden_size": 6, "dense_size": 5, "dropout": 0.0, "gate": True}}
@@ -181,6 +182,11 @@ def test_model_directory_round_trip_and_corruption(tmp_path):
 
     (tmp_path / model_dir.VOCAB).write_text(json.dumps({"words": ["<pad>", "<unk>"], "chars": ["<pad>", "<unk>"]}))
     with pytest.raises(InputError, match="weights do not match"):
+        model_dir.load(tmp_path)
+
+    saved = json.loads((tmp_path / model_dir.CONFIG).read_text())
+    (tmp_path / model_dir.CONFIG).write_text(json.dumps({**saved, "format_version": 1}))
+    with pytest.raises(InputError, match="model format 1 is not 2"):
         model_dir.load(tmp_path)
 
     (tmp_path / model_dir.CONFIG).write_text("{not json")

@@ -12,23 +12,24 @@ from adelabel.data import encode_sentences
 from adelabel.evaluate import evaluate_examples
 from adelabel.prepare import read_split
 from adelabel.train import train
+from conftest import SAMPLE
 from test_transformer import checkpoint  # noqa: F401  (the fixture)
 
 SMALL = {
-    "seq2seq": ["model.hidden_size=16", "model.char_size=8", "model.decoder_size=16", "model.tag_dim=4",
+    "seq2seq": ["model.hidden_size=32", "model.char_size=8", "model.decoder_size=32", "model.tag_dim=8",
                 "model.beam=2"],
-    "transformer": ["train.lr=0.001", "train.batch_size=16"],
+    "transformer": ["train.lr=0.001", "train.batch_size=16", "train.patience=4"],
 }
 
 
 @pytest.mark.parametrize("arch", ["rnn", "birnn", "gru", "bigru", "lstm", "seq2seq", "transformer"])
 def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
-    overrides = ["train.max_epochs=2"] + SMALL.get(arch, ["model.hidden_size=16", "model.char_size=8"])
+    overrides = ["train.max_epochs=4", "train.lr=0.01"] + SMALL.get(arch, ["model.hidden_size=32", "model.char_size=8"])
     if arch == "transformer":
         overrides.append(f"model.encoder={request.getfixturevalue('checkpoint')}")
     config = apply_overrides(load_config(arch), overrides)
     metrics = train(config, sample_data, tmp_path, device="cpu", log=None)
-    assert metrics["epochs_run"] == 2 and json.loads((tmp_path / "config.json").read_text())["arch"] == arch
+    assert metrics["epochs_run"] == 4 and json.loads((tmp_path / "config.json").read_text())["arch"] == arch
 
     tagger = Tagger.load(tmp_path, device="cpu")
     sentences = read_split(sample_data, "test")
@@ -37,5 +38,8 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
                                  torch.device("cpu"))
     # The saved model scores exactly what the trained one scored: nothing is lost in the format.
     assert reloaded == metrics["test"]
-    text = "Rash developed after lamotrigine. The patient recovered."
-    assert all(text[e.start:e.end] == e.text for e in Tagger.load(tmp_path, threshold=0.0)(text))
+    lines = (SAMPLE / "example.txt").read_text(encoding="utf-8").splitlines()
+    found = [e for line, ents in zip(lines, Tagger.load(tmp_path, threshold=0.0).pipe(lines)) for e in ents
+             if line[e.start:e.end] == e.text]
+    # The tiny test transformer reads every word as [UNK] and cannot find anything; the others do.
+    assert found or arch == "transformer"

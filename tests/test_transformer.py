@@ -61,17 +61,25 @@ def test_scores_per_token_and_padding_changes_nothing(checkpoint, options):
 
 
 def test_a_sentence_longer_than_the_window_loses_no_token(checkpoint):
-    # 11 tokens, 13 sub-tokens: windows of 8 (6 sub-tokens each between [CLS] and [SEP]).
+    # 11 tokens, 13 sub-tokens: windows of 8 (6 sub-tokens each between [CLS] and [SEP]), 2 shared.
     model = tiny_transformer(checkpoint, window=8, stride=2)
     batch = collate([encode(LONG, tiny_vocabs())])
     enc = model.tokenizer(batch.pieces, is_split_into_words=True, truncation=True, max_length=8, stride=2,
-                          return_overflowing_tokens=True)
+                          return_overflowing_tokens=True, padding=True, return_tensors="pt")
     assert len(enc["input_ids"]) > 1
     with torch.no_grad():
         states = model._token_states(batch)
-    cls_states = model.encoder(input_ids=torch.tensor(enc["input_ids"][:1])).last_hidden_state[0, 0]
-    # Every token has a state of its own, none of them the [CLS] fallback.
-    assert all(not torch.allclose(states[0, i], cls_states) for i in range(len(batch.pieces[0])))
+        hidden = model.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    # Each token's state is the one at its first sub-token, in the first window that starts it.
+    first = {}
+    for row in range(len(enc["input_ids"])):
+        ids = enc.word_ids(row)
+        for position, word in enumerate(ids):
+            if word is not None and (position == 0 or ids[position - 1] != word):
+                first.setdefault(word, (row, position))
+    assert sorted(first) == list(range(len(batch.pieces[0])))
+    for word, (row, position) in first.items():
+        assert torch.allclose(states[0, word], hidden[row, position], atol=1e-6)
 
 
 def test_saved_model_loads_without_the_original_checkpoint(checkpoint, tmp_path):
@@ -88,6 +96,19 @@ def test_saved_model_loads_without_the_original_checkpoint(checkpoint, tmp_path)
     with torch.no_grad():
         assert torch.equal(model(batch).scores, loaded(batch).scores)
         assert torch.equal(model(batch).sentence, loaded(batch).sentence)
+
+
+def test_a_folder_reused_for_another_architecture_drops_the_old_assets(checkpoint, tmp_path):
+    from test_decode_model import tiny_model
+
+    vocabs = tiny_vocabs()
+    config = {"arch": "transformer", "tags": TAGS, "embedding_dim": 1, "model": {"encoder": str(checkpoint)}}
+    model_dir.save(tmp_path, tiny_transformer(checkpoint), config, vocabs)
+    assert (tmp_path / model_dir.ASSETS).is_dir()
+    config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8, "model": {"hidden_size": 6, "dense_size": 5}}
+    model_dir.save(tmp_path, tiny_model(vocabs), config, vocabs)
+    assert not (tmp_path / model_dir.ASSETS).exists()
+    assert model_dir.load(tmp_path)[1]["arch"] == "bilstm"
 
 
 def test_it_learns_to_tag_by_word(checkpoint):

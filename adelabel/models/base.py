@@ -45,6 +45,11 @@ def max_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return states.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
 
 
+def gate_passes(sentence, threshold: float):
+    """Whether the gate lets a sentence's entities out (a probability or a tensor of them)."""
+    return sentence >= threshold
+
+
 class SequenceLabeler(nn.Module):
     """Base class: subclasses implement :meth:`forward`; the loss, IOB2-valid decoding and the gate
     come free. A subclass with ``gate=True`` returns :attr:`Output.sentence` from its own summary of the
@@ -106,6 +111,6 @@ class SequenceLabeler(nn.Module):
             sentence = torch.ones(scores.shape[0], device=scores.device)
         else:
             sentence = torch.sigmoid(out.sentence.float())
-            closed = sentence < (float(self.gate_threshold) if threshold is None else threshold)
-            tags = tags.masked_fill(closed[:, None], 0)
+            passes = gate_passes(sentence, float(self.gate_threshold) if threshold is None else threshold)
+            tags = tags.masked_fill(~passes[:, None], 0)
         return Decoded(tags, confidence.masked_fill(~mask, 0.0), sentence)

@@ -121,15 +121,18 @@ class Seq2SeqTagger(SequenceLabeler):
             self.steps += 1
         gold = gold.clamp(min=0)  # padding's IGNORE becomes O; its scores never reach the loss
         batch, time = gold.shape
+        allowed = self._allowed()
         previous = torch.full((batch,), self.start, dtype=torch.long, device=gold.device)
         state, out = self._initial(enc), []
         for t in range(time):
             scores, state = self._step(enc, t, previous, state)
             out.append(scores)
-            previous = gold[:, t]
             if ratio < 1.0:
-                own = scores.detach().argmax(dim=-1)
-                previous = torch.where(torch.rand(batch, device=gold.device) < ratio, previous, own)
+                # Its own guess as decoding would make it: the best tag the IOB2 rules allow.
+                own = (scores.detach().float().log_softmax(-1) + allowed[previous]).argmax(dim=-1)
+                previous = torch.where(torch.rand(batch, device=gold.device) < ratio, gold[:, t], own)
+            else:
+                previous = gold[:, t]
         return torch.stack(out, dim=1)
 
     def greedy(self, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:

@@ -57,9 +57,11 @@ class TransformerTagger(SequenceLabeler):
             if assets is not None:
                 # The weights come from model.safetensors; only the shape is needed here.
                 config = transformers.AutoConfig.from_pretrained(str(source), local_files_only=True)
-                encoder_model = transformers.AutoModel.from_config(config)
+                encoder_model = transformers.AutoModel.from_config(config, dtype=torch.float32)
             else:
-                encoder_model = transformers.AutoModel.from_pretrained(str(source), local_files_only=True)
+                # float32 whatever the checkpoint was stored in: the head, gate and CRF are float32.
+                encoder_model = transformers.AutoModel.from_pretrained(str(source), local_files_only=True,
+                                                                       dtype=torch.float32)
         except (OSError, ValueError) as err:
             raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({err})") from None
         if not getattr(tokenizer, "is_fast", False):
@@ -67,7 +69,10 @@ class TransformerTagger(SequenceLabeler):
         hidden = encoder_model.config.hidden_size
         super().__init__(tags, crf=crf, gate=gate, gate_input=hidden)
         self.tokenizer, self.encoder = tokenizer, encoder_model
-        self.window, self.stride = window, stride
+        # A window may not be longer than the encoder has position embeddings for, and two windows
+        # must share less than a window (at most half of it here).
+        self.window = min(window, getattr(encoder_model.config, "max_position_embeddings", window))
+        self.stride = min(stride, self.window // 2)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, len(tags))
 
