@@ -138,6 +138,20 @@ def test_gated_loss_tags_only_sentences_with_entities_and_gates_all():
                           torch.nn.functional.binary_cross_entropy_with_logits(out.sentence, torch.zeros(1)))
 
 
+def test_gate_loss_never_reaches_the_tagger():
+    """The gate learns from every sentence, the tagger from annotated ones only: the gate's gradient
+    must stop at the features it reads."""
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True, chars="cnn", char_size=4)
+    ids = {t: i for i, t in enumerate(TAGS)}
+    batch = collate([encode("a long long sentence", vocabs, ids, ["O", "O", "O", "O"])])
+    out = model(batch)
+    torch.nn.functional.binary_cross_entropy_with_logits(out.sentence, torch.zeros(1)).backward()
+    tagger = [p for name, p in model.named_parameters() if not name.startswith("gate.")]
+    assert tagger and all(p.grad is None or not p.grad.any() for p in tagger)
+    assert all(p.grad is not None and p.grad.any() for p in model.gate.parameters())
+
+
 @torch.no_grad()
 def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
     vocabs = tiny_vocabs()
@@ -186,7 +200,7 @@ def test_model_directory_round_trip_and_corruption(tmp_path):
 
     saved = json.loads((tmp_path / model_dir.CONFIG).read_text())
     (tmp_path / model_dir.CONFIG).write_text(json.dumps({**saved, "format_version": 1}))
-    with pytest.raises(InputError, match="model format 1 is not 2"):
+    with pytest.raises(InputError, match=f"model format 1 is not {model_dir.FORMAT_VERSION}"):
         model_dir.load(tmp_path)
 
     (tmp_path / model_dir.CONFIG).write_text("{not json")

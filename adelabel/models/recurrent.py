@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from adelabel.data import Batch
-from adelabel.models.base import Output, SequenceLabeler, max_pool
+from adelabel.models.base import Output, SequenceLabeler, run_packed
 from adelabel.models.chars import char_encoder
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -37,14 +36,6 @@ class WordEncoder(nn.Module):
         return x
 
 
-def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``rnn`` over each sentence's real positions only (so the backward direction never reads
-    padding, and padding can't change a prediction); padding positions come back as zeros."""
-    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, _ = rnn(packed)
-    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
-
-
 class RecurrentTagger(SequenceLabeler):
     def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
                  cell: str = "lstm", bidirectional: bool = True, hidden_size: int = 200, layers: int = 1,
@@ -53,8 +44,9 @@ class RecurrentTagger(SequenceLabeler):
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         states = hidden_size * (2 if bidirectional else 1)
-        super().__init__(tags, crf=crf, gate=gate, gate_input=states)
-        self.words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
+        words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
+        super().__init__(tags, crf=crf, gate_input=words.out_dim if gate else None, gate_dropout=dropout)
+        self.words = words
         self.dropout = nn.Dropout(dropout)
         # Dropout between stacked layers; torch applies it to the outputs of every layer but the last.
         self.rnn = CELLS[cell](self.words.out_dim, hidden_size, num_layers=layers, bidirectional=bidirectional,
@@ -64,10 +56,9 @@ class RecurrentTagger(SequenceLabeler):
                                    nn.Linear(dense_size, len(tags)))
 
     def forward(self, batch: Batch) -> Output:
-        out = run_packed(self.rnn, self.dropout(self.words(batch)), batch.lengths)
-        sentence = None
-        if self.gate is not None:
-            sentence = self.gate(self.dropout(max_pool(out, batch.mask))).squeeze(-1)
+        words = self.words(batch)
+        out = run_packed(self.rnn, self.dropout(words), batch.lengths)
+        sentence = self.gate(words, batch) if self.gate is not None else None
         return Output(self.dense(self.dropout(out)), sentence)
 
 

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from adelabel.data import Batch
-from adelabel.models.base import Output, SequenceLabeler, max_pool
-from adelabel.models.recurrent import WordEncoder, run_packed
+from adelabel.models.base import Output, SequenceLabeler, max_pool, run_packed
+from adelabel.models.recurrent import WordEncoder
 
 
 class Encoded(NamedTuple):
@@ -50,8 +50,9 @@ class Seq2SeqTagger(SequenceLabeler):
         if beam < 1 or not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError("beam must be at least 1 and teacher_forcing between 0 and 1")
         states = 2 * hidden_size
-        super().__init__(tags, gate=gate, gate_input=states)
-        self.words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
+        words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
+        super().__init__(tags, gate_input=words.out_dim if gate else None, gate_dropout=dropout)
+        self.words = words
         self.dropout = nn.Dropout(dropout)
         self.encoder = nn.LSTM(self.words.out_dim, hidden_size, num_layers=layers, bidirectional=True,
                                batch_first=True, dropout=dropout if layers > 1 else 0.0)
@@ -73,8 +74,10 @@ class Seq2SeqTagger(SequenceLabeler):
     def _allowed(self) -> torch.Tensor:
         return torch.cat([self.transition_constraints, self.start_constraints[None]])
 
-    def _encode(self, batch: Batch) -> Encoded:
-        states = run_packed(self.encoder, self.dropout(self.words(batch)), batch.lengths)
+    def _encode(self, batch: Batch, words: torch.Tensor | None = None) -> Encoded:
+        """Encoder states of a batch; ``words``: its word features, when already computed."""
+        words = self.words(batch) if words is None else words
+        states = run_packed(self.encoder, self.dropout(words), batch.lengths)
         return Encoded(states, self.keys(states), max_pool(states, batch.mask), batch.mask)
 
     def _initial(self, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,8 +107,9 @@ class Seq2SeqTagger(SequenceLabeler):
         return self.teacher_forcing * k / (k + math.exp(min(self.steps / k, 700.0)))
 
     def forward(self, batch: Batch) -> Output:
-        enc = self._encode(batch)
-        sentence = self.gate(self.dropout(enc.summary)).squeeze(-1) if self.gate is not None else None
+        words = self.words(batch)
+        enc = self._encode(batch, words)
+        sentence = self.gate(words, batch) if self.gate is not None else None
         if self.training:
             if batch.tags is None:
                 raise ValueError("training seq2seq needs the gold tags (teacher forcing)")

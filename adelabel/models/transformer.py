@@ -21,7 +21,7 @@ from torch import nn
 
 from adelabel.data import Batch
 from adelabel.errors import AdelabelError
-from adelabel.models.base import Output, SequenceLabeler, max_pool
+from adelabel.models.base import Output, SequenceLabeler
 
 
 def default_encoder() -> Path:
@@ -67,7 +67,8 @@ class TransformerTagger(SequenceLabeler):
         if not getattr(tokenizer, "is_fast", False):
             raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
         hidden = encoder_model.config.hidden_size
-        super().__init__(tags, crf=crf, gate=gate, gate_input=hidden)
+        # The gate reads the encoder's states (detached, so it never steers the fine-tuning).
+        super().__init__(tags, crf=crf, gate_input=hidden if gate else None, gate_dropout=dropout)
         self.tokenizer, self.encoder = tokenizer, encoder_model
         # A window may not be longer than the encoder has position embeddings for, and two windows
         # must share less than a window (at most half of it here).
@@ -107,9 +108,7 @@ class TransformerTagger(SequenceLabeler):
 
     def forward(self, batch: Batch) -> Output:
         states = self._token_states(batch)
-        sentence = None
-        if self.gate is not None:
-            sentence = self.gate(self.dropout(max_pool(states, batch.mask))).squeeze(-1)
+        sentence = self.gate(states, batch) if self.gate is not None else None
         return Output(self.classifier(self.dropout(states)), sentence)
 
 
