@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from adelabel.data import Batch
-from adelabel.models.base import Output, SequenceLabeler, run_packed
+from adelabel.models.base import Output, SentenceGate, SequenceLabeler, run_packed
 from adelabel.models.chars import char_encoder
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -45,7 +45,7 @@ class RecurrentTagger(SequenceLabeler):
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         states = hidden_size * (2 if bidirectional else 1)
         words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
-        super().__init__(tags, crf=crf, gate_input=words.out_dim if gate else None, gate_dropout=dropout)
+        super().__init__(tags, crf=crf, gate=SentenceGate(words.out_dim, dropout) if gate else None)
         self.words = words
         self.dropout = nn.Dropout(dropout)
         # Dropout between stacked layers; torch applies it to the outputs of every layer but the last.

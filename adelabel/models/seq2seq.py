@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from adelabel.data import Batch
-from adelabel.models.base import Output, SequenceLabeler, max_pool, run_packed
+from adelabel.models.base import Output, SentenceGate, SequenceLabeler, max_pool, run_packed
 from adelabel.models.recurrent import WordEncoder
 
 
@@ -51,7 +51,7 @@ class Seq2SeqTagger(SequenceLabeler):
             raise ValueError("beam must be at least 1 and teacher_forcing between 0 and 1")
         states = 2 * hidden_size
         words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
-        super().__init__(tags, gate_input=words.out_dim if gate else None, gate_dropout=dropout)
+        super().__init__(tags, gate=SentenceGate(words.out_dim, dropout) if gate else None)
         self.words = words
         self.dropout = nn.Dropout(dropout)
         self.encoder = nn.LSTM(self.words.out_dim, hidden_size, num_layers=layers, bidirectional=True,

@@ -21,7 +21,7 @@ from torch import nn
 
 from adelabel.data import Batch
 from adelabel.errors import AdelabelError
-from adelabel.models.base import Output, SequenceLabeler
+from adelabel.models.base import Output, PooledGate, SequenceLabeler
 
 
 def default_encoder() -> Path:
@@ -67,8 +67,7 @@ class TransformerTagger(SequenceLabeler):
         if not getattr(tokenizer, "is_fast", False):
             raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
         hidden = encoder_model.config.hidden_size
-        # The gate reads the encoder's states (detached, so it never steers the fine-tuning).
-        super().__init__(tags, crf=crf, gate_input=hidden if gate else None, gate_dropout=dropout)
+        super().__init__(tags, crf=crf, gate=PooledGate(hidden, dropout) if gate else None)
         self.tokenizer, self.encoder = tokenizer, encoder_model
         # A window may not be longer than the encoder has position embeddings for, and two windows
         # must share less than a window (at most half of it here).
