@@ -22,7 +22,7 @@ from adelabel.models import build_model
 from adelabel.models.base import SequenceLabeler
 from adelabel.vocab import Vocabs
 
-FORMAT_VERSION = 3  # 2: the architecture family (renamed settings and weights, gate threshold); 3: the gate's own BiLSTM
+FORMAT_VERSION = 3  # 2: the architecture family (renamed settings and weights, gate threshold); 3: gate modules of their own (SentenceGate, PooledGate)
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
 ASSETS = "assets"
 
