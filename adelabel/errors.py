@@ -21,3 +21,7 @@ class InputError(AdelabelError):
         self.reason = message
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+class OptionError(AdelabelError, ValueError):
+    """A value given to a command-line option or an API argument that it cannot take."""

@@ -14,11 +14,13 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from adelabel.atomic import atomic_dir
 from adelabel.corpus import Sentence
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
 from adelabel.corpus.conll import write_conll
 from adelabel.embeddings import coverage, load_vectors, save_vectors, train_word2vec
 from adelabel.errors import AdelabelError
+from adelabel.model_dir import sha256
 from adelabel.split import SPLITS, split_by_document
 from adelabel.tags import spans_to_tags
 from adelabel.text import tokenize
@@ -43,6 +45,9 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise InputError(path, "prepared split not found; run `adelabel prepare` first")
+    expected = read_manifest(data_dir).get("files", {}).get(path.name)
+    if expected is not None and sha256(path) != expected:
+        raise InputError(path, "checksum mismatch with manifest.json (changed since `adelabel prepare` wrote it)")
     out = []
     for number, line in read_lines(path):
         try:
@@ -56,16 +61,38 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
             w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
             log: Callable[[str], None] = print) -> dict:
-    """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest."""
+    """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
+
+    Everything is written into a temporary folder beside ``out`` that replaces it when complete, so a
+    killed run leaves the old data folder or none, never new splits beside an old manifest."""
     sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict)
     for line in report.summary():
         log(line)
     if not sentences:
         raise AdelabelError(f"{corpus}: no sentences read")
     splits = split_by_document(sentences, seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as tmp:
+        tokens, misaligned = _write_splits(tmp, splits, log)
+        cov, source, kv = _write_vectors(tmp, tokens, vectors, dim, seed, w2v_epochs, max_vectors, log)
+        manifest = {
+            "corpus": str(corpus), "seed": seed, "labels": list(labels), "include_negative": include_negative,
+            "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
+                           "negative_sentences": sum(s.negative for s in splits[n])} for n in SPLITS},
+            "report": report.summary(), "misaligned_boundaries": misaligned,
+            "vectors": {"source": source, "words": len(kv), "dim": kv.vector_size, "coverage": cov},
+            "versions": versions(),
+            # Checked when a split is read: a data folder is only ever used as prepare wrote it.
+            "files": {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    log(f"wrote {out}/")
+    return manifest
 
+
+def _write_splits(out: Path, splits: dict[str, list[Sentence]],
+                  log: Callable[[str], None]) -> tuple[dict[str, list[list[str]]], int]:
+    """Each split as JSONL and CoNLL; returns their normalised tokens (for word2vec) and how many
+    entity boundaries fell inside a token."""
     tokens: dict[str, list[list[str]]] = {}
     misaligned = 0
     for name in SPLITS:
@@ -82,7 +109,11 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
         log(f"{name}: {docs:,} documents, {len(splits[name]):,} sentences, "
             f"{sum(map(len, tokens[name])):,} tokens, {sum(len(s.spans) for s in splits[name]):,} entities")
     log(f"entity boundaries inside a token (widened to the token): {misaligned:,}")
+    return tokens, misaligned
 
+
+def _write_vectors(out: Path, tokens: dict, vectors, dim: int, seed: int, w2v_epochs: int, max_vectors: int,
+                   log: Callable[[str], None]):
     if vectors:
         corpus_words = {w for name in SPLITS for sent in tokens[name] for w in sent}
         kv = load_vectors(vectors, keep=corpus_words, max_words=max_vectors)
@@ -96,18 +127,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
            for name in SPLITS}
     log(f"vectors: {len(kv):,} words, dim {kv.vector_size}; coverage of "
         + ", ".join(f"{n} {c['tokens']:.1%} of tokens ({c['types']:.1%} of types)" for n, c in cov.items()))
-
-    manifest = {
-        "corpus": str(corpus), "seed": seed, "labels": list(labels), "include_negative": include_negative,
-        "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
-                       "negative_sentences": sum(s.negative for s in splits[n])} for n in SPLITS},
-        "report": report.summary(), "misaligned_boundaries": misaligned,
-        "vectors": {"source": source, "words": len(kv), "dim": kv.vector_size, "coverage": cov},
-        "versions": versions(),
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    log(f"wrote {out}/")
-    return manifest
+    return cov, source, kv
 
 
 def read_manifest(data_dir: str | Path) -> dict:
@@ -117,6 +137,9 @@ def read_manifest(data_dir: str | Path) -> dict:
     if not path.is_file():
         raise InputError(path, "no prepared data here; run `adelabel prepare` first")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise InputError(path, f"corrupt manifest ({err})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("labels"), list):
+        raise InputError(path, "not a data manifest (no list of labels)")
+    return manifest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,12 +14,16 @@ import torch
 
 from adelabel import model_dir
 from adelabel.data import Example, bucketed, encode
+from adelabel.errors import OptionError
 from adelabel.models.base import SequenceLabeler
 from adelabel.tags import tags_to_spans
-from adelabel.text import split_sentences
+from adelabel.text import split_sentences, tokenize, windows
 from adelabel.vocab import Vocabs
 
 DEFAULT_MODEL = Path("models/bilstm")
+MAX_TOKENS = 256
+"""A sentence longer than this is tagged in pieces (adelabel.text.windows): the CRF's and Viterbi's
+cost grows with length, and its probabilities lose precision over thousands of steps."""
 
 
 def _malloc_trim():
@@ -54,13 +59,28 @@ class Entity:
         return asdict(self)
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
+
+
 def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` (a GPU when torch sees one), ``cpu``, ``cuda`` or ``cuda:N``; anything else is refused."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise OptionError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from adelabel.errors import AdelabelError
-        raise AdelabelError("--device cuda asked for, but torch sees no CUDA device")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise OptionError(f"--device {device}: torch sees no CUDA device on this machine")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise OptionError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(device)
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+        raise OptionError(f"threshold: expected a number between 0 and 1, got {threshold!r}")
+    return threshold
 
 
 class Prediction(NamedTuple):
@@ -103,6 +123,7 @@ class Tagger:
     def load(cls, path: str | Path = DEFAULT_MODEL, device: str = "auto", threshold: float | None = None) -> "Tagger":
         """Load a saved model. ``threshold`` overrides the gate threshold tuned in training: lower finds
         more entities and more false ones, 0 tags every sentence as if it reported an adverse event."""
+        check_threshold(threshold)
         dev = pick_device(device)
         model, config, vocabs = model_dir.load(path, dev)
         return cls(model, config, vocabs, dev, threshold)
@@ -127,8 +148,18 @@ class Tagger:
 
         Texts are read ``batch_size`` at a time, so memory stays flat however many there are.
         """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("Tagger.pipe() takes an iterable of texts, not a single string; "
+                            "call tagger(text) for one text")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}")
+        return self._pipe(texts, batch_size)
+
+    def _pipe(self, texts: Iterable[str], batch_size: int) -> Iterator[list[Entity]]:
         chunk: list[str] = []
-        for text in texts:
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"Tagger.pipe(): text {index} is a {type(text).__name__}, not a str")
             chunk.append(text)
             if len(chunk) >= batch_size:
                 yield from self._tag_texts(chunk)
@@ -137,7 +168,7 @@ class Tagger:
             yield from self._tag_texts(chunk)
 
     def _tag_texts(self, texts: Sequence[str]) -> list[list[Entity]]:
-        pieces = [split_sentences(t) for t in texts]
+        pieces = [[piece for s, e in split_sentences(t) for piece in _pieces(t, s, e)] for t in texts]
         flat = [t[s:e] for t, spans in zip(texts, pieces) for s, e in spans]
         tagged = iter(self.tag_sentences(flat))
         out = []
@@ -151,5 +182,18 @@ class Tagger:
         return out
 
     def __call__(self, text: str) -> list[Entity]:
+        if not isinstance(text, str):
+            hint = "; for several texts use tagger.pipe(texts)" if isinstance(text, (list, tuple)) else ""
+            raise TypeError(f"Tagger() takes a str, not a {type(text).__name__}{hint}")
         return self._tag_texts([text])[0]
+
+
+def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentence ``text[start:end]`` as one piece, or as windows of at most MAX_TOKENS tokens."""
+    if end - start <= MAX_TOKENS:  # every token holds a character: no need to tokenise to know
+        return [(start, end)]
+    tokens = tokenize(text[start:end])
+    if len(tokens) <= MAX_TOKENS:
+        return [(start, end)]
+    return [(start + tokens[a][0], start + tokens[b - 1][1]) for a, b in windows(text[start:end], tokens, MAX_TOKENS)]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -9,7 +10,8 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
-from adelabel.errors import InputError
+from adelabel.atomic import atomic_file, check_output_file
+from adelabel.errors import InputError, OptionError
 from adelabel.tagger import Tagger
 from adelabel.text import split_sentences, tokenize
 from adelabel.tags import spans_to_tags
@@ -52,15 +54,28 @@ def write_conll(out: IO[str], text: str, entities) -> None:
         out.write("\n")
 
 
+def check_output(source: str, output: Path | None) -> None:
+    """Refuse, before a model is loaded, an output that cannot be written or that is the input."""
+    if output is None:
+        return
+    check_output_file(output, "--output")
+    if source != "-" and output.exists() and Path(source).exists() and os.path.samefile(source, output):
+        raise OptionError(f"--output {output}: is the input file {source}; writing it would destroy what is read")
+
+
 def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, batch_size: int,
                device: str, threshold: float | None = None) -> int:
-    """Tag every line of ``source``; returns the number of lines written."""
+    """Tag every line of ``source``; returns the number of lines written. An ``output`` file is
+    written under a temporary name and renamed when complete, so it never holds a partial result."""
+    check_output(source, output)
+    if source != "-" and not Path(source).is_file():
+        raise InputError(source, "file not found")
     tagger = Tagger.load(model, device=device, threshold=threshold)
     writer = write_jsonl if fmt == "jsonl" else write_conll
     lines = read_text_lines(source)
     count = 0
     with ExitStack() as stack:
-        out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+        out = stack.enter_context(atomic_file(output)) if output else sys.stdout
         while True:
             chunk = list(islice(lines, batch_size))
             if not chunk:

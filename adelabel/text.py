@@ -22,6 +22,8 @@ _TOKENIZER = RegexpTokenizer(r"[^\W_]+|[^\w\s]|_", gaps=False)
 # following word is lower-case ("approx. 5 mg", "vs. placebo").
 _SENTENCE_END = re.compile(r"""(?<=[.!?])["')\]]*\s+(?=[A-Z0-9(\["'])""")
 _ABBREVIATIONS = re.compile(r"(?:\b(?:e\.g|i\.e|vs|Dr|Mr|Mrs|Ms|Fig|et al|approx|No|cf|St)\.)$")
+_LONGEST_ABBREVIATION = len("approx.") + 1  # and the character before it, for the word boundary
+_SOFT_BREAKS = frozenset(";,:")
 
 
 def tokenize(text: str) -> list[tuple[int, int]]:
@@ -37,7 +39,9 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans = []
     start = 0
     for m in _SENTENCE_END.finditer(text):
-        if _ABBREVIATIONS.search(text, 0, m.start()):
+        # Only the few characters before the break can hold an abbreviation: searching from the
+        # text's start made splitting quadratic in a line's length.
+        if _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start()):
             continue
         spans.append((start, m.start()))
         start = m.end()
@@ -50,3 +54,22 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             lead = len(piece) - len(piece.lstrip())
             out.append((s + lead, s + lead + len(stripped)))
     return out
+
+
+def windows(text: str, tokens: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
+    """Cut a sentence of more than ``max_tokens`` tokens into pieces of at most that many, each
+    ending after the last ``;``, ``,`` or ``:`` in the second half of its window where there is one.
+
+    A model reads a piece at a time, so a line with no sentence breaks (a table, a list of terms)
+    costs memory and time in proportion to its length, and no token is ever dropped. Returns
+    ``(first, last)`` token index ranges, end exclusive.
+    """
+    pieces, first = [], 0
+    while len(tokens) - first > max_tokens:
+        limit = first + max_tokens
+        cut = next((i + 1 for i in range(limit - 1, first + max_tokens // 2, -1)
+                    if text[tokens[i][0]:tokens[i][1]] in _SOFT_BREAKS), limit)
+        pieces.append((first, cut))
+        first = cut
+    pieces.append((first, len(tokens)))
+    return pieces

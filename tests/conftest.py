@@ -36,11 +36,11 @@ def sample_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample_model(sample_data, tmp_path_factory) -> Path:
     """A small bilstm trained on the sample corpus: a real (short) training run."""
-    from adelabel.config import apply_overrides, load_config
+    from adelabel.config import resolve
     from adelabel.train import train
 
-    out = tmp_path_factory.mktemp("sample-model")
-    config = apply_overrides(load_config("bilstm"), ["train.max_epochs=25", "train.batch_size=16", "train.lr=0.005",
-                                                     "train.patience=25", "model.hidden_size=64"])
+    out = tmp_path_factory.mktemp("sample-model") / "bilstm"
+    config = resolve("bilstm", overrides=["train.max_epochs=25", "train.batch_size=16", "train.lr=0.005",
+                                          "train.patience=25", "model.hidden_size=64"])
     train(config, sample_data, out, device="cpu", log=None)
     return out

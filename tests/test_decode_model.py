@@ -57,14 +57,16 @@ def tiny_vocabs():
     return Vocabs(words, chars)
 
 
-SIZES = {"seq2seq": {"hidden_size": 6, "decoder_size": 7, "tag_dim": 3}}
+# Tiny sizes, and the plainest model of each family unless a test asks for more.
+SIZES = {"seq2seq": {"hidden_size": 6, "decoder_size": 7, "tag_dim": 3, "beam": 1, "chars": "none", "gate": False}}
+PLAIN = {"hidden_size": 6, "dense_size": 5, "chars": "none", "crf": False, "gate": False}
 
 
 def tiny_model(vocabs, arch="bilstm", **hyper):
     torch.manual_seed(0)
-    sizes = SIZES.get(arch, {"hidden_size": 6, "dense_size": 5})
+    settings = {**SIZES.get(arch, PLAIN), "dropout": 0.0, **hyper}
     return build_model(arch, tags=TAGS, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
-                       embedding_dim=8, dropout=0.0, **sizes, **hyper).eval()
+                       embedding_dim=8, **settings).eval()
 
 
 @pytest.mark.parametrize("arch, options", [
@@ -169,48 +171,139 @@ def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
     # Exactly the sentence below the threshold is closed.
     assert [bool(split.tags[row, 0]) for row in range(2)] == [p == high for p in opened.sentence.tolist()]
     model.gate_threshold.fill_(0.375)
-    config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8,
-              "model": {"hidden_size": 6, "dense_size": 5, "dropout": 0.0, "gate": True}}
+    config = {"tags": TAGS, "embedding_dim": 8}
     model_dir.save(tmp_path, model, config, vocabs)
     loaded, _, _ = model_dir.load(tmp_path)
     assert float(loaded.gate_threshold) == 0.375
 
 
-def test_model_directory_round_trip_and_corruption(tmp_path):
+def reseal(folder):
+    """Recompute a model folder's manifest, so a test reaches the checks behind the checksums."""
+    manifest = json.loads((folder / model_dir.MANIFEST).read_text())
+    manifest["files"] = {name: model_dir.sha256(folder / name) for name in manifest["files"]}
+    (folder / model_dir.MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_model_directory_round_trip(tmp_path):
     vocabs = tiny_vocabs()
     model = tiny_model(vocabs, chars="cnn", char_size=4)
-    config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8,
-              "model": {"hidden_size": 6, "dense_size": 5, "dropout": 0.0, "chars": "cnn", "char_size": 4}}
-    model_dir.save(tmp_path, model, config, vocabs)
+    config = {"tags": TAGS, "embedding_dim": 8}
+    model_dir.save(tmp_path, model, config, vocabs, metrics={"best_epoch": 1})
     loaded, cfg, vocabs2 = model_dir.load(tmp_path)
     batch = collate([encode("rash after naproxen", vocabs)])
     assert torch.equal(model(batch).scores, loaded(batch).scores)
     assert vocabs2.words.items == vocabs.words.items and cfg["tags"] == TAGS
+    # The saved config is the whole resolved one, defaults included.
+    assert cfg["model"]["chars"] == "cnn" and cfg["model"]["layers"] == 1 and cfg["train"]["patience"] == 5
+    manifest = json.loads((tmp_path / model_dir.MANIFEST).read_text())
+    assert set(manifest["files"]) == {"config.json", "vocab.json", "model.safetensors", "metrics.json"}
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.tmp-*"))
 
-    weights = tmp_path / model_dir.WEIGHTS
-    good = weights.read_bytes()
-    weights.write_bytes(good[: len(good) // 2])
-    with pytest.raises(InputError, match="corrupt weights file"):
-        model_dir.load(tmp_path)
-    weights.write_bytes(good)
 
-    (tmp_path / model_dir.VOCAB).write_text(json.dumps({"words": ["<pad>", "<unk>"], "chars": ["<pad>", "<unk>"]}))
-    with pytest.raises(InputError, match="weights do not match"):
-        model_dir.load(tmp_path)
+def _saved(tmp_path):
+    vocabs = tiny_vocabs()
+    folder = tmp_path / "model"
+    model_dir.save(folder, tiny_model(vocabs, gate=True), {"tags": TAGS, "embedding_dim": 8,
+                                                           "data": {"labels": ["DRUG", "AE"]}}, vocabs)
+    return folder
 
-    saved = json.loads((tmp_path / model_dir.CONFIG).read_text())
-    (tmp_path / model_dir.CONFIG).write_text(json.dumps({**saved, "format_version": 1}))
-    with pytest.raises(InputError, match=f"model format 1 is not {model_dir.FORMAT_VERSION}"):
-        model_dir.load(tmp_path)
 
-    (tmp_path / model_dir.CONFIG).write_text("{not json")
-    with pytest.raises(InputError, match=r"config\.json: corrupt JSON"):
-        model_dir.load(tmp_path)
-    (tmp_path / model_dir.CONFIG).unlink()
-    with pytest.raises(InputError, match=r"config\.json: missing"):
-        model_dir.load(tmp_path)
-    with pytest.raises(InputError, match="model directory not found"):
+def _flip_a_byte(folder):
+    weights = folder / model_dir.WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01
+    weights.write_bytes(bytes(data))
+
+
+def _edit_json(name, change):
+    def edit(folder):
+        path = folder / name
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return edit
+
+
+def _nan_weights(folder):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / model_dir.WEIGHTS))
+    state["dense.0.weight"][0, 0] = float("nan")
+    save_file(state, str(folder / model_dir.WEIGHTS))
+
+
+def _threshold(folder):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / model_dir.WEIGHTS))
+    state["gate_threshold"].fill_(5.0)
+    save_file(state, str(folder / model_dir.WEIGHTS))
+
+
+def _truncate(folder):
+    weights = folder / model_dir.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:100])
+
+
+@pytest.mark.parametrize("damage, reseal_it, message", [
+    (_flip_a_byte, False, r"model\.safetensors: checksum mismatch"),
+    (_edit_json("vocab.json", lambda v: {**v, "words": v["words"][::-1]}), False, r"vocab\.json: checksum mismatch"),
+    (_edit_json("config.json", lambda c: {**c, "tags": c["tags"][::-1]}), False, r"config\.json: checksum mismatch"),
+    (lambda f: (f / model_dir.VOCAB).unlink(), False, r"vocab\.json: missing from the model folder"),
+    (lambda f: (f / model_dir.MANIFEST).unlink(), False, r"manifest\.json: missing from the model folder"),
+    (_edit_json("vocab.json", lambda v: {**v, "words": v["words"][::-1]}), True, r"vocab\.json: words: must be strings starting with '<pad>', '<unk>'"),
+    (_edit_json("vocab.json", lambda v: {**v, "words": v["words"][:-1]}), True, r"model\.safetensors: weights do not match config\.json/vocab\.json"),
+    (_edit_json("config.json", lambda c: {**c, "tags": ["O", "I-DRUG", "B-DRUG", "B-AE", "I-AE"]}), True, r"config\.json: tags: .* are not IOB2 tags"),
+    (_edit_json("config.json", lambda c: {**c, "tags": ["O", "B-AE", "I-AE", "B-DRUG", "I-DRUG"]}), True, r"config\.json: tags: .* do not match the data's labels"),
+    (_edit_json("config.json", lambda c: {**c, "tags": ["O", "B-DRUG", "I-DRUG"], "data": {"labels": ["DRUG"]}}), True, r"model\.safetensors: weights do not match"),
+    (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "hidden_sise": 3}}), True, r"config\.json: model\.hidden_sise: unknown key \(did you mean model\.hidden_size\?\)"),
+    (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "crf": "yes please"}}), True, r"config\.json: model\.crf: expected true or false"),
+    (_edit_json("config.json", lambda c: {**c, "format_version": 1}), True, r"config\.json: model format 1 .* rebuild it with `adelabel train --arch bilstm"),
+    (lambda f: (f / model_dir.CONFIG).write_text("{not json"), True, r"config\.json: corrupt JSON"),
+    (_nan_weights, True, r"model\.safetensors: dense\.0\.weight: holds NaN"),
+    (_threshold, True, r"model\.safetensors: gate_threshold 5\.0 is not in \[0, 1\]"),
+    (_truncate, True, r"model\.safetensors: corrupt weights file"),
+])
+def test_a_damaged_model_folder_is_refused_naming_the_file(tmp_path, damage, reseal_it, message):
+    folder = _saved(tmp_path)
+    model_dir.load(folder)
+    damage(folder)
+    if reseal_it and (folder / model_dir.MANIFEST).exists():
+        reseal(folder)
+    with pytest.raises(InputError, match=message):
+        model_dir.load(folder)
+
+
+def test_missing_folder_and_format_3_migration(tmp_path):
+    with pytest.raises(InputError, match="model folder not found"):
         model_dir.load(tmp_path / "nothing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file, not a model folder"):
+        model_dir.load(tmp_path / "file")
+    # A format-3 folder (no manifest; seq2seq without its step counter) is read as format 4.
+    from safetensors.torch import load_file, save_file
+
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, "seq2seq")
+    folder = tmp_path / "old"
+    model_dir.save(folder, model, {"tags": TAGS, "embedding_dim": 8}, vocabs)
+    (folder / model_dir.MANIFEST).unlink()
+    _edit_json("config.json", lambda c: {**c, "format_version": 3})(folder)
+    state = load_file(str(folder / model_dir.WEIGHTS))
+    del state["steps"]
+    save_file(state, str(folder / model_dir.WEIGHTS))
+    loaded, cfg, _ = model_dir.load(folder)
+    batch = collate([encode("rash after naproxen", vocabs)])
+    assert torch.equal(model(batch).scores, loaded(batch).scores) and int(loaded.steps) == 0
+
+
+def test_a_save_replaces_the_old_folder_whole(tmp_path):
+    vocabs = tiny_vocabs()
+    folder = tmp_path / "model"
+    model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs, metrics={"run": 1})
+    (folder / "stray.txt").write_text("left by hand")
+    model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs)
+    # Nothing of the first save survives: not its metrics, not a file left beside them.
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "manifest.json", "model.safetensors", "vocab.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adelabel import Tagger
-from adelabel.config import apply_overrides, load_config
+from adelabel.config import resolve
 from adelabel.data import encode_sentences
 from adelabel.evaluate import evaluate_examples
 from adelabel.prepare import read_split
@@ -27,11 +27,12 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
     overrides = ["train.max_epochs=4", "train.lr=0.01"] + SMALL.get(arch, ["model.hidden_size=32", "model.char_size=8"])
     if arch == "transformer":
         overrides.append(f"model.encoder={request.getfixturevalue('checkpoint')}")
-    config = apply_overrides(load_config(arch), overrides)
-    metrics = train(config, sample_data, tmp_path, device="cpu", log=None)
-    assert metrics["epochs_run"] == 4 and json.loads((tmp_path / "config.json").read_text())["arch"] == arch
+    config = resolve(arch, overrides=overrides)
+    out = tmp_path / arch
+    metrics = train(config, sample_data, out, device="cpu", log=None)
+    assert metrics["epochs_run"] == 4 and json.loads((out / "config.json").read_text())["arch"] == arch
 
-    tagger = Tagger.load(tmp_path, device="cpu")
+    tagger = Tagger.load(out, device="cpu")
     sentences = read_split(sample_data, "test")
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
     reloaded = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 64,
@@ -39,7 +40,7 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
     # The saved model scores exactly what the trained one scored: nothing is lost in the format.
     assert reloaded == metrics["test"]
     lines = (SAMPLE / "example.txt").read_text(encoding="utf-8").splitlines()
-    found = [e for line, ents in zip(lines, Tagger.load(tmp_path, threshold=0.0).pipe(lines)) for e in ents
+    found = [e for line, ents in zip(lines, Tagger.load(out, threshold=0.0).pipe(lines)) for e in ents
              if line[e.start:e.end] == e.text]
     # The tiny test transformer reads every word as [UNK] and cannot find anything; the others do.
     assert found or arch == "transformer"

@@ -40,10 +40,10 @@ def test_training_learns_and_records_the_run(sample_model):
 
 
 def test_training_is_reproducible(sample_data, tmp_path):
-    from adelabel.config import apply_overrides, load_config
+    from adelabel.config import resolve
     from adelabel.train import train
 
-    config = apply_overrides(load_config("bilstm"), ["train.max_epochs=2", "model.hidden_size=16"])
+    config = resolve("bilstm", overrides=["train.max_epochs=2", "model.hidden_size=16"])
     a = train(config, sample_data, tmp_path / "a", device="cpu", log=None)
     b = train(config, sample_data, tmp_path / "b", device="cpu", log=None)
     assert a == b
@@ -113,9 +113,9 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["tag", "nofile.txt", "--model", "{model}"], "nofile.txt: file not found"),
     (["tag", "{bad}", "--model", "{model}"], "bad.txt:2: not UTF-8"),
-    (["tag", "{bad}", "--model", "{tmp}/nomodel"], "model directory not found"),
-    (["tag", "{bad}", "--model", "{model}", "--threshold", "1.5"], "--threshold must be between 0 and 1"),
-    (["train", "--arch", "nosuch"], "no default config for architecture 'nosuch'"),
+    (["tag", "{bad}", "--model", "{tmp}/nomodel"], "model folder not found"),
+    (["tag", "{bad}", "--model", "{model}", "--threshold", "1.5"], "--threshold: expected a number between 0 and 1"),
+    (["train", "--arch", "nosuch"], "--arch: unknown architecture 'nosuch'"),
     (["prepare", "--corpus", "{tmp}/nocorpus"], "corpus folder not found"),
     (["evaluate", "--model", "{model}", "--data", "{tmp}"], "prepared split not found"),
 ])

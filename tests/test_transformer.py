@@ -33,8 +33,9 @@ def checkpoint(tmp_path_factory):
 
 def tiny_transformer(checkpoint, **options):
     torch.manual_seed(0)
+    settings = {"crf": False, "gate": False, **options}
     return build_model("transformer", tags=TAGS, vocab_size=1, char_vocab_size=1, embedding_dim=1,
-                       encoder=str(checkpoint), dropout=0.0, **options).eval()
+                       encoder=str(checkpoint), dropout=0.0, **settings).eval()
 
 
 LONG = "a long long sentence after a long rash after naproxen ."
@@ -87,8 +88,7 @@ def test_saved_model_loads_without_the_original_checkpoint(checkpoint, tmp_path)
     shutil.copytree(checkpoint, copy)
     model = tiny_transformer(copy, gate=True, crf=True)
     vocabs = tiny_vocabs()
-    config = {"arch": "transformer", "tags": TAGS, "embedding_dim": 1,
-              "model": {"encoder": str(copy), "dropout": 0.0, "gate": True, "crf": True}}
+    config = {"tags": TAGS, "embedding_dim": 1}
     model_dir.save(tmp_path / "model", model, config, vocabs)
     shutil.rmtree(copy)
     loaded, _, _ = model_dir.load(tmp_path / "model")
@@ -102,10 +102,10 @@ def test_a_folder_reused_for_another_architecture_drops_the_old_assets(checkpoin
     from test_decode_model import tiny_model
 
     vocabs = tiny_vocabs()
-    config = {"arch": "transformer", "tags": TAGS, "embedding_dim": 1, "model": {"encoder": str(checkpoint)}}
+    config = {"tags": TAGS, "embedding_dim": 1}
     model_dir.save(tmp_path, tiny_transformer(checkpoint), config, vocabs)
     assert (tmp_path / model_dir.ASSETS).is_dir()
-    config = {"arch": "bilstm", "tags": TAGS, "embedding_dim": 8, "model": {"hidden_size": 6, "dense_size": 5}}
+    config = {"tags": TAGS, "embedding_dim": 8}
     model_dir.save(tmp_path, tiny_model(vocabs), config, vocabs)
     assert not (tmp_path / model_dir.ASSETS).exists()
     assert model_dir.load(tmp_path)[1]["arch"] == "bilstm"

@@ -163,4 +163,5 @@ class SequenceLabeler(nn.Module):
             sentence = torch.sigmoid(out.sentence.float())
             passes = gate_passes(sentence, float(self.gate_threshold) if threshold is None else threshold)
             tags = tags.masked_fill(~passes[:, None], 0)
-        return Decoded(tags, confidence.masked_fill(~mask, 0.0), sentence)
+        # Marginals are computed in log space; rounding may carry one a hair past 1.
+        return Decoded(tags, confidence.clamp(0.0, 1.0).masked_fill(~mask, 0.0), sentence)

@@ -21,8 +21,8 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 class WordEncoder(nn.Module):
     """Word embeddings, optionally with character features appended: what every recurrent model reads."""
 
-    def __init__(self, vocab_size: int, embedding_dim: int, char_vocab_size: int, chars: str = "none",
-                 char_size: int = 50, freeze_embeddings: bool = False) -> None:
+    def __init__(self, vocab_size: int, embedding_dim: int, char_vocab_size: int, chars: str, char_size: int,
+                 freeze_embeddings: bool) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.embedding.weight.requires_grad = not freeze_embeddings
@@ -37,10 +37,10 @@ class WordEncoder(nn.Module):
 
 
 class RecurrentTagger(SequenceLabeler):
-    def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
-                 cell: str = "lstm", bidirectional: bool = True, hidden_size: int = 200, layers: int = 1,
-                 dense_size: int = 100, dropout: float = 0.5, freeze_embeddings: bool = False,
-                 chars: str = "none", char_size: int = 50, crf: bool = False, gate: bool = False) -> None:
+    # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
+    def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int, *,
+                 cell: str, bidirectional: bool, hidden_size: int, layers: int, dense_size: int, dropout: float,
+                 freeze_embeddings: bool, chars: str, char_size: int, crf: bool, gate: bool) -> None:
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         states = hidden_size * (2 if bidirectional else 1)

@@ -37,14 +37,12 @@ class Encoded(NamedTuple):
 
 
 class Seq2SeqTagger(SequenceLabeler):
-    def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
-                 hidden_size: int = 200, layers: int = 1, decoder_size: int = 200, tag_dim: int = 25,
-                 attention: str = "additive", peek: bool = False, teacher_forcing: float = 1.0,
-                 sampling_decay: float = 0.0, beam: int = 1, dropout: float = 0.5,
-                 freeze_embeddings: bool = False, chars: str = "none", char_size: int = 50,
-                 crf: bool = False, gate: bool = False) -> None:
-        if crf:
-            raise ValueError("seq2seq decodes its own tag sequence: crf must be false")
+    # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
+    # No crf option: the decoder writes the tag sequence itself.
+    def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int, *,
+                 hidden_size: int, layers: int, decoder_size: int, tag_dim: int, attention: str, peek: bool,
+                 teacher_forcing: float, sampling_decay: float, beam: int, dropout: float,
+                 freeze_embeddings: bool, chars: str, char_size: int, gate: bool) -> None:
         if attention not in ("additive", "multiplicative"):
             raise ValueError(f"attention must be additive or multiplicative, not {attention!r}")
         if beam < 1 or not 0.0 <= teacher_forcing <= 1.0:
@@ -68,7 +66,8 @@ class Seq2SeqTagger(SequenceLabeler):
         self.decoder = nn.LSTMCell(tag_dim + 2 * states + (states if peek else 0), decoder_size)
         self.out = nn.Linear(decoder_size + 2 * states, len(tags))
         self.teacher_forcing, self.sampling_decay, self.beam = teacher_forcing, sampling_decay, beam
-        self.steps = 0  # training batches seen, for the sampling schedule
+        # Training batches seen, for the sampling schedule: a buffer, so a resumed run goes on with it.
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     # The IOB2 rules as scores for "tag j after tag i", with a last row for the start of a sentence.
     def _allowed(self) -> torch.Tensor:
@@ -104,7 +103,7 @@ class Seq2SeqTagger(SequenceLabeler):
         if self.sampling_decay <= 0:
             return self.teacher_forcing
         k = self.sampling_decay
-        return self.teacher_forcing * k / (k + math.exp(min(self.steps / k, 700.0)))
+        return self.teacher_forcing * k / (k + math.exp(min(int(self.steps) / k, 700.0)))
 
     def forward(self, batch: Batch) -> Output:
         words = self.words(batch)

@@ -46,8 +46,9 @@ def _transformers():
 
 
 class TransformerTagger(SequenceLabeler):
-    def __init__(self, tags: Sequence[str], encoder: str = "", dropout: float = 0.1, crf: bool = False,
-                 gate: bool = False, window: int = 256, stride: int = 64, assets: Path | None = None) -> None:
+    # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
+    def __init__(self, tags: Sequence[str], *, encoder: str, dropout: float, crf: bool, gate: bool, window: int,
+                 stride: int, assets: Path | None = None) -> None:
         transformers = _transformers()
         source = Path(assets or encoder or default_encoder())
         if not source.is_dir():
