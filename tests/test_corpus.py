@@ -1,6 +1,8 @@
 """The ADE reader on the real corpus and on small files that exercise its quirks and bad input."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from adelabel.corpus.ade import read_ade, resolve_overlaps
@@ -36,7 +38,8 @@ def test_real_corpus_counts_and_location(real):
     # The consistent-offset rule matters: hundreds of mentions are not their sentence's first occurrence.
     assert report.not_first_occurrence > 100
     assert report.duplicate_spans > 0 and report.nested_dropped > 0
-    assert report.negative_also_positive == 6
+    # Six ADE-NEG lines are listed twice; each sentence is kept once.
+    assert report.duplicate_negative_lines == 6 and report.negative_also_positive == 0
 
 
 def test_real_corpus_round_trips_through_bio(real):
@@ -111,6 +114,11 @@ def test_overlap_policy_keeps_outer():
     ("1|A rash.|rash|x|9|A|3|4", "not integers"),
     ("1|A rash.|rash|5|9|aspirin|10|17", "does not occur"),
     ("1|A rash.|rash|5|12|A|3|4", "do not match its length"),
+    ("1|A rash.|rash|-5|-1|A|3|4", "offsets -5--1 of 'rash' are negative"),
+    ("1|A rash.|rash|9|5|A|3|4", "offsets 9-5 of 'rash' end before they begin"),
+    ("1|A r\x00ash.|rash|5|9|A|3|4", "control character U+0000 at column 6"),
+    ("PMC1|A rash.|rash|5|9|A|3|4", "PubMed ID 'PMC1' is not a number"),
+    ("1||rash|5|9|A|3|4", "empty sentence"),
 ])
 def test_malformed_lines_reported_with_file_and_line(tmp_path, line, message):
     good = "2|Fever after aspirin.|Fever|3|8|aspirin|15|22"
@@ -119,13 +127,36 @@ def test_malformed_lines_reported_with_file_and_line(tmp_path, line, message):
     assert report.malformed_lines == 1
     assert f"DRUG-AE.rel:2: " in report.problems[0] and message in report.problems[0]
     assert any(s.spans for s in sentences)
-    with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: .*" + message):
+    with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: .*" + re.escape(message)):
         read_ade(corpus, strict=True)
+
+
+def test_offsets_outside_the_sentence_drop_their_line(tmp_path):
+    good = "1|A rash.|rash|5|9|A|3|4"
+    stray = "1|A rash.|rash|905|909|A|3|4"  # 'rash' 900 characters past where the sentence is
+    corpus = write_corpus(tmp_path, [good, stray])
+    sentences, report = read_ade(corpus)
+    assert report.malformed == {"offsets outside the sentence": 1}
+    assert "DRUG-AE.rel:2: offsets 905-909 of 'rash' fall outside its sentence" in report.problems[0]
+    assert "malformed lines skipped: 1 (offsets outside the sentence 1)" in report.summary()
+    [pos] = [s for s in sentences if not s.negative]
+    assert pos.spans == [(0, 1, "DRUG"), (2, 6, "AE")]
+    with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: offsets 905-909"):
+        read_ade(corpus, strict=True)
+
+
+def test_duplicate_negative_lines_are_counted_apart(tmp_path):
+    corpus = write_corpus(tmp_path, ["1|A rash.|rash|5|9|A|3|4"],
+                          ["1 NEG Nothing happened.", "1 NEG Nothing happened.", "1 NEG A rash.", "x NEG Bad id."])
+    sentences, report = read_ade(corpus)
+    assert report.duplicate_negative_lines == 1 and report.negative_also_positive == 1
+    assert report.malformed == {"PubMed ID not a number": 1}
+    assert [s.text for s in sentences if s.negative] == ["Nothing happened."]
 
 
 def test_malformed_negative_line(tmp_path):
     corpus = write_corpus(tmp_path, ["2|Fever after aspirin.|Fever|3|8|aspirin|15|22"], ["1 POS oops", "1 NEG fine."])
-    with pytest.raises(InputError, match=r"ADE-NEG\.txt:1: expected 'PubMed-ID NEG sentence'"):
+    with pytest.raises(InputError, match=r"ADE-NEG\.txt:1: expected 'PubMed-ID NEG sentence', found '1 POS oops'"):
         read_ade(corpus, strict=True)
     sentences, report = read_ade(corpus)
     assert report.malformed_lines == 1 and len(sentences) == 2

@@ -45,6 +45,8 @@ class CorpusReport:
     not_first_occurrence: int = 0
     unlocatable: int = 0
     malformed_lines: int = 0
+    malformed: Counter = field(default_factory=Counter)  # reason -> lines skipped for it
+    duplicate_negative_lines: int = 0
     duplicate_spans: int = 0
     nested_dropped: int = 0
     crossing_dropped: int = 0
@@ -56,6 +58,14 @@ class CorpusReport:
     def problem(self, path: Path, line: int, message: str) -> None:
         self.problems.append(f"{path}:{line}: {message}")
 
+    def skip(self, err: "Malformed", strict: bool) -> None:
+        """A malformed line: an error under ``strict``, else skipped and counted by its reason."""
+        if strict:
+            raise err
+        self.malformed_lines += 1
+        self.malformed[err.kind] += 1
+        self.problems.append(str(err))
+
     def summary(self) -> list[str]:
         files = ", ".join(f"{name} {n:,} lines" for name, n in self.lines.items())
         out = [
@@ -65,7 +75,10 @@ class CorpusReport:
             f"mentions: {self.mentions:,} located by document offsets {self.located_by_offsets:,}, "
             f"by nearest occurrence {self.located_nearest:,}, not found {self.unlocatable:,} "
             f"({self.not_first_occurrence:,} were not the first occurrence in their sentence)",
-            f"malformed lines skipped: {self.malformed_lines:,}",
+            f"malformed lines skipped: {self.malformed_lines:,}"
+            + (" (" + ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.malformed.items())) + ")"
+               if self.malformed else ""),
+            f"duplicate ADE-NEG lines skipped: {self.duplicate_negative_lines:,}",
             f"duplicate spans merged: {self.duplicate_spans:,}; nested spans dropped (outer kept): "
             f"{self.nested_dropped:,}; crossing spans dropped (longer kept): {self.crossing_dropped:,}; "
             f"same span with another label dropped: {self.same_extent_other_label_dropped:,}",
@@ -76,6 +89,27 @@ class CorpusReport:
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
             out.append(f"... and {len(self.problems) - MAX_PROBLEMS_SHOWN:,} more problems")
         return out
+
+
+class Malformed(InputError):
+    """A corpus line that cannot be used; ``kind`` is the short reason it is counted under."""
+
+    def __init__(self, path: Path, line: int, kind: str, message: str) -> None:
+        super().__init__(path, message, line)
+        self.kind = kind
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _check_line(path: Path, number: int, line: str, pmid: str) -> None:
+    """What every corpus line must satisfy: a numeric PubMed ID, no control characters."""
+    bad = _CONTROL.search(line)
+    if bad:
+        raise Malformed(path, number, "control character", f"control character U+{ord(bad.group()):04X} "
+                                                           f"at column {bad.start() + 1}")
+    if not pmid.isdigit():
+        raise Malformed(path, number, "PubMed ID not a number", f"PubMed ID {pmid!r} is not a number")
 
 
 @dataclass
@@ -94,31 +128,44 @@ def _occurrences(text: str, mention: str) -> list[int]:
 def _parse_relation(path: Path, number: int, line: str, label: str) -> tuple[str, str, list[_Mention]]:
     fields = line.split("|")
     if len(fields) < 8:
-        raise InputError(path, f"expected 8 '|'-separated fields, found {len(fields)}", number)
+        raise Malformed(path, number, "too few fields", f"expected 8 '|'-separated fields, found {len(fields)}")
     # A sentence may itself hold '|': the first field is the ID and the last six are fixed.
     pmid, sentence = fields[0].strip(), "|".join(fields[1:-6])
+    if not sentence.strip():
+        raise Malformed(path, number, "empty sentence", "empty sentence")
+    _check_line(path, number, line, pmid)
     other, o_begin, o_end, drug, d_begin, d_end = fields[-6:]
     mentions = []
     for text, begin, end, lab in ((other, o_begin, o_end, label), (drug, d_begin, d_end, "DRUG")):
         try:
             b, e = int(begin), int(end)
         except ValueError:
-            raise InputError(path, f"offsets of {text!r} are not integers: {begin!r}, {end!r}", number) from None
-        if e - b != len(text):
-            raise InputError(path, f"offsets {b}-{e} of {text!r} do not match its length {len(text)}", number)
+            raise Malformed(path, number, "offsets not integers",
+                            f"offsets of {text!r} are not integers: {begin!r}, {end!r}") from None
         if not text.strip():
-            raise InputError(path, "empty mention", number)
+            raise Malformed(path, number, "empty mention", "empty mention")
+        if b < 0 or e < 0:
+            raise Malformed(path, number, "negative offsets", f"offsets {b}-{e} of {text!r} are negative")
+        if e <= b:
+            raise Malformed(path, number, "inverted offsets", f"offsets {b}-{e} of {text!r} end before they begin")
+        if e - b != len(text):
+            raise Malformed(path, number, "offsets not the mention's length",
+                            f"offsets {b}-{e} of {text!r} do not match its length {len(text)}")
+        if text.strip() not in sentence:
+            raise Malformed(path, number, "mention not in sentence",
+                            f"mention {text.strip()!r} does not occur in the sentence")
         # A few mentions carry a stray space (" minocycline"); the entity is the word, not the space.
         lead = len(text) - len(text.lstrip())
         mentions.append(_Mention(text.strip(), b + lead, lab, path, number))
-    if not pmid or not sentence.strip():
-        raise InputError(path, "empty PubMed ID or sentence", number)
     return pmid, sentence, mentions
 
 
 def _locate(sentence: str, mentions: Sequence[_Mention], labels: Sequence[str],
-            report: CorpusReport) -> list[Span]:
-    """Sentence-level spans of ``mentions`` (all from lines of this one sentence)."""
+            report: CorpusReport, strict: bool) -> list[Span]:
+    """Sentence-level spans of ``mentions`` (all from lines of this one sentence).
+
+    A line whose offsets put a mention outside the sentence that the other lines place is malformed:
+    its mentions are dropped (an error under ``strict``)."""
     votes: Counter = Counter()
     by_line: dict[int, list[_Mention]] = defaultdict(list)
     for m in mentions:
@@ -128,8 +175,15 @@ def _locate(sentence: str, mentions: Sequence[_Mention], labels: Sequence[str],
         agreed = set.intersection(*starts)
         votes.update(agreed or set.union(*starts))
     offset = votes.most_common(1)[0][0] if votes else 0
+    outside = {m.line: m for m in mentions if not 0 <= m.begin - offset <= len(sentence) - len(m.text)}
+    for m in outside.values():
+        report.skip(Malformed(m.path, m.line, "offsets outside the sentence",
+                              f"offsets {m.begin}-{m.begin + len(m.text)} of {m.text!r} fall outside its sentence "
+                              f"(document offsets {offset}-{offset + len(sentence)} by the other mentions)"), strict)
     spans = []
     for m in mentions:
+        if m.line in outside:
+            continue
         report.mentions += 1
         found = _occurrences(sentence, m.text)
         if not found:
@@ -196,43 +250,42 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
                 continue
             try:
                 pmid, sentence, mentions = _parse_relation(path, number, line, label)
-                for m in mentions:
-                    if m.text not in sentence:
-                        raise InputError(path, f"mention {m.text!r} does not occur in the sentence", number)
-            except InputError as err:
-                if strict:
-                    raise
-                report.malformed_lines += 1
-                report.problems.append(str(err))
+            except Malformed as err:
+                report.skip(err, strict)
                 continue
             grouped.setdefault((pmid, sentence), []).extend(mentions)
         report.lines[name] = count
 
     sentences = []
     for (pmid, text), mentions in grouped.items():
-        spans = resolve_overlaps(_locate(text, mentions, labels, report), report)
+        spans = resolve_overlaps(_locate(text, mentions, labels, report, strict), report)
         sentences.append(Sentence(text=text, spans=spans, doc_id=pmid))
 
     if include_negative:
         path = corpus_dir / NEG_FILE
         count = 0
+        negatives: set[tuple[str, str]] = set()
         for number, line in read_lines(path):
             count += 1
             if not line.strip():
                 continue
             parts = line.split(" ", 2)
-            if len(parts) != 3 or parts[1] != "NEG" or not parts[0].strip() or not parts[2].strip():
-                err = InputError(path, "expected 'PubMed-ID NEG sentence'", number)
-                if strict:
-                    raise err
-                report.malformed_lines += 1
-                report.problems.append(str(err))
+            try:
+                if len(parts) != 3 or parts[1] != "NEG" or not parts[0].strip() or not parts[2].strip():
+                    raise Malformed(path, number, "not 'PubMed-ID NEG sentence'",
+                                    f"expected 'PubMed-ID NEG sentence', found {line[:60]!r}")
+                _check_line(path, number, line, parts[0])
+            except Malformed as err:
+                report.skip(err, strict)
                 continue
             pmid, _, text = parts
+            if (pmid, text) in negatives:
+                report.duplicate_negative_lines += 1
+                continue
+            negatives.add((pmid, text))
             if (pmid, text) in grouped:
                 report.negative_also_positive += 1
                 continue
-            grouped[(pmid, text)] = []
             sentences.append(Sentence(text=text, doc_id=pmid, negative=True))
         report.lines[NEG_FILE] = count
 
