@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from adelabel.config import ARCHITECTURES, DEFAULT_ARCH
@@ -59,9 +58,12 @@ def prepare(
     from adelabel.atomic import check_output_dir
     from adelabel.prepare import prepare as run_prepare
 
+    from adelabel.corpus.ade import ALL_LABELS
+
     labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
-    if not labels:
-        raise OptionError(f"--types: expected entity types such as DRUG,AE, got {types!r}")
+    unknown = [t for t in labels if t not in ALL_LABELS]
+    if not labels or unknown:
+        raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
     check_output_dir(out, "--out")
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: file not found")
@@ -199,16 +201,15 @@ def run(argv: list[str] | None = None) -> int:
     """
     try:
         result = app(args=argv, prog_name="adelabel", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as err:
-        print(err.ctx.get_help(), file=sys.stderr)
-        return 2
-    except click.ClickException as err:
-        print(f"adelabel: error: {err.format_message()}", file=sys.stderr)
+    except typer.TyperException as err:  # typer's usage errors: a bad option value, a missing argument
+        message = err.format_message()
+        # The one multi-line one is the help that `adelabel` with no command shows.
+        print(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
         return 2
     except AdelabelError as err:
         print(f"adelabel: error: {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         return 130
     return result if isinstance(result, int) else 0
 

@@ -31,6 +31,11 @@ def load_vectors(path: str | Path, keep: Iterable[str] = (), max_words: int | No
     every word in ``keep``, so a multi-million-word file does not become a multi-gigabyte model.
     Where normalisation maps several entries to one key, the first (most frequent) one wins.
     """
+    return select_vectors(read_pretrained(path), keep, max_words)
+
+
+def read_pretrained(path: str | Path):
+    """A word2vec binary (``.bin``) or text file as gensim ``KeyedVectors``, as written."""
     from gensim.models import KeyedVectors
 
     path = Path(path)
@@ -43,6 +48,11 @@ def load_vectors(path: str | Path, keep: Iterable[str] = (), max_words: int | No
         kind = "binary" if binary else "text"
         raise InputError(path, f"cannot read as word2vec {kind} format ({type(err).__name__}: {err}); "
                                "binary files must end in .bin") from None
+    return kv
+
+
+def select_vectors(kv, keep: Iterable[str] = (), max_words: int | None = None):
+    """The entries of ``kv`` a model needs, keyed by normalised words (see :func:`load_vectors`)."""
     keep = set(keep)
     words, rows = [], []
     seen: set[str] = set()

@@ -18,7 +18,7 @@ from adelabel.atomic import atomic_dir
 from adelabel.corpus import Sentence
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
 from adelabel.corpus.conll import write_conll
-from adelabel.embeddings import coverage, load_vectors, save_vectors, train_word2vec
+from adelabel.embeddings import coverage, read_pretrained, save_vectors, select_vectors, train_word2vec
 from adelabel.errors import AdelabelError
 from adelabel.model_dir import sha256
 from adelabel.split import SPLITS, split_by_document
@@ -65,6 +65,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
 
     Everything is written into a temporary folder beside ``out`` that replaces it when complete, so a
     killed run leaves the old data folder or none, never new splits beside an old manifest."""
+    pretrained = read_pretrained(vectors) if vectors else None  # a bad file is refused before any work
     sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict)
     for line in report.summary():
         log(line)
@@ -73,7 +74,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     splits = split_by_document(sentences, seed)
     with atomic_dir(out) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
-        cov, source, kv = _write_vectors(tmp, tokens, vectors, dim, seed, w2v_epochs, max_vectors, log)
+        cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log)
         manifest = {
             "corpus": str(corpus), "seed": seed, "labels": list(labels), "include_negative": include_negative,
             "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
@@ -112,11 +113,11 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
     return tokens, misaligned
 
 
-def _write_vectors(out: Path, tokens: dict, vectors, dim: int, seed: int, w2v_epochs: int, max_vectors: int,
-                   log: Callable[[str], None]):
-    if vectors:
+def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed: int, w2v_epochs: int,
+                   max_vectors: int, log: Callable[[str], None]):
+    if pretrained is not None:
         corpus_words = {w for name in SPLITS for sent in tokens[name] for w in sent}
-        kv = load_vectors(vectors, keep=corpus_words, max_words=max_vectors)
+        kv = select_vectors(pretrained, keep=corpus_words, max_words=max_vectors)
         source = str(vectors)
     else:
         log(f"training word2vec (dim {dim}, {w2v_epochs} epochs) on the training split ...")

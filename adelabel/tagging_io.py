@@ -28,12 +28,17 @@ def read_text_lines(source: str) -> Iterator[str]:
             if not path.is_file():
                 raise InputError(path, "file not found")
             fh = stack.enter_context(path.open("rb"))
+        number = 0
         for number, raw in enumerate(fh, start=1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise InputError(name, f"not UTF-8 text (byte {err.start} of the line)", number) from None
             yield line.rstrip("\r\n").removeprefix("\ufeff") if number == 1 else line.rstrip("\r\n")
+        # An empty file is almost always a mistake (a wrong name, a failed export); empty stdin is a pipe
+        # that had nothing to say.
+        if source != "-" and number == 0:
+            raise InputError(name, "file is empty")
 
 
 def write_jsonl(out: IO[str], text: str, entities) -> None:

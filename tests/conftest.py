@@ -1,17 +1,37 @@
-"""Shared fixtures: the sample corpus in the repository, and the real corpus beside it."""
+"""Shared fixtures and helpers: the sample corpus in the repository, the real corpus beside it, small
+prepared data and models, and the command line run in-process.
+
+Markers (registered in pyproject.toml) say what a test needs: ``corpus`` (the real ADE corpus),
+``training`` (trains models), ``processes`` (starts other processes). `.ci/run` runs them all.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "corpora" / "sample"
 
+# Two torch processes at 2 threads each on 2 cores slow each other down tenfold: tests pin the
+# threads, and the processes they start inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+torch.set_num_threads(2)
+
 
 def real_corpus_dir() -> Path:
     return Path(os.environ.get("ADELABEL_REAL_CORPUS", ROOT.parent / "shared" / "corpora" / "ade-v2"))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "real_corpus" in fixtures:
+            item.add_marker("corpus")
+        if fixtures & {"sample_model", "tiny_model_dir"}:
+            item.add_marker("training")
 
 
 @pytest.fixture(scope="session")
@@ -28,19 +48,37 @@ def sample_data(tmp_path_factory) -> Path:
     """The sample corpus prepared once per test session."""
     from adelabel.prepare import prepare
 
-    out = tmp_path_factory.mktemp("sample-data")
+    out = tmp_path_factory.mktemp("sample-data") / "data"
     prepare(SAMPLE, out, seed=13, w2v_epochs=5, log=lambda _: None)
+    return out
+
+
+def train_small(data: Path, out: Path, *overrides: str) -> Path:
+    from adelabel.config import resolve
+    from adelabel.train import train
+
+    train(resolve("bilstm", overrides=list(overrides)), data, out, device="cpu", log=None)
     return out
 
 
 @pytest.fixture(scope="session")
 def sample_model(sample_data, tmp_path_factory) -> Path:
     """A small bilstm trained on the sample corpus: a real (short) training run."""
-    from adelabel.config import resolve
-    from adelabel.train import train
+    return train_small(sample_data, tmp_path_factory.mktemp("sample-model") / "bilstm", "train.max_epochs=25",
+                       "train.batch_size=16", "train.lr=0.005", "train.patience=25", "model.hidden_size=64")
 
-    out = tmp_path_factory.mktemp("sample-model") / "bilstm"
-    config = resolve("bilstm", overrides=["train.max_epochs=25", "train.batch_size=16", "train.lr=0.005",
-                                          "train.patience=25", "model.hidden_size=64"])
-    train(config, sample_data, out, device="cpu", log=None)
-    return out
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(sample_data, tmp_path_factory) -> Path:
+    """A one-epoch, tiny bilstm: for tests that need a valid model folder, not a good one."""
+    return train_small(sample_data, tmp_path_factory.mktemp("tiny-model") / "bilstm", "train.max_epochs=1",
+                       "model.hidden_size=8", "model.dense_size=8", "model.char_size=8")
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """The command line in this process: exit status, stdout, stderr."""
+    from adelabel.cli import run
+
+    code = run([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

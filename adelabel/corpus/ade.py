@@ -236,6 +236,8 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
     unknown = set(labels) - set(ALL_LABELS)
     if unknown:
         raise InputError(corpus_dir, f"unknown entity type(s) {sorted(unknown)}; choose from {ALL_LABELS}")
+    if corpus_dir.is_file():
+        raise InputError(corpus_dir, "is a file, not a corpus folder")
     if not corpus_dir.is_dir():
         raise InputError(corpus_dir, "corpus folder not found (see corpora/README.md for how to get it)")
     report = CorpusReport()

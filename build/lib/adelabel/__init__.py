@@ -1,0 +1,18 @@
+"""adelabel: find drugs and adverse drug events in biomedical text.
+
+    from adelabel import Tagger
+    tagger = Tagger.load("models/bilstm")
+    tagger("Intravenous azithromycin-induced ototoxicity.")
+"""
+from adelabel.versions import __version__
+
+__all__ = ["Tagger", "Entity", "__version__"]
+
+
+def __getattr__(name: str):
+    # Imported on first use so `import adelabel` (and the CLI's --help) stays fast without torch.
+    if name in ("Tagger", "Entity"):
+        from adelabel import tagger
+
+        return getattr(tagger, name)
+    raise AttributeError(name)

@@ -1,0 +1,218 @@
+"""The ``adelabel`` command line; ``adelabel --help`` is its manual."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from adelabel.config import ARCHITECTURES, DEFAULT_ARCH
+from adelabel.errors import AdelabelError, OptionError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find drugs and adverse drug events in biomedical text.")
+
+CORPUS_ENV = "ADELABEL_CORPUS"
+
+
+def default_corpus() -> Path:
+    return Path(os.environ.get(CORPUS_ENV, "corpora/ade-v2"))
+
+
+def _log(quiet: bool):
+    return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")]
+
+
+@app.command()
+def download(
+    out: Annotated[Path, typer.Option(help="Folder to put the three corpus files in.")] = Path("corpora/ade-v2"),
+    force: Annotated[bool, typer.Option(help="Download even files already present and intact.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fetch the ADE corpus v2 files and check their SHA-256 against the pinned version."""
+    from adelabel.corpus.download import download_corpus
+
+    download_corpus(out, force=force, progress=_log(quiet))
+
+
+@app.command()
+def prepare(
+    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2)")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
+    vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the document split and word2vec.")] = 13,
+    types: Annotated[str, typer.Option(help="Entity types, comma-separated, from DRUG, AE, DOSE.")] = "DRUG,AE",
+    negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (no entities).")] = True,
+    dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
+    w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of word2vec on the corpus.")] = 20,
+    strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Read the corpus, split it by PubMed ID, tokenise, tag and get word vectors."""
+    from adelabel.atomic import check_output_dir
+    from adelabel.prepare import prepare as run_prepare
+
+    from adelabel.corpus.ade import ALL_LABELS
+
+    labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
+    unknown = [t for t in labels if t not in ALL_LABELS]
+    if not labels or unknown:
+        raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
+    check_output_dir(out, "--out")
+    if vectors is not None and not vectors.is_file():
+        raise OptionError(f"--vectors {vectors}: file not found")
+    run_prepare(corpus or default_corpus(), out, seed=seed, labels=labels, include_negative=negatives,
+        vectors=vectors, dim=dim, w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None))
+
+
+ARCH_HELP = "Architecture: " + "; ".join(f"{name} ({what})" for name, (_, what) in ARCHITECTURES.items())
+
+
+@app.command()
+def train(
+    arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults (see `adelabel config`).")] = None,
+    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH)", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Overrides the config's seed.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
+    encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option.", show_default=False)] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a tagger on prepared data; the best epoch (dev F1) is saved with its config and metrics."""
+    from adelabel.atomic import check_output_dir
+    from adelabel.config import resolve
+    from adelabel.tagger import pick_device
+    from adelabel.train import read_run, train as run_train
+
+    if resume is not None:
+        given = [name for name, value in (("--arch", arch), ("--config", config), ("--out", out), ("--seed", seed),
+                                          ("--epochs", epochs), ("--encoder", encoder), ("--set", set_)) if value]
+        if given:
+            raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
+        _, saved = read_run(resume)
+        pick_device(saved["device"])
+        run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True)
+        return
+    overrides = list(set_ or [])
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if epochs is not None:
+        overrides.append(f"train.max_epochs={epochs}")
+    if encoder is not None:
+        if not encoder.is_dir():
+            raise OptionError(f"--encoder {encoder}: folder not found")
+        overrides.append(f"model.encoder={encoder.resolve()}")
+    cfg = resolve(arch, config, overrides)
+    out = out or Path("models") / cfg.arch
+    check_output_dir(out, "--out")
+    pick_device(device)
+    run_train(cfg, data, out, device=device, log=_log(quiet))
+
+
+@app.command("config")
+def show_config(
+    arch: Annotated[str, typer.Option(help=ARCH_HELP + ".")] = DEFAULT_ARCH,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file layered on the architecture's defaults.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value overrides (repeatable).", show_default=False)] = None,
+) -> None:
+    """Print the resolved config of a run as TOML (a file `train --config` takes)."""
+    from adelabel.config import resolve, to_toml
+
+    print(to_toml(resolve(arch, config, list(set_ or []))), end="")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
+    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
+    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Score a model on a split: seqeval strict IOB2, entity-level P/R/F1 per type, micro and macro."""
+    from adelabel import atomic
+    from adelabel.data import encode_sentences
+    from adelabel.evaluate import evaluate_examples, format_table
+    from adelabel.prepare import read_split
+    from adelabel.tagger import Tagger
+
+    if split not in ("train", "dev", "test"):
+        raise OptionError(f"--split: expected train, dev or test, got {split!r}")
+    if json_out is not None:
+        atomic.check_output_file(json_out, "--json")
+    sentences = read_split(data, split)
+    tagger = Tagger.load(model, device=device)
+    examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
+    result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
+                               tagger.device)
+    negatives = result["negative_sentences"]
+    print(f"{model} on {data}/{split}: {len(sentences):,} sentences ({len(sentences) - negatives:,} with "
+          f"annotations, {negatives:,} ADE-NEG)")
+    print("\nall sentences, as `adelabel tag` outputs them:")
+    print(format_table(result))
+    print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f}")
+    if "gate" in result:
+        gate = result["gate"]
+        print(f"sentence gate (threshold {gate['threshold']:.2f}) passes {gate['annotated_sentences_passed']:.1%} "
+              f"of the sentences with annotations and {gate['negative_sentences_passed']:.1%} of the ADE-NEG ones")
+    print("\nsentences with annotations only, each tagged as if known to report an adverse event "
+          "(the protocol of published ADE results):")
+    print(format_table(result["annotated_only"]))
+    if json_out:
+        atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
+
+
+@app.command()
+def tag(
+    file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences); - for stdin.")],
+    model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
+    format: Annotated[str, typer.Option(help="jsonl or conll.")] = "jsonl",
+    output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence.")] = None,
+) -> None:
+    """Tag text: one JSON object per input line with character offsets into that line."""
+    from adelabel.tagging_io import tag_stream
+
+    if format not in ("jsonl", "conll"):
+        raise OptionError(f"--format: expected jsonl or conll, got {format!r}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
+    tag_stream(file, model, format, output, batch_size, device, threshold)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: the process's arguments) and return its exit status.
+
+    Every error a user can cause ends here as one line on stderr and status 2: a bad option (click's
+    usage errors, which typer would draw as a box) or an :class:`AdelabelError` raised where its
+    cause is known. Anything else is a bug in adelabel and keeps its traceback.
+    """
+    try:
+        result = app(args=argv, prog_name="adelabel", standalone_mode=False)
+    except typer.TyperException as err:  # typer's usage errors: a bad option value, a missing argument
+        message = err.format_message()
+        # The one multi-line one is the help that `adelabel` with no command shows.
+        print(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
+        return 2
+    except AdelabelError as err:
+        print(f"adelabel: error: {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, typer.Abort):
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

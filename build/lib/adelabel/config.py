@@ -1,0 +1,296 @@
+"""The run configuration: one typed schema that holds every default once.
+
+A run's config is built in layers, each only overriding the one before:
+
+    the schema's defaults (below)
+    <- adelabel/configs/ARCH.toml   what differs for that architecture (shipped inside the package)
+    <- --config FILE                the user's file
+    <- --set section.key=value      and the flags that stand for keys (--seed, --epochs, --encoder)
+
+Every layer is checked against the schema: an unknown key is refused with the nearest known one, and a
+value must parse as its field's type ("false", "False" and "0" are False; "abc" is no number).
+
+pydantic rather than plain dataclasses: it parses strings by the declared type (what ``--set`` needs),
+checks bounds and choices declared next to each default, forbids unknown keys, and gives every error a
+location we can name; with dataclasses we would write and test each of those ourselves.
+"""
+from __future__ import annotations
+
+import difflib
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adelabel.errors import AdelabelError, InputError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RecurrentModel(Section):
+    """Word vectors (+ character features) -> RNN/GRU/LSTM -> time-distributed dense head -> tags."""
+
+    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction")
+    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)")
+    dense_size: int = Field(100, ge=1, description="units of the time-distributed dense layer")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and in the head")
+    freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
+    chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word")
+    char_size: int = Field(50, ge=1, description="size of the character features")
+    crf: bool = Field(True, description="a CRF output layer; false gives a softmax per token")
+    gate: bool = Field(True, description="sentence gate: entities only from sentences judged to report an ADE")
+
+
+class Seq2SeqModel(Section):
+    """BiLSTM encoder; an attending LSTM decoder emits one tag per token."""
+
+    hidden_size: int = Field(200, ge=1, description="encoder units per direction")
+    layers: int = Field(1, ge=1, description="encoder layers")
+    decoder_size: int = Field(200, ge=1, description="decoder LSTM units")
+    tag_dim: int = Field(25, ge=1, description="size of the previous tag's embedding fed to the decoder")
+    attention: Literal["additive", "multiplicative"] = Field("additive", description="Bahdanau or Luong attention")
+    peek: bool = Field(False, description="feed the encoder's sentence summary to every decoder step")
+    teacher_forcing: float = Field(1.0, ge=0.0, le=1.0, description="probability of feeding the gold previous tag")
+    sampling_decay: float = Field(0.0, ge=0.0, description="k > 0: scheduled sampling, the ratio falls as k/(k+exp(batch/k))")
+    beam: int = Field(3, ge=1, description="beam width when tagging; 1 is greedy")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs and decoder steps")
+    freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
+    chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word")
+    char_size: int = Field(50, ge=1, description="size of the character features")
+    gate: bool = Field(True, description="sentence gate: entities only from sentences judged to report an ADE")
+
+
+class TransformerModel(Section):
+    """A pretrained encoder fine-tuned for token classification (first sub-token of each word)."""
+
+    encoder: str = Field("", description='a local Hugging Face checkpoint folder; "" = all-MiniLM-L6-v2')
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the tag layer")
+    crf: bool = Field(True, description="a CRF over the token scores; false gives a softmax per token")
+    gate: bool = Field(True, description="sentence gate: entities only from sentences judged to report an ADE")
+    window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
+    stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
+
+
+class Train(Section):
+    batch_size: int = Field(32, ge=1, description="sentences per training batch")
+    lr: float = Field(0.001, gt=0.0, description="Adam learning rate")
+    lr_decay: float = Field(0.5, gt=0.0, le=1.0, description="multiply the learning rate by this after every epoch without a better dev F1")
+    max_epochs: int = Field(30, ge=1, description="epochs at most")
+    patience: int = Field(5, ge=1, description="epochs without a better dev F1 before stopping")
+    clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")
+    word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk>")
+    negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences drawn afresh each epoch")
+    eval_batch_size: int = Field(256, ge=1, description="sentences per batch when scoring")
+
+
+FAMILIES: dict[str, type[Section]] = {"recurrent": RecurrentModel, "seq2seq": Seq2SeqModel,
+                                      "transformer": TransformerModel}
+
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    # name: (family, what it is). The models' registry (adelabel/models/__init__.py) builds from the same names.
+    "bilstm": ("recurrent", "word2vec + char CNN -> BiLSTM -> dense -> CRF, with the sentence gate (default)"),
+    "lstm": ("recurrent", "the same with a left-to-right LSTM"),
+    "bigru": ("recurrent", "the same with a bidirectional GRU"),
+    "gru": ("recurrent", "the same with a left-to-right GRU"),
+    "birnn": ("recurrent", "the same with a bidirectional simple RNN"),
+    "rnn": ("recurrent", "the same with a left-to-right simple RNN"),
+    "seq2seq": ("seq2seq", "BiLSTM encoder, attending LSTM decoder, beam search"),
+    "transformer": ("transformer", "a fine-tuned pretrained transformer encoder -> CRF, with the sentence gate"),
+}
+DEFAULT_ARCH = "bilstm"
+
+
+class Config(BaseModel):
+    """A whole run: the architecture, its seed, its model hyperparameters and its training settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str
+    seed: int = Field(13, description="fixes the initialisation, the batch order and word dropout")
+    model: RecurrentModel | Seq2SeqModel | TransformerModel
+    train: Train = Field(default_factory=Train)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def _packaged(arch: str) -> str:
+    return resources.files("adelabel").joinpath("configs", f"{arch}.toml").read_text(encoding="utf-8")
+
+
+def _known_keys(family: type[Section]) -> dict[str, Any]:
+    """Every key a config may hold, as ``section.key`` (or a top-level name), with its field."""
+    keys: dict[str, Any] = {name: field for name, field in Config.model_fields.items()
+                            if name not in ("model", "train")}
+    for section, cls in (("model", family), ("train", Train)):
+        keys.update({f"{section}.{name}": field for name, field in cls.model_fields.items()})
+    return keys
+
+
+def _flatten(data: dict, source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        elif key in ("model", "train"):
+            raise AdelabelError(f"{source}: {key}: expected a section of keys, got {value!r}")
+        else:
+            flat[key] = value
+    return flat
+
+
+def _describe(error: dict) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {value!r}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected a whole number, got {value!r}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false, got {value!r}"
+    if kind == "literal_error":
+        return f"expected {error['ctx']['expected']}, got {value!r}"
+    if kind == "string_type":
+        return f"expected a string, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        limit = next(iter(error["ctx"].values()))
+        return f"must be {bound} {limit}, got {value!r}"
+    return f"{error['msg']}, got {value!r}"
+
+
+class ConfigBuilder:
+    """Collects the layers of one run's config, checking each key against the schema as it comes."""
+
+    def __init__(self, arch: str) -> None:
+        if arch not in ARCHITECTURES:
+            raise AdelabelError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        self.arch = arch
+        self.family = FAMILIES[ARCHITECTURES[arch][0]]
+        self.keys = _known_keys(self.family)
+        self.values: dict[str, Any] = {}
+        self.origin: dict[str, str] = {}
+        self.add(tomllib.loads(_packaged(arch)), f"adelabel/configs/{arch}.toml")
+
+    def add(self, data: dict, source: str) -> "ConfigBuilder":
+        """Override with ``data`` (nested like the TOML files); ``source`` names it in errors."""
+        for key, value in _flatten(data, source).items():
+            if key == "arch":
+                if value != self.arch:
+                    raise AdelabelError(f"{source}: arch: this config is for {value!r}, not {self.arch!r}")
+                continue
+            if key not in self.keys:
+                near = difflib.get_close_matches(key, list(self.keys), n=1)
+                hint = f" (did you mean {near[0]}?)" if near else f"; known keys: {', '.join(self.keys)}"
+                raise AdelabelError(f"{source}: {key}: unknown key{hint}")
+            self.values[key] = value
+            self.origin[key] = source
+        return self
+
+    def set(self, assignments: list[str], source: str = "--set") -> "ConfigBuilder":
+        """``section.key=value`` strings; the value is parsed by the field's type when validated."""
+        data: dict[str, Any] = {}
+        for item in assignments:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise AdelabelError(f"{source} {item!r}: expected KEY=VALUE, for example train.lr=0.002")
+            section, dot, leaf = key.partition(".")
+            if dot:
+                data.setdefault(section, {})
+                if not isinstance(data[section], dict):
+                    raise AdelabelError(f"{source} {key}: {section!r} is not a section")
+                data[section][leaf] = raw
+            else:
+                data[key] = raw
+        return self.add(data, source)
+
+    def build(self) -> Config:
+        nested: dict[str, Any] = {"arch": self.arch, "model": {}, "train": {}}
+        for key, value in self.values.items():
+            section, dot, leaf = key.partition(".")
+            if dot:
+                nested[section][leaf] = value
+            else:
+                nested[key] = value
+        try:
+            model = self.family.model_validate(nested.pop("model"))
+        except ValidationError as err:
+            raise self._error(err, "model.") from None
+        try:
+            return Config.model_validate({**nested, "model": model})
+        except ValidationError as err:
+            raise self._error(err) from None
+
+    def _error(self, err: ValidationError, prefix: str = "") -> AdelabelError:
+        first = err.errors()[0]
+        key = prefix + ".".join(str(p) for p in first["loc"])
+        return AdelabelError(f"{self.origin.get(key, 'config')}: {key}: {_describe(first)}")
+
+
+def resolve(arch: str | None = None, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The config of a run: ``arch`` (or the file's ``arch``, else bilstm), the file at ``path`` and
+    ``section.key=value`` overrides, each layered on the schema's defaults and checked."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "config file not found")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise InputError(path, f"not valid TOML ({err})") from None
+        file_arch = data.get("arch")
+        if file_arch is not None and not isinstance(file_arch, str):
+            raise InputError(path, f"arch: expected a string, got {file_arch!r}")
+        if arch is not None and file_arch is not None and file_arch != arch:
+            raise InputError(path, f"arch: this config is for {file_arch!r}, but --arch says {arch!r}")
+        arch = arch or file_arch
+    builder = ConfigBuilder(arch or DEFAULT_ARCH)
+    if path is not None:
+        builder.add(data, str(path))
+    return builder.set(list(overrides or [])).build()
+
+
+def validate_saved(data: dict, source: str) -> Config:
+    """A config as saved in a model folder, checked against the schema (nothing layered on it)."""
+    arch = data.get("arch")
+    if arch not in ARCHITECTURES:
+        raise AdelabelError(f"{source}: arch: unknown architecture {arch!r}")
+    return ConfigBuilder(arch).add({k: data[k] for k in ("arch", "seed", "model", "train") if k in data},
+                                   source).build()
+
+
+def to_toml(config: Config) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(config.to_dict())
+
+
+def reference() -> str:
+    """The config reference as Markdown tables, generated from the schema (the README shows it)."""
+    import json
+
+    out = []
+    sections = [("top level", Config, ("seed",)), ("[train]", Train, None)]
+    sections += [(f"[model] for {', '.join(a for a, (f, _) in ARCHITECTURES.items() if FAMILIES[f] is cls)}",
+                  cls, None) for cls in FAMILIES.values()]
+    for title, cls, only in sections:
+        out += [f"**{title}**", "", "| key | type | default | what |", "|---|---|---|---|"]
+        for name, field in cls.model_fields.items():
+            if only is not None and name not in only:
+                continue
+            choices = getattr(field.annotation, "__args__", ())
+            kind = " \\| ".join(json.dumps(c) for c in choices) if choices else field.annotation.__name__
+            out.append(f"| `{name}` | {kind} | `{json.dumps(field.default)}` | {field.description} |")
+        out.append("")
+        if cls is Train:
+            for arch in ARCHITECTURES:
+                own = tomllib.loads(_packaged(arch)).get("train", {})
+                if own:
+                    out += [f"`{arch}` trains with " + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in own.items())
+                            + f" (adelabel/configs/{arch}.toml).", ""]
+    return "\n".join(out)

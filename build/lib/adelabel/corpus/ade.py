@@ -1,0 +1,298 @@
+"""The ADE corpus v2 as distributed: DRUG-AE.rel, DRUG-DOSE.rel and ADE-NEG.txt.
+
+The relation files give mention offsets in the annotators' documents (``PMID\\n\\nTitle\\n\\nAbstract``),
+not in the sentence. We recover the sentence's own start in its document: each mention at document
+offset ``b`` that occurs at sentence position ``p`` votes for a sentence start ``b - p``; the two
+mentions of one line must agree, and all lines of one sentence share the start, so the start most
+votes agree on wins. That resolves a mention that occurs more than once in its sentence, where the
+first ``str.find`` would often pick the wrong occurrence.
+
+Overlap policy: identical spans from several relation lines are merged; when spans nest or cross,
+the longer (outer) one is kept and the other dropped, which keeps "heparin-induced thrombocytopenia"
+as an AE rather than splitting it around the drug. Everything merged or dropped is counted in
+:class:`CorpusReport`, which ``adelabel prepare`` prints.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adelabel.corpus import Sentence, Span
+from adelabel.corpus.files import read_lines
+from adelabel.errors import InputError
+
+AE_FILE = "DRUG-AE.rel"
+DOSE_FILE = "DRUG-DOSE.rel"
+NEG_FILE = "ADE-NEG.txt"
+DEFAULT_LABELS = ("DRUG", "AE")
+ALL_LABELS = ("DRUG", "AE", "DOSE")
+MAX_PROBLEMS_SHOWN = 20
+
+
+@dataclass
+class CorpusReport:
+    """What reading the corpus found, kept, merged and dropped."""
+
+    lines: dict[str, int] = field(default_factory=dict)
+    sentences: int = 0
+    negative_sentences: int = 0
+    mentions: int = 0
+    located_by_offsets: int = 0
+    located_nearest: int = 0
+    not_first_occurrence: int = 0
+    unlocatable: int = 0
+    malformed_lines: int = 0
+    malformed: Counter = field(default_factory=Counter)  # reason -> lines skipped for it
+    duplicate_negative_lines: int = 0
+    duplicate_spans: int = 0
+    nested_dropped: int = 0
+    crossing_dropped: int = 0
+    same_extent_other_label_dropped: int = 0
+    negative_also_positive: int = 0
+    entities: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, path: Path, line: int, message: str) -> None:
+        self.problems.append(f"{path}:{line}: {message}")
+
+    def skip(self, err: "Malformed", strict: bool) -> None:
+        """A malformed line: an error under ``strict``, else skipped and counted by its reason."""
+        if strict:
+            raise err
+        self.malformed_lines += 1
+        self.malformed[err.kind] += 1
+        self.problems.append(str(err))
+
+    def summary(self) -> list[str]:
+        files = ", ".join(f"{name} {n:,} lines" for name, n in self.lines.items())
+        out = [
+            f"read: {files}",
+            f"sentences: {self.sentences:,} ({self.negative_sentences:,} without adverse events)",
+            f"entities kept: " + ", ".join(f"{lab} {n:,}" for lab, n in sorted(self.entities.items())),
+            f"mentions: {self.mentions:,} located by document offsets {self.located_by_offsets:,}, "
+            f"by nearest occurrence {self.located_nearest:,}, not found {self.unlocatable:,} "
+            f"({self.not_first_occurrence:,} were not the first occurrence in their sentence)",
+            f"malformed lines skipped: {self.malformed_lines:,}"
+            + (" (" + ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.malformed.items())) + ")"
+               if self.malformed else ""),
+            f"duplicate ADE-NEG lines skipped: {self.duplicate_negative_lines:,}",
+            f"duplicate spans merged: {self.duplicate_spans:,}; nested spans dropped (outer kept): "
+            f"{self.nested_dropped:,}; crossing spans dropped (longer kept): {self.crossing_dropped:,}; "
+            f"same span with another label dropped: {self.same_extent_other_label_dropped:,}",
+            f"ADE-NEG sentences also listed with relations (kept once, as positive): "
+            f"{self.negative_also_positive:,}",
+        ]
+        out += self.problems[:MAX_PROBLEMS_SHOWN]
+        if len(self.problems) > MAX_PROBLEMS_SHOWN:
+            out.append(f"... and {len(self.problems) - MAX_PROBLEMS_SHOWN:,} more problems")
+        return out
+
+
+class Malformed(InputError):
+    """A corpus line that cannot be used; ``kind`` is the short reason it is counted under."""
+
+    def __init__(self, path: Path, line: int, kind: str, message: str) -> None:
+        super().__init__(path, message, line)
+        self.kind = kind
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _check_line(path: Path, number: int, line: str, pmid: str) -> None:
+    """What every corpus line must satisfy: a numeric PubMed ID, no control characters."""
+    bad = _CONTROL.search(line)
+    if bad:
+        raise Malformed(path, number, "control character", f"control character U+{ord(bad.group()):04X} "
+                                                           f"at column {bad.start() + 1}")
+    if not pmid.isdigit():
+        raise Malformed(path, number, "PubMed ID not a number", f"PubMed ID {pmid!r} is not a number")
+
+
+@dataclass
+class _Mention:
+    text: str
+    begin: int
+    label: str
+    path: Path
+    line: int
+
+
+def _occurrences(text: str, mention: str) -> list[int]:
+    return [m.start() for m in re.finditer(f"(?={re.escape(mention)})", text)]
+
+
+def _parse_relation(path: Path, number: int, line: str, label: str) -> tuple[str, str, list[_Mention]]:
+    fields = line.split("|")
+    if len(fields) < 8:
+        raise Malformed(path, number, "too few fields", f"expected 8 '|'-separated fields, found {len(fields)}")
+    # A sentence may itself hold '|': the first field is the ID and the last six are fixed.
+    pmid, sentence = fields[0].strip(), "|".join(fields[1:-6])
+    if not sentence.strip():
+        raise Malformed(path, number, "empty sentence", "empty sentence")
+    _check_line(path, number, line, pmid)
+    other, o_begin, o_end, drug, d_begin, d_end = fields[-6:]
+    mentions = []
+    for text, begin, end, lab in ((other, o_begin, o_end, label), (drug, d_begin, d_end, "DRUG")):
+        try:
+            b, e = int(begin), int(end)
+        except ValueError:
+            raise Malformed(path, number, "offsets not integers",
+                            f"offsets of {text!r} are not integers: {begin!r}, {end!r}") from None
+        if not text.strip():
+            raise Malformed(path, number, "empty mention", "empty mention")
+        if b < 0 or e < 0:
+            raise Malformed(path, number, "negative offsets", f"offsets {b}-{e} of {text!r} are negative")
+        if e <= b:
+            raise Malformed(path, number, "inverted offsets", f"offsets {b}-{e} of {text!r} end before they begin")
+        if e - b != len(text):
+            raise Malformed(path, number, "offsets not the mention's length",
+                            f"offsets {b}-{e} of {text!r} do not match its length {len(text)}")
+        if text.strip() not in sentence:
+            raise Malformed(path, number, "mention not in sentence",
+                            f"mention {text.strip()!r} does not occur in the sentence")
+        # A few mentions carry a stray space (" minocycline"); the entity is the word, not the space.
+        lead = len(text) - len(text.lstrip())
+        mentions.append(_Mention(text.strip(), b + lead, lab, path, number))
+    return pmid, sentence, mentions
+
+
+def _locate(sentence: str, mentions: Sequence[_Mention], labels: Sequence[str],
+            report: CorpusReport, strict: bool) -> list[Span]:
+    """Sentence-level spans of ``mentions`` (all from lines of this one sentence).
+
+    A line whose offsets put a mention outside the sentence that the other lines place is malformed:
+    its mentions are dropped (an error under ``strict``)."""
+    votes: Counter = Counter()
+    by_line: dict[int, list[_Mention]] = defaultdict(list)
+    for m in mentions:
+        by_line[m.line].append(m)
+    for line_mentions in by_line.values():
+        starts = [{m.begin - p for p in _occurrences(sentence, m.text)} for m in line_mentions]
+        agreed = set.intersection(*starts)
+        votes.update(agreed or set.union(*starts))
+    offset = votes.most_common(1)[0][0] if votes else 0
+    outside = {m.line: m for m in mentions if not 0 <= m.begin - offset <= len(sentence) - len(m.text)}
+    for m in outside.values():
+        report.skip(Malformed(m.path, m.line, "offsets outside the sentence",
+                              f"offsets {m.begin}-{m.begin + len(m.text)} of {m.text!r} fall outside its sentence "
+                              f"(document offsets {offset}-{offset + len(sentence)} by the other mentions)"), strict)
+    spans = []
+    for m in mentions:
+        if m.line in outside:
+            continue
+        report.mentions += 1
+        found = _occurrences(sentence, m.text)
+        if not found:
+            report.unlocatable += 1
+            report.problem(m.path, m.line, f"mention {m.text!r} not found in its sentence")
+            continue
+        want = m.begin - offset
+        if want in found:
+            report.located_by_offsets += 1
+            pos = want
+        else:
+            report.located_nearest += 1
+            pos = min(found, key=lambda p: abs(p - want))
+        report.not_first_occurrence += pos != found[0]
+        if m.label in labels:
+            spans.append((pos, pos + len(m.text), m.label))
+    return spans
+
+
+def resolve_overlaps(spans: Sequence[Span], report: CorpusReport | None = None) -> list[Span]:
+    """Apply the overlap policy: merge duplicates, keep the outer of nested spans, the longer of crossing."""
+    unique = sorted(set(spans))
+    if report is not None:
+        report.duplicate_spans += len(spans) - len(unique)
+    kept: list[Span] = []
+    # Longest first, so a span is only ever dropped in favour of one at least as long.
+    for span in sorted(unique, key=lambda s: (-(s[1] - s[0]), s[0], s[2])):
+        start, end, _ = span
+        clash = next((k for k in kept if k[0] < end and start < k[1]), None)
+        if clash is None:
+            kept.append(span)
+        elif report is not None:
+            if (clash[0], clash[1]) == (start, end):
+                report.same_extent_other_label_dropped += 1
+            elif clash[0] <= start and end <= clash[1]:
+                report.nested_dropped += 1
+            else:
+                report.crossing_dropped += 1
+    return sorted(kept)
+
+
+def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, include_negative: bool = True,
+             strict: bool = False) -> tuple[list[Sentence], CorpusReport]:
+    """Read the ADE corpus in ``corpus_dir`` into sentences with their spans, merged per sentence.
+
+    ``labels`` picks the entity types (any of DRUG, AE, DOSE). Malformed lines are skipped and
+    reported; with ``strict`` the first one raises :class:`InputError`.
+    """
+    corpus_dir = Path(corpus_dir)
+    unknown = set(labels) - set(ALL_LABELS)
+    if unknown:
+        raise InputError(corpus_dir, f"unknown entity type(s) {sorted(unknown)}; choose from {ALL_LABELS}")
+    if corpus_dir.is_file():
+        raise InputError(corpus_dir, "is a file, not a corpus folder")
+    if not corpus_dir.is_dir():
+        raise InputError(corpus_dir, "corpus folder not found (see corpora/README.md for how to get it)")
+    report = CorpusReport()
+    grouped: dict[tuple[str, str], list[_Mention]] = {}
+    files = [(AE_FILE, "AE")] + ([(DOSE_FILE, "DOSE")] if "DOSE" in labels else [])
+    for name, label in files:
+        path = corpus_dir / name
+        count = 0
+        for number, line in read_lines(path):
+            count += 1
+            if not line.strip():
+                continue
+            try:
+                pmid, sentence, mentions = _parse_relation(path, number, line, label)
+            except Malformed as err:
+                report.skip(err, strict)
+                continue
+            grouped.setdefault((pmid, sentence), []).extend(mentions)
+        report.lines[name] = count
+
+    sentences = []
+    for (pmid, text), mentions in grouped.items():
+        spans = resolve_overlaps(_locate(text, mentions, labels, report, strict), report)
+        sentences.append(Sentence(text=text, spans=spans, doc_id=pmid))
+
+    if include_negative:
+        path = corpus_dir / NEG_FILE
+        count = 0
+        negatives: set[tuple[str, str]] = set()
+        for number, line in read_lines(path):
+            count += 1
+            if not line.strip():
+                continue
+            parts = line.split(" ", 2)
+            try:
+                if len(parts) != 3 or parts[1] != "NEG" or not parts[0].strip() or not parts[2].strip():
+                    raise Malformed(path, number, "not 'PubMed-ID NEG sentence'",
+                                    f"expected 'PubMed-ID NEG sentence', found {line[:60]!r}")
+                _check_line(path, number, line, parts[0])
+            except Malformed as err:
+                report.skip(err, strict)
+                continue
+            pmid, _, text = parts
+            if (pmid, text) in negatives:
+                report.duplicate_negative_lines += 1
+                continue
+            negatives.add((pmid, text))
+            if (pmid, text) in grouped:
+                report.negative_also_positive += 1
+                continue
+            sentences.append(Sentence(text=text, doc_id=pmid, negative=True))
+        report.lines[NEG_FILE] = count
+
+    report.sentences = len(sentences)
+    report.negative_sentences = sum(s.negative for s in sentences)
+    for s in sentences:
+        report.entities.update(label for _, _, label in s.spans)
+    return sentences, report

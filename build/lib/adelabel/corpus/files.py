@@ -1,0 +1,31 @@
+"""Reading text files line by line with errors that name the file and line."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from adelabel.errors import InputError
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` of a UTF-8 text file, without the line ending.
+
+    Raises :class:`InputError` for a missing, empty or non-UTF-8 file, naming the offending line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    seen_any = False
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(path, f"not UTF-8 text (byte {err.start} of the line: "
+                                       f"{raw[err.start:err.start + 1]!r})", number) from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            seen_any = True
+            yield number, line.rstrip("\r\n")
+    if not seen_any:
+        raise InputError(path, "file is empty")

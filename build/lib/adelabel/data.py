@@ -1,0 +1,111 @@
+"""Sentences → tensors: word ids, lengths, mask and tag ids, in batches bucketed by length."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from adelabel.corpus import Sentence
+from adelabel.tags import spans_to_tags
+from adelabel.text import tokenize
+from adelabel.vocab import Vocabs, char_ids, normalize
+
+IGNORE = -100
+"""Tag id for padding positions; ``cross_entropy`` skips it, so padding never reaches the loss."""
+
+
+@dataclass
+class Example:
+    """One tokenised sentence, ready for batching."""
+
+    tokens: list[tuple[int, int]]
+    pieces: list[str]    # the tokens' text, as written (for models with their own tokeniser)
+    words: list[int]
+    chars: torch.Tensor  # (tokens, longest token) character ids, built once per sentence, not per batch
+    tags: list[int] | None = None
+
+
+@dataclass
+class Batch:
+    """What every architecture takes: padded word and character ids, lengths, mask and (when training)
+    tag ids."""
+
+    words: torch.Tensor      # (batch, time) long, 0 = padding
+    chars: torch.Tensor      # (distinct spellings + 1, longest word) character ids; row 0 is padding
+    spellings: torch.Tensor  # (batch, time) long: each token's row in ``chars``, 0 on padding
+    lengths: torch.Tensor    # (batch,) long, on the CPU as packing requires
+    mask: torch.Tensor       # (batch, time) bool, True on real tokens
+    pieces: list[list[str]]  # each sentence's tokens as written
+    tags: torch.Tensor | None = None  # (batch, time) long, IGNORE on padding
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.words.to(device), self.chars.to(device), self.spellings.to(device), self.lengths,
+                     self.mask.to(device), self.pieces, None if self.tags is None else self.tags.to(device))
+
+
+def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
+           tags: Sequence[str] | None = None, tokens: list[tuple[int, int]] | None = None) -> Example:
+    tokens = tokenize(text) if tokens is None else tokens
+    pieces = [text[s:e] for s, e in tokens]
+    words = vocabs.words.ids(normalize(p) for p in pieces)
+    ids = [char_ids(vocabs.chars, p) for p in pieces]
+    width = max(map(len, ids), default=1)
+    chars = torch.tensor([c + [0] * (width - len(c)) for c in ids], dtype=torch.long).reshape(len(ids), width)
+    return Example(tokens, pieces, words, chars, None if tags is None else [tag_ids[t] for t in tags])
+
+
+def collate(examples: Sequence[Example]) -> Batch:
+    lengths = torch.tensor([len(e.words) for e in examples], dtype=torch.long)
+    width = int(lengths.max()) if len(examples) else 0
+    words = torch.zeros(len(examples), width, dtype=torch.long)
+    char_width = max((e.chars.shape[1] for e in examples), default=1)
+    # Each distinct spelling is stored once: "the", "of" and "," fill a batch, and the character
+    # encoder costs as much per row as the recurrent layer does per token.
+    spelled = torch.cat([nn.functional.pad(e.chars, (0, char_width - e.chars.shape[1])) for e in examples]
+                        or [torch.zeros(0, char_width, dtype=torch.long)])
+    distinct, rows = torch.unique(spelled, dim=0, return_inverse=True)
+    chars = torch.cat([torch.zeros(1, char_width, dtype=torch.long), distinct])
+    spellings = torch.zeros(len(examples), width, dtype=torch.long)
+    has_tags = all(e.tags is not None for e in examples)
+    tags = torch.full((len(examples), width), IGNORE, dtype=torch.long) if has_tags else None
+    offset = 0
+    for i, e in enumerate(examples):
+        n = len(e.words)
+        words[i, :n] = torch.tensor(e.words, dtype=torch.long)
+        spellings[i, :n] = rows[offset:offset + n] + 1
+        offset += n
+        if tags is not None:
+            tags[i, :n] = torch.tensor(e.tags, dtype=torch.long)
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags)
+
+
+def bucketed(examples: Sequence[Example], batch_size: int, shuffle: bool = False,
+             generator: torch.Generator | None = None) -> Iterator[tuple[list[int], Batch]]:
+    """Batches of similar-length examples, with the indices of the examples each one holds.
+
+    Sorting by length keeps padding to a few positions per batch; with ``shuffle`` the sort is made
+    over a random permutation (so equal-length sentences mix) and the batch order is shuffled.
+    Empty sentences (no tokens) are left out: there is nothing to tag in them.
+    """
+    order = list(range(len(examples)))
+    if shuffle:
+        order = torch.randperm(len(examples), generator=generator).tolist()
+    order = [i for i in order if examples[i].words]
+    order.sort(key=lambda i: len(examples[i].words))
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+    for chunk in chunks:
+        yield chunk, collate([examples[i] for i in chunk])
+
+
+def encode_sentences(sentences: Sequence[Sentence], vocab: Vocabs, tags: Sequence[str]) -> list[Example]:
+    ids = {t: i for i, t in enumerate(tags)}
+    out = []
+    for s in sentences:
+        tokens = tokenize(s.text)
+        out.append(encode(s.text, vocab, ids, spans_to_tags(tokens, s.spans)[0], tokens=tokens))
+    return out

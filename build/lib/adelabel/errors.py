@@ -1,0 +1,27 @@
+"""Errors a user can act on.
+
+Everything the toolkit raises on bad input is an :class:`AdelabelError`; the command line prints its
+message and exits with status 2 instead of showing a traceback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AdelabelError(Exception):
+    """An error caused by input or environment, with a message meant for the user."""
+
+
+class InputError(AdelabelError):
+    """Bad content in a file, located by file name and (where known) line number."""
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = message
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class OptionError(AdelabelError, ValueError):
+    """A value given to a command-line option or an API argument that it cannot take."""

@@ -1,0 +1,188 @@
+"""The saved-model format: a folder any architecture is written to and read from the same way.
+
+    config.json        format version, architecture, the resolved config, tags, data manifest, versions
+    vocab.json         the word and character lists (row i of an embedding is entry i)
+    model.safetensors  the weights: safetensors holds only tensors, so loading runs no pickled code
+    metrics.json       dev and test scores of the run that made it
+    train_log.jsonl    one line per epoch
+    assets/            files some architectures need to be rebuilt (the transformer's tokeniser)
+    manifest.json      the SHA-256 of every file above
+
+A folder is written under a temporary name and renamed into place when complete (adelabel/atomic.py),
+so it is never a mix of two runs. Loading proves it before use: every file's checksum, the config
+against the schema, the tags against IOB2 and the data's labels, the vocabulary's reserved entries,
+every tensor's shape against config and vocabulary, and every weight finite.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from adelabel import atomic
+from adelabel.config import validate_saved
+from adelabel.errors import AdelabelError, InputError
+from adelabel.models.base import SequenceLabeler
+from adelabel.tags import tag_set
+from adelabel.vocab import PAD, UNK, Vocabs
+
+FORMAT_VERSION = 4
+# 2: the architecture family (renamed settings and weights, gate threshold); 3: gate modules of their
+# own (SentenceGate, PooledGate); 4: manifest.json of checksums, the config validated by the schema,
+# seq2seq's sampling-schedule step count saved as a buffer.
+MIGRATES_FROM = (3,)
+CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
+MANIFEST, ASSETS = "manifest.json", "assets"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _json(data) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vocabs, metrics: dict | None = None,
+         log: Path | None = None) -> None:
+    """Write a complete model folder in place of ``directory``. ``config`` holds what the run
+    recorded (seed, train settings, data, versions); architecture and model settings come from
+    ``model`` itself. ``log``: the run's epoch log, copied in."""
+    config = {**config, "format_version": FORMAT_VERSION, "arch": model.arch, "model": model.hyper}
+    with atomic.atomic_dir(directory) as tmp:
+        (tmp / CONFIG).write_text(_json(config), encoding="utf-8")
+        (tmp / VOCAB).write_text(json.dumps(vocabs.to_json(), ensure_ascii=False), encoding="utf-8")
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
+        if metrics is not None:
+            (tmp / METRICS).write_text(_json(metrics), encoding="utf-8")
+        if log is not None:
+            shutil.copyfile(log, tmp / LOG)
+        model.save_assets(tmp / ASSETS)
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        (tmp / MANIFEST).write_text(_json({"format_version": FORMAT_VERSION,
+                                           "files": {name: sha256(tmp / name) for name in files}}),
+                                    encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(path, "missing from the model folder")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(path, f"corrupt JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object")
+    return data
+
+
+def _check_manifest(directory: Path) -> None:
+    manifest = _read_json(directory / MANIFEST)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise InputError(directory / MANIFEST, "lists no files")
+    for name in (CONFIG, VOCAB, WEIGHTS):
+        if name not in files:
+            raise InputError(directory / MANIFEST, f"does not list {name}")
+    for name, digest in files.items():
+        path = directory / name
+        if not path.is_file():
+            raise InputError(path, "missing from the model folder (listed in manifest.json)")
+        if sha256(path) != digest:
+            raise InputError(path, "checksum mismatch (changed or damaged since it was saved)")
+
+
+def _check_tags(tags, labels, path: Path) -> list[str]:
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InputError(path, "tags: expected a list of strings")
+    found = [t[2:] for t in tags[1::2]]
+    if tags != tag_set(found) or len(set(found)) != len(found):
+        raise InputError(path, f"tags: {tags} are not IOB2 tags in the order training writes them "
+                               "(O, then B-X and I-X for each type)")
+    if labels is not None and list(labels) != found:
+        raise InputError(path, f"tags: {tags} do not match the data's labels {labels}")
+    return tags
+
+
+def _check_vocab(data: dict, path: Path) -> Vocabs:
+    try:
+        vocabs = Vocabs.from_json(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(path, f"not a vocabulary ({type(err).__name__}: {err})") from None
+    for name, vocab in (("words", vocabs.words), ("chars", vocabs.chars)):
+        if vocab.items[:2] != [PAD, UNK] or not all(isinstance(w, str) for w in vocab.items):
+            raise InputError(path, f"{name}: must be strings starting with {PAD!r}, {UNK!r}")
+    return vocabs
+
+
+def _migrate(version: int, state: dict, arch: str) -> dict:
+    """Format 3 -> 4: the same tensors, plus seq2seq's step counter (its schedule starts afresh)."""
+    if arch == "seq2seq" and "steps" not in state:
+        state = {**state, "steps": torch.zeros((), dtype=torch.long)}
+    return state
+
+
+def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[SequenceLabeler, dict, Vocabs]:
+    """Model, config and vocabulary of a saved model folder, proved before use (see the module's doc)."""
+    from adelabel.models import build_model
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        if directory.exists():
+            raise InputError(directory, "is a file, not a model folder")
+        raise InputError(directory, "model folder not found (train one with `adelabel train`)")
+    config = _read_json(directory / CONFIG)
+    version = config.get("format_version")
+    if version != FORMAT_VERSION and version not in MIGRATES_FROM:
+        arch = config.get("arch", "ARCH")
+        data = config.get("data", {}).get("dir", "DATA") if isinstance(config.get("data"), dict) else "DATA"
+        raise InputError(directory / CONFIG, f"model format {version!r} (made by an older adelabel) is not "
+                                             f"{FORMAT_VERSION}, the one this version reads; rebuild it with "
+                                             f"`adelabel train --arch {arch} --data {data} --out {directory}`")
+    if version == FORMAT_VERSION:
+        _check_manifest(directory)
+    try:
+        validated = validate_saved(config, str(directory / CONFIG))
+    except AdelabelError as err:
+        raise InputError(directory / CONFIG, str(err).removeprefix(f"{directory / CONFIG}: ")) from None
+    labels = config.get("data", {}).get("labels") if isinstance(config.get("data"), dict) else None
+    tags = _check_tags(config.get("tags"), labels, directory / CONFIG)
+    dim = config.get("embedding_dim")
+    if not isinstance(dim, int) or dim < 1:
+        raise InputError(directory / CONFIG, f"embedding_dim: expected a positive whole number, got {dim!r}")
+    vocabs = _check_vocab(_read_json(directory / VOCAB), directory / VOCAB)
+
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise InputError(weights, "missing from the model folder")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InputError(weights, f"corrupt weights file ({err})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError(weights, f"{name}: holds NaN or infinite values")
+    if version != FORMAT_VERSION:
+        state = _migrate(version, state, validated.arch)
+    assets = directory / ASSETS if (directory / ASSETS).is_dir() else None
+    model = build_model(validated.arch, tags=tags, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                        embedding_dim=dim, assets=assets, **validated.model.model_dump())
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = " ".join(str(err).splitlines()[1:3]).strip()
+        raise InputError(weights, "weights do not match config.json/vocab.json: " + first) from None
+    if model.gate is not None and not 0.0 <= float(model.gate_threshold) <= 1.0:
+        raise InputError(weights, f"gate_threshold {float(model.gate_threshold)} is not in [0, 1]")
+    model.to(device).eval()
+    return model, {**config, **validated.to_dict()}, vocabs
+

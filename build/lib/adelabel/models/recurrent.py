@@ -1,0 +1,76 @@
+"""Recurrent taggers: word embeddings (+ character features) → a stacked RNN, GRU or LSTM, one- or
+two-directional → time-distributed dense head → per-token tag scores (softmax or CRF).
+
+``bilstm`` with a softmax head and no character features is the classic ADE tagger; the options are
+what we found to help it (see configs/bilstm.toml).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from adelabel.data import Batch
+from adelabel.models.base import Output, SentenceGate, SequenceLabeler, run_packed
+from adelabel.models.chars import char_encoder
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class WordEncoder(nn.Module):
+    """Word embeddings, optionally with character features appended: what every recurrent model reads."""
+
+    def __init__(self, vocab_size: int, embedding_dim: int, char_vocab_size: int, chars: str, char_size: int,
+                 freeze_embeddings: bool) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.embedding.weight.requires_grad = not freeze_embeddings
+        self.chars = char_encoder(chars, char_vocab_size, char_size)
+        self.out_dim = embedding_dim + (self.chars.out_dim if self.chars is not None else 0)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        x = self.embedding(batch.words)
+        if self.chars is not None:
+            x = torch.cat([x, self.chars(batch.chars, batch.spellings)], dim=-1)
+        return x
+
+
+class RecurrentTagger(SequenceLabeler):
+    # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
+    def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int, *,
+                 cell: str, bidirectional: bool, hidden_size: int, layers: int, dense_size: int, dropout: float,
+                 freeze_embeddings: bool, chars: str, char_size: int, crf: bool, gate: bool) -> None:
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        states = hidden_size * (2 if bidirectional else 1)
+        words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
+        super().__init__(tags, crf=crf, gate=SentenceGate(words.out_dim, dropout) if gate else None)
+        self.words = words
+        self.dropout = nn.Dropout(dropout)
+        # Dropout between stacked layers; torch applies it to the outputs of every layer but the last.
+        self.rnn = CELLS[cell](self.words.out_dim, hidden_size, num_layers=layers, bidirectional=bidirectional,
+                               batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        # The "time-distributed dense" head: the same small MLP applied at every position.
+        self.dense = nn.Sequential(nn.Linear(states, dense_size), nn.Tanh(), nn.Dropout(dropout),
+                                   nn.Linear(dense_size, len(tags)))
+
+    def forward(self, batch: Batch) -> Output:
+        words = self.words(batch)
+        out = run_packed(self.rnn, self.dropout(words), batch.lengths)
+        sentence = self.gate(words, batch) if self.gate is not None else None
+        return Output(self.dense(self.dropout(out)), sentence)
+
+
+def builder(model_class: type[SequenceLabeler], **fixed):
+    """The registry's ``build`` function for a model that reads words through a :class:`WordEncoder`:
+    ``fixed`` hyperparameters (a cell, a direction) are set, and word vectors copied in."""
+
+    def build(tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
+              vectors: torch.Tensor | None = None, **hyper) -> SequenceLabeler:
+        model = model_class(tags, vocab_size, char_vocab_size, embedding_dim, **fixed, **hyper)
+        if vectors is not None:
+            model.words.embedding.weight.data.copy_(vectors)
+        return model
+
+    return build

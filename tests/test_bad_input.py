@@ -1,0 +1,163 @@
+"""Bad input, in-process: every case ends in one line on stderr that names the file and line, the
+option or the key, with exit status 2, and nothing half-written is left behind."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from adelabel import Tagger
+from adelabel.errors import OptionError
+from conftest import SAMPLE, run_cli
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory, tiny_model_dir, sample_data):
+    """A folder of bad inputs beside a valid model ({m}) and data folder ({d})."""
+    t = tmp_path_factory.mktemp("bad")
+    (t / "in.txt").write_text("Rash after naproxen.\n", encoding="utf-8")
+    (t / "bad.txt").write_bytes(b"fine\n\xff\xfe\n")
+    (t / "empty.txt").write_bytes(b"")
+    (t / "afile").write_text("x")
+    (t / "broken.toml").write_text("[train\nlr = 1\n")
+    (t / "typo.toml").write_text("[train]\npatiance = 3\n")
+    (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
+    (t / "gru.toml").write_text('arch = "gru"\n')
+    (t / "vec.bin").write_bytes(b"not vectors")
+    corrupt = t / "corrupt-model"
+    shutil.copytree(tiny_model_dir, corrupt)
+    (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:-8] + b"\0" * 8)
+    tampered = t / "tampered-data"
+    shutil.copytree(sample_data, tampered)
+    with (tampered / "dev.jsonl").open("a") as fh:
+        fh.write(json.dumps({"doc_id": "1", "text": "A test sentence leaked in.", "spans": [], "negative": True}) + "\n")
+    return {"t": t, "m": tiny_model_dir, "d": sample_data, "s": SAMPLE}
+
+
+CASES = [
+    # prepare
+    ("prepare --corpus {t}/nowhere --out {t}/o", "{t}/nowhere: corpus folder not found"),
+    ("prepare --corpus {t}/afile --out {t}/o", "{t}/afile: is a file, not a corpus folder"),
+    ("prepare --corpus {s} --dim -5 --out {t}/o", "'--dim'"),
+    ("prepare --corpus {s} --w2v-epochs 0 --out {t}/o", "'--w2v-epochs'"),
+    ("prepare --corpus {s} --seed abc --out {t}/o", "'--seed'"),
+    ("prepare --corpus {s} --out {t}/afile", "--out {t}/afile: is a file, not a folder"),
+    ("prepare --corpus {s} --types DRUG,FOO --out {t}/o", "--types: expected types from DRUG, AE, DOSE"),
+    ("prepare --corpus {s} --vectors {t}/none.bin --out {t}/o", "--vectors {t}/none.bin: file not found"),
+    ("prepare --corpus {s} --vectors {t}/vec.bin --out {t}/o", "{t}/vec.bin: cannot read as word2vec binary format"),
+    # train
+    ("train --arch nosuch --data {d}", "--arch: unknown architecture 'nosuch'"),
+    ("train --data {d} --out {t}/o --set train.patiance=3", "train.patiance: unknown key (did you mean train.patience?)"),
+    ("train --data {d} --out {t}/o --set trian.lr=1", "trian.lr: unknown key (did you mean train.lr?)"),
+    ("train --data {d} --out {t}/o --set train.lr=abc", "train.lr: expected a number, got 'abc'"),
+    ("train --data {d} --out {t}/o --set model.crf=sometimes", "model.crf: expected true or false, got 'sometimes'"),
+    ("train --data {d} --out {t}/o --set model.layers=2.5", "model.layers: expected a whole number, got '2.5'"),
+    ("train --data {d} --out {t}/o --set model.chars=bpe", "model.chars: expected 'cnn', 'lstm' or 'none', got 'bpe'"),
+    ("train --data {d} --out {t}/o --set model.dropout=1.5", "model.dropout: must be < 1.0, got '1.5'"),
+    ("train --data {d} --out {t}/o --set lr", "--set 'lr': expected KEY=VALUE"),
+    ("train --data {d} --out {t}/o --epochs 0", "'--epochs'"),
+    ("train --data {d} --out {t}/o --device tpu", "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("train --data {d} --out {t}/o --device cuda:x", "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    ("train --data {d} --out {t}/afile", "--out {t}/afile: is a file, not a folder"),
+    ("train --config {t}/none.toml", "{t}/none.toml: config file not found"),
+    ("train --config {t}/broken.toml", "{t}/broken.toml: not valid TOML"),
+    ("train --config {t}/typo.toml", "{t}/typo.toml: train.patiance: unknown key (did you mean train.patience?)"),
+    ("train --config {t}/wrongtype.toml", "{t}/wrongtype.toml: model.crf: expected true or false, got 'sometimes'"),
+    ("train --arch bilstm --config {t}/gru.toml", "{t}/gru.toml: arch: this config is for 'gru', but --arch says 'bilstm'"),
+    ("train --data {t}/nodata --out {t}/o", "{t}/nodata/manifest.json: no prepared data here"),
+    ("train --data {t}/tampered-data --out {t}/o", "{t}/tampered-data/dev.jsonl: checksum mismatch"),
+    ("train --resume {t}/o", "{t}/o: no checkpoint of an unfinished run here"),
+    ("train --resume {t}/o --set train.lr=1", "--resume carries on a run with the settings it started with; drop --set"),
+    ("train --arch transformer --encoder {t}/nodir --out {t}/o", "--encoder {t}/nodir: folder not found"),
+    # config
+    ("config --arch nosuch", "--arch: unknown architecture 'nosuch'"),
+    ("config --set model.hidden=3", "model.hidden: unknown key (did you mean model.hidden_size?)"),
+    # evaluate
+    ("evaluate --model {t}/nomodel --data {d}", "{t}/nomodel: model folder not found"),
+    ("evaluate --model {t}/afile --data {d}", "{t}/afile: is a file, not a model folder"),
+    ("evaluate --model {t}/corrupt-model --data {d}", "{t}/corrupt-model/model.safetensors: checksum mismatch"),
+    ("evaluate --model {m} --data {d} --split foo", "--split: expected train, dev or test, got 'foo'"),
+    ("evaluate --model {m} --data {d} --json {t}/nodir/s.json", "--json {t}/nodir/s.json: folder"),
+    ("evaluate --model {m} --data {d} --json {t}", "--json {t}: is a folder, not a file"),
+    ("evaluate --model {m} --data {t}/nodata", "{t}/nodata/test.jsonl: prepared split not found"),
+    ("evaluate --model {m} --data {d} --device gpu", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
+    # tag
+    ("tag {t}/none.txt --model {m}", "{t}/none.txt: file not found"),
+    ("tag {t}/bad.txt --model {m}", "{t}/bad.txt:2: not UTF-8 text"),
+    ("tag {t}/empty.txt --model {m}", "{t}/empty.txt: file is empty"),
+    ("tag {t}/in.txt --model {m} --output {t}/in.txt", "--output {t}/in.txt: is the input file"),
+    ("tag {t}/in.txt --model {m} --output {t}/../{t.name}/in.txt", "is the input file"),
+    ("tag {t}/in.txt --model {m} --output {t}/nodir/o.jsonl", "--output {t}/nodir/o.jsonl: folder"),
+    ("tag {t}/in.txt --model {m} --output {t}", "--output {t}: is a folder, not a file"),
+    ("tag {t}/in.txt --model {m} --batch-size 0", "'--batch-size'"),
+    ("tag {t}/in.txt --model {m} --format xml", "--format: expected jsonl or conll, got 'xml'"),
+    ("tag {t}/in.txt --model {m} --threshold 1.5", "--threshold: expected a number between 0 and 1"),
+    ("tag {t}/in.txt --model {m} --threshold abc", "'--threshold'"),
+    ("tag {t}/in.txt --model {t}/corrupt-model", "{t}/corrupt-model/model.safetensors: checksum mismatch"),
+    ("tag {t}/in.txt --model {t}/afile", "{t}/afile: is a file, not a model folder"),
+    ("tag", "Missing argument 'file'"),
+    ("nosuchcommand", "No such command 'nosuchcommand'"),
+]
+
+
+@pytest.mark.parametrize("command, message", CASES, ids=[c for c, _ in CASES])
+def test_bad_input_is_one_line_naming_its_cause(place, capsys, command, message):
+    args = [a.format(**place) for a in command.split()]
+    code, out, err = run_cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("adelabel: error: "), err
+    assert message.format(**place) in lines[0]
+    assert out == ""
+    # A refused run leaves nothing under the names it would have written.
+    assert not (place["t"] / "o").exists()
+    assert not [p for p in place["t"].iterdir() if ".tmp-" in p.name]
+
+
+def test_the_resolved_config_parses_values_by_type(capsys):
+    code, out, _ = run_cli(capsys, "config", "--set", "model.crf=False", "--set", "model.gate=0",
+                           "--set", "train.lr=2e-3", "--set", "model.chars=none")
+    assert code == 0
+    assert "crf = false" in out and "gate = false" in out and "lr = 0.002" in out and 'chars = "none"' in out
+    code, out, _ = run_cli(capsys, "config", "--arch", "transformer")
+    assert code == 0 and "lr = 5e-05" in out and "encoder = " in out and "hidden_size" not in out
+
+
+def test_a_config_printed_is_a_config_train_takes(tmp_path, capsys):
+    from adelabel.config import resolve
+
+    code, out, _ = run_cli(capsys, "config", "--arch", "gru", "--set", "model.layers=2")
+    (tmp_path / "gru.toml").write_text(out)
+    assert resolve(None, tmp_path / "gru.toml") == resolve("gru", overrides=["model.layers=2"])
+
+
+def test_the_python_api_says_what_is_wrong(tiny_model_dir):
+    with pytest.raises(OptionError, match="threshold: expected a number between 0 and 1, got 5"):
+        Tagger.load(tiny_model_dir, threshold=5)
+    tagger = Tagger.load(tiny_model_dir, device="cpu")
+    with pytest.raises(TypeError, match="takes a str, not a NoneType"):
+        tagger(None)
+    with pytest.raises(TypeError, match=r"not a list; for several texts use tagger\.pipe"):
+        tagger(["a", "b"])
+    with pytest.raises(TypeError, match=r"not a single string; call tagger\(text\)"):
+        tagger.pipe("a string")
+    with pytest.raises(TypeError, match=r"text 1 is a int, not a str"):
+        list(tagger.pipe(["fine", 3]))
+    with pytest.raises(OptionError, match="batch_size"):
+        tagger.pipe(["fine"], batch_size=0)
+
+
+def test_a_huge_line_is_tagged_in_windows_with_probabilities(tiny_model_dir):
+    tagger = Tagger.load(tiny_model_dir, device="cpu", threshold=0.0)
+    # 300,000 characters with no sentence break: read in windows, every token still tagged.
+    text = "naproxen induced rash, fever and nausea in the patient; " * 5400
+    entities = tagger(text)
+    assert all(0.0 <= e.score <= 1.0 and text[e.start:e.end] == e.text for e in entities)
+    from adelabel.tagger import _pieces
+    from adelabel.text import tokenize
+
+    pieces = _pieces(text, 0, len(text))
+    assert len(pieces) > 100 and all(len(tokenize(text[a:b])) <= 256 for a, b in pieces)
+    # The pieces cover every token of the sentence, in order, each once.
+    assert [(a + s, a + e) for a, b in pieces for s, e in tokenize(text[a:b])] == tokenize(text)

@@ -1,0 +1,130 @@
+"""Kills at awkward moments, as a user's machine delivers them: a run resumes to the weights an
+uninterrupted one reaches, and no kill leaves a mixed or truncated result under the real name."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from adelabel.model_dir import sha256
+from conftest import ROOT, SAMPLE
+
+pytestmark = pytest.mark.processes
+
+CLI = [sys.executable, str(ROOT / "cli.py")]
+
+
+def kill_when(cmd: list[str], ready) -> subprocess.CompletedProcess:
+    """Start ``cmd``, read its stderr line by line, and SIGKILL it once ``ready(line)`` is true."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if ready(line):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    return proc
+
+
+def train_cmd(data: Path, out: Path) -> list[str]:
+    return CLI + ["train", "--data", str(data), "--out", str(out), "--epochs", "4", "--device", "cpu",
+                  "--set", "model.hidden_size=32", "--set", "train.patience=10"]
+
+
+def log_without_timings(folder: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "sentences_per_second")} for r in rows]
+
+
+def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = subprocess.run(train_cmd(sample_data, whole), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+    kill_when(train_cmd(sample_data, killed), lambda line: line.startswith("epoch   2"))
+    checkpoint = tmp_path / "killed.checkpoint"
+    assert not killed.exists() and (checkpoint / "state.pt").is_file()
+    assert len((checkpoint / "train_log.jsonl").read_text().splitlines()) >= 2
+
+    again = subprocess.run(train_cmd(sample_data, killed), capture_output=True, text=True)
+    assert again.returncode == 2 and "a checkpoint of an unfinished run is here" in again.stderr
+    assert f"--resume {killed}" in again.stderr
+
+    resumed = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming bilstm" in resumed.stderr
+    assert (killed / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+    assert json.loads((killed / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
+    # The log of the resumed run is the whole run's: every epoch once, in order.
+    assert log_without_timings(killed) == log_without_timings(whole)
+    assert not checkpoint.exists()
+
+
+def test_a_killed_prepare_leaves_the_old_data_folder_whole(tmp_path):
+    data = tmp_path / "data"
+    first = subprocess.run(CLI + ["prepare", "--corpus", str(SAMPLE), "--out", str(data), "--w2v-epochs", "2"],
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    # Killed while it writes the new splits, with another seed (other documents in each split).
+    kill_when(CLI + ["prepare", "--corpus", str(SAMPLE), "--out", str(data), "--seed", "7", "--w2v-epochs", "50"],
+              lambda line: line.startswith("training word2vec"))
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    # The next prepare clears what the killed one left beside the folder.
+    done = subprocess.run(CLI + ["prepare", "--corpus", str(SAMPLE), "--out", str(data), "--seed", "7",
+                                 "--w2v-epochs", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["seed"] == 7
+    assert all(sha256(data / name) == digest for name, digest in manifest["files"].items())
+
+
+def test_tag_output_is_whole_or_untouched(tiny_model_dir, tmp_path):
+    source = tmp_path / "in.txt"
+    lines = (SAMPLE / "example.txt").read_text(encoding="utf-8").splitlines()
+    source.write_text("\n".join(lines * 100) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    out.write_text("OLD\n")
+    cmd = CLI + ["tag", str(source), "--model", str(tiny_model_dir), "--output", str(out), "--batch-size", "16"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".out.jsonl.tmp-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert out.read_text() == "OLD\n"
+    for stale in tmp_path.glob(".out.jsonl.tmp-*"):
+        stale.unlink()
+
+    # Two runs into one output: the last to finish wins, whole; neither tears the other.
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # two torch processes on two cores
+    runs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=one_thread) for _ in range(2)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in records] == lines * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl"]
+
+
+def test_the_default_configs_ship_inside_the_package(tmp_path):
+    """A plain (non-editable) install finds the configs: they are package data, not repository files."""
+    target = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--target", str(target), str(ROOT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    shown = subprocess.run([sys.executable, "-c", "from adelabel.cli import main; main()", "config", "--arch",
+                            "transformer"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "batch_size = 16" in shown.stdout
+    assert str(target) in subprocess.run([sys.executable, "-c", "import adelabel; print(adelabel.__file__)"],
+                                         capture_output=True, text=True, cwd=tmp_path, env=env).stdout
