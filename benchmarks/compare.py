@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tag_speed import ROOT, make_input, run_cli, run_once  # noqa: E402
 
-# name, architecture, config overrides (everything else: configs/ARCH.toml)
+# name, architecture, config overrides (everything else: `adelabel config --arch ARCH`)
 CONFIGURATIONS = [
     ("bilstm", "bilstm", []),
     ("bilstm, classic (words only, softmax, no gate)", "bilstm", ["model.chars=none", "model.crf=false",

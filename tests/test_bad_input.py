@@ -28,6 +28,10 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     corrupt = t / "corrupt-model"
     shutil.copytree(tiny_model_dir, corrupt)
     (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:-8] + b"\0" * 8)
+    doses = t / "dose-data"
+    shutil.copytree(sample_data, doses)
+    manifest = json.loads((doses / "manifest.json").read_text())
+    (doses / "manifest.json").write_text(json.dumps({**manifest, "labels": ["DRUG", "AE", "DOSE"]}))
     tampered = t / "tampered-data"
     shutil.copytree(sample_data, tampered)
     with (tampered / "dev.jsonl").open("a") as fh:
@@ -81,6 +85,7 @@ CASES = [
     ("evaluate --model {m} --data {d} --json {t}/nodir/s.json", "--json {t}/nodir/s.json: folder"),
     ("evaluate --model {m} --data {d} --json {t}", "--json {t}: is a folder, not a file"),
     ("evaluate --model {m} --data {t}/nodata", "{t}/nodata/test.jsonl: prepared split not found"),
+    ("evaluate --model {m} --data {t}/dose-data", "--data {t}/dose-data: its entity types ['DRUG', 'AE', 'DOSE'] are not the model's ['DRUG', 'AE']"),
     ("evaluate --model {m} --data {d} --device gpu", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
     # tag
     ("tag {t}/none.txt --model {m}", "{t}/none.txt: file not found"),
@@ -113,6 +118,21 @@ def test_bad_input_is_one_line_naming_its_cause(place, capsys, command, message)
     # A refused run leaves nothing under the names it would have written.
     assert not (place["t"] / "o").exists()
     assert not [p for p in place["t"].iterdir() if ".tmp-" in p.name]
+
+
+def test_a_full_disk_is_named_as_the_output(tmp_path, monkeypatch):
+    import errno
+
+    from adelabel import atomic
+    from adelabel.errors import AdelabelError
+
+    target = tmp_path / "out.jsonl"
+    target.write_text("OLD\n")
+    with pytest.raises(AdelabelError, match=r"out\.jsonl: cannot write \(No space left on device\)"):
+        with atomic.atomic_file(target) as fh:
+            fh.write("new")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_text() == "OLD\n" and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
 def test_the_resolved_config_parses_values_by_type(capsys):
