@@ -39,6 +39,15 @@ def test_training_learns_and_records_the_run(sample_model):
     assert config["versions"]["torch"] and config["train"]["max_epochs"] == 25 and config["seed"] == 13
 
 
+def test_prepare_is_reproducible(sample_data, tmp_path):
+    from adelabel.prepare import prepare
+
+    again = tmp_path / "again"
+    prepare(SAMPLE, again, seed=13, w2v_epochs=5, log=lambda _: None)
+    for path in sample_data.iterdir():
+        assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+
+
 def test_training_is_reproducible(sample_data, tmp_path):
     from adelabel.config import resolve
     from adelabel.train import train

@@ -45,6 +45,17 @@ def _umask() -> int:
     return mask
 
 
+@contextmanager
+def _naming(target: Path, tmp: Path) -> Iterator[None]:
+    """A failed write into ``tmp`` (a full disk, a quota) becomes an error naming ``target``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None or str(err.filename).startswith(str(tmp)):
+            raise AdelabelError(f"{target}: cannot write ({err.strerror or err})") from None
+        raise
+
+
 def _sweep(target: Path) -> None:
     """Remove what an earlier, killed write of ``target`` left beside it."""
     for stale in target.parent.glob(f".{target.name}{TMP_MARK}*"):
@@ -68,7 +79,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except OSError as err:
         raise AdelabelError(f"{target}: cannot write here ({err.strerror})") from None
     try:
-        yield tmp
+        with _naming(target, tmp):
+            yield tmp
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
             os.replace(target, old / target.name)
@@ -92,7 +104,7 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
     tmp = Path(name)
     try:
         os.chmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        with _naming(target, tmp), os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
         os.replace(tmp, target)
     finally:

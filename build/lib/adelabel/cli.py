@@ -143,7 +143,7 @@ def evaluate(
     from adelabel import atomic
     from adelabel.data import encode_sentences
     from adelabel.evaluate import evaluate_examples, format_table
-    from adelabel.prepare import read_split
+    from adelabel.prepare import read_manifest, read_split
     from adelabel.tagger import Tagger
 
     if split not in ("train", "dev", "test"):
@@ -152,6 +152,10 @@ def evaluate(
         atomic.check_output_file(json_out, "--json")
     sentences = read_split(data, split)
     tagger = Tagger.load(model, device=device)
+    data_labels, model_labels = read_manifest(data)["labels"], [t[2:] for t in tagger.tags[1::2]]
+    if sorted(data_labels) != sorted(model_labels):
+        raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
+                          "(prepare the data with --types to match)")
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
     result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
                                tagger.device)
