@@ -6,12 +6,12 @@
 """
 from adelabel.versions import __version__
 
-__all__ = ["Tagger", "Entity", "__version__"]
+__all__ = ["Tagger", "Entity", "Relation", "Analysis", "__version__"]
 
 
 def __getattr__(name: str):
     # Imported on first use so `import adelabel` (and the CLI's --help) stays fast without torch.
-    if name in ("Tagger", "Entity"):
+    if name in ("Tagger", "Entity", "Relation", "Analysis"):
         from adelabel import tagger
 
         return getattr(tagger, name)

@@ -137,12 +137,14 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json, errors.jsonl (each sentence's false positives and negatives), reliability.png.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Score a model on a split: seqeval strict IOB2, entity-level P/R/F1 per type, micro and macro."""
     from adelabel import atomic
     from adelabel.data import encode_sentences
-    from adelabel.evaluate import evaluate_examples, format_table
+    from adelabel.evaluate import errors, evaluate_examples, format_table
+    from adelabel.inference import predict
     from adelabel.prepare import read_manifest, read_split
     from adelabel.tagger import Tagger
 
@@ -150,6 +152,8 @@ def evaluate(
         raise OptionError(f"--split: expected train, dev or test, got {split!r}")
     if json_out is not None:
         atomic.check_output_file(json_out, "--json")
+    if report is not None:
+        atomic.check_output_dir(report, "--report")
     sentences = read_split(data, split)
     tagger = Tagger.load(model, device=device)
     data_labels, model_labels = read_manifest(data)["labels"], [t[2:] for t in tagger.tags[1::2]]
@@ -157,8 +161,9 @@ def evaluate(
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
+    predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0)
     result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
-                               tagger.device)
+                               tagger.device, predicted)
     negatives = result["negative_sentences"]
     print(f"{model} on {data}/{split}: {len(sentences):,} sentences ({len(sentences) - negatives:,} with "
           f"annotations, {negatives:,} ADE-NEG)")
@@ -169,28 +174,48 @@ def evaluate(
         gate = result["gate"]
         print(f"sentence gate (threshold {gate['threshold']:.2f}) passes {gate['annotated_sentences_passed']:.1%} "
               f"of the sentences with annotations and {gate['negative_sentences_passed']:.1%} of the ADE-NEG ones")
+    print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))
+    if "sentences" in result:
+        sent = result["sentences"]
+        print(f"sentence decision (reports an ADE): P {sent['precision']:.4f} R {sent['recall']:.4f} "
+              f"F1 {sent['f1']:.4f}; the probability: ECE {sent['ece']:.4f}, Brier {sent['brier']:.4f}, "
+              f"ROC-AUC {sent['roc_auc']:.4f}")
     print("\nsentences with annotations only, each tagged as if known to report an adverse event "
           "(the protocol of published ADE results):")
     print(format_table(result["annotated_only"]))
+    print(_relation_line("relations (drug -> effect, both spans exact)", result["annotated_only"]["relations"]))
     if json_out:
         atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
+    if report:
+        from adelabel.report import write_report
+
+        threshold = float(tagger.model.gate_threshold) if tagger.model.gate is not None else 0.0
+        kept = [i for i, e in enumerate(examples) if e.words]
+        write_report(report, result, errors(sentences, examples, predicted, tagger.tags, threshold),
+                     [not sentences[i].negative for i in kept] if "gate" in result else [],
+                     [predicted[i].sentence for i in kept] if "gate" in result else [])
+
+
+def _relation_line(title: str, r: dict) -> str:
+    return f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
 
 
 @app.command()
 def tag(
     file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences); - for stdin.")],
     model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
-    format: Annotated[str, typer.Option(help="jsonl or conll.")] = "jsonl",
+    format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence.")] = None,
 ) -> None:
-    """Tag text: one JSON object per input line with character offsets into that line."""
+    """Tag text: one JSON object per input line with entities (character offsets into the line), drug ->
+    effect relations and each sentence's probability of reporting an adverse drug event."""
     from adelabel.tagging_io import tag_stream
 
-    if format not in ("jsonl", "conll"):
-        raise OptionError(f"--format: expected jsonl or conll, got {format!r}")
+    if format not in ("jsonl", "conll", "brat"):
+        raise OptionError(f"--format: expected jsonl, conll or brat, got {format!r}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
     tag_stream(file, model, format, output, batch_size, device, threshold)

@@ -31,21 +31,28 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class RecurrentModel(Section):
+class _Heads(Section):
+    gate: bool = Field(True, description="sentence gate: entities only from sentences judged to report an ADE")
+    relations: bool = Field(True, description="a relation head scoring which drug each effect (or dose) goes with")
+
+
+class _WordInput(Section):
+    freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
+    chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word")
+    char_size: int = Field(50, ge=1, description="size of the character features")
+
+
+class RecurrentModel(_Heads, _WordInput):
     """Word vectors (+ character features) -> RNN/GRU/LSTM -> time-distributed dense head -> tags."""
 
     hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction")
     layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)")
     dense_size: int = Field(100, ge=1, description="units of the time-distributed dense layer")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and in the head")
-    freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
-    chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word")
-    char_size: int = Field(50, ge=1, description="size of the character features")
     crf: bool = Field(True, description="a CRF output layer; false gives a softmax per token")
-    gate: bool = Field(True, description="sentence gate: entities only from sentences judged to report an ADE")
 
 
-class Seq2SeqModel(Section):
+class Seq2SeqModel(_Heads, _WordInput):
     """BiLSTM encoder; an attending LSTM decoder emits one tag per token."""
 
     hidden_size: int = Field(200, ge=1, description="encoder units per direction")
@@ -58,19 +65,14 @@ class Seq2SeqModel(Section):
     sampling_decay: float = Field(0.0, ge=0.0, description="k > 0: scheduled sampling, the ratio falls as k/(k+exp(batch/k))")
     beam: int = Field(3, ge=1, description="beam width when tagging; 1 is greedy")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs and decoder steps")
-    freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
-    chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word")
-    char_size: int = Field(50, ge=1, description="size of the character features")
-    gate: bool = Field(True, description="sentence gate: entities only from sentences judged to report an ADE")
 
 
-class TransformerModel(Section):
+class TransformerModel(_Heads):
     """A pretrained encoder fine-tuned for token classification (first sub-token of each word)."""
 
     encoder: str = Field("", description='a local Hugging Face checkpoint folder; "" = all-MiniLM-L6-v2')
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the tag layer")
     crf: bool = Field(True, description="a CRF over the token scores; false gives a softmax per token")
-    gate: bool = Field(True, description="sentence gate: entities only from sentences judged to report an ADE")
     window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
     stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from adelabel.corpus import Sentence
-from adelabel.tags import spans_to_tags
+from adelabel.tags import spans_to_tags, tags_to_spans
 from adelabel.text import tokenize
 from adelabel.vocab import Vocabs, char_ids, normalize
 
@@ -25,6 +25,9 @@ class Example:
     words: list[int]
     chars: torch.Tensor  # (tokens, longest token) character ids, built once per sentence, not per batch
     tags: list[int] | None = None
+    pairs: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """Candidate (drug, effect or dose) pairs as token ranges: drug first, drug end, other first, other end."""
+    pair_gold: list[int] | None = None  # 1 where the corpus relates the pair
 
 
 @dataclass
@@ -39,10 +42,13 @@ class Batch:
     mask: torch.Tensor       # (batch, time) bool, True on real tokens
     pieces: list[list[str]]  # each sentence's tokens as written
     tags: torch.Tensor | None = None  # (batch, time) long, IGNORE on padding
+    pairs: torch.Tensor | None = None  # (pairs, 5) long: row in the batch, then the example's token ranges
+    pair_gold: torch.Tensor | None = None  # (pairs,) float, 1 for a related pair (when training)
 
     def to(self, device: torch.device) -> "Batch":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(self.words.to(device), self.chars.to(device), self.spellings.to(device), self.lengths,
-                     self.mask.to(device), self.pieces, None if self.tags is None else self.tags.to(device))
+                     self.mask.to(device), self.pieces, move(self.tags), move(self.pairs), move(self.pair_gold))
 
 
 def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
@@ -79,7 +85,11 @@ def collate(examples: Sequence[Example]) -> Batch:
         if tags is not None:
             tags[i, :n] = torch.tensor(e.tags, dtype=torch.long)
     mask = torch.arange(width)[None, :] < lengths[:, None]
-    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags)
+    pairs = torch.tensor([(i, *p) for i, e in enumerate(examples) for p in e.pairs], dtype=torch.long).reshape(-1, 5)
+    gold = None
+    if all(e.pair_gold is not None for e in examples):
+        gold = torch.tensor([g for e in examples for g in e.pair_gold], dtype=torch.float)
+    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags, pairs, gold)
 
 
 def bucketed(examples: Sequence[Example], batch_size: int, shuffle: bool = False,
@@ -102,10 +112,34 @@ def bucketed(examples: Sequence[Example], batch_size: int, shuffle: bool = False
         yield chunk, collate([examples[i] for i in chunk])
 
 
+def token_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Entities of an IOB2 tag sequence as token ranges ``(first, end, label)``, end exclusive."""
+    return tags_to_spans([(i, i + 1) for i in range(len(tags))], tags)
+
+
+def candidate_pairs(spans: Sequence[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    """Every (drug, other) pair of a sentence's entities, as indices into ``spans``: what a relation
+    scorer chooses from."""
+    return [(d, o) for d, (_, _, dl) in enumerate(spans) if dl == "DRUG"
+            for o, (_, _, ol) in enumerate(spans) if ol != "DRUG"]
+
+
 def encode_sentences(sentences: Sequence[Sentence], vocab: Vocabs, tags: Sequence[str]) -> list[Example]:
+    """Gold-tagged examples, with every candidate pair of their gold entities and which are related."""
     ids = {t: i for i, t in enumerate(tags)}
     out = []
     for s in sentences:
         tokens = tokenize(s.text)
-        out.append(encode(s.text, vocab, ids, spans_to_tags(tokens, s.spans)[0], tokens=tokens))
+        tag_names = spans_to_tags(tokens, s.spans)[0]
+        example = encode(s.text, vocab, ids, tag_names, tokens=tokens)
+        # Token ranges of the gold spans, in the order of s.spans (which the relations index).
+        ranges = [(min(i for i, (a, _) in enumerate(tokens) if start <= a < end),
+                   max(i for i, (a, _) in enumerate(tokens) if start <= a < end) + 1, label)
+                  if any(start <= a < end for a, _ in tokens) else None for start, end, label in s.spans]
+        related = set(s.relations)
+        pairs = [(d, o) for d, o in candidate_pairs([r or (0, 0, "") for r in ranges])
+                 if ranges[d] is not None and ranges[o] is not None]
+        example.pairs = [(*ranges[d][:2], *ranges[o][:2]) for d, o in pairs]
+        example.pair_gold = [int((d, o) in related) for d, o in pairs]
+        out.append(example)
     return out

@@ -9,7 +9,7 @@ from seqeval.scheme import IOB2
 
 from adelabel.data import Example
 from adelabel.models.base import SequenceLabeler, gate_passes
-from adelabel.tagger import predict
+from adelabel.inference import Prediction, predict, reported_pairs
 from adelabel.tags import OUTSIDE
 
 
@@ -45,45 +45,160 @@ def format_table(result: dict) -> str:
 GATE_THRESHOLDS = [i / 20 for i in range(1, 20)]
 
 
+def _entity_tags(predicted: Sequence[Prediction], kept: Sequence[int], tags: Sequence[str],
+                 passes: Sequence[bool]) -> list[list[str]]:
+    return [[tags[t] if open_ else OUTSIDE for t in predicted[i].tags] for i, open_ in zip(kept, passes)]
+
+
+@torch.no_grad()
+def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Sequence[bool], tags: Sequence[str],
+              batch_size: int, device: torch.device) -> None:
+    """Calibrate the gate on these (dev) sentences and set its threshold; training calls this after
+    every epoch. First Platt scaling of its logit against the sentences' labels (reports an ADE or
+    not), so ``ade`` is a probability one can read; then the threshold on that probability that gives
+    the best entity micro-F1."""
+    if model.gate is None:
+        return
+    predicted = predict(model, examples, batch_size, device, threshold=0.0)
+    kept = [i for i, e in enumerate(examples) if e.words]
+    p = torch.tensor([predicted[i].sentence for i in kept], dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
+    raw = (torch.logit(p) - float(model.gate_shift)) / float(model.gate_scale)
+    labels = torch.tensor([not negative[i] for i in kept], dtype=torch.float64)
+    scale, shift = torch.ones((), dtype=torch.float64, requires_grad=True), torch.zeros((), dtype=torch.float64,
+                                                                                         requires_grad=True)
+    optimizer = torch.optim.LBFGS([scale, shift], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(raw * scale + shift, labels)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    model.gate_scale.fill_(float(scale))
+    model.gate_shift.fill_(float(shift))
+    calibrated = torch.sigmoid(raw * scale.detach() + shift.detach()).tolist()
+    gold = [[tags[t] for t in examples[i].tags] for i in kept]
+    best = max(GATE_THRESHOLDS, key=lambda t: score(gold, _entity_tags(predicted, kept, tags,
+                                                                       [gate_passes(q, t) for q in calibrated]))
+               ["micro"]["f1"])
+    model.gate_threshold.fill_(best)
+
+
+def relation_scores(gold: Sequence[set], predicted: Sequence[set]) -> dict:
+    """Micro precision, recall and F1 of relation sets: a pair counts only when both of its spans, and
+    its type, are exact."""
+    hits = sum(len(g & p) for g, p in zip(gold, predicted))
+    n_gold, n_pred = sum(map(len, gold)), sum(map(len, predicted))
+    precision, recall = hits / n_pred if n_pred else 0.0, hits / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+
+
+def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: float, bins: int = 10) -> dict:
+    """The sentence decision: precision, recall and F1 of "reports an ADE" at ``threshold``; and of the
+    probability itself, the expected calibration error (``bins`` equal-width bins), Brier score and
+    ROC-AUC."""
+    y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
+    decided = p >= threshold
+    tp = float((decided & (y == 1)).sum())
+    precision = tp / float(decided.sum()) if decided.any() else 0.0
+    recall = tp / float(y.sum()) if y.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    which = (p * bins).long().clamp(max=bins - 1)
+    ece = sum(float((which == b).sum()) / len(p) * abs(float(p[which == b].mean() - y[which == b].mean()))
+              for b in range(bins) if (which == b).any()) if len(p) else 0.0
+    # ROC-AUC as the probability that a random positive outranks a random negative (ties count half).
+    pos, neg = p[y == 1], p[y == 0]
+    auc = (float((pos[:, None] > neg[None, :]).sum()) + 0.5 * float((pos[:, None] == neg[None, :]).sum())) \
+        / (len(pos) * len(neg)) if len(pos) and len(neg) else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "support": int(y.sum()), "threshold": threshold,
+            "ece": ece, "brier": float(((p - y) ** 2).mean()) if len(p) else 0.0, "roc_auc": auc}
+
+
+def _relations(example: Example, tags: Sequence[str]) -> set:
+    return {(*pair, tags[example.tags[pair[2]]][2:]) for pair, g in zip(example.pairs, example.pair_gold) if g}
+
+
+def _predicted_relations(prediction: Prediction) -> set:
+    return {(*prediction.spans[d][:2], *prediction.spans[o][:2], prediction.spans[o][2])
+            for d, o, _ in reported_pairs(prediction.pairs)}
+
+
 def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negative: Sequence[bool],
-                      tags: Sequence[str], batch_size: int, device: torch.device, tune_gate: bool = False) -> dict:
-    """seqeval scores of ``model`` on gold-tagged examples, plus how often it fires on ADE-NEG sentences.
+                      tags: Sequence[str], batch_size: int, device: torch.device,
+                      predicted: Sequence[Prediction] | None = None) -> dict:
+    """seqeval scores of ``model`` on gold-tagged examples, with relation and sentence scores and how
+    often it fires on ADE-NEG sentences. Reads the model; changes nothing in it.
 
     The headline scores count every sentence, ADE-NEG ones included, since that is what tagging real
     abstracts meets. ``annotated_only`` scores just the sentences with adverse-event relations, tagged
     with the gate open: the protocol of most published ADE results, whose models are only ever shown
-    sentences known to report an adverse event. With ``tune_gate`` the model's gate threshold is first
-    set to the one that gives the best micro-F1 here (training does this on the dev split).
+    sentences known to report an adverse event. ``predicted``: the examples' predictions with the gate
+    open, when the caller has them already.
     """
-    predicted = predict(model, examples, batch_size, device, threshold=0.0)
+    if predicted is None:
+        predicted = predict(model, examples, batch_size, device, threshold=0.0)
     kept = [i for i, e in enumerate(examples) if e.words]
     gold = [[tags[t] for t in examples[i].tags] for i in kept]
-
-    def tagged(threshold: float) -> list[list[str]]:
-        return [[tags[t] if gate_passes(predicted[i].sentence, threshold) else OUTSIDE for t in predicted[i].tags]
-                for i in kept]
-
     gated = model.gate is not None
-    if gated and tune_gate:
-        best = max(GATE_THRESHOLDS, key=lambda t: score(gold, tagged(t))["micro"]["f1"])
-        model.gate_threshold.fill_(best)
     # Compared unrounded, as decoding compares it: the buffer holds a float32 near the grid value.
     threshold = float(model.gate_threshold) if gated else 0.0
-    pred = tagged(threshold)
+    opened = [gate_passes(predicted[i].sentence, threshold) for i in kept]
+    pred = _entity_tags(predicted, kept, tags, opened)
     result = score(gold, pred)
     annotated = [k for k, i in enumerate(kept) if not negative[i]]
-    open_gate = tagged(0.0)
+    open_gate = _entity_tags(predicted, kept, tags, [True] * len(kept))
     result["annotated_only"] = score([gold[k] for k in annotated], [open_gate[k] for k in annotated])
+    gold_relations = [_relations(examples[i], tags) for i in kept]
+    found = [_predicted_relations(predicted[i]) for i in kept]
+    result["relations"] = relation_scores(gold_relations, [f if o else set() for f, o in zip(found, opened)])
+    result["annotated_only"]["relations"] = relation_scores([gold_relations[k] for k in annotated],
+                                                            [found[k] for k in annotated])
     on_negative = [p for k, p in enumerate(pred) if negative[kept[k]]]
     fired = sum(t.startswith("B-") for p in on_negative for t in p)
     result["negative_sentences"] = len(on_negative)
     result["entities_per_1000_negative"] = 1000 * fired / len(on_negative) if on_negative else 0.0
     if gated:
-        opened = [gate_passes(predicted[i].sentence, threshold) for i in kept]
         result["gate"] = {
             "threshold": round(threshold, 4),
             "annotated_sentences_passed": sum(opened[k] for k in annotated) / max(len(annotated), 1),
             "negative_sentences_passed": sum(o for k, o in enumerate(opened) if negative[kept[k]])
             / max(len(on_negative), 1),
         }
+        result["sentences"] = sentence_scores([not negative[i] for i in kept], [predicted[i].sentence for i in kept],
+                                              threshold)
     return result
+
+
+def errors(sentences, examples: Sequence[Example], predicted: Sequence[Prediction], tags: Sequence[str],
+           threshold: float) -> list[dict]:
+    """Per sentence with any mistake, as ``adelabel tag`` would output it: the entities and relations
+    it found that the corpus does not have, and those it missed (character offsets into the sentence)."""
+    out = []
+    for sentence, example, pred in zip(sentences, examples, predicted):
+        if not example.words:
+            continue
+        opened = gate_passes(pred.sentence, threshold)
+
+        def chars(first: int, end: int) -> tuple[int, int]:
+            return example.tokens[first][0], example.tokens[end - 1][1]
+
+        found = {(*chars(a, b), label) for a, b, label in pred.spans} if opened else set()
+        gold = set(sentence.spans)
+        rel_found = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _predicted_relations(pred)} \
+            if opened else set()
+        rel_gold = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _relations(example, tags)}
+        if found == gold and rel_found == rel_gold:
+            continue
+        show = lambda spans: [{"start": a, "end": b, "label": lab, "text": sentence.text[a:b]}  # noqa: E731
+                              for a, b, lab in sorted(spans)]
+        pairs = lambda rels: [{"drug": sentence.text[a:b], "effect": sentence.text[c:d], "type": f"DRUG-{k}"}  # noqa: E731
+                              for a, b, c, d, k in sorted(rels)]
+        out.append({"doc_id": sentence.doc_id, "text": sentence.text, "reports_ade": not sentence.negative,
+                    "ade": round(pred.sentence, 4), "reported": bool(opened),
+                    "false_positives": show(found - gold), "false_negatives": show(gold - found),
+                    "relations_false_positives": pairs(rel_found - rel_gold),
+                    "relations_false_negatives": pairs(rel_gold - rel_found)})
+    return out

@@ -34,7 +34,7 @@ from adelabel.vocab import PAD, UNK, Vocabs
 FORMAT_VERSION = 4
 # 2: the architecture family (renamed settings and weights, gate threshold); 3: gate modules of their
 # own (SentenceGate, PooledGate); 4: manifest.json of checksums, the config validated by the schema,
-# seq2seq's sampling-schedule step count saved as a buffer.
+# seq2seq's sampling-schedule step count saved as a buffer, the relation head.
 MIGRATES_FROM = (3,)
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
 MANIFEST, ASSETS = "manifest.json", "assets"
@@ -125,9 +125,12 @@ def _check_vocab(data: dict, path: Path) -> Vocabs:
 
 
 def _migrate(version: int, state: dict, arch: str) -> dict:
-    """Format 3 -> 4: the same tensors, plus seq2seq's step counter (its schedule starts afresh)."""
+    """Format 3 -> 4: the same tensors, plus seq2seq's step counter (its schedule starts afresh) and
+    an identity calibration of the gate."""
     if arch == "seq2seq" and "steps" not in state:
         state = {**state, "steps": torch.zeros((), dtype=torch.long)}
+    if "gate_threshold" in state and "gate_scale" not in state:  # format 3: an uncalibrated gate
+        state = {**state, "gate_scale": torch.tensor(1.0), "gate_shift": torch.tensor(0.0)}
     return state
 
 
@@ -150,6 +153,8 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Seq
                                              f"`adelabel train --arch {arch} --data {data} --out {directory}`")
     if version == FORMAT_VERSION:
         _check_manifest(directory)
+    elif isinstance(config.get("model"), dict):
+        config["model"].setdefault("relations", False)  # format 3 had no relation head
     try:
         validated = validate_saved(config, str(directory / CONFIG))
     except AdelabelError as err:

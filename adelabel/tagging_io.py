@@ -10,10 +10,12 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
-from adelabel.atomic import atomic_file, check_output_file
+from adelabel.atomic import atomic_dir, atomic_file, check_output_dir, check_output_file, write_text
+from adelabel.inference import RELATION_THRESHOLD
+from adelabel.versions import __version__
 from adelabel.errors import InputError, OptionError
-from adelabel.tagger import Tagger
-from adelabel.text import split_sentences, tokenize
+from adelabel.tagger import Analysis, Tagger
+from adelabel.text import tokenize
 from adelabel.tags import spans_to_tags
 
 
@@ -41,26 +43,50 @@ def read_text_lines(source: str) -> Iterator[str]:
             raise InputError(name, "file is empty")
 
 
-def write_jsonl(out: IO[str], text: str, entities) -> None:
-    out.write(json.dumps({"text": text, "entities": [e.to_dict() for e in entities]}, ensure_ascii=False) + "\n")
+def write_jsonl(out: IO[str], analysis: Analysis) -> None:
+    out.write(json.dumps(analysis.to_dict(), ensure_ascii=False) + "\n")
 
 
-def write_conll(out: IO[str], text: str, entities) -> None:
-    """Each sentence of the line as ``token<TAB>tag``, a blank line after it; a ``# text =`` comment
-    first, so an input line with no tokens still leaves a trace and line numbers can be recovered."""
+def write_conll(out: IO[str], analysis: Analysis) -> None:
+    """Each sentence of the line as ``token<TAB>tag``, a blank line after it. Comment lines carry the
+    line (``# text =``), each sentence's probability of reporting an ADE (``# sentence =``) and the
+    relations (``# relation =``, entities numbered in order of the line); a blank input line is a
+    ``# text =`` comment and a blank line, so line numbers can be recovered."""
+    text = analysis.text
     out.write(f"# text = {text}\n")
-    spans = [(e.start, e.end, e.label) for e in entities]
-    for s, e in split_sentences(text):
+    for r in analysis.relations:
+        drug, effect = analysis.entities[r.drug], analysis.entities[r.effect]
+        out.write(f"# relation = {r.type} {r.drug} {drug.text!r} -> {r.effect} {effect.text!r} {r.score}\n")
+    spans = [(e.start, e.end, e.label) for e in analysis.entities]
+    if not analysis.sentences:
+        out.write("\n")
+    for sentence in analysis.sentences:
+        s, e = sentence.start, sentence.end
+        out.write(f"# sentence = {s}-{e} ade={sentence.ade}\n")
         tokens = [(a + s, b + s) for a, b in tokenize(text[s:e])]
-        inside = [sp for sp in spans if s <= sp[0] < e]
-        tags, _ = spans_to_tags(tokens, inside)
+        tags, _ = spans_to_tags(tokens, [sp for sp in spans if s <= sp[0] < e])
         for (a, b), t in zip(tokens, tags):
             out.write(f"{text[a:b]}\t{t}\n")
         out.write("\n")
 
 
-def check_output(source: str, output: Path | None) -> None:
+def write_brat(folder: Path, number: int, analysis: Analysis) -> None:
+    """Input line ``number`` as brat standoff: ``NNNNNN.txt`` (the line) and ``NNNNNN.ann`` (a ``T`` line
+    per entity, an ``R`` line per relation), the layout annotation tools open."""
+    stem = folder / f"{number:06d}"
+    stem.with_suffix(".txt").write_text(analysis.text, encoding="utf-8")
+    lines = [f"T{i}\t{e.label} {e.start} {e.end}\t{e.text}" for i, e in enumerate(analysis.entities, start=1)]
+    lines += [f"R{i}\t{r.type} Arg1:T{r.drug + 1} Arg2:T{r.effect + 1}" for i, r in enumerate(analysis.relations, start=1)]
+    stem.with_suffix(".ann").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def check_output(source: str, output: Path | None, fmt: str = "jsonl") -> None:
     """Refuse, before a model is loaded, an output that cannot be written or that is the input."""
+    if fmt == "brat":
+        if output is None:
+            raise OptionError("--format brat writes a folder of .txt/.ann files: give it with --output")
+        check_output_dir(output, "--output")
+        return
     if output is None:
         return
     check_output_file(output, "--output")
@@ -72,20 +98,40 @@ def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, ba
                device: str, threshold: float | None = None) -> int:
     """Tag every line of ``source``; returns the number of lines written. An ``output`` file is
     written under a temporary name and renamed when complete, so it never holds a partial result."""
-    check_output(source, output)
+    check_output(source, output, fmt)
     if source != "-" and not Path(source).is_file():
         raise InputError(source, "file not found")
     tagger = Tagger.load(model, device=device, threshold=threshold)
-    writer = write_jsonl if fmt == "jsonl" else write_conll
     lines = read_text_lines(source)
     count = 0
+    meta = provenance(tagger, model)
     with ExitStack() as stack:
-        out = stack.enter_context(atomic_file(output)) if output else sys.stdout
+        if fmt == "brat":
+            folder = stack.enter_context(atomic_dir(output))
+            write = lambda analysis: write_brat(folder, count + 1, analysis)  # noqa: E731
+        else:
+            out = stack.enter_context(atomic_file(output)) if output else sys.stdout
+            writer = write_jsonl if fmt == "jsonl" else write_conll
+            write = lambda analysis: writer(out, analysis)  # noqa: E731
+            if fmt == "conll":
+                out.write(f"# model = {json.dumps(meta)}\n")
         while True:
             chunk = list(islice(lines, batch_size))
             if not chunk:
                 break
-            for text, entities in zip(chunk, tagger.pipe(chunk, batch_size=len(chunk))):
-                writer(out, text, entities)
-            count += len(chunk)
+            for analysis in tagger.analyze_pipe(chunk, batch_size=len(chunk)):
+                write(analysis)
+                count += 1
+    if output is not None and fmt != "conll":
+        # Beside the output, not in it: one record per input line stays exactly that.
+        write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
     return count
+
+
+def provenance(tagger: Tagger, model: str | Path) -> dict:
+    """Which model and thresholds produced an output."""
+    gate = tagger.model.gate is not None
+    return {"model": str(Path(model).resolve()), "arch": tagger.config["arch"],
+            "sentence_threshold": tagger.threshold if tagger.threshold is not None
+            else round(float(tagger.model.gate_threshold), 4) if gate else 0.0,
+            "relation_threshold": RELATION_THRESHOLD, "adelabel": __version__}

@@ -25,7 +25,7 @@ from adelabel.corpus import Sentence
 from adelabel.data import Example, bucketed, encode_sentences
 from adelabel.embeddings import read_vectors
 from adelabel.errors import AdelabelError, InputError
-from adelabel.evaluate import evaluate_examples
+from adelabel.evaluate import evaluate_examples, tune_gate
 from adelabel.models import build_model
 from adelabel.prepare import VECTORS, read_manifest, read_split
 from adelabel.tagger import pick_device
@@ -204,14 +204,16 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
 
         loss = run_epoch(model, optimizer, sample, config, gen, vocabs.words[UNK], dev_, progress)
         seconds = time.perf_counter() - started
-        dev = evaluate_examples(model, examples["dev"], negatives["dev"], tags, hp.eval_batch_size, dev_,
-                                tune_gate=True)
+        tune_gate(model, examples["dev"], negatives["dev"], tags, hp.eval_batch_size, dev_)
+        dev = evaluate_examples(model, examples["dev"], negatives["dev"], tags, hp.eval_batch_size, dev_)
         f1 = dev["micro"]["f1"]
         record = {"epoch": epoch, "loss": loss, "dev_precision": dev["micro"]["precision"],
                   "dev_recall": dev["micro"]["recall"], "dev_f1": f1, "seconds": seconds,
                   "sentences_per_second": len(sample) / seconds, "lr": optimizer.param_groups[0]["lr"]}
         if "gate" in dev:
             record["gate_threshold"] = dev["gate"]["threshold"]
+            record["dev_sentence_f1"] = dev["sentences"]["f1"]
+        record["dev_relation_f1"] = dev["relations"]["f1"]
         improved = f1 > best_f1
         if improved:
             best_f1, best_epoch, stale = f1, epoch, 0
@@ -230,7 +232,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             fh.write(json.dumps(record) + "\n")
         say(f"epoch {epoch:>3}  loss {loss:.4f}  dev P {record['dev_precision']:.4f} "
             f"R {record['dev_recall']:.4f} F1 {f1:.4f}  {record['sentences_per_second']:,.0f} sent/s  "
-            f"{seconds:.1f}s" + (f"  gate {dev['gate']['threshold']:.2f}" if "gate" in dev else "")
+            f"{seconds:.1f}s  relations F1 {dev['relations']['f1']:.4f}"
+            + (f"  gate {dev['gate']['threshold']:.2f} (sentence F1 {dev['sentences']['f1']:.4f})" if "gate" in dev else "")
             + ("  *" if improved else ""))
     if stale >= hp.patience:
         say(f"no better dev F1 for {stale} epochs; stopped")

@@ -10,9 +10,9 @@ from adelabel.data import collate, encode
 from adelabel.decode import iob2_constraints
 from adelabel.errors import AdelabelError
 from adelabel.models import BUILDERS, build_model
-from adelabel.tagger import predict
+from adelabel.inference import predict
 from adelabel.vocab import Vocab, Vocabs
-from test_decode_model import TAGS, tiny_model, tiny_vocabs
+from test_decode_model import TAGS, fit, tiny_model, tiny_vocabs
 
 RECURRENT = ["rnn", "birnn", "gru", "bigru", "lstm", "bilstm", "seq2seq"]
 
@@ -53,16 +53,7 @@ def test_every_recurrent_architecture_learns_the_parity_task(arch, options):
     settings = {**sizes, "chars": "none", "gate": False, **options}
     model = build_model(arch, tags=TAGS, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
                         embedding_dim=8, hidden_size=32, dropout=0.0, **settings)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for epoch in range(20):
-        model.train()
-        rng.shuffle(train)
-        for i in range(0, len(train), 32):
-            batch = collate(train[i:i + 32])
-            loss = model.loss(model(batch), batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    fit(model, train, epochs=20, lr=0.01, shuffle=rng.shuffle)
     predicted = predict(model, held_out, 64, torch.device("cpu"))
     correct = sum(p == t for e, pred in zip(held_out, predicted) for p, t in zip(pred.tags, e.tags))
     total = sum(len(e.tags) for e in held_out)

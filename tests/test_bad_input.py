@@ -96,7 +96,9 @@ CASES = [
     ("tag {t}/in.txt --model {m} --output {t}/nodir/o.jsonl", "--output {t}/nodir/o.jsonl: folder"),
     ("tag {t}/in.txt --model {m} --output {t}", "--output {t}: is a folder, not a file"),
     ("tag {t}/in.txt --model {m} --batch-size 0", "'--batch-size'"),
-    ("tag {t}/in.txt --model {m} --format xml", "--format: expected jsonl or conll, got 'xml'"),
+    ("tag {t}/in.txt --model {m} --format xml", "--format: expected jsonl, conll or brat, got 'xml'"),
+    ("tag {t}/in.txt --model {m} --format brat", "--format brat writes a folder of .txt/.ann files: give it with --output"),
+    ("tag {t}/in.txt --model {m} --format brat --output {t}/afile", "--output {t}/afile: is a file, not a folder"),
     ("tag {t}/in.txt --model {m} --threshold 1.5", "--threshold: expected a number between 0 and 1"),
     ("tag {t}/in.txt --model {m} --threshold abc", "'--threshold'"),
     ("tag {t}/in.txt --model {t}/corrupt-model", "{t}/corrupt-model/model.safetensors: checksum mismatch"),
@@ -174,7 +176,7 @@ def test_a_huge_line_is_tagged_in_windows_with_probabilities(tiny_model_dir):
     text = "naproxen induced rash, fever and nausea in the patient; " * 5400
     entities = tagger(text)
     assert all(0.0 <= e.score <= 1.0 and text[e.start:e.end] == e.text for e in entities)
-    from adelabel.tagger import _pieces
+    from adelabel.inference import pieces as _pieces
     from adelabel.text import tokenize
 
     pieces = _pieces(text, 0, len(text))

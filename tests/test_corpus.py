@@ -38,6 +38,9 @@ def test_real_corpus_counts_and_location(real):
     # The consistent-offset rule matters: hundreds of mentions are not their sentence's first occurrence.
     assert report.not_first_occurrence > 100
     assert report.duplicate_spans > 0 and report.nested_dropped > 0
+    # Every relation line becomes a pair, but those whose drug sits inside its effect's span.
+    assert report.relations + report.relations_dropped == 6170 and report.relations_dropped < 200
+    assert sum(len(s.relations) for s in sentences) == report.relations
     # Six ADE-NEG lines are listed twice; each sentence is kept once.
     assert report.duplicate_negative_lines == 6 and report.negative_also_positive == 0
 
@@ -96,12 +99,37 @@ def test_offsets_pick_the_consistent_occurrence(tmp_path):
 
 
 def test_relation_lines_of_one_sentence_merge(tmp_path):
-    text = "Rash and fever after naproxen."
+    text = "Rash and fever after naproxen, not after aspirin."
     lines = [f"7|{text}|Rash|3|7|naproxen|24|32", f"7|{text}|fever|12|17|naproxen|24|32"]
     sentences, report = read_ade(write_corpus(tmp_path, lines))
     pos = [s for s in sentences if not s.negative]
     assert len(pos) == 1 and len(pos[0].spans) == 3
     assert report.duplicate_spans == 1
+    # Spans sorted: Rash (AE), fever (AE), naproxen (DRUG); both effects pair with the drug.
+    assert pos[0].relations == [(2, 0), (2, 1)]
+
+
+def test_relations_become_pair_labels_over_token_ranges(tmp_path):
+    from adelabel.data import encode_sentences
+    from adelabel.tags import tag_set
+    from adelabel.vocab import Vocab, Vocabs
+
+    text = "Rash after naproxen and aspirin."
+    sentences, _ = read_ade(write_corpus(tmp_path, [f"7|{text}|Rash|3|7|naproxen|14|22",
+                                                    f"7|{text}|Rash|3|7|aspirin|27|34"]))
+    [pos] = [s for s in sentences if not s.negative]
+    vocabs = Vocabs(Vocab.for_words([]), Vocab.for_words([]))
+    [example] = encode_sentences([pos], vocabs, tag_set(["DRUG", "AE"]))
+    # Tokens: Rash after naproxen and aspirin . -> drugs at 2 and 4, the effect at 0.
+    assert example.pairs == [(2, 3, 0, 1), (4, 5, 0, 1)] and example.pair_gold == [1, 1]
+
+
+def test_a_nested_drug_loses_its_relation_and_is_counted(tmp_path):
+    text = "Heparin-induced thrombocytopenia."
+    sentences, report = read_ade(write_corpus(tmp_path, [f"7|{text}|Heparin-induced thrombocytopenia|3|35|Heparin|3|10"]))
+    [pos] = [s for s in sentences if not s.negative]
+    assert pos.spans == [(0, 32, "AE")] and pos.relations == []
+    assert report.relations_dropped == 1
 
 
 def test_overlap_policy_keeps_outer():

@@ -58,8 +58,24 @@ def tiny_vocabs():
 
 
 # Tiny sizes, and the plainest model of each family unless a test asks for more.
-SIZES = {"seq2seq": {"hidden_size": 6, "decoder_size": 7, "tag_dim": 3, "beam": 1, "chars": "none", "gate": False}}
-PLAIN = {"hidden_size": 6, "dense_size": 5, "chars": "none", "crf": False, "gate": False}
+SIZES = {"seq2seq": {"hidden_size": 6, "decoder_size": 7, "tag_dim": 3, "beam": 1, "chars": "none", "gate": False,
+                     "relations": False}}
+PLAIN = {"hidden_size": 6, "dense_size": 5, "chars": "none", "crf": False, "gate": False, "relations": False}
+
+
+def fit(model, examples, epochs: int, lr: float, shuffle=None) -> None:
+    """Plain mini-batch training, for tests that check a model can learn a task."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        model.train()
+        if shuffle is not None:
+            shuffle(examples)
+        for i in range(0, len(examples), 32):
+            batch = collate(examples[i:i + 32])
+            loss = model.loss(model(batch), batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
 
 
 def tiny_model(vocabs, arch="bilstm", **hyper):
@@ -350,3 +366,50 @@ def test_epoch_sample_keeps_positives_and_a_share_of_negatives():
     assert set(range(0, 1000, 5)) <= set(sample)
     assert 150 < sum(negative[i] for i in sample) < 250
     assert epoch_sample(examples, negative, 1.0, torch.Generator()) == examples
+
+
+def test_sentence_scores_by_hand():
+    from adelabel.evaluate import relation_scores, sentence_scores
+
+    r = sentence_scores([True, True, False, False], [0.9, 0.4, 0.6, 0.1], threshold=0.5)
+    assert (r["precision"], r["recall"], r["f1"]) == (0.5, 0.5, 0.5)
+    assert r["roc_auc"] == 0.75  # 3 of the 4 positive-negative pairs are ordered right
+    assert abs(r["brier"] - (0.01 + 0.36 + 0.36 + 0.01) / 4) < 1e-9
+    # Bins: 0.1 (label 0), 0.4 (1), 0.6 (0), 0.9 (1): each alone, |p - y| = 0.1, 0.6, 0.6, 0.1.
+    assert abs(r["ece"] - (0.1 + 0.6 + 0.6 + 0.1) / 4) < 1e-9
+    assert relation_scores([{1, 2}, {3}], [{1}, {3, 4}]) == {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
+                                                            "support": 3}
+
+
+def test_the_relation_head_learns_which_drug_goes_with_which_effect():
+    """Sentences "a b c d": which of two drugs pairs with the effect depends on a cue word only the
+    context gives; pairing every drug with the effect is right half the time."""
+    import random
+
+    from adelabel.inference import predict
+    from adelabel.data import Example
+
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    vocabs = Vocabs(Vocab.for_words(["drug", "fx", "left", "right", "x"]), Vocab.for_words([]))
+    ids = {t: i for i, t in enumerate(TAGS)}
+
+    def example():
+        cue = rng.choice(["left", "right"])
+        words = ["drug", "x", "fx", "x", "drug", cue]
+        tags = ["B-DRUG", "O", "B-AE", "O", "B-DRUG", "O"]
+        ex = encode(" ".join(words), vocabs, ids, tags)
+        ex.pairs, ex.pair_gold = [(0, 1, 2, 3), (4, 5, 2, 3)], [int(cue == "left"), int(cue == "right")]
+        return ex
+
+    model = tiny_model(vocabs, relations=True)
+    fit(model, [example() for _ in range(256)], epochs=30, lr=0.02)
+    held_out = [example() for _ in range(50)]
+    right = 0
+    for ex, pred in zip(held_out, predict(model, held_out, 64, torch.device("cpu"), threshold=0.0)):
+        spans = [s[:2] for s in pred.spans]
+        if spans != [(0, 1), (2, 3), (4, 5)]:
+            continue
+        best = max(pred.pairs, key=lambda p: p[2])
+        right += (best[0] == 0) == bool(ex.pair_gold[0])
+    assert right >= 45

@@ -112,14 +112,20 @@ def test_tag_output_is_whole_or_untouched(tiny_model_dir, tmp_path):
         assert run.wait(timeout=300) == 0, run.stderr.read()
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["text"] for r in records] == lines * 100
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl", "out.jsonl.meta.json"]
 
 
 def test_the_default_configs_ship_inside_the_package(tmp_path):
     """A plain (non-editable) install finds the configs: they are package data, not repository files."""
-    target = tmp_path / "site"
+    import shutil
+
+    source, target = tmp_path / "source", tmp_path / "site"
+    # A copy, so the build leaves nothing in the repository (setuptools builds in the source folder).
+    shutil.copytree(ROOT / "adelabel", source / "adelabel", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                           "--target", str(target), str(ROOT)], capture_output=True, text=True)
+                           "--target", str(target), str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     env = {**os.environ, "PYTHONPATH": str(target)}
     shown = subprocess.run([sys.executable, "-c", "from adelabel.cli import main; main()", "config", "--arch",

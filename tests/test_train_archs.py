@@ -35,7 +35,8 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
     tagger = Tagger.load(out, device="cpu")
     sentences = read_split(sample_data, "test")
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
-    reloaded = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 64,
+    reloaded = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags,
+                                 config.train.eval_batch_size,
                                  torch.device("cpu"))
     # The saved model scores exactly what the trained one scored: nothing is lost in the format.
     assert reloaded == metrics["test"]

@@ -87,24 +87,90 @@ def test_tagger_offsets_and_pipe(sample_model):
 
 def test_cli_tag_jsonl_and_conll(sample_model, tmp_path):
     src = tmp_path / "in.txt"
-    src.write_text("Rash developed after lamotrigine.\n\nNo drugs. Nothing else.\n", encoding="utf-8")
+    src.write_text("Clozapine-induced agranulocytosis was diagnosed in a 24-year-old man.\n\nNo drugs. Nothing else.\n", encoding="utf-8")
     out = run_cli("tag", str(src), "--model", str(sample_model))
     assert out.returncode == 0, out.stderr
     rows = [json.loads(l) for l in out.stdout.splitlines()]
-    assert [r["text"] for r in rows] == ["Rash developed after lamotrigine.", "", "No drugs. Nothing else."]
-    assert rows[1]["entities"] == []
+    assert [r["text"] for r in rows] == ["Clozapine-induced agranulocytosis was diagnosed in a 24-year-old man.", "", "No drugs. Nothing else."]
+    assert rows[1] == {"text": "", "entities": [], "relations": [], "sentences": [], "ade": 0.0}
     for r in rows:
+        assert set(r) == {"text", "entities", "relations", "sentences", "ade"}
         for e in r["entities"]:
             assert set(e) == {"start", "end", "label", "text", "score"} and r["text"][e["start"]:e["end"]] == e["text"]
+            assert 0 < e["score"] <= 1
+        for rel in r["relations"]:
+            assert r["entities"][rel["drug"]]["label"] == "DRUG" and r["entities"][rel["effect"]]["label"] == "AE"
+            assert rel["type"] == "DRUG-AE" and 0 < rel["score"] <= 1
+        assert r["ade"] == max((s["ade"] for s in r["sentences"]), default=0.0)
+    assert [(s["start"], s["end"]) for s in rows[2]["sentences"]] == [(0, 9), (10, 23)]
+    # The first line reports an event: its drug and its effect are found and paired.
+    assert rows[0]["relations"] and rows[0]["ade"] >= 0.5
     piped = run_cli("tag", "-", "--model", str(sample_model), stdin=src.read_text())
     assert piped.stdout == out.stdout
+    written = run_cli("tag", str(src), "--model", str(sample_model), "--output", str(tmp_path / "o.jsonl"),
+                      "--threshold", "0.25")
+    assert written.returncode == 0 and (tmp_path / "o.jsonl").read_text() != ""
+    sidecar = json.loads((tmp_path / "o.jsonl.meta.json").read_text())
+    assert sidecar["sentence_threshold"] == 0.25 and sidecar["lines"] == 3
     conll = run_cli("tag", str(src), "--model", str(sample_model), "--format", "conll")
-    assert conll.returncode == 0 and "# text = Rash developed after lamotrigine." in conll.stdout
-    assert "lamotrigine\t" in conll.stdout
+    assert conll.returncode == 0, conll.stderr
+    lines = conll.stdout.split("\n")
+    meta = json.loads(lines[0].removeprefix("# model = "))
+    assert meta["arch"] == "bilstm" and 0 < meta["sentence_threshold"] < 1 and meta["relation_threshold"] == 0.5
+    assert lines[1] == "# text = Clozapine-induced agranulocytosis was diagnosed in a 24-year-old man."
+    assert any(line.startswith("# relation = DRUG-AE ") and "'Clozapine'" in line for line in lines)
+    assert "Clozapine\tB-DRUG" in lines
+    # A blank input line is its comment and a blank line: it never runs into the next sentence.
+    blank = lines.index("# text = ")
+    assert lines[blank + 1] == "" and lines[blank + 2] == "# text = No drugs. Nothing else."
+
+
+def test_cli_tag_brat_standoff(sample_model, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("Clozapine-induced agranulocytosis was diagnosed in a 24-year-old man.\n\nA 58-year-old woman developed Stevens-Johnson syndrome ten days after starting lamotrigine.\n", encoding="utf-8")
+    folder = tmp_path / "brat"
+    out = run_cli("tag", str(src), "--model", str(sample_model), "--format", "brat", "--output", str(folder))
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [f"00000{i}.{x}" for i in (1, 2, 3) for x in ("ann", "txt")]
+    relations = 0
+    for i, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
+        text = (folder / f"00000{i}.txt").read_text(encoding="utf-8")
+        assert text == line
+        ids = {}
+        for row in (folder / f"00000{i}.ann").read_text(encoding="utf-8").splitlines():
+            if row.startswith("T"):
+                key, (label, start, end), surface = row.split("\t")[0], row.split("\t")[1].split(), row.split("\t")[2]
+                assert text[int(start):int(end)] == surface and label in ("DRUG", "AE")
+                ids[key] = label
+            else:
+                key, spec = row.split("\t")
+                kind, arg1, arg2 = spec.split()
+                assert kind == "DRUG-AE" and ids[arg1.split(":")[1]] == "DRUG" and ids[arg2.split(":")[1]] == "AE"
+                relations += 1
+    assert relations >= 2
+    assert json.loads((tmp_path / "brat.meta.json").read_text())["lines"] == 3
+
+
+def test_the_python_api_analyzes_sentences_and_relations(sample_model):
+    tagger = Tagger.load(sample_model, device="cpu")
+    text = "The patient recovered. Lamotrigine-induced rash was seen."
+    result = tagger.analyze(text)
+    assert [(s.start, s.end) for s in result.sentences] == [(0, 22), (23, 57)]
+    assert result.ade == max(s.ade for s in result.sentences)
+    assert [e.text for e in result.entities] == [e.text for e in tagger(text)]
+    assert all(text[e.start:e.end] == e.text for e in result.entities)
+    # A reported sentence with a drug and an effect carries at least its best pair.
+    if {e.label for e in result.entities} == {"DRUG", "AE"}:
+        assert result.relations and result.relations[0].type == "DRUG-AE"
+    both = tagger.analyze("Clozapine-induced agranulocytosis was diagnosed in a 24-year-old man.")
+    assert [(both.entities[r.drug].text, both.entities[r.effect].text) for r in both.relations] == \
+        [("Clozapine", "agranulocytosis")]
+    assert [a.to_dict() for a in tagger.analyze_pipe([text, ""])] == [result.to_dict(), tagger.analyze("").to_dict()]
 
 
 def test_cli_evaluate(sample_model, sample_data, tmp_path):
-    out = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data), "--json", str(tmp_path / "s.json"))
+    out = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data), "--json", str(tmp_path / "s.json"),
+                  "--report", str(tmp_path / "report"))
     assert out.returncode == 0, out.stderr
     assert "micro" in out.stdout and "ADE-NEG" in out.stdout
     scores = json.loads((tmp_path / "s.json").read_text())
@@ -117,6 +183,21 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     gate = scores["gate"]
     assert 0 < gate["threshold"] < 1 and f"threshold {gate['threshold']:.2f}" in out.stdout
     assert gate["annotated_sentences_passed"] > gate["negative_sentences_passed"]
+    # The relation head pairs what the tagger finds; with the gate open on annotated sentences it finds
+    # most pairs of this regular sample.
+    assert scores["annotated_only"]["relations"]["f1"] > 0.6 and scores["relations"]["support"] > 0
+    assert "relations (drug -> effect, both spans exact)" in out.stdout
+    sentences = scores["sentences"]
+    assert sentences["roc_auc"] > 0.8 and 0 <= sentences["ece"] <= 0.2 and "ECE" in out.stdout
+    report = tmp_path / "report"
+    assert json.loads((report / "metrics.json").read_text()) == scores
+    assert (report / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    mistakes = [json.loads(line) for line in (report / "errors.jsonl").read_text().splitlines()]
+    # Every sentence listed has a mistake, and the counts add up to the scores.
+    assert all(m["false_positives"] or m["false_negatives"] or m["relations_false_positives"]
+               or m["relations_false_negatives"] for m in mistakes)
+    missed = sum(len(m["false_negatives"]) for m in mistakes)
+    assert missed == round(scores["micro"]["support"] * (1 - scores["micro"]["recall"]))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -52,6 +52,8 @@ class CorpusReport:
     crossing_dropped: int = 0
     same_extent_other_label_dropped: int = 0
     negative_also_positive: int = 0
+    relations: int = 0
+    relations_dropped: int = 0
     entities: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
@@ -84,6 +86,8 @@ class CorpusReport:
             f"same span with another label dropped: {self.same_extent_other_label_dropped:,}",
             f"ADE-NEG sentences also listed with relations (kept once, as positive): "
             f"{self.negative_also_positive:,}",
+            f"relations kept: {self.relations:,} (distinct pairs per sentence); lost with a span the overlap "
+            f"policy dropped: {self.relations_dropped:,}",
         ]
         out += self.problems[:MAX_PROBLEMS_SHOWN]
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
@@ -161,8 +165,8 @@ def _parse_relation(path: Path, number: int, line: str, label: str) -> tuple[str
 
 
 def _locate(sentence: str, mentions: Sequence[_Mention], labels: Sequence[str],
-            report: CorpusReport, strict: bool) -> list[Span]:
-    """Sentence-level spans of ``mentions`` (all from lines of this one sentence).
+            report: CorpusReport, strict: bool) -> list[tuple[_Mention, Span]]:
+    """Sentence-level spans of ``mentions`` (all from lines of this one sentence), each with its mention.
 
     A line whose offsets put a mention outside the sentence that the other lines place is malformed:
     its mentions are dropped (an error under ``strict``)."""
@@ -199,8 +203,31 @@ def _locate(sentence: str, mentions: Sequence[_Mention], labels: Sequence[str],
             pos = min(found, key=lambda p: abs(p - want))
         report.not_first_occurrence += pos != found[0]
         if m.label in labels:
-            spans.append((pos, pos + len(m.text), m.label))
+            spans.append((m, (pos, pos + len(m.text), m.label)))
     return spans
+
+
+def _relations(located: list[tuple[_Mention, Span]], spans: list[Span],
+               report: CorpusReport) -> list[tuple[int, int]]:
+    """The (drug, effect or dose) pairs of a sentence's lines as indices into its kept ``spans``.
+
+    A pair whose drug or effect the overlap policy dropped (a drug nested in its effect,
+    "heparin-induced thrombocytopenia") is lost, and counted."""
+    index = {span: i for i, span in enumerate(spans)}
+    by_line: dict[tuple[Path, int], dict[str, Span]] = defaultdict(dict)
+    for m, span in located:
+        by_line[(m.path, m.line)]["drug" if m.label == "DRUG" else "other"] = span
+    pairs = set()
+    for line in by_line.values():
+        if len(line) < 2:
+            continue  # the line's effect or dose is a type not asked for
+        drug, other = index.get(line["drug"]), index.get(line["other"])
+        if drug is None or other is None:
+            report.relations_dropped += 1
+        else:
+            pairs.add((drug, other))
+    report.relations += len(pairs)
+    return sorted(pairs)
 
 
 def resolve_overlaps(spans: Sequence[Span], report: CorpusReport | None = None) -> list[Span]:
@@ -260,8 +287,10 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
 
     sentences = []
     for (pmid, text), mentions in grouped.items():
-        spans = resolve_overlaps(_locate(text, mentions, labels, report, strict), report)
-        sentences.append(Sentence(text=text, spans=spans, doc_id=pmid))
+        located = _locate(text, mentions, labels, report, strict)
+        spans = resolve_overlaps([span for _, span in located], report)
+        sentences.append(Sentence(text=text, spans=spans, doc_id=pmid,
+                                  relations=_relations(located, spans, report)))
 
     if include_negative:
         path = corpus_dir / NEG_FILE

@@ -34,6 +34,7 @@ class Output(NamedTuple):
     scores: torch.Tensor                  # (batch, time, tags) per-token tag scores
     sentence: torch.Tensor | None = None  # (batch,) gate logit that the sentence holds an entity
     tags: torch.Tensor | None = None      # (batch, time) the tags, from a model that decodes itself
+    states: torch.Tensor | None = None    # (batch, time, dim) token states the relation head reads
 
 
 class Decoded(NamedTuple):
@@ -105,14 +106,22 @@ class SequenceLabeler(nn.Module):
     """Base class: subclasses implement :meth:`forward`; the loss, IOB2-valid decoding and the gate
     come free. A subclass given a gate returns :attr:`Output.sentence`, the gate's logit."""
 
-    def __init__(self, tags: Sequence[str], crf: bool = False, gate: nn.Module | None = None) -> None:
-        """``gate``: a :class:`SentenceGate` or :class:`PooledGate`, or None for no gate."""
+    def __init__(self, tags: Sequence[str], crf: bool = False, gate: nn.Module | None = None,
+                 relation: nn.Module | None = None) -> None:
+        """``gate``: a :class:`SentenceGate` or :class:`PooledGate`, or None for no gate; ``relation``:
+        a :class:`~adelabel.models.relation.RelationHead` over the states ``forward`` returns, or None."""
         super().__init__()
+        self.tags = list(tags)
+        self.relation = relation
         # crf = True replaces the per-token softmax by a CRF layer over the same scores.
         self.crf = CRF(tags) if crf else None
         self.gate = gate
         # A buffer, not a parameter: saved with the weights, set by tuning on dev, never by gradients.
         self.register_buffer("gate_threshold", torch.tensor(0.5), persistent=self.gate is not None)
+        # Platt scaling of the gate's logit, fitted on dev (adelabel.evaluate.tune_gate): the gate is
+        # trained on a sample of the ADE-NEG sentences, so its raw probabilities run high.
+        self.register_buffer("gate_scale", torch.tensor(1.0), persistent=self.gate is not None)
+        self.register_buffer("gate_shift", torch.tensor(0.0), persistent=self.gate is not None)
         start, trans = iob2_constraints(tags)
         # Buffers, not parameters: they move with .to(device) but are fixed rules, not learned.
         self.register_buffer("start_constraints", start, persistent=False)
@@ -130,15 +139,25 @@ class SequenceLabeler(nn.Module):
         mean cross-entropy over sentences."""
         scores, tags, mask = out.scores, batch.tags, batch.mask
         total = scores.new_zeros(())
+        if self.relation is not None and batch.pair_gold is not None and len(batch.pair_gold):
+            logits = self.relation(out.states, batch.pairs)
+            total = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch.pair_gold)
         if out.sentence is not None:
             holds = ((tags > 0) & mask).any(dim=1)
-            total = nn.functional.binary_cross_entropy_with_logits(out.sentence.float(), holds.float())
+            total = total + nn.functional.binary_cross_entropy_with_logits(out.sentence.float(), holds.float())
             if not holds.any():
                 return total
             scores, tags, mask = scores[holds], tags[holds], mask[holds]
         if self.crf is not None:
             return total + self.crf.nll(scores, tags, mask)
         return total + nn.functional.cross_entropy(scores.flatten(0, 1), tags.flatten(), ignore_index=IGNORE)
+
+    def relate(self, out: Output, pairs: torch.Tensor) -> torch.Tensor:
+        """Probability that each candidate pair (rows as in :attr:`Batch.pairs`) is related; 1 for every
+        pair of a model without a relation head (it pairs every drug with every effect)."""
+        if self.relation is None:
+            return torch.ones(pairs.shape[0], device=pairs.device)
+        return torch.sigmoid(self.relation(out.states, pairs).float())
 
     def decode(self, out: Output, batch: Batch, threshold: float | None = None) -> Decoded:
         """Best IOB2-valid tags, their probabilities and the gate's sentence probabilities.
@@ -160,7 +179,7 @@ class SequenceLabeler(nn.Module):
         if out.sentence is None:
             sentence = torch.ones(scores.shape[0], device=scores.device)
         else:
-            sentence = torch.sigmoid(out.sentence.float())
+            sentence = torch.sigmoid(out.sentence.float() * self.gate_scale + self.gate_shift)
             passes = gate_passes(sentence, float(self.gate_threshold) if threshold is None else threshold)
             tags = tags.masked_fill(~passes[:, None], 0)
         # Marginals are computed in log space; rounding may carry one a hair past 1.

@@ -24,6 +24,7 @@ from torch import nn
 from adelabel.data import Batch
 from adelabel.models.base import Output, SentenceGate, SequenceLabeler, max_pool, run_packed
 from adelabel.models.recurrent import WordEncoder
+from adelabel.models.relation import RelationHead
 
 
 class Encoded(NamedTuple):
@@ -42,14 +43,15 @@ class Seq2SeqTagger(SequenceLabeler):
     def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int, *,
                  hidden_size: int, layers: int, decoder_size: int, tag_dim: int, attention: str, peek: bool,
                  teacher_forcing: float, sampling_decay: float, beam: int, dropout: float,
-                 freeze_embeddings: bool, chars: str, char_size: int, gate: bool) -> None:
+                 freeze_embeddings: bool, chars: str, char_size: int, gate: bool, relations: bool) -> None:
         if attention not in ("additive", "multiplicative"):
             raise ValueError(f"attention must be additive or multiplicative, not {attention!r}")
         if beam < 1 or not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError("beam must be at least 1 and teacher_forcing between 0 and 1")
         states = 2 * hidden_size
         words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
-        super().__init__(tags, gate=SentenceGate(words.out_dim, dropout) if gate else None)
+        super().__init__(tags, gate=SentenceGate(words.out_dim, dropout) if gate else None,
+                         relation=RelationHead(states, dropout) if relations else None)
         self.words = words
         self.dropout = nn.Dropout(dropout)
         self.encoder = nn.LSTM(self.words.out_dim, hidden_size, num_layers=layers, bidirectional=True,
@@ -112,9 +114,9 @@ class Seq2SeqTagger(SequenceLabeler):
         if self.training:
             if batch.tags is None:
                 raise ValueError("training seq2seq needs the gold tags (teacher forcing)")
-            return Output(self.teacher_forced(enc, batch.tags), sentence)
+            return Output(self.teacher_forced(enc, batch.tags), sentence, states=enc.states)
         scores, tags = self.greedy(enc) if self.beam == 1 else self.beam_search(enc, self.beam)
-        return Output(scores, sentence, tags)
+        return Output(scores, sentence, tags, states=enc.states)
 
     def teacher_forced(self, enc: Encoded, gold: torch.Tensor, ratio: float | None = None) -> torch.Tensor:
         """Scores of every step, each step fed the gold previous tag with probability ``ratio`` (by

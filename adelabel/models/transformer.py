@@ -22,6 +22,7 @@ from torch import nn
 from adelabel.data import Batch
 from adelabel.errors import AdelabelError
 from adelabel.models.base import Output, PooledGate, SequenceLabeler
+from adelabel.models.relation import RelationHead
 
 
 def default_encoder() -> Path:
@@ -48,7 +49,7 @@ def _transformers():
 class TransformerTagger(SequenceLabeler):
     # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
     def __init__(self, tags: Sequence[str], *, encoder: str, dropout: float, crf: bool, gate: bool, window: int,
-                 stride: int, assets: Path | None = None) -> None:
+                 stride: int, relations: bool, assets: Path | None = None) -> None:
         transformers = _transformers()
         source = Path(assets or encoder or default_encoder())
         if not source.is_dir():
@@ -68,7 +69,8 @@ class TransformerTagger(SequenceLabeler):
         if not getattr(tokenizer, "is_fast", False):
             raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
         hidden = encoder_model.config.hidden_size
-        super().__init__(tags, crf=crf, gate=PooledGate(hidden, dropout) if gate else None)
+        super().__init__(tags, crf=crf, gate=PooledGate(hidden, dropout) if gate else None,
+                         relation=RelationHead(hidden, dropout) if relations else None)
         self.tokenizer, self.encoder = tokenizer, encoder_model
         # A window may not be longer than the encoder has position embeddings for, and two windows
         # must share less than a window (at most half of it here).
@@ -109,7 +111,7 @@ class TransformerTagger(SequenceLabeler):
     def forward(self, batch: Batch) -> Output:
         states = self._token_states(batch)
         sentence = self.gate(states, batch) if self.gate is not None else None
-        return Output(self.classifier(self.dropout(states)), sentence)
+        return Output(self.classifier(self.dropout(states)), sentence, states=states)
 
 
 def build(tags: Sequence[str], vocab_size: int = 0, char_vocab_size: int = 0, embedding_dim: int = 0,

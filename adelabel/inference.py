@@ -1,0 +1,193 @@
+"""The one inference path: texts -> sentences -> batches -> model outputs -> spans -> relations -> records.
+
+``adelabel tag``, ``adelabel evaluate``, training's dev scoring and the Python :class:`~adelabel.Tagger`
+all go through :func:`predict` (examples to tags, spans, pair scores and sentence probabilities) and,
+for raw text, :func:`analyze` (text to sentences and back to offsets in the text), so the scores
+describe exactly what users get.
+
+Three scores, each its own: an entity's ``score`` is the tagger's probability for its tags (the mean
+over its tokens); a relation's ``score`` the relation head's probability that the sentence relates
+the pair; a sentence's ``ade`` the gate's probability that it reports an adverse drug event. A
+sentence is reported when ``ade`` reaches the model's threshold; only reported sentences carry
+entities and relations, and each carries at least its best-scoring pair (every ADE sentence of the
+corpus relates at least one).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import torch
+
+from adelabel.data import Example, bucketed, candidate_pairs, encode, token_spans
+from adelabel.models.base import SequenceLabeler
+from adelabel.text import split_sentences, tokenize, windows
+from adelabel.vocab import Vocabs
+
+MAX_TOKENS = 256
+"""A sentence longer than this is tagged in pieces (adelabel.text.windows): the CRF's and Viterbi's
+cost grows with length, and its probabilities lose precision over thousands of steps."""
+RELATION_THRESHOLD = 0.5
+
+
+def _malloc_trim():
+    # Every batch allocates tensors of a new shape; glibc keeps the freed pieces in a fragmented heap,
+    # and a long `adelabel tag` run grew by ~30 MB per 1,000 abstracts. Handing free pages back after
+    # each chunk keeps memory bounded by one chunk; it costs about 15% of tagging speed (the pages are
+    # faulted in again), which we pay for a process that can run over any file. Other C libraries
+    # have no such call.
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+release_memory = _malloc_trim()
+
+
+class Prediction(NamedTuple):
+    tags: list[int]                          # one tag id per token
+    confidence: list[float]                  # each tag's probability (given that the sentence reports an ADE)
+    sentence: float                          # the gate's probability that the sentence reports an ADE (1 without)
+    spans: list[tuple[int, int, str]]        # the decoded entities as token ranges (first, end, label)
+    pairs: list[tuple[int, int, float]]      # every (drug, other) pair of ``spans`` with its probability
+
+
+@torch.inference_mode()
+def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int, device: torch.device,
+            threshold: float | None = None) -> list[Prediction]:
+    """Tags, entities, pair scores and sentence probabilities of each example, in input order.
+
+    ``threshold`` overrides the model's gate threshold (0 tags every sentence); a sentence the gate
+    closes has no entities and no pairs."""
+    model.eval()
+    out = [Prediction([], [], 0.0, [], [])] * len(examples)
+    for indices, batch in bucketed(examples, batch_size):
+        batch = batch.to(device)
+        output = model(batch)
+        decoded = model.decode(output, batch, threshold)
+        tags, conf, sentence = (t.cpu().tolist() for t in decoded)
+        spans = [token_spans([model.tags[t] for t in tags[row][:len(examples[i].words)]])
+                 for row, i in enumerate(indices)]
+        candidates = [candidate_pairs(s) for s in spans]
+        rows = [(row, *spans[row][d][:2], *spans[row][o][:2]) for row, pairs in enumerate(candidates)
+                for d, o in pairs]
+        probs = iter(model.relate(output, torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, 5))
+                     .cpu().tolist())
+        for row, i in enumerate(indices):
+            n = len(examples[i].words)
+            pairs = [(d, o, next(probs)) for d, o in candidates[row]]
+            out[i] = Prediction(tags[row][:n], conf[row][:n], sentence[row], spans[row], pairs)
+    return out
+
+
+def reported_pairs(pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """The pairs a sentence reports: those the head scores at least 0.5, else the best one."""
+    chosen = [p for p in pairs if p[2] >= RELATION_THRESHOLD]
+    if not chosen and pairs:
+        chosen = [max(pairs, key=lambda p: p[2])]
+    return chosen
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity found in a text: characters ``start:end`` of it (end exclusive)."""
+
+    start: int
+    end: int
+    label: str
+    text: str
+    score: float
+    """The tagger's probability for the entity's tags (their mean), given that its sentence reports an
+    adverse event; whether it does is the sentence's ``ade``."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A drug and the effect (or dose) the text relates it to, as indices into the entities."""
+
+    drug: int
+    effect: int
+    type: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SentenceScore:
+    start: int
+    end: int
+    ade: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Analysis:
+    """What a text reports: its entities and relations (from the sentences that report an ADE) and
+    every sentence's probability of reporting one; ``ade`` is the highest of them."""
+
+    text: str
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    sentences: list[SentenceScore] = field(default_factory=list)
+
+    @property
+    def ade(self) -> float:
+        return max((s.ade for s in self.sentences), default=0.0)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "entities": [e.to_dict() for e in self.entities],
+                "relations": [r.to_dict() for r in self.relations],
+                "sentences": [s.to_dict() for s in self.sentences], "ade": round(self.ade, 4)}
+
+
+def pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentence ``text[start:end]`` as one piece, or as windows of at most MAX_TOKENS tokens."""
+    if end - start <= MAX_TOKENS:  # every token holds a character: no need to tokenise to know
+        return [(start, end)]
+    tokens = tokenize(text[start:end])
+    if len(tokens) <= MAX_TOKENS:
+        return [(start, end)]
+    return [(start + tokens[a][0], start + tokens[b - 1][1]) for a, b in windows(text[start:end], tokens, MAX_TOKENS)]
+
+
+def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device: torch.device,
+            threshold: float | None = None, batch_size: int = 128) -> list[Analysis]:
+    """Split each text into sentences (and over-long ones into pieces), predict them all in length
+    buckets, and map entities, relations and sentence probabilities back to each text's offsets."""
+    sentences = [split_sentences(t) for t in texts]
+    parts = [[(k, p) for k, (s, e) in enumerate(sents) for p in pieces(t, s, e)] for t, sents in zip(texts, sentences)]
+    examples = [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for _, (a, b) in ps]
+    predictions = iter(predict(model, examples, batch_size, device, threshold))
+    examples_iter = iter(examples)
+    out = []
+    for text, sents, ps in zip(texts, sentences, parts):
+        result = Analysis(text)
+        ade = [0.0] * len(sents)
+        for k, (offset, _) in ps:
+            pred, example = next(predictions), next(examples_iter)
+            ade[k] = max(ade[k], pred.sentence)
+            first = len(result.entities)
+            for a, b, label in pred.spans:
+                start, end = offset + example.tokens[a][0], offset + example.tokens[b - 1][1]
+                score = sum(pred.confidence[a:b]) / (b - a)
+                result.entities.append(Entity(start, end, label, text[start:end], round(score, 4)))
+            for d, o, p in reported_pairs(pred.pairs):
+                kind = f"DRUG-{pred.spans[o][2]}"
+                result.relations.append(Relation(first + d, first + o, kind, round(p, 4)))
+        result.sentences = [SentenceScore(s, e, round(p, 4)) for (s, e), p in zip(sents, ade)]
+        out.append(result)
+    release_memory()
+    return out

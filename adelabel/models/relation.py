@@ -1,0 +1,50 @@
+"""The relation head: which drug a sentence relates to which effect (or dose).
+
+A sentence naming several drugs and effects does not relate each drug to each effect: pairing them
+all is wrong for 2.5% of the gold pairs of the ADE corpus even with every span right, and more
+where a sentence lists drugs given for other reasons. The head scores each candidate (drug, other)
+pair of a sentence from the encoder's token states: each span max-pooled, their product, the words
+between them max-pooled, and their signed distance in buckets, through a small MLP. It is trained on
+the corpus's DRUG-AE (and DRUG-DOSE) pairs over gold spans, and scores predicted spans when tagging.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Signed token distance from the drug to the other entity, in buckets that widen with distance.
+_EDGES = torch.tensor([1, 2, 3, 4, 5, 8, 16, 32])
+DISTANCE_BUCKETS = 2 * (len(_EDGES) + 1) + 1
+
+
+def _bucket(distance: torch.Tensor) -> torch.Tensor:
+    magnitude = torch.bucketize(distance.abs(), _EDGES.to(distance.device), right=True)
+    return (len(_EDGES) + 1) + distance.sign() * magnitude
+
+
+def _pool(states: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Max over positions [first, end) of each row; zeros where the range is empty."""
+    positions = torch.arange(states.shape[1], device=states.device)
+    inside = (positions[None, :] >= first[:, None]) & (positions[None, :] < end[:, None])
+    pooled = states.masked_fill(~inside[..., None], float("-inf")).max(dim=1).values
+    return pooled.masked_fill(~inside.any(dim=1, keepdim=True), 0.0)
+
+
+class RelationHead(nn.Module):
+    def __init__(self, input_dim: int, dropout: float, size: int = 100, distance_dim: int = 16) -> None:
+        super().__init__()
+        self.distance = nn.Embedding(DISTANCE_BUCKETS, distance_dim)
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * input_dim + distance_dim, size), nn.Tanh(),
+                                 nn.Dropout(dropout), nn.Linear(size, 1))
+
+    def forward(self, states: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """(batch, time, dim) token states and (pairs, 5) rows of (sentence, drug first, drug end,
+        other first, other end) -> (pairs,) logits that the sentence relates the pair."""
+        if pairs.shape[0] == 0:
+            return states.new_zeros(0)
+        rows = states[pairs[:, 0]]
+        d0, d1, o0, o1 = pairs[:, 1], pairs[:, 2], pairs[:, 3], pairs[:, 4]
+        drug, other = _pool(rows, d0, d1), _pool(rows, o0, o1)
+        between = _pool(rows, torch.minimum(d1, o1), torch.maximum(d0, o0))
+        x = torch.cat([drug, other, drug * other, between, self.distance(_bucket(o0 - d0))], dim=-1)
+        return self.mlp(x).squeeze(-1)

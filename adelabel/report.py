@@ -1,0 +1,56 @@
+"""Report folders: what ``adelabel evaluate --report DIR`` writes beside the printed scores.
+
+    metrics.json      every score (the same as --json)
+    errors.jsonl      each sentence with a mistake: false positive and negative entities and relations
+    reliability.png   the sentence probability's reliability diagram (predicted vs observed rate)
+
+Plots with matplotlib's Agg backend, which needs no display.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from adelabel.atomic import atomic_dir
+from adelabel.errors import AdelabelError
+
+
+def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Path, bins: int = 10) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        raise AdelabelError("--report draws plots with matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    edges = [i / bins for i in range(bins + 1)]
+    centres, rates, counts = [], [], []
+    for lo, hi in zip(edges, edges[1:]):
+        inside = [y for y, p in zip(labels, probs) if lo <= p < hi or (hi == 1.0 and p == 1.0)]
+        if inside:
+            centres.append(sum(p for p in probs if lo <= p < hi or (hi == 1.0 and p == 1.0)) / len(inside))
+            rates.append(sum(inside) / len(inside))
+            counts.append(len(inside))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    ax.plot(centres, rates, marker="o", label="this model")
+    for x, y, n in zip(centres, rates, counts):
+        ax.annotate(f"{n}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel("predicted probability that the sentence reports an ADE (bin mean)")
+    ax.set_ylabel("share of the bin's sentences that do")
+    ax.set_title("Sentence probability: reliability")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(folder: Path, result: dict, mistakes: list[dict], labels: Sequence[bool],
+                 probs: Sequence[float]) -> None:
+    with atomic_dir(folder) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        with (tmp / "errors.jsonl").open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes)
+        if probs:
+            reliability_diagram(labels, probs, tmp / "reliability.png")
