@@ -184,6 +184,7 @@ def evaluate(
           "(the protocol of published ADE results):")
     print(format_table(result["annotated_only"]))
     print(_relation_line("relations (drug -> effect, both spans exact)", result["annotated_only"]["relations"]))
+    print(_relation_line("the same spans, every drug paired with every effect", result["annotated_only"]["relations_every_pair"]))
     if json_out:
         atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
     if report:

@@ -35,7 +35,7 @@ def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> 
 def format_table(result: dict) -> str:
     rows = [f"{'':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     types = sorted(k for k, v in result.items()
-                   if isinstance(v, dict) and "f1" in v and k not in ("micro", "macro", "weighted"))
+                   if isinstance(v, dict) and "f1" in v and k not in ("micro", "macro", "weighted", "relations", "sentences"))
     for name in types + ["micro", "macro"]:
         r = result[name]
         rows.append(f"{name:<10}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
@@ -121,9 +121,9 @@ def _relations(example: Example, tags: Sequence[str]) -> set:
     return {(*pair, tags[example.tags[pair[2]]][2:]) for pair, g in zip(example.pairs, example.pair_gold) if g}
 
 
-def _predicted_relations(prediction: Prediction) -> set:
-    return {(*prediction.spans[d][:2], *prediction.spans[o][:2], prediction.spans[o][2])
-            for d, o, _ in reported_pairs(prediction.pairs)}
+def _predicted_relations(prediction: Prediction, every_pair: bool = False) -> set:
+    pairs = prediction.pairs if every_pair else reported_pairs(prediction.pairs)
+    return {(*prediction.spans[d][:2], *prediction.spans[o][:2], prediction.spans[o][2]) for d, o, _ in pairs}
 
 
 def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negative: Sequence[bool],
@@ -156,6 +156,10 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     result["relations"] = relation_scores(gold_relations, [f if o else set() for f, o in zip(found, opened)])
     result["annotated_only"]["relations"] = relation_scores([gold_relations[k] for k in annotated],
                                                             [found[k] for k in annotated])
+    # The rule the head replaces, on the same spans: every drug paired with every effect.
+    every = [_predicted_relations(predicted[i], every_pair=True) for i in kept]
+    result["annotated_only"]["relations_every_pair"] = relation_scores([gold_relations[k] for k in annotated],
+                                                                       [every[k] for k in annotated])
     on_negative = [p for k, p in enumerate(pred) if negative[kept[k]]]
     fired = sum(t.startswith("B-") for p in on_negative for t in p)
     result["negative_sentences"] = len(on_negative)

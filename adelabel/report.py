@@ -37,7 +37,7 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
     ax.plot(centres, rates, marker="o", label="this model")
     for x, y, n in zip(centres, rates, counts):
         ax.annotate(f"{n}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set_xlabel("predicted probability that the sentence reports an ADE (bin mean)")
+    ax.set_xlabel("predicted probability of reporting an ADE (bin mean)")
     ax.set_ylabel("share of the bin's sentences that do")
     ax.set_title("Sentence probability: reliability")
     ax.legend(loc="upper left")

@@ -6,6 +6,10 @@ reports sentences/s (median of --repeats runs) and peak resident memory. Running
 lines shows whether memory grows with the input.
 
     python benchmarks/tag_speed.py --model models/bilstm --lines 10000
+    python benchmarks/tag_speed.py --lines 5000 --against OTHER/cli.py OTHER_MODEL   # side by side
+
+``--against`` times another checkout's ``cli.py`` (an older commit, in a git worktree) with a model it
+reads, alternating with this one on the same input, and prints the ratio.
 """
 from __future__ import annotations
 
@@ -41,10 +45,10 @@ def make_input(corpus: Path, lines: int, path: Path) -> int:
     return n_sentences
 
 
-def run_cli(*args: str) -> tuple[float, float]:
+def run_cli(*args: str, cli: Path = ROOT / "cli.py") -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one `adelabel ARGS...` process."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args])
+    proc = subprocess.Popen([sys.executable, str(cli), *args])
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
@@ -52,9 +56,24 @@ def run_cli(*args: str) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-def run_once(model: Path, src: Path, out: Path) -> tuple[float, float]:
+def run_once(model: Path, src: Path, out: Path, cli: Path = ROOT / "cli.py") -> tuple[float, float]:
     """Seconds and peak RSS (MiB) of one `adelabel tag` process."""
-    return run_cli("tag", str(src), "--model", str(model), "--output", str(out))
+    return run_cli("tag", str(src), "--model", str(model), "--output", str(out), cli=cli)
+
+
+def side_by_side(args, tmp: Path) -> None:
+    other_cli, other_model = Path(args.against[0]), Path(args.against[1])
+    src = tmp / "in.txt"
+    n_sentences = make_input(args.corpus, args.lines, src)
+    runs: dict[str, list] = {"other": [], "this": []}
+    for _ in range(args.repeats):
+        runs["other"].append(run_once(other_model, src, tmp / "o.jsonl", other_cli))
+        runs["this"].append(run_once(args.model, src, tmp / "o.jsonl"))
+    rates = {k: n_sentences / statistics.median(r[0] for r in v) for k, v in runs.items()}
+    for name, label in (("other", f"{other_cli} {other_model}"), ("this", f"{ROOT / 'cli.py'} {args.model}")):
+        print(f"{label}: {n_sentences:,} sentences, {rates[name]:,.0f} sentences/s (median of {args.repeats}), "
+              f"peak RSS {max(r[1] for r in runs[name]):,.0f} MiB")
+    print(f"ratio this / other: {rates['this'] / rates['other']:.2f}")
 
 
 def main() -> None:
@@ -63,9 +82,13 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "ade-v2")
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against", nargs=2, metavar=("CLI", "MODEL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.against:
+            side_by_side(args, tmp)
+            return
         for n in (args.lines // 5, args.lines):
             src = tmp / f"in{n}.txt"
             n_sentences = make_input(args.corpus, n, src)
