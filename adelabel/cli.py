@@ -96,7 +96,8 @@ def train(
 
     if resume is not None:
         given = [name for name, value in (("--arch", arch), ("--config", config), ("--out", out), ("--seed", seed),
-                                          ("--epochs", epochs), ("--encoder", encoder), ("--set", set_)) if value]
+                                          ("--epochs", epochs), ("--encoder", encoder), ("--set", set_))
+                 if value is not None]
         if given:
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
         _, saved = read_run(resume)
@@ -121,7 +122,7 @@ def train(
 
 @app.command("config")
 def show_config(
-    arch: Annotated[str, typer.Option(help=ARCH_HELP + ".")] = DEFAULT_ARCH,
+    arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file layered on the architecture's defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value overrides (repeatable).", show_default=False)] = None,
 ) -> None:

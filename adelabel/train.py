@@ -126,7 +126,9 @@ def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device:
     if ckpt.exists():
         raise AdelabelError(f"{ckpt}: a checkpoint of an unfinished run is here; continue it with "
                             f"`adelabel train --resume {out_dir}`, or delete the folder to start afresh")
-    run = {"config": config.to_dict(), "data": str(data_dir), "out": str(out_dir), "device": device}
+    # Absolute paths: a run may be resumed from another working directory.
+    run = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "out": str(Path(out_dir).resolve()),
+           "device": device}
     with atomic.atomic_dir(ckpt) as tmp:
         (tmp / RUN).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
         (tmp / model_dir.LOG).touch()
@@ -175,7 +177,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     epoch, best_f1, best_epoch, stale, best_state, records = 0, -1.0, 0, 0, None, []
     if resume and (ckpt / STATE).is_file():
         try:
-            state = torch.load(ckpt / STATE, map_location=dev_, weights_only=True)
+            # On the CPU: the random states must be CPU tensors; the weights move to the device on loading.
+            state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError, EOFError, OSError) as err:

@@ -387,7 +387,6 @@ def test_the_relation_head_learns_which_drug_goes_with_which_effect():
     import random
 
     from adelabel.inference import predict
-    from adelabel.data import Example
 
     torch.manual_seed(0)
     rng = random.Random(0)
