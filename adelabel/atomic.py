@@ -7,10 +7,13 @@ renames leaves no folder under the name, never a mix of old and new files.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -21,13 +24,42 @@ TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
 
 
-def check_output_dir(path: Path, option: str) -> None:
-    """Refuse, before any work, an output folder that cannot be written: a file, or a missing parent."""
+Kind = Callable[[Path], bool]
+"""Whether a folder is one adelabel wrote of a kind (a model folder, a data folder, ...)."""
+
+
+def json_with(name: str, *keys: str) -> Kind:
+    """The kind of folder whose file ``name`` is a JSON object holding ``keys``."""
+    def test(folder: Path) -> bool:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return False
+        return isinstance(data, dict) and all(k in data for k in keys)
+    return test
+
+
+def brat_folder(folder: Path) -> bool:
+    return all(re.fullmatch(r"\d{6}\.(txt|ann)", p.name) for p in folder.iterdir())
+
+
+def ours(folder: Path, kind: Kind) -> bool:
+    """Whether ``folder`` may be replaced whole: it is empty, or adelabel wrote it as this kind."""
+    return not any(folder.iterdir()) or kind(folder)
+
+
+def check_output_dir(path: Path, option: str, kind: Kind) -> None:
+    """Refuse, before any work, an output folder that cannot be written (a file, a missing parent) or
+    that holds something adelabel did not write there: a folder is replaced whole, so anything else in
+    it would be lost."""
     if path.exists() and not path.is_dir():
         raise AdelabelError(f"{option} {path}: is a file, not a folder")
     parent = path.absolute().parent
     if parent.exists() and not parent.is_dir():
         raise AdelabelError(f"{option} {path}: {parent} is not a folder")
+    if path.is_dir() and not ours(path, kind):
+        raise AdelabelError(f"{option} {path}: a folder adelabel did not write (it is replaced whole); "
+                            "give a new or empty folder")
 
 
 def check_output_file(path: Path, option: str) -> None:
@@ -57,19 +89,24 @@ def _naming(target: Path, tmp: Path) -> Iterator[None]:
 
 
 def _sweep(target: Path) -> None:
-    """Remove what an earlier, killed write of ``target`` left beside it."""
+    """Clear what an earlier, killed write of ``target`` left beside it. A kill between the two renames
+    of a replacement leaves the old folder aside and none under the name: it is put back first."""
     for stale in target.parent.glob(f".{target.name}{TMP_MARK}*"):
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    for stale in target.parent.glob(f".{target.name}{OLD_MARK}*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    for aside in target.parent.glob(f".{target.name}{OLD_MARK}*"):
+        if not target.exists() and (aside / target.name).is_dir():
+            os.replace(aside / target.name, target)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """A fresh temporary folder beside ``target``; when the block completes it replaces ``target``."""
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise AdelabelError(f"{target}: is a file, not a folder")
+def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
+    """A fresh temporary folder beside ``target``; when the block completes it replaces ``target``,
+    which must be missing, empty or a folder adelabel wrote (see :func:`ours`)."""
+    target = Path(target).absolute()
+    if target.name in ("", ".", ".."):
+        raise AdelabelError(f"{target}: name a folder of its own, not the current or parent one")
+    check_output_dir(target, "output", kind)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _sweep(target)
@@ -81,13 +118,14 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     try:
         with _naming(target, tmp):
             yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        with _naming(target, target):
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
+                os.replace(target, old / target.name)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -106,7 +144,8 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         os.chmod(fd, 0o666 & ~_umask())
         with _naming(target, tmp), os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
-        os.replace(tmp, target)
+        with _naming(target, target):
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -114,6 +153,14 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
 def write_text(target: str | Path, text: str) -> None:
     with atomic_file(target) as fh:
         fh.write(text)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def remove_dir(target: str | Path) -> None:

@@ -56,7 +56,7 @@ def prepare(
 ) -> None:
     """Read the corpus, split it by PubMed ID, tokenise, tag and get word vectors."""
     from adelabel.atomic import check_output_dir
-    from adelabel.prepare import prepare as run_prepare
+    from adelabel.prepare import is_data_dir, prepare as run_prepare
 
     from adelabel.corpus.ade import ALL_LABELS
 
@@ -64,7 +64,7 @@ def prepare(
     unknown = [t for t in labels if t not in ALL_LABELS]
     if not labels or unknown:
         raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--out", is_data_dir)
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: file not found")
     run_prepare(corpus or default_corpus(), out, seed=seed, labels=labels, include_negative=negatives,
@@ -89,6 +89,7 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a tagger on prepared data; the best epoch (dev F1) is saved with its config and metrics."""
+    from adelabel import model_dir
     from adelabel.atomic import check_output_dir
     from adelabel.config import resolve
     from adelabel.tagger import pick_device
@@ -115,7 +116,7 @@ def train(
         overrides.append(f"model.encoder={encoder.resolve()}")
     cfg = resolve(arch, config, overrides)
     out = out or Path("models") / cfg.arch
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--out", model_dir.is_model_dir)
     pick_device(device)
     run_train(cfg, data, out, device=device, log=_log(quiet))
 
@@ -154,7 +155,9 @@ def evaluate(
     if json_out is not None:
         atomic.check_output_file(json_out, "--json")
     if report is not None:
-        atomic.check_output_dir(report, "--report")
+        from adelabel.report import is_report
+
+        atomic.check_output_dir(report, "--report", is_report)
     sentences = read_split(data, split)
     tagger = Tagger.load(model, device=device)
     data_labels, model_labels = read_manifest(data)["labels"], [t[2:] for t in tagger.tags[1::2]]

@@ -133,9 +133,9 @@ def encode_sentences(sentences: Sequence[Sentence], vocab: Vocabs, tags: Sequenc
         tag_names = spans_to_tags(tokens, s.spans)[0]
         example = encode(s.text, vocab, ids, tag_names, tokens=tokens)
         # Token ranges of the gold spans, in the order of s.spans (which the relations index).
-        ranges = [(min(i for i, (a, _) in enumerate(tokens) if start <= a < end),
-                   max(i for i, (a, _) in enumerate(tokens) if start <= a < end) + 1, label)
-                  if any(start <= a < end for a, _ in tokens) else None for start, end, label in s.spans]
+        # A token belongs to a span when they overlap, as in spans_to_tags (which tags it).
+        covered = [[i for i, (a, b) in enumerate(tokens) if a < end and b > start] for start, end, _ in s.spans]
+        ranges = [(c[0], c[-1] + 1, label) if c else None for c, (_, _, label) in zip(covered, s.spans)]
         related = set(s.relations)
         pairs = [(d, o) for d, o in candidate_pairs([r or (0, 0, "") for r in ranges])
                  if ranges[d] is not None and ranges[o] is not None]

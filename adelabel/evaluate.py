@@ -9,6 +9,7 @@ from seqeval.scheme import IOB2
 
 from adelabel.data import Example
 from adelabel.models.base import SequenceLabeler, gate_passes
+from adelabel.data import token_spans
 from adelabel.inference import Prediction, predict, reported_pairs
 from adelabel.tags import OUTSIDE
 
@@ -59,11 +60,16 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     the best entity micro-F1."""
     if model.gate is None:
         return
+    # The raw logits, read with an identity calibration (undoing the last one would lose saturated ones).
+    model.gate_scale.fill_(1.0)
+    model.gate_shift.fill_(0.0)
     predicted = predict(model, examples, batch_size, device, threshold=0.0)
     kept = [i for i, e in enumerate(examples) if e.words]
-    p = torch.tensor([predicted[i].sentence for i in kept], dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
-    raw = (torch.logit(p) - float(model.gate_shift)) / float(model.gate_scale)
+    p = torch.tensor([predicted[i].sentence for i in kept], dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+    raw = torch.logit(p)
     labels = torch.tensor([not negative[i] for i in kept], dtype=torch.float64)
+    if labels.min() == labels.max():
+        return  # one class only (data prepared without ADE-NEG): nothing to calibrate or choose
     scale, shift = torch.ones((), dtype=torch.float64, requires_grad=True), torch.zeros((), dtype=torch.float64,
                                                                                          requires_grad=True)
     optimizer = torch.optim.LBFGS([scale, shift], max_iter=100, line_search_fn="strong_wolfe")
@@ -190,7 +196,8 @@ def errors(sentences, examples: Sequence[Example], predicted: Sequence[Predictio
             return example.tokens[first][0], example.tokens[end - 1][1]
 
         found = {(*chars(a, b), label) for a, b, label in pred.spans} if opened else set()
-        gold = set(sentence.spans)
+        # Gold as the scorer sees it: from the gold tags, so a boundary inside a token is widened alike.
+        gold = {(*chars(a, b), label) for a, b, label in token_spans([tags[t] for t in example.tags])}
         rel_found = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _predicted_relations(pred)} \
             if opened else set()
         rel_gold = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _relations(example, tags)}

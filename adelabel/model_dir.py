@@ -15,7 +15,6 @@ every tensor's shape against config and vocabulary, and every weight finite.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from adelabel import atomic
+from adelabel.atomic import sha256
 from adelabel.config import validate_saved
 from adelabel.errors import AdelabelError, InputError
 from adelabel.models.base import SequenceLabeler
@@ -38,14 +38,7 @@ FORMAT_VERSION = 4
 MIGRATES_FROM = (3,)
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
 MANIFEST, ASSETS = "manifest.json", "assets"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+is_model_dir = atomic.json_with(MANIFEST, "format_version", "files")
 
 
 def _json(data) -> str:
@@ -58,7 +51,7 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
     recorded (seed, train settings, data, versions); architecture and model settings come from
     ``model`` itself. ``log``: the run's epoch log, copied in."""
     config = {**config, "format_version": FORMAT_VERSION, "arch": model.arch, "model": model.hyper}
-    with atomic.atomic_dir(directory) as tmp:
+    with atomic.atomic_dir(directory, is_model_dir) as tmp:
         (tmp / CONFIG).write_text(_json(config), encoding="utf-8")
         (tmp / VOCAB).write_text(json.dumps(vocabs.to_json(), ensure_ascii=False), encoding="utf-8")
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))

@@ -14,13 +14,12 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from adelabel.atomic import atomic_dir
+from adelabel.atomic import atomic_dir, json_with, sha256
 from adelabel.corpus import Sentence
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
 from adelabel.corpus.conll import write_conll
 from adelabel.embeddings import coverage, read_pretrained, save_vectors, select_vectors, train_word2vec
 from adelabel.errors import AdelabelError
-from adelabel.model_dir import sha256
 from adelabel.split import SPLITS, split_by_document
 from adelabel.tags import spans_to_tags
 from adelabel.text import tokenize
@@ -28,6 +27,7 @@ from adelabel.vocab import normalize
 from adelabel.versions import versions
 
 MANIFEST = "manifest.json"
+is_data_dir = json_with(MANIFEST, "labels", "splits")
 VECTORS = "vectors.bin"
 
 
@@ -72,7 +72,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     if not sentences:
         raise AdelabelError(f"{corpus}: no sentences read")
     splits = split_by_document(sentences, seed)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, is_data_dir) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
         cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log)
         manifest = {

@@ -13,14 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adelabel.atomic import atomic_dir
-from adelabel.errors import AdelabelError
+
+
+def is_report(folder: Path) -> bool:
+    return (folder / "metrics.json").is_file() and (folder / "errors.jsonl").is_file()
 
 
 def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Path, bins: int = 10) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        raise AdelabelError("--report draws plots with matplotlib: pip install matplotlib") from None
+    import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
@@ -48,7 +49,7 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
 
 def write_report(folder: Path, result: dict, mistakes: list[dict], labels: Sequence[bool],
                  probs: Sequence[float]) -> None:
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, is_report) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         with (tmp / "errors.jsonl").open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes)

@@ -10,7 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
-from adelabel.atomic import atomic_dir, atomic_file, check_output_dir, check_output_file, write_text
+from adelabel.atomic import atomic_dir, atomic_file, brat_folder, check_output_dir, check_output_file, write_text
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
 from adelabel.errors import InputError, OptionError
@@ -85,7 +85,7 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl") -> None:
     if fmt == "brat":
         if output is None:
             raise OptionError("--format brat writes a folder of .txt/.ann files: give it with --output")
-        check_output_dir(output, "--output")
+        check_output_dir(output, "--output", brat_folder)
         return
     if output is None:
         return
@@ -107,7 +107,7 @@ def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, ba
     meta = provenance(tagger, model)
     with ExitStack() as stack:
         if fmt == "brat":
-            folder = stack.enter_context(atomic_dir(output))
+            folder = stack.enter_context(atomic_dir(output, brat_folder))
             write = lambda analysis: write_brat(folder, count + 1, analysis)  # noqa: E731
         else:
             out = stack.enter_context(atomic_file(output)) if output else sys.stdout

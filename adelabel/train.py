@@ -27,7 +27,7 @@ from adelabel.embeddings import read_vectors
 from adelabel.errors import AdelabelError, InputError
 from adelabel.evaluate import evaluate_examples, tune_gate
 from adelabel.models import build_model
-from adelabel.prepare import VECTORS, read_manifest, read_split
+from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
 from adelabel.tagger import pick_device
 from adelabel.tags import tag_set
 from adelabel.text import tokenize
@@ -127,9 +127,10 @@ def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device:
         raise AdelabelError(f"{ckpt}: a checkpoint of an unfinished run is here; continue it with "
                             f"`adelabel train --resume {out_dir}`, or delete the folder to start afresh")
     # Absolute paths: a run may be resumed from another working directory.
+    # The data's checksums too: a run resumes only on the data it started with.
     run = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "out": str(Path(out_dir).resolve()),
-           "device": device}
-    with atomic.atomic_dir(ckpt) as tmp:
+           "device": device, "data_files": read_manifest(data_dir).get("files", {})}
+    with atomic.atomic_dir(ckpt, atomic.json_with(RUN, "config", "data")) as tmp:
         (tmp / RUN).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
         (tmp / model_dir.LOG).touch()
     return ckpt
@@ -143,10 +144,16 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
         raise InputError(path, "no checkpoint of an unfinished run here (nothing to resume)")
     try:
         run = json.loads((ckpt / RUN).read_text(encoding="utf-8"))
+        if not isinstance(run, dict) or not isinstance(run.get("config"), dict) or not all(
+                isinstance(run.get(k), str) for k in ("data", "out", "device")):
+            raise ValueError("expected config, data, out and device")
         run["config"] = validate_saved(run["config"], str(ckpt / RUN))
-        return ckpt, run
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise InputError(ckpt / RUN, f"corrupt run file ({type(err).__name__}: {err})") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(ckpt / RUN, f"corrupt run file ({err})") from None
+    if read_manifest(run["data"]).get("files", {}) != run.get("data_files", {}):
+        raise InputError(Path(run["data"]) / MANIFEST, "the data folder changed since the run started; "
+                                                       "the run can only resume on the data it started with")
+    return ckpt, run
 
 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
@@ -181,14 +188,11 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError, EOFError, OSError) as err:
+            _restore_random_states(state["random"], gen, dev_)
+            epoch, best_f1, best_epoch, stale = state["epoch"], state["best_f1"], state["best_epoch"], state["stale"]
+            best_state, records = state["best"], state["records"]
+        except (RuntimeError, ValueError, KeyError, TypeError, EOFError, OSError) as err:
             raise InputError(ckpt / STATE, f"corrupt checkpoint ({type(err).__name__}: {err})") from None
-        _restore_random_states(state["random"], gen, dev_)
-        epoch, best_f1, best_epoch, stale = state["epoch"], state["best_f1"], state["best_epoch"], state["stale"]
-        best_state, records = state["best"], state["records"]
-        logged = len(log_path.read_text(encoding="utf-8").splitlines()) if log_path.is_file() else 0
-        with log_path.open("a", encoding="utf-8") as fh:  # epochs checkpointed but not yet logged
-            fh.writelines(json.dumps(r) + "\n" for r in records[logged:])
         say(f"resuming {config.arch} from {ckpt} after epoch {epoch} (best dev F1 {best_f1:.4f} at epoch {best_epoch})")
 
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -231,8 +235,9 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": best_state,
                         "random": _random_states(gen, dev_), "epoch": epoch, "best_f1": best_f1,
                         "best_epoch": best_epoch, "stale": stale, "records": records}, fh)
-        with log_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        # Written whole from the checkpoint's records: a kill mid-write never leaves a torn line, and
+        # the epochs of a resumed run follow those before it.
+        atomic.write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
         say(f"epoch {epoch:>3}  loss {loss:.4f}  dev P {record['dev_precision']:.4f} "
             f"R {record['dev_recall']:.4f} F1 {f1:.4f}  {record['sentences_per_second']:,.0f} sent/s  "
             f"{seconds:.1f}s  relations F1 {dev['relations']['f1']:.4f}"

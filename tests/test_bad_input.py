@@ -47,6 +47,7 @@ CASES = [
     ("prepare --corpus {s} --w2v-epochs 0 --out {t}/o", "'--w2v-epochs'"),
     ("prepare --corpus {s} --seed abc --out {t}/o", "'--seed'"),
     ("prepare --corpus {s} --out {t}/afile", "--out {t}/afile: is a file, not a folder"),
+    ("prepare --corpus {s} --out {t}", "--out {t}: a folder adelabel did not write (it is replaced whole)"),
     ("prepare --corpus {s} --types DRUG,FOO --out {t}/o", "--types: expected types from DRUG, AE, DOSE"),
     ("prepare --corpus {s} --vectors {t}/none.bin --out {t}/o", "--vectors {t}/none.bin: file not found"),
     ("prepare --corpus {s} --vectors {t}/vec.bin --out {t}/o", "{t}/vec.bin: cannot read as word2vec binary format"),
@@ -64,6 +65,8 @@ CASES = [
     ("train --data {d} --out {t}/o --device tpu", "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("train --data {d} --out {t}/o --device cuda:x", "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     ("train --data {d} --out {t}/afile", "--out {t}/afile: is a file, not a folder"),
+    ("train --data {d} --out {t}", "--out {t}: a folder adelabel did not write"),
+    ("train --data {d} --out {d}", "--out {d}: a folder adelabel did not write"),
     ("train --config {t}/none.toml", "{t}/none.toml: config file not found"),
     ("train --config {t}/broken.toml", "{t}/broken.toml: not valid TOML"),
     ("train --config {t}/typo.toml", "{t}/typo.toml: train.patiance: unknown key (did you mean train.patience?)"),
@@ -85,6 +88,7 @@ CASES = [
     ("evaluate --model {m} --data {d} --split foo", "--split: expected train, dev or test, got 'foo'"),
     ("evaluate --model {m} --data {d} --json {t}/nodir/s.json", "--json {t}/nodir/s.json: folder"),
     ("evaluate --model {m} --data {d} --json {t}", "--json {t}: is a folder, not a file"),
+    ("evaluate --model {m} --data {d} --report {d}", "--report {d}: a folder adelabel did not write"),
     ("evaluate --model {m} --data {t}/nodata", "{t}/nodata/test.jsonl: prepared split not found"),
     ("evaluate --model {m} --data {t}/dose-data", "--data {t}/dose-data: its entity types ['DRUG', 'AE', 'DOSE'] are not the model's ['DRUG', 'AE']"),
     ("evaluate --model {m} --data {d} --device gpu", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
@@ -100,6 +104,7 @@ CASES = [
     ("tag {t}/in.txt --model {m} --format xml", "--format: expected jsonl, conll or brat, got 'xml'"),
     ("tag {t}/in.txt --model {m} --format brat", "--format brat writes a folder of .txt/.ann files: give it with --output"),
     ("tag {t}/in.txt --model {m} --format brat --output {t}/afile", "--output {t}/afile: is a file, not a folder"),
+    ("tag {t}/in.txt --model {m} --format brat --output {t}", "--output {t}: a folder adelabel did not write"),
     ("tag {t}/in.txt --model {m} --threshold 1.5", "--threshold: expected a number between 0 and 1"),
     ("tag {t}/in.txt --model {m} --threshold abc", "'--threshold'"),
     ("tag {t}/in.txt --model {t}/corrupt-model", "{t}/corrupt-model/model.safetensors: checksum mismatch"),
@@ -136,6 +141,20 @@ def test_a_full_disk_is_named_as_the_output(tmp_path, monkeypatch):
             fh.write("new")
             raise OSError(errno.ENOSPC, "No space left on device")
     assert target.read_text() == "OLD\n" and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_a_folder_set_aside_by_a_kill_is_put_back(tmp_path):
+    from adelabel import atomic
+
+    # A kill between the two renames of a replacement: the old folder aside, none under the name.
+    aside = tmp_path / ".data.old-x1"
+    (aside / "data").mkdir(parents=True)
+    (aside / "data" / "manifest.json").write_text("{}")
+    atomic._sweep(tmp_path / "data")
+    assert (tmp_path / "data" / "manifest.json").read_text() == "{}" and not aside.exists()
+    with pytest.raises(Exception, match="a folder adelabel did not write"):
+        with atomic.atomic_dir(".", atomic.brat_folder):
+            pass
 
 
 def test_the_resolved_config_parses_values_by_type(capsys):

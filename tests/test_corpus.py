@@ -124,6 +124,19 @@ def test_relations_become_pair_labels_over_token_ranges(tmp_path):
     assert example.pairs == [(2, 3, 0, 1), (4, 5, 0, 1)] and example.pair_gold == [1, 1]
 
 
+def test_a_span_inside_a_token_keeps_its_relation():
+    from adelabel.corpus import Sentence
+    from adelabel.data import encode_sentences
+    from adelabel.tags import tag_set
+    from adelabel.vocab import Vocab, Vocabs
+
+    # "toxicity" is annotated inside the token "ototoxicity": tagged as the whole token, and paired.
+    text = "Severe ototoxicity after azithromycin."
+    sentence = Sentence(text, [(9, 18, "AE"), (25, 37, "DRUG")], relations=[(1, 0)])
+    [example] = encode_sentences([sentence], Vocabs(Vocab.for_words([]), Vocab.for_words([])), tag_set(["DRUG", "AE"]))
+    assert example.pairs == [(3, 4, 1, 2)] and example.pair_gold == [1]
+
+
 def test_a_nested_drug_loses_its_relation_and_is_counted(tmp_path):
     text = "Heparin-induced thrombocytopenia."
     sentences, report = read_ade(write_corpus(tmp_path, [f"7|{text}|Heparin-induced thrombocytopenia|3|35|Heparin|3|10"]))

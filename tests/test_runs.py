@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adelabel.model_dir import sha256
+from adelabel.atomic import sha256
 from conftest import ROOT, SAMPLE
 
 pytestmark = pytest.mark.processes

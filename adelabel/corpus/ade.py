@@ -171,22 +171,22 @@ def _locate(sentence: str, mentions: Sequence[_Mention], labels: Sequence[str],
     A line whose offsets put a mention outside the sentence that the other lines place is malformed:
     its mentions are dropped (an error under ``strict``)."""
     votes: Counter = Counter()
-    by_line: dict[int, list[_Mention]] = defaultdict(list)
-    for m in mentions:
-        by_line[m.line].append(m)
+    by_line: dict[tuple[Path, int], list[_Mention]] = defaultdict(list)
+    for m in mentions:  # keyed by file too: DRUG-AE.rel and DRUG-DOSE.rel lines share numbers
+        by_line[(m.path, m.line)].append(m)
     for line_mentions in by_line.values():
         starts = [{m.begin - p for p in _occurrences(sentence, m.text)} for m in line_mentions]
         agreed = set.intersection(*starts)
         votes.update(agreed or set.union(*starts))
     offset = votes.most_common(1)[0][0] if votes else 0
-    outside = {m.line: m for m in mentions if not 0 <= m.begin - offset <= len(sentence) - len(m.text)}
+    outside = {(m.path, m.line): m for m in mentions if not 0 <= m.begin - offset <= len(sentence) - len(m.text)}
     for m in outside.values():
         report.skip(Malformed(m.path, m.line, "offsets outside the sentence",
                               f"offsets {m.begin}-{m.begin + len(m.text)} of {m.text!r} fall outside its sentence "
                               f"(document offsets {offset}-{offset + len(sentence)} by the other mentions)"), strict)
     spans = []
     for m in mentions:
-        if m.line in outside:
+        if (m.path, m.line) in outside:
             continue
         report.mentions += 1
         found = _occurrences(sentence, m.text)

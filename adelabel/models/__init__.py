@@ -24,7 +24,8 @@ BUILDERS: dict[str, Callable[..., SequenceLabeler]] = {
     "seq2seq": builder(Seq2SeqTagger),
     "transformer": transformer.build,
 }
-assert set(BUILDERS) == set(ARCHITECTURES), "adelabel.config.ARCHITECTURES and BUILDERS list different names"
+if set(BUILDERS) != set(ARCHITECTURES):
+    raise RuntimeError("adelabel.config.ARCHITECTURES and BUILDERS list different names")
 
 
 def build_model(arch: str, *, tags, vocab_size: int = 0, char_vocab_size: int = 0, embedding_dim: int = 0,
