@@ -33,10 +33,13 @@ def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> 
     return out
 
 
+NOT_TYPES = {"micro", "macro", "weighted", "relations", "relations_every_pair", "sentences"}
+"""Keys of a result that hold scores but are not entity types."""
+
+
 def format_table(result: dict) -> str:
     rows = [f"{'':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
-    types = sorted(k for k, v in result.items()
-                   if isinstance(v, dict) and "f1" in v and k not in ("micro", "macro", "weighted", "relations", "sentences"))
+    types = sorted(k for k, v in result.items() if isinstance(v, dict) and "f1" in v and k not in NOT_TYPES)
     for name in types + ["micro", "macro"]:
         r = result[name]
         rows.append(f"{name:<10}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
