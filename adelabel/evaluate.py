@@ -105,6 +105,16 @@ def relation_scores(gold: Sequence[set], predicted: Sequence[set]) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
 
 
+def calibration_bins(labels: Sequence[bool], probs: Sequence[float], bins: int = 10) -> list[tuple[float, float, int]]:
+    """For each non-empty one of ``bins`` equal-width bins of ``probs``: the mean probability, the share
+    of positive labels and the count. What the expected calibration error and the reliability
+    diagram are made of."""
+    y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
+    which = (p * bins).long().clamp(max=bins - 1)
+    return [(float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
+            for b in range(bins) if (which == b).any()]
+
+
 def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: float, bins: int = 10) -> dict:
     """The sentence decision: precision, recall and F1 of "reports an ADE" at ``threshold``; and of the
     probability itself, the expected calibration error (``bins`` equal-width bins), Brier score and
@@ -115,9 +125,7 @@ def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: f
     precision = tp / float(decided.sum()) if decided.any() else 0.0
     recall = tp / float(y.sum()) if y.any() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    which = (p * bins).long().clamp(max=bins - 1)
-    ece = sum(float((which == b).sum()) / len(p) * abs(float(p[which == b].mean() - y[which == b].mean()))
-              for b in range(bins) if (which == b).any()) if len(p) else 0.0
+    ece = sum(n / len(p) * abs(mean - rate) for mean, rate, n in calibration_bins(labels, probs, bins))
     # ROC-AUC as the probability that a random positive outranks a random negative (ties count half).
     pos, neg = p[y == 1], p[y == 0]
     auc = (float((pos[:, None] > neg[None, :]).sum()) + 0.5 * float((pos[:, None] == neg[None, :]).sum())) \

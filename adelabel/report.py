@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adelabel.atomic import atomic_dir
+from adelabel.evaluate import calibration_bins
 
 
 def is_report(folder: Path) -> bool:
@@ -25,14 +26,7 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    edges = [i / bins for i in range(bins + 1)]
-    centres, rates, counts = [], [], []
-    for lo, hi in zip(edges, edges[1:]):
-        inside = [y for y, p in zip(labels, probs) if lo <= p < hi or (hi == 1.0 and p == 1.0)]
-        if inside:
-            centres.append(sum(p for p in probs if lo <= p < hi or (hi == 1.0 and p == 1.0)) / len(inside))
-            rates.append(sum(inside) / len(inside))
-            counts.append(len(inside))
+    centres, rates, counts = zip(*calibration_bins(labels, probs, bins))
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     ax.plot(centres, rates, marker="o", label="this model")

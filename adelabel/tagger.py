@@ -68,10 +68,7 @@ class Tagger:
 
     def analyze(self, text: str) -> Analysis:
         """Entities, relations and each sentence's probability of reporting an adverse drug event."""
-        if not isinstance(text, str):
-            hint = "; for several texts use tagger.analyze_pipe(texts)" if isinstance(text, (list, tuple)) else ""
-            raise TypeError(f"Tagger.analyze() takes a str, not a {type(text).__name__}{hint}")
-        return self._analyze([text])[0]
+        return self._analyze([_one_text("Tagger.analyze()", "tagger.analyze_pipe(texts)", text)])[0]
 
     def pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[list[Entity]]:
         """Entities of each text (which may hold several sentences), in input order, streaming.
@@ -108,8 +105,12 @@ class Tagger:
         return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
 
     def __call__(self, text: str) -> list[Entity]:
-        if not isinstance(text, str):
-            hint = "; for several texts use tagger.pipe(texts)" if isinstance(text, (list, tuple)) else ""
-            raise TypeError(f"Tagger() takes a str, not a {type(text).__name__}{hint}")
-        return self._analyze([text])[0].entities
+        return self._analyze([_one_text("Tagger()", "tagger.pipe(texts)", text)])[0].entities
 
+
+def _one_text(method: str, several: str, text) -> str:
+    """``text`` if it is a str; else a TypeError naming its type (pointing a list to ``several``)."""
+    if not isinstance(text, str):
+        hint = f"; for several texts use {several}" if isinstance(text, (list, tuple)) else ""
+        raise TypeError(f"{method} takes a str, not a {type(text).__name__}{hint}")
+    return text
