@@ -6,7 +6,7 @@ PYTHON ?= python3
 
 setup:
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e ".[test,transformer]"
+	$(PYTHON) -m pip install -q -e ".[test,transformer,tune]"
 
 demo: setup
 	$(PYTHON) cli.py prepare --corpus corpora/sample --out data/sample

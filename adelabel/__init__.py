@@ -3,15 +3,19 @@
     from adelabel import Tagger
     tagger = Tagger.load("models/bilstm")
     tagger("Intravenous azithromycin-induced ototoxicity.")
+
+    from adelabel import Classifier
+    classifier = Classifier.load("models/bigru-classify")
+    classifier("Intravenous azithromycin-induced ototoxicity.").scores
 """
 from adelabel.versions import __version__
 
-__all__ = ["Tagger", "Entity", "Relation", "Analysis", "__version__"]
+__all__ = ["Tagger", "Classifier", "Entity", "Relation", "Analysis", "Classification", "__version__"]
 
 
 def __getattr__(name: str):
     # Imported on first use so `import adelabel` (and the CLI's --help) stays fast without torch.
-    if name in ("Tagger", "Entity", "Relation", "Analysis"):
+    if name in ("Tagger", "Classifier", "Entity", "Relation", "Analysis", "Classification"):
         from adelabel import tagger
 
         return getattr(tagger, name)

@@ -43,7 +43,8 @@ def download(
 
 @app.command()
 def prepare(
-    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2)")] = None,
+    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), or a labelled text file.")] = None,
+    format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), or auto: a folder is ade, a file labelled.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the document split and word2vec.")] = 13,
@@ -54,7 +55,7 @@ def prepare(
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Read the corpus, split it by PubMed ID, tokenise, tag and get word vectors."""
+    """Read the corpus (or a labelled text file), split it by document, tokenise, tag and get word vectors."""
     from adelabel.atomic import check_output_dir
     from adelabel.prepare import is_data_dir, prepare as run_prepare
 
@@ -64,19 +65,25 @@ def prepare(
     unknown = [t for t in labels if t not in ALL_LABELS]
     if not labels or unknown:
         raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
+    corpus = corpus or default_corpus()
+    format = _corpus_format(corpus, format)
     check_output_dir(out, "--out", is_data_dir)
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: file not found")
-    run_prepare(corpus or default_corpus(), out, seed=seed, labels=labels, include_negative=negatives,
-        vectors=vectors, dim=dim, w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None))
+    run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim,
+                w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None), format=format)
 
 
 ARCH_HELP = "Architecture: " + "; ".join(f"{name} ({what})" for name, (_, what) in ARCHITECTURES.items())
+TASK_HELP = ("tag (entities, relations and the sentence decision) or classify (a sentence classifier: "
+             "the ADE corpus's ADE and NEG sentences, or the classes of a labelled text file). "
+             "Default: the --config file's task, else tag.")
 
 
 @app.command()
 def train(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults (see `adelabel config`).")] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH)", show_default=False)] = None,
@@ -88,7 +95,8 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option.", show_default=False)] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Train a tagger on prepared data; the best epoch (dev F1) is saved with its config and metrics."""
+    """Train a tagger (or, with --task classify, a sentence classifier) on prepared data; the best epoch
+    (dev F1) is saved with its config and metrics."""
     from adelabel import model_dir
     from adelabel.atomic import check_output_dir
     from adelabel.config import resolve
@@ -96,7 +104,7 @@ def train(
     from adelabel.train import read_run, train as run_train
 
     if resume is not None:
-        given = [name for name, value in (("--arch", arch), ("--config", config), ("--out", out), ("--seed", seed),
+        given = [name for name, value in (("--arch", arch), ("--task", task), ("--config", config), ("--out", out), ("--seed", seed),
                                           ("--epochs", epochs), ("--encoder", encoder), ("--set", set_))
                  if value is not None]
         if given:
@@ -114,23 +122,137 @@ def train(
         if not encoder.is_dir():
             raise OptionError(f"--encoder {encoder}: folder not found")
         overrides.append(f"model.encoder={encoder.resolve()}")
-    cfg = resolve(arch, config, overrides)
-    out = out or Path("models") / cfg.arch
+    cfg = resolve(arch, config, overrides, task)
+    out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     check_output_dir(out, "--out", model_dir.is_model_dir)
     pick_device(device)
     run_train(cfg, data, out, device=device, log=_log(quiet))
 
 
+@app.command()
+def cv(
+    arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
+    folds: Annotated[int, typer.Option(help="Folds (by document: no abstract in two).")] = 10,
+    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), or a labelled text file.", show_default=False)] = None,
+    format: Annotated[str, typer.Option(help="ade, labelled, or auto: a folder is ade, a file labelled.")] = "auto",
+    types: Annotated[str, typer.Option(help="Entity types, comma-separated, from DRUG, AE, DOSE.")] = "DRUG,AE",
+    negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences.")] = True,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the folds, word2vec and training.")] = 13,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
+    dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = 200,
+    w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Cross-validate by document: each fold trained and scored as train/evaluate do, with its own dev
+    split and word2vec from its training documents only; prints mean ± std and writes OUT/cv.json."""
+    from adelabel.config import resolve
+    from adelabel.corpus.ade import ALL_LABELS
+    from adelabel.cv import cross_validate, format_summary
+    from adelabel.tagger import pick_device
+
+    overrides = list(set_ or []) + [f"seed={seed}"] + ([f"train.max_epochs={epochs}"] if epochs else [])
+    cfg = resolve(arch, config, overrides, task)
+    if folds < 2:
+        raise OptionError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
+    labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
+    if not labels or any(t not in ALL_LABELS for t in labels):
+        raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
+    corpus = corpus or default_corpus()
+    format = _corpus_format(corpus, format)
+    pick_device(device)
+    out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out}: is a file, not a folder")
+    summary = cross_validate(cfg, corpus, out, folds=folds, seed=seed, format=format, labels=labels,
+                             include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, device=device,
+                             log=_log(quiet))
+    print(format_summary(summary))
+
+
+def _corpus_format(corpus: Path, format: str) -> str:
+    """``--format`` checked against what ``--corpus`` is (auto: a folder is ade, a file labelled)."""
+    if format not in ("auto", "ade", "labelled"):
+        raise OptionError(f"--format: expected auto, ade or labelled, got {format!r}")
+    if format == "auto":
+        format = "labelled" if corpus.is_file() else "ade"
+    if format == "labelled" and not corpus.is_file():
+        raise OptionError(f"--corpus {corpus}: --format labelled reads a file of label<TAB>text lines; "
+                          f"{'this is a folder' if corpus.is_dir() else 'file not found'}")
+    if format == "ade" and corpus.is_file():
+        raise OptionError(f"--corpus {corpus}: the ADE corpus is a folder (of DRUG-AE.rel, DRUG-DOSE.rel, "
+                          "ADE-NEG.txt); for a labelled text file use --format labelled")
+    return format
+
+
+@app.command()
+def tune(
+    arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Finished trials the study should hold (a resumed study counts those it has).")] = 20,
+    sampler: Annotated[str, typer.Option(help="tpe, random or grid (a range's ends and middle).")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="hyperband, median or none: stop trials that trail on dev F1 after an epoch.")] = "hyperband",
+    storage: Annotated[Optional[str], typer.Option(help="The study's database, e.g. sqlite:///tune/bilstm.db (default: tune/ARCH.db); a killed search carries on from it; optuna-dashboard reads it.", show_default=False)] = None,
+    space: Annotated[Optional[list[str]], typer.Option("--space", help="Change the searched range of a key: KEY=LOW..HIGH, KEY=log:LOW..HIGH, KEY=A,B,C or KEY=VALUE (repeatable).", show_default=False)] = None,
+    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="The best config, as TOML for train --config (default: tune/ARCH.toml).", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write history.png and importances.png here.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file the trials start from.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fix a config value for every trial: section.key=value (repeatable).", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs of every trial.", show_default=False)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Search hyperparameters with optuna; each trial trains as train does and is pruned on dev F1;
+    the best config is written for train --config."""
+    from adelabel import atomic
+    from adelabel.config import resolve
+    from adelabel.prepare import read_manifest
+    from adelabel.tagger import pick_device
+    from adelabel.tune import tune as run_tune
+
+    overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
+    cfg = resolve(arch, config, overrides, task)
+    name = cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}"
+    if out is None or storage is None:
+        Path("tune").mkdir(exist_ok=True)
+    out = out or Path("tune") / f"{name}.toml"
+    atomic.check_output_file(out, "--out")
+    if report is not None:
+        atomic.check_output_dir(report, "--report", lambda p: (p / "history.png").is_file())
+    if storage is None:
+        storage = f"sqlite:///tune/{name}.db"
+    elif storage.startswith("sqlite:///"):
+        parent = Path(storage.removeprefix("sqlite:///")).parent
+        if not parent.is_dir():
+            raise OptionError(f"--storage {storage}: folder {parent} not found")
+    read_manifest(data)
+    pick_device(device)
+    # A key fixed with --set is searched no more: it becomes a one-value space.
+    fixed = [item for item in (set_ or []) if "." in item.partition("=")[0]]
+    result = run_tune(cfg, data, out, trials, storage, sampler=sampler, pruner=pruner,
+                      space_overrides=list(space or []) + fixed,
+                      device=device, report=report, log=_log(quiet))
+    print(f"{result['complete']} trials complete, {result['pruned']} pruned; best: trial {result['best_trial']}, "
+          f"dev F1 {result['best_value']:.4f}, " + ", ".join(f"{k}={v}" for k, v in result["best_params"].items()))
+    print(f"its config: {result['config']} (adelabel train --config {result['config']})")
+
+
 @app.command("config")
 def show_config(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file layered on the architecture's defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value overrides (repeatable).", show_default=False)] = None,
 ) -> None:
     """Print the resolved config of a run as TOML (a file `train --config` takes)."""
     from adelabel.config import resolve, to_toml
 
-    print(to_toml(resolve(arch, config, list(set_ or []))), end="")
+    print(to_toml(resolve(arch, config, list(set_ or []), task)), end="")
 
 
 @app.command()
@@ -141,14 +263,17 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json, errors.jsonl (each sentence's false positives and negatives), reliability.png.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
 ) -> None:
-    """Score a model on a split: seqeval strict IOB2, entity-level P/R/F1 per type, micro and macro."""
-    from adelabel import atomic
+    """Score a model on a split: a tagger by seqeval (strict IOB2, entity-level P/R/F1 per type, micro
+    and macro) with relation and sentence scores; a classifier by per-class P/R/F1, confusion matrix,
+    ROC-AUC and average precision."""
+    from adelabel import atomic, model_dir
     from adelabel.data import encode_sentences
     from adelabel.evaluate import errors, evaluate_examples, format_table
     from adelabel.inference import predict
     from adelabel.prepare import read_manifest, read_split
-    from adelabel.tagger import Tagger
+    from adelabel.tagger import Tagger, check_threshold
 
     if split not in ("train", "dev", "test"):
         raise OptionError(f"--split: expected train, dev or test, got {split!r}")
@@ -158,9 +283,18 @@ def evaluate(
         from adelabel.report import is_report
 
         atomic.check_output_dir(report, "--report", is_report)
+    check_threshold(threshold)
     sentences = read_split(data, split)
+    if model_dir.task_of(model) == "classify":
+        _evaluate_classifier(model, data, split, sentences, json_out, report, device, threshold)
+        return
     tagger = Tagger.load(model, device=device)
+    if threshold is not None and tagger.model.gate is not None:
+        tagger.model.gate_threshold.fill_(threshold)
     data_labels, model_labels = read_manifest(data)["labels"], [t[2:] for t in tagger.tags[1::2]]
+    if not data_labels:
+        raise OptionError(f"--data {data}: holds labelled texts without entities; {model} is a tagger "
+                          "(evaluate a classifier on this data)")
     if sorted(data_labels) != sorted(model_labels):
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
@@ -201,6 +335,36 @@ def evaluate(
                      [predicted[i].sentence for i in kept] if "gate" in result else [])
 
 
+def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_out: Optional[Path],
+                         report: Optional[Path], device: str, threshold: Optional[float]) -> None:
+    from adelabel import atomic
+    from adelabel.classification import classifier_metrics, format_classification, misclassified
+    from adelabel.corpus import sentence_class
+    from adelabel.data import encode_labelled
+    from adelabel.inference import classify
+    from adelabel.tagger import Classifier
+
+    classifier = Classifier.load(model, device=device, threshold=threshold)
+    unknown = sorted({sentence_class(s) for s in sentences} - set(classifier.classes))
+    if unknown:
+        raise OptionError(f"--data {data}: its {split} split has classes {unknown} that {model} does not know "
+                          f"(it knows {classifier.classes})")
+    examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
+    probs = classify(classifier.model, examples, 256, classifier.device)
+    result = classifier_metrics(classifier.model, examples, 256, classifier.device, threshold, probs)
+    print(f"{model} on {data}/{split}: {result['texts']:,} texts")
+    print(format_classification(result))
+    if json_out:
+        atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
+    if report:
+        from adelabel.report import write_classifier_report
+
+        mistakes = misclassified([s.text for s in sentences], [s.doc_id for s in sentences], examples, probs,
+                                 classifier.model, threshold)
+        kept = [i for i, p in enumerate(probs) if p is not None]
+        write_classifier_report(report, result, mistakes, [examples[i].label for i in kept], [probs[i] for i in kept])
+
+
 def _relation_line(title: str, r: dict) -> str:
     return f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
 
@@ -208,15 +372,16 @@ def _relation_line(title: str, r: dict) -> str:
 @app.command()
 def tag(
     file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences); - for stdin.")],
-    model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
+    model: Annotated[Path, typer.Option(help="Model folder: a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line).")] = Path("models/bilstm"),
     format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
 ) -> None:
     """Tag text: one JSON object per input line with entities (character offsets into the line), drug ->
-    effect relations and each sentence's probability of reporting an adverse drug event."""
+    effect relations and each sentence's probability of reporting an adverse drug event; with a
+    classifier, each line's label and class probabilities."""
     from adelabel.tagging_io import tag_stream
 
     if format not in ("jsonl", "conll", "brat"):

@@ -38,18 +38,26 @@ class _Heads(Section):
 
 class _WordInput(Section):
     freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
-    chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word")
-    char_size: int = Field(50, ge=1, description="size of the character features")
+    chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word",
+                                                  json_schema_extra={"search": {"choices": ["cnn", "lstm", "none"]}})
+    char_size: int = Field(50, ge=1, description="size of the character features",
+                           json_schema_extra={"search": {"choices": [25, 50, 100]}})
 
 
 class RecurrentModel(_Heads, _WordInput):
     """Word vectors (+ character features) -> RNN/GRU/LSTM -> time-distributed dense head -> tags."""
 
-    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction")
-    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)")
-    dense_size: int = Field(100, ge=1, description="units of the time-distributed dense layer")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and in the head")
+    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction",
+                             json_schema_extra={"search": {"choices": [100, 200, 300]}})
+    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)",
+                        json_schema_extra={"search": {"choices": [1, 2]}})
+    dense_size: int = Field(100, ge=1, description="units of the time-distributed dense layer",
+                            json_schema_extra={"search": {"choices": [50, 100, 200]}})
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and in the head",
+                           json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
     crf: bool = Field(True, description="a CRF output layer; false gives a softmax per token")
+    gate_size: int = Field(100, ge=1, description="units per direction of the sentence gate's own BiLSTM",
+                           json_schema_extra={"search": {"choices": [50, 100, 200]}})
 
 
 class Seq2SeqModel(_Heads, _WordInput):
@@ -71,26 +79,58 @@ class TransformerModel(_Heads):
     """A pretrained encoder fine-tuned for token classification (first sub-token of each word)."""
 
     encoder: str = Field("", description='a local Hugging Face checkpoint folder; "" = all-MiniLM-L6-v2')
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the tag layer")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the tag layer",
+                           json_schema_extra={"search": {"low": 0.0, "high": 0.3}})
     crf: bool = Field(True, description="a CRF over the token scores; false gives a softmax per token")
     window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
     stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
 
 
+class _Pooled(Section):
+    pooling: Literal["max", "mean", "attention"] = Field("max", description="how token states become one sentence vector",
+                                                         json_schema_extra={"search": {"choices": ["max", "mean", "attention"]}})
+
+
+class RecurrentClassifier(_Pooled, _WordInput):
+    """Word vectors (+ character features) -> RNN/GRU/LSTM -> pooled over the sentence -> classes."""
+
+    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction")
+    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and before the output")
+
+
+class TransformerClassifier(_Pooled):
+    """A pretrained encoder fine-tuned to classify sentences (its word states pooled)."""
+
+    encoder: str = Field("", description='a local Hugging Face checkpoint folder; "" = all-MiniLM-L6-v2')
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the output layer")
+    window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
+    stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
+
+
 class Train(Section):
-    batch_size: int = Field(32, ge=1, description="sentences per training batch")
-    lr: float = Field(0.001, gt=0.0, description="Adam learning rate")
+    batch_size: int = Field(32, ge=1, description="sentences per training batch",
+                            json_schema_extra={"search": {"choices": [16, 32, 64]}})
+    lr: float = Field(0.001, gt=0.0, description="Adam learning rate",
+                      json_schema_extra={"search": {"low": 0.0003, "high": 0.003, "log": True}})
     lr_decay: float = Field(0.5, gt=0.0, le=1.0, description="multiply the learning rate by this after every epoch without a better dev F1")
     max_epochs: int = Field(30, ge=1, description="epochs at most")
     patience: int = Field(5, ge=1, description="epochs without a better dev F1 before stopping")
     clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")
-    word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk>")
-    negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences drawn afresh each epoch")
+    word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk>",
+                                json_schema_extra={"search": {"low": 0.0, "high": 0.15}})
+    negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences drawn afresh each epoch",
+                                     json_schema_extra={"search": {"low": 0.2, "high": 1.0}})
     eval_batch_size: int = Field(256, ge=1, description="sentences per batch when scoring")
 
 
-FAMILIES: dict[str, type[Section]] = {"recurrent": RecurrentModel, "seq2seq": Seq2SeqModel,
-                                      "transformer": TransformerModel}
+TASKS = ("tag", "classify")
+DEFAULT_TASK = "tag"
+FAMILIES: dict[str, dict[str, type[Section]]] = {
+    # task: {family: its model section}. A family missing under a task has no architecture for it.
+    "tag": {"recurrent": RecurrentModel, "seq2seq": Seq2SeqModel, "transformer": TransformerModel},
+    "classify": {"recurrent": RecurrentClassifier, "transformer": TransformerClassifier},
+}
 
 ARCHITECTURES: dict[str, tuple[str, str]] = {
     # name: (family, what it is). The models' registry (adelabel/models/__init__.py) builds from the same names.
@@ -112,22 +152,46 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     arch: str
+    task: Literal["tag", "classify"] = Field("tag", description="tag entities, or classify whole sentences (texts)")
     seed: int = Field(13, description="fixes the initialisation, the batch order and word dropout")
-    model: RecurrentModel | Seq2SeqModel | TransformerModel
+    model: RecurrentModel | Seq2SeqModel | TransformerModel | RecurrentClassifier | TransformerClassifier
     train: Train = Field(default_factory=Train)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
 
-def _packaged(arch: str) -> str:
-    return resources.files("adelabel").joinpath("configs", f"{arch}.toml").read_text(encoding="utf-8")
+SEARCH_OVERRIDES: dict[str, dict[str, dict]] = {
+    # Where an architecture's search range differs from the field's (declared with the field, above).
+    "transformer": {"train.lr": {"low": 1e-5, "high": 1e-4, "log": True}, "train.batch_size": {"choices": [8, 16, 32]}},
+}
+
+
+def search_space(arch: str, task: str = "tag") -> dict[str, dict]:
+    """What ``adelabel tune`` searches for ``arch``: ``section.key`` -> ``{"low", "high"[, "log"]}`` or
+    ``{"choices": [...]}``, from the ranges declared beside the schema's defaults."""
+    family = FAMILIES[task][ARCHITECTURES[arch][0]]
+    space = {f"{section}.{name}": dict(field.json_schema_extra["search"])
+             for section, cls in (("model", family), ("train", Train)) for name, field in cls.model_fields.items()
+             if isinstance(field.json_schema_extra, dict) and "search" in field.json_schema_extra}
+    space.update(SEARCH_OVERRIDES.get(arch, {}))
+    return space
+
+
+def _packaged(arch: str, task: str = DEFAULT_TASK) -> str:
+    folder = resources.files("adelabel").joinpath("configs")
+    return (folder if task == "tag" else folder.joinpath(task)).joinpath(f"{arch}.toml").read_text(encoding="utf-8")
+
+
+def architectures(task: str = DEFAULT_TASK) -> list[str]:
+    """The architectures that can be trained for ``task``."""
+    return [name for name, (family, _) in ARCHITECTURES.items() if family in FAMILIES[task]]
 
 
 def _known_keys(family: type[Section]) -> dict[str, Any]:
     """Every key a config may hold, as ``section.key`` (or a top-level name), with its field."""
     keys: dict[str, Any] = {name: field for name, field in Config.model_fields.items()
-                            if name not in ("model", "train")}
+                            if name not in ("model", "train", "task")}
     for section, cls in (("model", family), ("train", Train)):
         keys.update({f"{section}.{name}": field for name, field in cls.model_fields.items()})
     return keys
@@ -167,22 +231,28 @@ def _describe(error: dict) -> str:
 class ConfigBuilder:
     """Collects the layers of one run's config, checking each key against the schema as it comes."""
 
-    def __init__(self, arch: str) -> None:
+    def __init__(self, arch: str, task: str = DEFAULT_TASK) -> None:
+        if task not in TASKS:
+            raise AdelabelError(f"--task: expected {' or '.join(TASKS)}, got {task!r}")
         if arch not in ARCHITECTURES:
             raise AdelabelError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-        self.arch = arch
-        self.family = FAMILIES[ARCHITECTURES[arch][0]]
+        if arch not in architectures(task):
+            raise AdelabelError(f"--arch {arch}: has no {task} model; for --task {task} choose from "
+                                f"{', '.join(architectures(task))}")
+        self.arch, self.task = arch, task
+        self.family = FAMILIES[task][ARCHITECTURES[arch][0]]
         self.keys = _known_keys(self.family)
         self.values: dict[str, Any] = {}
         self.origin: dict[str, str] = {}
-        self.add(tomllib.loads(_packaged(arch)), f"adelabel/configs/{arch}.toml")
+        self.add(tomllib.loads(_packaged(arch, task)),
+                 f"adelabel/configs/{'' if task == 'tag' else task + '/'}{arch}.toml")
 
     def add(self, data: dict, source: str) -> "ConfigBuilder":
         """Override with ``data`` (nested like the TOML files); ``source`` names it in errors."""
         for key, value in _flatten(data, source).items():
-            if key == "arch":
-                if value != self.arch:
-                    raise AdelabelError(f"{source}: arch: this config is for {value!r}, not {self.arch!r}")
+            if key in ("arch", "task"):
+                if value != getattr(self, key):
+                    raise AdelabelError(f"{source}: {key}: this config is for {value!r}, not {getattr(self, key)!r}")
                 continue
             if key not in self.keys:
                 near = difflib.get_close_matches(key, list(self.keys), n=1)
@@ -211,7 +281,7 @@ class ConfigBuilder:
         return self.add(data, source)
 
     def build(self) -> Config:
-        nested: dict[str, Any] = {"arch": self.arch, "model": {}, "train": {}}
+        nested: dict[str, Any] = {"arch": self.arch, "task": self.task, "model": {}, "train": {}}
         for key, value in self.values.items():
             section, dot, leaf = key.partition(".")
             if dot:
@@ -233,9 +303,11 @@ class ConfigBuilder:
         return AdelabelError(f"{self.origin.get(key, 'config')}: {key}: {_describe(first)}")
 
 
-def resolve(arch: str | None = None, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The config of a run: ``arch`` (or the file's ``arch``, else bilstm), the file at ``path`` and
-    ``section.key=value`` overrides, each layered on the schema's defaults and checked."""
+def resolve(arch: str | None = None, path: str | Path | None = None, overrides: list[str] | None = None,
+            task: str | None = None) -> Config:
+    """The config of a run: ``arch`` (or the file's ``arch``, else bilstm) for ``task`` (or the file's,
+    else tag), the file at ``path`` and ``section.key=value`` overrides, each layered on the schema's
+    defaults and checked."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -251,7 +323,13 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
         if arch is not None and file_arch is not None and file_arch != arch:
             raise InputError(path, f"arch: this config is for {file_arch!r}, but --arch says {arch!r}")
         arch = arch or file_arch
-    builder = ConfigBuilder(arch or DEFAULT_ARCH)
+        file_task = data.get("task")
+        if file_task is not None and not isinstance(file_task, str):
+            raise InputError(path, f"task: expected a string, got {file_task!r}")
+        if task is not None and file_task is not None and file_task != task:
+            raise InputError(path, f"task: this config is for {file_task!r}, but --task says {task!r}")
+        task = task or file_task
+    builder = ConfigBuilder(arch or DEFAULT_ARCH, task or DEFAULT_TASK)
     if path is not None:
         builder.add(data, str(path))
     return builder.set(list(overrides or [])).build()
@@ -259,11 +337,13 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
 
 def validate_saved(data: dict, source: str) -> Config:
     """A config as saved in a model folder, checked against the schema (nothing layered on it)."""
-    arch = data.get("arch")
+    arch, task = data.get("arch"), data.get("task", DEFAULT_TASK)
     if arch not in ARCHITECTURES:
         raise AdelabelError(f"{source}: arch: unknown architecture {arch!r}")
-    return ConfigBuilder(arch).add({k: data[k] for k in ("arch", "seed", "model", "train") if k in data},
-                                   source).build()
+    if task not in TASKS or arch not in architectures(task):
+        raise AdelabelError(f"{source}: task: {task!r} is not a task {arch!r} can do")
+    return ConfigBuilder(arch, task).add({k: data[k] for k in ("arch", "task", "seed", "model", "train") if k in data},
+                                         source).build()
 
 
 def to_toml(config: Config) -> str:
@@ -277,9 +357,10 @@ def reference() -> str:
     import json
 
     out = []
-    sections = [("top level", Config, ("seed",)), ("[train]", Train, None)]
-    sections += [(f"[model] for {', '.join(a for a, (f, _) in ARCHITECTURES.items() if FAMILIES[f] is cls)}",
-                  cls, None) for cls in FAMILIES.values()]
+    sections = [("top level", Config, ("task", "seed")), ("[train]", Train, None)]
+    sections += [(f"[model] for {', '.join(a for a, (f, _) in ARCHITECTURES.items() if fam == f)}"
+                  + (" with `task = \"classify\"`" if task != "tag" else ""), cls, None)
+                 for task, families in FAMILIES.items() for fam, cls in families.items()]
     for title, cls, only in sections:
         out += [f"**{title}**", "", "| key | type | default | what |", "|---|---|---|---|"]
         for name, field in cls.model_fields.items():
@@ -290,9 +371,12 @@ def reference() -> str:
             out.append(f"| `{name}` | {kind} | `{json.dumps(field.default)}` | {field.description} |")
         out.append("")
         if cls is Train:
-            for arch in ARCHITECTURES:
-                own = tomllib.loads(_packaged(arch)).get("train", {})
-                if own:
-                    out += [f"`{arch}` trains with " + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in own.items())
-                            + f" (adelabel/configs/{arch}.toml).", ""]
+            for task in TASKS:
+                for arch in architectures(task):
+                    own = tomllib.loads(_packaged(arch, task)).get("train", {})
+                    where = "" if task == "tag" else f"{task}/"
+                    if own:
+                        out += [f"`{arch}` {'' if task == 'tag' else '(' + task + ') '}trains with "
+                                + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in own.items())
+                                + f" (adelabel/configs/{where}{arch}.toml).", ""]
     return "\n".join(out)

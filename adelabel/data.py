@@ -28,6 +28,7 @@ class Example:
     pairs: list[tuple[int, int, int, int]] = field(default_factory=list)
     """Candidate (drug, effect or dose) pairs as token ranges: drug first, drug end, other first, other end."""
     pair_gold: list[int] | None = None  # 1 where the corpus relates the pair
+    label: int | None = None  # the sentence's class (a classifier's target)
 
 
 @dataclass
@@ -44,11 +45,13 @@ class Batch:
     tags: torch.Tensor | None = None  # (batch, time) long, IGNORE on padding
     pairs: torch.Tensor | None = None  # (pairs, 5) long: row in the batch, then the example's token ranges
     pair_gold: torch.Tensor | None = None  # (pairs,) float, 1 for a related pair (when training)
+    labels: torch.Tensor | None = None  # (batch,) long, each sentence's class (training a classifier)
 
     def to(self, device: torch.device) -> "Batch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(self.words.to(device), self.chars.to(device), self.spellings.to(device), self.lengths,
-                     self.mask.to(device), self.pieces, move(self.tags), move(self.pairs), move(self.pair_gold))
+                     self.mask.to(device), self.pieces, move(self.tags), move(self.pairs), move(self.pair_gold),
+                     move(self.labels))
 
 
 def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
@@ -89,7 +92,10 @@ def collate(examples: Sequence[Example]) -> Batch:
     gold = None
     if all(e.pair_gold is not None for e in examples):
         gold = torch.tensor([g for e in examples for g in e.pair_gold], dtype=torch.float)
-    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags, pairs, gold)
+    labels = None
+    if examples and all(e.label is not None for e in examples):
+        labels = torch.tensor([e.label for e in examples], dtype=torch.long)
+    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags, pairs, gold, labels)
 
 
 def bucketed(examples: Sequence[Example], batch_size: int, shuffle: bool = False,
@@ -122,6 +128,19 @@ def candidate_pairs(spans: Sequence[tuple[int, int, str]]) -> list[tuple[int, in
     scorer chooses from."""
     return [(d, o) for d, (_, _, dl) in enumerate(spans) if dl == "DRUG"
             for o, (_, _, ol) in enumerate(spans) if ol != "DRUG"]
+
+
+def encode_labelled(sentences: Sequence[Sentence], vocab: Vocabs, classes: Sequence[str]) -> list[Example]:
+    """Examples whose target is the sentence's class (:func:`~adelabel.corpus.sentence_class`)."""
+    from adelabel.corpus import sentence_class
+
+    ids = {c: i for i, c in enumerate(classes)}
+    out = []
+    for s in sentences:
+        example = encode(s.text, vocab)
+        example.label = ids[sentence_class(s)]
+        out.append(example)
+    return out
 
 
 def encode_sentences(sentences: Sequence[Sentence], vocab: Vocabs, tags: Sequence[str]) -> list[Example]:

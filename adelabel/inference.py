@@ -86,6 +86,47 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
     return out
 
 
+@torch.inference_mode()
+def classify(model, examples: Sequence[Example], batch_size: int, device: torch.device) -> list[list[float] | None]:
+    """A sentence classifier's calibrated class probabilities for each example, in input order (None
+    for an example without tokens: there is nothing to classify)."""
+    model.eval()
+    out: list[list[float] | None] = [None] * len(examples)
+    for indices, batch in bucketed(examples, batch_size):
+        probs = model.probabilities(model(batch.to(device))).cpu().tolist()
+        for row, i in enumerate(indices):
+            out[i] = probs[row]
+    return out
+
+
+@dataclass
+class Classification:
+    """A text's class: ``label`` (None for a text without a word) and every class's probability."""
+
+    text: str
+    label: str | None
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "label": self.label, "scores": self.scores}
+
+
+def classify_texts(model, vocabs: Vocabs, texts: Sequence[str], device: torch.device,
+                   threshold: float | None = None, batch_size: int = 128) -> list[Classification]:
+    """Each text classified whole (a line of ``adelabel tag`` input is one text, however many
+    sentences it holds); ``threshold`` overrides a two-class model's tuned one."""
+    probs = classify(model, [encode(t, vocabs) for t in texts], batch_size, device)
+    out = []
+    for text, p in zip(texts, probs):
+        if p is None:
+            out.append(Classification(text, None, {}))
+            continue
+        label = model.classes[int(model.decide(torch.tensor([p]), threshold)[0])]
+        out.append(Classification(text, label, {c: round(v, 4) for c, v in zip(model.classes, p)}))
+    release_memory()
+    return out
+
+
 def reported_pairs(pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
     """The pairs a sentence reports: those the head scores at least 0.5, else the best one."""
     chosen = [p for p in pairs if p[2] >= RELATION_THRESHOLD]

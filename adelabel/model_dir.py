@@ -1,6 +1,7 @@
 """The saved-model format: a folder any architecture is written to and read from the same way.
 
-    config.json        format version, architecture, the resolved config, tags, data manifest, versions
+    config.json        format version, architecture and task, the resolved config, tags (a tagger) or
+                       classes (a classifier), data manifest, versions
     vocab.json         the word and character lists (row i of an embedding is entry i)
     model.safetensors  the weights: safetensors holds only tensors, so loading runs no pickled code
     metrics.json       dev and test scores of the run that made it
@@ -106,6 +107,25 @@ def _check_tags(tags, labels, path: Path) -> list[str]:
     return tags
 
 
+def _check_classes(classes, positive, path: Path) -> dict:
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise InputError(path, f"classes: expected a list of two or more distinct names, got {classes!r}")
+    if (positive is None) != (len(classes) > 2) or (positive is not None and positive not in classes):
+        raise InputError(path, f"positive: expected one of the two classes (null with more), got {positive!r}")
+    return {"classes": classes, "positive": positive}
+
+
+def task_of(directory: str | Path) -> str:
+    """The task of a model folder ("tag" or "classify") as its config says, read before loading it
+    whole (which checks everything); "tag" when that cannot be read, for :func:`load` to explain."""
+    try:
+        task = json.loads((Path(directory) / CONFIG).read_text(encoding="utf-8")).get("task", "tag")
+    except (OSError, ValueError, AttributeError):
+        return "tag"
+    return task if task in ("tag", "classify") else "tag"
+
+
 def _check_vocab(data: dict, path: Path) -> Vocabs:
     try:
         vocabs = Vocabs.from_json(data)
@@ -127,9 +147,9 @@ def _migrate(version: int, state: dict, arch: str) -> dict:
     return state
 
 
-def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[SequenceLabeler, dict, Vocabs]:
+def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict, Vocabs]:
     """Model, config and vocabulary of a saved model folder, proved before use (see the module's doc)."""
-    from adelabel.models import build_model
+    from adelabel.models import build_classifier, build_model
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -152,8 +172,11 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Seq
         validated = validate_saved(config, str(directory / CONFIG))
     except AdelabelError as err:
         raise InputError(directory / CONFIG, str(err).removeprefix(f"{directory / CONFIG}: ")) from None
-    labels = config.get("data", {}).get("labels") if isinstance(config.get("data"), dict) else None
-    tags = _check_tags(config.get("tags"), labels, directory / CONFIG)
+    if validated.task == "tag":
+        labels = config.get("data", {}).get("labels") if isinstance(config.get("data"), dict) else None
+        head = {"tags": _check_tags(config.get("tags"), labels, directory / CONFIG)}
+    else:
+        head = _check_classes(config.get("classes"), config.get("positive"), directory / CONFIG)
     dim = config.get("embedding_dim")
     if not isinstance(dim, int) or dim < 1:
         raise InputError(directory / CONFIG, f"embedding_dim: expected a positive whole number, got {dim!r}")
@@ -172,15 +195,21 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Seq
     if version != FORMAT_VERSION:
         state = _migrate(version, state, validated.arch)
     assets = directory / ASSETS if (directory / ASSETS).is_dir() else None
-    model = build_model(validated.arch, tags=tags, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
-                        embedding_dim=dim, assets=assets, **validated.model.model_dump())
+    build = build_model if validated.task == "tag" else build_classifier
+    model = build(validated.arch, **head, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                  embedding_dim=dim, assets=assets, **validated.model.model_dump())
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = " ".join(str(err).splitlines()[1:3]).strip()
         raise InputError(weights, "weights do not match config.json/vocab.json: " + first) from None
-    if model.gate is not None and not 0.0 <= float(model.gate_threshold) <= 1.0:
+    if getattr(model, "gate", None) is not None and not 0.0 <= float(model.gate_threshold) <= 1.0:
         raise InputError(weights, f"gate_threshold {float(model.gate_threshold)} is not in [0, 1]")
+    if validated.task == "classify":
+        if not 0.0 <= float(model.threshold) <= 1.0:
+            raise InputError(weights, f"threshold {float(model.threshold)} is not in [0, 1]")
+        if not float(model.temperature) > 0.0:
+            raise InputError(weights, f"temperature {float(model.temperature)} is not positive")
     model.to(device).eval()
     return model, {**config, **validated.to_dict()}, vocabs
 

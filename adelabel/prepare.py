@@ -1,7 +1,7 @@
 """``adelabel prepare``: corpus files → split, tokenised sentences and word vectors in a data folder.
 
-The data folder holds ``train.jsonl``, ``dev.jsonl`` and ``test.jsonl`` (one sentence with its spans per
-line), the same splits as CoNLL files for other tools, ``vectors.bin`` (word2vec binary format) and
+The data folder holds ``train.jsonl``, ``dev.jsonl`` and ``test.jsonl`` (one sentence with its spans, or
+a labelled text, per line), the same splits as CoNLL files for other tools (not for labelled texts), ``vectors.bin`` (word2vec binary format) and
 ``manifest.json`` (what was read, kept and dropped, split sizes, vector coverage, seed and versions).
 
 Word2vec is trained on the training split only. The corpus's dev and test sentences are stand-ins for
@@ -11,15 +11,17 @@ them.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adelabel.atomic import atomic_dir, json_with, sha256
-from adelabel.corpus import Sentence
+from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
+from adelabel.corpus.labelled import read_labelled
 from adelabel.corpus.conll import write_conll
 from adelabel.embeddings import coverage, read_pretrained, save_vectors, select_vectors, train_word2vec
-from adelabel.errors import AdelabelError
+from adelabel.errors import AdelabelError, InputError
 from adelabel.split import SPLITS, split_by_document
 from adelabel.tags import spans_to_tags
 from adelabel.text import tokenize
@@ -40,7 +42,6 @@ def write_jsonl(path: Path, sentences: Sequence[Sentence]) -> None:
 def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     """Sentences of one split of a prepared data folder."""
     from adelabel.corpus.files import read_lines
-    from adelabel.errors import InputError
 
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
@@ -57,29 +58,64 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     return out
 
 
+FORMATS = ("ade", "labelled")
+
+
+def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] = DEFAULT_LABELS,
+                include_negative: bool = True, strict: bool = False,
+                log: Callable[[str], None] = print) -> tuple[list[Sentence], dict[int, int], list[str]]:
+    """The corpus's sentences (or labelled texts), the source line of each labelled text (by the
+    sentence's ``id``; empty for the ADE corpus) and the reader's report, which is logged."""
+    numbers: dict[int, int] = {}
+    if format == "labelled":
+        sentences, lines, report = read_labelled(corpus, strict=strict)
+        numbers = dict(zip(map(id, sentences), lines))
+    else:
+        sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict)
+    if not sentences:
+        first = f"; the first line skipped: {report.problems[0]}" if report.problems else ""
+        raise AdelabelError(f"{corpus}: no sentences read{first}")
+    for line in report.summary():
+        log(line)
+    return sentences, numbers, report.summary()
+
+
 def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequence[str] = DEFAULT_LABELS,
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
             w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print, format: str = "ade") -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
 
+    ``format``: ``ade`` (the ADE corpus folder) or ``labelled`` (a file of ``label<TAB>text`` lines,
+    adelabel/corpus/labelled.py: texts with a class and no entities, for ``train --task classify``).
     Everything is written into a temporary folder beside ``out`` that replaces it when complete, so a
     killed run leaves the old data folder or none, never new splits beside an old manifest."""
     pretrained = read_pretrained(vectors) if vectors else None  # a bad file is refused before any work
-    sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict)
-    for line in report.summary():
-        log(line)
-    if not sentences:
-        raise AdelabelError(f"{corpus}: no sentences read")
+    if format == "labelled":
+        labels, include_negative = (), False
+    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log)
     splits = split_by_document(sentences, seed)
+    if format == "labelled":
+        drop_unseen_classes(splits, numbers, corpus, strict, log)
+    settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
+                "include_negative": include_negative, "report": report}
+    return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log)
+
+
+def write_data(out: str | Path, splits: dict[str, list[Sentence]], settings: dict, vectors, pretrained, dim: int,
+               seed: int, w2v_epochs: int, max_vectors: int, log: Callable[[str], None]) -> dict:
+    """A data folder of these splits: JSONL (and CoNLL), word vectors trained on the training split
+    (or picked from ``pretrained``), and the manifest, which holds ``settings``; returns the manifest."""
     with atomic_dir(out, is_data_dir) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
         cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log)
         manifest = {
-            "corpus": str(corpus), "seed": seed, "labels": list(labels), "include_negative": include_negative,
+            **settings,
             "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
-                           "negative_sentences": sum(s.negative for s in splits[n])} for n in SPLITS},
-            "report": report.summary(), "misaligned_boundaries": misaligned,
+                           "negative_sentences": sum(s.negative for s in splits[n]),
+                           "classes": dict(sorted(Counter(map(sentence_class, splits[n])).items()))}
+                       for n in SPLITS},
+            "misaligned_boundaries": misaligned,
             "vectors": {"source": source, "words": len(kv), "dim": kv.vector_size, "coverage": cov},
             "versions": versions(),
             # Checked when a split is read: a data folder is only ever used as prepare wrote it.
@@ -88,6 +124,22 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log(f"wrote {out}/")
     return manifest
+
+
+def drop_unseen_classes(splits: dict[str, list[Sentence]], numbers: dict[int, int], corpus, strict: bool,
+                         log: Callable[[str], None]) -> None:
+    """A dev or test text whose class no training text has cannot be learnt or scored: skipped and
+    counted, or an error naming its line under ``strict``."""
+    seen = {s.label for s in splits["train"]}
+    for name in SPLITS[1:]:
+        unseen = [s for s in splits[name] if s.label not in seen]
+        if unseen and strict:
+            raise InputError(corpus, f"label {unseen[0].label!r} is in the {name} split but not in the "
+                                     "training split", numbers[id(unseen[0])])
+        if unseen:
+            log(f"{name}: {len(unseen):,} texts skipped: their label is not in the training split "
+                f"({', '.join(sorted({s.label for s in unseen}))}; first at line {numbers[id(unseen[0])]})")
+            splits[name] = [s for s in splits[name] if s.label in seen]
 
 
 def _write_splits(out: Path, splits: dict[str, list[Sentence]],
@@ -100,16 +152,21 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
         write_jsonl(out / f"{name}.jsonl", splits[name])
         spans = [tokenize(s.text) for s in splits[name]]
         tokens[name] = [[normalize(s.text[a:b]) for a, b in t] for s, t in zip(splits[name], spans)]
-        tagged = []
-        for s, t in zip(splits[name], spans):
-            tags, bad = spans_to_tags(t, s.spans)
-            misaligned += bad
-            tagged.append(([s.text[a:b] for a, b in t], tags))
-        write_conll(out / f"{name}.conll", tagged)
+        if any(s.spans or not s.label for s in splits[name]):  # labelled texts have no tags to write
+            tagged = []
+            for s, t in zip(splits[name], spans):
+                tags, bad = spans_to_tags(t, s.spans)
+                misaligned += bad
+                tagged.append(([s.text[a:b] for a, b in t], tags))
+            write_conll(out / f"{name}.conll", tagged)
         docs = len({s.doc_id for s in splits[name]})
-        log(f"{name}: {docs:,} documents, {len(splits[name]):,} sentences, "
-            f"{sum(map(len, tokens[name])):,} tokens, {sum(len(s.spans) for s in splits[name]):,} entities")
-    log(f"entity boundaries inside a token (widened to the token): {misaligned:,}")
+        labelled = all(s.label for s in splits[name])
+        what = (", ".join(f"{c} {n:,}" for c, n in sorted(Counter(s.label for s in splits[name]).items()))
+                if labelled else f"{sum(len(s.spans) for s in splits[name]):,} entities")
+        log(f"{name}: {docs:,} documents, {len(splits[name]):,} {'texts' if labelled else 'sentences'}, "
+            f"{sum(map(len, tokens[name])):,} tokens, {what}")
+    if not labelled:
+        log(f"entity boundaries inside a token (widened to the token): {misaligned:,}")
     return tokens, misaligned
 
 
@@ -132,7 +189,6 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
 
 
 def read_manifest(data_dir: str | Path) -> dict:
-    from adelabel.errors import InputError
 
     path = Path(data_dir) / MANIFEST
     if not path.is_file():

@@ -4,6 +4,14 @@
     errors.jsonl      each sentence with a mistake: false positive and negative entities and relations
     reliability.png   the sentence probability's reliability diagram (predicted vs observed rate)
 
+and for a sentence classifier:
+
+    metrics.json      every score (the same as --json)
+    errors.jsonl      each misclassified text with its gold and predicted class and the scores
+    confusion.png     the confusion matrix (rows gold, columns predicted)
+    roc.png, pr.png   ROC and precision-recall curves of the positive class (two classes)
+    reliability.png   the positive class's probability against the observed rate (two classes)
+
 Plots with matplotlib's Agg backend, which needs no display.
 """
 from __future__ import annotations
@@ -20,11 +28,18 @@ def is_report(folder: Path) -> bool:
     return (folder / "metrics.json").is_file() and (folder / "errors.jsonl").is_file()
 
 
-def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Path, bins: int = 10) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+
+    return plt
+
+
+def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Path, bins: int = 10,
+                        what: str = "reporting an ADE") -> None:
+    plt = _pyplot()
 
     centres, rates, counts = zip(*calibration_bins(labels, probs, bins))
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -32,9 +47,9 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
     ax.plot(centres, rates, marker="o", label="this model")
     for x, y, n in zip(centres, rates, counts):
         ax.annotate(f"{n}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set_xlabel("predicted probability of reporting an ADE (bin mean)")
-    ax.set_ylabel("share of the bin's sentences that do")
-    ax.set_title("Sentence probability: reliability")
+    ax.set_xlabel(f"predicted probability of {what} (bin mean)")
+    ax.set_ylabel("share of the bin's texts that are")
+    ax.set_title("Reliability of the probability")
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -49,3 +64,72 @@ def write_report(folder: Path, result: dict, mistakes: list[dict], labels: Seque
             fh.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes)
         if probs:
             reliability_diagram(labels, probs, tmp / "reliability.png")
+
+
+def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path) -> None:
+    plt = _pyplot()
+    size = 2.5 + 0.6 * len(classes)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    top = max((max(row) for row in confusion), default=0)
+    for i, row in enumerate(confusion):
+        for j, n in enumerate(row):
+            ax.text(j, i, f"{n:,}", ha="center", va="center", color="white" if n > top / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if len(classes) > 4 else 0)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curve_plots(is_positive: Sequence[bool], scores: Sequence[float], positive: str, result: dict,
+                folder: Path) -> None:
+    """roc.png and pr.png of the positive class, with the chosen threshold marked."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    fpr, tpr, roc_cuts = roc_curve(is_positive, scores)
+    precision, recall, pr_cuts = precision_recall_curve(is_positive, scores)
+    cut = result["threshold"]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.plot(fpr, tpr, label=f"ROC-AUC {result['roc_auc']:.3f}")
+    k = min(range(len(roc_cuts)), key=lambda i: abs(roc_cuts[i] - cut))
+    ax.plot(fpr[k], tpr[k], "o", label=f"threshold {cut:.2f}")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC curve: {positive}")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(folder / "roc.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, label=f"average precision {result['average_precision']:.3f}")
+    if len(pr_cuts):
+        k = min(range(len(pr_cuts)), key=lambda i: abs(pr_cuts[i] - cut))
+        ax.plot(recall[k], precision[k], "o", label=f"threshold {cut:.2f}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Precision-recall curve: {positive}")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(folder / "pr.png", dpi=100)
+    plt.close(fig)
+
+
+def write_classifier_report(folder: Path, result: dict, mistakes: list[dict], gold: Sequence[int],
+                            probs: Sequence[Sequence[float]]) -> None:
+    with atomic_dir(folder, is_report) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        with (tmp / "errors.jsonl").open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes)
+        confusion_plot(result["confusion"], result["classes"], tmp / "confusion.png")
+        if "positive" in result and 0 < sum(g == result["classes"].index(result["positive"]) for g in gold) < len(gold):
+            pos = result["classes"].index(result["positive"])
+            is_positive, scores = [g == pos for g in gold], [p[pos] for p in probs]
+            curve_plots(is_positive, scores, result["positive"], result, tmp)
+            reliability_diagram(is_positive, scores, tmp / "reliability.png", what=result["positive"])

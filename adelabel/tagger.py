@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 
 from adelabel import model_dir
-from adelabel.errors import OptionError
-from adelabel.inference import Analysis, Entity, Relation, SentenceScore, analyze
+from adelabel.errors import InputError, OptionError
+from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler
 from adelabel.vocab import Vocabs
 
-__all__ = ["Tagger", "Entity", "Relation", "SentenceScore", "Analysis", "pick_device"]
+__all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "pick_device"]
 
 DEFAULT_MODEL = Path("models/bilstm")
 
@@ -63,6 +63,8 @@ class Tagger:
         more entities and more false ones, 0 tags every sentence as if it reported an adverse event."""
         check_threshold(threshold)
         dev = pick_device(device)
+        if model_dir.task_of(path) != "tag":
+            raise InputError(path, "is a sentence classifier, not a tagger; load it with adelabel.Classifier.load")
         model, config, vocabs = model_dir.load(path, dev)
         return cls(model, config, vocabs, dev, threshold)
 
@@ -114,3 +116,56 @@ def _one_text(method: str, several: str, text) -> str:
         hint = f"; for several texts use {several}" if isinstance(text, (list, tuple)) else ""
         raise TypeError(f"{method} takes a str, not a {type(text).__name__}{hint}")
     return text
+
+
+class Classifier:
+    """A loaded sentence classifier (``adelabel train --task classify``): each text gets a label and
+    every class's calibrated probability.
+
+    >>> classifier = Classifier.load("models/bigru-classify")
+    >>> classifier("Intravenous azithromycin-induced ototoxicity.").label
+    """
+
+    def __init__(self, model, config: dict, vocabs: Vocabs, device: torch.device,
+                 threshold: float | None = None) -> None:
+        self.model, self.config, self.vocabs, self.device = model, config, vocabs, device
+        self.classes: list[str] = list(config["classes"])
+        self.threshold = threshold
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto", threshold: float | None = None) -> "Classifier":
+        """Load a saved classifier. ``threshold`` overrides, for a two-class model, the threshold on the
+        positive class's probability tuned on dev."""
+        check_threshold(threshold)
+        dev = pick_device(device)
+        if model_dir.task_of(path) != "classify":
+            raise InputError(path, "is a tagger, not a sentence classifier; load it with adelabel.Tagger.load")
+        model, config, vocabs = model_dir.load(path, dev)
+        return cls(model, config, vocabs, dev, threshold)
+
+    def __call__(self, text: str) -> Classification:
+        return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)])[0]
+
+    def pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[Classification]:
+        """Each text's :class:`Classification`, in input order, streaming ``batch_size`` at a time."""
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("Classifier.pipe() takes an iterable of texts, not a single string; "
+                            "call classifier(text) for one text")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}")
+        return self._stream(texts, batch_size)
+
+    def _stream(self, texts: Iterable[str], batch_size: int) -> Iterator[Classification]:
+        chunk: list[str] = []
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"Classifier.pipe(): text {index} is a {type(text).__name__}, not a str")
+            chunk.append(text)
+            if len(chunk) >= batch_size:
+                yield from self._classify(chunk)
+                chunk = []
+        if chunk:
+            yield from self._classify(chunk)
+
+    def _classify(self, texts: Sequence[str]) -> list[Classification]:
+        return classify_texts(self.model, self.vocabs, texts, self.device, self.threshold)

@@ -14,7 +14,8 @@ from adelabel.atomic import atomic_dir, atomic_file, brat_folder, check_output_d
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
 from adelabel.errors import InputError, OptionError
-from adelabel.tagger import Analysis, Tagger
+from adelabel.model_dir import task_of
+from adelabel.tagger import Analysis, Classifier, Tagger
 from adelabel.text import tokenize
 from adelabel.tags import spans_to_tags
 
@@ -43,7 +44,7 @@ def read_text_lines(source: str) -> Iterator[str]:
             raise InputError(name, "file is empty")
 
 
-def write_jsonl(out: IO[str], analysis: Analysis) -> None:
+def write_jsonl(out: IO[str], analysis) -> None:
     out.write(json.dumps(analysis.to_dict(), ensure_ascii=False) + "\n")
 
 
@@ -101,7 +102,15 @@ def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, ba
     check_output(source, output, fmt)
     if source != "-" and not Path(source).is_file():
         raise InputError(source, "file not found")
-    tagger = Tagger.load(model, device=device, threshold=threshold)
+    if task_of(model) == "classify":
+        if fmt != "jsonl":
+            raise OptionError(f"--format {fmt}: {model} is a sentence classifier, which writes jsonl "
+                              "(one {\"text\", \"label\", \"scores\"} record per input line)")
+        tagger = Classifier.load(model, device=device, threshold=threshold)
+        process = tagger.pipe
+    else:
+        tagger = Tagger.load(model, device=device, threshold=threshold)
+        process = tagger.analyze_pipe
     lines = read_text_lines(source)
     count = 0
     meta = provenance(tagger, model)
@@ -119,7 +128,7 @@ def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, ba
             chunk = list(islice(lines, batch_size))
             if not chunk:
                 break
-            for analysis in tagger.analyze_pipe(chunk, batch_size=len(chunk)):
+            for analysis in process(chunk, batch_size=len(chunk)):
                 write(analysis)
                 count += 1
     if output is not None and fmt != "conll":
@@ -128,8 +137,16 @@ def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, ba
     return count
 
 
-def provenance(tagger: Tagger, model: str | Path) -> dict:
+def provenance(tagger: Tagger | Classifier, model: str | Path) -> dict:
     """Which model and thresholds produced an output."""
+    if isinstance(tagger, Classifier):
+        positive = tagger.model.positive
+        return {"model": str(Path(model).resolve()), "arch": tagger.config["arch"], "task": "classify",
+                "classes": tagger.classes,
+                **({"positive": tagger.classes[positive],
+                    "threshold": tagger.threshold if tagger.threshold is not None
+                    else round(float(tagger.model.threshold), 4)} if positive is not None else {}),
+                "adelabel": __version__}
     gate = tagger.model.gate is not None
     return {"model": str(Path(model).resolve()), "arch": tagger.config["arch"],
             "sentence_threshold": tagger.threshold if tagger.threshold is not None

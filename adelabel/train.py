@@ -22,14 +22,12 @@ import torch
 from adelabel import atomic, model_dir
 from adelabel.config import Config, validate_saved
 from adelabel.corpus import Sentence
-from adelabel.data import Example, bucketed, encode_sentences
+from adelabel.data import Example, bucketed
 from adelabel.embeddings import read_vectors
 from adelabel.errors import AdelabelError, InputError
-from adelabel.evaluate import evaluate_examples, tune_gate
-from adelabel.models import build_model
 from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
 from adelabel.tagger import pick_device
-from adelabel.tags import tag_set
+from adelabel.tasks import TASKS
 from adelabel.text import tokenize
 from adelabel.versions import versions
 from adelabel.vocab import UNK, Vocab, Vocabs, normalize
@@ -157,24 +155,26 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
 
 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
-          log: Callable[[str], None] | None = print, resume: bool = False) -> dict:
-    """Train ``config.arch`` on a prepared data folder; save the best model (by dev micro-F1) to
+          log: Callable[[str], None] | None = print, resume: bool = False,
+          on_epoch: Callable[[int, float], None] | None = None) -> dict:
+    """Train ``config.arch`` for ``config.task`` on a prepared data folder; save the best model (by dev
+    F1: entity micro-F1 for a tagger, the positive class's or the macro F1 for a classifier) to
     ``out_dir`` and return its metrics. ``resume`` carries on the run whose checkpoint is beside
-    ``out_dir``. ``log=None`` trains silently."""
+    ``out_dir``. ``log=None`` trains silently. ``on_epoch(epoch, dev_f1)`` is called after each epoch
+    is checkpointed (``tune`` reports to its pruner there; an exception it raises ends the run)."""
     say = log or (lambda _: None)
     hp, seed = config.train, config.seed
     seed_everything(seed)
     dev_ = pick_device(device)
     manifest = read_manifest(data_dir)
-    tags = tag_set(manifest["labels"])
     splits = {name: read_split(data_dir, name) for name in ("train", "dev", "test")}
+    task = TASKS[config.task](manifest, splits, data_dir)
     words, vectors = read_vectors(Path(data_dir) / VECTORS)
     vocabs, matrix = build_vocab(words, vectors, splits["train"], seed)
-    examples = {name: encode_sentences(sents, vocabs, tags) for name, sents in splits.items()}
-    negatives = {name: [s.negative for s in sents] for name, sents in splits.items()}
+    examples = {name: task.encode(sents, vocabs) for name, sents in splits.items()}
 
-    model = build_model(config.arch, tags=tags, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
-                        embedding_dim=matrix.shape[1], vectors=matrix, **config.model.model_dump()).to(dev_)
+    model = task.build(config, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                       embedding_dim=matrix.shape[1], vectors=matrix).to(dev_)
     # The fused kernel updates the 3M-entry embedding table in one pass instead of a dozen (about 5x
     # faster on the CPU: a fifth of the training time otherwise).
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=hp.lr, fused=True)
@@ -196,13 +196,13 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         say(f"resuming {config.arch} from {ckpt} after epoch {epoch} (best dev F1 {best_f1:.4f} at epoch {best_epoch})")
 
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    say(f"training {config.arch} on {len(examples['train']):,} sentences ({dev_.type}), {n_params:,} trainable "
+    say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}), {n_params:,} trainable "
         f"parameters; checkpoints in {ckpt}/")
     tty = log is not None and sys.stderr.isatty()
     while epoch < hp.max_epochs and stale < hp.patience:
         epoch += 1
         started = time.perf_counter()
-        sample = epoch_sample(examples["train"], negatives["train"], hp.negative_fraction, gen)
+        sample = epoch_sample(examples["train"], task.negatives["train"], hp.negative_fraction, gen)
 
         def progress(n: int, total: int) -> None:
             if tty:
@@ -211,16 +211,12 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
 
         loss = run_epoch(model, optimizer, sample, config, gen, vocabs.words[UNK], dev_, progress)
         seconds = time.perf_counter() - started
-        tune_gate(model, examples["dev"], negatives["dev"], tags, hp.eval_batch_size, dev_)
-        dev = evaluate_examples(model, examples["dev"], negatives["dev"], tags, hp.eval_batch_size, dev_)
-        f1 = dev["micro"]["f1"]
-        record = {"epoch": epoch, "loss": loss, "dev_precision": dev["micro"]["precision"],
-                  "dev_recall": dev["micro"]["recall"], "dev_f1": f1, "seconds": seconds,
+        task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
+        dev = task.evaluate(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
+        f1 = dev["f1"]
+        fields, summary = task.record(dev)
+        record = {"epoch": epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
                   "sentences_per_second": len(sample) / seconds, "lr": optimizer.param_groups[0]["lr"]}
-        if "gate" in dev:
-            record["gate_threshold"] = dev["gate"]["threshold"]
-            record["dev_sentence_f1"] = dev["sentences"]["f1"]
-        record["dev_relation_f1"] = dev["relations"]["f1"]
         improved = f1 > best_f1
         if improved:
             best_f1, best_epoch, stale = f1, epoch, 0
@@ -238,24 +234,23 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         # Written whole from the checkpoint's records: a kill mid-write never leaves a torn line, and
         # the epochs of a resumed run follow those before it.
         atomic.write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
-        say(f"epoch {epoch:>3}  loss {loss:.4f}  dev P {record['dev_precision']:.4f} "
-            f"R {record['dev_recall']:.4f} F1 {f1:.4f}  {record['sentences_per_second']:,.0f} sent/s  "
-            f"{seconds:.1f}s  relations F1 {dev['relations']['f1']:.4f}"
-            + (f"  gate {dev['gate']['threshold']:.2f} (sentence F1 {dev['sentences']['f1']:.4f})" if "gate" in dev else "")
-            + ("  *" if improved else ""))
+        say(f"epoch {epoch:>3}  loss {loss:.4f}  {summary}  {record['sentences_per_second']:,.0f} sent/s  "
+            f"{seconds:.1f}s" + ("  *" if improved else ""))
+        if on_epoch is not None:
+            on_epoch(epoch, f1)
     if stale >= hp.patience:
         say(f"no better dev F1 for {stale} epochs; stopped")
 
     model.load_state_dict(best_state)
     metrics = {"best_epoch": best_epoch, "epochs_run": epoch}
     for name in ("dev", "test"):
-        metrics[name] = evaluate_examples(model, examples[name], negatives[name], tags, hp.eval_batch_size, dev_)
-    saved = {**config.to_dict(), "tags": tags, "embedding_dim": int(matrix.shape[1]),
+        metrics[name] = task.evaluate(model, examples[name], name, hp.eval_batch_size, dev_)
+    saved = {**config.to_dict(), **task.saved(), "embedding_dim": int(matrix.shape[1]),
              "data": {"dir": str(data_dir), **{k: manifest[k] for k in ("corpus", "seed", "labels", "splits")},
                       "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
              "versions": versions(), "device": str(dev_)}
     model_dir.save(out_dir, model, saved, vocabs, metrics=metrics, log=log_path)
     atomic.remove_dir(ckpt)
-    say(f"best epoch {best_epoch}: dev F1 {metrics['dev']['micro']['f1']:.4f}, "
-        f"test F1 {metrics['test']['micro']['f1']:.4f}; saved to {out_dir}/")
+    say(f"best epoch {best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
+        f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
     return metrics

@@ -20,6 +20,8 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "bad.txt").write_bytes(b"fine\n\xff\xfe\n")
     (t / "empty.txt").write_bytes(b"")
     (t / "afile").write_text("x")
+    (t / "nolabel.tsv").write_text("A\tfine\n\tno label\n", encoding="utf-8")
+    (t / "notext.tsv").write_text("A\t \n", encoding="utf-8")
     (t / "broken.toml").write_text("[train\nlr = 1\n")
     (t / "typo.toml").write_text("[train]\npatiance = 3\n")
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
@@ -42,7 +44,14 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
 CASES = [
     # prepare
     ("prepare --corpus {t}/nowhere --out {t}/o", "{t}/nowhere: corpus folder not found"),
-    ("prepare --corpus {t}/afile --out {t}/o", "{t}/afile: is a file, not a corpus folder"),
+    ("prepare --corpus {t}/afile --out {t}/o", "{t}/afile: no sentences read; the first line skipped: {t}/afile:1: missing tab"),
+    ("prepare --corpus {t}/afile --format ade --out {t}/o", "--corpus {t}/afile: the ADE corpus is a folder"),
+    ("prepare --corpus {t}/in.txt --format labelled --strict --out {t}/o", "{t}/in.txt:1: missing tab (expected 2 tab-separated columns)"),
+    ("prepare --corpus {t}/nolabel.tsv --strict --out {t}/o", "{t}/nolabel.tsv:2: empty label"),
+    ("prepare --corpus {t}/notext.tsv --strict --out {t}/o", "{t}/notext.tsv:1: empty text"),
+    ("prepare --corpus {t}/bad.txt --out {t}/o", "{t}/bad.txt:2: not UTF-8 text"),
+    ("prepare --corpus {t}/empty.txt --out {t}/o", "{t}/empty.txt: file is empty"),
+    ("prepare --corpus {s} --format csv --out {t}/o", "--format: expected auto, ade or labelled, got 'csv'"),
     ("prepare --corpus {s} --dim -5 --out {t}/o", "'--dim'"),
     ("prepare --corpus {s} --w2v-epochs 0 --out {t}/o", "'--w2v-epochs'"),
     ("prepare --corpus {s} --seed abc --out {t}/o", "'--seed'"),
@@ -53,6 +62,9 @@ CASES = [
     ("prepare --corpus {s} --vectors {t}/vec.bin --out {t}/o", "{t}/vec.bin: cannot read as word2vec binary format"),
     # train
     ("train --arch nosuch --data {d}", "--arch: unknown architecture 'nosuch'"),
+    ("train --task sort --data {d}", "--task: expected tag or classify, got 'sort'"),
+    ("train --task classify --arch seq2seq --data {d}", "--arch seq2seq: has no classify model"),
+    ("train --task classify --data {d} --out {t}/o --set model.crf=true", "model.crf: unknown key"),
     ("train --data {d} --out {t}/o --set train.patiance=3", "train.patiance: unknown key (did you mean train.patience?)"),
     ("train --data {d} --out {t}/o --set trian.lr=1", "trian.lr: unknown key (did you mean train.lr?)"),
     ("train --data {d} --out {t}/o --set train.lr=abc", "train.lr: expected a number, got 'abc'"),

@@ -18,10 +18,15 @@ class Sentence:
     """True for sentences the corpus lists as holding no adverse drug event (ADE-NEG)."""
     relations: list[tuple[int, int]] = field(default_factory=list)
     """(drug, effect or dose) pairs the sentence relates, as indices into ``spans``."""
+    label: str = ""
+    """The sentence's class in a labelled-text corpus; "" in the ADE corpus (see :func:`sentence_class`)."""
 
     def to_dict(self) -> dict:
-        return {"doc_id": self.doc_id, "text": self.text, "spans": [list(s) for s in self.spans],
-                "negative": self.negative, "relations": [list(r) for r in self.relations]}
+        out = {"doc_id": self.doc_id, "text": self.text, "spans": [list(s) for s in self.spans],
+               "negative": self.negative, "relations": [list(r) for r in self.relations]}
+        if self.label:
+            out["label"] = self.label
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sentence":
@@ -30,4 +35,13 @@ class Sentence:
         if any(not (0 <= a < len(spans) and 0 <= b < len(spans)) for a, b in relations):
             raise ValueError("a relation names a span the sentence does not have")
         return cls(text=d["text"], spans=spans, doc_id=str(d.get("doc_id", "")),
-                   negative=bool(d.get("negative", False)), relations=relations)
+                   negative=bool(d.get("negative", False)), relations=relations, label=str(d.get("label", "")))
+
+
+ADE_CLASS, NEG_CLASS = "ADE", "NEG"
+
+
+def sentence_class(sentence: Sentence) -> str:
+    """What a sentence classifier learns a sentence to be: its label in a labelled-text corpus; in
+    the ADE corpus, NEG for the ADE-NEG sentences and ADE for those that report an adverse event."""
+    return sentence.label or (NEG_CLASS if sentence.negative else ADE_CLASS)

@@ -72,6 +72,7 @@ class SentenceGate(nn.Module):
     """
 
     def __init__(self, input_dim: int, dropout: float, hidden_size: int = 100) -> None:
+        """``hidden_size``: units per direction (``model.gate_size`` of the recurrent taggers)."""
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.rnn = nn.LSTM(input_dim, hidden_size, batch_first=True, bidirectional=True)

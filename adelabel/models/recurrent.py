@@ -41,12 +41,13 @@ class RecurrentTagger(SequenceLabeler):
     # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
     def __init__(self, tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int, *,
                  cell: str, bidirectional: bool, hidden_size: int, layers: int, dense_size: int, dropout: float,
-                 freeze_embeddings: bool, chars: str, char_size: int, crf: bool, gate: bool, relations: bool) -> None:
+                 freeze_embeddings: bool, chars: str, char_size: int, crf: bool, gate: bool, relations: bool,
+                 gate_size: int) -> None:
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         states = hidden_size * (2 if bidirectional else 1)
         words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
-        super().__init__(tags, crf=crf, gate=SentenceGate(words.out_dim, dropout) if gate else None,
+        super().__init__(tags, crf=crf, gate=SentenceGate(words.out_dim, dropout, gate_size) if gate else None,
                          relation=RelationHead(states, dropout) if relations else None)
         self.words = words
         self.dropout = nn.Dropout(dropout)

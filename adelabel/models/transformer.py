@@ -46,38 +46,42 @@ def _transformers():
     return transformers
 
 
-class TransformerTagger(SequenceLabeler):
-    # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
-    def __init__(self, tags: Sequence[str], *, encoder: str, dropout: float, crf: bool, gate: bool, window: int,
-                 stride: int, relations: bool, assets: Path | None = None) -> None:
-        transformers = _transformers()
-        source = Path(assets or encoder or default_encoder())
-        if not source.is_dir():
-            raise AdelabelError(f"{source}: encoder checkpoint folder not found")
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-            if assets is not None:
-                # The weights come from model.safetensors; only the shape is needed here.
-                config = transformers.AutoConfig.from_pretrained(str(source), local_files_only=True)
-                encoder_model = transformers.AutoModel.from_config(config, dtype=torch.float32)
-            else:
-                # float32 whatever the checkpoint was stored in: the head, gate and CRF are float32.
-                encoder_model = transformers.AutoModel.from_pretrained(str(source), local_files_only=True,
-                                                                       dtype=torch.float32)
-        except (OSError, ValueError) as err:
-            raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({err})") from None
-        if not getattr(tokenizer, "is_fast", False):
-            raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
-        hidden = encoder_model.config.hidden_size
-        super().__init__(tags, crf=crf, gate=PooledGate(hidden, dropout) if gate else None,
-                         relation=RelationHead(hidden, dropout) if relations else None)
+def load_encoder(encoder: str, assets: Path | None):
+    """The tokeniser and encoder of a checkpoint folder (``encoder``, "" for the default), or of a saved
+    model's ``assets`` (configuration only: the weights come from model.safetensors)."""
+    transformers = _transformers()
+    source = Path(assets or encoder or default_encoder())
+    if not source.is_dir():
+        raise AdelabelError(f"{source}: encoder checkpoint folder not found")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+        if assets is not None:
+            config = transformers.AutoConfig.from_pretrained(str(source), local_files_only=True)
+            encoder_model = transformers.AutoModel.from_config(config, dtype=torch.float32)
+        else:
+            # float32 whatever the checkpoint was stored in: the heads and the CRF are float32.
+            encoder_model = transformers.AutoModel.from_pretrained(str(source), local_files_only=True,
+                                                                   dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({err})") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
+    return tokenizer, encoder_model
+
+
+class EncoderReader:
+    """What the transformer tagger and classifier share: a tokeniser and encoder (attributes
+    ``tokenizer`` and ``encoder``, so their weights keep the same names in both), read in windows."""
+
+    tokenizer: object
+    encoder: nn.Module
+
+    def _set_encoder(self, tokenizer, encoder_model, window: int, stride: int) -> None:
         self.tokenizer, self.encoder = tokenizer, encoder_model
         # A window may not be longer than the encoder has position embeddings for, and two windows
         # must share less than a window (at most half of it here).
         self.window = min(window, getattr(encoder_model.config, "max_position_embeddings", window))
         self.stride = min(stride, self.window // 2)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, len(tags))
 
     def save_assets(self, directory: Path) -> None:
         self.tokenizer.save_pretrained(str(directory))
@@ -107,6 +111,19 @@ class TransformerTagger(SequenceLabeler):
         where = torch.where(where < 0, cls[:, None], where)
         states = hidden.reshape(rows * width, -1)[where.to(device)]
         return states.masked_fill(~batch.mask[..., None], 0.0)
+
+
+class TransformerTagger(EncoderReader, SequenceLabeler):
+    # No defaults here: the config schema (adelabel/config.py) holds them, and build_model fills them in.
+    def __init__(self, tags: Sequence[str], *, encoder: str, dropout: float, crf: bool, gate: bool, window: int,
+                 stride: int, relations: bool, assets: Path | None = None) -> None:
+        tokenizer, encoder_model = load_encoder(encoder, assets)
+        hidden = encoder_model.config.hidden_size
+        SequenceLabeler.__init__(self, tags, crf=crf, gate=PooledGate(hidden, dropout) if gate else None,
+                                 relation=RelationHead(hidden, dropout) if relations else None)
+        self._set_encoder(tokenizer, encoder_model, window, stride)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, len(tags))
 
     def forward(self, batch: Batch) -> Output:
         states = self._token_states(batch)

@@ -1,0 +1,134 @@
+"""Scoring and tuning sentence classifiers: per-class precision/recall/F1, the confusion matrix, and
+for two classes ROC-AUC, average precision and the calibration of the positive class's probability.
+
+scikit-learn computes the scores (it is installed with seqeval already, and its ROC and PR curves are
+the reference implementations); the calibration bins are the ones the tagger's sentence probability
+is judged by (:func:`adelabel.evaluate.calibration_bins`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from adelabel.data import Example
+from adelabel.evaluate import GATE_THRESHOLDS, calibration_bins
+from adelabel.inference import classify
+
+
+def _kept(examples: Sequence[Example], probs: Sequence[list[float] | None]):
+    rows = [i for i, p in enumerate(probs) if p is not None]
+    gold = np.array([examples[i].label for i in rows], dtype=np.int64)
+    return rows, gold, np.array([probs[i] for i in rows], dtype=np.float64).reshape(len(rows), -1)
+
+
+def positive_f1(gold: np.ndarray, decided: np.ndarray) -> float:
+    tp = float((decided & gold).sum())
+    return 2 * tp / float(decided.sum() + gold.sum()) if decided.sum() + gold.sum() else 0.0
+
+
+@torch.no_grad()
+def tune_classifier(model, examples: Sequence[Example], batch_size: int, device: torch.device) -> None:
+    """Fit the temperature on these (dev) examples by likelihood, then, with two classes, the
+    threshold on the positive class's calibrated probability that gives the best F1."""
+    model.temperature.fill_(1.0)
+    _, gold, probs = _kept(examples, classify(model, examples, batch_size, device))
+    if len(np.unique(gold)) < 2:
+        return  # one class only: nothing to calibrate against
+    log_probs = torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0)))
+    target = torch.from_numpy(gold)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(log_probs / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    temperature = float(log_t.exp().clamp(0.05, 20.0))
+    model.temperature.fill_(temperature)
+    if model.positive is not None:
+        calibrated = torch.softmax(log_probs / temperature, -1)[:, model.positive].numpy()
+        is_positive = gold == model.positive
+        best = max(GATE_THRESHOLDS, key=lambda t: (positive_f1(is_positive, calibrated >= t), -abs(t - 0.5)))
+        model.threshold.fill_(best)
+
+
+def classifier_metrics(model, examples: Sequence[Example], batch_size: int, device: torch.device,
+                       threshold: float | None = None, probs: Sequence[list[float] | None] | None = None) -> dict:
+    """Every score of the classifier on gold-labelled examples; ``f1`` is the one training selects
+    epochs by: the positive class's F1 with two classes, the macro F1 with more."""
+    from sklearn.metrics import (average_precision_score, confusion_matrix, precision_recall_fscore_support,
+                                 roc_auc_score)
+
+    if probs is None:
+        probs = classify(model, examples, batch_size, device)
+    rows, gold, p = _kept(examples, probs)
+    classes = list(model.classes)
+    decided = model.decide(torch.from_numpy(p), threshold).numpy() if len(rows) else np.zeros(0, dtype=np.int64)
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(gold, decided, labels=labels, zero_division=0)
+    result: dict = {
+        "task": "classify", "classes": classes, "texts": len(rows),
+        "per_class": {c: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+                          "support": int(support[k])} for k, c in enumerate(classes)},
+        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean()),
+                  "support": int(support.sum())},
+        "accuracy": float((decided == gold).mean()) if len(rows) else 0.0,
+        "confusion": confusion_matrix(gold, decided, labels=labels).tolist() if len(rows) else [],
+    }
+    if model.positive is None:
+        result["f1"] = result["macro"]["f1"]
+        return result
+    pos = model.positive
+    is_positive, score = gold == pos, p[:, pos] if len(rows) else np.zeros(0)
+    cut = float(model.threshold) if threshold is None else threshold
+    both = 0 < is_positive.sum() < len(is_positive)
+    result.update({
+        "positive": classes[pos], "threshold": round(cut, 4), "f1": float(f1[pos]),
+        "roc_auc": float(roc_auc_score(is_positive, score)) if both else 0.0,
+        "average_precision": float(average_precision_score(is_positive, score)) if both else 0.0,
+        "brier": float(((score - is_positive) ** 2).mean()) if len(rows) else 0.0,
+        "ece": sum(n / len(score) * abs(mean - rate)
+                   for mean, rate, n in calibration_bins(is_positive.tolist(), score.tolist())) if len(rows) else 0.0,
+    })
+    return result
+
+
+def format_classification(result: dict) -> str:
+    """The printed report: a row per class and the macro average, the confusion matrix (rows gold,
+    columns predicted) and, with two classes, the positive class's ranking and calibration."""
+    classes = result["classes"]
+    width = max(10, *(len(c) + 2 for c in classes))
+    rows = [f"{'':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for name, r in [*result["per_class"].items(), ("macro", result["macro"])]:
+        rows.append(f"{name:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
+    rows.append(f"accuracy {result['accuracy']:.4f}")
+    rows += ["", "confusion matrix (rows: gold, columns: predicted):",
+             f"{'':<{width}}" + "".join(f"{c:>{width}}" for c in classes)]
+    rows += [f"{c:<{width}}" + "".join(f"{n:>{width}}" for n in line) for c, line in zip(classes, result["confusion"])]
+    if "positive" in result:
+        rows += ["", f"{result['positive']} (positive class, threshold {result['threshold']:.2f}): "
+                     f"F1 {result['f1']:.4f}, ROC-AUC {result['roc_auc']:.4f}, average precision "
+                     f"{result['average_precision']:.4f}; its probability: ECE {result['ece']:.4f}, "
+                     f"Brier {result['brier']:.4f}"]
+    return "\n".join(rows)
+
+
+def misclassified(texts: Sequence[str], doc_ids: Sequence[str], examples: Sequence[Example],
+                  probs: Sequence[list[float] | None], model, threshold: float | None = None) -> list[dict]:
+    """Each text the classifier got wrong, for error analysis (what ``--report`` writes)."""
+    out = []
+    for text, doc, example, p in zip(texts, doc_ids, examples, probs):
+        if p is None:
+            continue
+        predicted = int(model.decide(torch.tensor([p]), threshold)[0])
+        if predicted != example.label:
+            out.append({"doc_id": doc, "text": text, "gold": model.classes[example.label],
+                        "predicted": model.classes[predicted],
+                        "scores": {c: round(v, 4) for c, v in zip(model.classes, p)}})
+    return out

@@ -1,0 +1,185 @@
+"""``adelabel cv``: k-fold cross-validation by document, the protocol of published ADE results.
+
+The documents (PubMed IDs, or a labelled file's document column) are shuffled with the seed and dealt
+into ``folds`` folds, so no abstract is in two. For fold k the test split is fold k; its dev split is
+carved from the other folds' documents; its word2vec is trained on its own training split only. Each
+fold is then trained and scored exactly as ``train`` does (the test split's scores, both protocols,
+relations and the sentence decision), in ``OUT/fold-K/`` (data, model, ``result.json``). A fold's
+result is written when it finishes, and a killed run carries on: finished folds are kept, the fold in
+progress resumes from its training checkpoint.
+
+    OUT/cv.json     the settings, every fold's test scores, and mean and standard deviation of each
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from adelabel import atomic
+from adelabel.config import Config
+from adelabel.corpus import Sentence
+from adelabel.errors import AdelabelError, InputError
+from adelabel.prepare import drop_unseen_classes, read_corpus, write_data
+from adelabel.train import checkpoint_dir, train
+from adelabel.versions import versions
+
+SUMMARY, RESULT = "cv.json", "result.json"
+
+
+def fold_splits(sentences: Sequence[Sentence], folds: int, seed: int,
+                dev_fraction: float = 0.1) -> list[dict[str, list[Sentence]]]:
+    """For each fold, its train/dev/test sentences: test is the fold's documents, dev a share of the
+    rest, drawn with the seed; no document is in two splits of a fold or in two test folds."""
+    docs = sorted({s.doc_id for s in sentences})
+    if folds < 2:
+        raise AdelabelError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
+    if folds > len(docs):
+        raise AdelabelError(f"--folds {folds}: the corpus has only {len(docs)} documents, fewer than folds")
+    rng = random.Random(seed)
+    rng.shuffle(docs)
+    out = []
+    for k in range(folds):
+        test = set(docs[k::folds])
+        rest = [d for d in docs if d not in test]
+        random.Random(seed * 1000 + k).shuffle(rest)
+        dev = set(rest[:max(1, round(dev_fraction * len(rest)))])
+        if len(dev) >= len(rest):
+            raise AdelabelError(f"--folds {folds}: too few documents ({len(docs)}) to leave fold {k + 1} a "
+                                "training split")
+        split = {"train": [], "dev": [], "test": []}
+        for s in sentences:
+            split["test" if s.doc_id in test else "dev" if s.doc_id in dev else "train"].append(s)
+        out.append(split)
+    return out
+
+
+def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
+    """Every score of a result as ``path.to.value`` (precision, recall, F1 and the like)."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                key in ("precision", "recall", "f1", "accuracy", "roc_auc", "average_precision", "ece", "brier"):
+            out[prefix + key] = float(value)
+    return out
+
+
+def summarise(results: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Mean and (sample) standard deviation of each score over the folds."""
+    leaves = [_leaves(r) for r in results]
+    keys = [k for k in leaves[0] if all(k in leaf for leaf in leaves)]
+    out = {}
+    for key in keys:
+        values = [leaf[key] for leaf in leaves]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        out[key] = {"mean": mean, "std": std}
+    return out
+
+
+def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: int = 10, seed: int = 13,
+                   format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
+                   dim: int = 200, w2v_epochs: int = 20, strict: bool = False, device: str = "auto",
+                   log: Callable[[str], None] | None = print) -> dict:
+    """Run (or carry on) a cross-validation of ``config`` on ``corpus``; returns what cv.json holds."""
+    say = log or (lambda _: None)
+    out = Path(out)
+    if format == "labelled":
+        labels, include_negative = (), False
+    settings = {"config": config.to_dict(), "corpus": str(Path(corpus).resolve()), "format": format,
+                "folds": folds, "seed": seed, "labels": list(labels), "include_negative": include_negative,
+                "dim": dim, "w2v_epochs": w2v_epochs}
+    settings_path = out / "settings.json"
+    if settings_path.is_file():
+        try:
+            before = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise InputError(settings_path, f"corrupt settings ({err})") from None
+        if before != settings:
+            changed = sorted(k for k in settings if before.get(k) != settings[k])
+            raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
+                                "give another --out, or delete it to start afresh")
+    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict,
+                                             lambda line: None)
+    splits = fold_splits(sentences, folds, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(settings_path, json.dumps(settings, indent=2) + "\n")
+    results: list[dict] = []
+    durations: list[float] = []
+    for k, split in enumerate(splits, start=1):
+        fold = out / f"fold-{k:02d}"
+        result_path = fold / RESULT
+        if result_path.is_file():
+            results.append(json.loads(result_path.read_text(encoding="utf-8")))
+            say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
+            continue
+        started = time.perf_counter()
+        left = f", about {_duration(sum(durations) / len(durations) * (folds - k + 1))} left" if durations else ""
+        say(f"fold {k}/{folds}: {len({s.doc_id for s in split['test']}):,} test documents, "
+            f"{len(split['test']):,} test sentences{left}")
+        resume = checkpoint_dir(fold / "model").is_dir()
+        if not resume:
+            if format == "labelled":
+                drop_unseen_classes(split, numbers, corpus, strict, lambda _: None)
+            write_data(fold / "data", split, {"corpus": str(corpus), "format": format, "seed": seed,
+                                              "labels": list(labels), "include_negative": include_negative,
+                                              "report": report, "fold": k, "folds": folds},
+                       None, None, dim, seed, w2v_epochs, 200_000, lambda _: None)
+        fold_log = (lambda line: say(f"  fold {k}/{folds} {line}")) if log is not None else None
+        metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume)
+        result = {"fold": k, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+                  "test": metrics["test"]}
+        atomic.write_text(result_path, json.dumps(result, indent=2) + "\n")
+        results.append(result)
+        durations.append(time.perf_counter() - started)
+    summary = {"settings": settings, "versions": versions(),
+               "summary": summarise([r["test"] for r in results]), "folds": results}
+    atomic.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+
+
+def format_summary(summary: dict) -> str:
+    """The printed table: mean ± standard deviation of precision, recall and F1 per row."""
+    stats = summary["summary"]
+    folds = len(summary["folds"])
+    rows = [f"{folds} folds by document; mean ± standard deviation over the folds' test splits",
+            f"{'':<34}{'precision':>18}{'recall':>18}{'f1':>18}"]
+
+    def row(title: str, prefix: str) -> None:
+        if f"{prefix}f1" not in stats:
+            return
+        cells = "".join(f"{stats[prefix + m]['mean']:>10.4f} ± {stats[prefix + m]['std']:.4f}"
+                        for m in ("precision", "recall", "f1"))
+        rows.append(f"{title:<34}{cells}")
+
+    if summary["settings"]["config"]["task"] == "classify":
+        per_class = sorted({k.split(".")[1] for k in stats if k.startswith("per_class.")})
+        for name in per_class:
+            row(name, f"per_class.{name}.")
+        row("macro", "macro.")
+        for key in ("roc_auc", "average_precision", "accuracy"):
+            if key in stats:
+                rows.append(f"{key:<34}{stats[key]['mean']:>10.4f} ± {stats[key]['std']:.4f}")
+        return "\n".join(rows)
+    types = sorted({k.split(".")[0] for k in stats if k.count(".") == 1}
+                   - {"micro", "macro", "weighted", "relations", "sentences", "f1", "annotated_only"})
+    rows.append("all sentences (as `adelabel tag` outputs them):")
+    for name in types + ["micro", "macro"]:
+        row(f"  {name}", f"{name}.")
+    row("  relations", "relations.")
+    row("  sentence decision", "sentences.")
+    rows.append("annotated sentences, gate open (published protocol):")
+    for name in types + ["micro", "macro"]:
+        row(f"  {name}", f"annotated_only.{name}.")
+    row("  relations", "annotated_only.relations.")
+    return "\n".join(rows)

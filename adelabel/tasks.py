@@ -1,0 +1,118 @@
+"""What differs between training a tagger and training a sentence classifier; the training loop
+(adelabel/train.py) asks its task and never which one it holds.
+
+A task turns a data folder's sentences into examples, builds the model, tunes it on dev after each
+epoch (the gate's calibration and threshold; the classifier's temperature and threshold), scores it
+(``f1``: the score epochs are chosen by), and says what the model folder must record to rebuild it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+from adelabel.config import Config
+from adelabel.corpus import Sentence, sentence_class
+from adelabel.data import Example, encode_labelled, encode_sentences
+from adelabel.errors import AdelabelError
+from adelabel.tags import tag_set
+from adelabel.vocab import Vocabs
+
+
+class TagTask:
+    name = "tag"
+
+    def __init__(self, manifest: dict, splits: dict[str, list[Sentence]], data_dir) -> None:
+        if not manifest["labels"]:
+            raise AdelabelError(f"{data_dir}: this data holds labelled texts without entities; "
+                                "train a classifier on it with --task classify")
+        self.tags = tag_set(manifest["labels"])
+        self.negatives = {name: [s.negative for s in sents] for name, sents in splits.items()}
+
+    def encode(self, sentences: Sequence[Sentence], vocabs: Vocabs) -> list[Example]:
+        return encode_sentences(sentences, vocabs, self.tags)
+
+    def build(self, config: Config, **inputs):
+        from adelabel.models import build_model
+
+        return build_model(config.arch, tags=self.tags, **inputs, **config.model.model_dump())
+
+    def tune(self, model, examples: Sequence[Example], split: str, batch_size: int, device: torch.device) -> None:
+        from adelabel.evaluate import tune_gate
+
+        tune_gate(model, examples, self.negatives[split], self.tags, batch_size, device)
+
+    def evaluate(self, model, examples: Sequence[Example], split: str, batch_size: int,
+                 device: torch.device) -> dict:
+        from adelabel.evaluate import evaluate_examples
+
+        result = evaluate_examples(model, examples, self.negatives[split], self.tags, batch_size, device)
+        return {**result, "f1": result["micro"]["f1"]}
+
+    def record(self, result: dict) -> tuple[dict, str]:
+        """The epoch log's fields for a dev result, and the text of its log line."""
+        fields = {"dev_precision": result["micro"]["precision"], "dev_recall": result["micro"]["recall"],
+                  "dev_relation_f1": result["relations"]["f1"]}
+        line = (f"dev P {fields['dev_precision']:.4f} R {fields['dev_recall']:.4f} F1 {result['f1']:.4f}  "
+                f"relations F1 {result['relations']['f1']:.4f}")
+        if "gate" in result:
+            fields.update(gate_threshold=result["gate"]["threshold"], dev_sentence_f1=result["sentences"]["f1"])
+            line += f"  gate {result['gate']['threshold']:.2f} (sentence F1 {result['sentences']['f1']:.4f})"
+        return fields, line
+
+    def saved(self) -> dict:
+        return {"tags": self.tags}
+
+
+class ClassifyTask:
+    name = "classify"
+
+    def __init__(self, manifest: dict, splits: dict[str, list[Sentence]], data_dir) -> None:
+        counts = Counter(sentence_class(s) for s in splits["train"])
+        if len(counts) < 2:
+            raise AdelabelError(f"{data_dir}: the training split holds one class only ({', '.join(counts) or 'none'}); "
+                                "a classifier needs at least two")
+        self.classes = sorted(counts)
+        # The rarer class of two is the one looked for (ADE in the ADE corpus); ties go to the later name.
+        self.positive = min(reversed(self.classes), key=lambda c: counts[c]) if len(counts) == 2 else None
+        for name, sents in splits.items():
+            unseen = sorted({sentence_class(s) for s in sents} - set(counts))
+            if unseen:
+                raise AdelabelError(f"{data_dir}/{name}.jsonl: classes {unseen} are not in the training split")
+        self.negatives = {name: [s.negative for s in sents] for name, sents in splits.items()}
+
+    def encode(self, sentences: Sequence[Sentence], vocabs: Vocabs) -> list[Example]:
+        return encode_labelled(sentences, vocabs, self.classes)
+
+    def build(self, config: Config, **inputs):
+        from adelabel.models import build_classifier
+
+        return build_classifier(config.arch, classes=self.classes, positive=self.positive, **inputs,
+                                **config.model.model_dump())
+
+    def tune(self, model, examples: Sequence[Example], split: str, batch_size: int, device: torch.device) -> None:
+        from adelabel.classification import tune_classifier
+
+        tune_classifier(model, examples, batch_size, device)
+
+    def evaluate(self, model, examples: Sequence[Example], split: str, batch_size: int,
+                 device: torch.device) -> dict:
+        from adelabel.classification import classifier_metrics
+
+        return classifier_metrics(model, examples, batch_size, device)
+
+    def record(self, result: dict) -> tuple[dict, str]:
+        fields = {"dev_macro_f1": result["macro"]["f1"], "dev_accuracy": result["accuracy"]}
+        line = f"dev {'F1 (' + result['positive'] + ')' if 'positive' in result else 'macro F1'} {result['f1']:.4f}  " \
+               f"accuracy {result['accuracy']:.4f}"
+        if "positive" in result:
+            fields.update(threshold=result["threshold"], dev_roc_auc=result["roc_auc"])
+            line += f"  threshold {result['threshold']:.2f}  ROC-AUC {result['roc_auc']:.4f}"
+        return fields, line
+
+    def saved(self) -> dict:
+        return {"classes": self.classes, "positive": self.positive}
+
+
+TASKS = {"tag": TagTask, "classify": ClassifyTask}

@@ -1,0 +1,259 @@
+"""``adelabel tune``: hyperparameter search with optuna over the ranges the config schema declares.
+
+Each trial draws values for the searched keys (:func:`adelabel.config.search_space`, narrowed or
+widened by ``--space``), layers them on the run's config as ``--set`` would, and trains on the
+prepared data exactly as ``train`` does. After every epoch the trial reports its dev F1, so a pruner
+(hyperband or median) can stop a trial that trails the others. The study lives in an SQLite file
+(``--storage sqlite:///PATH``): a killed search carries on from it, and ``optuna-dashboard`` reads it.
+The best trial's config is written as a TOML file that ``train --config`` takes.
+
+optuna rather than a search of our own: it has the samplers (TPE, random, grid), the pruners
+(successive halving / hyperband, median), resumable storage and the plots.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from adelabel import atomic
+from adelabel.config import Config, ConfigBuilder, search_space, to_toml
+from adelabel.errors import AdelabelError, OptionError
+
+SAMPLERS = ("tpe", "random", "grid")
+STUDY = "adelabel"
+"""A storage file holds one study, so one file is one architecture's search."""
+PRUNERS = ("hyperband", "median", "none")
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise AdelabelError("tune needs optuna: pip install 'adelabel[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]:
+    """The schema's search space for ``arch``, with ``--space`` entries laid over it:
+    ``key=LOW..HIGH`` (a range; ``log:LOW..HIGH`` samples it on a log scale), ``key=A,B,C`` (choices) or
+    ``key=VALUE`` (fixed, searched no more)."""
+    space = search_space(arch, task)
+    known = ConfigBuilder(arch, task).keys
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key or not raw:
+            raise OptionError(f"--space {item!r}: expected KEY=LOW..HIGH, KEY=A,B,C or KEY=VALUE")
+        if key not in known:
+            near = difflib.get_close_matches(key, list(known), n=1)
+            raise OptionError(f"--space {key}: unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
+        log = raw.startswith("log:")
+        if ".." in raw:
+            low, _, high = raw.removeprefix("log:").partition("..")
+            try:
+                low_value, high_value = float(low), float(high)
+            except ValueError:
+                raise OptionError(f"--space {key}: expected numbers in LOW..HIGH, got {raw!r}") from None
+            if not low_value < high_value:
+                raise OptionError(f"--space {key}: the range {raw} is empty (LOW must be below HIGH)")
+            if log and low_value <= 0:
+                raise OptionError(f"--space {key}: a log range must be above 0, got {raw!r}")
+            space[key] = {"low": low_value, "high": high_value, **({"log": True} if log else {})}
+        else:
+            choices = [c.strip() for c in raw.split(",")]
+            if any(not c for c in choices):
+                raise OptionError(f"--space {key}: an empty choice in {raw!r}")
+            space[key] = {"choices": choices}
+    # Every value must be one the schema takes (a choice of "abc" for a number, a range past a bound).
+    for key, spec in space.items():
+        for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
+            section, _, leaf = key.partition(".")
+            try:
+                ConfigBuilder(arch, task).add({section: {leaf: value}}, f"--space {key}").build()
+            except AdelabelError as err:
+                raise OptionError(str(err).replace(f"--space {key}: {key}:", f"--space {key}:")) from None
+    return space
+
+
+def _integer(key: str, arch: str, task: str) -> bool:
+    section, _, leaf = key.partition(".")
+    builder = ConfigBuilder(arch, task)
+    cls = builder.family if section == "model" else Config.model_fields["train"].annotation
+    return cls.model_fields[leaf].annotation is int
+
+
+def _suggest(trial, key: str, spec: dict, integer: bool):
+    if "choices" in spec:
+        return trial.suggest_categorical(key, spec["choices"])
+    if integer:
+        return trial.suggest_int(key, int(spec["low"]), int(spec["high"]), log=spec.get("log", False))
+    return trial.suggest_float(key, spec["low"], spec["high"], log=spec.get("log", False))
+
+
+def _grid(space: dict[str, dict], integer: dict[str, bool]) -> dict[str, list]:
+    """A grid sampler's points: the choices, or a range's ends and middle (geometric on a log scale)."""
+    grid = {}
+    for key, spec in space.items():
+        if "choices" in spec:
+            grid[key] = list(spec["choices"])
+            continue
+        low, high = spec["low"], spec["high"]
+        middle = (low * high) ** 0.5 if spec.get("log") else (low + high) / 2
+        points = [low, middle, high]
+        grid[key] = sorted({int(round(p)) for p in points}) if integer[key] else points
+    return grid
+
+
+def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, storage: str, sampler: str = "tpe",
+         pruner: str = "hyperband", space_overrides: list[str] | None = None, device: str = "auto",
+         report: str | Path | None = None, log: Callable[[str], None] | None = print) -> dict:
+    """Run (or carry on) a study until it holds ``trials`` finished trials; write the best config to
+    ``out`` (TOML) and return a summary."""
+    from adelabel.train import checkpoint_dir, train
+
+    optuna = _optuna()
+    say = log or (lambda _: None)
+    if sampler not in SAMPLERS:
+        raise OptionError(f"--sampler: expected {', '.join(SAMPLERS)}, got {sampler!r}")
+    if pruner not in PRUNERS:
+        raise OptionError(f"--pruner: expected {', '.join(PRUNERS)}, got {pruner!r}")
+    if trials < 1:
+        raise OptionError(f"--trials: expected at least 1, got {trials}")
+    arch, task = base.arch, base.task
+    space = parse_space(arch, task, list(space_overrides or []))
+    fixed = {k: v["choices"][0] for k, v in space.items() if "choices" in v and len(v["choices"]) == 1}
+    searched = {k: v for k, v in space.items() if k not in fixed}
+    integer = {k: _integer(k, arch, task) for k in searched}
+    base_values = {**base.to_dict()}
+    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=base.seed),
+                "random": lambda: optuna.samplers.RandomSampler(seed=base.seed),
+                "grid": lambda: optuna.samplers.GridSampler(_grid(searched, integer), seed=base.seed)}
+    pruners = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=base.train.max_epochs),
+               "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+               "none": lambda: optuna.pruners.NopPruner()}
+    try:
+        study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize",
+                                    load_if_exists=True, sampler=samplers[sampler](), pruner=pruners[pruner]())
+    except (ValueError, ImportError) as err:
+        raise OptionError(f"--storage {storage}: {err}") from None
+    except optuna.exceptions.StorageInternalError as err:
+        raise OptionError(f"--storage {storage}: cannot open it ({err})") from None
+    if not study.user_attrs:
+        study.set_user_attr("arch", arch)
+        study.set_user_attr("task", task)
+        study.set_user_attr("data", str(Path(data_dir).resolve()))
+        study.set_user_attr("space", json.dumps(space, sort_keys=True))
+    elif (study.user_attrs.get("arch"), study.user_attrs.get("task")) != (arch, task):
+        raise OptionError(f"--storage {storage}: holds a study of {study.user_attrs.get('task')} "
+                          f"{study.user_attrs.get('arch')!r}, not of {task} {arch!r}")
+    elif study.user_attrs.get("space") != json.dumps(space, sort_keys=True):
+        raise OptionError(f"--storage {storage}: its study searched another space; use a new storage file "
+                          "(or the --space it was started with)")
+    finished = lambda: [t for t in study.trials if t.state.is_finished()]  # noqa: E731
+    durations: list[float] = []
+    work = Path(tempfile.mkdtemp(prefix="adelabel-tune-"))
+    try:
+        while len(finished()) < trials:
+            number = len(finished()) + 1
+            trial = study.ask()
+            values = {k: _suggest(trial, k, spec, integer[k]) for k, spec in searched.items()}
+            values.update(fixed)
+            config = _config(base_values, values, arch, task)
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+            left = f"; about {round(sum(durations) / len(durations) * (trials - number + 1) / 60)} min left" \
+                if durations else ""
+            say(f"trial {number}/{trials}: {shown}{left}")
+            started = time.perf_counter()
+            model = work / f"trial-{trial.number}"
+
+            def report_epoch(epoch: int, f1: float) -> None:
+                trial.report(f1, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+            epoch_log = (lambda line: say(f"  trial {number}/{trials} {line}")) if log is not None else None
+            try:
+                metrics = train(config, data_dir, model, device=device, log=epoch_log, on_epoch=report_epoch)
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                say(f"trial {number}/{trials}: pruned")
+            except BaseException:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            else:
+                study.tell(trial, metrics["dev"]["f1"])
+                say(f"trial {number}/{trials}: dev F1 {metrics['dev']['f1']:.4f} (best {study.best_value:.4f})")
+            finally:
+                shutil.rmtree(model, ignore_errors=True)
+                shutil.rmtree(checkpoint_dir(model), ignore_errors=True)
+            durations.append(time.perf_counter() - started)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise AdelabelError(f"--storage {storage}: no trial of the study finished unpruned; run more --trials")
+    best = study.best_trial
+    best_config = _config(base_values, {**fixed, **best.params}, arch, task)
+    atomic.write_text(Path(out), f"# adelabel tune: trial {best.number} of {study.study_name}, dev F1 "
+                                 f"{best.value:.4f}\n" + to_toml(best_config))
+    if report is not None:
+        write_report(study, Path(report), say)
+    return {"study": study.study_name, "trials": len(study.trials), "complete": len(complete),
+            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+            "best_trial": best.number, "best_value": best.value, "best_params": best.params, "config": str(out)}
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _config(base: dict, values: dict, arch: str, task: str) -> Config:
+    builder = ConfigBuilder(arch, task).add({k: v for k, v in base.items() if k not in ("arch", "task")}, "config")
+    nested: dict = {}
+    for key, value in values.items():
+        section, _, leaf = key.partition(".")
+        nested.setdefault(section, {})[leaf] = value
+    return builder.add(nested, "tune").build()
+
+
+def write_report(study, folder: Path, say: Callable[[str], None]) -> None:
+    """history.png (each trial's dev F1 and the best so far) and importances.png (how much each
+    searched key explains of the dev F1), with matplotlib's headless backend."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # optuna marks its matplotlib plots experimental and warns when importances come out equal;
+    # neither is news to a user reading the pictures.
+    from optuna.exceptions import ExperimentalWarning
+
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, message=".*quantiles.*")
+    from matplotlib import pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    def is_tune_report(path: Path) -> bool:
+        return (path / "history.png").is_file()
+
+    atomic.check_output_dir(folder, "--report", is_tune_report)
+    with atomic.atomic_dir(folder, is_tune_report) as tmp:
+        plots.plot_optimization_history(study)
+        plt.gcf().set_size_inches(7, 4.5)
+        plt.tight_layout()
+        plt.savefig(tmp / "history.png", dpi=100)
+        plt.close("all")
+        try:
+            plots.plot_param_importances(study)
+            plt.gcf().set_size_inches(7, 4.5)
+            plt.tight_layout()
+            plt.savefig(tmp / "importances.png", dpi=100)
+        except (ValueError, RuntimeError) as err:  # too few finished trials, or nothing varied
+            say(f"no importances.png: {err}")
+        plt.close("all")

@@ -1,0 +1,191 @@
+"""Sentence classifiers: labelled text in, a trained classifier, its scores, plots and records out."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from adelabel import Classifier, Tagger
+from adelabel.corpus.labelled import read_labelled
+from adelabel.errors import AdelabelError, InputError
+from conftest import run_cli
+
+WORDS = {
+    "ade": "the drug caused a severe rash fever and nausea after treatment".split(),
+    "dose": "patients received twenty milligrams daily by mouth for weeks".split(),
+    "other": "the study enrolled adults in three centres over two years".split(),
+}
+
+
+def labelled_file(path: Path, classes: list[str], documents: int, seed: int = 1, doc_ids: bool = True) -> Path:
+    """A separable labelled corpus: each class draws its words from its own list."""
+    rng = random.Random(seed)
+    lines = []
+    for d in range(documents):
+        label = classes[rng.randrange(len(classes))] if len(classes) > 2 else \
+            classes[1] if d % 4 == 0 else classes[0]
+        for _ in range(3):
+            words = rng.sample(WORDS[label], 6)
+            lines.append((f"doc{d}\t" if doc_ids else "") + f"{label}\t{' '.join(words)}.")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+    """A two-class labelled file prepared and a bigru classifier trained on it (a few seconds)."""
+    from adelabel.config import resolve
+    from adelabel.prepare import prepare
+    from adelabel.train import train
+
+    t = tmp_path_factory.mktemp("classify")
+    source = labelled_file(t / "two.tsv", ["other", "ade"], 80, doc_ids=False)
+    prepare(source, t / "data", dim=16, w2v_epochs=3, log=lambda _: None, format="labelled")
+    config = resolve("bigru", task="classify", overrides=["train.max_epochs=6", "model.hidden_size=16",
+                                                          "model.char_size=8", "train.lr=0.01"])
+    metrics = train(config, t / "data", t / "model", device="cpu", log=None)
+    return {"t": t, "data": t / "data", "model": t / "model", "metrics": metrics}
+
+
+def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path):
+    path = tmp_path / "x.tsv"
+    path.write_text("d1\tA\tfirst text\nd1\tB\tsecond\twith a tab\n\nd2\tA\t  \nno tabs here\nd3\t\tno label\n",
+                    encoding="utf-8")
+    sentences, numbers, report = read_labelled(path)
+    assert [(s.doc_id, s.label, s.text) for s in sentences] == [("d1", "A", "first text"),
+                                                               ("d1", "B", "second\twith a tab")]
+    assert numbers == [1, 2] and report.columns == 3 and report.blank_lines == 1
+    assert report.malformed == {"empty text": 1, "missing tab (expected 3 tab-separated columns)": 1,
+                                "empty label": 1}
+    with pytest.raises(InputError, match=r"x.tsv:4: empty text"):
+        read_labelled(path, strict=True)
+    path.write_text("A\tone\nB\ttwo\tthree\n", encoding="utf-8")
+    sentences, _, report = read_labelled(path)
+    assert report.columns == 2 and [s.text for s in sentences] == ["one", "two\tthree"]
+    assert sentences[0].doc_id != sentences[1].doc_id  # without IDs each line is its own document
+
+
+def test_a_document_stays_in_one_split_and_unseen_labels_are_dropped(tmp_path, capsys):
+    source = labelled_file(tmp_path / "three.tsv", ["ade", "dose", "other"], 60)
+    code, _, err = run_cli(capsys, "prepare", "--corpus", source, "--out", tmp_path / "d", "--dim", "8",
+                           "--w2v-epochs", "1")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["format"] == "labelled" and manifest["labels"] == []
+    docs = {}
+    for split in ("train", "dev", "test"):
+        for line in (tmp_path / "d" / f"{split}.jsonl").read_text().splitlines():
+            docs.setdefault(json.loads(line)["doc_id"], set()).add(split)
+    assert all(len(s) == 1 for s in docs.values()) and len(docs) > 50
+    train_classes = set(manifest["splits"]["train"]["classes"])
+    assert all(set(manifest["splits"][s]["classes"]) <= train_classes for s in ("dev", "test"))
+
+
+def test_a_label_missing_from_training_is_dropped_or_refused(tmp_path):
+    from adelabel.corpus import Sentence
+    from adelabel.prepare import drop_unseen_classes
+
+    rare = Sentence("something rare", doc_id="x", label="rare")
+    splits = {"train": [Sentence("a", doc_id="1", label="A")], "dev": [Sentence("b", doc_id="2", label="A"), rare],
+              "test": []}
+    said = []
+    drop_unseen_classes(splits, {id(rare): 181}, "three.tsv", False, said.append)
+    assert [s.label for s in splits["dev"]] == ["A"]
+    assert said == ["dev: 1 texts skipped: their label is not in the training split (rare; first at line 181)"]
+    splits["dev"].append(rare)
+    with pytest.raises(InputError, match=r"three.tsv:181: label 'rare' is in the dev split but not in the training"):
+        drop_unseen_classes(splits, {id(rare): 181}, "three.tsv", True, said.append)
+
+
+def test_a_trained_classifier_learns_and_reports_every_score(binary, capsys):
+    test = binary["metrics"]["test"]
+    assert test["task"] == "classify" and test["positive"] == "ade"  # the rarer class
+    assert test["f1"] >= 0.9 and test["roc_auc"] >= 0.95, test
+    config = json.loads((binary["model"] / "config.json").read_text())
+    assert config["task"] == "classify" and config["classes"] == ["ade", "other"]
+    report = binary["t"] / "report"
+    code, out, err = run_cli(capsys, "evaluate", "--model", binary["model"], "--data", binary["data"],
+                             "--report", report)
+    assert code == 0, err
+    assert "confusion matrix" in out and "ROC-AUC" in out and "average precision" in out
+    assert {p.name for p in report.iterdir()} >= {"metrics.json", "errors.jsonl", "confusion.png", "roc.png",
+                                                  "pr.png", "reliability.png"}
+    assert all((report / f).read_bytes()[:4] == b"\x89PNG" for f in ("confusion.png", "roc.png", "pr.png"))
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert sum(map(sum, metrics["confusion"])) == metrics["texts"]
+    # The threshold can be overridden: 0 calls every text positive.
+    code, out, _ = run_cli(capsys, "evaluate", "--model", binary["model"], "--data", binary["data"],
+                           "--threshold", "0")
+    assert code == 0 and "threshold 0.00" in out
+
+
+def test_tag_with_a_classifier_writes_one_record_per_line(binary, capsys, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("the drug caused a severe rash\n\nthe study enrolled adults in three centres\n")
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(capsys, "tag", source, "--model", binary["model"], "--output", out)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["label"] for r in records] == ["ade", None, "other"]
+    assert set(records[0]) == {"text", "label", "scores"} and abs(sum(records[0]["scores"].values()) - 1) < 1e-3
+    meta = json.loads(Path(f"{out}.meta.json").read_text())
+    assert meta["task"] == "classify" and meta["positive"] == "ade" and meta["lines"] == 3
+    classifier = Classifier.load(binary["model"], device="cpu")
+    one = classifier("the drug caused a severe rash")
+    assert one.label == "ade" and one.scores == records[0]["scores"]
+    assert [c.label for c in classifier.pipe(["the drug caused a severe rash", ""])] == ["ade", None]
+    assert Classifier.load(binary["model"], device="cpu", threshold=1.0)("the drug caused nausea").label == "other"
+
+
+def test_a_classifier_and_a_tagger_are_not_mistaken_for_each_other(binary, tiny_model_dir, sample_data, capsys,
+                                                                   tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("text\n")
+    cases = [
+        (("tag", source, "--model", binary["model"], "--format", "conll"), "is a sentence classifier, which writes jsonl"),
+        (("evaluate", "--model", tiny_model_dir, "--data", binary["data"]), "holds labelled texts without entities"),
+        (("evaluate", "--model", binary["model"], "--data", sample_data),
+         "its test split has classes ['ADE', 'NEG'] that"),
+        (("train", "--data", binary["data"], "--out", tmp_path / "o"), "train a classifier on it with --task classify"),
+        (("train", "--task", "classify", "--arch", "seq2seq", "--data", binary["data"]), "--arch seq2seq: has no classify model"),
+        (("train", "--task", "sort", "--data", binary["data"]), "--task: expected tag or classify, got 'sort'"),
+        (("prepare", "--corpus", source, "--format", "ade", "--out", tmp_path / "o"), "the ADE corpus is a folder"),
+        (("prepare", "--corpus", tmp_path, "--format", "labelled", "--out", tmp_path / "o"), "this is a folder"),
+    ]
+    for args, message in cases:
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    with pytest.raises(InputError, match="is a sentence classifier, not a tagger"):
+        Tagger.load(binary["model"], device="cpu")
+    with pytest.raises(InputError, match="is a tagger, not a sentence classifier"):
+        Classifier.load(tiny_model_dir, device="cpu")
+
+
+def test_a_classifier_folder_is_checked_before_use(binary, tmp_path):
+    import shutil
+
+    from adelabel import model_dir
+    from adelabel.atomic import sha256
+
+    broken = tmp_path / "m"
+    shutil.copytree(binary["model"], broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "positive": "nope"}))
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["files"]["config.json"] = sha256(broken / "config.json")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AdelabelError, match="positive: expected one of the two classes"):
+        model_dir.load(broken)
+
+
+def test_the_ade_corpus_gives_a_sentence_classifier_its_classes(sample_data):
+    from adelabel.config import resolve
+    from adelabel.prepare import read_manifest, read_split
+    from adelabel.tasks import ClassifyTask
+
+    splits = {name: read_split(sample_data, name) for name in ("train", "dev", "test")}
+    task = ClassifyTask(read_manifest(sample_data), splits, sample_data)
+    assert task.classes == ["ADE", "NEG"] and task.positive == "ADE"
+    assert resolve("bilstm", task="classify").model.pooling == "max"

@@ -1,0 +1,117 @@
+"""Cross-validation by document and hyperparameter search, on the small sample corpus."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SAMPLE, run_cli
+
+TINY = ["--set", "model.hidden_size=8", "--set", "model.dense_size=8", "--set", "model.char_size=8",
+        "--set", "model.gate_size=8"]
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv") / "cv"
+    args = ["cv", "--corpus", SAMPLE, "--folds", "3", "--epochs", "1", "--out", out, "--dim", "8",
+            "--w2v-epochs", "1", *TINY]
+    return out, args
+
+
+@pytest.mark.training
+def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
+    from gensim.models import KeyedVectors
+
+    from adelabel.text import tokenize
+    from adelabel.vocab import normalize
+
+    out, args = cv_run
+    code, printed, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "3 folds by document" in printed and "annotated sentences, gate open" in printed
+    assert "fold 2/3" in err and "min left" in err  # progress with an estimate after the first fold
+    summary = json.loads((out / "cv.json").read_text())
+    assert len(summary["folds"]) == 3
+    f1s = [f["test"]["micro"]["f1"] for f in summary["folds"]]
+    assert summary["summary"]["micro.f1"]["mean"] == pytest.approx(sum(f1s) / 3)
+    tested = []
+    for k in (1, 2, 3):
+        docs = {}
+        for split in ("train", "dev", "test"):
+            lines = (out / f"fold-0{k}" / "data" / f"{split}.jsonl").read_text().splitlines()
+            docs[split] = {json.loads(line)["doc_id"] for line in lines}
+        assert not docs["test"] & (docs["train"] | docs["dev"]) and not docs["dev"] & docs["train"]
+        tested.append(docs["test"])
+        # The fold's word vectors know no word that only its dev or test sentences hold.
+        words = set(KeyedVectors.load_word2vec_format(out / f"fold-0{k}" / "data" / "vectors.bin", binary=True)
+                    .key_to_index)
+        text = {split: {normalize(json.loads(line)["text"][a:b])
+                        for line in (out / f"fold-0{k}" / "data" / f"{split}.jsonl").read_text().splitlines()
+                        for a, b in tokenize(json.loads(line)["text"])} for split in ("train", "dev", "test")}
+        assert words <= text["train"]
+        assert (text["test"] - text["train"]) and not words & (text["test"] - text["train"])
+    assert not (tested[0] & tested[1]) and not (tested[1] & tested[2]) and not (tested[0] & tested[2])
+
+    # A killed run carries on: folds with a result are kept, the missing one is trained again.
+    (out / "fold-03" / "result.json").unlink()
+    kept = (out / "fold-01" / "model" / "model.safetensors").stat().st_mtime_ns
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and err.count("done before") == 2 and "fold 3/3: " in err
+    assert (out / "fold-01" / "model" / "model.safetensors").stat().st_mtime_ns == kept
+    assert json.loads((out / "cv.json").read_text())["summary"]["micro.f1"]["mean"] == pytest.approx(
+        summary["summary"]["micro.f1"]["mean"])
+    # Other settings into the same folder are refused rather than mixed with its folds.
+    code, _, err = run_cli(capsys, *[a if a != "3" else "4" for a in args])
+    assert code == 2 and "holds a cross-validation with other settings (folds)" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--folds", "1"], "--folds: cross-validation needs at least 2 folds, got 1"),
+    (["--folds", "5000"], "--folds 5000: the corpus has only 150 documents, fewer than folds"),
+    (["--format", "labelled"], "--format labelled reads a file of label<TAB>text lines; this is a folder"),
+])
+def test_cv_refuses_impossible_folds(args, message, capsys, tmp_path):
+    code, _, err = run_cli(capsys, "cv", "--corpus", SAMPLE, "--out", tmp_path / "o", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.training
+def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_data, tmp_path, capsys, monkeypatch):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    base = ["tune", "--data", sample_data, "--epochs", "1", "--storage", storage, "--out", tmp_path / "best.toml",
+            "--sampler", "random", *TINY]
+    code, printed, err = run_cli(capsys, *base, "--trials", "2", "--report", tmp_path / "report")
+    assert code == 0, err
+    assert "2 trials complete" in printed and "trial 2/2" in err
+    assert (tmp_path / "report" / "history.png").read_bytes()[:4] == b"\x89PNG"
+    # The search resumes from its file; a pruned trial is recorded as pruned and leaves no model behind.
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
+    code, printed, err = run_cli(capsys, *base, "--trials", "3")
+    assert code == 0, err
+    assert "2 trials complete, 1 pruned" in printed and "trial 3/3: pruned" in err
+    study = optuna.load_study(study_name="adelabel", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert study.trials[0].params != study.trials[1].params  # the sampler varied the searched keys
+    assert all("model.hidden_size" not in t.params for t in study.trials)  # a --set key is searched no more
+    # The best config is one `train --config` takes.
+    code, _, err = run_cli(capsys, "train", "--config", tmp_path / "best.toml", "--data", sample_data,
+                           "--out", tmp_path / "m", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    # Another architecture's study file, or an empty range, is a one-line error.
+    for extra, message in [(["--arch", "gru"], "holds a study of tag 'bilstm', not of tag 'gru'"),
+                           (["--space", "train.lr=0.01..0.001"], "the range 0.01..0.001 is empty")]:
+        code, _, err = run_cli(capsys, *base, "--trials", "1", *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_search_space_lives_in_the_schema():
+    from adelabel.config import search_space
+
+    space = search_space("bilstm")
+    assert space["train.lr"] == {"low": 0.0003, "high": 0.003, "log": True}
+    assert space["model.chars"] == {"choices": ["cnn", "lstm", "none"]}
+    assert search_space("transformer")["train.lr"]["high"] == 1e-4
+    assert "model.pooling" in search_space("bigru", "classify")
