@@ -270,7 +270,7 @@ def evaluate(
     ROC-AUC and average precision."""
     from adelabel import atomic, model_dir
     from adelabel.data import encode_sentences
-    from adelabel.evaluate import errors, evaluate_examples, format_table
+    from adelabel.evaluate import entity_outcomes, errors, evaluate_examples, format_table, pair_outcomes
     from adelabel.inference import predict
     from adelabel.prepare import read_manifest, read_split
     from adelabel.tagger import Tagger, check_threshold
@@ -323,6 +323,10 @@ def evaluate(
     print(format_table(result["annotated_only"]))
     print(_relation_line("relations (drug -> effect, both spans exact)", result["annotated_only"]["relations"]))
     print(_relation_line("the same spans, every drug paired with every effect", result["annotated_only"]["relations_every_pair"]))
+    for what, key in (("entity score (exactly right)", "entity_probability"),
+                      ("relation score (pair related, spans exact)", "relation_probability")):
+        q = result["annotated_only"][key]
+        print(f"{what}: ECE {q['ece']:.4f}, Brier {q['brier']:.4f}, ROC-AUC {q['roc_auc']:.4f} ({q['count']:,} scored)")
     if json_out:
         atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
     if report:
@@ -330,9 +334,13 @@ def evaluate(
 
         threshold = float(tagger.model.gate_threshold) if tagger.model.gate is not None else 0.0
         kept = [i for i, e in enumerate(examples) if e.words]
-        write_report(report, result, errors(sentences, examples, predicted, tagger.tags, threshold),
-                     [not sentences[i].negative for i in kept] if "gate" in result else [],
-                     [predicted[i].sentence for i in kept] if "gate" in result else [])
+        annotated = [i for i in kept if not sentences[i].negative]
+        diagrams = {"entity_reliability.png": entity_outcomes(examples, predicted, tagger.tags, annotated),
+                    "relation_reliability.png": pair_outcomes(examples, predicted, tagger.tags, annotated)}
+        if "gate" in result:
+            diagrams["reliability.png"] = ([predicted[i].sentence for i in kept],
+                                           [not sentences[i].negative for i in kept])
+        write_report(report, result, errors(sentences, examples, predicted, tagger.tags, threshold), diagrams)
 
 
 def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_out: Optional[Path],

@@ -33,7 +33,8 @@ def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> 
     return out
 
 
-NOT_TYPES = {"micro", "macro", "weighted", "relations", "relations_every_pair", "sentences"}
+NOT_TYPES = {"micro", "macro", "weighted", "relations", "relations_every_pair", "sentences", "entity_probability",
+             "relation_probability"}
 """Keys of a result that hold scores but are not entity types."""
 
 
@@ -52,6 +53,81 @@ GATE_THRESHOLDS = [i / 20 for i in range(1, 20)]
 def _entity_tags(predicted: Sequence[Prediction], kept: Sequence[int], tags: Sequence[str],
                  passes: Sequence[bool]) -> list[list[str]]:
     return [[tags[t] if open_ else OUTSIDE for t in predicted[i].tags] for i, open_ in zip(kept, passes)]
+
+
+def fit_platt(probs, labels) -> tuple[float, float]:
+    """``(scale, shift)`` of the Platt scaling ``sigmoid(scale * logit(p) + shift)`` that best predicts
+    ``labels`` (log loss); the identity when the labels hold one class only."""
+    p = torch.as_tensor(probs, dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
+    y = torch.as_tensor(labels, dtype=torch.float64)
+    if len(y) == 0 or y.min() == y.max():
+        return 1.0, 0.0
+    raw = torch.logit(p)
+    scale = torch.ones((), dtype=torch.float64, requires_grad=True)
+    shift = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([scale, shift], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(raw * scale + shift, y)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return float(scale.detach()), float(shift.detach())
+
+
+def entity_outcomes(examples: Sequence[Example], predicted: Sequence[Prediction], tags: Sequence[str],
+                     rows: Sequence[int]) -> tuple[list[float], list[bool]]:
+    """Each predicted entity's score and whether it is exactly a gold one (type and both ends)."""
+    scores, correct = [], []
+    for i in rows:
+        gold = set(token_spans([tags[t] for t in examples[i].tags]))
+        for span, p in zip(predicted[i].spans, predicted[i].span_scores):
+            scores.append(p)
+            correct.append(tuple(span) in gold)
+    return scores, correct
+
+
+def pair_outcomes(examples: Sequence[Example], predicted: Sequence[Prediction], tags: Sequence[str],
+                   rows: Sequence[int]) -> tuple[list[float], list[bool]]:
+    """Each scored candidate pair's probability and whether the corpus relates exactly that pair."""
+    scores, correct = [], []
+    for i in rows:
+        gold = _relations(examples[i], tags)
+        spans = predicted[i].spans
+        for d, o, p in predicted[i].pairs:
+            scores.append(p)
+            correct.append((*spans[d][:2], *spans[o][:2], spans[o][2]) in gold)
+    return scores, correct
+
+
+@torch.no_grad()
+def calibrate_scores(model: SequenceLabeler, examples: Sequence[Example], negative: Sequence[bool],
+                     tags: Sequence[str], batch_size: int, device: torch.device) -> None:
+    """Fit the Platt scaling of entity and relation scores on these (dev) examples: over the
+    sentences with annotations, tagged with the gate open (an entity's score is the probability it is
+    right given that its sentence reports an event), against exact matches."""
+    model.entity_calibration.copy_(torch.tensor([1.0, 0.0]))
+    model.relation_calibration.copy_(torch.tensor([1.0, 0.0]))
+    predicted = predict(model, examples, batch_size, device, threshold=0.0)
+    rows = [i for i, e in enumerate(examples) if e.words and not negative[i]]
+    model.entity_calibration.copy_(torch.tensor(fit_platt(*entity_outcomes(examples, predicted, tags, rows))))
+    if model.relation is not None:
+        model.relation_calibration.copy_(torch.tensor(fit_platt(*pair_outcomes(examples, predicted, tags, rows))))
+
+
+def probability_scores(labels: Sequence[bool], probs: Sequence[float], bins: int = 10) -> dict:
+    """How well probabilities predict outcomes: expected calibration error (``bins`` equal-width
+    bins), Brier score, ROC-AUC, and how many there were."""
+    y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
+    ece = sum(n / len(p) * abs(mean - rate) for mean, rate, n in calibration_bins(labels, probs, bins)) if len(p) else 0.0
+    # ROC-AUC as the probability that a random positive outranks a random negative (ties count half).
+    pos, neg = p[y == 1], p[y == 0]
+    auc = (float((pos[:, None] > neg[None, :]).sum()) + 0.5 * float((pos[:, None] == neg[None, :]).sum())) \
+        / (len(pos) * len(neg)) if len(pos) and len(neg) else 0.0
+    return {"ece": ece, "brier": float(((p - y) ** 2).mean()) if len(p) else 0.0, "roc_auc": auc, "count": len(p)}
 
 
 @torch.no_grad()
@@ -73,21 +149,10 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     labels = torch.tensor([not negative[i] for i in kept], dtype=torch.float64)
     if labels.min() == labels.max():
         return  # one class only (data prepared without ADE-NEG): nothing to calibrate or choose
-    scale, shift = torch.ones((), dtype=torch.float64, requires_grad=True), torch.zeros((), dtype=torch.float64,
-                                                                                         requires_grad=True)
-    optimizer = torch.optim.LBFGS([scale, shift], max_iter=100, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(raw * scale + shift, labels)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    model.gate_scale.fill_(float(scale))
-    model.gate_shift.fill_(float(shift))
-    calibrated = torch.sigmoid(raw * scale.detach() + shift.detach()).tolist()
+    scale, shift = fit_platt(p, labels)
+    model.gate_scale.fill_(scale)
+    model.gate_shift.fill_(shift)
+    calibrated = torch.sigmoid(raw * scale + shift).tolist()
     gold = [[tags[t] for t in examples[i].tags] for i in kept]
     best = max(GATE_THRESHOLDS, key=lambda t: score(gold, _entity_tags(predicted, kept, tags,
                                                                        [gate_passes(q, t) for q in calibrated]))
@@ -125,13 +190,9 @@ def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: f
     precision = tp / float(decided.sum()) if decided.any() else 0.0
     recall = tp / float(y.sum()) if y.any() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    ece = sum(n / len(p) * abs(mean - rate) for mean, rate, n in calibration_bins(labels, probs, bins))
-    # ROC-AUC as the probability that a random positive outranks a random negative (ties count half).
-    pos, neg = p[y == 1], p[y == 0]
-    auc = (float((pos[:, None] > neg[None, :]).sum()) + 0.5 * float((pos[:, None] == neg[None, :]).sum())) \
-        / (len(pos) * len(neg)) if len(pos) and len(neg) else 0.0
+    quality = probability_scores(labels, probs, bins)
     return {"precision": precision, "recall": recall, "f1": f1, "support": int(y.sum()), "threshold": threshold,
-            "ece": ece, "brier": float(((p - y) ** 2).mean()) if len(p) else 0.0, "roc_auc": auc}
+            "ece": quality["ece"], "brier": quality["brier"], "roc_auc": quality["roc_auc"]}
 
 
 def _relations(example: Example, tags: Sequence[str]) -> set:
@@ -177,6 +238,11 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     every = [_predicted_relations(predicted[i], every_pair=True) for i in kept]
     result["annotated_only"]["relations_every_pair"] = relation_scores([gold_relations[k] for k in annotated],
                                                                        [every[k] for k in annotated])
+    rows = [kept[k] for k in annotated]
+    scores, correct = entity_outcomes(examples, predicted, tags, rows)
+    result["annotated_only"]["entity_probability"] = probability_scores(correct, scores)
+    scores, correct = pair_outcomes(examples, predicted, tags, rows)
+    result["annotated_only"]["relation_probability"] = probability_scores(correct, scores)
     on_negative = [p for k, p in enumerate(pred) if negative[kept[k]]]
     fired = sum(t.startswith("B-") for p in on_negative for t in p)
     result["negative_sentences"] = len(on_negative)

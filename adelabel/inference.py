@@ -5,9 +5,11 @@ all go through :func:`predict` (examples to tags, spans, pair scores and sentenc
 for raw text, :func:`analyze` (text to sentences and back to offsets in the text), so the scores
 describe exactly what users get.
 
-Three scores, each its own: an entity's ``score`` is the tagger's probability for its tags (the mean
-over its tokens); a relation's ``score`` the relation head's probability that the sentence relates
-the pair; a sentence's ``ade`` the gate's probability that it reports an adverse drug event. A
+Three scores, each its own and each calibrated on dev (Platt scaling): an entity's ``score`` is the
+probability that it is exactly right given that its sentence reports an event (from its tags' mean
+probability); a relation's ``score`` the probability that the sentence relates the pair (from the
+relation head's); a sentence's ``ade`` the probability that it reports an adverse drug event (from the
+gate's). A
 sentence is reported when ``ade`` reaches the model's threshold; only reported sentences carry
 entities and relations, and each carries at least its best-scoring pair (every ADE sentence of the
 corpus relates at least one).
@@ -55,7 +57,14 @@ class Prediction(NamedTuple):
     confidence: list[float]                  # each tag's probability (given that the sentence reports an ADE)
     sentence: float                          # the gate's probability that the sentence reports an ADE (1 without)
     spans: list[tuple[int, int, str]]        # the decoded entities as token ranges (first, end, label)
-    pairs: list[tuple[int, int, float]]      # every (drug, other) pair of ``spans`` with its probability
+    pairs: list[tuple[int, int, float]]      # every (drug, other) pair of ``spans``, its calibrated probability
+    span_scores: list[float] = []            # each span's calibrated probability of being exactly right
+
+
+def platt(probs: torch.Tensor, calibration: torch.Tensor) -> torch.Tensor:
+    """Probabilities through a fitted Platt scaling ``[scale, shift]`` of their logits."""
+    raw = torch.logit(probs.double().clamp(1e-7, 1 - 1e-7))
+    return torch.sigmoid(raw * float(calibration[0]) + float(calibration[1]))
 
 
 @torch.inference_mode()
@@ -77,12 +86,18 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
         candidates = [candidate_pairs(s) for s in spans]
         rows = [(row, *spans[row][d][:2], *spans[row][o][:2]) for row, pairs in enumerate(candidates)
                 for d, o in pairs]
-        probs = iter(model.relate(output, torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, 5))
-                     .cpu().tolist())
+        related = model.relate(output, torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, 5)).cpu()
+        probs = iter(platt(related, model.relation_calibration).tolist() if model.relation is not None
+                     else related.tolist())
+        means = [[sum(conf[row][a:b]) / (b - a) for a, b, _ in spans[row]] for row in range(len(indices))]
+        flat = platt(torch.tensor([m for row in means for m in row], dtype=torch.float64),
+                     model.entity_calibration).tolist()
+        scores = iter(flat)
         for row, i in enumerate(indices):
             n = len(examples[i].words)
             pairs = [(d, o, next(probs)) for d, o in candidates[row]]
-            out[i] = Prediction(tags[row][:n], conf[row][:n], sentence[row], spans[row], pairs)
+            out[i] = Prediction(tags[row][:n], conf[row][:n], sentence[row], spans[row], pairs,
+                                [next(scores) for _ in spans[row]])
     return out
 
 
@@ -144,8 +159,9 @@ class Entity:
     label: str
     text: str
     score: float
-    """The tagger's probability for the entity's tags (their mean), given that its sentence reports an
-    adverse event; whether it does is the sentence's ``ade``."""
+    """The probability that the entity is exactly right (type and both ends), given that its sentence
+    reports an adverse event (whether it does is the sentence's ``ade``): its tags' mean probability,
+    calibrated on dev."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,9 +237,8 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
             pred, example = next(predictions), next(examples_iter)
             ade[k] = max(ade[k], pred.sentence)
             first = len(result.entities)
-            for a, b, label in pred.spans:
+            for (a, b, label), score in zip(pred.spans, pred.span_scores):
                 start, end = offset + example.tokens[a][0], offset + example.tokens[b - 1][1]
-                score = sum(pred.confidence[a:b]) / (b - a)
                 result.entities.append(Entity(start, end, label, text[start:end], round(score, 4)))
             for d, o, p in reported_pairs(pred.pairs):
                 kind = f"DRUG-{pred.spans[o][2]}"

@@ -32,11 +32,12 @@ from adelabel.models.base import SequenceLabeler
 from adelabel.tags import tag_set
 from adelabel.vocab import PAD, UNK, Vocabs
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # 2: the architecture family (renamed settings and weights, gate threshold); 3: gate modules of their
 # own (SentenceGate, PooledGate); 4: manifest.json of checksums, the config validated by the schema,
-# seq2seq's sampling-schedule step count saved as a buffer, the relation head.
-MIGRATES_FROM = (3,)
+# seq2seq's sampling-schedule step count saved as a buffer, the relation head; 5: the calibration of
+# entity and relation scores, sentence classifiers.
+MIGRATES_FROM = (3, 4)
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
 MANIFEST, ASSETS = "manifest.json", "assets"
 is_model_dir = atomic.json_with(MANIFEST, "format_version", "files")
@@ -138,12 +139,14 @@ def _check_vocab(data: dict, path: Path) -> Vocabs:
 
 
 def _migrate(version: int, state: dict, arch: str) -> dict:
-    """Format 3 -> 4: the same tensors, plus seq2seq's step counter (its schedule starts afresh) and
-    an identity calibration of the gate."""
+    """Formats 3 and 4 -> 5: the same tensors, plus (3) seq2seq's step counter (its schedule starts
+    afresh) and an identity calibration of the gate, and (3, 4) of entity and relation scores."""
     if arch == "seq2seq" and "steps" not in state:
         state = {**state, "steps": torch.zeros((), dtype=torch.long)}
     if "gate_threshold" in state and "gate_scale" not in state:  # format 3: an uncalibrated gate
         state = {**state, "gate_scale": torch.tensor(1.0), "gate_shift": torch.tensor(0.0)}
+    for name in ("entity_calibration", "relation_calibration"):  # formats 3 and 4: raw scores
+        state.setdefault(name, torch.tensor([1.0, 0.0]))
     return state
 
 
@@ -164,7 +167,7 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
         raise InputError(directory / CONFIG, f"model format {version!r} (made by an older adelabel) is not "
                                              f"{FORMAT_VERSION}, the one this version reads; rebuild it with "
                                              f"`adelabel train --arch {arch} --data {data} --out {directory}`")
-    if version == FORMAT_VERSION:
+    if version == FORMAT_VERSION or version == 4:
         _check_manifest(directory)
     elif isinstance(config.get("model"), dict):
         config["model"].setdefault("relations", False)  # format 3 had no relation head
@@ -193,6 +196,7 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(weights, f"{name}: holds NaN or infinite values")
     if version != FORMAT_VERSION:
+        state = {**state}
         state = _migrate(version, state, validated.arch)
     assets = directory / ASSETS if (directory / ASSETS).is_dir() else None
     build = build_model if validated.task == "tag" else build_classifier

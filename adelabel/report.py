@@ -3,6 +3,8 @@
     metrics.json      every score (the same as --json)
     errors.jsonl      each sentence with a mistake: false positive and negative entities and relations
     reliability.png   the sentence probability's reliability diagram (predicted vs observed rate)
+    entity_reliability.png, relation_reliability.png   the same for entity and relation scores (the
+                      sentences with annotations, gate open; judged against exact matches)
 
 and for a sentence classifier:
 
@@ -56,14 +58,20 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
     plt.close(fig)
 
 
-def write_report(folder: Path, result: dict, mistakes: list[dict], labels: Sequence[bool],
-                 probs: Sequence[float]) -> None:
+DIAGRAMS = {"reliability.png": "reporting an ADE", "entity_reliability.png": "an entity being exactly right",
+            "relation_reliability.png": "a pair being related"}
+
+
+def write_report(folder: Path, result: dict, mistakes: list[dict],
+                 diagrams: dict[str, tuple[Sequence[float], Sequence[bool]]]) -> None:
+    """``diagrams``: file name (a key of :data:`DIAGRAMS`) -> (probabilities, outcomes)."""
     with atomic_dir(folder, is_report) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         with (tmp / "errors.jsonl").open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes)
-        if probs:
-            reliability_diagram(labels, probs, tmp / "reliability.png")
+        for name, (probs, outcomes) in diagrams.items():
+            if probs:
+                reliability_diagram(outcomes, probs, tmp / name, what=DIAGRAMS[name])
 
 
 def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path) -> None:

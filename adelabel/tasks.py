@@ -43,6 +43,13 @@ class TagTask:
 
         tune_gate(model, examples, self.negatives[split], self.tags, batch_size, device)
 
+    def calibrate(self, model, examples: Sequence[Example], split: str, batch_size: int,
+                  device: torch.device) -> None:
+        """Once, on the kept epoch's weights: the entity and relation scores' calibration."""
+        from adelabel.evaluate import calibrate_scores
+
+        calibrate_scores(model, examples, self.negatives[split], self.tags, batch_size, device)
+
     def evaluate(self, model, examples: Sequence[Example], split: str, batch_size: int,
                  device: torch.device) -> dict:
         from adelabel.evaluate import evaluate_examples
@@ -95,6 +102,10 @@ class ClassifyTask:
         from adelabel.classification import tune_classifier
 
         tune_classifier(model, examples, batch_size, device)
+
+    def calibrate(self, model, examples: Sequence[Example], split: str, batch_size: int,
+                  device: torch.device) -> None:
+        """Nothing more: the temperature and threshold are fitted with each epoch's weights."""
 
     def evaluate(self, model, examples: Sequence[Example], split: str, batch_size: int,
                  device: torch.device) -> dict:

@@ -242,6 +242,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         say(f"no better dev F1 for {stale} epochs; stopped")
 
     model.load_state_dict(best_state)
+    task.calibrate(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
     metrics = {"best_epoch": best_epoch, "epochs_run": epoch}
     for name in ("dev", "test"):
         metrics[name] = task.evaluate(model, examples[name], name, hp.eval_batch_size, dev_)

@@ -311,6 +311,43 @@ def test_missing_folder_and_format_3_migration(tmp_path):
     assert torch.equal(model(batch).scores, loaded(batch).scores) and int(loaded.steps) == 0
 
 
+def test_format_4_is_read_with_raw_entity_and_relation_scores(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from adelabel.atomic import sha256
+
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs)
+    folder = tmp_path / "v4"
+    model_dir.save(folder, model, {"tags": TAGS, "embedding_dim": 8}, vocabs)
+    state = load_file(str(folder / model_dir.WEIGHTS))
+    del state["entity_calibration"], state["relation_calibration"]
+    save_file(state, str(folder / model_dir.WEIGHTS))
+    _edit_json("config.json", lambda c: {**c, "format_version": 4})(folder)
+    _edit_json(model_dir.MANIFEST, lambda m: {"format_version": 4, "files": {
+        **m["files"], "config.json": sha256(folder / "config.json"),
+        model_dir.WEIGHTS: sha256(folder / model_dir.WEIGHTS)}})(folder)
+    loaded, _, _ = model_dir.load(folder)
+    assert loaded.entity_calibration.tolist() == [1.0, 0.0] == loaded.relation_calibration.tolist()
+
+
+def test_platt_scaling_makes_overconfident_scores_honest():
+    from adelabel.evaluate import fit_platt, probability_scores
+    from adelabel.inference import platt
+
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.rand(4000, generator=gen, dtype=torch.float64) * 0.8 + 0.1
+    outcome = (torch.rand(4000, generator=gen, dtype=torch.float64) < truth).tolist()
+    overconfident = torch.sigmoid(4 * torch.logit(truth))  # right ranking, far too sure
+    scale, shift = fit_platt(overconfident, outcome)
+    fixed = platt(overconfident, torch.tensor([scale, shift])).tolist()
+    before = probability_scores(outcome, overconfident.tolist())
+    after = probability_scores(outcome, fixed)
+    assert before["ece"] > 0.1 and after["ece"] < 0.03 and 0.2 < scale < 0.35
+    assert after["roc_auc"] == pytest.approx(before["roc_auc"])  # a monotone map keeps the ranking
+    assert fit_platt([0.9, 0.8], [True, True]) == (1.0, 0.0)  # one class: nothing to fit
+
+
 def test_a_save_replaces_the_old_folder_whole(tmp_path):
     vocabs = tiny_vocabs()
     folder = tmp_path / "model"

@@ -193,7 +193,13 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     assert sentences["roc_auc"] > 0.8 and 0 <= sentences["ece"] <= 0.2 and "ECE" in out.stdout
     report = tmp_path / "report"
     assert json.loads((report / "metrics.json").read_text()) == scores
-    assert (report / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("reliability.png", "entity_reliability.png", "relation_reliability.png"):
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Entity and relation scores are probabilities fitted on dev: honest on test too, and ranked so
+    # that a right entity usually outscores a wrong one.
+    entity = scores["annotated_only"]["entity_probability"]
+    assert entity["count"] > 0 and entity["ece"] < 0.2 and entity["roc_auc"] > 0.6
+    assert "entity score (exactly right): ECE" in out.stdout
     mistakes = [json.loads(line) for line in (report / "errors.jsonl").read_text().splitlines()]
     # Every sentence listed has a mistake, and the counts add up to the scores.
     assert all(m["false_positives"] or m["false_negatives"] or m["relations_false_positives"]

@@ -123,6 +123,10 @@ class SequenceLabeler(nn.Module):
         # trained on a sample of the ADE-NEG sentences, so its raw probabilities run high.
         self.register_buffer("gate_scale", torch.tensor(1.0), persistent=self.gate is not None)
         self.register_buffer("gate_shift", torch.tensor(0.0), persistent=self.gate is not None)
+        # Platt scaling of an entity's score (its tags' mean probability) and of a pair's relation
+        # probability, fitted on dev against exact matches (adelabel.evaluate.calibrate_scores).
+        self.register_buffer("entity_calibration", torch.tensor([1.0, 0.0]))
+        self.register_buffer("relation_calibration", torch.tensor([1.0, 0.0]))
         start, trans = iob2_constraints(tags)
         # Buffers, not parameters: they move with .to(device) but are fixed rules, not learned.
         self.register_buffer("start_constraints", start, persistent=False)
