@@ -257,7 +257,7 @@ def show_config(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model folder.")] = Path("models/bilstm"),
+    model: Annotated[list[Path], typer.Option(help="Model folder; repeat it to score an ensemble of taggers trained on the same data.")] = [Path("models/bilstm")],
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
@@ -285,10 +285,13 @@ def evaluate(
         atomic.check_output_dir(report, "--report", is_report)
     check_threshold(threshold)
     sentences = read_split(data, split)
-    if model_dir.task_of(model) == "classify":
-        _evaluate_classifier(model, data, split, sentences, json_out, report, device, threshold)
+    if any(model_dir.task_of(m) == "classify" for m in model):
+        if len(model) > 1:
+            raise OptionError("--model: an ensemble is of taggers; give one classifier")
+        _evaluate_classifier(model[0], data, split, sentences, json_out, report, device, threshold)
         return
     tagger = Tagger.load(model, device=device)
+    model = " + ".join(map(str, model))
     if threshold is not None and tagger.model.gate is not None:
         tagger.model.gate_threshold.fill_(threshold)
     data_labels, model_labels = read_manifest(data)["labels"], [t[2:] for t in tagger.tags[1::2]]
@@ -380,7 +383,7 @@ def _relation_line(title: str, r: dict) -> str:
 @app.command()
 def tag(
     file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences); - for stdin.")],
-    model: Annotated[Path, typer.Option(help="Model folder: a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line).")] = Path("models/bilstm"),
+    model: Annotated[list[Path], typer.Option(help="Model folder: a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = [Path("models/bilstm")],
     format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,

@@ -9,6 +9,7 @@ result is written when it finishes, and a killed run carries on: finished folds 
 progress resumes from its training checkpoint.
 
     OUT/cv.json     the settings, every fold's test scores, and mean and standard deviation of each
+                    (rewritten after every fold; ``complete`` says whether all folds are in)
 """
 from __future__ import annotations
 
@@ -137,7 +138,13 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         atomic.write_text(result_path, json.dumps(result, indent=2) + "\n")
         results.append(result)
         durations.append(time.perf_counter() - started)
-    summary = {"settings": settings, "versions": versions(),
+        # The summary so far, after every fold: a long run can be read before it ends.
+        _write_summary(out, settings, results, folds)
+    return _write_summary(out, settings, results, folds)
+
+
+def _write_summary(out: Path, settings: dict, results: list[dict], folds: int) -> dict:
+    summary = {"settings": settings, "versions": versions(), "complete": len(results) == folds,
                "summary": summarise([r["test"] for r in results]), "folds": results}
     atomic.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
@@ -152,7 +159,8 @@ def format_summary(summary: dict) -> str:
     """The printed table: mean ± standard deviation of precision, recall and F1 per row."""
     stats = summary["summary"]
     folds = len(summary["folds"])
-    rows = [f"{folds} folds by document; mean ± standard deviation over the folds' test splits",
+    rows = [f"{folds} folds by document" + ("" if summary.get("complete", True) else f" (of {summary['settings']['folds']}, so far)")
+            + "; mean ± standard deviation over the folds' test splits",
             f"{'':<34}{'precision':>18}{'recall':>18}{'f1':>18}"]
 
     def row(title: str, prefix: str) -> None:

@@ -58,14 +58,35 @@ class Tagger:
         self.threshold = threshold
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_MODEL, device: str = "auto", threshold: float | None = None) -> "Tagger":
-        """Load a saved model. ``threshold`` overrides the gate threshold tuned in training: lower finds
-        more entities and more false ones, 0 tags every sentence as if it reported an adverse event."""
+    def load(cls, path: str | Path | Sequence[str | Path] = DEFAULT_MODEL, device: str = "auto",
+             threshold: float | None = None) -> "Tagger":
+        """Load a saved model, or several as an ensemble (adelabel/models/ensemble.py: taggers trained
+        on the same prepared data, whose probabilities are averaged). ``threshold`` overrides the gate
+        threshold tuned in training: lower finds more entities and more false ones, 0 tags every
+        sentence as if it reported an adverse event."""
         check_threshold(threshold)
         dev = pick_device(device)
-        if model_dir.task_of(path) != "tag":
-            raise InputError(path, "is a sentence classifier, not a tagger; load it with adelabel.Classifier.load")
-        model, config, vocabs = model_dir.load(path, dev)
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if not paths:
+            raise OptionError("Tagger.load: no model folder given")
+        for p in paths:
+            if model_dir.task_of(p) != "tag":
+                raise InputError(p, "is a sentence classifier, not a tagger; load it with adelabel.Classifier.load")
+        loaded = [model_dir.load(p, dev) for p in paths]
+        model, config, vocabs = loaded[0]
+        if len(loaded) > 1:
+            from adelabel.models.ensemble import Ensemble
+
+            for p, (other, _, other_vocabs) in zip(paths[1:], loaded[1:]):
+                if other.tags != model.tags:
+                    raise InputError(p, f"its tags {other.tags} differ from {paths[0]}'s {model.tags}; an "
+                                        "ensemble's members tag the same types")
+                if other_vocabs.words.items != vocabs.words.items or other_vocabs.chars.items != vocabs.chars.items:
+                    raise InputError(p, f"its vocabulary differs from {paths[0]}'s; an ensemble's members "
+                                        "must be trained on the same prepared data")
+            model = Ensemble([m for m, _, _ in loaded]).to(dev).eval()
+            config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
+                      "ensemble": [str(p) for p in paths]}
         return cls(model, config, vocabs, dev, threshold)
 
     def analyze(self, text: str) -> Analysis:

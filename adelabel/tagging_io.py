@@ -95,22 +95,27 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl") -> None:
         raise OptionError(f"--output {output}: is the input file {source}; writing it would destroy what is read")
 
 
-def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, batch_size: int,
+def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,
                device: str, threshold: float | None = None) -> int:
     """Tag every line of ``source``; returns the number of lines written. An ``output`` file is
     written under a temporary name and renamed when complete, so it never holds a partial result."""
     check_output(source, output, fmt)
     if source != "-" and not Path(source).is_file():
         raise InputError(source, "file not found")
-    if task_of(model) == "classify":
+    models = [model] if isinstance(model, (str, Path)) else list(model)
+    if any(task_of(m) == "classify" for m in models):
+        if len(models) > 1:
+            raise OptionError("--model: an ensemble is of taggers; give one classifier")
+        model = models[0]
         if fmt != "jsonl":
             raise OptionError(f"--format {fmt}: {model} is a sentence classifier, which writes jsonl "
                               "(one {\"text\", \"label\", \"scores\"} record per input line)")
         tagger = Classifier.load(model, device=device, threshold=threshold)
         process = tagger.pipe
     else:
-        tagger = Tagger.load(model, device=device, threshold=threshold)
+        tagger = Tagger.load(models, device=device, threshold=threshold)
         process = tagger.analyze_pipe
+        model = models[0] if len(models) == 1 else models
     lines = read_text_lines(source)
     count = 0
     meta = provenance(tagger, model)
@@ -137,7 +142,7 @@ def tag_stream(source: str, model: str | Path, fmt: str, output: Path | None, ba
     return count
 
 
-def provenance(tagger: Tagger | Classifier, model: str | Path) -> dict:
+def provenance(tagger: Tagger | Classifier, model: str | Path | list[Path]) -> dict:
     """Which model and thresholds produced an output."""
     if isinstance(tagger, Classifier):
         positive = tagger.model.positive
@@ -148,7 +153,8 @@ def provenance(tagger: Tagger | Classifier, model: str | Path) -> dict:
                     else round(float(tagger.model.threshold), 4)} if positive is not None else {}),
                 "adelabel": __version__}
     gate = tagger.model.gate is not None
-    return {"model": str(Path(model).resolve()), "arch": tagger.config["arch"],
+    where = str(Path(model).resolve()) if isinstance(model, (str, Path)) else [str(Path(m).resolve()) for m in model]
+    return {"model": where, "arch": tagger.config["arch"],
             "sentence_threshold": tagger.threshold if tagger.threshold is not None
             else round(float(tagger.model.gate_threshold), 4) if gate else 0.0,
             "relation_threshold": RELATION_THRESHOLD, "adelabel": __version__}

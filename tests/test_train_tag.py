@@ -224,3 +224,35 @@ def test_cli_errors_are_one_clear_line(sample_model, tmp_path, args, message):
     out = run_cli(*args, cwd=tmp_path)
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_path):
+    import shutil
+
+    from adelabel.atomic import sha256
+
+    from adelabel.models.ensemble import Ensemble
+
+    lines = (SAMPLE / "example.txt").read_text(encoding="utf-8").splitlines()
+    one = Tagger.load(sample_model, device="cpu")
+    alone = Tagger(Ensemble([one.model]), one.config, one.vocabs, one.device)
+    twice = Tagger.load([sample_model, sample_model], device="cpu")
+    # Averaging copies of one model changes nothing: the same entities, relations and sentences.
+    for a, b in zip(alone.analyze_pipe(lines), twice.analyze_pipe(lines)):
+        assert a.to_dict() == b.to_dict()
+    assert sum(len(a.entities) for a in twice.analyze_pipe(lines)) > 10
+    out = run_cli("evaluate", "--model", str(sample_model), "--model", str(sample_model), "--data", str(sample_data))
+    assert out.returncode == 0 and f"{sample_model} + {sample_model} on" in out.stdout, out.stderr
+    f1 = float(out.stdout.split("all sentences")[1].split("micro")[1].split()[2])
+    assert abs(f1 - json.loads((sample_model / "metrics.json").read_text())["test"]["micro"]["f1"]) < 0.1
+    # Members must read the text alike: another vocabulary is refused, naming the member.
+    other = tmp_path / "other"
+    shutil.copytree(sample_model, other)
+    vocab = json.loads((other / "vocab.json").read_text())
+    vocab["words"][5], vocab["words"][6] = vocab["words"][6], vocab["words"][5]
+    (other / "vocab.json").write_text(json.dumps(vocab))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["files"]["vocab.json"] = sha256(other / "vocab.json")
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    out = run_cli("tag", "-", "--model", str(sample_model), "--model", str(other), stdin="Rash.\n")
+    assert out.returncode == 2 and f"{other}: its vocabulary differs from" in out.stderr
