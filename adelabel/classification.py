@@ -15,12 +15,13 @@ import torch
 from adelabel.data import Example
 from adelabel.evaluate import GATE_THRESHOLDS, calibration_bins
 from adelabel.inference import classify
+from adelabel.models.classifier import calibrated
 
 
-def _kept(examples: Sequence[Example], probs: Sequence[list[float] | None]):
+def _kept(examples: Sequence[Example], probs: Sequence[list[float] | None], classes: int):
     rows = [i for i, p in enumerate(probs) if p is not None]
     gold = np.array([examples[i].label for i in rows], dtype=np.int64)
-    return rows, gold, np.array([probs[i] for i in rows], dtype=np.float64).reshape(len(rows), -1)
+    return rows, gold, np.array([probs[i] for i in rows], dtype=np.float64).reshape(len(rows), classes)
 
 
 def positive_f1(gold: np.ndarray, decided: np.ndarray) -> float:
@@ -30,31 +31,38 @@ def positive_f1(gold: np.ndarray, decided: np.ndarray) -> float:
 
 @torch.no_grad()
 def tune_classifier(model, examples: Sequence[Example], batch_size: int, device: torch.device) -> None:
-    """Fit the temperature on these (dev) examples by likelihood, then, with two classes, the
-    threshold on the positive class's calibrated probability that gives the best F1."""
+    """Fit the temperature (and with two classes the positive class's bias) on these (dev) examples
+    by likelihood, then, with two classes, the threshold on the positive class's calibrated
+    probability that gives the best F1."""
     model.temperature.fill_(1.0)
-    _, gold, probs = _kept(examples, classify(model, examples, batch_size, device))
+    model.bias.fill_(0.0)
+    model.threshold.fill_(0.5)
+    _, gold, probs = _kept(examples, classify(model, examples, batch_size, device), len(model.classes))
     if len(np.unique(gold)) < 2:
         return  # one class only: nothing to calibrate against
     log_probs = torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0)))
     target = torch.from_numpy(gold)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], max_iter=100, line_search_fn="strong_wolfe")
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=model.positive is not None)
+    optimizer = torch.optim.LBFGS([log_t] + ([bias] if bias.requires_grad else []), max_iter=100,
+                                  line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(log_probs / log_t.exp(), target)
+        loss = torch.nn.functional.cross_entropy(calibrated(log_probs, log_t.exp(), bias, model.positive), target)
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)
-    temperature = float(log_t.exp().clamp(0.05, 20.0))
+    temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
     model.temperature.fill_(temperature)
+    model.bias.fill_(float(bias.detach()))
     if model.positive is not None:
-        calibrated = torch.softmax(log_probs / temperature, -1)[:, model.positive].numpy()
+        scaled = calibrated(log_probs, temperature, float(bias.detach()), model.positive)
+        calibrated_positive = torch.softmax(scaled, -1)[:, model.positive].numpy()
         is_positive = gold == model.positive
-        best = max(GATE_THRESHOLDS, key=lambda t: (positive_f1(is_positive, calibrated >= t), -abs(t - 0.5)))
+        best = max(GATE_THRESHOLDS, key=lambda t: (positive_f1(is_positive, calibrated_positive >= t), -abs(t - 0.5)))
         model.threshold.fill_(best)
 
 
@@ -67,17 +75,20 @@ def classifier_metrics(model, examples: Sequence[Example], batch_size: int, devi
 
     if probs is None:
         probs = classify(model, examples, batch_size, device)
-    rows, gold, p = _kept(examples, probs)
+    rows, gold, p = _kept(examples, probs, len(model.classes))
     classes = list(model.classes)
     decided = model.decide(torch.from_numpy(p), threshold).numpy() if len(rows) else np.zeros(0, dtype=np.int64)
     labels = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(gold, decided, labels=labels, zero_division=0)
+    present = np.isin(labels, np.concatenate([gold, decided]))
     result: dict = {
         "task": "classify", "classes": classes, "texts": len(rows),
         "per_class": {c: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
                           "support": int(support[k])} for k, c in enumerate(classes)},
-        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean()),
-                  "support": int(support.sum())},
+        # Over the classes the split holds or the model predicts: one absent from both is not a zero.
+        "macro": {name: float(values[present].mean()) if present.any() else 0.0
+                  for name, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+                 | {"support": int(support.sum())},
         "accuracy": float((decided == gold).mean()) if len(rows) else 0.0,
         "confusion": confusion_matrix(gold, decided, labels=labels).tolist() if len(rows) else [],
     }
@@ -90,8 +101,9 @@ def classifier_metrics(model, examples: Sequence[Example], batch_size: int, devi
     both = 0 < is_positive.sum() < len(is_positive)
     result.update({
         "positive": classes[pos], "threshold": round(cut, 4), "f1": float(f1[pos]),
-        "roc_auc": float(roc_auc_score(is_positive, score)) if both else 0.0,
-        "average_precision": float(average_precision_score(is_positive, score)) if both else 0.0,
+        # Undefined (None) unless the split holds both classes.
+        "roc_auc": float(roc_auc_score(is_positive, score)) if both else None,
+        "average_precision": float(average_precision_score(is_positive, score)) if both else None,
         "brier": float(((score - is_positive) ** 2).mean()) if len(rows) else 0.0,
         "ece": sum(n / len(score) * abs(mean - rate)
                    for mean, rate, n in calibration_bins(is_positive.tolist(), score.tolist())) if len(rows) else 0.0,
@@ -112,9 +124,10 @@ def format_classification(result: dict) -> str:
              f"{'':<{width}}" + "".join(f"{c:>{width}}" for c in classes)]
     rows += [f"{c:<{width}}" + "".join(f"{n:>{width}}" for n in line) for c, line in zip(classes, result["confusion"])]
     if "positive" in result:
+        shown = lambda v: "undefined (one class)" if v is None else f"{v:.4f}"  # noqa: E731
         rows += ["", f"{result['positive']} (positive class, threshold {result['threshold']:.2f}): "
-                     f"F1 {result['f1']:.4f}, ROC-AUC {result['roc_auc']:.4f}, average precision "
-                     f"{result['average_precision']:.4f}; its probability: ECE {result['ece']:.4f}, "
+                     f"F1 {result['f1']:.4f}, ROC-AUC {shown(result['roc_auc'])}, average precision "
+                     f"{shown(result['average_precision'])}; its probability: ECE {result['ece']:.4f}, "
                      f"Brier {result['brier']:.4f}"]
     return "\n".join(rows)
 

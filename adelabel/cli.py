@@ -155,7 +155,7 @@ def cv(
     from adelabel.cv import cross_validate, format_summary
     from adelabel.tagger import pick_device
 
-    overrides = list(set_ or []) + [f"seed={seed}"] + ([f"train.max_epochs={epochs}"] if epochs else [])
+    overrides = [f"seed={seed}"] + list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
         raise OptionError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
@@ -219,6 +219,8 @@ def tune(
     cfg = resolve(arch, config, overrides, task)
     name = cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}"
     if out is None or storage is None:
+        if Path("tune").exists() and not Path("tune").is_dir():
+            raise OptionError("tune: is a file, where tune keeps its studies and configs; give --out and --storage")
         Path("tune").mkdir(exist_ok=True)
     out = out or Path("tune") / f"{name}.toml"
     atomic.check_output_file(out, "--out")
@@ -232,10 +234,10 @@ def tune(
             raise OptionError(f"--storage {storage}: folder {parent} not found")
     read_manifest(data)
     pick_device(device)
-    # A key fixed with --set is searched no more: it becomes a one-value space.
-    fixed = [item for item in (set_ or []) if "." in item.partition("=")[0]]
+    # A key fixed with --set (or --epochs) is searched no more.
+    fixed = [item.partition("=")[0].strip() for item in overrides]
     result = run_tune(cfg, data, out, trials, storage, sampler=sampler, pruner=pruner,
-                      space_overrides=list(space or []) + fixed,
+                      space_overrides=list(space or []), fixed_keys=fixed,
                       device=device, report=report, log=_log(quiet))
     print(f"{result['complete']} trials complete, {result['pruned']} pruned; best: trial {result['best_trial']}, "
           f"dev F1 {result['best_value']:.4f}, " + ", ".join(f"{k}={v}" for k, v in result["best_params"].items()))
@@ -290,9 +292,9 @@ def evaluate(
             raise OptionError("--model: an ensemble is of taggers; give one classifier")
         _evaluate_classifier(model[0], data, split, sentences, json_out, report, device, threshold)
         return
-    tagger = Tagger.load(model, device=device)
+    tagger = Tagger.load(model, device=device, threshold=threshold)
     model = " + ".join(map(str, model))
-    if threshold is not None and tagger.model.gate is not None:
+    if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
     data_labels, model_labels = read_manifest(data)["labels"], [t[2:] for t in tagger.tags[1::2]]
     if not data_labels:

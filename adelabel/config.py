@@ -94,16 +94,20 @@ class _Pooled(Section):
 class RecurrentClassifier(_Pooled, _WordInput):
     """Word vectors (+ character features) -> RNN/GRU/LSTM -> pooled over the sentence -> classes."""
 
-    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction")
-    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and before the output")
+    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction",
+                             json_schema_extra={"search": {"choices": [100, 200, 300]}})
+    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)",
+                        json_schema_extra={"search": {"choices": [1, 2]}})
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and before the output",
+                           json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
 
 
 class TransformerClassifier(_Pooled):
     """A pretrained encoder fine-tuned to classify sentences (its word states pooled)."""
 
     encoder: str = Field("", description='a local Hugging Face checkpoint folder; "" = all-MiniLM-L6-v2')
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the output layer")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the output layer",
+                           json_schema_extra={"search": {"low": 0.0, "high": 0.3}})
     window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
     stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
 
@@ -324,8 +328,8 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
             raise InputError(path, f"arch: this config is for {file_arch!r}, but --arch says {arch!r}")
         arch = arch or file_arch
         file_task = data.get("task")
-        if file_task is not None and not isinstance(file_task, str):
-            raise InputError(path, f"task: expected a string, got {file_task!r}")
+        if file_task is not None and file_task not in TASKS:
+            raise InputError(path, f"task: expected {' or '.join(TASKS)}, got {file_task!r}")
         if task is not None and file_task is not None and file_task != task:
             raise InputError(path, f"task: this config is for {file_task!r}, but --task says {task!r}")
         task = task or file_task

@@ -17,14 +17,16 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adelabel import atomic
 from adelabel.config import Config
-from adelabel.corpus import Sentence
+from adelabel.corpus import Sentence, sentence_class
 from adelabel.errors import AdelabelError, InputError
 from adelabel.prepare import drop_unseen_classes, read_corpus, write_data
+from adelabel.tasks import positive_class
 from adelabel.train import checkpoint_dir, train
 from adelabel.versions import versions
 
@@ -101,6 +103,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             before = json.loads(settings_path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
             raise InputError(settings_path, f"corrupt settings ({err})") from None
+        if not isinstance(before, dict):
+            raise InputError(settings_path, "corrupt settings (not a JSON object)")
         if before != settings:
             changed = sorted(k for k in settings if before.get(k) != settings[k])
             raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
@@ -108,6 +112,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict,
                                              lambda line: None)
     splits = fold_splits(sentences, folds, seed)
+    counts = Counter(map(sentence_class, sentences))
+    classifier = {"classes": sorted(counts), "positive": positive_class(counts)}
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(settings_path, json.dumps(settings, indent=2) + "\n")
     results: list[dict] = []
@@ -116,7 +122,11 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         fold = out / f"fold-{k:02d}"
         result_path = fold / RESULT
         if result_path.is_file():
-            results.append(json.loads(result_path.read_text(encoding="utf-8")))
+            try:
+                results.append(json.loads(result_path.read_text(encoding="utf-8")))
+                results[-1]["test"]["f1"]
+            except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
+                raise InputError(result_path, f"corrupt fold result ({err}); delete it to run the fold again") from None
             say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
             continue
         started = time.perf_counter()
@@ -129,7 +139,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 drop_unseen_classes(split, numbers, corpus, strict, lambda _: None)
             write_data(fold / "data", split, {"corpus": str(corpus), "format": format, "seed": seed,
                                               "labels": list(labels), "include_negative": include_negative,
-                                              "report": report, "fold": k, "folds": folds},
+                                              "report": report, "fold": k, "folds": folds,
+                                              "classifier": classifier},
                        None, None, dim, seed, w2v_epochs, 200_000, lambda _: None)
         fold_log = (lambda line: say(f"  fold {k}/{folds} {line}")) if log is not None else None
         metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume)

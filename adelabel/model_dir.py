@@ -117,14 +117,14 @@ def _check_classes(classes, positive, path: Path) -> dict:
     return {"classes": classes, "positive": positive}
 
 
-def task_of(directory: str | Path) -> str:
+def task_of(directory: str | Path) -> str | None:
     """The task of a model folder ("tag" or "classify") as its config says, read before loading it
-    whole (which checks everything); "tag" when that cannot be read, for :func:`load` to explain."""
+    whole (which checks everything); None when that cannot be read, for :func:`load` to explain."""
     try:
         task = json.loads((Path(directory) / CONFIG).read_text(encoding="utf-8")).get("task", "tag")
-    except (OSError, ValueError, AttributeError):
-        return "tag"
-    return task if task in ("tag", "classify") else "tag"
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return task if task in ("tag", "classify") else None
 
 
 def _check_vocab(data: dict, path: Path) -> Vocabs:

@@ -70,7 +70,9 @@ class Tagger:
         if not paths:
             raise OptionError("Tagger.load: no model folder given")
         for p in paths:
-            if model_dir.task_of(p) != "tag":
+            if not isinstance(p, (str, Path)):
+                raise TypeError(f"Tagger.load: a model folder is a str or Path, not a {type(p).__name__}")
+            if model_dir.task_of(p) == "classify":
                 raise InputError(p, "is a sentence classifier, not a tagger; load it with adelabel.Classifier.load")
         loaded = [model_dir.load(p, dev) for p in paths]
         model, config, vocabs = loaded[0]
@@ -85,6 +87,8 @@ class Tagger:
                     raise InputError(p, f"its vocabulary differs from {paths[0]}'s; an ensemble's members "
                                         "must be trained on the same prepared data")
             model = Ensemble([m for m, _, _ in loaded]).to(dev).eval()
+        if threshold is not None and model.gate is None:
+            raise OptionError(f"threshold: {paths[0]} has no sentence gate (model.gate = false); it tags every sentence")
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
                       "ensemble": [str(p) for p in paths]}
         return cls(model, config, vocabs, dev, threshold)
@@ -159,9 +163,14 @@ class Classifier:
         positive class's probability tuned on dev."""
         check_threshold(threshold)
         dev = pick_device(device)
-        if model_dir.task_of(path) != "classify":
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"Classifier.load: a model folder is a str or Path, not a {type(path).__name__}")
+        if model_dir.task_of(path) == "tag":
             raise InputError(path, "is a tagger, not a sentence classifier; load it with adelabel.Tagger.load")
         model, config, vocabs = model_dir.load(path, dev)
+        if threshold is not None and model.positive is None:
+            raise OptionError(f"threshold: {path} decides among {len(model.classes)} classes by the most "
+                              "probable; a threshold applies to two-class models only")
         return cls(model, config, vocabs, dev, threshold)
 
     def __call__(self, text: str) -> Classification:

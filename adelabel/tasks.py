@@ -72,6 +72,12 @@ class TagTask:
         return {"tags": self.tags}
 
 
+def positive_class(counts: Counter) -> str | None:
+    """Of two classes, the rarer (ADE in the ADE corpus): the one looked for; ties go to the later name.
+    None with more than two (their decision is an argmax)."""
+    return min(reversed(sorted(counts)), key=lambda c: counts[c]) if len(counts) == 2 else None
+
+
 class ClassifyTask:
     name = "classify"
 
@@ -80,9 +86,12 @@ class ClassifyTask:
         if len(counts) < 2:
             raise AdelabelError(f"{data_dir}: the training split holds one class only ({', '.join(counts) or 'none'}); "
                                 "a classifier needs at least two")
+        # A cross-validation fixes the classes over the whole corpus, so every fold scores the same ones.
+        fixed = manifest.get("classifier") or {}
+        for name in fixed.get("classes", []):
+            counts.setdefault(name, 0)
         self.classes = sorted(counts)
-        # The rarer class of two is the one looked for (ADE in the ADE corpus); ties go to the later name.
-        self.positive = min(reversed(self.classes), key=lambda c: counts[c]) if len(counts) == 2 else None
+        self.positive = fixed["positive"] if "classes" in fixed else positive_class(counts)
         for name, sents in splits.items():
             unseen = sorted({sentence_class(s) for s in sents} - set(counts))
             if unseen:
@@ -119,7 +128,8 @@ class ClassifyTask:
                f"accuracy {result['accuracy']:.4f}"
         if "positive" in result:
             fields.update(threshold=result["threshold"], dev_roc_auc=result["roc_auc"])
-            line += f"  threshold {result['threshold']:.2f}  ROC-AUC {result['roc_auc']:.4f}"
+            line += f"  threshold {result['threshold']:.2f}" + (
+                f"  ROC-AUC {result['roc_auc']:.4f}" if result["roc_auc"] is not None else "")
         return fields, line
 
     def saved(self) -> dict:

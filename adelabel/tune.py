@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adelabel import atomic
@@ -112,9 +113,11 @@ def _grid(space: dict[str, dict], integer: dict[str, bool]) -> dict[str, list]:
 
 def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, storage: str, sampler: str = "tpe",
          pruner: str = "hyperband", space_overrides: list[str] | None = None, device: str = "auto",
-         report: str | Path | None = None, log: Callable[[str], None] | None = print) -> dict:
-    """Run (or carry on) a study until it holds ``trials`` finished trials; write the best config to
-    ``out`` (TOML) and return a summary."""
+         report: str | Path | None = None, log: Callable[[str], None] | None = print,
+         fixed_keys: Sequence[str] = ()) -> dict:
+    """Run (or carry on) a study until it holds ``trials`` finished trials (complete or pruned); write
+    the best config to ``out`` (TOML) and return a summary. ``fixed_keys``: keys the base config sets
+    that are searched no more (``--set``)."""
     from adelabel.train import checkpoint_dir, train
 
     optuna = _optuna()
@@ -126,7 +129,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     if trials < 1:
         raise OptionError(f"--trials: expected at least 1, got {trials}")
     arch, task = base.arch, base.task
-    space = parse_space(arch, task, list(space_overrides or []))
+    space = {k: v for k, v in parse_space(arch, task, list(space_overrides or [])).items() if k not in fixed_keys}
     fixed = {k: v["choices"][0] for k, v in space.items() if "choices" in v and len(v["choices"]) == 1}
     searched = {k: v for k, v in space.items() if k not in fixed}
     integer = {k: _integer(k, arch, task) for k in searched}
@@ -137,17 +140,19 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     pruners = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=base.train.max_epochs),
                "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
                "none": lambda: optuna.pruners.NopPruner()}
+    if "://" not in storage:
+        raise OptionError(f"--storage {storage}: expected a database URL, e.g. sqlite:///tune/{arch}.db")
     try:
         study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize",
                                     load_if_exists=True, sampler=samplers[sampler](), pruner=pruners[pruner]())
-    except (ValueError, ImportError) as err:
-        raise OptionError(f"--storage {storage}: {err}") from None
-    except optuna.exceptions.StorageInternalError as err:
-        raise OptionError(f"--storage {storage}: cannot open it ({err})") from None
+    except Exception as err:  # noqa: BLE001 - sqlalchemy's and optuna's many kinds of "cannot open"
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise OptionError(f"--storage {storage}: cannot open it as a study ({first})") from None
+    data_key = str(Path(data_dir).resolve())
     if not study.user_attrs:
         study.set_user_attr("arch", arch)
         study.set_user_attr("task", task)
-        study.set_user_attr("data", str(Path(data_dir).resolve()))
+        study.set_user_attr("data", data_key)
         study.set_user_attr("space", json.dumps(space, sort_keys=True))
     elif (study.user_attrs.get("arch"), study.user_attrs.get("task")) != (arch, task):
         raise OptionError(f"--storage {storage}: holds a study of {study.user_attrs.get('task')} "
@@ -155,7 +160,19 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     elif study.user_attrs.get("space") != json.dumps(space, sort_keys=True):
         raise OptionError(f"--storage {storage}: its study searched another space; use a new storage file "
                           "(or the --space it was started with)")
-    finished = lambda: [t for t in study.trials if t.state.is_finished()]  # noqa: E731
+    elif study.user_attrs.get("data") != data_key:
+        raise OptionError(f"--storage {storage}: its study trained on {study.user_attrs.get('data')}, not "
+                          f"--data {data_dir}")
+    # Trials a killed search left running will never report: they failed.
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    finished = lambda: study.get_trials(deepcopy=False, states=counted)  # noqa: E731
+    if sampler == "grid":
+        points = math.prod(len(v) for v in _grid(searched, integer).values())
+        if trials > points:
+            say(f"the grid has {points} points: {points} trials, not {trials}")
+            trials = points
     durations: list[float] = []
     work = Path(tempfile.mkdtemp(prefix="adelabel-tune-"))
     try:
@@ -181,13 +198,13 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             try:
                 metrics = train(config, data_dir, model, device=device, log=epoch_log, on_epoch=report_epoch)
             except optuna.TrialPruned:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
                 say(f"trial {number}/{trials}: pruned")
             except BaseException:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                _tell(study, trial, state=optuna.trial.TrialState.FAIL)
                 raise
             else:
-                study.tell(trial, metrics["dev"]["f1"])
+                _tell(study, trial, metrics["dev"]["f1"])
                 say(f"trial {number}/{trials}: dev F1 {metrics['dev']['f1']:.4f} (best {study.best_value:.4f})")
             finally:
                 shutil.rmtree(model, ignore_errors=True)
@@ -207,6 +224,16 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     return {"study": study.study_name, "trials": len(study.trials), "complete": len(complete),
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
             "best_trial": best.number, "best_value": best.value, "best_params": best.params, "config": str(out)}
+
+
+def _tell(study, trial, value=None, state=None) -> None:
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as err:
+        # The grid sampler stops the study when its last point is told, which optuna only allows
+        # inside study.optimize; the trial is recorded before that.
+        if "Study.stop" not in str(err):
+            raise
 
 
 def _short(value) -> str:

@@ -114,11 +114,13 @@ def test_a_trained_classifier_learns_and_reports_every_score(binary, capsys):
                                                   "pr.png", "reliability.png"}
     assert all((report / f).read_bytes()[:4] == b"\x89PNG" for f in ("confusion.png", "roc.png", "pr.png"))
     metrics = json.loads((report / "metrics.json").read_text())
-    assert sum(map(sum, metrics["confusion"])) == metrics["texts"]
+    assert sum(map(sum, metrics["confusion"])) == len((binary["data"] / "test.jsonl").read_text().splitlines())
     # The threshold can be overridden: 0 calls every text positive.
     code, out, _ = run_cli(capsys, "evaluate", "--model", binary["model"], "--data", binary["data"],
-                           "--threshold", "0")
-    assert code == 0 and "threshold 0.00" in out
+                           "--threshold", "0", "--json", binary["t"] / "all.json")
+    everything = json.loads((binary["t"] / "all.json").read_text())
+    assert code == 0 and everything["per_class"]["ade"]["recall"] == 1.0
+    assert everything["per_class"]["other"]["recall"] == 0.0 and everything["threshold"] == 0.0
 
 
 def test_tag_with_a_classifier_writes_one_record_per_line(binary, capsys, tmp_path):
@@ -136,7 +138,8 @@ def test_tag_with_a_classifier_writes_one_record_per_line(binary, capsys, tmp_pa
     one = classifier("the drug caused a severe rash")
     assert one.label == "ade" and one.scores == records[0]["scores"]
     assert [c.label for c in classifier.pipe(["the drug caused a severe rash", ""])] == ["ade", None]
-    assert Classifier.load(binary["model"], device="cpu", threshold=1.0)("the drug caused nausea").label == "other"
+    unsure = Classifier.load(binary["model"], device="cpu", threshold=0.0)("the study enrolled adults")
+    assert unsure.label == "ade" and unsure.scores["ade"] < 0.5  # 0 calls everything positive
 
 
 def test_a_classifier_and_a_tagger_are_not_mistaken_for_each_other(binary, tiny_model_dir, sample_data, capsys,
@@ -189,3 +192,44 @@ def test_the_ade_corpus_gives_a_sentence_classifier_its_classes(sample_data):
     task = ClassifyTask(read_manifest(sample_data), splits, sample_data)
     assert task.classes == ["ADE", "NEG"] and task.positive == "ADE"
     assert resolve("bilstm", task="classify").model.pooling == "max"
+
+
+def test_a_classifier_of_three_classes_decides_by_the_most_probable(tmp_path, capsys):
+    from adelabel.config import resolve
+    from adelabel.prepare import prepare
+    from adelabel.train import train
+
+    source = labelled_file(tmp_path / "three.tsv", ["ade", "dose", "other"], 90)
+    prepare(source, tmp_path / "data", dim=16, w2v_epochs=3, log=lambda _: None, format="labelled")
+    config = resolve("gru", task="classify", overrides=["train.max_epochs=8", "model.hidden_size=16",
+                                                        "model.char_size=8", "train.lr=0.01",
+                                                        "model.pooling=attention"])
+    metrics = train(config, tmp_path / "data", tmp_path / "model", device="cpu", log=None)
+    test = metrics["test"]
+    assert "positive" not in test and test["f1"] == test["macro"]["f1"] and test["accuracy"] >= 0.9, test
+    lines = len((tmp_path / "data" / "test.jsonl").read_text().splitlines())
+    assert sum(map(sum, test["confusion"])) == lines == test["texts"]
+    classifier = Classifier.load(tmp_path / "model", device="cpu")
+    result = classifier("patients received twenty milligrams daily by mouth")
+    assert result.label == "dose" and max(result.scores, key=result.scores.get) == "dose"
+    code, out, err = run_cli(capsys, "evaluate", "--model", tmp_path / "model", "--data", tmp_path / "data",
+                             "--report", tmp_path / "report")
+    assert code == 0 and "positive class" not in out, err
+    assert (tmp_path / "report" / "confusion.png").is_file() and not (tmp_path / "report" / "roc.png").exists()
+    code, _, err = run_cli(capsys, "evaluate", "--model", tmp_path / "model", "--data", tmp_path / "data",
+                           "--threshold", "0.3")
+    assert code == 2 and "a threshold applies to two-class models only" in err
+
+
+def test_a_long_line_is_classified_in_windows(binary):
+    classifier = Classifier.load(binary["model"], device="cpu")
+    line = " ".join(["the drug caused a severe rash fever and nausea after treatment ."] * 400)
+    result = classifier(line)
+    assert result.label == "ade" and abs(sum(result.scores.values()) - 1) < 1e-3
+
+
+def test_a_missing_classifier_folder_is_named(tmp_path):
+    with pytest.raises(InputError, match="model folder not found"):
+        Classifier.load(tmp_path / "nothing", device="cpu")
+    with pytest.raises(TypeError, match="a model folder is a str or Path"):
+        Classifier.load(["a", "b"], device="cpu")

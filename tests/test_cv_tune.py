@@ -105,6 +105,31 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
                            (["--space", "train.lr=0.01..0.001"], "the range 0.01..0.001 is empty")]:
         code, _, err = run_cli(capsys, *base, "--trials", "1", *extra)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "text.db").write_text("not a database")
+    for storage, message in [("study.db", "expected a database URL"),
+                             (f"sqlite:///{tmp_path}/text.db", "cannot open it as a study")]:
+        code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--storage", storage,
+                               "--out", tmp_path / "x.toml", "--trials", "1")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.training
+def test_a_grid_search_stops_at_the_end_of_its_grid(sample_data, tmp_path, capsys):
+    import optuna
+
+    from adelabel.config import search_space
+
+    storage = f"sqlite:///{tmp_path}/grid.db"
+    # Every searched key fixed but model.layers (1 or 2): a grid of two points.
+    fixed = ["--set", "model.chars=none", "--set", "model.dropout=0.5", "--set", "train.batch_size=32",
+             "--set", "train.lr=0.005", "--set", "train.word_dropout=0.05", "--set", "train.negative_fraction=0.5"]
+    assert {a.split("=")[0] for a in TINY + fixed if "=" in a} == set(search_space("bilstm")) - {"model.layers"}
+    code, printed, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--storage", storage,
+                                 "--out", tmp_path / "g.toml", "--sampler", "grid", "--trials", "5", *TINY, *fixed)
+    assert code == 0, err
+    assert "the grid has 2 points: 2 trials, not 5" in err and "2 trials complete" in printed
+    study = optuna.load_study(study_name="adelabel", storage=storage)
+    assert sorted(t.params["model.layers"] for t in study.trials) == [1, 2]
 
 
 def test_the_search_space_lives_in_the_schema():

@@ -241,6 +241,9 @@ def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_
     for a, b in zip(alone.analyze_pipe(lines), twice.analyze_pipe(lines)):
         assert a.to_dict() == b.to_dict()
     assert sum(len(a.entities) for a in twice.analyze_pipe(lines)) > 10
+    # Against the model alone: the same sentence probabilities (the members' calibrated ones, averaged).
+    for a, b in zip(one.analyze_pipe(lines), twice.analyze_pipe(lines)):
+        assert [s.ade for s in a.sentences] == pytest.approx([s.ade for s in b.sentences], abs=2e-4)
     out = run_cli("evaluate", "--model", str(sample_model), "--model", str(sample_model), "--data", str(sample_data))
     assert out.returncode == 0 and f"{sample_model} + {sample_model} on" in out.stdout, out.stderr
     f1 = float(out.stdout.split("all sentences")[1].split("micro")[1].split()[2])

@@ -2,9 +2,10 @@
 per sentence (or text), then a linear layer over the classes.
 
 A classifier's probabilities are calibrated on dev by temperature scaling (one number that divides
-the logits, fitted by likelihood; it changes no decision of a multi-class argmax) and, with two
-classes, its decision is a threshold on the positive class's probability, also chosen on dev; both
-are buffers saved with the weights. The positive class is the rarer one in training (ADE in the ADE
+the logits, fitted by likelihood; it changes no decision of a multi-class argmax), with two classes
+together with a bias on the positive class (Platt scaling of the logit margin); a two-class decision
+is a threshold on the positive class's probability, also chosen on dev. All are buffers saved with
+the weights. The positive class is the rarer one in training (ADE in the ADE
 corpus): the one a user searches for.
 """
 from __future__ import annotations
@@ -40,6 +41,14 @@ class Pool(nn.Module):
         return (weights[..., None] * states).sum(1)
 
 
+def calibrated(logits: torch.Tensor, temperature, bias, positive: int | None) -> torch.Tensor:
+    """Logits divided by the temperature, the bias added to the positive class's (if there is one)."""
+    scaled = logits / temperature
+    if positive is None:
+        return scaled
+    return scaled + nn.functional.one_hot(torch.tensor(positive), logits.shape[-1]).to(scaled) * bias
+
+
 class SentenceClassifier(nn.Module):
     """Base class: subclasses map a batch to (batch, classes) logits; loss, calibration and the
     decision come free."""
@@ -52,6 +61,9 @@ class SentenceClassifier(nn.Module):
         self.positive = None if positive is None else self.classes.index(positive)
         # Buffers, not parameters: fitted on dev after every epoch (adelabel.classification), saved.
         self.register_buffer("temperature", torch.tensor(1.0))
+        # Added to the positive class's scaled logit (two classes): the shift of the prior that
+        # training on a sample of the negatives leaves, which a temperature alone cannot undo.
+        self.register_buffer("bias", torch.tensor(0.0))
         self.register_buffer("threshold", torch.tensor(0.5))
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -64,7 +76,7 @@ class SentenceClassifier(nn.Module):
         return nn.functional.cross_entropy(logits.float(), batch.labels)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return (logits.float() / self.temperature).softmax(-1)
+        return calibrated(logits.float(), self.temperature, self.bias, self.positive).softmax(-1)
 
     def decide(self, probs: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """Class ids: with two classes the positive one when its probability reaches the threshold
