@@ -140,3 +140,18 @@ def test_the_search_space_lives_in_the_schema():
     assert space["model.chars"] == {"choices": ["cnn", "lstm", "none"]}
     assert search_space("transformer")["train.lr"]["high"] == 1e-4
     assert "model.pooling" in search_space("bigru", "classify")
+
+
+@pytest.mark.training
+def test_cv_of_a_classifier_scores_the_same_classes_in_every_fold(tmp_path, capsys):
+    lines = [f"doc{d}\t{'rare' if d % 5 == 0 else 'common'}\t{'drug caused rash' if d % 5 == 0 else 'patient at home'} {d}"
+             for d in range(30)]
+    (tmp_path / "x.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, printed, err = run_cli(capsys, "cv", "--task", "classify", "--arch", "gru", "--corpus", tmp_path / "x.tsv",
+                                 "--folds", "3", "--epochs", "2", "--out", tmp_path / "cv", "--dim", "8",
+                                 "--w2v-epochs", "1", "--set", "model.hidden_size=8", "--set", "model.char_size=8")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert {f["test"]["positive"] for f in summary["folds"]} == {"rare"}
+    assert all(f["test"]["classes"] == ["common", "rare"] for f in summary["folds"])
+    assert "rare" in printed and "macro" in printed and "per_class.rare.f1" in summary["summary"]
