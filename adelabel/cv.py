@@ -24,6 +24,7 @@ from pathlib import Path
 from adelabel import atomic
 from adelabel.config import Config
 from adelabel.corpus import Sentence, sentence_class
+from adelabel.corpus.files import read_json_object
 from adelabel.errors import AdelabelError, InputError
 from adelabel.prepare import drop_unseen_classes, read_corpus, write_data
 from adelabel.tasks import positive_class
@@ -99,12 +100,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 "dim": dim, "w2v_epochs": w2v_epochs}
     settings_path = out / "settings.json"
     if settings_path.is_file():
-        try:
-            before = json.loads(settings_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise InputError(settings_path, f"corrupt settings ({err})") from None
-        if not isinstance(before, dict):
-            raise InputError(settings_path, "corrupt settings (not a JSON object)")
+        before = read_json_object(settings_path)
         if before != settings:
             changed = sorted(k for k in settings if before.get(k) != settings[k])
             raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
@@ -122,11 +118,9 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         fold = out / f"fold-{k:02d}"
         result_path = fold / RESULT
         if result_path.is_file():
-            try:
-                results.append(json.loads(result_path.read_text(encoding="utf-8")))
-                results[-1]["test"]["f1"]
-            except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
-                raise InputError(result_path, f"corrupt fold result ({err}); delete it to run the fold again") from None
+            results.append(read_json_object(result_path))
+            if not isinstance(results[-1].get("test"), dict) or "f1" not in results[-1]["test"]:
+                raise InputError(result_path, "corrupt fold result (no test scores); delete it to run the fold again")
             say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
             continue
         started = time.perf_counter()

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from adelabel import atomic
 from adelabel.atomic import sha256
 from adelabel.config import validate_saved
+from adelabel.corpus.files import read_json_object
 from adelabel.errors import AdelabelError, InputError
 from adelabel.models.base import SequenceLabeler
 from adelabel.tags import tag_set
@@ -71,13 +72,7 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "missing from the model folder")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputError(path, f"corrupt JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a JSON object")
-    return data
+    return read_json_object(path)
 
 
 def _check_manifest(directory: Path) -> None:

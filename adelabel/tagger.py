@@ -4,7 +4,7 @@ path in :mod:`adelabel.inference`, which ``tag`` and ``evaluate`` use too."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -109,30 +109,39 @@ class Tagger:
         return self._checked_pipe("analyze_pipe", texts, batch_size)
 
     def _checked_pipe(self, name: str, texts: Iterable[str], batch_size: int) -> Iterator[Analysis]:
-        if isinstance(texts, (str, bytes)):
-            raise TypeError(f"Tagger.{name}() takes an iterable of texts, not a single string; "
-                            "call tagger(text) for one text")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}")
-        return self._stream(name, texts, batch_size)
-
-    def _stream(self, name: str, texts: Iterable[str], batch_size: int) -> Iterator[Analysis]:
-        chunk: list[str] = []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"Tagger.{name}(): text {index} is a {type(text).__name__}, not a str")
-            chunk.append(text)
-            if len(chunk) >= batch_size:
-                yield from self._analyze(chunk)
-                chunk = []
-        if chunk:
-            yield from self._analyze(chunk)
+        return checked_stream(f"Tagger.{name}", "tagger", texts, batch_size, self._analyze)
 
     def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
         return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
 
     def __call__(self, text: str) -> list[Entity]:
         return self._analyze([_one_text("Tagger()", "tagger.pipe(texts)", text)])[0].entities
+
+
+def checked_stream(method: str, owner: str, texts: Iterable[str], batch_size: int,
+                   process: Callable[[Sequence[str]], list]) -> Iterator:
+    """``process`` over ``texts`` in chunks of ``batch_size``, in input order and streaming, so memory
+    stays flat however many there are. The arguments are checked here, when ``method`` is called; a
+    text that is not a str is refused, naming its index, when the stream reaches it."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{method}() takes an iterable of texts, not a single string; "
+                        f"call {owner}(text) for one text")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}")
+    return _chunks(method, texts, batch_size, process)
+
+
+def _chunks(method: str, texts: Iterable[str], batch_size: int, process) -> Iterator:
+    chunk: list[str] = []
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
+        chunk.append(text)
+        if len(chunk) >= batch_size:
+            yield from process(chunk)
+            chunk = []
+    if chunk:
+        yield from process(chunk)
 
 
 def _one_text(method: str, several: str, text) -> str:
@@ -178,24 +187,7 @@ class Classifier:
 
     def pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[Classification]:
         """Each text's :class:`Classification`, in input order, streaming ``batch_size`` at a time."""
-        if isinstance(texts, (str, bytes)):
-            raise TypeError("Classifier.pipe() takes an iterable of texts, not a single string; "
-                            "call classifier(text) for one text")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}")
-        return self._stream(texts, batch_size)
-
-    def _stream(self, texts: Iterable[str], batch_size: int) -> Iterator[Classification]:
-        chunk: list[str] = []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"Classifier.pipe(): text {index} is a {type(text).__name__}, not a str")
-            chunk.append(text)
-            if len(chunk) >= batch_size:
-                yield from self._classify(chunk)
-                chunk = []
-        if chunk:
-            yield from self._classify(chunk)
+        return checked_stream("Classifier.pipe", "classifier", texts, batch_size, self._classify)
 
     def _classify(self, texts: Sequence[str]) -> list[Classification]:
         return classify_texts(self.model, self.vocabs, texts, self.device, self.threshold)

@@ -1,6 +1,7 @@
 """Reading text files line by line with errors that name the file and line."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +30,16 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             yield number, line.rstrip("\r\n")
     if not seen_any:
         raise InputError(path, "file is empty")
+
+
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in a file adelabel wrote (a config, manifest or result), or an
+    :class:`InputError` naming the file when it is not valid JSON or not an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(path, f"corrupt JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object")
+    return data
