@@ -91,6 +91,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Overrides the config's seed.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): mixed precision by autocast; overrides train.precision (default fp32).", show_default=False)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option.", show_default=False)] = None,
     quiet: Quiet = False,
@@ -105,7 +106,7 @@ def train(
 
     if resume is not None:
         given = [name for name, value in (("--arch", arch), ("--task", task), ("--config", config), ("--out", out), ("--seed", seed),
-                                          ("--epochs", epochs), ("--encoder", encoder), ("--set", set_))
+                                          ("--epochs", epochs), ("--encoder", encoder), ("--precision", precision), ("--set", set_))
                  if value is not None]
         if given:
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
@@ -118,14 +119,25 @@ def train(
         overrides.append(f"seed={seed}")
     if epochs is not None:
         overrides.append(f"train.max_epochs={epochs}")
+    if precision is not None:
+        from adelabel.precision import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise OptionError(f"--precision: expected {', '.join(PRECISIONS)}, got {precision!r}")
+        overrides.append(f"train.precision={precision}")
     if encoder is not None:
         if not encoder.is_dir():
             raise OptionError(f"--encoder {encoder}: folder not found")
         overrides.append(f"model.encoder={encoder.resolve()}")
     cfg = resolve(arch, config, overrides, task)
     out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
-    check_output_dir(out, "--out", model_dir.is_model_dir)
-    pick_device(device)
+    from adelabel import distributed
+    from adelabel.precision import check_precision
+
+    # Under torchrun every rank checks the same folder; only a folder a finished run left is refused.
+    if distributed.world().main:
+        check_output_dir(out, "--out", model_dir.is_model_dir)
+    check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     run_train(cfg, data, out, device=device, log=_log(quiet))
 
 
@@ -266,6 +278,7 @@ def evaluate(
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json, errors.jsonl (each sentence's false positives and negatives), reliability.png.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",
 ) -> None:
     """Score a model on a split: a tagger by seqeval (strict IOB2, entity-level P/R/F1 per type, micro
     and macro) with relation and sentence scores; a classifier by per-class P/R/F1, confusion matrix,
@@ -274,6 +287,7 @@ def evaluate(
     from adelabel.data import encode_sentences
     from adelabel.evaluate import entity_outcomes, errors, evaluate_examples, format_table, pair_outcomes
     from adelabel.inference import predict
+    from adelabel.precision import autocast
     from adelabel.prepare import read_manifest, read_split
     from adelabel.tagger import Tagger, check_threshold
 
@@ -290,9 +304,9 @@ def evaluate(
     if any(model_dir.task_of(m) == "classify" for m in model):
         if len(model) > 1:
             raise OptionError("--model: an ensemble is of taggers; give one classifier")
-        _evaluate_classifier(model[0], data, split, sentences, json_out, report, device, threshold)
+        _evaluate_classifier(model[0], data, split, sentences, json_out, report, device, threshold, precision)
         return
-    tagger = Tagger.load(model, device=device, threshold=threshold)
+    tagger = Tagger.load(model, device=device, threshold=threshold, precision=precision)
     model = " + ".join(map(str, model))
     if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
@@ -304,9 +318,10 @@ def evaluate(
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
-    predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0)
-    result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
-                               tagger.device, predicted)
+    with autocast(tagger.device, precision):
+        predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0)
+        result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
+                                   tagger.device, predicted)
     negatives = result["negative_sentences"]
     print(f"{model} on {data}/{split}: {len(sentences):,} sentences ({len(sentences) - negatives:,} with "
           f"annotations, {negatives:,} ADE-NEG)")
@@ -349,7 +364,7 @@ def evaluate(
 
 
 def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_out: Optional[Path],
-                         report: Optional[Path], device: str, threshold: Optional[float]) -> None:
+                         report: Optional[Path], device: str, threshold: Optional[float], precision: str) -> None:
     from adelabel import atomic
     from adelabel.classification import classifier_metrics, format_classification, misclassified
     from adelabel.corpus import sentence_class
@@ -357,14 +372,17 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     from adelabel.inference import classify
     from adelabel.tagger import Classifier
 
-    classifier = Classifier.load(model, device=device, threshold=threshold)
+    from adelabel.precision import autocast
+
+    classifier = Classifier.load(model, device=device, threshold=threshold, precision=precision)
     unknown = sorted({sentence_class(s) for s in sentences} - set(classifier.classes))
     if unknown:
         raise OptionError(f"--data {data}: its {split} split has classes {unknown} that {model} does not know "
                           f"(it knows {classifier.classes})")
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
-    probs = classify(classifier.model, examples, 256, classifier.device)
-    result = classifier_metrics(classifier.model, examples, 256, classifier.device, threshold, probs)
+    with autocast(classifier.device, precision):
+        probs = classify(classifier.model, examples, 256, classifier.device)
+        result = classifier_metrics(classifier.model, examples, 256, classifier.device, threshold, probs)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")
     print(format_classification(result))
     if json_out:
@@ -384,13 +402,16 @@ def _relation_line(title: str, r: dict) -> str:
 
 @app.command()
 def tag(
-    file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences); - for stdin.")],
+    file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences), or JSONL records with --input-format jsonl; - for stdin.")],
     model: Annotated[list[Path], typer.Option(help="Model folder: a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = [Path("models/bilstm")],
     format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
+    input_format: Annotated[str, typer.Option(help="text (one text per line) or jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record).")] = "text",
+    workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",
 ) -> None:
     """Tag text: one JSON object per input line with entities (character offsets into the line), drug ->
     effect relations and each sentence's probability of reporting an adverse drug event; with a
@@ -401,7 +422,7 @@ def tag(
         raise OptionError(f"--format: expected jsonl, conll or brat, got {format!r}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
-    tag_stream(file, model, format, output, batch_size, device, threshold)
+    tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -48,10 +48,14 @@ class Batch:
     labels: torch.Tensor | None = None  # (batch,) long, each sentence's class (training a classifier)
 
     def to(self, device: torch.device) -> "Batch":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(self.words.to(device), self.chars.to(device), self.spellings.to(device), self.lengths,
-                     self.mask.to(device), self.pieces, move(self.tags), move(self.pairs), move(self.pair_gold),
-                     move(self.labels))
+        """The batch on ``device``; to a GPU through pinned memory, so the copy does not wait on the host
+        and overlaps the work already queued."""
+        if device.type == "cuda":
+            move = lambda t: None if t is None else t.pin_memory().to(device, non_blocking=True)  # noqa: E731
+        else:
+            move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(move(self.words), move(self.chars), move(self.spellings), self.lengths, move(self.mask),
+                     self.pieces, move(self.tags), move(self.pairs), move(self.pair_gold), move(self.labels))
 
 
 def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,

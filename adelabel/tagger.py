@@ -13,6 +13,7 @@ from adelabel import model_dir
 from adelabel.errors import InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler
+from adelabel.precision import autocast, check_precision
 from adelabel.vocab import Vocabs
 
 __all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "pick_device"]
@@ -52,20 +53,23 @@ class Tagger:
     """
 
     def __init__(self, model: SequenceLabeler, config: dict, vocabs: Vocabs, device: torch.device,
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, precision: str = "fp32") -> None:
         self.model, self.config, self.vocabs, self.device = model, config, vocabs, device
         self.tags: list[str] = list(config["tags"])
         self.threshold = threshold
+        self.precision = check_precision(precision, device)
 
     @classmethod
     def load(cls, path: str | Path | Sequence[str | Path] = DEFAULT_MODEL, device: str = "auto",
-             threshold: float | None = None) -> "Tagger":
+             threshold: float | None = None, precision: str = "fp32") -> "Tagger":
         """Load a saved model, or several as an ensemble (adelabel/models/ensemble.py: taggers trained
         on the same prepared data, whose probabilities are averaged). ``threshold`` overrides the gate
         threshold tuned in training: lower finds more entities and more false ones, 0 tags every
-        sentence as if it reported an adverse event."""
+        sentence as if it reported an adverse event. ``precision`` bf16 (or fp16 on a GPU) runs the
+        forward pass under autocast."""
         check_threshold(threshold)
         dev = pick_device(device)
+        check_precision(precision, dev)
         paths = [path] if isinstance(path, (str, Path)) else list(path)
         if not paths:
             raise OptionError("Tagger.load: no model folder given")
@@ -91,7 +95,7 @@ class Tagger:
             raise OptionError(f"threshold: {paths[0]} has no sentence gate (model.gate = false); it tags every sentence")
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
                       "ensemble": [str(p) for p in paths]}
-        return cls(model, config, vocabs, dev, threshold)
+        return cls(model, config, vocabs, dev, threshold, precision)
 
     def analyze(self, text: str) -> Analysis:
         """Entities, relations and each sentence's probability of reporting an adverse drug event."""
@@ -112,7 +116,8 @@ class Tagger:
         return checked_stream(f"Tagger.{name}", "tagger", texts, batch_size, self._analyze)
 
     def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
-        return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
+        with autocast(self.device, self.precision):
+            return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
 
     def __call__(self, text: str) -> list[Entity]:
         return self._analyze([_one_text("Tagger()", "tagger.pipe(texts)", text)])[0].entities
@@ -161,17 +166,20 @@ class Classifier:
     """
 
     def __init__(self, model, config: dict, vocabs: Vocabs, device: torch.device,
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, precision: str = "fp32") -> None:
         self.model, self.config, self.vocabs, self.device = model, config, vocabs, device
         self.classes: list[str] = list(config["classes"])
         self.threshold = threshold
+        self.precision = check_precision(precision, device)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", threshold: float | None = None) -> "Classifier":
+    def load(cls, path: str | Path, device: str = "auto", threshold: float | None = None,
+             precision: str = "fp32") -> "Classifier":
         """Load a saved classifier. ``threshold`` overrides, for a two-class model, the threshold on the
-        positive class's probability tuned on dev."""
+        positive class's probability tuned on dev; ``precision`` as for :meth:`Tagger.load`."""
         check_threshold(threshold)
         dev = pick_device(device)
+        check_precision(precision, dev)
         if not isinstance(path, (str, Path)):
             raise TypeError(f"Classifier.load: a model folder is a str or Path, not a {type(path).__name__}")
         if model_dir.task_of(path) == "tag":
@@ -180,7 +188,7 @@ class Classifier:
         if threshold is not None and model.positive is None:
             raise OptionError(f"threshold: {path} decides among {len(model.classes)} classes by the most "
                               "probable; a threshold applies to two-class models only")
-        return cls(model, config, vocabs, dev, threshold)
+        return cls(model, config, vocabs, dev, threshold, precision)
 
     def __call__(self, text: str) -> Classification:
         return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)])[0]
@@ -190,4 +198,5 @@ class Classifier:
         return checked_stream("Classifier.pipe", "classifier", texts, batch_size, self._classify)
 
     def _classify(self, texts: Sequence[str]) -> list[Classification]:
-        return classify_texts(self.model, self.vocabs, texts, self.device, self.threshold)
+        with autocast(self.device, self.precision):
+            return classify_texts(self.model, self.vocabs, texts, self.device, self.threshold)

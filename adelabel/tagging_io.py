@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack
 from itertools import islice
@@ -13,6 +14,7 @@ from typing import IO
 from adelabel.atomic import atomic_dir, atomic_file, brat_folder, check_output_dir, check_output_file, write_text
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
+from adelabel.workers import tag_in_workers
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.tagger import Analysis, Classifier, Tagger
@@ -44,17 +46,45 @@ def read_text_lines(source: str) -> Iterator[str]:
             raise InputError(name, "file is empty")
 
 
-def write_jsonl(out: IO[str], analysis) -> None:
-    out.write(json.dumps(analysis.to_dict(), ensure_ascii=False) + "\n")
+# What an output record holds; an input record may not bring a field of these names.
+WRITTEN = ("entities", "relations", "sentences", "ade", "label", "scores")
 
 
-def write_conll(out: IO[str], analysis: Analysis) -> None:
+def read_records(source: str) -> Iterator[tuple[str, dict]]:
+    """``--input-format jsonl``: each line a JSON object with a ``text`` string; its other fields (an
+    ``id``, a ``pmid``) are carried to the line's output record."""
+    name = "<stdin>" if source == "-" else source
+    for number, line in enumerate(read_text_lines(source), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(name, f"not a JSON object ({err.msg} at column {err.colno})", number) from None
+        if not isinstance(record, dict):
+            raise InputError(name, f"expected a JSON object with a \"text\" field, got a {type(record).__name__}", number)
+        text = record.pop("text", None)
+        if not isinstance(text, str):
+            raise InputError(name, "no \"text\" string in the record" if text is None
+                             else f"\"text\" is a {type(text).__name__}, not a string", number)
+        clash = [k for k in WRITTEN if k in record]
+        if clash:
+            raise InputError(name, f"field {clash[0]!r} is one adelabel writes; rename it in the input", number)
+        yield text, record
+
+
+def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
+    out.write(json.dumps({**fields, **analysis.to_dict()}, ensure_ascii=False) + "\n")
+
+
+def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     """Each sentence of the line as ``token<TAB>tag``, a blank line after it. Comment lines carry the
     line (``# text =``), each sentence's probability of reporting an ADE (``# sentence =``) and the
-    relations (``# relation =``, entities numbered in order of the line); a blank input line is a
+    relations (``# relation =``, entities numbered in order of the line) and, for JSONL input, the
+    record's other fields (``# fields =``); a blank input line is a
     ``# text =`` comment and a blank line, so line numbers can be recovered."""
     text = analysis.text
     out.write(f"# text = {text}\n")
+    if fields:
+        out.write(f"# fields = {json.dumps(fields, ensure_ascii=False)}\n")
     for r in analysis.relations:
         drug, effect = analysis.entities[r.drug], analysis.entities[r.effect]
         out.write(f"# relation = {r.type} {r.drug} {drug.text!r} -> {r.effect} {effect.text!r} {r.score}\n")
@@ -96,45 +126,61 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl") -> None:
 
 
 def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,
-               device: str, threshold: float | None = None) -> int:
-    """Tag every line of ``source``; returns the number of lines written. An ``output`` file is
-    written under a temporary name and renamed when complete, so it never holds a partial result."""
+               device: str, threshold: float | None = None, precision: str = "fp32", input_format: str = "text",
+               workers: int = 1) -> int:
+    """Tag every line of ``source`` (text, or JSONL records with a ``text`` field); returns the number of
+    lines written. An ``output`` file is written under a temporary name and renamed when complete, so
+    it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order."""
+    if input_format not in ("text", "jsonl"):
+        raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise OptionError(f"--workers: expected a whole number of at least 1, got {workers!r}")
+    if input_format == "jsonl" and fmt == "brat":
+        raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
     check_output(source, output, fmt)
     if source != "-" and not Path(source).is_file():
         raise InputError(source, "file not found")
     models = [model] if isinstance(model, (str, Path)) else list(model)
-    if any(task_of(m) == "classify" for m in models):
+    kind = "classify" if any(task_of(m) == "classify" for m in models) else "tag"
+    if kind == "classify":
         if len(models) > 1:
             raise OptionError("--model: an ensemble is of taggers; give one classifier")
-        model = models[0]
         if fmt != "jsonl":
-            raise OptionError(f"--format {fmt}: {model} is a sentence classifier, which writes jsonl "
+            raise OptionError(f"--format {fmt}: {models[0]} is a sentence classifier, which writes jsonl "
                               "(one {\"text\", \"label\", \"scores\"} record per input line)")
-        tagger = Classifier.load(model, device=device, threshold=threshold)
+        tagger = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)
         process = tagger.pipe
     else:
-        tagger = Tagger.load(models, device=device, threshold=threshold)
+        tagger = Tagger.load(models, device=device, threshold=threshold, precision=precision)
         process = tagger.analyze_pipe
-        model = models[0] if len(models) == 1 else models
-    lines = read_text_lines(source)
+    meta = provenance(tagger, models[0] if len(models) == 1 else models)
+    records = read_records(source) if input_format == "jsonl" else ((line, {}) for line in read_text_lines(source))
+    fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
+
+    def texts() -> Iterator[list[str]]:
+        while chunk := list(islice(records, batch_size)):
+            fields.append([f for _, f in chunk])
+            yield [t for t, _ in chunk]
+
+    if workers == 1:
+        results: Iterator[list] = (list(process(chunk, batch_size=len(chunk))) for chunk in texts())
+    else:
+        del tagger, process  # the workers load their own
+        results = tag_in_workers(texts(), workers, kind, models, device, threshold, precision)
     count = 0
-    meta = provenance(tagger, model)
     with ExitStack() as stack:
         if fmt == "brat":
             folder = stack.enter_context(atomic_dir(output, brat_folder))
-            write = lambda analysis: write_brat(folder, count + 1, analysis)  # noqa: E731
+            write = lambda analysis, _: write_brat(folder, count + 1, analysis)  # noqa: E731
         else:
             out = stack.enter_context(atomic_file(output)) if output else sys.stdout
             writer = write_jsonl if fmt == "jsonl" else write_conll
-            write = lambda analysis: writer(out, analysis)  # noqa: E731
+            write = lambda analysis, extra: writer(out, analysis, extra)  # noqa: E731
             if fmt == "conll":
                 out.write(f"# model = {json.dumps(meta)}\n")
-        while True:
-            chunk = list(islice(lines, batch_size))
-            if not chunk:
-                break
-            for analysis in process(chunk, batch_size=len(chunk)):
-                write(analysis)
+        for chunk in results:
+            for analysis, extra in zip(chunk, fields.popleft()):
+                write(analysis, extra)
                 count += 1
     if output is not None and fmt != "conll":
         # Beside the output, not in it: one record per input line stays exactly that.

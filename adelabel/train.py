@@ -14,17 +14,19 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from adelabel import atomic, model_dir
+from adelabel import atomic, distributed, model_dir
 from adelabel.config import Config, validate_saved
 from adelabel.corpus import Sentence
 from adelabel.data import Example, bucketed
 from adelabel.embeddings import read_vectors
 from adelabel.errors import AdelabelError, InputError
+from adelabel.precision import autocast, check_precision, grad_scaler
 from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
 from adelabel.tagger import pick_device
 from adelabel.tasks import TASKS
@@ -67,6 +69,16 @@ def build_vocab(words: Sequence[str], vectors: np.ndarray, train: Sequence[Sente
     return Vocabs(vocab, chars), matrix
 
 
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A generator fixed by the run's seed, the epoch and a stream number.
+
+    Each epoch's draws start afresh from (seed, epoch): a resumed run needs no generator state, and
+    under torchrun every rank draws the same sample and batch order (stream 0) while each rank's word
+    dropout has its own stream.
+    """
+    return torch.Generator().manual_seed((seed * 100_003 + epoch) * 1_009 + stream)
+
+
 def epoch_sample(examples: Sequence[Example], negative: Sequence[bool], fraction: float,
                  gen: torch.Generator) -> list[Example]:
     """All positive sentences and a fresh random ``fraction`` of the ADE-NEG ones.
@@ -80,39 +92,42 @@ def epoch_sample(examples: Sequence[Example], negative: Sequence[bool], fraction
     return [e for e, neg, k in zip(examples, negative, keep.tolist()) if not neg or k]
 
 
-def run_epoch(model, optimizer, sample: list[Example], cfg: Config, gen: torch.Generator, unk: int,
-              device: torch.device, progress: Callable[[int, int], None]) -> float:
-    """One pass over ``sample`` in shuffled length buckets; returns the mean batch loss."""
+def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.GradScaler, batches: list,
+              cfg: Config, dropout_gen: torch.Generator, unk: int, device: torch.device,
+              progress: Callable[[int, int], None]) -> float:
+    """One pass over ``batches``; returns the mean batch loss. ``loss_of(batch)`` is ``model``'s loss
+    (under torchrun through DistributedDataParallel, which averages gradients over ranks)."""
     hp = cfg.train
     model.train()
-    batches = list(bucketed(sample, hp.batch_size, shuffle=True, generator=gen))
     total = 0.0
-    for n, (_, batch) in enumerate(batches, start=1):
+    for n, batch in enumerate(batches, start=1):
         batch = batch.to(device)
         if hp.word_dropout > 0:
-            drop = (torch.rand(batch.words.shape, generator=gen) < hp.word_dropout).to(device) & batch.mask
+            drop = (torch.rand(batch.words.shape, generator=dropout_gen) < hp.word_dropout).to(device) & batch.mask
             batch.words = batch.words.masked_fill(drop, unk)
-        loss = model.loss(model(batch), batch)
+        with autocast(device, hp.precision):
+            loss = loss_of(batch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         total += loss.item()
         progress(n, len(batches))
     return total / max(len(batches), 1)
 
 
-# Training draws only from torch: the run's generator (sampling, batch order, word dropout) and the
-# global one (dropout masks, seq2seq's scheduled sampling).
-def _random_states(gen: torch.Generator, device: torch.device) -> dict:
-    states = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+# Dropout masks (and seq2seq's scheduled sampling) draw from torch's global generator; its state is
+# checkpointed so a resumed run goes on exactly as an uninterrupted one.
+def _random_states(device: torch.device) -> dict:
+    states = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def _restore_random_states(states: dict, gen: torch.Generator, device: torch.device) -> None:
-    gen.set_state(states["generator"])
+def _restore_random_states(states: dict, device: torch.device) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"], device)
@@ -154,6 +169,39 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
     return ckpt, run
 
 
+@dataclass
+class Progress:
+    """Where a run stands after an epoch: what early stopping and the learning-rate schedule need,
+    and what a checkpoint saves."""
+
+    epoch: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0  # epochs since dev F1 last rose
+    best_state: dict | None = None
+    records: list = field(default_factory=list)
+
+
+@dataclass
+class Setup:
+    task: object
+    vocabs: Vocabs
+    matrix: torch.Tensor
+    manifest: dict
+    examples: dict[str, list[Example]]
+
+
+def load_data(config: Config, data_dir: str | Path) -> Setup:
+    """The prepared splits encoded for ``config.task``, with the vocabulary and its embedding matrix."""
+    manifest = read_manifest(data_dir)
+    splits = {name: read_split(data_dir, name) for name in ("train", "dev", "test")}
+    task = TASKS[config.task](manifest, splits, data_dir)
+    words, vectors = read_vectors(Path(data_dir) / VECTORS)
+    vocabs, matrix = build_vocab(words, vectors, splits["train"], config.seed)
+    examples = {name: task.encode(sents, vocabs) for name, sents in splits.items()}
+    return Setup(task, vocabs, matrix, manifest, examples)
+
+
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
           log: Callable[[str], None] | None = print, resume: bool = False,
           on_epoch: Callable[[int, float], None] | None = None) -> dict:
@@ -161,97 +209,132 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     F1: entity micro-F1 for a tagger, the positive class's or the macro F1 for a classifier) to
     ``out_dir`` and return its metrics. ``resume`` carries on the run whose checkpoint is beside
     ``out_dir``. ``log=None`` trains silently. ``on_epoch(epoch, dev_f1)`` is called after each epoch
-    is checkpointed (``tune`` reports to its pruner there; an exception it raises ends the run)."""
-    say = log or (lambda _: None)
+    is checkpointed (``tune`` reports to its pruner there; an exception it raises ends the run).
+    Under torchrun, each process trains on its share of the batches (adelabel/distributed.py)."""
+    w = distributed.world()
+    say = (log or (lambda _: None)) if w.main else (lambda _: None)
     hp, seed = config.train, config.seed
+    dev_ = distributed.start(w, pick_device(device))
+    check_precision(hp.precision, dev_, "train.precision")
     seed_everything(seed)
-    dev_ = pick_device(device)
-    manifest = read_manifest(data_dir)
-    splits = {name: read_split(data_dir, name) for name in ("train", "dev", "test")}
-    task = TASKS[config.task](manifest, splits, data_dir)
-    words, vectors = read_vectors(Path(data_dir) / VECTORS)
-    vocabs, matrix = build_vocab(words, vectors, splits["train"], seed)
-    examples = {name: task.encode(sents, vocabs) for name, sents in splits.items()}
-
-    model = task.build(config, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
-                       embedding_dim=matrix.shape[1], vectors=matrix).to(dev_)
+    data = load_data(config, data_dir)
+    task, examples, unk = data.task, data.examples, data.vocabs.words[UNK]
+    model = task.build(config, vocab_size=len(data.vocabs.words), char_vocab_size=len(data.vocabs.chars),
+                       embedding_dim=data.matrix.shape[1], vectors=data.matrix).to(dev_)
     # The fused kernel updates the 3M-entry embedding table in one pass instead of a dozen (about 5x
     # faster on the CPU: a fifth of the training time otherwise).
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=hp.lr, fused=True)
-    gen = torch.Generator().manual_seed(seed)
-    ckpt = checkpoint_dir(out_dir) if resume else start_run(config, data_dir, out_dir, device)
-    log_path = ckpt / model_dir.LOG
-    epoch, best_f1, best_epoch, stale, best_state, records = 0, -1.0, 0, 0, None, []
-    if resume and (ckpt / STATE).is_file():
-        try:
-            # On the CPU: the random states must be CPU tensors; the weights move to the device on loading.
-            state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            _restore_random_states(state["random"], gen, dev_)
-            epoch, best_f1, best_epoch, stale = state["epoch"], state["best_f1"], state["best_epoch"], state["stale"]
-            best_state, records = state["best"], state["records"]
-        except (RuntimeError, ValueError, KeyError, TypeError, EOFError, OSError) as err:
-            raise InputError(ckpt / STATE, f"corrupt checkpoint ({type(err).__name__}: {err})") from None
-        say(f"resuming {config.arch} from {ckpt} after epoch {epoch} (best dev F1 {best_f1:.4f} at epoch {best_epoch})")
-
+    scaler = grad_scaler(dev_, hp.precision)
+    if resume:
+        ckpt = checkpoint_dir(out_dir)
+    else:
+        ckpt = start_run(config, data_dir, out_dir, device) if w.main else checkpoint_dir(out_dir)
+        distributed.barrier(w)
+    run = load_checkpoint(ckpt, model, optimizer, scaler, dev_) if resume else Progress()
+    if resume:
+        say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} (best dev F1 {run.best_f1:.4f} "
+            f"at epoch {run.best_epoch})")
+    loss_of = distributed.wrap(model, w, dev_)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}), {n_params:,} trainable "
+    say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}"
+        f"{f' x {w.size} processes' if w.size > 1 else ''}, {hp.precision}), {n_params:,} trainable "
         f"parameters; checkpoints in {ckpt}/")
-    tty = log is not None and sys.stderr.isatty()
-    while epoch < hp.max_epochs and stale < hp.patience:
-        epoch += 1
+    scored = lambda split: task.evaluate(model, examples[split], split, hp.eval_batch_size, dev_)  # noqa: E731
+    lr = optimizer.param_groups[0]["lr"]
+    while run.epoch < hp.max_epochs and run.stale < hp.patience:
+        run.epoch += 1
         started = time.perf_counter()
+        gen = epoch_generator(seed, run.epoch)
         sample = epoch_sample(examples["train"], task.negatives["train"], hp.negative_fraction, gen)
-
-        def progress(n: int, total: int) -> None:
-            if tty:
-                print(f"\r  epoch {epoch} batch {n}/{total}", end="" if n < total else "\r", file=sys.stderr,
-                      flush=True)
-
-        loss = run_epoch(model, optimizer, sample, config, gen, vocabs.words[UNK], dev_, progress)
+        batches = [b for _, b in bucketed(sample, hp.batch_size, shuffle=True, generator=gen)]
+        loss = run_epoch(loss_of, model, optimizer, scaler, distributed.shard(batches, w), config,
+                         epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, _progress(run.epoch, log, w))
         seconds = time.perf_counter() - started
-        task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
-        dev = task.evaluate(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
-        f1 = dev["f1"]
-        fields, summary = task.record(dev)
-        record = {"epoch": epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
-                  "sentences_per_second": len(sample) / seconds, "lr": optimizer.param_groups[0]["lr"]}
-        improved = f1 > best_f1
+        with autocast(dev_, hp.precision):
+            task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
+            dev = scored("dev")
+        f1 = distributed.agree(dev["f1"], w)
+        improved = f1 > run.best_f1
         if improved:
-            best_f1, best_epoch, stale = f1, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            run.best_f1, run.best_epoch, run.stale = f1, run.epoch, 0
+            run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
-            stale += 1
             # A dev F1 that stopped rising usually means steps too large to settle into a minimum.
+            run.stale, lr = run.stale + 1, lr * hp.lr_decay
             for group in optimizer.param_groups:
-                group["lr"] *= hp.lr_decay
-        records.append(record)
-        with atomic.atomic_file(ckpt / STATE, "wb") as fh:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "best": best_state,
-                        "random": _random_states(gen, dev_), "epoch": epoch, "best_f1": best_f1,
-                        "best_epoch": best_epoch, "stale": stale, "records": records}, fh)
-        # Written whole from the checkpoint's records: a kill mid-write never leaves a torn line, and
-        # the epochs of a resumed run follow those before it.
-        atomic.write_text(log_path, "".join(json.dumps(r) + "\n" for r in records))
-        say(f"epoch {epoch:>3}  loss {loss:.4f}  {summary}  {record['sentences_per_second']:,.0f} sent/s  "
+                group["lr"] = lr
+        fields, summary = task.record(dev)
+        run.records.append({"epoch": run.epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
+                            "sentences_per_second": len(sample) / seconds, "lr": lr})
+        if w.main:
+            save_checkpoint(ckpt, run, model, optimizer, scaler, dev_)
+        say(f"epoch {run.epoch:>3}  loss {loss:.4f}  {summary}  {len(sample) / seconds:,.0f} sent/s  "
             f"{seconds:.1f}s" + ("  *" if improved else ""))
         if on_epoch is not None:
-            on_epoch(epoch, f1)
-    if stale >= hp.patience:
-        say(f"no better dev F1 for {stale} epochs; stopped")
+            on_epoch(run.epoch, f1)
+    if run.stale >= hp.patience:
+        say(f"no better dev F1 for {run.stale} epochs; stopped")
+    return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say)
 
-    model.load_state_dict(best_state)
-    task.calibrate(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
-    metrics = {"best_epoch": best_epoch, "epochs_run": epoch}
-    for name in ("dev", "test"):
-        metrics[name] = task.evaluate(model, examples[name], name, hp.eval_batch_size, dev_)
-    saved = {**config.to_dict(), **task.saved(), "embedding_dim": int(matrix.shape[1]),
-             "data": {"dir": str(data_dir), **{k: manifest[k] for k in ("corpus", "seed", "labels", "splits")},
-                      "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
-             "versions": versions(), "device": str(dev_)}
-    model_dir.save(out_dir, model, saved, vocabs, metrics=metrics, log=log_path)
-    atomic.remove_dir(ckpt)
-    say(f"best epoch {best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
-        f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
+
+def _progress(epoch: int, log: Callable[[str], None] | None, w: distributed.World) -> Callable[[int, int], None]:
+    tty = log is not None and w.main and sys.stderr.isatty()
+
+    def show(n: int, total: int) -> None:
+        if tty:
+            print(f"\r  epoch {epoch} batch {n}/{total}", end="" if n < total else "\r", file=sys.stderr, flush=True)
+    return show
+
+
+def save_checkpoint(ckpt: Path, run: Progress, model, optimizer, scaler, device: torch.device) -> None:
+    with atomic.atomic_file(ckpt / STATE, "wb") as fh:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "best": run.best_state, "random": _random_states(device), "epoch": run.epoch,
+                    "best_f1": run.best_f1, "best_epoch": run.best_epoch, "stale": run.stale,
+                    "records": run.records}, fh)
+    # Written whole from the checkpoint's records: a kill mid-write never leaves a torn line, and the
+    # epochs of a resumed run follow those before it.
+    atomic.write_text(ckpt / model_dir.LOG, "".join(json.dumps(r) + "\n" for r in run.records))
+
+
+def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) -> Progress:
+    """The state after the last finished epoch (a run killed before its first epoch ended starts anew)."""
+    if not (ckpt / STATE).is_file():
+        return Progress()
+    try:
+        # On the CPU: the random states must be CPU tensors; the weights move to the device on loading.
+        state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        _restore_random_states(state["random"], device)
+        return Progress(state["epoch"], state["best_f1"], state["best_epoch"], state["stale"], state["best"],
+                        state["records"])
+    except (RuntimeError, ValueError, KeyError, TypeError, EOFError, OSError) as err:
+        raise InputError(ckpt / STATE, f"corrupt checkpoint ({type(err).__name__}: {err})") from None
+
+
+def finish(config: Config, data: Setup, model, run: Progress, data_dir, out_dir, ckpt: Path,
+           device: torch.device, w: distributed.World, say: Callable[[str], None]) -> dict:
+    """The best epoch's weights, calibrated on dev, scored on dev and test and saved (by rank 0)."""
+    hp = config.train
+    model.load_state_dict(run.best_state)
+    metrics = {"best_epoch": run.best_epoch, "epochs_run": run.epoch}
+    if w.main:
+        with autocast(device, hp.precision):
+            data.task.calibrate(model, data.examples["dev"], "dev", hp.eval_batch_size, device)
+            for name in ("dev", "test"):
+                metrics[name] = data.task.evaluate(model, data.examples[name], name, hp.eval_batch_size, device)
+        manifest = data.manifest
+        saved = {**config.to_dict(), **data.task.saved(), "embedding_dim": int(data.matrix.shape[1]),
+                 "data": {"dir": str(data_dir), **{k: manifest[k] for k in ("corpus", "seed", "labels", "splits")},
+                          "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
+                 "versions": versions(), "device": str(device), "processes": w.size}
+        model_dir.save(out_dir, model, saved, data.vocabs, metrics=metrics, log=ckpt / model_dir.LOG)
+        atomic.remove_dir(ckpt)
+        say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
+            f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
+    distributed.barrier(w)
+    distributed.stop(w)
     return metrics

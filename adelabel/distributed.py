@@ -1,0 +1,109 @@
+"""Training on several processes with DistributedDataParallel, as ``torchrun`` starts them.
+
+``torchrun --nproc_per_node N -m adelabel train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK; each
+process then trains on its own share of every epoch's length buckets (all ranks draw the same
+shuffled order from the run's seed and take every N-th batch), gradients are averaged by DDP, and
+only rank 0 writes checkpoints, the log and the model folder. Every rank scores dev itself (their
+weights are the same) and rank 0's score decides, so early stopping agrees everywhere.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from adelabel.errors import OptionError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    """This process's place among those torchrun started (one process alone when not under torchrun)."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise OptionError("WORLD_SIZE, RANK and LOCAL_RANK: expected whole numbers (as torchrun sets them)") from None
+    if size < 1 or not 0 <= rank < size:
+        raise OptionError(f"RANK {rank} of WORLD_SIZE {size}: not a place in the world")
+    return World(rank, size, local)
+
+
+def start(w: World, device: torch.device) -> torch.device:
+    """Join the process group (NCCL on GPUs, gloo on CPUs); each rank takes the GPU of its local rank."""
+    if w.size == 1:
+        return device
+    if device.type == "cuda":
+        if w.local_rank >= torch.cuda.device_count():
+            raise OptionError(f"LOCAL_RANK {w.local_rank}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+        device = torch.device("cuda", w.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+class Loss(torch.nn.Module):
+    """The model's forward pass and loss as one module: DDP sees every parameter the loss uses (the
+    CRF's, the heads') inside ``forward``, as its gradient hooks require."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.model.loss(self.model(batch), batch)
+
+
+def wrap(model: torch.nn.Module, w: World, device: torch.device) -> torch.nn.Module:
+    """What the training step calls for a batch's loss: under torchrun, DDP around it, which averages
+    the gradients over ranks."""
+    loss = Loss(model)
+    if w.size == 1:
+        return loss
+    from torch.nn.parallel import DistributedDataParallel
+
+    # Heads sit out some batches (no drug-effect pair in a batch leaves the relation head unused).
+    return DistributedDataParallel(loss, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)
+
+
+def shard(batches: Sequence[T], w: World) -> list[T]:
+    """This rank's batches: every ``size``-th, the same count on every rank (DDP waits for each rank's
+    backward pass, so unequal counts would hang); the last ``len % size`` batches are left out."""
+    usable = len(batches) - len(batches) % w.size
+    return list(batches[w.rank:usable:w.size])
+
+
+def agree(value: T, w: World) -> T:
+    """Rank 0's ``value`` on every rank."""
+    if w.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(w: World) -> None:
+    if w.size > 1:
+        dist.barrier()
+
+
+def stop(w: World) -> None:
+    if w.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

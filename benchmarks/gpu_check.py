@@ -1,0 +1,131 @@
+"""The GPU check: does adelabel train, score and tag on this machine's GPU as it does on its CPU?
+
+Trains each architecture for two epochs on the GPU (the command a user types), scores the model on
+the test split on the GPU and on the CPU (the F1s must agree within half a point: same weights, other
+kernels), scores it again on the GPU in bf16, and tags 50,000 one-sentence lines on the GPU: once as a
+whole `adelabel tag` process (model load included), then 10,000 of them in this process in fp32 and in
+bf16 (the tagging alone, with peak GPU memory). Prints training and tagging throughput and peak memory; writes
+everything to WORK/gpu_check.json after each architecture. Exit status 1 when CPU and GPU disagree.
+
+    benchmarks/gpu_check.sh                       # data/ prepared, both architectures
+    python benchmarks/gpu_check.py --data data --arch bilstm --work /tmp/gpu
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ADELABEL = [sys.executable, "-m", "adelabel"]
+
+
+def run(*args: str, quiet: bool = False) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MiB) of one ``adelabel ARGS...`` process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(ADELABEL + list(args), cwd=ROOT, stdout=subprocess.DEVNULL if quiet else None)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"adelabel {' '.join(args)}: failed (status {status >> 8})")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def scores(model: Path, data: Path, device: str, precision: str, work: Path) -> dict:
+    out = work / f"{model.name}-{'gpu' if device.startswith('cuda') else 'cpu'}-{precision}.json"
+    seconds, _ = run("evaluate", "--model", str(model), "--data", str(data), "--device", device,
+                     "--precision", precision, "--json", str(out), quiet=True)
+    result = json.loads(out.read_text())
+    return {"all_sentences_f1": result["micro"]["f1"], "annotated_f1": result["annotated_only"]["micro"]["f1"],
+            "seconds": round(seconds, 1)}
+
+
+def one_sentence_lines(data: Path, n: int, path: Path) -> None:
+    """``n`` lines, each one sentence of the test split, cycled."""
+    texts = [json.loads(line)["text"] for line in (data / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(texts[i % len(texts)] + "\n")
+
+
+def tag_in_process(model: Path, lines: Path, device: str, precision: str, limit: int = 10_000) -> dict:
+    """Sentences/s (model loaded, the lines read from disk) and peak GPU memory of tagging the first
+    ``limit`` of ``lines``."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from adelabel import Tagger
+
+    tagger = Tagger.load(model, device=device, precision=precision)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start, n = time.perf_counter(), 0
+    with lines.open(encoding="utf-8") as fh:
+        for _ in tagger.analyze_pipe(line.rstrip("\n") for line, _ in zip(fh, range(limit))):
+            n += 1
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
+    return {"sentences_per_second": round(n / seconds), "peak_gpu_mib": round(peak)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "data", help="a prepared data folder")
+    parser.add_argument("--arch", action="append", help="bilstm and/or transformer (default: both)")
+    parser.add_argument("--encoder", type=Path, help="the transformer's encoder folder (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--work", type=Path, default=Path("gpu-check"), help="folder for models and results")
+    parser.add_argument("--lines", type=int, default=50_000, help="one-sentence lines to tag")
+    parser.add_argument("--device", default="cuda", help="cuda (or cpu, to try the script itself)")
+    args = parser.parse_args()
+
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu_check: torch sees no CUDA device here", file=sys.stderr)
+        return 2
+    card = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
+    report: dict = {"card": card, "torch": torch.__version__, "cuda": torch.version.cuda, "archs": {}}
+    print(f"{card}, torch {torch.__version__}, CUDA {torch.version.cuda}", flush=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    lines = args.work / "lines.txt"
+    one_sentence_lines(args.data, args.lines, lines)
+    agree = True
+    for arch in args.arch or ["bilstm", "transformer"]:
+        model = args.work / arch
+        extra = ["--encoder", str(args.encoder)] if arch == "transformer" and args.encoder else []
+        seconds, _ = run("train", "--arch", arch, "--data", str(args.data), "--out", str(model), "--epochs", "2",
+                         "--device", args.device, "--set", "train.patience=2", "--quiet", *extra)
+        log = [json.loads(line) for line in (model / "train_log.jsonl").read_text().splitlines()]
+        row = {"train_seconds": round(seconds, 1),
+               "train_sentences_per_second": round(max(r["sentences_per_second"] for r in log)),
+               "gpu": scores(model, args.data, args.device, "fp32", args.work),
+               "gpu_bf16": scores(model, args.data, args.device, "bf16", args.work),
+               "cpu": scores(model, args.data, "cpu", "fp32", args.work)}
+        gaps = [abs(row["gpu"][k] - row["cpu"][k]) for k in ("all_sentences_f1", "annotated_f1")]
+        row["cpu_gpu_agree"] = max(gaps) <= 0.005
+        agree &= row["cpu_gpu_agree"]
+        out = args.work / f"{arch}-tagged.jsonl"
+        tag_seconds, rss = run("tag", str(lines), "--model", str(model), "--device", args.device, "--output", str(out))
+        row["tag_process"] = {"sentences_per_second": round(args.lines / tag_seconds), "seconds": round(tag_seconds, 1),
+                              "peak_rss_mib": round(rss)}
+        for precision in ("fp32", "bf16"):
+            row[f"tag_{precision}"] = tag_in_process(model, lines, args.device, precision)
+        report["archs"][arch] = row
+        print(json.dumps({arch: row}, indent=1), flush=True)
+        (args.work / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{'arch':<12}{'train sent/s':>13}{'tag process':>12}{'tag fp32':>9}{'bf16':>8}{'GPU MiB':>9}"
+          f"{'F1 gpu':>8}{'F1 cpu':>8}{'F1 bf16':>8}  agree")
+    for arch, r in report["archs"].items():
+        print(f"{arch:<12}{r['train_sentences_per_second']:>13,}{r['tag_process']['sentences_per_second']:>12,}"
+              f"{r['tag_fp32']['sentences_per_second']:>9,}"
+              f"{r['tag_bf16']['sentences_per_second']:>8,}{r['tag_fp32']['peak_gpu_mib']:>9,}"
+              f"{r['gpu']['annotated_f1']:>8.4f}{r['cpu']['annotated_f1']:>8.4f}{r['gpu_bf16']['annotated_f1']:>8.4f}"
+              f"  {'yes' if r['cpu_gpu_agree'] else 'NO'}")
+    return 0 if agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

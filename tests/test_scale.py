@@ -1,0 +1,162 @@
+"""Scale: mixed precision, several training processes (DDP over gloo on the CPU, as torchrun starts
+them), and the package run as ``python -m adelabel``. The GPU side of the same code is checked by
+benchmarks/gpu_check.sh on a GPU machine."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, run_cli, train_small
+
+TINY = ("model.hidden_size=8", "model.dense_size=8", "model.char_size=8", "model.gate_size=8")
+
+
+def test_the_package_runs_as_a_module():
+    done = subprocess.run([sys.executable, "-m", "adelabel", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and "tag" in done.stdout
+
+
+def test_bf16_training_on_the_cpu_saves_fp32_weights_that_load_anywhere(sample_data, tmp_path):
+    from adelabel import Tagger
+
+    out = train_small(sample_data, tmp_path / "bf16", "train.max_epochs=1", "train.precision=bf16", *TINY)
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["precision"] == "bf16"
+    tagger = Tagger.load(out, device="cpu")
+    assert all(p.dtype == torch.float32 for p in tagger.model.parameters())
+    text = "Severe hepatitis developed after two weeks of isoniazid."
+    # bf16 inference goes the same path and returns the same kind of result.
+    assert [s.end for s in Tagger.load(out, device="cpu", precision="bf16").analyze(text).sentences] == [len(text)]
+
+
+def test_fp16_and_unknown_precisions_are_refused_on_the_cpu(capsys, tiny_model_dir, sample_data, tmp_path):
+    from adelabel import Tagger
+    from adelabel.errors import OptionError
+
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--precision", "fp16",
+                           "--device", "cpu")
+    assert code == 2 and err.strip() == "adelabel: error: --precision fp16: runs on a GPU only; on the CPU use bf16"
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--set",
+                           "train.precision=fp16", "--device", "cpu")
+    assert code == 2 and "train.precision fp16: runs on a GPU only" in err
+    code, _, err = run_cli(capsys, "tag", ROOT / "corpora/sample/example.txt", "--model", tiny_model_dir,
+                           "--precision", "half")
+    assert code == 2 and "--precision: expected fp32, bf16, fp16, got 'half'" in err
+    code, _, err = run_cli(capsys, "evaluate", "--model", tiny_model_dir, "--data", sample_data, "--precision", "fp16",
+                           "--device", "cpu")
+    assert code == 2 and "runs on a GPU only" in err
+    with pytest.raises(OptionError, match="GPU only"):
+        Tagger.load(tiny_model_dir, device="cpu", precision="fp16")
+    assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_in_bf16_scores_like_fp32(capsys, sample_model, sample_data, tmp_path):
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        code, _, err = run_cli(capsys, "evaluate", "--model", sample_model, "--data", sample_data, "--device", "cpu",
+                               "--precision", precision, "--json", tmp_path / f"{precision}.json")
+        assert code == 0, err
+        scores[precision] = json.loads((tmp_path / f"{precision}.json").read_text())["annotated_only"]["micro"]["f1"]
+    assert scores["fp32"] > 0.3
+    assert abs(scores["bf16"] - scores["fp32"]) <= 0.05, scores
+
+
+@pytest.mark.processes
+def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path):
+    """torchrun with two CPU processes: each trains on half of every epoch's batches, rank 0 alone
+    writes; a checkpoint a one-process run left resumes under torchrun too."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on two cores
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    out = tmp_path / "ddp"
+    args = ["train", "--data", str(sample_data), "--out", str(out), "--epochs", "2", "--device", "cpu",
+            *(x for kv in TINY for x in ("--set", kv))]
+    done = subprocess.run(torchrun + ["-m", "adelabel", *args], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("training bilstm") == 1 and "x 2 processes" in done.stderr
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert not out.with_name("ddp.checkpoint").exists()
+
+    # A one-process run killed after its first epoch carries on under torchrun.
+    from test_runs import kill_when
+
+    killed = tmp_path / "killed"
+    kill_when([sys.executable, str(ROOT / "cli.py"), "train", "--data", str(sample_data), "--out", str(killed),
+               "--epochs", "3", "--device", "cpu", *(x for kv in TINY for x in ("--set", kv))],
+              lambda line: line.startswith("epoch   1"))
+    resumed = subprocess.run(torchrun + ["-m", "adelabel", "train", "--resume", str(killed)], capture_output=True,
+                             text=True, env=env, cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stderr.count("resuming bilstm") == 1
+    assert [json.loads(line)["epoch"] for line in (killed / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_jsonl_input_carries_its_fields_to_each_record(capsys, tiny_model_dir, tmp_path):
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": 7, "text": "Severe hepatitis developed after isoniazid."},
+            {"pmid": "123", "text": "", "source": {"journal": "X"}},
+            {"id": "ü", "text": "Rash on day 3. Lithium was stopped."}]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    code, out, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 3
+    for row, record in zip(rows, records):
+        assert {k: record[k] for k in row} == row  # every input field, the text included, unchanged
+        assert {"entities", "relations", "sentences", "ade"} <= set(record)
+    code, out, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl", "--format", "conll")
+    assert code == 0, err
+    assert '# fields = {"id": 7}' in out.splitlines()[2]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"text": "a"', "in.jsonl:2: not a JSON object"),
+    ('["text"]', 'in.jsonl:2: expected a JSON object with a "text" field, got a list'),
+    ('{"id": 3}', 'in.jsonl:2: no "text" string in the record'),
+    ('{"text": 5}', 'in.jsonl:2: "text" is a int, not a string'),
+    ('{"text": "a", "entities": []}', "in.jsonl:2: field 'entities' is one adelabel writes"),
+    ("", "in.jsonl:2: not a JSON object"),
+])
+def test_bad_jsonl_input_is_one_line_naming_file_and_line(capsys, tiny_model_dir, tmp_path, line, message):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "fine"}\n' + line + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl", "--output", out)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_tag_options_are_checked(capsys, tiny_model_dir, tmp_path):
+    text = ROOT / "corpora/sample/example.txt"
+    for args, message in ((["--workers", "0"], "--workers: expected a whole number of at least 1, got 0"),
+                          (["--input-format", "csv"], "--input-format: expected text or jsonl, got 'csv'"),
+                          (["--input-format", "jsonl", "--format", "brat", "--output", str(tmp_path / "b")],
+                           "--format brat: a .txt/.ann pair holds no record fields")):
+        code, _, err = run_cli(capsys, "tag", text, "--model", tiny_model_dir, *args)
+        assert code == 2 and message in err, err
+
+
+@pytest.mark.processes
+def test_two_workers_write_what_one_writes_in_input_order(tiny_model_dir, tmp_path):
+    lines = (ROOT / "corpora/sample/example.txt").read_text(encoding="utf-8").splitlines() * 40
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(f"{i}. {line}" for i, line in enumerate(lines)) + "\n", encoding="utf-8")
+    outputs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}.jsonl"
+        done = subprocess.run([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir),
+                               "--workers", workers, "--batch-size", "16", "--output", str(out)],
+                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1]
+    assert [json.loads(line)["text"] for line in outputs[1].splitlines()] == src.read_text(encoding="utf-8").splitlines()
