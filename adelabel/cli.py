@@ -408,7 +408,7 @@ def tag(
     input_format: Annotated[str, typer.Option(help="text (one text per line) or jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record).")] = "text",
     workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time (memory is bounded by one chunk).")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
     precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",

@@ -101,14 +101,14 @@ class Tagger:
         """Entities, relations and each sentence's probability of reporting an adverse drug event."""
         return self._analyze([_one_text("Tagger.analyze()", "tagger.analyze_pipe(texts)", text)])[0]
 
-    def pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[list[Entity]]:
+    def pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[list[Entity]]:
         """Entities of each text (which may hold several sentences), in input order, streaming.
 
         Texts are read ``batch_size`` at a time, so memory stays flat however many there are.
         """
         return (a.entities for a in self._checked_pipe("pipe", texts, batch_size))
 
-    def analyze_pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[Analysis]:
+    def analyze_pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[Analysis]:
         """:meth:`analyze` for each text, in input order, streaming as :meth:`pipe` does."""
         return self._checked_pipe("analyze_pipe", texts, batch_size)
 
@@ -136,15 +136,23 @@ def checked_stream(method: str, owner: str, texts: Iterable[str], batch_size: in
     return _chunks(method, texts, batch_size, process)
 
 
+CHUNK_CHARACTERS = 200_000
+"""A chunk ends at ``batch_size`` texts or at this many characters, whichever comes first: many short
+texts make one pool to sort by length (tight batches, about a fifth faster than chunks of 256
+one-sentence lines), while long ones (abstracts) keep a chunk, and so memory, bounded."""
+
+
 def _chunks(method: str, texts: Iterable[str], batch_size: int, process) -> Iterator:
     chunk: list[str] = []
+    size = 0
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
         chunk.append(text)
-        if len(chunk) >= batch_size:
+        size += len(text)
+        if len(chunk) >= batch_size or size >= CHUNK_CHARACTERS:
             yield from process(chunk)
-            chunk = []
+            chunk, size = [], 0
     if chunk:
         yield from process(chunk)
 
@@ -193,7 +201,7 @@ class Classifier:
     def __call__(self, text: str) -> Classification:
         return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)])[0]
 
-    def pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[Classification]:
+    def pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[Classification]:
         """Each text's :class:`Classification`, in input order, streaming ``batch_size`` at a time."""
         return checked_stream("Classifier.pipe", "classifier", texts, batch_size, self._classify)
 

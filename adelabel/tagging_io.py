@@ -7,7 +7,6 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack
-from itertools import islice
 from pathlib import Path
 from typing import IO
 
@@ -17,7 +16,7 @@ from adelabel.versions import __version__
 from adelabel.workers import tag_in_workers
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
-from adelabel.tagger import Analysis, Classifier, Tagger
+from adelabel.tagger import CHUNK_CHARACTERS, Analysis, Classifier, Tagger
 from adelabel.text import tokenize
 from adelabel.tags import spans_to_tags
 
@@ -158,7 +157,16 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
 
     def texts() -> Iterator[list[str]]:
-        while chunk := list(islice(records, batch_size)):
+        chunk: list[tuple[str, dict]] = []
+        size = 0
+        for record in records:
+            chunk.append(record)
+            size += len(record[0])
+            if len(chunk) >= batch_size or size >= CHUNK_CHARACTERS:
+                fields.append([f for _, f in chunk])
+                yield [t for t, _ in chunk]
+                chunk, size = [], 0
+        if chunk:
             fields.append([f for _, f in chunk])
             yield [t for t, _ in chunk]
 

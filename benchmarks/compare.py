@@ -107,7 +107,7 @@ def main() -> None:
         done = {r["name"]: r for r in map(json.loads, results_path.read_text(encoding="utf-8").splitlines())}
     with tempfile.TemporaryDirectory() as tmp:
         tag_input = Path(tmp) / "abstracts.txt"
-        tag_sentences = make_input(args.corpus, args.tag_lines, tag_input)
+        tag_sentences, _ = make_input(args.corpus, args.tag_lines, tag_input)
         for name, arch, overrides in CONFIGURATIONS:
             if (wanted and slug(name) not in wanted) or name in done:
                 continue

@@ -2,10 +2,12 @@
 
 Builds N lines of abstract text from the real corpus (each line: all corpus sentences of one PubMed
 abstract, joined by spaces; abstracts cycled until N lines), runs the CLI on it as a user would, and
-reports sentences/s (median of --repeats runs) and peak resident memory. Running the same at N/5
+reports sentences/s (median of --repeats runs), tokens/s as a ratio to a bare BiLSTM forward pass
+timed in the same run (the yardstick of issue #7), and peak resident memory. Running the same at N/5
 lines shows whether memory grows with the input.
 
     python benchmarks/tag_speed.py --model models/bilstm --lines 10000
+    python benchmarks/tag_speed.py --unit sentence --lines 50000 --repeats 1   # one sentence per line
     python benchmarks/tag_speed.py --lines 5000 --against OTHER/cli.py OTHER_MODEL   # side by side
 
 ``--against`` times another checkout's ``cli.py`` (an older commit, in a git worktree) with a model it
@@ -27,22 +29,47 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adelabel.corpus.ade import read_ade  # noqa: E402
-from adelabel.text import split_sentences  # noqa: E402
+from adelabel.text import split_sentences, tokenize  # noqa: E402
 
 
-def make_input(corpus: Path, lines: int, path: Path) -> int:
+def make_input(corpus: Path, lines: int, path: Path, unit: str = "abstract") -> tuple[int, int]:
+    """``lines`` lines of corpus text: whole abstracts (their sentences joined by spaces) or single
+    sentences, cycled. Returns the number of sentences and of tokens written."""
     sentences, _ = read_ade(corpus)
-    docs: dict[str, list[str]] = defaultdict(list)
-    for s in sentences:
-        docs[s.doc_id].append(s.text)
-    abstracts = [" ".join(texts) for _, texts in sorted(docs.items())]
-    n_sentences = 0
+    if unit == "sentence":
+        texts = sorted({s.text for s in sentences})
+    else:
+        docs: dict[str, list[str]] = defaultdict(list)
+        for s in sentences:
+            docs[s.doc_id].append(s.text)
+        texts = [" ".join(t) for _, t in sorted(docs.items())]
+    n_sentences = n_tokens = 0
     with path.open("w", encoding="utf-8") as fh:
         for i in range(lines):
-            text = abstracts[i % len(abstracts)]
-            n_sentences += len(split_sentences(text))
+            text = texts[i % len(texts)]
+            parts = split_sentences(text)
+            n_sentences += len(parts)
+            n_tokens += sum(len(tokenize(text[a:b])) for a, b in parts)
             fh.write(text + "\n")
-    return n_sentences
+    return n_sentences, n_tokens
+
+
+def bare_bilstm_tokens_per_second(seconds: float = 5.0) -> float:
+    """The yardstick: torch fp32 ``nn.LSTM(200, 200, bidirectional=True)``, inference mode, batches of
+    64 x 30 tokens, 2 threads; tokens per second over ``seconds`` after a warm-up."""
+    import torch
+
+    torch.set_num_threads(2)
+    lstm = torch.nn.LSTM(200, 200, bidirectional=True, batch_first=True).eval()
+    x = torch.randn(64, 30, 200)
+    with torch.inference_mode():
+        for _ in range(5):
+            lstm(x)
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            lstm(x)
+            n += 1
+    return n * 64 * 30 / (time.perf_counter() - start)
 
 
 def run_cli(*args: str, cli: Path = ROOT / "cli.py") -> tuple[float, float]:
@@ -64,7 +91,7 @@ def run_once(model: Path, src: Path, out: Path, cli: Path = ROOT / "cli.py") -> 
 def side_by_side(args, tmp: Path) -> None:
     other_cli, other_model = Path(args.against[0]), Path(args.against[1])
     src = tmp / "in.txt"
-    n_sentences = make_input(args.corpus, args.lines, src)
+    n_sentences, _ = make_input(args.corpus, args.lines, src, args.unit)
     runs: dict[str, list] = {"other": [], "this": []}
     for _ in range(args.repeats):
         runs["other"].append(run_once(other_model, src, tmp / "o.jsonl", other_cli))
@@ -81,7 +108,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "bilstm")
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "ade-v2")
     parser.add_argument("--lines", type=int, default=10_000)
+    parser.add_argument("--unit", choices=("abstract", "sentence"), default="abstract",
+                        help="what a line holds: a whole abstract, or one sentence")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="adelabel tag --workers")
     parser.add_argument("--against", nargs=2, metavar=("CLI", "MODEL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,14 +119,18 @@ def main() -> None:
         if args.against:
             side_by_side(args, tmp)
             return
+        bare = bare_bilstm_tokens_per_second()
+        print(f"bare BiLSTM forward (200 -> 2 x 200, batch 64 x 30, 2 threads): {bare:,.0f} tokens/s")
         for n in (args.lines // 5, args.lines):
             src = tmp / f"in{n}.txt"
-            n_sentences = make_input(args.corpus, n, src)
-            runs = [run_once(args.model, src, tmp / "out.jsonl") for _ in range(args.repeats)]
+            n_sentences, n_tokens = make_input(args.corpus, n, src, args.unit)
+            runs = [run_cli("tag", str(src), "--model", str(args.model), "--output", str(tmp / "out.jsonl"),
+                            "--workers", str(args.workers)) for _ in range(args.repeats)]
             secs = statistics.median(r[0] for r in runs)
             rss = max(r[1] for r in runs)
-            print(f"{n:>6,} lines, {n_sentences:>7,} sentences: median {secs:6.1f} s over {args.repeats} runs "
-                  f"-> {n_sentences / secs:7,.0f} sentences/s, {n / secs:6,.0f} lines/s; peak RSS {rss:,.0f} MiB")
+            print(f"{n:>6,} lines, {n_sentences:>7,} sentences, {n_tokens:>9,} tokens: median {secs:6.1f} s over "
+                  f"{args.repeats} runs -> {n_sentences / secs:7,.0f} sentences/s, {n_tokens / secs:8,.0f} tokens/s "
+                  f"(ratio to the bare BiLSTM {n_tokens / secs / bare:.2f}); peak RSS {rss:,.0f} MiB")
 
 
 if __name__ == "__main__":

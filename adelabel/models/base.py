@@ -48,12 +48,58 @@ def max_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return states.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
 
 
+DENSE_FILL = 0.6
+
+
 def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``rnn`` over each sentence's real positions only (so the backward direction never reads
-    padding, and padding can't change a prediction); padding positions come back as zeros."""
-    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, _ = rnn(packed)
-    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+    padding, and padding can't change a prediction); padding positions come back as zeros.
+
+    On a CPU each layer and direction runs on the dense padded batch, the backward direction on each
+    sentence reversed within its length: the same arithmetic as a packed sequence, but through the
+    fused dense kernel, about twice as fast per token as torch's packed path here; a batch whose
+    real tokens fill less than DENSE_FILL of it goes the packed way. On a GPU cuDNN's packed kernel
+    runs both directions at once.
+    """
+    # The dense path computes padding too: it wins while padding is under about half the batch.
+    if x.is_cuda or float(lengths.sum()) < DENSE_FILL * x.shape[0] * x.shape[1]:
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = rnn(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+    time = torch.arange(x.shape[1])
+    lengths = lengths.to(torch.long)
+    real = time[None, :] < lengths[:, None]
+    # Position t of sentence b read backwards: len_b - 1 - t; padding stays where it is.
+    reverse = torch.where(real, lengths[:, None] - 1 - time[None, :], time[None, :])
+    flip = lambda t: t.gather(1, reverse[..., None].expand_as(t))  # noqa: E731
+    out = x
+    for layer in range(rnn.num_layers):
+        if layer > 0 and rnn.dropout > 0:
+            out = nn.functional.dropout(out, rnn.dropout, rnn.training)
+        forward = _direction(rnn, layer, False)(out)[0]
+        if rnn.bidirectional:
+            forward = torch.cat([forward, flip(_direction(rnn, layer, True)(flip(out))[0])], dim=-1)
+        out = forward
+    return out.masked_fill(~real[..., None], 0.0)
+
+
+def _direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:
+    """One layer and direction of ``rnn`` as a one-layer, one-way module sharing its parameters
+    (made once and kept on ``rnn``, outside its state dict)."""
+    cache = rnn.__dict__.setdefault("_directions", {})
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    params = [getattr(rnn, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+              if hasattr(rnn, name + suffix)]
+    one = cache.get(suffix)
+    if one is None or any(a is not b for a, b in zip(one.parameters(), params)):
+        extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
+        with torch.device("meta"):  # no weights of its own to allocate: they are rnn's
+            one = type(rnn)(params[0].shape[1], rnn.hidden_size, batch_first=True, bias=rnn.bias, **extra)
+        for name, param in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), params):
+            setattr(one, name, param)
+        cache[suffix] = one
+    one.train(rnn.training)
+    return one
 
 
 def gate_passes(sentence, threshold: float):
