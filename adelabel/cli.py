@@ -407,6 +407,7 @@ def tag(
     format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
     input_format: Annotated[str, typer.Option(help="text (one text per line) or jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record).")] = "text",
     workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes jsonl as without it.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -422,6 +423,18 @@ def tag(
         raise OptionError(f"--format: expected jsonl, conll or brat, got {format!r}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
+    if ray:
+        from adelabel.ray_tagging import tag_with_ray
+
+        if format != "jsonl":
+            raise OptionError(f"--ray writes jsonl, not {format}")
+        if input_format not in ("text", "jsonl"):
+            raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
+        if workers < 1:
+            raise OptionError(f"--workers: expected a whole number of at least 1, got {workers}")
+        count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision)
+        print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
+        return
     tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers)
 
 

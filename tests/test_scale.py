@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +159,34 @@ def test_two_workers_write_what_one_writes_in_input_order(tiny_model_dir, tmp_pa
         outputs.append(out.read_text(encoding="utf-8"))
     assert outputs[0] == outputs[1]
     assert [json.loads(line)["text"] for line in outputs[1].splitlines()] == src.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_the_dense_recurrent_path_equals_the_packed_one(cell):
+    """On a CPU run_packed runs each direction on the dense batch (the backward one reversed within
+    each length); outputs and gradients must be those of torch's packed sequence."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from adelabel.models import base
+
+    torch.manual_seed(0)
+    for bidirectional in (True, False):
+        for layers in (1, 2):
+            rnn = getattr(torch.nn, cell)(7, 5, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+            x = torch.randn(4, 9, 7, requires_grad=True)
+            lengths = torch.tensor([9, 8, 9, 7])  # full enough for the dense path
+            packed, _ = rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+            expected = pad_packed_sequence(packed, batch_first=True, total_length=9)[0]
+            grads = torch.autograd.grad(expected.sum(), [x, *rnn.parameters()])
+            dense = base.run_packed(rnn, x, lengths)
+            assert float(lengths.sum()) >= base.DENSE_FILL * x.shape[0] * x.shape[1]
+            assert torch.allclose(dense, expected, atol=1e-6)
+            assert (dense[1, 8:] == 0).all() and (dense[3, 7:] == 0).all()
+            for a, b in zip(torch.autograd.grad(dense.sum(), [x, *rnn.parameters()]), grads):
+                assert torch.allclose(a, b, atol=1e-5)
+            # A sparse batch goes the packed way, with the same result.
+            short = torch.tensor([9, 1, 2, 1])
+            packed, _ = rnn(pack_padded_sequence(x, short, batch_first=True, enforce_sorted=False))
+            assert torch.allclose(base.run_packed(rnn, x, short),
+                                  pad_packed_sequence(packed, batch_first=True, total_length=9)[0], atol=1e-6)
+    assert "_directions" not in "".join(rnn.state_dict())

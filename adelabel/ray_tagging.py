@@ -1,0 +1,131 @@
+"""Tagging on a Ray cluster: Ray Data reads the input, runs :class:`RayTagger` on each batch in
+workers that load the model once, and writes JSONL, so corpus-scale tagging runs on an existing
+engine (scheduling, retries, spilling, many machines) rather than a scheduler of our own.
+
+In a pipeline of one's own::
+
+    import ray
+    from adelabel.ray_tagging import RayTagger
+
+    ds = ray.data.read_json("s3://bucket/abstracts/")          # records with a "text" field
+    ds = ds.map_batches(RayTagger, fn_constructor_kwargs={"model": "/models/bilstm"},
+                        concurrency=64, batch_size=1024)
+    ds.write_json("s3://bucket/tagged/")
+
+Each output row is the input row with the fields of ``adelabel tag``'s JSONL record added
+(``entities``, ``relations``, ``sentences``, ``ade``; a classifier's ``label`` and ``scores``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from adelabel.errors import AdelabelError, OptionError
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise OptionError("--ray: needs Ray Data: pip install 'adelabel[ray]'") from None
+    return ray
+
+
+class RayTagger:
+    """A callable class for ``Dataset.map_batches``: the model is loaded once per worker, each batch
+    (a dict of columns with a ``text`` column) comes back with the result columns added."""
+
+    def __init__(self, model: str | Path | list, device: str = "cpu", threshold: float | None = None,
+                 precision: str = "fp32", threads: int = 1) -> None:
+        import torch
+
+        from adelabel.model_dir import task_of
+        from adelabel.tagger import Classifier, Tagger
+
+        torch.set_num_threads(threads)  # workers share a machine's cores; each takes its share
+        models = [model] if isinstance(model, (str, Path)) else list(model)
+        if task_of(models[0]) == "classify":
+            self._process = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)._classify
+        else:
+            self._process = Tagger.load(models, device=device, threshold=threshold, precision=precision)._analyze
+
+    def __call__(self, batch: dict) -> dict:
+        if "text" not in batch:
+            raise AdelabelError(f"RayTagger: a batch needs a \"text\" column; it has {sorted(batch)}")
+        texts = ["" if t is None else str(t) for t in batch["text"]]
+        records = [r.to_dict() for r in self._process(texts)]
+        out = dict(batch)
+        for key in records[0] if records else ():
+            if key != "text":
+                out[key] = [r[key] for r in records]
+        return out
+
+
+class _LineTagger(RayTagger):
+    """``tag --ray``'s worker: raw input lines in, our JSONL lines out (a record's own fields, of
+    whatever JSON type, pass through untouched; tabular readers would retype them)."""
+
+    def __init__(self, jsonl: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.jsonl = jsonl
+
+    def __call__(self, batch: dict) -> dict:
+        lines = [str(line) for line in batch["text"]]
+        fields = [json.loads(line) for line in lines] if self.jsonl else [{} for _ in lines]
+        texts = [f.pop("text") for f in fields] if self.jsonl else lines
+        return {"line": [json.dumps({**f, **r.to_dict()}, ensure_ascii=False)
+                         for f, r in zip(fields, self._process(texts))]}
+
+
+def tag_with_ray(source: str, model: list[Path], output: Path | None, input_format: str, batch_size: int,
+                 workers: int, device: str, threshold: float | None, precision: str) -> int:
+    """``adelabel tag --ray``: the lines of ``source`` tagged by ``workers`` Ray actors, written as
+    ``tag`` writes them (one JSONL record per input line, in input order) to ``output`` or stdout.
+    Returns the number of records written."""
+    import os
+
+    from adelabel.atomic import atomic_file
+    from adelabel.model_dir import task_of
+    from adelabel.tagger import Classifier, Tagger
+    from adelabel.tagging_io import check_output, read_records, read_text_lines
+
+    ray = _ray()
+    check_output(source, output)
+    if source == "-" or not Path(source).is_file():
+        raise OptionError(f"{source}: --ray reads a file (not stdin or a folder)")
+    # Bad input and a bad model are refused here, naming the file and line, before any worker starts.
+    for _ in (read_records(source) if input_format == "jsonl" else read_text_lines(source)):
+        pass
+    (Classifier if task_of(model[0]) == "classify" else Tagger).load(model if len(model) > 1 else model[0],
+                                                                     device=device, threshold=threshold)
+    # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
+    # the read tasks beside the workers' (which would otherwise wait for each other).
+    local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers + 1}
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             **local)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # output rows in input order
+    context.enable_progress_bars = False
+    dataset = ray.data.read_text(str(Path(source).resolve()), drop_empty_lines=False)
+    tagged = dataset.map_batches(
+        _LineTagger, fn_constructor_kwargs={"jsonl": input_format == "jsonl", "model": [str(m) for m in model],
+                                            "device": device, "threshold": threshold, "precision": precision},
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_size=batch_size, batch_format="numpy")
+    count = 0
+    with atomic_file(output) if output is not None else _stdout() as out:
+        for batch in tagged.iter_batches(batch_size=None, batch_format="numpy"):
+            for line in batch["line"]:
+                out.write(line + "\n")
+                count += 1
+    return count
+
+
+class _stdout:
+    def __enter__(self):
+        import sys
+
+        return sys.stdout
+
+    def __exit__(self, *exc) -> None:
+        return None

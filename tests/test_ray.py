@@ -1,0 +1,55 @@
+"""Tagging on Ray Data: the callable class for map_batches, and ``adelabel tag --ray`` on a local Ray."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+
+
+def test_the_map_batches_class_adds_our_fields_to_each_row(tiny_model_dir):
+    from adelabel import Tagger
+    from adelabel.ray_tagging import RayTagger
+
+    texts = ["Severe hepatitis developed after isoniazid.", "", "Rash on day 3. Lithium was stopped."]
+    batch = {"id": np.array([3, 1, 2]), "text": np.array(texts, dtype=object)}
+    out = RayTagger(tiny_model_dir)(batch)
+    assert list(out["id"]) == [3, 1, 2] and list(out["text"]) == texts
+    expected = [a.to_dict() for a in Tagger.load(tiny_model_dir, device="cpu").analyze_pipe(texts)]
+    for key in ("entities", "relations", "sentences", "ade"):
+        assert list(out[key]) == [e[key] for e in expected]
+    with pytest.raises(Exception, match='needs a "text" column'):
+        RayTagger(tiny_model_dir)({"body": np.array(["a"])})
+
+
+def test_without_ray_the_option_is_a_one_line_error(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    code, _, err = run_cli(capsys, "tag", ROOT / "corpora/sample/example.txt", "--model", tiny_model_dir, "--ray",
+                           "--output", tmp_path / "out.jsonl")
+    assert code == 2 and err.strip() == "adelabel: error: --ray: needs Ray Data: pip install 'adelabel[ray]'"
+
+
+@pytest.mark.processes
+def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir, tmp_path):
+    pytest.importorskip("ray.data", reason="ray[data] is in the test extras; CI installs it")
+    lines = (ROOT / "corpora/sample/example.txt").read_text(encoding="utf-8").splitlines()
+    rows = [{"pmid": f"0{100 + i}", "n": i, "text": line} for i, line in enumerate(lines * 3)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "tagged.jsonl"
+    env = {"OMP_NUM_THREADS": "1", "RAY_ADDRESS": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir),
+                           "--input-format", "jsonl", "--ray", "--workers", "1", "--batch-size", "4",
+                           "--output", str(out)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(rows)} records written" in done.stderr
+    got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    plain = subprocess.run([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir),
+                            "--input-format", "jsonl"], capture_output=True, text=True, cwd=ROOT, check=True)
+    expected = [json.loads(line) for line in plain.stdout.splitlines()]
+    assert [r["pmid"] for r in got] == [r["pmid"] for r in rows]
+    assert got == expected  # the same records as without Ray, the input's fields untouched
