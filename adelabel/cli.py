@@ -15,6 +15,22 @@ from adelabel.errors import AdelabelError, OptionError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find drugs and adverse drug events in biomedical text.")
 
+
+def _version(value: bool) -> None:
+    if value:
+        from adelabel.versions import __version__
+
+        print(f"adelabel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print adelabel's version and exit.")] = False,
+) -> None:
+    """Find drugs and adverse drug events in biomedical text."""
+
 CORPUS_ENV = "ADELABEL_CORPUS"
 
 
@@ -71,7 +87,8 @@ def prepare(
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: file not found")
     run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim,
-                w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None), format=format)
+                w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
+                progress=not quiet)
 
 
 ARCH_HELP = "Architecture: " + "; ".join(f"{name} ({what})" for name, (_, what) in ARCHITECTURES.items())
@@ -278,6 +295,7 @@ def evaluate(
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json, errors.jsonl (each sentence's false positives and negatives), reliability.png.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
+    backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
     precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",
 ) -> None:
     """Score a model on a split: a tagger by seqeval (strict IOB2, entity-level P/R/F1 per type, micro
@@ -302,11 +320,13 @@ def evaluate(
     check_threshold(threshold)
     sentences = read_split(data, split)
     if any(model_dir.task_of(m) == "classify" for m in model):
+        if backend != "torch":
+            raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")
         if len(model) > 1:
             raise OptionError("--model: an ensemble is of taggers; give one classifier")
         _evaluate_classifier(model[0], data, split, sentences, json_out, report, device, threshold, precision)
         return
-    tagger = Tagger.load(model, device=device, threshold=threshold, precision=precision)
+    tagger = Tagger.load(model, device=device, threshold=threshold, precision=precision, backend=backend)
     model = " + ".join(map(str, model))
     if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
@@ -401,13 +421,30 @@ def _relation_line(title: str, r: dict) -> str:
 
 
 @app.command()
+def export(
+    model: Annotated[Path, typer.Option(help="Model folder (a recurrent tagger) to export.")] = Path("models/bilstm"),
+    format: Annotated[str, typer.Option(help="onnx: the forward pass and the relation head as ONNX graphs, written into MODEL/onnx/.")] = "onnx",
+    quantize: Annotated[bool, typer.Option(help="Dynamic int8 weights (onnxruntime's quantize_dynamic): smaller and faster, at some F1 (see the README).")] = False,
+) -> None:
+    """Export a tagger for serving: `adelabel tag --backend onnx` and `Tagger.load(..., backend="onnx")`
+    then run it in onnxruntime behind the same API."""
+    if format != "onnx":
+        raise OptionError(f"--format: expected onnx, got {format!r}")
+    from adelabel.onnx_backend import export as run_export
+
+    print(f"written {run_export(model, quantize=quantize)}/", file=sys.stderr)
+
+
+@app.command()
 def tag(
     file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences), or JSONL records with --input-format jsonl; - for stdin.")],
     model: Annotated[list[Path], typer.Option(help="Model folder: a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = [Path("models/bilstm")],
     format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
     input_format: Annotated[str, typer.Option(help="text (one text per line) or jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record).")] = "text",
     workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
+    backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
     ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes jsonl as without it.")] = False,
+    quiet: Quiet = False,
     output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -432,10 +469,14 @@ def tag(
             raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
         if workers < 1:
             raise OptionError(f"--workers: expected a whole number of at least 1, got {workers}")
+        if backend != "torch":
+            raise OptionError("--ray: runs the torch backend")
         count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision)
-        print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
+        if not quiet:
+            print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return
-    tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers)
+    tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers, backend,
+               quiet=quiet)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -14,13 +14,25 @@ from adelabel.vocab import normalize
 
 
 def train_word2vec(sentences: Sequence[Sequence[str]], dim: int, seed: int, epochs: int = 10,
-                   window: int = 5, min_count: int = 1):
+                   window: int = 5, min_count: int = 1, quiet: bool = True):
     """Skip-gram word2vec over normalised token lists; returns gensim ``KeyedVectors``."""
     from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    from adelabel.progress import Progress
+
+    class Epochs(CallbackAny2Vec):
+        def __init__(self, bar: Progress) -> None:
+            self.bar = bar
+
+        def on_epoch_end(self, model) -> None:
+            self.bar.update()
 
     # One worker: gensim's multi-threaded training is not reproducible under a fixed seed.
-    model = Word2Vec(sentences=[list(s) for s in sentences], vector_size=dim, window=window,
-                     min_count=min_count, sg=1, negative=10, epochs=epochs, seed=seed, workers=1)
+    with Progress(epochs, "word2vec", "epoch", quiet=quiet) as bar:
+        model = Word2Vec(sentences=[list(s) for s in sentences], vector_size=dim, window=window,
+                         min_count=min_count, sg=1, negative=10, epochs=epochs, seed=seed, workers=1,
+                         callbacks=[Epochs(bar)])
     return model.wv
 
 

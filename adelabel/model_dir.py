@@ -6,6 +6,7 @@
     model.safetensors  the weights: safetensors holds only tensors, so loading runs no pickled code
     metrics.json       dev and test scores of the run that made it
     train_log.jsonl    one line per epoch
+    curves.png         each epoch's training loss and dev F1, the kept epoch marked
     assets/            files some architectures need to be rebuilt (the transformer's tokeniser)
     manifest.json      the SHA-256 of every file above
 
@@ -40,7 +41,7 @@ FORMAT_VERSION = 5
 # entity and relation scores, sentence classifiers.
 MIGRATES_FROM = (3, 4)
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
-MANIFEST, ASSETS = "manifest.json", "assets"
+MANIFEST, ASSETS, CURVES = "manifest.json", "assets", "curves.png"
 is_model_dir = atomic.json_with(MANIFEST, "format_version", "files")
 
 
@@ -62,6 +63,11 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
             (tmp / METRICS).write_text(_json(metrics), encoding="utf-8")
         if log is not None:
             shutil.copyfile(log, tmp / LOG)
+            records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
+            if records:
+                from adelabel.report import training_curves
+
+                training_curves(records, tmp / CURVES)
         model.save_assets(tmp / ASSETS)
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         (tmp / MANIFEST).write_text(_json({"format_version": FORMAT_VERSION,

@@ -83,7 +83,7 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
 def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequence[str] = DEFAULT_LABELS,
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
             w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
-            log: Callable[[str], None] = print, format: str = "ade") -> dict:
+            log: Callable[[str], None] = print, format: str = "ade", progress: bool = False) -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
 
     ``format``: ``ade`` (the ADE corpus folder) or ``labelled`` (a file of ``label<TAB>text`` lines,
@@ -99,16 +99,17 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
         drop_unseen_classes(splits, numbers, corpus, strict, log)
     settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
                 "include_negative": include_negative, "report": report}
-    return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log)
+    return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log, progress)
 
 
 def write_data(out: str | Path, splits: dict[str, list[Sentence]], settings: dict, vectors, pretrained, dim: int,
-               seed: int, w2v_epochs: int, max_vectors: int, log: Callable[[str], None]) -> dict:
+               seed: int, w2v_epochs: int, max_vectors: int, log: Callable[[str], None], progress: bool = False) -> dict:
     """A data folder of these splits: JSONL (and CoNLL), word vectors trained on the training split
     (or picked from ``pretrained``), and the manifest, which holds ``settings``; returns the manifest."""
     with atomic_dir(out, is_data_dir) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
-        cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log)
+        cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log,
+                                         progress)
         manifest = {
             **settings,
             "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
@@ -171,14 +172,14 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
 
 
 def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed: int, w2v_epochs: int,
-                   max_vectors: int, log: Callable[[str], None]):
+                   max_vectors: int, log: Callable[[str], None], progress: bool = False):
     if pretrained is not None:
         corpus_words = {w for name in SPLITS for sent in tokens[name] for w in sent}
         kv = select_vectors(pretrained, keep=corpus_words, max_words=max_vectors)
         source = str(vectors)
     else:
         log(f"training word2vec (dim {dim}, {w2v_epochs} epochs) on the training split ...")
-        kv = train_word2vec(tokens["train"], dim=dim, seed=seed, epochs=w2v_epochs)
+        kv = train_word2vec(tokens["train"], dim=dim, seed=seed, epochs=w2v_epochs, quiet=not progress)
         source = "word2vec trained on the training split"
     save_vectors(kv, out / VECTORS)
     cov = {name: dict(zip(("types", "tokens"), coverage(kv, (w for s in tokens[name] for w in s))))

@@ -58,6 +58,28 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
     plt.close(fig)
 
 
+def training_curves(records: Sequence[dict], path: Path) -> None:
+    """``curves.png``: each epoch's mean training loss and dev F1, the kept (best) epoch marked."""
+    plt = _pyplot()
+
+    epochs = [r["epoch"] for r in records]
+    fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+    loss_ax.plot(epochs, [r["loss"] for r in records], marker="o")
+    loss_ax.set_title("training loss (mean per batch)")
+    f1_ax.plot(epochs, [r["dev_f1"] for r in records], marker="o", color="tab:green")
+    best = max(records, key=lambda r: r["dev_f1"])
+    f1_ax.scatter([best["epoch"]], [best["dev_f1"]], s=120, facecolors="none", edgecolors="black",
+                  label=f"kept: epoch {best['epoch']}, {best['dev_f1']:.4f}")
+    f1_ax.set_title("dev F1")
+    f1_ax.legend(loc="lower right")
+    for ax in (loss_ax, f1_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 DIAGRAMS = {"reliability.png": "reporting an ADE", "entity_reliability.png": "an entity being exactly right",
             "relation_reliability.png": "a pair being related"}
 

@@ -61,15 +61,21 @@ class Tagger:
 
     @classmethod
     def load(cls, path: str | Path | Sequence[str | Path] = DEFAULT_MODEL, device: str = "auto",
-             threshold: float | None = None, precision: str = "fp32") -> "Tagger":
+             threshold: float | None = None, precision: str = "fp32", backend: str = "torch") -> "Tagger":
         """Load a saved model, or several as an ensemble (adelabel/models/ensemble.py: taggers trained
         on the same prepared data, whose probabilities are averaged). ``threshold`` overrides the gate
         threshold tuned in training: lower finds more entities and more false ones, 0 tags every
         sentence as if it reported an adverse event. ``precision`` bf16 (or fp16 on a GPU) runs the
-        forward pass under autocast."""
+        forward pass under autocast. ``backend="onnx"`` runs it in onnxruntime, from the graphs
+        ``adelabel export --format onnx`` wrote into the folder (one recurrent tagger, on the CPU)."""
         check_threshold(threshold)
-        dev = pick_device(device)
+        if backend not in ("torch", "onnx"):
+            raise OptionError(f"--backend: expected torch or onnx, got {backend!r}")
+        dev = pick_device("cpu" if backend == "onnx" and device == "auto" else device)
         check_precision(precision, dev)
+        if backend == "onnx" and (dev.type != "cpu" or precision != "fp32"):
+            raise OptionError("--backend onnx: runs on the CPU in fp32 (its int8 form comes from "
+                              "`adelabel export --quantize`)")
         paths = [path] if isinstance(path, (str, Path)) else list(path)
         if not paths:
             raise OptionError("Tagger.load: no model folder given")
@@ -78,8 +84,14 @@ class Tagger:
                 raise TypeError(f"Tagger.load: a model folder is a str or Path, not a {type(p).__name__}")
             if model_dir.task_of(p) == "classify":
                 raise InputError(p, "is a sentence classifier, not a tagger; load it with adelabel.Classifier.load")
+        if backend == "onnx" and len(paths) > 1:
+            raise OptionError("--backend onnx: runs one model, not an ensemble")
         loaded = [model_dir.load(p, dev) for p in paths]
         model, config, vocabs = loaded[0]
+        if backend == "onnx":
+            from adelabel.onnx_backend import attach
+
+            model = attach(model, paths[0])
         if len(loaded) > 1:
             from adelabel.models.ensemble import Ensemble
 

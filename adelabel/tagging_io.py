@@ -16,6 +16,7 @@ from adelabel.versions import __version__
 from adelabel.workers import tag_in_workers
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
+from adelabel.progress import Progress
 from adelabel.tagger import CHUNK_CHARACTERS, Analysis, Classifier, Tagger
 from adelabel.text import tokenize
 from adelabel.tags import spans_to_tags
@@ -126,7 +127,7 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl") -> None:
 
 def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,
                device: str, threshold: float | None = None, precision: str = "fp32", input_format: str = "text",
-               workers: int = 1) -> int:
+               workers: int = 1, backend: str = "torch", quiet: bool = True) -> int:
     """Tag every line of ``source`` (text, or JSONL records with a ``text`` field); returns the number of
     lines written. An ``output`` file is written under a temporary name and renamed when complete, so
     it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order."""
@@ -144,13 +145,15 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     if kind == "classify":
         if len(models) > 1:
             raise OptionError("--model: an ensemble is of taggers; give one classifier")
+        if backend != "torch":
+            raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")
         if fmt != "jsonl":
             raise OptionError(f"--format {fmt}: {models[0]} is a sentence classifier, which writes jsonl "
                               "(one {\"text\", \"label\", \"scores\"} record per input line)")
         tagger = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)
         process = tagger.pipe
     else:
-        tagger = Tagger.load(models, device=device, threshold=threshold, precision=precision)
+        tagger = Tagger.load(models, device=device, threshold=threshold, precision=precision, backend=backend)
         process = tagger.analyze_pipe
     meta = provenance(tagger, models[0] if len(models) == 1 else models)
     records = read_records(source) if input_format == "jsonl" else ((line, {}) for line in read_text_lines(source))
@@ -174,7 +177,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         results: Iterator[list] = (list(process(chunk, batch_size=len(chunk))) for chunk in texts())
     else:
         del tagger, process  # the workers load their own
-        results = tag_in_workers(texts(), workers, kind, models, device, threshold, precision)
+        results = tag_in_workers(texts(), workers, kind, models, device, threshold, precision, backend)
     count = 0
     with ExitStack() as stack:
         if fmt == "brat":
@@ -186,10 +189,14 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             write = lambda analysis, extra: writer(out, analysis, extra)  # noqa: E731
             if fmt == "conll":
                 out.write(f"# model = {json.dumps(meta)}\n")
-        for chunk in results:
-            for analysis, extra in zip(chunk, fields.popleft()):
-                write(analysis, extra)
-                count += 1
+        size = Path(source).stat().st_size if source != "-" else None
+        with Progress(size, "tagging", "B", quiet=quiet or not size, scale=True) as bar:
+            for chunk in results:
+                for analysis, extra in zip(chunk, fields.popleft()):
+                    write(analysis, extra)
+                    count += 1
+                # Characters stand in for bytes: exact for ASCII, close enough for a bar otherwise.
+                bar.update(min(sum(len(a.text) + 1 for a in chunk), (size or 0) - bar.done))
     if output is not None and fmt != "conll":
         # Beside the output, not in it: one record per input line stays exactly that.
         write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")

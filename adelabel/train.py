@@ -27,6 +27,7 @@ from adelabel.data import Example, bucketed
 from adelabel.embeddings import read_vectors
 from adelabel.errors import AdelabelError, InputError
 from adelabel.precision import autocast, check_precision, grad_scaler
+from adelabel.progress import Progress as Bar, duration
 from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
 from adelabel.tagger import pick_device
 from adelabel.tasks import TASKS
@@ -241,14 +242,18 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         f"parameters; checkpoints in {ckpt}/")
     scored = lambda split: task.evaluate(model, examples[split], split, hp.eval_batch_size, dev_)  # noqa: E731
     lr = optimizer.param_groups[0]["lr"]
+    spent, epochs_here = 0.0, 0  # for the time left: this process's epochs, dev scoring included
     while run.epoch < hp.max_epochs and run.stale < hp.patience:
         run.epoch += 1
+        epochs_here += 1
         started = time.perf_counter()
         gen = epoch_generator(seed, run.epoch)
         sample = epoch_sample(examples["train"], task.negatives["train"], hp.negative_fraction, gen)
         batches = [b for _, b in bucketed(sample, hp.batch_size, shuffle=True, generator=gen)]
-        loss = run_epoch(loss_of, model, optimizer, scaler, distributed.shard(batches, w), config,
-                         epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, _progress(run.epoch, log, w))
+        mine = distributed.shard(batches, w)
+        with Bar(len(mine), f"epoch {run.epoch}", "batch", quiet=log is None or not w.main or not sys.stderr.isatty()) as bar:
+            loss = run_epoch(loss_of, model, optimizer, scaler, mine, config,
+                             epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, lambda n, total: bar.update())
         seconds = time.perf_counter() - started
         with autocast(dev_, hp.precision):
             task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
@@ -268,22 +273,15 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                             "sentences_per_second": len(sample) / seconds, "lr": lr})
         if w.main:
             save_checkpoint(ckpt, run, model, optimizer, scaler, dev_)
+        spent += time.perf_counter() - started
+        left = spent / epochs_here * (hp.max_epochs - run.epoch) if run.stale < hp.patience else 0.0
         say(f"epoch {run.epoch:>3}  loss {loss:.4f}  {summary}  {len(sample) / seconds:,.0f} sent/s  "
-            f"{seconds:.1f}s" + ("  *" if improved else ""))
+            f"{seconds:.1f}s" + ("  *" if improved else "") + (f"  (at most {duration(left)} left)" if left else ""))
         if on_epoch is not None:
             on_epoch(run.epoch, f1)
     if run.stale >= hp.patience:
         say(f"no better dev F1 for {run.stale} epochs; stopped")
     return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say)
-
-
-def _progress(epoch: int, log: Callable[[str], None] | None, w: distributed.World) -> Callable[[int, int], None]:
-    tty = log is not None and w.main and sys.stderr.isatty()
-
-    def show(n: int, total: int) -> None:
-        if tty:
-            print(f"\r  epoch {epoch} batch {n}/{total}", end="" if n < total else "\r", file=sys.stderr, flush=True)
-    return show
 
 
 def save_checkpoint(ckpt: Path, run: Progress, model, optimizer, scaler, device: torch.device) -> None:

@@ -24,7 +24,7 @@ def threads_per_worker(workers: int) -> int:
 
 
 def _start(kind: str, models: list[Path], device: str, threshold: float | None, precision: str,
-           threads: int) -> None:
+           backend: str, threads: int) -> None:
     global _PROCESS
     import torch
 
@@ -35,7 +35,7 @@ def _start(kind: str, models: list[Path], device: str, threshold: float | None, 
         model = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)
         _PROCESS = lambda chunk: list(model.pipe(chunk, batch_size=len(chunk)))  # noqa: E731
     else:
-        model = Tagger.load(models, device=device, threshold=threshold, precision=precision)
+        model = Tagger.load(models, device=device, threshold=threshold, precision=precision, backend=backend)
         _PROCESS = lambda chunk: list(model.analyze_pipe(chunk, batch_size=len(chunk)))  # noqa: E731
 
 
@@ -45,11 +45,11 @@ def _work(chunk: list[str]) -> list:
 
 
 def tag_in_workers(chunks: Iterable[list[str]], workers: int, kind: str, models: list[Path], device: str,
-                   threshold: float | None, precision: str) -> Iterator[list]:
+                   threshold: float | None, precision: str, backend: str = "torch") -> Iterator[list]:
     """Each chunk's results, in input order, from ``workers`` processes."""
     # spawn, not fork: a forked child inherits torch's thread pools in whatever state the parent left them.
     context = multiprocessing.get_context("spawn")
-    init = (kind, [Path(m) for m in models], device, threshold, precision, threads_per_worker(workers))
+    init = (kind, [Path(m) for m in models], device, threshold, precision, backend, threads_per_worker(workers))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=init) as pool:
         pending: deque = deque()
         for chunk in chunks:

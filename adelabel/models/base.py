@@ -94,7 +94,7 @@ def _direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:
     if one is None or any(a is not b for a, b in zip(one.parameters(), params)):
         extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
         with torch.device("meta"):  # no weights of its own to allocate: they are rnn's
-            one = type(rnn)(params[0].shape[1], rnn.hidden_size, batch_first=True, bias=rnn.bias, **extra)
+            one = type(rnn)(int(params[0].shape[1]), rnn.hidden_size, batch_first=True, bias=rnn.bias, **extra)
         for name, param in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), params):
             setattr(one, name, param)
         cache[suffix] = one

@@ -1,0 +1,172 @@
+"""``adelabel export --format onnx`` and the ``onnx`` backend: a recurrent tagger's forward pass (words
+and characters to tag scores, the gate's logit and the token states) and its relation head run in
+onnxruntime; decoding, calibration and everything after stay on the one inference path, so the
+output is the one torch gives (the same spans; scores equal to rounding).
+
+The export is written into the model folder, as ``onnx/`` (written whole, like the folder):
+``encoder.onnx``, ``relation.onnx`` (a model with a relation head) and ``onnx.json``, which records
+the adelabel version and the checksum of the weights it was made from, so a graph never runs beside
+other weights or under another version's inference code.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from adelabel import atomic
+from adelabel.data import Batch
+from adelabel.errors import InputError, OptionError
+from adelabel.versions import __version__
+
+ONNX, META = "onnx", "onnx.json"
+ENCODER_INPUTS = ["words", "chars", "spellings", "lengths", "mask"]
+EXPORTABLE = ("bilstm", "lstm", "bigru", "gru", "birnn", "rnn")
+is_onnx_dir = atomic.json_with(META, "adelabel", "weights")
+
+
+def _onnx():
+    try:
+        import onnx  # noqa: F401  (the exporter writes through it)
+        import onnxruntime
+    except ImportError:
+        raise OptionError("the onnx backend needs onnx and onnxruntime: pip install 'adelabel[onnx]'") from None
+    return onnxruntime
+
+
+class _Encoder(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, words, chars, spellings, lengths, mask):
+        out = self.model(Batch(words, chars, spellings, lengths, mask, []))
+        return (out.scores, out.states) + ((out.sentence,) if out.sentence is not None else ())
+
+
+def export(directory: str | Path, quantize: bool = False) -> Path:
+    """Write ``directory/onnx/`` for the recurrent tagger saved in ``directory``; returns that folder.
+    ``quantize``: dynamic int8 weights (onnxruntime's quantize_dynamic)."""
+    from adelabel import model_dir
+    from adelabel.models import base
+
+    _onnx()
+    directory = Path(directory)
+    model, config, _ = model_dir.load(directory, "cpu")
+    if config.get("task") != "tag" or config["arch"] not in EXPORTABLE:
+        kind = "classifier" if config.get("task") == "classify" else "tagger"
+        raise OptionError(f"--format onnx: exports the recurrent taggers ({', '.join(EXPORTABLE)}); "
+                          f"{directory} is a {config['arch']} {kind}")
+    target = directory / ONNX
+    atomic.check_output_dir(target, "export", is_onnx_dir)
+    words = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
+    example = (words, torch.tensor([[0, 0], [1, 2], [2, 3]]), torch.tensor([[1, 2, 1, 0], [2, 1, 0, 0]]),
+               torch.tensor([3, 2]), words != 0)
+    outputs = ["scores", "states"] + (["sentence"] if model.gate is not None else [])
+    dynamic = {"words": {0: "batch", 1: "time"}, "chars": {0: "spellings", 1: "width"},
+               "spellings": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "mask": {0: "batch", 1: "time"},
+               "scores": {0: "batch", 1: "time"}, "states": {0: "batch", 1: "time"}, "sentence": {0: "batch"}}
+    fill, base.DENSE_FILL = base.DENSE_FILL, 0.0  # the dense recurrent path: exact whatever the padding
+    try:
+        with warnings.catch_warnings(), atomic.atomic_dir(target, is_onnx_dir) as tmp:
+            # The tracer warns of the branches fixed on purpose (the dense path; a batch with pairs).
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Encoder(model), example, str(tmp / "encoder.onnx"), input_names=ENCODER_INPUTS,
+                              output_names=outputs, dynamic_axes=dynamic, opset_version=17, dynamo=False)
+            if model.relation is not None:
+                states = torch.randn(2, 4, _states_dim(model))
+                pairs = torch.tensor([[0, 0, 1, 2, 3], [1, 1, 2, 0, 1]])
+                torch.onnx.export(model.relation, (states, pairs), str(tmp / "relation.onnx"),
+                                  input_names=["states", "pairs"], output_names=["logits"], opset_version=17,
+                                  dynamic_axes={"states": {0: "batch", 1: "time"}, "pairs": {0: "pairs"},
+                                                "logits": {0: "pairs"}}, dynamo=False)
+            if quantize:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                for name in ("encoder.onnx", "relation.onnx"):
+                    if (tmp / name).is_file():
+                        quantize_dynamic(str(tmp / name), str(tmp / f"q-{name}"), weight_type=QuantType.QInt8)
+                        (tmp / f"q-{name}").replace(tmp / name)
+            meta = {"adelabel": __version__, "weights": atomic.sha256(directory / model_dir.WEIGHTS),
+                    "arch": config["arch"], "outputs": outputs, "quantized": quantize, "opset": 17}
+            (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    finally:
+        base.DENSE_FILL = fill
+    return target
+
+
+def _states_dim(model: nn.Module) -> int:
+    rnn = model.rnn
+    return rnn.hidden_size * (2 if rnn.bidirectional else 1)
+
+
+class _Session:
+    def __init__(self, path: Path) -> None:
+        ort = _onnx()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for a damaged graph
+            raise InputError(path, f"cannot load the ONNX graph ({str(err).splitlines()[0][:200]})") from None
+
+    def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
+        feed = {k: v.cpu().numpy() for k, v in inputs.items()}
+        return [torch.from_numpy(a) for a in self.session.run(None, feed)]
+
+
+class _OnnxForward:
+    """Stands in for a tagger's ``forward``: the same Output, computed by onnxruntime."""
+
+    def __init__(self, session: _Session, gate: bool) -> None:
+        self.session, self.gate = session, gate
+
+    def __call__(self, batch: Batch):
+        from adelabel.models.base import Output
+
+        out = self.session(words=batch.words, chars=batch.chars, spellings=batch.spellings,
+                           lengths=batch.lengths, mask=batch.mask)
+        return Output(out[0], out[2] if self.gate else None, states=out[1])
+
+
+class _OnnxRelation:
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+
+    def __call__(self, states: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        if pairs.shape[0] == 0:
+            return states.new_zeros(0)
+        return self.session(states=states, pairs=pairs)[0]
+
+
+def attach(model: nn.Module, directory: str | Path) -> nn.Module:
+    """``model`` (loaded from ``directory``) with its forward pass and relation head run by the graphs
+    in ``directory/onnx/``, after checking they were exported from these weights by this version."""
+    from adelabel import model_dir
+
+    directory = Path(directory)
+    folder = directory / ONNX
+    if not (folder / META).is_file():
+        raise InputError(directory, "has no ONNX export; make one with `adelabel export --model "
+                                    f"{directory} --format onnx`")
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(folder / META, f"corrupt ({err})") from None
+    if meta.get("adelabel") != __version__:
+        raise InputError(folder / META, f"exported by adelabel {meta.get('adelabel')!r}, not {__version__}, "
+                                        f"this version; export again with `adelabel export --model {directory} --format onnx`")
+    if meta.get("weights") != atomic.sha256(directory / model_dir.WEIGHTS):
+        raise InputError(folder / META, "exported from other weights than this model folder's; export again")
+    model.forward = _OnnxForward(_Session(folder / "encoder.onnx"), gate=model.gate is not None)
+    if model.relation is not None:
+        if not (folder / "relation.onnx").is_file():
+            raise InputError(folder / "relation.onnx", "missing from the ONNX export")
+        model.relation.forward = _OnnxRelation(_Session(folder / "relation.onnx"))
+    return model

@@ -1,0 +1,57 @@
+"""Progress of long work, on stderr: a tqdm bar (rate and time left) when stderr is a terminal, a
+plain line at every tenth of the work otherwise (logs and pipes get no carriage returns), nothing
+when quiet.
+
+tqdm rather than rich: one small pure-Python dependency (transformers, optuna and gensim's users
+have it already) whose bar is a single line that never takes over the terminal, so the log lines
+adelabel prints around it stay readable.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int | None, what: str, unit: str = "it", quiet: bool = False,
+                 scale: bool = False) -> None:
+        self.total, self.what, self.unit, self.done = total, what, unit, 0
+        self.quiet, self.started, self.next_line = quiet, time.perf_counter(), 0.1
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=what, unit=unit, unit_scale=scale, leave=False, file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif not self.quiet and self.total and self.done >= self.next_line * self.total:
+            while self.next_line * self.total <= self.done:
+                self.next_line += 0.1
+            elapsed = time.perf_counter() - self.started
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            left = (self.total - self.done) / rate if rate > 0 else 0.0
+            print(f"{self.what}: {self.done / self.total:.0%} ({rate:,.0f} {self.unit}/s, {duration(left)} left)",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

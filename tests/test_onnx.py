@@ -1,0 +1,83 @@
+"""adelabel export --format onnx and the onnx backend: the same spans as torch, refused where it
+cannot be right."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytest.importorskip("onnxruntime", reason="onnx and onnxruntime are in the test extras; CI installs them")
+
+
+@pytest.fixture(scope="module")
+def exported(sample_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx") / "bilstm"
+    shutil.copytree(sample_model, folder)
+    from adelabel.onnx_backend import export
+
+    export(folder)
+    return folder
+
+
+def test_the_onnx_backend_gives_torchs_spans_relations_and_scores(exported, sample_data):
+    from adelabel import Tagger
+
+    texts = [json.loads(line)["text"] for split in ("dev", "test")
+             for line in (sample_data / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts.append(" ".join(texts[:6]))  # an abstract-sized line
+    torch_ = list(Tagger.load(exported, device="cpu").analyze_pipe(texts, batch_size=7))
+    onnx = list(Tagger.load(exported, backend="onnx").analyze_pipe(texts, batch_size=7))
+    assert sum(len(a.entities) for a in torch_) > 10
+    for a, b in zip(torch_, onnx):
+        assert [(e.start, e.end, e.label) for e in a.entities] == [(e.start, e.end, e.label) for e in b.entities]
+        assert [(r.drug, r.effect, r.type) for r in a.relations] == [(r.drug, r.effect, r.type) for r in b.relations]
+        assert all(abs(x.score - y.score) <= 2e-3 for x, y in zip(a.entities + a.relations, b.entities + b.relations))
+        assert all(abs(x.ade - y.ade) <= 2e-3 for x, y in zip(a.sentences, b.sentences))
+
+
+def test_tag_and_evaluate_take_the_backend(capsys, exported, sample_data, tmp_path):
+    results = {}
+    for backend in ("torch", "onnx"):
+        code, _, err = run_cli(capsys, "evaluate", "--model", exported, "--data", sample_data, "--backend", backend,
+                               "--json", tmp_path / f"{backend}.json")
+        assert code == 0, err
+        results[backend] = json.loads((tmp_path / f"{backend}.json").read_text())["micro"]["f1"]
+    assert results["onnx"] == results["torch"]
+    code, out, err = run_cli(capsys, "tag", ROOT / "corpora/sample/example.txt", "--model", exported, "--backend", "onnx")
+    assert code == 0 and out.count("\n") == len((ROOT / "corpora/sample/example.txt").read_text().splitlines()), err
+
+
+def test_a_quantized_export_loads_and_tags(exported, tmp_path):
+    from adelabel import Tagger
+    from adelabel.onnx_backend import export
+
+    folder = tmp_path / "q"
+    shutil.copytree(exported, folder)
+    shutil.rmtree(folder / "onnx")
+    export(folder, quantize=True)
+    assert json.loads((folder / "onnx" / "onnx.json").read_text())["quantized"] is True
+    assert (folder / "onnx" / "encoder.onnx").stat().st_size < (exported / "onnx" / "encoder.onnx").stat().st_size / 2
+    assert Tagger.load(folder, backend="onnx").analyze("Rash after lamotrigine.").sentences
+
+
+def test_bad_exports_and_options_are_one_line_errors(capsys, exported, tiny_model_dir, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(exported, folder)
+    meta = folder / "onnx" / "onnx.json"
+    text = ROOT / "corpora/sample/example.txt"
+    meta.write_text(meta.read_text().replace('"adelabel": "', '"adelabel": "0.0.1-'))
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
+    assert code == 2 and "exported by adelabel '0.0.1-" in err and "export again" in err
+    code, _, err = run_cli(capsys, "tag", text, "--model", tiny_model_dir, "--backend", "onnx")
+    assert code == 2 and "has no ONNX export; make one with `adelabel export" in err
+    (folder / "onnx" / "encoder.onnx").write_bytes(b"not a graph")
+    meta.write_text(meta.read_text().replace('"adelabel": "0.0.1-', '"adelabel": "'))
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
+    assert code == 2 and "encoder.onnx: cannot load the ONNX graph" in err
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "tensorrt")
+    assert code == 2 and "--backend: expected torch or onnx, got 'tensorrt'" in err
+    code, _, err = run_cli(capsys, "export", "--model", folder, "--format", "tflite")
+    assert code == 2 and "--format: expected onnx" in err

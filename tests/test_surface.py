@@ -1,0 +1,45 @@
+"""What a user sees around the results: the version, progress on stderr (silenced by --quiet), and
+the training curves saved beside a model."""
+from __future__ import annotations
+
+import json
+
+from conftest import ROOT, run_cli
+
+
+def test_version(capsys):
+    from adelabel.versions import __version__
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"adelabel {__version__}"
+
+
+def test_tag_reports_progress_in_plain_lines_unless_quiet(capsys, tiny_model_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("Rash after lamotrigine.\n" * 3000, encoding="utf-8")  # several chunks
+    code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--output", tmp_path / "out.jsonl",
+                           "--batch-size", "300")
+    assert code == 0
+    lines = err.strip().splitlines()
+    # Not a terminal: one plain line per tenth, no carriage returns, ending at 100%.
+    assert 5 <= len(lines) <= 11 and "\r" not in err, err
+    assert all(line.startswith("tagging: ") and "B/s" in line and "left)" in line for line in lines)
+    assert lines[-1].startswith("tagging: 100%")
+    code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--output", tmp_path / "out.jsonl", "--quiet")
+    assert code == 0 and err == ""
+
+
+def test_a_model_folder_holds_its_training_curves(tiny_model_dir):
+    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
+    assert "curves.png" in manifest["files"]
+    assert (tiny_model_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_prepare_shows_word2vec_progress(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "prepare", "--corpus", ROOT / "corpora/sample", "--out", tmp_path / "d",
+                           "--w2v-epochs", "2")
+    assert code == 0, err
+    assert "word2vec: 50% (" in err and "word2vec: 100% (" in err
+    code, _, err = run_cli(capsys, "prepare", "--corpus", ROOT / "corpora/sample", "--out", tmp_path / "d2",
+                           "--w2v-epochs", "2", "--quiet")
+    assert code == 0 and err == ""
