@@ -288,7 +288,7 @@ def show_config(
 
 @app.command()
 def evaluate(
-    model: Annotated[list[Path], typer.Option(help="Model folder; repeat it to score an ensemble of taggers trained on the same data.")] = [Path("models/bilstm")],
+    model: Annotated[Optional[list[Path]], typer.Option(help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package); repeat it to score an ensemble of taggers trained on the same data.", show_default=False)] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
@@ -318,6 +318,7 @@ def evaluate(
 
         atomic.check_output_dir(report, "--report", is_report)
     check_threshold(threshold)
+    model = model or [_default_model()]
     sentences = read_split(data, split)
     if any(model_dir.task_of(m) == "classify" for m in model):
         if backend != "torch":
@@ -438,7 +439,7 @@ def export(
 @app.command()
 def tag(
     file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences), or JSONL records with --input-format jsonl; - for stdin.")],
-    model: Annotated[list[Path], typer.Option(help="Model folder: a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = [Path("models/bilstm")],
+    model: Annotated[Optional[list[Path]], typer.Option(show_default=False, help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package): a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = None,
     format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
     input_format: Annotated[str, typer.Option(help="text (one text per line) or jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record).")] = "text",
     workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
@@ -460,6 +461,7 @@ def tag(
         raise OptionError(f"--format: expected jsonl, conll or brat, got {format!r}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
+    model = model or [_default_model()]
     if ray:
         from adelabel.ray_tagging import tag_with_ray
 
@@ -477,6 +479,12 @@ def tag(
         return
     tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers, backend,
                quiet=quiet)
+
+
+def _default_model() -> Path:
+    from adelabel.pretrained import default_model
+
+    return default_model()
 
 
 def run(argv: list[str] | None = None) -> int:

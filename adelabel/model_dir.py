@@ -50,15 +50,20 @@ def _json(data) -> str:
 
 
 def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vocabs, metrics: dict | None = None,
-         log: Path | None = None) -> None:
+         log: Path | None = None, half: bool = False) -> None:
     """Write a complete model folder in place of ``directory``. ``config`` holds what the run
     recorded (seed, train settings, data, versions); architecture and model settings come from
-    ``model`` itself. ``log``: the run's epoch log, copied in."""
-    config = {**config, "format_version": FORMAT_VERSION, "arch": model.arch, "model": model.hyper}
+    ``model`` itself. ``log``: the run's epoch log, copied in. ``half``: the parameters stored as
+    fp16 (half the size; widened to fp32 on loading); thresholds and calibrations keep fp32."""
+    config = {**config, "format_version": FORMAT_VERSION, "arch": model.arch, "model": model.hyper,
+              **({"stored_in": "float16"} if half else {})}
+    params = {name for name, _ in model.named_parameters()}
+    state = {k: (v.half() if half and k in params and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
     with atomic.atomic_dir(directory, is_model_dir) as tmp:
         (tmp / CONFIG).write_text(_json(config), encoding="utf-8")
         (tmp / VOCAB).write_text(json.dumps(vocabs.to_json(), ensure_ascii=False), encoding="utf-8")
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
+        save_file(state, str(tmp / WEIGHTS))
         if metrics is not None:
             (tmp / METRICS).write_text(_json(metrics), encoding="utf-8")
         if log is not None:

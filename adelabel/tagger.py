@@ -18,7 +18,6 @@ from adelabel.vocab import Vocabs
 
 __all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "pick_device"]
 
-DEFAULT_MODEL = Path("models/bilstm")
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
@@ -48,7 +47,7 @@ def check_threshold(threshold: float | None) -> float | None:
 class Tagger:
     """A loaded model that turns text into entities with character offsets.
 
-    >>> tagger = Tagger.load("models/bilstm")
+    >>> tagger = Tagger.load()   # models/bilstm, or the ready tagger shipped in the package
     >>> tagger("Intravenous azithromycin-induced ototoxicity.")
     """
 
@@ -60,15 +59,20 @@ class Tagger:
         self.precision = check_precision(precision, device)
 
     @classmethod
-    def load(cls, path: str | Path | Sequence[str | Path] = DEFAULT_MODEL, device: str = "auto",
+    def load(cls, path: str | Path | Sequence[str | Path] | None = None, device: str = "auto",
              threshold: float | None = None, precision: str = "fp32", backend: str = "torch") -> "Tagger":
-        """Load a saved model, or several as an ensemble (adelabel/models/ensemble.py: taggers trained
+        """Load a saved model (default: ``models/bilstm`` if there is one, else the ready tagger shipped
+        in the package, adelabel/pretrained), or several as an ensemble (adelabel/models/ensemble.py: taggers trained
         on the same prepared data, whose probabilities are averaged). ``threshold`` overrides the gate
         threshold tuned in training: lower finds more entities and more false ones, 0 tags every
         sentence as if it reported an adverse event. ``precision`` bf16 (or fp16 on a GPU) runs the
         forward pass under autocast. ``backend="onnx"`` runs it in onnxruntime, from the graphs
         ``adelabel export --format onnx`` wrote into the folder (one recurrent tagger, on the CPU)."""
         check_threshold(threshold)
+        if path is None:
+            from adelabel.pretrained import default_model
+
+            path = default_model()
         if backend not in ("torch", "onnx"):
             raise OptionError(f"--backend: expected torch or onnx, got {backend!r}")
         dev = pick_device("cpu" if backend == "onnx" and device == "auto" else device)

@@ -1,0 +1,53 @@
+"""The ready tagger shipped in the package: small, proved at load, the default where the user has
+trained none, and what the README's first steps run."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_the_ready_tagger_is_small_and_loads_proved(monkeypatch, tmp_path):
+    from adelabel import Tagger
+    from adelabel.pretrained import READY, default_model
+
+    size = sum(p.stat().st_size for p in READY.rglob("*") if p.is_file())
+    assert size <= 15 * 2**20, f"{size / 2**20:.1f} MiB"
+    assert json.loads((READY / "config.json").read_text())["stored_in"] == "float16"
+    monkeypatch.chdir(tmp_path)  # no models/bilstm here
+    assert default_model() == READY
+    tagger = Tagger.load(device="cpu")
+    assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in tagger.model.parameters())
+    analysis = tagger.analyze("Severe hepatitis developed two weeks after isoniazid was started.")
+    labels = {(e.text, e.label) for e in analysis.entities}
+    assert ("isoniazid", "DRUG") in labels and analysis.relations, analysis.to_dict()
+
+
+def test_the_readmes_first_steps_run(tmp_path):
+    """The commands the README gives right after installing, run as written (abstracts.txt being
+    sentences of our own)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("so right after installing, with no training:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2
+    (tmp_path / "abstracts.txt").write_text((ROOT / "corpora/sample/example.txt").read_text(encoding="utf-8"),
+                                            encoding="utf-8")
+    for command in commands:
+        command = re.sub(r"^adelabel ", f"{sys.executable} -m adelabel ", command)
+        command = re.sub(r"^python ", f"{sys.executable} ", command)
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "agranulocytosis" in done.stdout or "entities" in done.stdout, done.stdout[:500]
+
+
+def test_the_model_card_gives_the_shipped_models_scores():
+    from adelabel.pretrained import READY
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    card = readme.split("### The ready tagger", 1)[1].split("\n## ", 1)[0]
+    test = json.loads((READY / "metrics.json").read_text())["test"]
+    for value in (test["micro"]["f1"], test["annotated_only"]["micro"]["f1"], test["sentences"]["f1"]):
+        assert f"{value:.4f}" in card

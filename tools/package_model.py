@@ -1,0 +1,28 @@
+"""Maintainers: store a trained model folder as the package's ready tagger, with half-precision
+weights (adelabel/pretrained/ade-bilstm/).
+
+    python tools/package_model.py models/ready
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adelabel import model_dir  # noqa: E402
+from adelabel.pretrained import READY  # noqa: E402
+
+
+def main(source: Path) -> None:
+    model, config, vocabs = model_dir.load(source, "cpu")
+    metrics = json.loads((source / model_dir.METRICS).read_text(encoding="utf-8"))
+    model_dir.save(READY, model, config, vocabs, metrics=metrics, log=source / model_dir.LOG, half=True)
+    size = sum(p.stat().st_size for p in READY.rglob("*") if p.is_file())
+    print(f"wrote {READY} ({size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
