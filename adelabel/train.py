@@ -171,7 +171,7 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
 
 
 @dataclass
-class Progress:
+class RunState:
     """Where a run stands after an epoch: what early stopping and the learning-rate schedule need,
     and what a checkpoint saves."""
 
@@ -231,7 +231,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     else:
         ckpt = start_run(config, data_dir, out_dir, device) if w.main else checkpoint_dir(out_dir)
         distributed.barrier(w)
-    run = load_checkpoint(ckpt, model, optimizer, scaler, dev_) if resume else Progress()
+    run = load_checkpoint(ckpt, model, optimizer, scaler, dev_) if resume else RunState()
     if resume:
         say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} (best dev F1 {run.best_f1:.4f} "
             f"at epoch {run.best_epoch})")
@@ -284,7 +284,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say)
 
 
-def save_checkpoint(ckpt: Path, run: Progress, model, optimizer, scaler, device: torch.device) -> None:
+def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, device: torch.device) -> None:
     with atomic.atomic_file(ckpt / STATE, "wb") as fh:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                     "best": run.best_state, "random": _random_states(device), "epoch": run.epoch,
@@ -295,10 +295,10 @@ def save_checkpoint(ckpt: Path, run: Progress, model, optimizer, scaler, device:
     atomic.write_text(ckpt / model_dir.LOG, "".join(json.dumps(r) + "\n" for r in run.records))
 
 
-def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) -> Progress:
+def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) -> RunState:
     """The state after the last finished epoch (a run killed before its first epoch ended starts anew)."""
     if not (ckpt / STATE).is_file():
-        return Progress()
+        return RunState()
     try:
         # On the CPU: the random states must be CPU tensors; the weights move to the device on loading.
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
@@ -307,13 +307,13 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) 
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         _restore_random_states(state["random"], device)
-        return Progress(state["epoch"], state["best_f1"], state["best_epoch"], state["stale"], state["best"],
+        return RunState(state["epoch"], state["best_f1"], state["best_epoch"], state["stale"], state["best"],
                         state["records"])
     except (RuntimeError, ValueError, KeyError, TypeError, EOFError, OSError) as err:
         raise InputError(ckpt / STATE, f"corrupt checkpoint ({type(err).__name__}: {err})") from None
 
 
-def finish(config: Config, data: Setup, model, run: Progress, data_dir, out_dir, ckpt: Path,
+def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir, ckpt: Path,
            device: torch.device, w: distributed.World, say: Callable[[str], None]) -> dict:
     """The best epoch's weights, calibrated on dev, scored on dev and test and saved (by rank 0)."""
     hp = config.train
