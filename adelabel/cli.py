@@ -292,7 +292,7 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json, errors.jsonl (each sentence's false positives and negatives), reliability.png.", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json, errors.jsonl (each sentence's false positives and negatives), per_type.png, entity_confusion.png and the reliability diagrams.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
@@ -303,7 +303,8 @@ def evaluate(
     ROC-AUC and average precision."""
     from adelabel import atomic, model_dir
     from adelabel.data import encode_sentences
-    from adelabel.evaluate import entity_outcomes, errors, evaluate_examples, format_table, pair_outcomes
+    from adelabel.evaluate import (entity_confusion, entity_outcomes, errors, evaluate_examples, format_table,
+                                   pair_outcomes)
     from adelabel.inference import predict
     from adelabel.precision import autocast
     from adelabel.prepare import read_manifest, read_split
@@ -381,7 +382,8 @@ def evaluate(
         if "gate" in result:
             diagrams["reliability.png"] = ([predicted[i].sentence for i in kept],
                                            [not sentences[i].negative for i in kept])
-        write_report(report, result, errors(sentences, examples, predicted, tagger.tags, threshold), diagrams)
+        write_report(report, result, errors(sentences, examples, predicted, tagger.tags, threshold), diagrams,
+                     entity_confusion(examples, predicted, tagger.tags, annotated))
 
 
 def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_out: Optional[Path],

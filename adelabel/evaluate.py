@@ -90,6 +90,29 @@ def entity_outcomes(examples: Sequence[Example], predicted: Sequence[Prediction]
     return scores, correct
 
 
+NO_ENTITY = "(none)"
+
+
+def entity_confusion(examples: Sequence[Example], predicted: Sequence[Prediction], tags: Sequence[str],
+                     rows: Sequence[int]) -> tuple[list[str], list[list[int]]]:
+    """Entity types against entity types, spans matched by their boundaries: row = gold type, column =
+    predicted type. The ``(none)`` column counts gold entities with no prediction of the same
+    boundaries (missed, or cut elsewhere); the ``(none)`` row predictions with no gold entity there."""
+    types = sorted({t[2:] for t in tags if t != "O"})
+    labels = types + [NO_ENTITY]
+    index = {label: k for k, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for i in rows:
+        gold = {(a, b): t for a, b, t in token_spans([tags[t] for t in examples[i].tags])}
+        guess = {(a, b): t for a, b, t in predicted[i].spans}
+        for bounds, t in gold.items():
+            matrix[index[t]][index[guess.get(bounds, NO_ENTITY)]] += 1
+        for bounds, t in guess.items():
+            if bounds not in gold:
+                matrix[index[NO_ENTITY]][index[t]] += 1
+    return labels, matrix
+
+
 def pair_outcomes(examples: Sequence[Example], predicted: Sequence[Prediction], tags: Sequence[str],
                    rows: Sequence[int]) -> tuple[list[float], list[bool]]:
     """Each scored candidate pair's probability and whether the corpus relates exactly that pair."""

@@ -84,10 +84,40 @@ DIAGRAMS = {"reliability.png": "reporting an ADE", "entity_reliability.png": "an
             "relation_reliability.png": "a pair being related"}
 
 
+def type_bars(result: dict, path: Path) -> None:
+    """``per_type.png``: precision, recall and F1 of each entity type (and micro), for both protocols."""
+    plt = _pyplot()
+
+    types = [k for k, v in result.items() if isinstance(v, dict) and "f1" in v and "support" in v
+             and k not in ("macro", "weighted", "relations", "relations_every_pair", "sentences")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, (title, scores) in zip(axes, (("all sentences, as `tag` outputs them", result),
+                                          ("annotated sentences, gate open", result["annotated_only"]))):
+        for k, measure in enumerate(("precision", "recall", "f1")):
+            values = [scores[t][measure] for t in types]
+            bars = ax.bar([x + (k - 1) * 0.27 for x in range(len(types))], values, width=0.27, label=measure)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks(range(len(types)), types)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_report(folder: Path, result: dict, mistakes: list[dict],
-                 diagrams: dict[str, tuple[Sequence[float], Sequence[bool]]]) -> None:
-    """``diagrams``: file name (a key of :data:`DIAGRAMS`) -> (probabilities, outcomes)."""
+                 diagrams: dict[str, tuple[Sequence[float], Sequence[bool]]],
+                 confusion: tuple[Sequence[str], Sequence[Sequence[int]]] | None = None) -> None:
+    """``diagrams``: file name (a key of :data:`DIAGRAMS`) -> (probabilities, outcomes); ``confusion``:
+    an entity-type confusion (labels, matrix) drawn as entity_confusion.png."""
     with atomic_dir(folder, is_report) as tmp:
+        if "annotated_only" in result:
+            type_bars(result, tmp / "per_type.png")
+        if confusion is not None:
+            confusion_plot(confusion[1], confusion[0], tmp / "entity_confusion.png",
+                           "Entity types, annotated sentences\n(spans matched by their boundaries)")
         (tmp / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         with (tmp / "errors.jsonl").open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes)
@@ -96,7 +126,8 @@ def write_report(folder: Path, result: dict, mistakes: list[dict],
                 reliability_diagram(outcomes, probs, tmp / name, what=DIAGRAMS[name])
 
 
-def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path) -> None:
+def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path,
+                   title: str = "Confusion matrix") -> None:
     plt = _pyplot()
     size = 2.5 + 0.6 * len(classes)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -109,7 +140,7 @@ def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
-    ax.set_title("Confusion matrix")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

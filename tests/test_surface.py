@@ -43,3 +43,21 @@ def test_prepare_shows_word2vec_progress(capsys, tmp_path):
     code, _, err = run_cli(capsys, "prepare", "--corpus", ROOT / "corpora/sample", "--out", tmp_path / "d2",
                            "--w2v-epochs", "2", "--quiet")
     assert code == 0 and err == ""
+
+
+def test_the_entity_confusion_counts_every_gold_and_predicted_span():
+    from adelabel.data import Example
+    from adelabel.evaluate import NO_ENTITY, entity_confusion
+    from adelabel.inference import Prediction
+
+    tags = ["O", "B-AE", "I-AE", "B-DRUG", "I-DRUG"]
+    # gold: AE at 0-2, DRUG at 3-4, AE at 5-6; predicted: DRUG at 0-2 (wrong type), DRUG at 3-4 (right),
+    # AE at 4-5 (no gold there); the AE at 5-6 is missed.
+    gold = [1, 2, 0, 3, 0, 1]
+    example = Example(tokens=[(i, i + 1) for i in range(6)], pieces=["w"] * 6, words=[1] * 6, chars=None, tags=gold)
+    predicted = Prediction([], [], 1.0, [(0, 2, "DRUG"), (3, 4, "DRUG"), (4, 5, "AE")], [], [0.9, 0.9, 0.9])
+    labels, matrix = entity_confusion([example], [predicted], tags, [0])
+    assert labels == ["AE", "DRUG", NO_ENTITY]
+    assert matrix == [[0, 1, 1],   # gold AE: one taken for a DRUG, one missed
+                      [0, 1, 0],   # gold DRUG: found
+                      [1, 0, 0]]   # an AE where there is none

@@ -193,7 +193,8 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     assert sentences["roc_auc"] > 0.8 and 0 <= sentences["ece"] <= 0.2 and "ECE" in out.stdout
     report = tmp_path / "report"
     assert json.loads((report / "metrics.json").read_text()) == scores
-    for name in ("reliability.png", "entity_reliability.png", "relation_reliability.png"):
+    for name in ("reliability.png", "entity_reliability.png", "relation_reliability.png", "per_type.png",
+                 "entity_confusion.png"):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Entity and relation scores are probabilities fitted on dev: honest on test too, and ranked so
     # that a right entity usually outscores a wrong one.
