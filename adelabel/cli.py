@@ -60,12 +60,12 @@ def download(
 @app.command()
 def prepare(
     corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), or a labelled text file.")] = None,
-    format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), or auto: a folder is ade, a file labelled.")] = "auto",
+    format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), conll (a token<TAB>tag BIO file, any entity types), brat (a folder of .txt/.ann pairs, relations too), or auto: a folder is ade (brat if it holds .ann files), a .conll/.bio/.iob/.iob2 file conll, another file labelled.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the document split and word2vec.")] = 13,
-    types: Annotated[str, typer.Option(help="Entity types, comma-separated, from DRUG, AE, DOSE.")] = "DRUG,AE",
-    negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (no entities).")] = True,
+    types: Annotated[str, typer.Option(help="Entity types of the ADE corpus, comma-separated, from DRUG, AE, DOSE (conll and brat data name their own).")] = "DRUG,AE",
+    negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
     dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of word2vec on the corpus.")] = 20,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
@@ -192,7 +192,7 @@ def cv(
     if not labels or any(t not in ALL_LABELS for t in labels):
         raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
     corpus = corpus or default_corpus()
-    format = _corpus_format(corpus, format)
+    format = _corpus_format(corpus, format, ade_or_labelled=True)  # cv: the ADE corpus or labelled texts
     pick_device(device)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():
@@ -203,12 +203,29 @@ def cv(
     print(format_summary(summary))
 
 
-def _corpus_format(corpus: Path, format: str) -> str:
-    """``--format`` checked against what ``--corpus`` is (auto: a folder is ade, a file labelled)."""
-    if format not in ("auto", "ade", "labelled"):
-        raise OptionError(f"--format: expected auto, ade or labelled, got {format!r}")
+CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
+
+
+def _corpus_format(corpus: Path, format: str, ade_or_labelled: bool = False) -> str:
+    """``--format`` checked against what ``--corpus`` is. auto: a folder is ade, or brat when it holds
+    .ann files and no DRUG-AE.rel; a file is conll when named .conll/.bio/.iob/.iob2, else
+    labelled (a .tsv too: labelled texts often come as one)."""
+    formats = ("auto", "ade", "labelled") if ade_or_labelled else ("auto", "ade", "labelled", "conll", "brat")
+    if format not in formats:
+        raise OptionError(f"--format: expected {', '.join(formats[:-1])} or {formats[-1]}, got {format!r}")
     if format == "auto":
-        format = "labelled" if corpus.is_file() else "ade"
+        if corpus.is_file():
+            format = "conll" if corpus.suffix.lower() in CONLL_SUFFIXES else "labelled"
+        elif corpus.is_dir() and not (corpus / "DRUG-AE.rel").exists() and any(corpus.glob("*.ann")):
+            format = "brat"
+        else:
+            format = "ade"
+    if format == "conll" and not corpus.is_file():
+        raise OptionError(f"--corpus {corpus}: --format conll reads a file of token<TAB>tag lines; "
+                          f"{'this is a folder' if corpus.is_dir() else 'file not found'}")
+    if format == "brat" and not corpus.is_dir():
+        raise OptionError(f"--corpus {corpus}: --format brat reads a folder of .txt/.ann pairs; "
+                          f"{'this is a file' if corpus.is_file() else 'folder not found'}")
     if format == "labelled" and not corpus.is_file():
         raise OptionError(f"--corpus {corpus}: --format labelled reads a file of label<TAB>text lines; "
                           f"{'this is a folder' if corpus.is_dir() else 'file not found'}")
@@ -297,6 +314,7 @@ def evaluate(
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
     precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",
+    quiet: Quiet = False,
 ) -> None:
     """Score a model on a split: a tagger by seqeval (strict IOB2, entity-level P/R/F1 per type, micro
     and macro) with relation and sentence scores; a classifier by per-class P/R/F1, confusion matrix,
@@ -340,8 +358,10 @@ def evaluate(
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
-    with autocast(tagger.device, precision):
-        predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0)
+    from adelabel.progress import Progress
+
+    with autocast(tagger.device, precision), Progress(len(examples), "scoring", "sentence", quiet=quiet) as bar:
+        predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0, progress=bar.update)
         result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
                                    tagger.device, predicted)
     negatives = result["negative_sentences"]
@@ -442,7 +462,7 @@ def export(
 def tag(
     file: Annotated[str, typer.Argument(help="Text file, one text per line (a line may hold several sentences), or JSONL records with --input-format jsonl; - for stdin.")],
     model: Annotated[Optional[list[Path]], typer.Option(show_default=False, help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package): a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = None,
-    format: Annotated[str, typer.Option(help="jsonl, conll, or brat (a folder of .txt/.ann pairs, one per input line, given by --output).")] = "jsonl",
+    format: Annotated[str, typer.Option(help="jsonl, conll, brat (a folder of .txt/.ann pairs, one per input line, given by --output), or html (one self-contained page to read in a browser).")] = "jsonl",
     input_format: Annotated[str, typer.Option(help="text (one text per line) or jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record).")] = "text",
     workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
@@ -459,8 +479,8 @@ def tag(
     classifier, each line's label and class probabilities."""
     from adelabel.tagging_io import tag_stream
 
-    if format not in ("jsonl", "conll", "brat"):
-        raise OptionError(f"--format: expected jsonl, conll or brat, got {format!r}")
+    if format not in ("jsonl", "conll", "brat", "html"):
+        raise OptionError(f"--format: expected jsonl, conll, brat or html, got {format!r}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
     model = model or [_default_model()]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -69,7 +69,7 @@ def platt(probs: torch.Tensor, calibration: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int, device: torch.device,
-            threshold: float | None = None) -> list[Prediction]:
+            threshold: float | None = None, progress: Callable[[int], None] | None = None) -> list[Prediction]:
     """Tags, entities, pair scores and sentence probabilities of each example, in input order.
 
     ``threshold`` overrides the model's gate threshold (0 tags every sentence); a sentence the gate
@@ -98,6 +98,8 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
             pairs = [(d, o, next(probs)) for d, o in candidates[row]]
             out[i] = Prediction(tags[row][:n], conf[row][:n], sentence[row], spans[row], pairs,
                                 [next(scores) for _ in spans[row]])
+        if progress is not None:
+            progress(len(indices))
     return out
 
 

@@ -70,6 +70,14 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
     if format == "labelled":
         sentences, lines, report = read_labelled(corpus, strict=strict)
         numbers = dict(zip(map(id, sentences), lines))
+    elif format == "conll":
+        from adelabel.corpus.conll import read_conll_corpus
+
+        sentences, report = read_conll_corpus(corpus, strict=strict)
+    elif format == "brat":
+        from adelabel.corpus.brat import read_brat
+
+        sentences, report = read_brat(corpus, strict=strict)
     else:
         sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict)
     if not sentences:
@@ -86,14 +94,23 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
             log: Callable[[str], None] = print, format: str = "ade", progress: bool = False) -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
 
-    ``format``: ``ade`` (the ADE corpus folder) or ``labelled`` (a file of ``label<TAB>text`` lines,
-    adelabel/corpus/labelled.py: texts with a class and no entities, for ``train --task classify``).
+    ``format``: ``ade`` (the ADE corpus folder), ``labelled`` (a file of ``label<TAB>text`` lines,
+    adelabel/corpus/labelled.py: texts with a class and no entities, for ``train --task classify``),
+    ``conll`` (a BIO file) or ``brat`` (a folder of .txt/.ann pairs): any entity types, read from the
+    data.
     Everything is written into a temporary folder beside ``out`` that replaces it when complete, so a
     killed run leaves the old data folder or none, never new splits beside an old manifest."""
     pretrained = read_pretrained(vectors) if vectors else None  # a bad file is refused before any work
     if format == "labelled":
         labels, include_negative = (), False
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log)
+    if format in ("conll", "brat"):
+        # Entity types come from the data; the sentences without entities are the gate's negatives.
+        labels = tuple(sorted({label for s in sentences for *_, label in s.spans}))
+        if not labels:
+            raise AdelabelError(f"{corpus}: no entities in it; a tagger needs some")
+        if not include_negative:
+            sentences = [s for s in sentences if not s.negative]
     splits = split_by_document(sentences, seed)
     if format == "labelled":
         drop_unseen_classes(splits, numbers, corpus, strict, log)

@@ -185,8 +185,14 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             write = lambda analysis, _: write_brat(folder, count + 1, analysis)  # noqa: E731
         else:
             out = stack.enter_context(atomic_file(output)) if output else sys.stdout
-            writer = write_jsonl if fmt == "jsonl" else write_conll
-            write = lambda analysis, extra: writer(out, analysis, extra)  # noqa: E731
+            if fmt == "html":
+                from adelabel.html_view import HtmlWriter
+
+                page = HtmlWriter(out, meta)
+                write = page.write
+            else:
+                writer = write_jsonl if fmt == "jsonl" else write_conll
+                write = lambda analysis, extra: writer(out, analysis, extra)  # noqa: E731
             if fmt == "conll":
                 out.write(f"# model = {json.dumps(meta)}\n")
         size = Path(source).stat().st_size if source != "-" else None
@@ -197,7 +203,9 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
                     count += 1
                 # Characters stand in for bytes: exact for ASCII, close enough for a bar otherwise.
                 bar.update(min(sum(len(a.text) + 1 for a in chunk), (size or 0) - bar.done))
-    if output is not None and fmt != "conll":
+        if fmt == "html":
+            page.close()
+    if output is not None and fmt not in ("conll", "html"):
         # Beside the output, not in it: one record per input line stays exactly that.
         write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
     return count

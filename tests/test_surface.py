@@ -61,3 +61,10 @@ def test_the_entity_confusion_counts_every_gold_and_predicted_span():
     assert matrix == [[0, 1, 1],   # gold AE: one taken for a DRUG, one missed
                       [0, 1, 0],   # gold DRUG: found
                       [1, 0, 0]]   # an AE where there is none
+
+
+def test_evaluate_reports_progress_unless_quiet(capsys, tiny_model_dir, sample_data):
+    code, out, err = run_cli(capsys, "evaluate", "--model", tiny_model_dir, "--data", sample_data)
+    assert code == 0 and "scoring: 100% (" in err and "micro" in out
+    code, out, err = run_cli(capsys, "evaluate", "--model", tiny_model_dir, "--data", sample_data, "--quiet")
+    assert code == 0 and err == "" and "micro" in out

@@ -1,11 +1,13 @@
-"""CoNLL-style BIO files: one ``token<TAB>tag`` per line, a blank line between sentences.
+"""CoNLL-style BIO files: one ``token<TAB>tag`` per line (the token first, the tag last; columns between
+are ignored), a blank line between sentences, ``-DOCSTART-`` lines between documents.
 
 Reading turns tokens back into a sentence text (tokens joined by single spaces) with character spans,
-so CoNLL data flows through the same path as the ADE corpus.
+so CoNLL data flows through the same path as the ADE corpus. Entity types are whatever the tags name.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adelabel.corpus import Sentence
@@ -22,16 +24,41 @@ def write_conll(path: str | Path, sentences: Iterable[tuple[Sequence[str], Seque
             fh.write("\n")
 
 
-def read_conll(path: str | Path) -> list[Sentence]:
-    """Sentences of a CoNLL BIO file (token in the first column, tag in the last).
+@dataclass
+class ConllReport:
+    """What reading a CoNLL file found and repaired."""
 
-    Lines starting with ``#`` and ``-DOCSTART-`` lines are skipped; a tag that is not O, B-X or I-X is
-    an error naming the line.
+    path: str = ""
+    lines: int = 0
+    documents: int = 0
+    sentences: int = 0
+    negative_sentences: int = 0
+    entities: dict[str, int] = field(default_factory=dict)
+    repaired: int = 0  # I-X tags that continued no X entity, read as B-X
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        return [f"read: {self.path} {self.lines:,} lines, {self.documents:,} documents",
+                f"sentences: {self.sentences:,} ({self.negative_sentences:,} without entities)",
+                "entities: " + (", ".join(f"{t} {n:,}" for t, n in sorted(self.entities.items())) or "none"),
+                f"I- tags that continued no entity of their type, read as B- (an entity start): {self.repaired:,}"]
+
+
+def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sentence], ConllReport]:
+    """Sentences of a CoNLL BIO file with their documents (``-DOCSTART-`` lines separate them; without
+    any, each sentence is its own document), and the report.
+
+    An ``I-X`` that continues no ``X`` entity (after ``O``, or after another type) is read as ``B-X``
+    and counted, as most tools write such files; under ``strict`` it is an error naming the line. A
+    tag that is not O, B-X or I-X, or a line without a tag, is an error naming the line.
     """
     path = Path(path)
+    report = ConllReport(path=str(path))
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
+    doc = 0
+    uses_docstart = False
 
     def flush() -> None:
         if tokens:
@@ -39,17 +66,22 @@ def read_conll(path: str | Path) -> list[Sentence]:
             for t in tokens:
                 offsets.append((pos, pos + len(t)))
                 pos += len(t) + 1
-            text = " ".join(tokens)
-            sentences.append(Sentence(text=text, spans=tags_to_spans(offsets, tags),
-                                      doc_id=f"{path.name}#{len(sentences) + 1}"))
+            spans = tags_to_spans(offsets, tags)
+            doc_id = f"{path.name}#doc{doc}" if uses_docstart else f"{path.name}#{len(sentences) + 1}"
+            sentences.append(Sentence(text=" ".join(tokens), spans=spans, doc_id=doc_id, negative=not spans))
             tokens.clear()
             tags.clear()
 
     for number, line in read_lines(path):
+        report.lines = number
         if not line.strip():
             flush()
             continue
-        if line.startswith("#") or line.startswith("-DOCSTART-"):
+        if line.startswith("-DOCSTART-"):
+            flush()
+            doc, uses_docstart = doc + 1, True
+            continue
+        if line.startswith("#"):
             continue
         cols = line.split()
         if len(cols) < 2:
@@ -57,7 +89,26 @@ def read_conll(path: str | Path) -> list[Sentence]:
         tag = cols[-1]
         if not (tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)):
             raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE", number)
+        if tag.startswith("I-") and (not tags or tags[-1] == "O" or tags[-1][2:] != tag[2:]):
+            if strict:
+                raise InputError(path, f"tag {tag} continues no {tag[2:]} entity (the tag before it is "
+                                       f"{tags[-1] if tags else 'none'}); IOB2 starts an entity with B-", number)
+            report.repaired += 1
+            tag = "B-" + tag[2:]
         tokens.append(cols[0])
         tags.append(tag)
     flush()
-    return sentences
+    if not sentences:
+        raise InputError(path, "no sentences read (expected token<TAB>tag lines)")
+    report.sentences = len(sentences)
+    report.documents = len({s.doc_id for s in sentences})
+    report.negative_sentences = sum(s.negative for s in sentences)
+    for s in sentences:
+        for *_, label in s.spans:
+            report.entities[label] = report.entities.get(label, 0) + 1
+    return sentences, report
+
+
+def read_conll(path: str | Path, strict: bool = False) -> list[Sentence]:
+    """Sentences of a CoNLL BIO file (see :func:`read_conll_corpus`)."""
+    return read_conll_corpus(path, strict)[0]

@@ -1,0 +1,116 @@
+"""brat standoff folders: ``NAME.txt`` (the text) beside ``NAME.ann`` (``T`` lines: an entity's type,
+character offsets and text; ``R`` lines: a relation between two entities), the layout annotation
+tools open and ``adelabel tag --format brat`` writes.
+
+Each text is one document, split into sentences as ``tag`` splits lines; an entity keeps its type (the
+types are whatever the files name), a relation its two entities (Arg1 first). Discontinuous entities,
+entities across a sentence break, and relations across sentences are counted and left out; other
+annotation lines (events, attributes, notes) are counted and ignored.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adelabel.corpus import Sentence
+from adelabel.corpus.files import read_lines
+from adelabel.errors import InputError
+from adelabel.text import split_sentences
+
+_ENTITY = re.compile(r"(T\d+)\t(\S+) (\d+) (\d+)\t(.*)")
+_RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
+
+
+@dataclass
+class BratReport:
+    path: str = ""
+    documents: int = 0
+    sentences: int = 0
+    negative_sentences: int = 0
+    entities: Counter = field(default_factory=Counter)
+    relations: int = 0
+    left_out: Counter = field(default_factory=Counter)  # reason -> annotations left out
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        out = [f"read: {self.path}: {self.documents:,} documents (.txt with .ann)",
+               f"sentences: {self.sentences:,} ({self.negative_sentences:,} without entities)",
+               "entities: " + (", ".join(f"{t} {n:,}" for t, n in sorted(self.entities.items())) or "none"),
+               f"relations: {self.relations:,}"]
+        out += [f"left out: {n:,} {reason}" for reason, n in sorted(self.left_out.items())]
+        return out
+
+
+def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence], BratReport]:
+    """Sentences of every ``.txt``/``.ann`` pair in ``folder`` (sorted by name), and the report."""
+    folder = Path(folder)
+    report = BratReport(path=str(folder))
+    anns = sorted(folder.glob("*.ann"))
+    if not anns:
+        raise InputError(folder, "no .ann files here (a brat folder holds NAME.txt and NAME.ann pairs)")
+    sentences: list[Sentence] = []
+    for ann in anns:
+        txt = ann.with_suffix(".txt")
+        if not txt.is_file():
+            raise InputError(ann, f"has no text beside it ({txt.name} not found)")
+        try:
+            text = txt.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(txt, f"not UTF-8 text (byte {err.start})") from None
+        sentences += _document(ann, txt, text, report, strict)
+        report.documents += 1
+    report.sentences = len(sentences)
+    report.negative_sentences = sum(s.negative for s in sentences)
+    return sentences, report
+
+
+def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool) -> list[Sentence]:
+    entities: dict[str, tuple[int, int, str]] = {}
+    relations: list[tuple[str, str]] = []
+    # An empty .ann is a text with nothing annotated in it.
+    for number, line in read_lines(ann) if ann.stat().st_size else ():
+        if not line.strip():
+            continue
+        if m := _ENTITY.fullmatch(line):
+            key, label, start, end, mention = m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), m.group(5)
+            if not 0 <= start < end <= len(text):
+                raise InputError(ann, f"{key} spans characters {start}-{end}, past the end of {txt} "
+                                      f"({len(text):,} characters)", number)
+            if text[start:end] != mention:
+                raise InputError(ann, f"{key}: {txt} has {text[start:end]!r} at {start}-{end}, not {mention!r}", number)
+            entities[key] = (start, end, label)
+        elif m := _RELATION.fullmatch(line):
+            relations.append((m.group(3), m.group(4)))
+            for arg in (m.group(3), m.group(4)):
+                if arg not in entities:
+                    raise InputError(ann, f"{m.group(1)} names {arg}, which no earlier T line defines", number)
+        elif line.startswith("T") and ";" in line.partition("\t")[2].partition("\t")[0]:
+            if strict:
+                raise InputError(ann, "a discontinuous entity (offsets with ';'): adelabel tags contiguous spans",
+                                 number)
+            report.left_out["discontinuous entities"] += 1
+        elif line[:1] in ("E", "A", "M", "N", "#", "*"):
+            report.left_out["event, attribute, normalisation or note lines"] += 1
+        else:
+            raise InputError(ann, f"not a brat annotation line: {line[:80]!r}", number)
+    out, where = [], {}
+    for k, (s, e) in enumerate(split_sentences(text)):
+        inside = {key: span for key, span in entities.items() if s <= span[0] and span[1] <= e}
+        keys = sorted(inside, key=lambda key: inside[key][:2])
+        for key in keys:
+            where[key] = (len(out), keys.index(key))
+        spans = [(inside[key][0] - s, inside[key][1] - s, inside[key][2]) for key in keys]
+        for *_, label in spans:
+            report.entities[label] += 1
+        out.append(Sentence(text=text[s:e], spans=spans, doc_id=ann.stem, negative=not spans))
+    report.left_out["entities across a sentence break"] += len(entities) - len(where)
+    for a, b in relations:
+        if a in where and b in where and where[a][0] == where[b][0]:
+            out[where[a][0]].relations.append((where[a][1], where[b][1]))
+            report.relations += 1
+        else:
+            report.left_out["relations across sentences (or with an entity left out)"] += 1
+    report.left_out += Counter()  # drop zero counts
+    return out

@@ -1,0 +1,91 @@
+"""``adelabel tag --format html``: one self-contained page (styles and script inline, nothing fetched)
+with each sentence's entities marked by type, its drug -> effect pairs, its probability of reporting
+an adverse drug event, and a filter for the sentences that report one. Written as the lines are
+tagged, so memory stays flat however long the input."""
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import IO
+
+from adelabel.inference import Analysis
+
+PALETTE = ["#fdd49e", "#a6dba0", "#9ecae1", "#fbb4ae", "#decbe4", "#fed9a6", "#ccebc5", "#e5d8bd"]
+FIXED = {"DRUG": "#9ecae1", "AE": "#fbb4ae", "DOSE": "#a6dba0"}
+
+_STYLE = """
+body { font: 15px/1.6 system-ui, sans-serif; margin: 0 auto; max-width: 60em; padding: 1em; color: #222; }
+header { position: sticky; top: 0; background: #fff; border-bottom: 1px solid #ddd; padding: .5em 0; }
+header h1 { font-size: 1.2em; margin: 0; } .model { color: #666; font-size: .85em; margin: .2em 0; }
+.line { border-bottom: 1px solid #eee; padding: .4em 0; } .line-number { color: #999; font-size: .8em; }
+.sentence { margin: .3em 0; padding: .2em .5em; border-left: 4px solid #ddd; }
+.sentence[data-reports="1"] { border-left-color: #d7301f; }
+.ade { float: right; font-size: .8em; color: #666; } .sentence[data-reports="1"] .ade { color: #d7301f; font-weight: 600; }
+mark { border-radius: 3px; padding: 0 2px; } mark::after { content: attr(data-label); font-size: .65em;
+  margin-left: 3px; color: #555; vertical-align: super; }
+.relations { margin: .1em 0 .2em 1em; padding: 0; list-style: none; font-size: .9em; color: #444; }
+body.only-ade .sentence[data-reports="0"] { display: none; }
+"""
+
+_SCRIPT = """
+const box = document.getElementById("only-ade"), counter = document.getElementById("shown");
+function count() {
+  const all = document.querySelectorAll(".sentence");
+  const shown = Array.from(all).filter(s => getComputedStyle(s).display !== "none").length;
+  counter.textContent = shown + " of " + all.length + " sentences shown";
+}
+box.addEventListener("change", () => { document.body.classList.toggle("only-ade", box.checked); count(); });
+count();
+"""
+
+
+def colour(label: str, order: dict[str, int]) -> str:
+    if label in FIXED:
+        return FIXED[label]
+    order.setdefault(label, len(order))
+    return PALETTE[order[label] % len(PALETTE)]
+
+
+class HtmlWriter:
+    """Writes the page's head, then one section per tagged line, then the filter's script."""
+
+    def __init__(self, out: IO[str], meta: dict) -> None:
+        self.out, self.number, self.colours = out, 0, {}
+        self.threshold = float(meta.get("sentence_threshold", 0.0))
+        out.write(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>adelabel</title>'
+                  f"<style>{_STYLE}</style></head>\n<body>\n<header><h1>adelabel</h1>"
+                  f'<p class="model">{escape(json.dumps(meta))}</p>'
+                  f'<label><input type="checkbox" id="only-ade"> only sentences that report an adverse drug '
+                  f'event (probability at least {self.threshold:.2f})</label> <span id="shown"></span></header>\n<main>\n')
+
+    def write(self, analysis: Analysis, fields: dict) -> None:
+        self.number += 1
+        text = analysis.text
+        head = escape(json.dumps(fields, ensure_ascii=False)) if fields else ""
+        parts = [f'<section class="line" data-line="{self.number}"><div class="line-number">line {self.number} {head}</div>']
+        for sentence in analysis.sentences:
+            s, e = sentence.start, sentence.end
+            inside = [(k, ent) for k, ent in enumerate(analysis.entities) if s <= ent.start < e]
+            html, pos = [], s
+            for _, ent in inside:
+                html.append(escape(text[pos:ent.start]))
+                html.append(f'<mark data-start="{ent.start}" data-end="{ent.end}" data-label="{escape(ent.label)}" '
+                            f'style="background:{colour(ent.label, self.colours)}" '
+                            f'title="{escape(ent.label)} {ent.score:.2f}">{escape(text[ent.start:ent.end])}</mark>')
+                pos = ent.end
+            html.append(escape(text[pos:e]))
+            mine = {k for k, _ in inside}
+            pairs = [r for r in analysis.relations if r.drug in mine]
+            relations = "".join(f"<li>{escape(analysis.entities[r.drug].text)} &rarr; "
+                                f"{escape(analysis.entities[r.effect].text)} <small>{escape(r.type)} {r.score:.2f}</small></li>"
+                                for r in pairs)
+            reports = int(sentence.ade >= self.threshold)
+            parts.append(f'<div class="sentence" data-start="{s}" data-end="{e}" data-ade="{sentence.ade}" '
+                         f'data-reports="{reports}"><span class="ade">ADE {sentence.ade:.2f}</span>'
+                         f'<p class="text">{"".join(html)}</p>'
+                         + (f'<ul class="relations">{relations}</ul>' if relations else "") + "</div>")
+        parts.append("</section>\n")
+        self.out.write("".join(parts))
+
+    def close(self) -> None:
+        self.out.write(f"</main>\n<script>{_SCRIPT}</script>\n</body></html>\n")

@@ -1,0 +1,127 @@
+"""Your own data: CoNLL/BIO files and brat standoff folders, with entity types from the data."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+CONLL = """-DOCSTART- -X- O O
+
+Naloxone\tB-Chemical
+reverses\tO
+the\tO
+antihypertensive\tO
+effect\tO
+of\tO
+clonidine\tB-Chemical
+.\tO
+
+Hypotension\tB-Disease
+followed\tO
+.\tO
+
+-DOCSTART- -X- O O
+
+Lidocaine\tB-Chemical
+-\tO
+induced\tO
+cardiac\tI-Disease
+asystole\tI-Disease
+.\tO
+
+No\tO
+findings\tO
+.\tO
+"""
+
+
+def test_conll_reads_documents_types_and_repairs_i_after_o(tmp_path):
+    from adelabel.corpus.conll import read_conll_corpus, write_conll
+
+    path = tmp_path / "bc5.conll"
+    path.write_text(CONLL, encoding="utf-8")
+    sentences, report = read_conll_corpus(path)
+    assert [s.doc_id for s in sentences] == ["bc5.conll#doc1"] * 2 + ["bc5.conll#doc2"] * 2
+    assert report.repaired == 1 and report.entities == {"Chemical": 3, "Disease": 2}
+    third = sentences[2]
+    assert [third.text[a:b] for a, b, _ in third.spans] == ["Lidocaine", "cardiac asystole"]
+    assert sentences[3].negative and not sentences[0].negative
+    # Round trip: what write_conll writes reads back to the same spans.
+    from adelabel.tags import spans_to_tags
+    from adelabel.text import tokenize
+
+    again = tmp_path / "again.conll"
+    rows = []
+    for s in sentences:
+        tokens = tokenize(s.text)
+        rows.append(([s.text[a:b] for a, b in tokens], spans_to_tags(tokens, s.spans)[0]))
+    write_conll(again, rows)
+    assert [(s.text, s.spans) for s in read_conll_corpus(again)[0]] == [(s.text, s.spans) for s in sentences]
+
+
+def test_strict_refuses_an_i_tag_after_o_naming_the_line(capsys, tmp_path):
+    path = tmp_path / "bc5.conll"
+    path.write_text(CONLL, encoding="utf-8")
+    code, _, err = run_cli(capsys, "prepare", "--corpus", path, "--out", tmp_path / "d", "--strict")
+    assert code == 2 and "bc5.conll:21: tag I-Disease continues no Disease entity" in err, err
+
+
+def test_prepare_and_train_on_conll_with_its_own_types(capsys, tmp_path):
+    path = tmp_path / "bc5.conll"
+    path.write_text(CONLL * 6, encoding="utf-8")  # enough documents for three splits
+    code, _, err = run_cli(capsys, "prepare", "--corpus", path, "--out", tmp_path / "d", "--w2v-epochs", "1")
+    assert code == 0, err
+    assert "I- tags that continued no entity of their type, read as B- (an entity start): 6" in err
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["labels"] == ["Chemical", "Disease"] and manifest["format"] == "conll"
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "d", "--out", tmp_path / "m", "--epochs", "1",
+                           "--set", "model.hidden_size=8", "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["tags"] == [
+        "O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
+
+
+def _analysis(text, spans, relations):
+    from adelabel.inference import Analysis, Entity, Relation
+
+    return Analysis(text, [Entity(a, b, label, text[a:b], 0.9) for a, b, label in spans],
+                    [Relation(d, e, "DRUG-AE", 0.9) for d, e in relations])
+
+
+def test_brat_written_by_tag_reads_back(tmp_path):
+    from adelabel.corpus.brat import read_brat
+    from adelabel.tagging_io import write_brat
+
+    texts = [("Rash after lamotrigine. Lithium was stopped.", [(0, 4, "AE"), (11, 22, "DRUG"), (24, 31, "DRUG")],
+              [(1, 0)]),
+             ("Nothing to see here.", [], [])]
+    for number, (text, spans, relations) in enumerate(texts, start=1):
+        write_brat(tmp_path, number, _analysis(text, spans, relations))
+    sentences, report = read_brat(tmp_path)
+    assert [(s.doc_id, s.text) for s in sentences] == [("000001", "Rash after lamotrigine."),
+                                                      ("000001", "Lithium was stopped."),
+                                                      ("000002", "Nothing to see here.")]
+    assert sentences[0].spans == [(0, 4, "AE"), (11, 22, "DRUG")] and sentences[0].relations == [(1, 0)]
+    assert sentences[1].spans == [(0, 7, "DRUG")] and sentences[2].negative
+    assert report.relations == 1 and report.entities == {"AE": 1, "DRUG": 2}
+
+
+def test_brat_errors_name_the_files(capsys, tmp_path):
+    (tmp_path / "a.txt").write_text("Short text.", encoding="utf-8")
+    (tmp_path / "a.ann").write_text("T1\tAE 0 40\tShort text. and more\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--out", tmp_path.parent / "d-brat")
+    assert code == 2 and "a.ann:1: T1 spans characters 0-40, past the end of" in err and "a.txt" in err, err
+    (tmp_path / "a.ann").write_text("T1\tAE 0 5\tShort\nR1\tDRUG-AE Arg1:T2 Arg2:T1\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--out", tmp_path.parent / "d-brat")
+    assert code == 2 and "a.ann:2: R1 names T2, which no earlier T line defines" in err, err
+
+
+def test_format_options_are_checked(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--format", "conll", "--out", tmp_path / "d")
+    assert code == 2 and "--format conll reads a file of token<TAB>tag lines; this is a folder" in err
+    code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--format", "xml", "--out", tmp_path / "d")
+    assert code == 2 and "--format: expected auto, ade, labelled, conll or brat, got 'xml'" in err
+    code, _, err = run_cli(capsys, "cv", "--corpus", tmp_path, "--format", "brat")
+    assert code == 2 and "--format: expected auto, ade or labelled, got 'brat'" in err

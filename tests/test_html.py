@@ -1,0 +1,67 @@
+"""``tag --format html`` in a real headless browser (Debian's chromium and chromedriver, driven by
+selenium): the page opens with nothing fetched, every mark sits on the characters of its entity, and
+the filter hides exactly the sentences that report no adverse drug event."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.processes
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None:
+        pytest.fail("chromedriver not found: install Debian's chromium and chromium-driver (.ci/run does)")
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_the_page_marks_entities_on_their_characters_and_filters(capsys, browser, sample_model, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    src = ROOT / "corpora/sample/example.txt"
+    lines = src.read_text(encoding="utf-8").splitlines()
+    page = tmp_path / "tagged.html"
+    code, _, err = run_cli(capsys, "tag", src, "--model", sample_model, "--format", "html", "--output", page)
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "tag", src, "--model", sample_model)
+    records = [json.loads(line) for line in out.splitlines()]
+    html = page.read_text(encoding="utf-8")
+    assert "http://" not in html and "https://" not in html and "<link" not in html  # self-contained
+
+    browser.get(page.as_uri())
+    sections = browser.find_elements(By.CSS_SELECTOR, "section.line")
+    assert len(sections) == len(lines)
+    marks = 0
+    for section, line, record in zip(sections, lines, records):
+        found = [(int(m.get_attribute("data-start")), int(m.get_attribute("data-end")), m.get_attribute("data-label"),
+                  m.get_attribute("textContent")) for m in section.find_elements(By.TAG_NAME, "mark")]
+        expected = [(e["start"], e["end"], e["label"], e["text"]) for e in record["entities"]]
+        assert found == expected
+        assert all(line[a:b] == text for a, b, _, text in found)
+        marks += len(found)
+        shown_text = "".join(p.get_attribute("textContent") for p in section.find_elements(By.CSS_SELECTOR, "p.text"))
+        assert shown_text.replace(" ", "") == line.replace(" ", "")  # every character, in order
+    assert marks > 3
+    sentences = browser.find_elements(By.CSS_SELECTOR, ".sentence")
+    reports = [s.get_attribute("data-reports") == "1" for s in sentences]
+    assert any(reports) and not all(reports)
+    assert browser.find_element(By.ID, "shown").text == f"{len(sentences)} of {len(sentences)} sentences shown"
+    browser.find_element(By.ID, "only-ade").click()
+    assert [s.is_displayed() for s in sentences] == reports
+    assert browser.find_element(By.ID, "shown").text == f"{sum(reports)} of {len(sentences)} sentences shown"
+    browser.find_element(By.ID, "only-ade").click()
+    assert all(s.is_displayed() for s in sentences)
