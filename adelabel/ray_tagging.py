@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from adelabel.errors import AdelabelError, OptionError
+from adelabel.errors import AdelabelError, InputError, OptionError
 
 
 def _ray():
@@ -78,6 +78,10 @@ class _LineTagger(RayTagger):
                          for f, r in zip(fields, self._process(texts))]}
 
 
+# Where str.splitlines, and so Ray's read_text, ends a line besides "\n".
+SPLITS_LINES = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def tag_with_ray(source: str, model: list[Path], output: Path | None, input_format: str, batch_size: int,
                  workers: int, device: str, threshold: float | None, precision: str) -> int:
     """``adelabel tag --ray``: the lines of ``source`` tagged by ``workers`` Ray actors, written as
@@ -95,10 +99,18 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     if source == "-" or not Path(source).is_file():
         raise OptionError(f"{source}: --ray reads a file (not stdin or a folder)")
     # Bad input and a bad model are refused here, naming the file and line, before any worker starts.
-    for _ in (read_records(source) if input_format == "jsonl" else read_text_lines(source)):
-        pass
+    for number, line in enumerate(read_text_lines(source), start=1):
+        odd = next((c for c in line if c in SPLITS_LINES), None)
+        if odd is not None or (number == 1 and Path(source).read_bytes()[:3] == b"\xef\xbb\xbf"):
+            what = f"U+{ord(odd):04X}" if odd is not None else "a byte-order mark"
+            raise InputError(source, f"holds {what}, where Ray's reader would split or misread the line "
+                                     "(tag it without --ray)", number)
+    if input_format == "jsonl":
+        for _ in read_records(source):
+            pass
     (Classifier if task_of(model[0]) == "classify" else Tagger).load(model if len(model) > 1 else model[0],
-                                                                     device=device, threshold=threshold)
+                                                                     device=device, threshold=threshold,
+                                                                     precision=precision)
     # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
     # the read tasks beside the workers' (which would otherwise wait for each other).
     local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers + 1}

@@ -125,3 +125,36 @@ def test_format_options_are_checked(capsys, tmp_path):
     assert code == 2 and "--format: expected auto, ade, labelled, conll or brat, got 'xml'" in err
     code, _, err = run_cli(capsys, "cv", "--corpus", tmp_path, "--format", "brat")
     assert code == 2 and "--format: expected auto, ade or labelled, got 'brat'" in err
+
+
+def test_brat_overlaps_duplicates_crlf_and_discontinuous_entities(tmp_path):
+    from adelabel.corpus.brat import read_brat
+
+    text = "Aspirin caused severe nausea.\r\nIt stopped."
+    (tmp_path / "a.txt").write_bytes(text.encode("utf-8"))
+    (tmp_path / "a.ann").write_text(
+        "T1\tDRUG 0 7\tAspirin\n"
+        "T2\tAE 15 28\tsevere nausea\n"
+        "T3\tAE 22 28\tnausea\n"          # nested in T2: the outer one is kept
+        "T4\tAE 15 28\tsevere nausea\n"   # T2 again: one entity
+        "T5\tAE 31 33;34 41\tIt stopped\n"  # discontinuous: left out, relations to it too
+        "R1\tCause Arg1:T1 Arg2:T4\n"
+        "R2\tCause Arg1:T1 Arg2:T5\n"
+        "R3\tCause Arg1:T1 Arg2:T3\n", encoding="utf-8")
+    sentences, report = read_brat(tmp_path)
+    first = sentences[0]
+    assert first.text == "Aspirin caused severe nausea."
+    assert first.spans == [(0, 7, "DRUG"), (15, 28, "AE")] and first.relations == [(0, 1)]
+    assert sentences[1].text == "It stopped." and sentences[1].negative
+    assert report.left_out["discontinuous entities"] == 1
+    assert report.left_out["nested or crossing entities (the outer or longer one kept)"] == 1
+    assert report.left_out["relations across sentences (or with an entity left out)"] == 2
+
+
+def test_a_conll_token_may_be_a_hash(tmp_path):
+    from adelabel.corpus.conll import read_conll
+
+    path = tmp_path / "t.conll"
+    path.write_text("# text = a comment\nItem\tO\n#\tO\n5\tB-Dose\nmg\tI-Dose\n", encoding="utf-8")
+    [sentence] = read_conll(path)
+    assert sentence.text == "Item # 5 mg" and sentence.spans == [(7, 11, "Dose")]

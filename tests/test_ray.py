@@ -53,3 +53,13 @@ def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir
     expected = [json.loads(line) for line in plain.stdout.splitlines()]
     assert [r["pmid"] for r in got] == [r["pmid"] for r in rows]
     assert got == expected  # the same records as without Ray, the input's fields untouched
+
+
+def test_ray_refuses_lines_its_reader_would_split(capsys, tiny_model_dir, tmp_path):
+    pytest.importorskip("ray.data", reason="ray[data] is in the test extras; CI installs it")
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "fine"}\n{"text": "a\u2028b"}\n', encoding="utf-8")
+    code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl", "--ray",
+                           "--output", tmp_path / "out.jsonl")
+    assert code == 2 and "in.jsonl:2: holds U+2028, where Ray's reader would split or misread the line" in err, err
+    assert not (tmp_path / "out.jsonl").exists()

@@ -4,7 +4,8 @@ tools open and ``adelabel tag --format brat`` writes.
 
 Each text is one document, split into sentences as ``tag`` splits lines; an entity keeps its type (the
 types are whatever the files name), a relation its two entities (Arg1 first). Discontinuous entities,
-entities across a sentence break, and relations across sentences are counted and left out; other
+nested or crossing ones (one tag per token: the ADE reader's rule keeps the outer or longer), entities
+across a sentence break, and relations that lose an entity so are counted and left out; other
 annotation lines (events, attributes, notes) are counted and ignored.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adelabel.corpus import Sentence
+from adelabel.corpus.ade import resolve_overlaps
 from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
 from adelabel.text import split_sentences
@@ -56,7 +58,8 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
         if not txt.is_file():
             raise InputError(ann, f"has no text beside it ({txt.name} not found)")
         try:
-            text = txt.read_text(encoding="utf-8")
+            # Bytes decoded as they are: brat offsets count a CRLF as two characters.
+            text = txt.read_bytes().decode("utf-8")
         except UnicodeDecodeError as err:
             raise InputError(txt, f"not UTF-8 text (byte {err.start})") from None
         sentences += _document(ann, txt, text, report, strict)
@@ -69,6 +72,7 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
 def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool) -> list[Sentence]:
     entities: dict[str, tuple[int, int, str]] = {}
     relations: list[tuple[str, str]] = []
+    left: set[str] = set()  # entities left out (discontinuous), which relations may still name
     # An empty .ann is a text with nothing annotated in it.
     for number, line in read_lines(ann) if ann.stat().st_size else ():
         if not line.strip():
@@ -84,20 +88,37 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         elif m := _RELATION.fullmatch(line):
             relations.append((m.group(3), m.group(4)))
             for arg in (m.group(3), m.group(4)):
-                if arg not in entities:
+                if arg not in entities and arg not in left:
                     raise InputError(ann, f"{m.group(1)} names {arg}, which no earlier T line defines", number)
         elif line.startswith("T") and ";" in line.partition("\t")[2].partition("\t")[0]:
             if strict:
                 raise InputError(ann, "a discontinuous entity (offsets with ';'): adelabel tags contiguous spans",
                                  number)
             report.left_out["discontinuous entities"] += 1
+            left.add(line.partition("\t")[0])
         elif line[:1] in ("E", "A", "M", "N", "#", "*"):
             report.left_out["event, attribute, normalisation or note lines"] += 1
         else:
             raise InputError(ann, f"not a brat annotation line: {line[:80]!r}", number)
-    out, where = [], {}
+    out, where, alias = [], {}, {}
     for k, (s, e) in enumerate(split_sentences(text)):
         inside = {key: span for key, span in entities.items() if s <= span[0] and span[1] <= e}
+        # Tags hold one entity per token: of nested or crossing entities the ADE reader's rule keeps one.
+        kept = set(resolve_overlaps(list(inside.values())))
+        dropped = [key for key, span in inside.items() if span not in kept]
+        report.left_out["nested or crossing entities (the outer or longer one kept)"] += len(dropped)
+        for key in dropped:
+            del inside[key]
+            entities.pop(key)
+            left.add(key)
+        first: dict[tuple[int, int, str], str] = {}
+        for key in sorted(inside, key=lambda k: int(k[1:])):  # the same span twice is one entity
+            if inside[key] in first:
+                alias[key] = first[inside[key]]
+            else:
+                first[inside[key]] = key
+        for key in alias:
+            inside.pop(key, None)
         keys = sorted(inside, key=lambda key: inside[key][:2])
         for key in keys:
             where[key] = (len(out), keys.index(key))
@@ -105,8 +126,9 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         for *_, label in spans:
             report.entities[label] += 1
         out.append(Sentence(text=text[s:e], spans=spans, doc_id=ann.stem, negative=not spans))
-    report.left_out["entities across a sentence break"] += len(entities) - len(where)
+    report.left_out["entities across a sentence break"] += len(entities) - len(where) - len(alias)
     for a, b in relations:
+        a, b = alias.get(a, a), alias.get(b, b)
         if a in where and b in where and where[a][0] == where[b][0]:
             out[where[a][0]].relations.append((where[a][1], where[b][1]))
             report.relations += 1

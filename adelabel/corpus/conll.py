@@ -81,8 +81,8 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             flush()
             doc, uses_docstart = doc + 1, True
             continue
-        if line.startswith("#"):
-            continue
+        if line.startswith("# ") or line == "#":
+            continue  # a comment ("# text = ..."); "#<TAB>O" is a token
         cols = line.split()
         if len(cols) < 2:
             raise InputError(path, f"expected 'token tag', found {line!r}", number)
