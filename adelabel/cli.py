@@ -489,10 +489,6 @@ def tag(
 
         if format != "jsonl":
             raise OptionError(f"--ray writes jsonl, not {format}")
-        if input_format not in ("text", "jsonl"):
-            raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
-        if workers < 1:
-            raise OptionError(f"--workers: expected a whole number of at least 1, got {workers}")
         if backend != "torch":
             raise OptionError("--ray: runs the torch backend")
         count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision)

@@ -18,6 +18,8 @@ Each output row is the input row with the fields of ``adelabel tag``'s JSONL rec
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from adelabel.errors import AdelabelError, InputError, OptionError
@@ -92,22 +94,25 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     from adelabel.atomic import atomic_file
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.tagging_io import check_output, read_records, read_text_lines
+    from adelabel.tagging_io import check_input_options, check_output, parse_record, read_text_lines
 
     ray = _ray()
+    check_input_options(input_format, workers)
     check_output(source, output)
     if source == "-" or not Path(source).is_file():
         raise OptionError(f"{source}: --ray reads a file (not stdin or a folder)")
     # Bad input and a bad model are refused here, naming the file and line, before any worker starts.
+    with Path(source).open("rb") as fh:
+        if fh.read(3) == b"\xef\xbb\xbf":
+            raise InputError(source, "begins with a byte-order mark, which Ray's reader keeps in the line "
+                                     "(tag it without --ray)", 1)
     for number, line in enumerate(read_text_lines(source), start=1):
         odd = next((c for c in line if c in SPLITS_LINES), None)
-        if odd is not None or (number == 1 and Path(source).read_bytes()[:3] == b"\xef\xbb\xbf"):
-            what = f"U+{ord(odd):04X}" if odd is not None else "a byte-order mark"
-            raise InputError(source, f"holds {what}, where Ray's reader would split or misread the line "
-                                     "(tag it without --ray)", number)
-    if input_format == "jsonl":
-        for _ in read_records(source):
-            pass
+        if odd is not None:
+            raise InputError(source, f"holds U+{ord(odd):04X}, where Ray's reader would split or misread the "
+                                     "line (tag it without --ray)", number)
+        if input_format == "jsonl":
+            parse_record(source, number, line)
     (Classifier if task_of(model[0]) == "classify" else Tagger).load(model if len(model) > 1 else model[0],
                                                                      device=device, threshold=threshold,
                                                                      precision=precision)
@@ -125,19 +130,9 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                                             "device": device, "threshold": threshold, "precision": precision},
         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_size=batch_size, batch_format="numpy")
     count = 0
-    with atomic_file(output) if output is not None else _stdout() as out:
+    with atomic_file(output) if output is not None else nullcontext(sys.stdout) as out:
         for batch in tagged.iter_batches(batch_size=None, batch_format="numpy"):
             for line in batch["line"]:
                 out.write(line + "\n")
                 count += 1
     return count
-
-
-class _stdout:
-    def __enter__(self):
-        import sys
-
-        return sys.stdout
-
-    def __exit__(self, *exc) -> None:
-        return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -19,6 +20,8 @@ from adelabel.vocab import Vocabs
 __all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "pick_device"]
 
 
+
+T = TypeVar("T")
 
 _DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
 
@@ -158,18 +161,29 @@ texts make one pool to sort by length (tight batches, about a fifth faster than 
 one-sentence lines), while long ones (abstracts) keep a chunk, and so memory, bounded."""
 
 
-def _chunks(method: str, texts: Iterable[str], batch_size: int, process) -> Iterator:
-    chunk: list[str] = []
+def chunked(items: Iterable[T], batch_size: int, length: Callable[[T], int] = len) -> Iterator[list[T]]:
+    """``items`` in lists that end at ``batch_size`` items or at CHUNK_CHARACTERS of text (``length``
+    of each item), whichever comes first."""
+    chunk: list[T] = []
     size = 0
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
-        chunk.append(text)
-        size += len(text)
+    for item in items:
+        chunk.append(item)
+        size += length(item)
         if len(chunk) >= batch_size or size >= CHUNK_CHARACTERS:
-            yield from process(chunk)
+            yield chunk
             chunk, size = [], 0
     if chunk:
+        yield chunk
+
+
+def _chunks(method: str, texts: Iterable[str], batch_size: int, process) -> Iterator:
+    def checked() -> Iterator[str]:
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
+            yield text
+
+    for chunk in chunked(checked(), batch_size):
         yield from process(chunk)
 
 

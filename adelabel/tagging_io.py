@@ -17,7 +17,7 @@ from adelabel.workers import tag_in_workers
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.progress import Progress
-from adelabel.tagger import CHUNK_CHARACTERS, Analysis, Classifier, Tagger
+from adelabel.tagger import Analysis, Classifier, Tagger, chunked
 from adelabel.text import tokenize
 from adelabel.tags import spans_to_tags
 
@@ -55,20 +55,33 @@ def read_records(source: str) -> Iterator[tuple[str, dict]]:
     ``id``, a ``pmid``) are carried to the line's output record."""
     name = "<stdin>" if source == "-" else source
     for number, line in enumerate(read_text_lines(source), start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(name, f"not a JSON object ({err.msg} at column {err.colno})", number) from None
-        if not isinstance(record, dict):
-            raise InputError(name, f"expected a JSON object with a \"text\" field, got a {type(record).__name__}", number)
-        text = record.pop("text", None)
-        if not isinstance(text, str):
-            raise InputError(name, "no \"text\" string in the record" if text is None
-                             else f"\"text\" is a {type(text).__name__}, not a string", number)
-        clash = [k for k in WRITTEN if k in record]
-        if clash:
-            raise InputError(name, f"field {clash[0]!r} is one adelabel writes; rename it in the input", number)
-        yield text, record
+        yield parse_record(name, number, line)
+
+
+def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
+    """Line ``number`` of ``name`` as (text, the record's other fields), or an error naming the line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(name, f"not a JSON object ({err.msg} at column {err.colno})", number) from None
+    if not isinstance(record, dict):
+        raise InputError(name, f"expected a JSON object with a \"text\" field, got a {type(record).__name__}", number)
+    text = record.pop("text", None)
+    if not isinstance(text, str):
+        raise InputError(name, "no \"text\" string in the record" if text is None
+                         else f"\"text\" is a {type(text).__name__}, not a string", number)
+    clash = [k for k in WRITTEN if k in record]
+    if clash:
+        raise InputError(name, f"field {clash[0]!r} is one adelabel writes; rename it in the input", number)
+    return text, record
+
+
+def check_input_options(input_format: str, workers: int) -> None:
+    """``--input-format`` and ``--workers``, as every way of tagging takes them."""
+    if input_format not in ("text", "jsonl"):
+        raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise OptionError(f"--workers: expected a whole number of at least 1, got {workers!r}")
 
 
 def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
@@ -131,10 +144,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     """Tag every line of ``source`` (text, or JSONL records with a ``text`` field); returns the number of
     lines written. An ``output`` file is written under a temporary name and renamed when complete, so
     it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order."""
-    if input_format not in ("text", "jsonl"):
-        raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
-    if not isinstance(workers, int) or workers < 1:
-        raise OptionError(f"--workers: expected a whole number of at least 1, got {workers!r}")
+    check_input_options(input_format, workers)
     if input_format == "jsonl" and fmt == "brat":
         raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
     check_output(source, output, fmt)
@@ -160,16 +170,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
 
     def texts() -> Iterator[list[str]]:
-        chunk: list[tuple[str, dict]] = []
-        size = 0
-        for record in records:
-            chunk.append(record)
-            size += len(record[0])
-            if len(chunk) >= batch_size or size >= CHUNK_CHARACTERS:
-                fields.append([f for _, f in chunk])
-                yield [t for t, _ in chunk]
-                chunk, size = [], 0
-        if chunk:
+        for chunk in chunked(records, batch_size, lambda record: len(record[0])):
             fields.append([f for _, f in chunk])
             yield [t for t, _ in chunk]
 

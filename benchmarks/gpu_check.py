@@ -14,29 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ADELABEL = [sys.executable, "-m", "adelabel"]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def run(*args: str, quiet: bool = False) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (MiB) of one ``adelabel ARGS...`` process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(ADELABEL + list(args), cwd=ROOT, stdout=subprocess.DEVNULL if quiet else None)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"adelabel {' '.join(args)}: failed (status {status >> 8})")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+from tag_speed import run_cli  # noqa: E402
 
 
 def scores(model: Path, data: Path, device: str, precision: str, work: Path) -> dict:
     out = work / f"{model.name}-{'gpu' if device.startswith('cuda') else 'cpu'}-{precision}.json"
-    seconds, _ = run("evaluate", "--model", str(model), "--data", str(data), "--device", device,
+    seconds, _ = run_cli("evaluate", "--model", str(model), "--data", str(data), "--device", device,
                      "--precision", precision, "--json", str(out), quiet=True)
     result = json.loads(out.read_text())
     return {"all_sentences_f1": result["micro"]["f1"], "annotated_f1": result["annotated_only"]["micro"]["f1"],
@@ -96,7 +86,7 @@ def main() -> int:
     for arch in args.arch or ["bilstm", "transformer"]:
         model = args.work / arch
         extra = ["--encoder", str(args.encoder)] if arch == "transformer" and args.encoder else []
-        seconds, _ = run("train", "--arch", arch, "--data", str(args.data), "--out", str(model), "--epochs", "2",
+        seconds, _ = run_cli("train", "--arch", arch, "--data", str(args.data), "--out", str(model), "--epochs", "2",
                          "--device", args.device, "--set", "train.patience=2", "--quiet", *extra)
         log = [json.loads(line) for line in (model / "train_log.jsonl").read_text().splitlines()]
         row = {"train_seconds": round(seconds, 1),
@@ -108,7 +98,7 @@ def main() -> int:
         row["cpu_gpu_agree"] = max(gaps) <= 0.005
         agree &= row["cpu_gpu_agree"]
         out = args.work / f"{arch}-tagged.jsonl"
-        tag_seconds, rss = run("tag", str(lines), "--model", str(model), "--device", args.device, "--output", str(out))
+        tag_seconds, rss = run_cli("tag", str(lines), "--model", str(model), "--device", args.device, "--output", str(out))
         row["tag_process"] = {"sentences_per_second": round(args.lines / tag_seconds), "seconds": round(tag_seconds, 1),
                               "peak_rss_mib": round(rss)}
         for precision in ("fp32", "bf16"):

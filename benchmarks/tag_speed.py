@@ -72,10 +72,10 @@ def bare_bilstm_tokens_per_second(seconds: float = 5.0) -> float:
     return n * 64 * 30 / (time.perf_counter() - start)
 
 
-def run_cli(*args: str, cli: Path = ROOT / "cli.py") -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one `adelabel ARGS...` process."""
+def run_cli(*args: str, cli: Path = ROOT / "cli.py", quiet: bool = False) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one `adelabel ARGS...` process (``quiet``: its stdout dropped)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(cli), *args])
+    proc = subprocess.Popen([sys.executable, str(cli), *args], stdout=subprocess.DEVNULL if quiet else None)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:

@@ -63,3 +63,12 @@ def test_ray_refuses_lines_its_reader_would_split(capsys, tiny_model_dir, tmp_pa
                            "--output", tmp_path / "out.jsonl")
     assert code == 2 and "in.jsonl:2: holds U+2028, where Ray's reader would split or misread the line" in err, err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_ray_options_are_checked_before_ray_starts(capsys, tiny_model_dir, tmp_path):
+    text = ROOT / "corpora/sample/example.txt"
+    for args, message in ((["--format", "conll"], "--ray writes jsonl, not conll"),
+                          (["--backend", "onnx"], "--ray: runs the torch backend"),
+                          (["--workers", "0"], "--workers: expected a whole number of at least 1, got 0")):
+        code, _, err = run_cli(capsys, "tag", text, "--model", tiny_model_dir, "--ray", *args)
+        assert code == 2 and message in err, err

@@ -1,6 +1,8 @@
 """Corpus readers: every format becomes a list of :class:`Sentence` with character spans."""
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 Span = tuple[int, int, str]
@@ -45,3 +47,24 @@ def sentence_class(sentence: Sentence) -> str:
     """What a sentence classifier learns a sentence to be: its label in a labelled-text corpus; in
     the ADE corpus, NEG for the ADE-NEG sentences and ADE for those that report an adverse event."""
     return sentence.label or (NEG_CLASS if sentence.negative else ADE_CLASS)
+
+
+@dataclass
+class EntityReport:
+    """What a reader of entity annotations (CoNLL, brat) found: the counts both report."""
+
+    path: str = ""
+    documents: int = 0
+    sentences: int = 0
+    negative_sentences: int = 0
+    entities: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    def count(self, sentences: Sequence[Sentence]) -> None:
+        self.sentences = len(sentences)
+        self.negative_sentences = sum(s.negative for s in sentences)
+        self.entities = Counter(label for s in sentences for *_, label in s.spans)
+
+    def counts(self) -> list[str]:
+        return [f"sentences: {self.sentences:,} ({self.negative_sentences:,} without entities)",
+                "entities: " + (", ".join(f"{t} {n:,}" for t, n in sorted(self.entities.items())) or "none")]

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adelabel.corpus import Sentence
+from adelabel.corpus import EntityReport, Sentence
 from adelabel.corpus.ade import resolve_overlaps
 from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
@@ -26,23 +26,14 @@ _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
 
 
 @dataclass
-class BratReport:
-    path: str = ""
-    documents: int = 0
-    sentences: int = 0
-    negative_sentences: int = 0
-    entities: Counter = field(default_factory=Counter)
+class BratReport(EntityReport):
     relations: int = 0
     left_out: Counter = field(default_factory=Counter)  # reason -> annotations left out
-    problems: list[str] = field(default_factory=list)
 
     def summary(self) -> list[str]:
-        out = [f"read: {self.path}: {self.documents:,} documents (.txt with .ann)",
-               f"sentences: {self.sentences:,} ({self.negative_sentences:,} without entities)",
-               "entities: " + (", ".join(f"{t} {n:,}" for t, n in sorted(self.entities.items())) or "none"),
-               f"relations: {self.relations:,}"]
-        out += [f"left out: {n:,} {reason}" for reason, n in sorted(self.left_out.items())]
-        return out
+        return [f"read: {self.path}: {self.documents:,} documents (.txt with .ann)", *self.counts(),
+                f"relations: {self.relations:,}",
+                *(f"left out: {n:,} {reason}" for reason, n in sorted(self.left_out.items()))]
 
 
 def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence], BratReport]:
@@ -64,8 +55,7 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
             raise InputError(txt, f"not UTF-8 text (byte {err.start})") from None
         sentences += _document(ann, txt, text, report, strict)
         report.documents += 1
-    report.sentences = len(sentences)
-    report.negative_sentences = sum(s.negative for s in sentences)
+    report.count(sentences)
     return sentences, report
 
 
@@ -123,8 +113,6 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         for key in keys:
             where[key] = (len(out), keys.index(key))
         spans = [(inside[key][0] - s, inside[key][1] - s, inside[key][2]) for key in keys]
-        for *_, label in spans:
-            report.entities[label] += 1
         out.append(Sentence(text=text[s:e], spans=spans, doc_id=ann.stem, negative=not spans))
     report.left_out["entities across a sentence break"] += len(entities) - len(where) - len(alias)
     for a, b in relations:

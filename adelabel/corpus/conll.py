@@ -7,10 +7,10 @@ so CoNLL data flows through the same path as the ADE corpus. Entity types are wh
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from adelabel.corpus import Sentence
+from adelabel.corpus import EntityReport, Sentence
 from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
 from adelabel.tags import tags_to_spans
@@ -25,22 +25,14 @@ def write_conll(path: str | Path, sentences: Iterable[tuple[Sequence[str], Seque
 
 
 @dataclass
-class ConllReport:
+class ConllReport(EntityReport):
     """What reading a CoNLL file found and repaired."""
 
-    path: str = ""
     lines: int = 0
-    documents: int = 0
-    sentences: int = 0
-    negative_sentences: int = 0
-    entities: dict[str, int] = field(default_factory=dict)
     repaired: int = 0  # I-X tags that continued no X entity, read as B-X
-    problems: list[str] = field(default_factory=list)
 
     def summary(self) -> list[str]:
-        return [f"read: {self.path} {self.lines:,} lines, {self.documents:,} documents",
-                f"sentences: {self.sentences:,} ({self.negative_sentences:,} without entities)",
-                "entities: " + (", ".join(f"{t} {n:,}" for t, n in sorted(self.entities.items())) or "none"),
+        return [f"read: {self.path} {self.lines:,} lines, {self.documents:,} documents", *self.counts(),
                 f"I- tags that continued no entity of their type, read as B- (an entity start): {self.repaired:,}"]
 
 
@@ -100,12 +92,8 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     flush()
     if not sentences:
         raise InputError(path, "no sentences read (expected token<TAB>tag lines)")
-    report.sentences = len(sentences)
+    report.count(sentences)
     report.documents = len({s.doc_id for s in sentences})
-    report.negative_sentences = sum(s.negative for s in sentences)
-    for s in sentences:
-        for *_, label in s.spans:
-            report.entities[label] = report.entities.get(label, 0) + 1
     return sentences, report
 
 
