@@ -372,8 +372,9 @@ def evaluate(
     print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f}")
     if "gate" in result:
         gate = result["gate"]
-        print(f"sentence gate (threshold {gate['threshold']:.2f}) passes {gate['annotated_sentences_passed']:.1%} "
-              f"of the sentences with annotations and {gate['negative_sentences_passed']:.1%} of the ADE-NEG ones")
+        print(f"sentences reported (gate threshold {gate['threshold']:.2f}, and a pair to relate): "
+              f"{gate['annotated_sentences_passed']:.1%} of those with annotations, "
+              f"{gate['negative_sentences_passed']:.1%} of the ADE-NEG ones")
     print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))
     if "sentences" in result:
         sent = result["sentences"]
@@ -402,7 +403,7 @@ def evaluate(
         if "gate" in result:
             diagrams["reliability.png"] = ([predicted[i].sentence for i in kept],
                                            [not sentences[i].negative for i in kept])
-        write_report(report, result, errors(sentences, examples, predicted, tagger.tags, threshold), diagrams,
+        write_report(report, result, errors(tagger.model, sentences, examples, predicted, tagger.tags, threshold), diagrams,
                      entity_confusion(examples, predicted, tagger.tags, annotated))
 
 

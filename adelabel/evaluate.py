@@ -8,9 +8,9 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 
 from adelabel.data import Example
-from adelabel.models.base import SequenceLabeler, gate_passes
+from adelabel.models.base import SequenceLabeler
 from adelabel.data import token_spans
-from adelabel.inference import Prediction, predict, reported_pairs
+from adelabel.inference import Prediction, predict, reported_pairs, reports
 from adelabel.tags import OUTSIDE
 
 
@@ -159,7 +159,7 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     """Calibrate the gate on these (dev) sentences and set its threshold; training calls this after
     every epoch. First Platt scaling of its logit against the sentences' labels (reports an ADE or
     not), so ``ade`` is a probability one can read; then the threshold on that probability that gives
-    the best entity micro-F1."""
+    the best entity micro-F1 over the sentences reported (:func:`~adelabel.inference.reports`)."""
     if model.gate is None:
         return
     # The raw logits, read with an identity calibration (undoing the last one would lose saturated ones).
@@ -176,9 +176,11 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     model.gate_scale.fill_(scale)
     model.gate_shift.fill_(shift)
     calibrated = torch.sigmoid(raw * scale + shift).tolist()
+    for i, q in zip(kept, calibrated):
+        predicted[i] = predicted[i]._replace(sentence=q)
     gold = [[tags[t] for t in examples[i].tags] for i in kept]
     best = max(GATE_THRESHOLDS, key=lambda t: score(gold, _entity_tags(predicted, kept, tags,
-                                                                       [gate_passes(q, t) for q in calibrated]))
+                                                                       [reports(model, predicted[i], t) for i in kept]))
                ["micro"]["f1"])
     model.gate_threshold.fill_(best)
 
@@ -203,12 +205,13 @@ def calibration_bins(labels: Sequence[bool], probs: Sequence[float], bins: int =
             for b in range(bins) if (which == b).any()]
 
 
-def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: float, bins: int = 10) -> dict:
-    """The sentence decision: precision, recall and F1 of "reports an ADE" at ``threshold``; and of the
-    probability itself, the expected calibration error (``bins`` equal-width bins), Brier score and
-    ROC-AUC."""
+def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: float,
+                    decided: Sequence[bool] | None = None, bins: int = 10) -> dict:
+    """The sentence decision: precision, recall and F1 of "reports an ADE", as ``decided`` (by default
+    the probability reaching ``threshold``); and of the probability itself, the expected calibration
+    error (``bins`` equal-width bins), Brier score and ROC-AUC."""
     y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
-    decided = p >= threshold
+    decided = p >= threshold if decided is None else torch.tensor(list(decided), dtype=torch.bool)
     tp = float((decided & (y == 1)).sum())
     precision = tp / float(decided.sum()) if decided.any() else 0.0
     recall = tp / float(y.sum()) if y.any() else 0.0
@@ -246,7 +249,7 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     gated = model.gate is not None
     # Compared unrounded, as decoding compares it: the buffer holds a float32 near the grid value.
     threshold = float(model.gate_threshold) if gated else 0.0
-    opened = [gate_passes(predicted[i].sentence, threshold) for i in kept]
+    opened = [reports(model, predicted[i], threshold) for i in kept]
     pred = _entity_tags(predicted, kept, tags, opened)
     result = score(gold, pred)
     annotated = [k for k, i in enumerate(kept) if not negative[i]]
@@ -278,19 +281,19 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
             / max(len(on_negative), 1),
         }
         result["sentences"] = sentence_scores([not negative[i] for i in kept], [predicted[i].sentence for i in kept],
-                                              threshold)
+                                              threshold, opened)
     return result
 
 
-def errors(sentences, examples: Sequence[Example], predicted: Sequence[Prediction], tags: Sequence[str],
-           threshold: float) -> list[dict]:
+def errors(model: SequenceLabeler, sentences, examples: Sequence[Example], predicted: Sequence[Prediction],
+           tags: Sequence[str], threshold: float) -> list[dict]:
     """Per sentence with any mistake, as ``adelabel tag`` would output it: the entities and relations
     it found that the corpus does not have, and those it missed (character offsets into the sentence)."""
     out = []
     for sentence, example, pred in zip(sentences, examples, predicted):
         if not example.words:
             continue
-        opened = gate_passes(pred.sentence, threshold)
+        opened = reports(model, pred, threshold)
 
         def chars(first: int, end: int) -> tuple[int, int]:
             return example.tokens[first][0], example.tokens[end - 1][1]

@@ -56,7 +56,7 @@ class HtmlWriter:
                   f"<style>{_STYLE}</style></head>\n<body>\n<header><h1>adelabel</h1>"
                   f'<p class="model">{escape(json.dumps(meta))}</p>'
                   f'<label><input type="checkbox" id="only-ade"> only sentences that report an adverse drug '
-                  f'event (probability at least {self.threshold:.2f})</label> <span id="shown"></span></header>\n<main>\n')
+                  f'event (probability at least {self.threshold:.2f} and a pair found)</label> <span id="shown"></span></header>\n<main>\n')
 
     def write(self, analysis: Analysis, fields: dict) -> None:
         self.number += 1
@@ -79,7 +79,7 @@ class HtmlWriter:
             relations = "".join(f"<li>{escape(analysis.entities[r.drug].text)} &rarr; "
                                 f"{escape(analysis.entities[r.effect].text)} <small>{escape(r.type)} {r.score:.2f}</small></li>"
                                 for r in pairs)
-            reports = int(sentence.ade >= self.threshold)
+            reports = int(sentence.reported)
             parts.append(f'<div class="sentence" data-start="{s}" data-end="{e}" data-ade="{sentence.ade}" '
                          f'data-reports="{reports}"><span class="ade">ADE {sentence.ade:.2f}</span>'
                          f'<p class="text">{"".join(html)}</p>'

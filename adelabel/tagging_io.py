@@ -106,7 +106,7 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
         out.write("\n")
     for sentence in analysis.sentences:
         s, e = sentence.start, sentence.end
-        out.write(f"# sentence = {s}-{e} ade={sentence.ade}\n")
+        out.write(f"# sentence = {s}-{e} ade={sentence.ade} reported={'yes' if sentence.reported else 'no'}\n")
         tokens = [(a + s, b + s) for a, b in tokenize(text[s:e])]
         tags, _ = spans_to_tags(tokens, [sp for sp in spans if s <= sp[0] < e])
         for (a, b), t in zip(tokens, tags):

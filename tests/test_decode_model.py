@@ -449,3 +449,34 @@ def test_the_relation_head_learns_which_drug_goes_with_which_effect():
         best = max(pred.pairs, key=lambda p: p[2])
         right += (best[0] == 0) == bool(ex.pair_gold[0])
     assert right >= 45
+
+
+def test_a_sentence_is_reported_only_with_a_pair_to_relate():
+    """The gate passes both sentences; the one in which the tagger finds an effect but no drug is not
+    reported (no entities, no pairs), unless the threshold is 0 (tag every sentence)."""
+    from adelabel.inference import analyze, predict, reports
+
+    class FirstAnEffectThenDrugs(torch.nn.Module):
+        def forward(self, states):
+            scores = torch.full((*states.shape[:2], len(TAGS)), -9.0)
+            scores[..., TAGS.index("B-DRUG")] = 9.0
+            scores[:, 0] = -9.0
+            scores[:, 0, TAGS.index("B-AE")] = 9.0
+            return scores
+
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True, relations=True, crf=True)
+    model.dense = FirstAnEffectThenDrugs()
+    examples = [encode("rash after naproxen", vocabs), encode("naproxen", vocabs)]
+    gated = predict(model, examples, 8, torch.device("cpu"), threshold=1e-6)
+    assert [len(p.spans) for p in gated] == [3, 0] and gated[0].pairs and not gated[1].pairs
+    assert not any(gated[1].tags)
+    opened = predict(model, examples, 8, torch.device("cpu"), threshold=0.0)
+    assert [len(p.spans) for p in opened] == [3, 1]
+    assert [reports(model, p, 1e-6) for p in opened] == [True, False]
+    assert [reports(model, p, 0.0) for p in opened] == [True, True]
+    assert not reports(model, opened[0], 1.01)  # the gate still decides first
+    text = "Rash after naproxen. Naproxen"
+    analysis = analyze(model, vocabs, [text], torch.device("cpu"), threshold=1e-6)[0]
+    assert [s.reported for s in analysis.sentences] == [True, False]
+    assert all(e.end <= 20 for e in analysis.entities) and analysis.relations

@@ -58,6 +58,7 @@ def test_the_page_marks_entities_on_their_characters_and_filters(capsys, browser
     assert marks > 3
     sentences = browser.find_elements(By.CSS_SELECTOR, ".sentence")
     reports = [s.get_attribute("data-reports") == "1" for s in sentences]
+    assert reports == [s["reported"] for r in records for s in r["sentences"]]
     assert any(reports) and not all(reports)
     assert browser.find_element(By.ID, "shown").text == f"{len(sentences)} of {len(sentences)} sentences shown"
     browser.find_element(By.ID, "only-ade").click()
