@@ -51,12 +51,11 @@ class HtmlWriter:
 
     def __init__(self, out: IO[str], meta: dict) -> None:
         self.out, self.number, self.colours = out, 0, {}
-        self.threshold = float(meta.get("sentence_threshold", 0.0))
         out.write(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>adelabel</title>'
                   f"<style>{_STYLE}</style></head>\n<body>\n<header><h1>adelabel</h1>"
                   f'<p class="model">{escape(json.dumps(meta))}</p>'
                   f'<label><input type="checkbox" id="only-ade"> only sentences that report an adverse drug '
-                  f'event (probability at least {self.threshold:.2f} and a pair found)</label> <span id="shown"></span></header>\n<main>\n')
+                  f'event</label> <span id="shown"></span></header>\n<main>\n')
 
     def write(self, analysis: Analysis, fields: dict) -> None:
         self.number += 1

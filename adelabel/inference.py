@@ -62,16 +62,24 @@ class Prediction(NamedTuple):
     span_scores: list[float] = []            # each span's calibrated probability of being exactly right
 
 
+def pairs_decide(model: SequenceLabeler) -> bool:
+    """Whether a sentence needs a pair to be reported: the model has a gate and a relation head, and
+    its types hold DRUG and another to pair it with (other types, Chemical and Disease say, have no
+    pairs, and their sentences are reported on the gate alone)."""
+    types = {t[2:] for t in model.tags if t != "O"}
+    return model.gate is not None and model.relation is not None and "DRUG" in types and len(types) > 1
+
+
 def reports(model: SequenceLabeler, prediction: Prediction, threshold: float) -> bool:
     """Whether a sentence, predicted with the gate open, is reported at this gate threshold: its ``ade``
-    reaches the threshold and, when the model has a relation head, it holds a pair to relate. Every ADE
-    sentence of the corpus relates a drug to an effect; a sentence the gate passes without one was a
-    false report more often than not (on the test split this rule took all-sentence entity F1 up by
-    0.3 to 0.7 points for each of three seeds, sentence F1 by 0.6 on average). Threshold 0 tags every
-    sentence, pair or not, as with no gate."""
+    reaches the threshold and, where :func:`pairs_decide`, it holds a pair to relate (a drug and an
+    effect or dose). Every ADE sentence of the corpus relates a drug to an effect; a sentence the gate
+    passes without one was a false report more often than not (on the test split this rule took
+    all-sentence entity F1 up by 0.3 to 0.7 points for each of three seeds, sentence F1 by 0.6 on
+    average). Threshold 0 tags every sentence, pair or not, as with no gate."""
     if model.gate is None or threshold <= 0:
         return True
-    return bool(gate_passes(prediction.sentence, threshold)) and (model.relation is None or bool(prediction.pairs))
+    return bool(gate_passes(prediction.sentence, threshold)) and (not pairs_decide(model) or bool(prediction.pairs))
 
 
 def platt(probs: torch.Tensor, calibration: torch.Tensor) -> torch.Tensor:
@@ -208,8 +216,10 @@ class Relation:
 @dataclass(frozen=True)
 class SentenceScore:
     """A sentence of a text (characters ``start:end``), its probability of reporting an adverse drug
-    event, and whether it is reported, that is carries entities: with a gate, ``ade`` reached the
-    threshold and a pair to relate was found in it (:func:`reports`)."""
+    event, and whether it is reported (:func:`reports`: ``ade`` reached the threshold and a pair to
+    relate was found in it; every sentence without a gate or at threshold 0). Only reported sentences
+    carry entities and relations. A sentence of more than MAX_TOKENS tokens is read, and decided, in
+    pieces: it is reported when one of them is, and its ``ade`` is their highest."""
 
     start: int
     end: int
@@ -254,6 +264,7 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
             threshold: float | None = None, batch_size: int = 128) -> list[Analysis]:
     """Split each text into sentences (and over-long ones into pieces), predict them all in length
     buckets, and map entities, relations and sentence probabilities back to each text's offsets."""
+    gate = float(model.gate_threshold) if threshold is None else threshold
     sentences = [split_sentences(t) for t in texts]
     parts = [[(k, p) for k, (s, e) in enumerate(sents) for p in pieces(t, s, e)] for t, sents in zip(texts, sentences)]
     examples = [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for _, (a, b) in ps]
@@ -266,7 +277,7 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
         for k, (offset, _) in ps:
             pred, example = next(predictions), next(examples_iter)
             ade[k] = max(ade[k], pred.sentence)
-            reported[k] = reported[k] or bool(pred.spans)
+            reported[k] = reported[k] or reports(model, pred, gate)
             first = len(result.entities)
             for (a, b, label), score in zip(pred.spans, pred.span_scores):
                 start, end = offset + example.tokens[a][0], offset + example.tokens[b - 1][1]

@@ -91,10 +91,10 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     Returns the number of records written."""
     import os
 
-    from adelabel.atomic import atomic_file
+    from adelabel.atomic import atomic_file, write_text
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.tagging_io import check_input_options, check_output, parse_record, read_text_lines
+    from adelabel.tagging_io import check_input_options, check_output, parse_record, provenance, read_text_lines
 
     ray = _ray()
     check_input_options(input_format, workers)
@@ -113,9 +113,10 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                                      "line (tag it without --ray)", number)
         if input_format == "jsonl":
             parse_record(source, number, line)
-    (Classifier if task_of(model[0]) == "classify" else Tagger).load(model if len(model) > 1 else model[0],
-                                                                     device=device, threshold=threshold,
-                                                                     precision=precision)
+    tagger = (Classifier if task_of(model[0]) == "classify" else Tagger).load(
+        model if len(model) > 1 else model[0], device=device, threshold=threshold, precision=precision)
+    meta = provenance(tagger, model[0] if len(model) == 1 else model)
+    del tagger  # the workers load their own
     # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
     # the read tasks beside the workers' (which would otherwise wait for each other).
     local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers + 1}
@@ -135,4 +136,6 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
             for line in batch["line"]:
                 out.write(line + "\n")
                 count += 1
+    if output is not None:  # beside the output, as plain `tag` writes it
+        write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
     return count

@@ -480,3 +480,23 @@ def test_a_sentence_is_reported_only_with_a_pair_to_relate():
     analysis = analyze(model, vocabs, [text], torch.device("cpu"), threshold=1e-6)[0]
     assert [s.reported for s in analysis.sentences] == [True, False]
     assert all(e.end <= 20 for e in analysis.entities) and analysis.relations
+
+
+def test_only_a_drug_and_another_type_make_the_pair_decide():
+    """Types with nothing to pair (Chemical and Disease, DRUG alone) are reported on the gate alone;
+    without a gate every sentence is reported, entities or not."""
+    from adelabel.inference import Prediction, analyze, pairs_decide, reports
+
+    vocabs = tiny_vocabs()
+    no_pair = Prediction([0], [1.0], 0.9, [], [])
+    for tags, decides in ((TAGS, True), (["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"], False),
+                          (["O", "B-DRUG", "I-DRUG"], False)):
+        torch.manual_seed(0)
+        model = build_model("bilstm", tags=tags, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                            embedding_dim=8, **{**PLAIN, "gate": True, "relations": True})
+        assert pairs_decide(model) == decides
+        assert reports(model, no_pair, 0.5) != decides
+    plain = tiny_model(vocabs)  # no gate
+    assert not pairs_decide(plain)
+    analysis = analyze(plain.eval(), vocabs, ["Rash after naproxen. A long sentence"], torch.device("cpu"))[0]
+    assert [s.reported for s in analysis.sentences] == [True, True]

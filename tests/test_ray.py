@@ -53,6 +53,8 @@ def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir
     expected = [json.loads(line) for line in plain.stdout.splitlines()]
     assert [r["pmid"] for r in got] == [r["pmid"] for r in rows]
     assert got == expected  # the same records as without Ray, the input's fields untouched
+    meta = json.loads((tmp_path / "tagged.jsonl.meta.json").read_text())
+    assert meta["lines"] == len(rows) and meta["model"] == str(tiny_model_dir.resolve())
 
 
 def test_ray_refuses_lines_its_reader_would_split(capsys, tiny_model_dir, tmp_path):
