@@ -55,7 +55,7 @@ class HtmlWriter:
                   f"<style>{_STYLE}</style></head>\n<body>\n<header><h1>adelabel</h1>"
                   f'<p class="model">{escape(json.dumps(meta))}</p>'
                   f'<label><input type="checkbox" id="only-ade"> only sentences that report an adverse drug '
-                  f'event</label> <span id="shown"></span></header>\n<main>\n')
+                  f'event</label> &middot; <span id="shown"></span></header>\n<main>\n')
 
     def write(self, analysis: Analysis, fields: dict) -> None:
         self.number += 1
