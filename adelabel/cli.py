@@ -69,6 +69,7 @@ def prepare(
     dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of word2vec on the corpus.")] = 20,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
+    overlaps: Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, the longer of crossing ones) or drop (remove both, with their relations: the published results' variant).")] = "outer",
     quiet: Quiet = False,
 ) -> None:
     """Read the corpus (or a labelled text file), split it by document, tokenise, tag and get word vectors."""
@@ -83,12 +84,22 @@ def prepare(
         raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
+    _check_overlaps(overlaps, format)
     check_output_dir(out, "--out", is_data_dir)
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: file not found")
     run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim,
                 w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
-                progress=not quiet)
+                progress=not quiet, overlaps=overlaps)
+
+
+def _check_overlaps(overlaps: str, format: str) -> None:
+    from adelabel.corpus.ade import OVERLAPS
+
+    if overlaps not in OVERLAPS:
+        raise OptionError(f"--overlaps: expected {' or '.join(OVERLAPS)}, got {overlaps!r}")
+    if overlaps != "outer" and format != "ade":
+        raise OptionError(f"--overlaps {overlaps}: applies to the ADE corpus's files, not to {format} data")
 
 
 ARCH_HELP = "Architecture: " + "; ".join(f"{name} ({what})" for name, (_, what) in ARCHITECTURES.items())
@@ -175,6 +186,7 @@ def cv(
     dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    overlaps: Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, the longer of crossing ones) or drop (remove both, with their relations: the published results' variant).")] = "outer",
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate by document: each fold trained and scored as train/evaluate do, with its own dev
@@ -193,13 +205,14 @@ def cv(
         raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format, ade_or_labelled=True)  # cv: the ADE corpus or labelled texts
+    _check_overlaps(overlaps, format)
     pick_device(device)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out}: is a file, not a folder")
     summary = cross_validate(cfg, corpus, out, folds=folds, seed=seed, format=format, labels=labels,
                              include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, device=device,
-                             log=_log(quiet))
+                             log=_log(quiet), overlaps=overlaps)
     print(format_summary(summary))
 
 

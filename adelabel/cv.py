@@ -89,7 +89,7 @@ def summarise(results: Sequence[dict]) -> dict[str, dict[str, float]]:
 def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: int = 10, seed: int = 13,
                    format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
                    dim: int = 200, w2v_epochs: int = 20, strict: bool = False, device: str = "auto",
-                   log: Callable[[str], None] | None = print) -> dict:
+                   log: Callable[[str], None] | None = print, overlaps: str = "outer") -> dict:
     """Run (or carry on) a cross-validation of ``config`` on ``corpus``; returns what cv.json holds."""
     say = log or (lambda _: None)
     out = Path(out)
@@ -97,7 +97,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         labels, include_negative = (), False
     settings = {"config": config.to_dict(), "corpus": str(Path(corpus).resolve()), "format": format,
                 "folds": folds, "seed": seed, "labels": list(labels), "include_negative": include_negative,
-                "dim": dim, "w2v_epochs": w2v_epochs}
+                "dim": dim, "w2v_epochs": w2v_epochs,
+                **({"overlaps": overlaps} if overlaps != "outer" else {})}
     settings_path = out / "settings.json"
     if settings_path.is_file():
         before = read_json_object(settings_path)
@@ -106,7 +107,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
                                 "give another --out, or delete it to start afresh")
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict,
-                                             lambda line: None)
+                                             lambda line: None, overlaps)
     splits = fold_splits(sentences, folds, seed)
     counts = Counter(map(sentence_class, sentences))
     classifier = {"classes": sorted(counts), "positive": positive_class(counts)}
@@ -133,7 +134,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 drop_unseen_classes(split, numbers, corpus, strict, lambda _: None)
             write_data(fold / "data", split, {"corpus": str(corpus), "format": format, "seed": seed,
                                               "labels": list(labels), "include_negative": include_negative,
-                                              "report": report, "fold": k, "folds": folds,
+                                              "overlaps": overlaps, "report": report, "fold": k, "folds": folds,
                                               "classifier": classifier},
                        None, None, dim, seed, w2v_epochs, 200_000, lambda _: None)
         fold_log = (lambda line: say(f"  fold {k}/{folds} {line}")) if log is not None else None

@@ -63,9 +63,11 @@ FORMATS = ("ade", "labelled")
 
 def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] = DEFAULT_LABELS,
                 include_negative: bool = True, strict: bool = False,
-                log: Callable[[str], None] = print) -> tuple[list[Sentence], dict[int, int], list[str]]:
+                log: Callable[[str], None] = print,
+                overlaps: str = "outer") -> tuple[list[Sentence], dict[int, int], list[str]]:
     """The corpus's sentences (or labelled texts), the source line of each labelled text (by the
-    sentence's ``id``; empty for the ADE corpus) and the reader's report, which is logged."""
+    sentence's ``id``; empty for the ADE corpus) and the reader's report, which is logged.
+    ``overlaps``: the ADE corpus's policy for overlapping mentions (adelabel.corpus.ade.OVERLAPS)."""
     numbers: dict[int, int] = {}
     if format == "labelled":
         sentences, lines, report = read_labelled(corpus, strict=strict)
@@ -79,7 +81,8 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
 
         sentences, report = read_brat(corpus, strict=strict)
     else:
-        sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict)
+        sentences, report = read_ade(corpus, labels=labels, include_negative=include_negative, strict=strict,
+                                     overlaps=overlaps)
     if not sentences:
         first = f"; the first line skipped: {report.problems[0]}" if report.problems else ""
         raise AdelabelError(f"{corpus}: no sentences read{first}")
@@ -91,7 +94,8 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
 def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequence[str] = DEFAULT_LABELS,
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
             w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
-            log: Callable[[str], None] = print, format: str = "ade", progress: bool = False) -> dict:
+            log: Callable[[str], None] = print, format: str = "ade", progress: bool = False,
+            overlaps: str = "outer") -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
 
     ``format``: ``ade`` (the ADE corpus folder), ``labelled`` (a file of ``label<TAB>text`` lines,
@@ -103,7 +107,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     pretrained = read_pretrained(vectors) if vectors else None  # a bad file is refused before any work
     if format == "labelled":
         labels, include_negative = (), False
-    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log)
+    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps)
     if format in ("conll", "brat"):
         # Entity types come from the data; the sentences without entities are the gate's negatives.
         labels = tuple(sorted({label for s in sentences for *_, label in s.spans}))
@@ -115,7 +119,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     if format == "labelled":
         drop_unseen_classes(splits, numbers, corpus, strict, log)
     settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
-                "include_negative": include_negative, "report": report}
+                "include_negative": include_negative, "overlaps": overlaps, "report": report}
     return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log, progress)
 
 

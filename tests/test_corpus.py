@@ -148,6 +148,31 @@ def test_a_nested_drug_loses_its_relation_and_is_counted(tmp_path):
 def test_overlap_policy_keeps_outer():
     spans = [(0, 32, "AE"), (0, 7, "DRUG"), (5, 40, "AE"), (50, 55, "DRUG"), (50, 55, "DRUG")]
     assert resolve_overlaps(spans) == [(5, 40, "AE"), (50, 55, "DRUG")]
+    # The literature's variant: every span that overlaps another goes, both of them.
+    assert resolve_overlaps(spans, policy="drop") == [(50, 55, "DRUG")]
+
+
+def test_overlaps_drop_removes_both_mentions_and_their_relation(tmp_path):
+    text = "Heparin-induced thrombocytopenia and a rash after naproxen."
+    corpus = write_corpus(tmp_path, [f"7|{text}|Heparin-induced thrombocytopenia|3|35|Heparin|3|10",
+                                     f"7|{text}|rash|42|46|naproxen|53|61"])
+    [pos] = [s for s in read_ade(corpus, overlaps="drop")[0] if not s.negative]
+    report = read_ade(corpus, overlaps="drop")[1]
+    assert [text[a:b] for a, b, _ in pos.spans] == ["rash", "naproxen"] and pos.relations == [(1, 0)]
+    assert report.overlapping_dropped == 2 and report.relations_dropped == 1
+    assert any("overlapping spans dropped, both" in line for line in report.summary())
+    [outer] = [s for s in read_ade(corpus)[0] if not s.negative]
+    assert len(outer.spans) == 3  # the default keeps the outer mention
+
+
+def test_overlaps_option_is_checked(capsys, tmp_path):
+    from conftest import run_cli
+
+    assert run_cli(capsys, "prepare", "--overlaps", "inner", "--out", str(tmp_path / "d"))[0] == 2
+    conll = tmp_path / "x.conll"
+    conll.write_text("Rash\tB-AE\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "prepare", "--corpus", str(conll), "--overlaps", "drop", "--out", str(tmp_path / "d"))
+    assert code == 2 and "applies to the ADE corpus" in err
 
 
 @pytest.mark.parametrize("line, message", [

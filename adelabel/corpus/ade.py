@@ -51,6 +51,7 @@ class CorpusReport:
     nested_dropped: int = 0
     crossing_dropped: int = 0
     same_extent_other_label_dropped: int = 0
+    overlapping_dropped: int = 0
     negative_also_positive: int = 0
     relations: int = 0
     relations_dropped: int = 0
@@ -83,7 +84,9 @@ class CorpusReport:
             f"duplicate ADE-NEG lines skipped: {self.duplicate_negative_lines:,}",
             f"duplicate spans merged: {self.duplicate_spans:,}; nested spans dropped (outer kept): "
             f"{self.nested_dropped:,}; crossing spans dropped (longer kept): {self.crossing_dropped:,}; "
-            f"same span with another label dropped: {self.same_extent_other_label_dropped:,}",
+            f"same span with another label dropped: {self.same_extent_other_label_dropped:,}"
+            + (f"; overlapping spans dropped, both (--overlaps drop): {self.overlapping_dropped:,}"
+               if self.overlapping_dropped else ""),
             f"ADE-NEG sentences also listed with relations (kept once, as positive): "
             f"{self.negative_also_positive:,}",
             f"relations kept: {self.relations:,} (distinct pairs per sentence); lost with a span the overlap "
@@ -230,11 +233,23 @@ def _relations(located: list[tuple[_Mention, Span]], spans: list[Span],
     return sorted(pairs)
 
 
-def resolve_overlaps(spans: Sequence[Span], report: CorpusReport | None = None) -> list[Span]:
-    """Apply the overlap policy: merge duplicates, keep the outer of nested spans, the longer of crossing."""
+OVERLAPS = ("outer", "drop")
+"""Overlap policies: ``outer`` keeps the outer of nested spans and the longer of crossing ones (a
+tagger then learns "heparin-induced thrombocytopenia" whole); ``drop`` removes every span that
+overlaps another, both of them, with their relations: the published ADE results' variant, which
+leaves out the relations with overlapping entities."""
+
+
+def resolve_overlaps(spans: Sequence[Span], report: CorpusReport | None = None, policy: str = "outer") -> list[Span]:
+    """Apply the overlap policy (:data:`OVERLAPS`) after merging duplicates."""
     unique = sorted(set(spans))
     if report is not None:
         report.duplicate_spans += len(spans) - len(unique)
+    if policy == "drop":
+        kept = [s for s in unique if not any(o is not s and o[0] < s[1] and s[0] < o[1] for o in unique)]
+        if report is not None:
+            report.overlapping_dropped += len(unique) - len(kept)
+        return kept
     kept: list[Span] = []
     # Longest first, so a span is only ever dropped in favour of one at least as long.
     for span in sorted(unique, key=lambda s: (-(s[1] - s[0]), s[0], s[2])):
@@ -253,10 +268,11 @@ def resolve_overlaps(spans: Sequence[Span], report: CorpusReport | None = None) 
 
 
 def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, include_negative: bool = True,
-             strict: bool = False) -> tuple[list[Sentence], CorpusReport]:
+             strict: bool = False, overlaps: str = "outer") -> tuple[list[Sentence], CorpusReport]:
     """Read the ADE corpus in ``corpus_dir`` into sentences with their spans, merged per sentence.
 
-    ``labels`` picks the entity types (any of DRUG, AE, DOSE). Malformed lines are skipped and
+    ``labels`` picks the entity types (any of DRUG, AE, DOSE); ``overlaps`` the policy for
+    overlapping mentions (:data:`OVERLAPS`). Malformed lines are skipped and
     reported; with ``strict`` the first one raises :class:`InputError`.
     """
     corpus_dir = Path(corpus_dir)
@@ -288,7 +304,7 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
     sentences = []
     for (pmid, text), mentions in grouped.items():
         located = _locate(text, mentions, labels, report, strict)
-        spans = resolve_overlaps([span for _, span in located], report)
+        spans = resolve_overlaps([span for _, span in located], report, overlaps)
         sentences.append(Sentence(text=text, spans=spans, doc_id=pmid,
                                   relations=_relations(located, spans, report)))
 
