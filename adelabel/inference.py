@@ -60,6 +60,7 @@ class Prediction(NamedTuple):
     spans: list[tuple[int, int, str]]        # the decoded entities as token ranges (first, end, label)
     pairs: list[tuple[int, int, float]]      # every (drug, other) pair of ``spans``, its calibrated probability
     span_scores: list[float] = []            # each span's calibrated probability of being exactly right
+    reported: bool = True                    # reported at the threshold predict ran with (see reports)
 
 
 def pairs_decide(model: SequenceLabeler) -> bool:
@@ -97,7 +98,7 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
     reported (:func:`reports`) has no entities and no pairs."""
     model.eval()
     gate = float(model.gate_threshold) if threshold is None else threshold
-    out = [Prediction([], [], 0.0, [], [])] * len(examples)
+    out = [Prediction([], [], 0.0, [], [], [], reported=False)] * len(examples)  # a sentence without tokens
     for indices, batch in bucketed(examples, batch_size):
         batch = batch.to(device)
         output = model(batch)
@@ -120,8 +121,8 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
             pairs = [(d, o, next(probs)) for d, o in candidates[row]]
             pred = Prediction(tags[row][:n], conf[row][:n], sentence[row], spans[row], pairs,
                               [next(scores) for _ in spans[row]])
-            if spans[row] and not reports(model, pred, gate):
-                pred = Prediction([0] * n, conf[row][:n], sentence[row], [], [], [])
+            if not reports(model, pred, gate):
+                pred = Prediction([0] * n, conf[row][:n], sentence[row], [], [], [], reported=False)
             out[i] = pred
         if progress is not None:
             progress(len(indices))
@@ -264,7 +265,6 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
             threshold: float | None = None, batch_size: int = 128) -> list[Analysis]:
     """Split each text into sentences (and over-long ones into pieces), predict them all in length
     buckets, and map entities, relations and sentence probabilities back to each text's offsets."""
-    gate = float(model.gate_threshold) if threshold is None else threshold
     sentences = [split_sentences(t) for t in texts]
     parts = [[(k, p) for k, (s, e) in enumerate(sents) for p in pieces(t, s, e)] for t, sents in zip(texts, sentences)]
     examples = [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for _, (a, b) in ps]
@@ -277,7 +277,7 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
         for k, (offset, _) in ps:
             pred, example = next(predictions), next(examples_iter)
             ade[k] = max(ade[k], pred.sentence)
-            reported[k] = reported[k] or reports(model, pred, gate)
+            reported[k] = reported[k] or pred.reported
             first = len(result.entities)
             for (a, b, label), score in zip(pred.spans, pred.span_scores):
                 start, end = offset + example.tokens[a][0], offset + example.tokens[b - 1][1]

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
 from adelabel.data import encode_sentences
-from adelabel.evaluate import GATE_THRESHOLDS, _entity_tags, score
+from adelabel.evaluate import GATE_THRESHOLDS, _entity_tags, score, sentence_scores
 from adelabel.inference import predict, reports
 from adelabel.prepare import read_split
 from adelabel.tagger import Tagger
@@ -73,9 +73,7 @@ def main() -> None:
         def result(name, passes):
             s = split[name]
             f1 = score(s["gold"], _entity_tags(s["predicted"], s["kept"], tags, passes))["micro"]["f1"]
-            y = s["labels"]
-            tp, n_pred = sum(p and g for p, g in zip(passes, y)), sum(passes)
-            return f1, 2 * tp / (n_pred + y.sum())
+            return f1, sentence_scores(s["labels"].tolist(), [0.0] * len(passes), 0.5, passes)["f1"]
 
         stack = np.column_stack
         features = {name: stack([split[name]["gate"], split[name]["ngram"]]) for name in split}
