@@ -39,8 +39,13 @@ def json_with(name: str, *keys: str) -> Kind:
     return test
 
 
+BRAT_DIGITS = 6
+"""Digits of the names `tag --format brat` writes (``000001.txt``); past 999,999 lines every name is
+widened to the width of the last (adelabel.tagging_io.widen_brat_names)."""
+
+
 def brat_folder(folder: Path) -> bool:
-    return all(re.fullmatch(r"\d{6}\.(txt|ann)", p.name) for p in folder.iterdir())
+    return all(re.fullmatch(rf"\d{{{BRAT_DIGITS},}}\.(txt|ann)", p.name) for p in folder.iterdir())
 
 
 def ours(folder: Path, kind: Kind) -> bool:

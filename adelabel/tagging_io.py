@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
+from adelabel import atomic
 from adelabel.atomic import atomic_dir, atomic_file, brat_folder, check_output_dir, check_output_file, write_text
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
@@ -114,14 +115,10 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
         out.write("\n")
 
 
-BRAT_DIGITS = 6
-"""Digits of a brat file name: ``000001.txt``; :func:`widen_brat_names` adds more past 999,999 lines."""
-
-
 def write_brat(folder: Path, number: int, analysis: Analysis) -> None:
     """Input line ``number`` as brat standoff: ``NNNNNN.txt`` (the line) and ``NNNNNN.ann`` (a ``T`` line
     per entity, an ``R`` line per relation), the layout annotation tools open."""
-    stem = folder / f"{number:0{BRAT_DIGITS}d}"
+    stem = folder / f"{number:0{atomic.BRAT_DIGITS}d}"
     stem.with_suffix(".txt").write_text(analysis.text, encoding="utf-8")
     lines = [f"T{i}\t{e.label} {e.start} {e.end}\t{e.text}" for i, e in enumerate(analysis.entities, start=1)]
     lines += [f"R{i}\t{r.type} Arg1:T{r.drug + 1} Arg2:T{r.effect + 1}" for i, r in enumerate(analysis.relations, start=1)]
@@ -131,12 +128,12 @@ def write_brat(folder: Path, number: int, analysis: Analysis) -> None:
 def widen_brat_names(folder: Path, count: int) -> None:
     """Past 999,999 lines the names grow a digit, so ``1000000`` would sort before ``999999``: give every
     name the width of the last, so that name order is input order whatever reads the folder."""
-    width = len(str(count))
-    if width <= BRAT_DIGITS:
+    digits, width = atomic.BRAT_DIGITS, len(str(count))
+    if width <= digits:
         return
     for number in range(1, 10 ** (width - 1)):
         for suffix in (".txt", ".ann"):
-            (folder / f"{number:0{BRAT_DIGITS}d}{suffix}").rename(folder / f"{number:0{width}d}{suffix}")
+            (folder / f"{number:0{digits}d}{suffix}").rename(folder / f"{number:0{width}d}{suffix}")
 
 
 def check_output(source: str, output: Path | None, fmt: str = "jsonl") -> None:

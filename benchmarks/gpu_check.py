@@ -5,7 +5,8 @@ the test split on the GPU and on the CPU (the F1s must agree within half a point
 kernels) and on the GPU in bf16, the three scorings at once, and tags 50,000 one-sentence lines on the GPU: once as a
 whole `adelabel tag` process (model load included), then 10,000 of them in this process in fp32 and in
 bf16 (the tagging alone, with peak GPU memory). Prints training and tagging throughput and peak memory; writes
-everything to WORK/gpu_check.json after each architecture. Exit status 1 when CPU and GPU disagree.
+everything to WORK/gpu_check.json after each architecture. Exit status 1 when CPU and GPU disagree,
+2 when a step fails.
 
     benchmarks/gpu_check.sh                       # data/ prepared, both architectures
     python benchmarks/gpu_check.py --data data --arch bilstm --work /tmp/gpu
@@ -29,24 +30,30 @@ from tag_speed import run_cli  # noqa: E402
 def score_three_ways(model: Path, data: Path, device: str, work: Path) -> dict:
     """Test-split F1 of ``model`` on the GPU in fp32 and bf16 and on the CPU in fp32, the three
     `adelabel evaluate` processes at once: they check agreement, not speed, and one alone leaves most of
-    the machine idle (the CPU one takes half the cores, so the GPU ones keep theirs)."""
+    the machine idle. Each process is given its share of the cores, so that they do not fight over them."""
     runs = {"gpu": (device, "fp32"), "gpu_bf16": (device, "bf16"), "cpu": ("cpu", "fp32")}
-    threads = str(max(1, (os.cpu_count() or 2) // 2))
-    procs, outs, start = {}, {}, time.perf_counter()
-    for name, (dev, precision) in runs.items():
-        outs[name] = work / f"{model.name}-{name}.json"
-        env = {**os.environ, "OMP_NUM_THREADS": threads} if dev == "cpu" else None
-        procs[name] = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "evaluate", "--model", str(model),
-                                        "--data", str(data), "--device", dev, "--precision", precision,
-                                        "--json", str(outs[name])], stdout=subprocess.DEVNULL, env=env)
-    result = {}
-    for name, proc in procs.items():
-        if proc.wait() != 0:
-            raise SystemExit(f"adelabel evaluate --model {model} ({name}) failed with status {proc.returncode}")
-        metrics = json.loads(outs[name].read_text())
-        result[name] = {"all_sentences_f1": metrics["micro"]["f1"],
-                        "annotated_f1": metrics["annotated_only"]["micro"]["f1"]}
-    result["seconds"] = round(time.perf_counter() - start, 1)
+    cores = len(os.sched_getaffinity(0))
+    threads = {"cpu": max(1, cores // 2), "gpu": max(1, cores // 4), "gpu_bf16": max(1, cores // 4)}
+    procs: dict[str, subprocess.Popen] = {}
+    outs = {name: work / f"{model.name}-{name}.json" for name in runs}
+    start = time.perf_counter()
+    try:
+        for name, (dev, precision) in runs.items():
+            procs[name] = subprocess.Popen(
+                [sys.executable, str(ROOT / "cli.py"), "evaluate", "--model", str(model), "--data", str(data),
+                 "--device", dev, "--precision", precision, "--json", str(outs[name]), "--quiet"],
+                stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": str(threads[name])})
+        for name, proc in procs.items():
+            if proc.wait() != 0:
+                raise SystemExit(f"adelabel evaluate --model {model} ({name}) failed with status {proc.returncode}")
+    finally:
+        for proc in procs.values():  # one failed: the others would run on, orphaned, holding the GPU
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    result: dict = {name: {"all_sentences_f1": m["micro"]["f1"], "annotated_f1": m["annotated_only"]["micro"]["f1"]}
+                    for name, m in ((n, json.loads(outs[n].read_text())) for n in runs)}
+    result["scoring_seconds"] = round(time.perf_counter() - start, 1)
     return result
 
 
@@ -79,6 +86,7 @@ def tag_in_process(model: Path, lines: Path, device: str, precision: str, limit:
 
 
 def main() -> int:
+    began = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data", help="a prepared data folder")
     parser.add_argument("--arch", action="append", help="bilstm and/or transformer (default: both)")
@@ -99,7 +107,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     lines = args.work / "lines.txt"
     one_sentence_lines(args.data, args.lines, lines)
-    agree, began = True, time.perf_counter()
+    agree = True
     for arch in args.arch or ["bilstm", "transformer"]:
         model = args.work / arch
         extra = ["--encoder", str(args.encoder)] if arch == "transformer" and args.encoder else []
@@ -110,7 +118,6 @@ def main() -> int:
                "train_sentences_per_second": round(max(r["sentences_per_second"] for r in log)),
                **score_three_ways(model, args.data, args.device, args.work)}
         gaps = [abs(row["gpu"][k] - row["cpu"][k]) for k in ("all_sentences_f1", "annotated_f1")]
-        row["scoring_seconds"] = row.pop("seconds")
         row["cpu_gpu_agree"] = max(gaps) <= 0.005
         agree &= row["cpu_gpu_agree"]
         out = args.work / f"{arch}-tagged.jsonl"
@@ -136,4 +143,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except SystemExit as failed:  # a step that failed says so in words; 1 stays "CPU and GPU disagree"
+        if isinstance(failed.code, str):
+            print(failed.code, file=sys.stderr)
+            sys.exit(2)
+        raise

@@ -154,18 +154,20 @@ def test_cli_tag_brat_standoff(sample_model, tmp_path):
 
 def test_brat_names_keep_input_order_past_the_width(sample_model, tmp_path, monkeypatch):
     """Past 999,999 lines a name grows a digit; every name is then widened so that name order stays
-    input order. Shown with one-digit names and twelve lines."""
-    from adelabel import tagging_io
+    input order, and the folder can be tagged into again. Shown with one-digit names and 105 lines
+    (names of one, two and three digits)."""
+    from adelabel import atomic, tagging_io
 
-    monkeypatch.setattr(tagging_io, "BRAT_DIGITS", 1)
+    monkeypatch.setattr(atomic, "BRAT_DIGITS", 1)
     src = tmp_path / "in.txt"
-    src.write_text("".join(f"Line {i}: lamotrigine-induced rash.\n" for i in range(1, 13)), encoding="utf-8")
+    src.write_text("".join(f"Line {i}: lamotrigine-induced rash.\n" for i in range(1, 106)), encoding="utf-8")
     folder = tmp_path / "brat"
-    assert tagging_io.tag_stream(str(src), sample_model, "brat", folder, 4, "cpu") == 12
+    for _ in range(2):  # the second run replaces the folder the first one wrote
+        assert tagging_io.tag_stream(str(src), sample_model, "brat", folder, 64, "cpu") == 105
     names = sorted(p.name for p in folder.glob("*.txt"))
-    assert names == [f"{i:02d}.txt" for i in range(1, 13)]
+    assert names == [f"{i:03d}.txt" for i in range(1, 106)]
     assert [(folder / n).read_text(encoding="utf-8") for n in names] == src.read_text(encoding="utf-8").splitlines()
-    assert len(list(folder.glob("*.ann"))) == 12
+    assert sorted(p.name for p in folder.glob("*.ann")) == [n.replace(".txt", ".ann") for n in names]
 
 
 def test_the_python_api_analyzes_sentences_and_relations(sample_model):
