@@ -237,7 +237,10 @@ def _describe(error: dict) -> str:
 class ConfigBuilder:
     """Collects the layers of one run's config, checking each key against the schema as it comes."""
 
-    def __init__(self, arch: str, task: str = DEFAULT_TASK) -> None:
+    def __init__(self, arch: str, task: str = DEFAULT_TASK, packaged: bool = True) -> None:
+        """``packaged``: start from the architecture's file in the package (a new run); False starts from
+        the schema alone (a saved model, whose config lacks only keys added since, which the schema's
+        defaults fill as that version behaved)."""
         if task not in TASKS:
             raise AdelabelError(f"--task: expected {' or '.join(TASKS)}, got {task!r}")
         if arch not in ARCHITECTURES:
@@ -250,8 +253,9 @@ class ConfigBuilder:
         self.keys = _known_keys(self.family)
         self.values: dict[str, Any] = {}
         self.origin: dict[str, str] = {}
-        self.add(tomllib.loads(_packaged(arch, task)),
-                 f"adelabel/configs/{'' if task == 'tag' else task + '/'}{arch}.toml")
+        if packaged:
+            self.add(tomllib.loads(_packaged(arch, task)),
+                     f"adelabel/configs/{'' if task == 'tag' else task + '/'}{arch}.toml")
 
     def add(self, data: dict, source: str) -> "ConfigBuilder":
         """Override with ``data`` (nested like the TOML files); ``source`` names it in errors."""
@@ -348,8 +352,8 @@ def validate_saved(data: dict, source: str) -> Config:
         raise AdelabelError(f"{source}: arch: unknown architecture {arch!r}")
     if task not in TASKS or arch not in architectures(task):
         raise AdelabelError(f"{source}: task: {task!r} is not a task {arch!r} can do")
-    return ConfigBuilder(arch, task).add({k: data[k] for k in ("arch", "task", "seed", "model", "train") if k in data},
-                                         source).build()
+    return ConfigBuilder(arch, task, packaged=False).add(
+        {k: data[k] for k in ("arch", "task", "seed", "model", "train") if k in data}, source).build()
 
 
 def to_toml(config: Config) -> str:
@@ -369,6 +373,7 @@ def reference() -> str:
                  for task, families in FAMILIES.items() for fam, cls in families.items()]
     for title, cls, only in sections:
         out += [f"**{title}**", "", "| key | type | default | what |", "|---|---|---|---|"]
+        own_section = "train" if cls is Train else "model"
         for name, field in cls.model_fields.items():
             if only is not None and name not in only:
                 continue
@@ -376,13 +381,17 @@ def reference() -> str:
             kind = " \\| ".join(json.dumps(c) for c in choices) if choices else field.annotation.__name__
             out.append(f"| `{name}` | {kind} | `{json.dumps(field.default)}` | {field.description} |")
         out.append("")
-        if cls is Train:
-            for task in TASKS:
-                for arch in architectures(task):
-                    own = tomllib.loads(_packaged(arch, task)).get("train", {})
-                    where = "" if task == "tag" else f"{task}/"
-                    if own:
-                        out += [f"`{arch}` {'' if task == 'tag' else '(' + task + ') '}trains with "
-                                + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in own.items())
-                                + f" (adelabel/configs/{where}{arch}.toml).", ""]
+        if cls is Config:
+            continue
+        for task in TASKS:
+            for arch in architectures(task):
+                if cls is not Train and FAMILIES[task][ARCHITECTURES[arch][0]] is not cls:
+                    continue
+                own = tomllib.loads(_packaged(arch, task)).get(own_section, {})
+                where = "" if task == "tag" else f"{task}/"
+                if own:
+                    verb = "trains with" if cls is Train else "sets"
+                    out += [f"`{arch}` {'' if task == 'tag' else '(' + task + ') '}{verb} "
+                            + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in own.items())
+                            + f" (adelabel/configs/{where}{arch}.toml).", ""]
     return "\n".join(out)

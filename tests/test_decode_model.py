@@ -500,3 +500,19 @@ def test_only_a_drug_and_another_type_make_the_pair_decide():
     assert not pairs_decide(plain)
     analysis = analyze(plain.eval(), vocabs, ["Rash after naproxen. A long sentence"], torch.device("cpu"))[0]
     assert [s.reported for s in analysis.sentences] == [True, True]
+
+
+def test_a_saved_config_is_completed_by_the_schema_not_the_packaged_file():
+    """A model saved before a key existed is rebuilt as it was trained: the missing key takes the
+    schema's default (which keeps the old behaviour), not the value today's adelabel/configs file
+    recommends for new runs (bilstm's gate_size is 50 there, 100 in the schema)."""
+    from adelabel.config import ConfigBuilder, validate_saved
+    from adelabel.models import build_model
+
+    assert ConfigBuilder("bilstm").build().model.gate_size == 50
+    old = {"arch": "bilstm", "task": "tag", "model": {"hidden_size": 200, "dropout": 0.5}, "train": {"batch_size": 32}}
+    config = validate_saved(old, "config.json")
+    assert (config.model.gate_size, config.model.hidden_size, config.train.lr) == (100, 200, 0.001)
+    model = build_model("bilstm", tags=["O", "B-DRUG", "I-DRUG"], vocab_size=10, char_vocab_size=10,
+                        embedding_dim=8, hidden_size=200)
+    assert model.hyper["gate_size"] == 100

@@ -41,7 +41,7 @@ def build_model(arch: str, *, tags, vocab_size: int = 0, char_vocab_size: int = 
     fills in every one not given. The model keeps them as ``model.hyper`` (what a model folder saves)."""
     if arch not in BUILDERS:
         raise AdelabelError(f"unknown architecture {arch!r}; choose from {', '.join(BUILDERS)}")
-    settings = ConfigBuilder(arch).add({"model": hyper}, f"{arch} model").build().model.model_dump()
+    settings = ConfigBuilder(arch, packaged=False).add({"model": hyper}, f"{arch} model").build().model.model_dump()
     return _finish(BUILDERS[arch], arch, settings, assets, tags=tags, vocab_size=vocab_size,
                    char_vocab_size=char_vocab_size, embedding_dim=embedding_dim, vectors=vectors)
 
@@ -52,7 +52,7 @@ def build_classifier(arch: str, *, classes, positive: str | None, vocab_size: in
     decision thresholds on, None for an argmax over many); settings as for :func:`build_model`."""
     if arch not in CLASSIFIERS:
         raise AdelabelError(f"no {arch!r} classifier; choose from {', '.join(CLASSIFIERS)}")
-    settings = ConfigBuilder(arch, "classify").add({"model": hyper}, f"{arch} model").build().model.model_dump()
+    settings = ConfigBuilder(arch, "classify", packaged=False).add({"model": hyper}, f"{arch} model").build().model.model_dump()
     return _finish(CLASSIFIERS[arch], arch, settings, assets, classes=classes, positive=positive,
                    vocab_size=vocab_size, char_vocab_size=char_vocab_size, embedding_dim=embedding_dim,
                    vectors=vectors)
