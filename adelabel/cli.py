@@ -43,6 +43,9 @@ def _log(quiet: bool):
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")]
+Overlaps = Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, "
+                                            "the longer of crossing ones) or drop (remove both, with their relations: the "
+                                            "published results' variant).")]
 
 
 @app.command()
@@ -69,7 +72,7 @@ def prepare(
     dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of word2vec on the corpus.")] = 20,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
-    overlaps: Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, the longer of crossing ones) or drop (remove both, with their relations: the published results' variant).")] = "outer",
+    overlaps: Overlaps = "outer",
     quiet: Quiet = False,
 ) -> None:
     """Read the corpus (or a labelled text file), split it by document, tokenise, tag and get word vectors."""
@@ -186,7 +189,7 @@ def cv(
     dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    overlaps: Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, the longer of crossing ones) or drop (remove both, with their relations: the published results' variant).")] = "outer",
+    overlaps: Overlaps = "outer",
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate by document: each fold trained and scored as train/evaluate do, with its own dev
