@@ -134,3 +134,35 @@ def test_the_default_configs_ship_inside_the_package(tmp_path):
     assert "batch_size = 16" in shown.stdout
     assert str(target) in subprocess.run([sys.executable, "-c", "import adelabel; print(adelabel.__file__)"],
                                          capture_output=True, text=True, cwd=tmp_path, env=env).stdout
+
+
+
+def test_backward_passes_repeat_bit_for_bit_on_two_threads():
+    """The relation head's and the CRF's gradients, twenty times over, must come out the same to the
+    bit. Indexing's backward adds repeated entries (a sentence's many candidate pairs, a tag
+    transition seen thousands of times) with atomic adds across threads, in whatever order they
+    land: on the real corpus two runs of one seed parted within their first epoch."""
+    import torch
+
+    from adelabel.models.crf import CRF
+    from adelabel.models.relation import RelationHead
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    head, crf = RelationHead(600, 0.0), CRF(["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"])
+    # A batch of the real corpus's: one sentence with two drugs and four effects, others with fewer.
+    pairs = torch.tensor([[2, 6, 10, 19, 20], [2, 6, 10, 22, 25], [2, 6, 10, 26, 27]]
+                         + [[4, d, d + 1, o, o + 1] for d in (12, 14) for o in (3, 5, 7, 10)] + [[7, 9, 12, 14, 16]])
+    states = torch.randn(16, 29, 600, requires_grad=True)
+    # Enough tag transitions to be split across threads.
+    tags, scores = torch.randint(0, 5, (256, 200)), torch.randn(256, 200, 5)
+    mask, weights = torch.ones(256, 200, dtype=torch.bool), torch.rand(256)
+    first = None
+    for _ in range(20):
+        states.grad = None
+        crf.zero_grad()
+        head(states, pairs).sum().backward()
+        (crf.gold_score(scores, tags, mask) * weights).sum().backward()
+        grads = [states.grad.clone()] + [p.grad.clone() for p in crf.parameters()]
+        first = first or grads
+        assert all(torch.equal(a, b) for a, b in zip(grads, first))

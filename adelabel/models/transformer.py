@@ -109,7 +109,7 @@ class EncoderReader:
                 previous = word
         cls = torch.tensor([first_row.get(i, 0) * width for i in range(len(where))])
         where = torch.where(where < 0, cls[:, None], where)
-        states = hidden.reshape(rows * width, -1)[where.to(device)]
+        states = hidden.reshape(rows * width, -1).index_select(0, where.flatten().to(device)).view(*where.shape, -1)
         return states.masked_fill(~batch.mask[..., None], 0.0)
 
 
