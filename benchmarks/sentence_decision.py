@@ -6,7 +6,10 @@ test sentences and the test sentence-decision F1.
 - gate + pair: and the tagger finds a pair in it to relate (adelabel.inference.reports, the default);
 - gate + n-grams + pair: the gate's logit stacked (logistic regression fitted on dev, 5-fold
   out-of-fold scores for choosing the threshold) with a word 1-2-gram and character 3-5-gram TF-IDF
-  logistic regression trained on the training split's sentences; not in adelabel (tried, not kept).
+  logistic regression trained on the training split's sentences; not in adelabel (tried, not kept);
+- gate + abstract + pair: the gate's logit stacked with the highest and the mean logit of the other
+  sentences of the same abstract (PubMed ID) and the abstract's size, as a tagger could when a line
+  holds a whole abstract; not in adelabel (tried, not kept).
 
     python benchmarks/sentence_decision.py --data data models/bilstm models/bilstm-s14 models/bilstm-s15
 """
@@ -43,6 +46,19 @@ def ngram_scores(data: str) -> dict[str, np.ndarray]:
     return out
 
 
+def abstract_features(gate: np.ndarray, docs: list[str]) -> np.ndarray:
+    """Per sentence: its gate logit, the highest and the mean logit of the other sentences of its
+    abstract (-8, a sure "no", where it has none) and the log of the abstract's size."""
+    members: dict[str, list[int]] = {}
+    for i, doc in enumerate(docs):
+        members.setdefault(doc, []).append(i)
+    rows = []
+    for i, doc in enumerate(docs):
+        others = [gate[j] for j in members[doc] if j != i] or [-8.0]
+        rows.append([gate[i], max(others), float(np.mean(others)), math.log(len(members[doc]))])
+    return np.array(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+")
@@ -64,7 +80,7 @@ def main() -> None:
                                labels=np.array([not sentences[i].negative for i in kept]),
                                gate=np.array([math.log(max(predicted[i].sentence, 1e-6) / max(1 - predicted[i].sentence, 1e-6)) for i in kept]),
                                pair=np.array([bool(predicted[i].pairs) for i in kept]),
-                               ngram=ngrams[name][kept])
+                               ngram=ngrams[name][kept], docs=[sentences[i].doc_id for i in kept])
 
         def decide(name, probs, t, with_pair):
             s = split[name]
@@ -80,9 +96,14 @@ def main() -> None:
         fitted = LogisticRegression().fit(features["dev"], split["dev"]["labels"])
         dev_stacked = cross_val_predict(LogisticRegression(), features["dev"], split["dev"]["labels"], cv=5,
                                         method="predict_proba")[:, 1]
+        context = {name: abstract_features(split[name]["gate"], split[name]["docs"]) for name in split}
+        fitted_context = LogisticRegression().fit(context["dev"], split["dev"]["labels"])
+        dev_context = cross_val_predict(LogisticRegression(), context["dev"], split["dev"]["labels"], cv=5,
+                                        method="predict_proba")[:, 1]
         ways = [("gate", 1 / (1 + np.exp(-split["dev"]["gate"])), 1 / (1 + np.exp(-split["test"]["gate"])), False),
                 ("gate + pair", 1 / (1 + np.exp(-split["dev"]["gate"])), 1 / (1 + np.exp(-split["test"]["gate"])), True),
-                ("gate + n-grams + pair", dev_stacked, fitted.predict_proba(features["test"])[:, 1], True)]
+                ("gate + n-grams + pair", dev_stacked, fitted.predict_proba(features["test"])[:, 1], True),
+                ("gate + abstract + pair", dev_context, fitted_context.predict_proba(context["test"])[:, 1], True)]
         for label, dev_p, test_p, with_pair in ways:
             best = max(GATE_THRESHOLDS, key=lambda t: result("dev", decide("dev", dev_p, t, with_pair))[0])
             f1, sentence_f1 = result("test", decide("test", test_p, best, with_pair))

@@ -8,6 +8,7 @@ lines shows whether memory grows with the input.
 
     python benchmarks/tag_speed.py --model models/bilstm --lines 10000
     python benchmarks/tag_speed.py --unit sentence --lines 50000 --repeats 1   # one sentence per line
+    python benchmarks/tag_speed.py --unit sentence --lines 50000 --precision bf16   # tag --precision bf16
     python benchmarks/tag_speed.py --lines 5000 --against OTHER/cli.py OTHER_MODEL   # side by side
 
 ``--against`` times another checkout's ``cli.py`` (an older commit, in a git worktree) with a model it
@@ -112,6 +113,8 @@ def main() -> None:
                         help="what a line holds: a whole abstract, or one sentence")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="adelabel tag --workers")
+    parser.add_argument("--precision", default="fp32", help="adelabel tag --precision (fp32, or bf16)")
+    parser.add_argument("--backend", default="torch", help="adelabel tag --backend (torch or onnx)")
     parser.add_argument("--against", nargs=2, metavar=("CLI", "MODEL"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +128,8 @@ def main() -> None:
             src = tmp / f"in{n}.txt"
             n_sentences, n_tokens = make_input(args.corpus, n, src, args.unit)
             runs = [run_cli("tag", str(src), "--model", str(args.model), "--output", str(tmp / "out.jsonl"),
-                            "--workers", str(args.workers)) for _ in range(args.repeats)]
+                            "--workers", str(args.workers), "--precision", args.precision, "--backend", args.backend)
+                    for _ in range(args.repeats)]
             secs = statistics.median(r[0] for r in runs)
             rss = max(r[1] for r in runs)
             print(f"{n:>6,} lines, {n_sentences:>7,} sentences, {n_tokens:>9,} tokens: median {secs:6.1f} s over "

@@ -96,10 +96,11 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert study.trials[0].params != study.trials[1].params  # the sampler varied the searched keys
     assert all("model.hidden_size" not in t.params for t in study.trials)  # a --set key is searched no more
-    # The best config is one `train --config` takes.
+    # The best config is one `train --config` takes, and retrained it scores what its trial scored.
     code, _, err = run_cli(capsys, "train", "--config", tmp_path / "best.toml", "--data", sample_data,
                            "--out", tmp_path / "m", "--epochs", "1", "--quiet")
     assert code == 0, err
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["dev"]["f1"] == study.best_value
     # Another architecture's study file, or an empty range, is a one-line error.
     for extra, message in [(["--arch", "gru"], "holds a study of tag 'bilstm', not of tag 'gru'"),
                            (["--space", "train.lr=0.01..0.001"], "the range 0.01..0.001 is empty")]:

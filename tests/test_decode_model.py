@@ -502,13 +502,17 @@ def test_only_a_drug_and_another_type_make_the_pair_decide():
     assert [s.reported for s in analysis.sentences] == [True, True]
 
 
-def test_a_saved_config_is_completed_by_the_schema_not_the_packaged_file():
+def test_a_saved_config_is_completed_by_the_schema_not_the_packaged_file(monkeypatch):
     """A model saved before a key existed is rebuilt as it was trained: the missing key takes the
     schema's default (which keeps the old behaviour), not the value today's adelabel/configs file
-    recommends for new runs (bilstm's gate_size is 50 there, 100 in the schema)."""
+    recommends for new runs (here a packaged bilstm file setting gate_size 50; the schema says 100)."""
+    from adelabel import config as config_module
     from adelabel.config import ConfigBuilder, validate_saved
     from adelabel.models import build_model
 
+    packaged = config_module._packaged
+    monkeypatch.setattr(config_module, "_packaged", lambda arch, task="tag": (
+        "[model]\ngate_size = 50\n" if arch == "bilstm" else packaged(arch, task)))
     assert ConfigBuilder("bilstm").build().model.gate_size == 50
     old = {"arch": "bilstm", "task": "tag", "model": {"hidden_size": 200, "dropout": 0.5}, "train": {"batch_size": 32}}
     config = validate_saved(old, "config.json")
