@@ -109,6 +109,7 @@ class EncoderReader:
                 previous = word
         cls = torch.tensor([first_row.get(i, 0) * width for i in range(len(where))])
         where = torch.where(where < 0, cls[:, None], where)
+        # index_select, whose backward adds in a fixed order (indexing's does not; see relation.py).
         states = hidden.reshape(rows * width, -1).index_select(0, where.flatten().to(device)).view(*where.shape, -1)
         return states.masked_fill(~batch.mask[..., None], 0.0)
 
