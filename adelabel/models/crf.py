@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from adelabel.decode import iob2_constraints, viterbi
+from adelabel.models.lookup import take
 
 
 class CRF(nn.Module):
@@ -46,12 +47,10 @@ class CRF(nn.Module):
         start, trans = self._params()
         tags = tags.masked_fill(~mask, 0)
         emit = scores.gather(2, tags[..., None]).squeeze(-1).masked_fill(~mask, 0.0).sum(1)
-        # index_select, not indexing: indexing's backward sums repeated entries with atomic adds
-        # across threads, in whatever order they land, so a seeded run would not repeat bit for bit.
-        pairs = tags[:, :-1] * trans.shape[1] + tags[:, 1:]
-        steps = trans.flatten().index_select(0, pairs.flatten()).view_as(pairs).masked_fill(~mask[:, 1:], 0.0).sum(1)
+        steps = take(trans.flatten(), tags[:, :-1] * trans.shape[1] + tags[:, 1:])
+        steps = steps.masked_fill(~mask[:, 1:], 0.0).sum(1)
         last = tags.gather(1, (mask.sum(1) - 1).clamp(min=0)[:, None]).squeeze(1)
-        return start.index_select(0, tags[:, 0]) + emit + steps + self.end.index_select(0, last)
+        return take(start, tags[:, 0]) + emit + steps + take(self.end, last)
 
     def nll(self, scores: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of the gold paths, per real token (the scale of a softmax loss)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from adelabel.models.lookup import take
+
 # Signed token distance from the drug to the other entity, in buckets that widen with distance.
 _EDGES = torch.tensor([1, 2, 3, 4, 5, 8, 16, 32])
 DISTANCE_BUCKETS = 2 * (len(_EDGES) + 1) + 1
@@ -42,9 +44,7 @@ class RelationHead(nn.Module):
         other first, other end) -> (pairs,) logits that the sentence relates the pair."""
         if pairs.shape[0] == 0:
             return states.new_zeros(0)
-        # index_select, not states[...]: indexing's backward adds a sentence's many pairs into its row
-        # with atomic adds across threads, in no fixed order, and a seeded run would not repeat.
-        rows = states.index_select(0, pairs[:, 0])
+        rows = take(states, pairs[:, 0])
         d0, d1, o0, o1 = pairs[:, 1], pairs[:, 2], pairs[:, 3], pairs[:, 4]
         drug, other = _pool(rows, d0, d1), _pool(rows, o0, o1)
         between = _pool(rows, torch.minimum(d1, o1), torch.maximum(d0, o0))

@@ -22,6 +22,7 @@ from torch import nn
 from adelabel.data import Batch
 from adelabel.errors import AdelabelError
 from adelabel.models.base import Output, PooledGate, SequenceLabeler
+from adelabel.models.lookup import take
 from adelabel.models.relation import RelationHead
 
 
@@ -109,8 +110,7 @@ class EncoderReader:
                 previous = word
         cls = torch.tensor([first_row.get(i, 0) * width for i in range(len(where))])
         where = torch.where(where < 0, cls[:, None], where)
-        # index_select, whose backward adds in a fixed order (indexing's does not; see relation.py).
-        states = hidden.reshape(rows * width, -1).index_select(0, where.flatten().to(device)).view(*where.shape, -1)
+        states = take(hidden.reshape(rows * width, -1), where.to(device))
         return states.masked_fill(~batch.mask[..., None], 0.0)
 
 
