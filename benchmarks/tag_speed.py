@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", help="adelabel tag --backend (torch or onnx)")
     parser.add_argument("--against", nargs=2, metavar=("CLI", "MODEL"))
     args = parser.parse_args()
+    if args.against and (args.precision, args.backend, args.workers) != ("fp32", "torch", 1):
+        # The other checkout may not know these options; both sides must run alike.
+        parser.error("--against times both checkouts with tag's defaults: drop --precision, --backend, --workers")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.against:
