@@ -41,7 +41,7 @@ class TagTask:
     def tune(self, model, examples: Sequence[Example], split: str, batch_size: int, device: torch.device) -> None:
         from adelabel.evaluate import tune_gate
 
-        tune_gate(model, examples, self.negatives[split], self.tags, batch_size, device)
+        tune_gate(model, examples, self.negatives[split], batch_size, device)
 
     def calibrate(self, model, examples: Sequence[Example], split: str, batch_size: int,
                   device: torch.device) -> None:

@@ -1,7 +1,9 @@
 """Cross-validation by document and hyperparameter search, on the small sample corpus."""
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +11,13 @@ from conftest import SAMPLE, run_cli
 
 TINY = ["--set", "model.hidden_size=8", "--set", "model.dense_size=8", "--set", "model.char_size=8",
         "--set", "model.gate_size=8"]
+
+
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +61,17 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
         assert words <= text["train"]
         assert (text["test"] - text["train"]) and not words & (text["test"] - text["train"])
     assert not (tested[0] & tested[1]) and not (tested[1] & tested[2]) and not (tested[0] & tested[2])
+
+    # benchmarks/cv_rescore.py scores a fold's stored model again through the one inference path: at the
+    # model's own threshold it gives the scores the fold recorded when it was trained.
+    rescore = _benchmark("cv_rescore")
+    for k in (1, 2):
+        again = rescore.scored([out / f"fold-0{k}" / "model"], out / f"fold-0{k}" / "data")
+        recorded = summary["folds"][k - 1]["test"]
+        for key in ("micro", "relations", "sentences"):
+            assert again["own"][key]["f1"] == pytest.approx(recorded[key]["f1"], abs=1e-12)
+        assert again["own"]["annotated_only"]["micro"]["f1"] == pytest.approx(
+            recorded["annotated_only"]["micro"]["f1"], abs=1e-12)
 
     # A killed run carries on: folds with a result are kept, the missing one is trained again.
     (out / "fold-03" / "result.json").unlink()

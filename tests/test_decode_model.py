@@ -193,6 +193,30 @@ def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
     assert float(loaded.gate_threshold) == 0.375
 
 
+
+def test_the_gate_threshold_is_half_the_best_sentence_f1_on_dev(monkeypatch):
+    """tune_gate calibrates the gate, then sets the threshold that maximises F1 for a calibrated
+    probability: half the best sentence-decision F1 on dev. Here two groups of dev sentences: 5 the gate
+    rates 0.8 (4 report an ADE) and 6 it rates 0.2 (1 does). Calibrated, they read 0.8 and 1/6;
+    passing the first group gives F1 0.8 (passing both 0.625), so the threshold is 0.4."""
+    from adelabel import evaluate
+    from adelabel.data import encode
+    from adelabel.inference import Prediction
+
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True)
+    rated = [0.8] * 5 + [0.2] * 6
+    reports_ade = [True] * 4 + [False] + [True] + [False] * 5
+    examples = [encode("rash after naproxen", vocabs) for _ in rated]
+    pair = [(0, 1, "DRUG"), (2, 3, "AE")]
+    monkeypatch.setattr(evaluate, "predict", lambda *a, **k: [
+        Prediction([1, 0, 3], [0.9] * 3, p, pair, [(0, 1, 0.9)], [0.9, 0.9]) for p in rated])
+    evaluate.tune_gate(model, examples, [not r for r in reports_ade], 8, torch.device("cpu"))
+    assert float(model.gate_threshold) == pytest.approx(0.4)
+    calibrated = torch.sigmoid(torch.logit(torch.tensor([0.8, 0.2], dtype=torch.float64)) * float(model.gate_scale)
+                               + float(model.gate_shift))
+    assert calibrated.tolist() == pytest.approx([0.8, 1 / 6], abs=1e-3)
+
 def reseal(folder):
     """Recompute a model folder's manifest, so a test reaches the checks behind the checksums."""
     manifest = json.loads((folder / model_dir.MANIFEST).read_text())

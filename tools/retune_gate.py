@@ -30,7 +30,7 @@ def main(source: Path, data: Path, out: Path) -> None:
     examples = {name: encode_sentences(s, vocabs, tags) for name, s in splits.items()}
     negative = {name: [x.negative for x in s] for name, s in splits.items()}
     before = float(model.gate_threshold)
-    tune_gate(model, examples["dev"], negative["dev"], tags, 256, torch.device("cpu"))
+    tune_gate(model, examples["dev"], negative["dev"], 256, torch.device("cpu"))
     for name in ("dev", "test"):
         result = evaluate_examples(model, examples[name], negative[name], tags, 256, torch.device("cpu"))
         metrics[name] = {**result, "f1": result["micro"]["f1"]}

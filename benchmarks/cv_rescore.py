@@ -1,0 +1,96 @@
+"""Score the models a finished ``adelabel cv`` left in its folds again, with today's inference path and
+nothing trained: the cross-validation table after a change in how a tagger decides or scores; several
+CV folders of the same folds also as one ensemble per fold; and the sentence decision with its
+threshold chosen other ways than training chooses it.
+
+    python benchmarks/cv_rescore.py cv/bilstm                   # the table `adelabel cv` prints
+    python benchmarks/cv_rescore.py cv/bilstm cv/bilstm-tuned   # each, then the two as an ensemble
+
+Thresholds, each applied to the fold's test split: the model's own (chosen on dev for entity F1 over
+all sentences, as training does), the one giving the best sentence-decision F1 on dev, half that
+best F1 (for a calibrated probability the F1-optimal threshold is half the F1 it reaches: Lipton,
+Elkan and Narayanaswamy, "Thresholding classifiers to maximize F1", 2014), and fixed 0.4 and 0.5
+(the probability is calibrated, so these mean the same for every model).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from adelabel.cv import format_summary, summarise
+from adelabel.data import encode_sentences
+from adelabel.evaluate import GATE_THRESHOLDS, evaluate_examples
+from adelabel.inference import predict
+from adelabel.prepare import read_split
+from adelabel.tagger import Tagger
+
+SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative")
+
+
+def folds_of(root: Path) -> tuple[dict, list[Path]]:
+    settings = json.loads((root / "settings.json").read_text())
+    folds = [root / f"fold-{k:02d}" for k in range(1, settings["folds"] + 1)]
+    missing = [str(f) for f in folds if not (f / "result.json").is_file()]
+    if missing:
+        raise SystemExit(f"{root}: unfinished, no result in {', '.join(missing)}")
+    return settings, folds
+
+
+def scored(paths: list[Path], data: Path) -> dict[str, dict]:
+    """Test scores at each way of choosing the threshold (the model's own first)."""
+    tagger = Tagger.load([str(p) for p in paths], device="cpu")
+    model, tags = tagger.model, tagger.tags
+    splits = {}
+    for name in ("dev", "test"):
+        sentences = read_split(data, name)
+        examples = encode_sentences(sentences, tagger.vocabs, tags)
+        splits[name] = (examples, [s.negative for s in sentences],
+                        predict(model, examples, 256, tagger.device, threshold=0.0))
+
+    def at(name: str, threshold: float) -> dict:
+        model.gate_threshold.fill_(threshold)
+        examples, negative, predicted = splits[name]
+        return evaluate_examples(model, examples, negative, tags, 256, tagger.device, predicted=predicted)
+
+    own = float(model.gate_threshold)
+    dev_f1 = {t: at("dev", t)["sentences"]["f1"] for t in GATE_THRESHOLDS}
+    best = max(GATE_THRESHOLDS, key=dev_f1.get)
+    return {"own": at("test", own), "best sentence F1 on dev": at("test", best),
+            "half the best sentence F1 on dev": at("test", dev_f1[best] / 2),
+            "0.4": at("test", 0.4), "0.5": at("test", 0.5)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("roots", nargs="+", type=Path, help="folders `adelabel cv --out` wrote")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    runs = [folds_of(r) for r in args.roots]
+    for settings, _ in runs[1:]:
+        if any(settings[k] != runs[0][0][k] for k in SAME_FOLDS):
+            raise SystemExit(f"{args.roots[0]} and the others are not cross-validations of the same folds")
+    members = [[r] for r in range(len(runs))] + ([list(range(len(runs)))] if len(runs) > 1 else [])
+    for which in members:
+        title = " + ".join(str(args.roots[r]) for r in which)
+        per_fold = []
+        for k, fold in enumerate(runs[0][1]):
+            per_fold.append(scored([runs[r][1][k] / "model" for r in which], fold / "data"))
+            print(f"{title}: fold {k + 1}/{len(runs[0][1])} scored", flush=True)
+        summary = {"settings": {**runs[which[0]][0]}, "folds": per_fold,
+                   "summary": summarise([f["own"] for f in per_fold])}
+        print(f"\n{title}, scored now:\n{format_summary(summary)}")
+        print(f"{'sentence decision, threshold:':<36}{'entity F1, all':>18}{'sentence F1':>18}{'precision':>18}"
+              f"{'recall':>18}")
+        for way in per_fold[0]:
+            stats = summarise([f[way] for f in per_fold])
+            cells = "".join(f"{stats[key]['mean']:>9.4f} ± {stats[key]['std']:.4f}"
+                            for key in ("micro.f1", "sentences.f1", "sentences.precision", "sentences.recall"))
+            print(f"  {way:<34}{cells}")
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()
