@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from adelabel.data import Example
-from adelabel.evaluate import GATE_THRESHOLDS, calibration_bins
+from adelabel.evaluate import GATE_THRESHOLDS, calibration_bins, positive_f1
 from adelabel.inference import classify
 from adelabel.models.classifier import calibrated
 
@@ -22,11 +22,6 @@ def _kept(examples: Sequence[Example], probs: Sequence[list[float] | None], clas
     rows = [i for i, p in enumerate(probs) if p is not None]
     gold = np.array([examples[i].label for i in rows], dtype=np.int64)
     return rows, gold, np.array([probs[i] for i in rows], dtype=np.float64).reshape(len(rows), classes)
-
-
-def positive_f1(gold: np.ndarray, decided: np.ndarray) -> float:
-    tp = float((decided & gold).sum())
-    return 2 * tp / float(decided.sum() + gold.sum()) if decided.sum() + gold.sum() else 0.0
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
@@ -184,14 +185,23 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     calibrated = torch.sigmoid(raw * scale + shift).tolist()
     for i, q in zip(kept, calibrated):
         predicted[i] = predicted[i]._replace(sentence=q)
-    truth = [not negative[i] for i in kept]
-    best = max(_decision_f1(truth, [reports(model, predicted[i], t) for i in kept]) for t in GATE_THRESHOLDS)
-    model.gate_threshold.fill_(best / 2)
+    f1s = decision_f1s(model, predicted, kept, [not negative[i] for i in kept])
+    model.gate_threshold.fill_(max(f1s.values()) / 2)
 
 
-def _decision_f1(truth: Sequence[bool], decided: Sequence[bool]) -> float:
-    hits = sum(t and d for t, d in zip(truth, decided))
-    return 2 * hits / (sum(truth) + sum(decided)) if hits else 0.0
+def positive_f1(gold, decided) -> float:
+    """F1 of a yes/no decision against yes/no labels (0 when neither ever says yes)."""
+    gold, decided = np.asarray(gold, dtype=bool), np.asarray(decided, dtype=bool)
+    total = float(decided.sum() + gold.sum())
+    return 2 * float((decided & gold).sum()) / total if total else 0.0
+
+
+def decision_f1s(model: SequenceLabeler, predicted: Sequence[Prediction], kept: Sequence[int],
+                 truth: Sequence[bool]) -> dict[float, float]:
+    """The sentence decision's F1 (:func:`~adelabel.inference.reports` against ``truth``, one label per
+    index in ``kept``) at each threshold of :data:`GATE_THRESHOLDS`, from predictions made with the
+    gate open."""
+    return {t: positive_f1(truth, [reports(model, predicted[i], t) for i in kept]) for t in GATE_THRESHOLDS}
 
 
 def relation_scores(gold: Sequence[set], predicted: Sequence[set]) -> dict:

@@ -6,11 +6,12 @@ threshold chosen other ways than training chooses it.
     python benchmarks/cv_rescore.py cv/bilstm                   # the table `adelabel cv` prints
     python benchmarks/cv_rescore.py cv/bilstm cv/bilstm-tuned   # each, then the two as an ensemble
 
-Thresholds, each applied to the fold's test split: the model's own (chosen on dev for entity F1 over
-all sentences, as training does), the one giving the best sentence-decision F1 on dev, half that
-best F1 (for a calibrated probability the F1-optimal threshold is half the F1 it reaches: Lipton,
-Elkan and Narayanaswamy, "Thresholding classifiers to maximize F1", 2014), and fixed 0.4 and 0.5
-(the probability is calibrated, so these mean the same for every model).
+Thresholds, each applied to the fold's test split: the model's own (saved by its training: half the
+best sentence-decision F1 on dev, or, for a model trained before that rule, the best dev entity F1),
+the one giving the best sentence-decision F1 on dev, half that best F1 (for a calibrated probability
+the F1-optimal threshold is half the F1 it reaches: Lipton, Elkan and Narayanaswamy, "Thresholding
+classifiers to maximize F1", 2014), and fixed 0.4 and 0.5 (the probability is calibrated, so these
+mean the same for every model).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 
 from adelabel.cv import format_summary, summarise
 from adelabel.data import encode_sentences
-from adelabel.evaluate import GATE_THRESHOLDS, evaluate_examples
+from adelabel.evaluate import decision_f1s, evaluate_examples
 from adelabel.inference import predict
 from adelabel.prepare import read_split
 from adelabel.tagger import Tagger
@@ -50,17 +51,18 @@ def scored(paths: list[Path], data: Path) -> dict[str, dict]:
         splits[name] = (examples, [s.negative for s in sentences],
                         predict(model, examples, 256, tagger.device, threshold=0.0))
 
-    def at(name: str, threshold: float) -> dict:
+    def at(threshold: float) -> dict:
         model.gate_threshold.fill_(threshold)
-        examples, negative, predicted = splits[name]
+        examples, negative, predicted = splits["test"]
         return evaluate_examples(model, examples, negative, tags, 256, tagger.device, predicted=predicted)
 
     own = float(model.gate_threshold)
-    dev_f1 = {t: at("dev", t)["sentences"]["f1"] for t in GATE_THRESHOLDS}
-    best = max(GATE_THRESHOLDS, key=dev_f1.get)
-    return {"own": at("test", own), "best sentence F1 on dev": at("test", best),
-            "half the best sentence F1 on dev": at("test", dev_f1[best] / 2),
-            "0.4": at("test", 0.4), "0.5": at("test", 0.5)}
+    examples, negative, predicted = splits["dev"]
+    kept = [i for i, e in enumerate(examples) if e.words]
+    dev_f1 = decision_f1s(model, predicted, kept, [not negative[i] for i in kept])
+    best = max(dev_f1, key=dev_f1.get)
+    return {"own": at(own), "best sentence F1 on dev": at(best),
+            "half the best sentence F1 on dev": at(dev_f1[best] / 2), "0.4": at(0.4), "0.5": at(0.5)}
 
 
 def main() -> None:

@@ -193,7 +193,6 @@ def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
     assert float(loaded.gate_threshold) == 0.375
 
 
-
 def test_the_gate_threshold_is_half_the_best_sentence_f1_on_dev(monkeypatch):
     """tune_gate calibrates the gate, then sets the threshold that maximises F1 for a calibrated
     probability: half the best sentence-decision F1 on dev. Here two groups of dev sentences: 5 the gate
@@ -216,6 +215,7 @@ def test_the_gate_threshold_is_half_the_best_sentence_f1_on_dev(monkeypatch):
     calibrated = torch.sigmoid(torch.logit(torch.tensor([0.8, 0.2], dtype=torch.float64)) * float(model.gate_scale)
                                + float(model.gate_shift))
     assert calibrated.tolist() == pytest.approx([0.8, 1 / 6], abs=1e-3)
+
 
 def reseal(folder):
     """Recompute a model folder's manifest, so a test reaches the checks behind the checksums."""
