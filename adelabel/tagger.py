@@ -110,10 +110,10 @@ class Tagger:
                     raise InputError(p, f"its vocabulary differs from {paths[0]}'s; an ensemble's members "
                                         "must be trained on the same prepared data")
             model = Ensemble([m for m, _, _ in loaded]).to(dev).eval()
-        if threshold is not None and model.gate is None:
-            raise OptionError(f"threshold: {paths[0]} has no sentence gate (model.gate = false); it tags every sentence")
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
                       "ensemble": [str(p) for p in paths]}
+        if threshold is not None and model.gate is None:
+            raise OptionError(f"threshold: {paths[0]} has no sentence gate (model.gate = false); it tags every sentence")
         return cls(model, config, vocabs, dev, threshold, precision)
 
     def analyze(self, text: str) -> Analysis:

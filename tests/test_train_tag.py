@@ -260,6 +260,12 @@ def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_
     for a, b in zip(alone.analyze_pipe(lines), twice.analyze_pipe(lines)):
         assert a.to_dict() == b.to_dict()
     assert sum(len(a.entities) for a in twice.analyze_pipe(lines)) > 10
+    # Outputs say an ensemble made them, and of what.
+    from adelabel.tagging_io import provenance
+
+    made_by = provenance(twice, [sample_model, sample_model])
+    arch = one.config["arch"]
+    assert made_by["arch"] == f"ensemble of {arch}, {arch}" and len(made_by["model"]) == 2
     # Against the model alone: the same sentence probabilities (the members' calibrated ones, averaged).
     for a, b in zip(one.analyze_pipe(lines), twice.analyze_pipe(lines)):
         assert [s.ade for s in a.sentences] == pytest.approx([s.ade for s in b.sentences], abs=2e-4)
