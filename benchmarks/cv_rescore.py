@@ -5,6 +5,11 @@ threshold chosen other ways than training chooses it.
 
     python benchmarks/cv_rescore.py cv/bilstm                   # the table `adelabel cv` prints
     python benchmarks/cv_rescore.py cv/bilstm cv/bilstm-tuned   # each, then the two as an ensemble
+    python benchmarks/cv_rescore.py cv/bilstm-5 cv/transformer --json rescore.json   # and every fold's scores
+
+With several folders it also compares the ensemble with each member fold by fold (the folds are the
+same, so the differences are paired): the mean difference, its standard deviation and on how many
+folds the ensemble is ahead.
 
 Thresholds, each applied to the fold's test split: the model's own (saved by its training: half the
 best sentence-decision F1 on dev, or, for a model trained before that rule, the best dev entity F1),
@@ -21,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from adelabel.cv import format_summary, summarise
+from adelabel.atomic import write_text
+from adelabel.cv import _leaves, format_summary, summarise
 from adelabel.data import encode_sentences
 from adelabel.evaluate import decision_f1s, evaluate_examples
 from adelabel.inference import predict
@@ -29,6 +35,11 @@ from adelabel.prepare import read_split
 from adelabel.tagger import Tagger
 
 SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative")
+PAIRED = {"annotated_only.micro.f1": "entity F1, annotated sentences",
+          "micro.f1": "entity F1, all sentences",
+          "sentences.f1": "sentence F1",
+          "annotated_only.relations.f1": "relation F1, annotated sentences",
+          "relations.f1": "relation F1, all sentences"}
 
 
 def folds_of(root: Path) -> tuple[dict, list[Path]]:
@@ -68,6 +79,7 @@ def scored(paths: list[Path], data: Path) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", type=Path, help="folders `adelabel cv --out` wrote")
+    parser.add_argument("--json", type=Path, help="also write every fold's scores, each way, to this file")
     args = parser.parse_args()
     torch.set_num_threads(2)
     runs = [folds_of(r) for r in args.roots]
@@ -75,6 +87,7 @@ def main() -> None:
         if any(settings[k] != runs[0][0][k] for k in SAME_FOLDS):
             raise SystemExit(f"{args.roots[0]} and the others are not cross-validations of the same folds")
     members = [[r] for r in range(len(runs))] + ([list(range(len(runs)))] if len(runs) > 1 else [])
+    everything = {}
     for which in members:
         title = " + ".join(str(args.roots[r]) for r in which)
         per_fold = []
@@ -92,6 +105,28 @@ def main() -> None:
                             for key in ("micro.f1", "sentences.f1", "sentences.precision", "sentences.recall"))
             print(f"  {way:<34}{cells}")
         print(flush=True)
+        everything[title] = per_fold
+    if len(runs) > 1:
+        print(paired(everything, [str(r) for r in args.roots]))
+    if args.json:
+        write_text(args.json, json.dumps(everything, indent=1) + "\n")
+
+
+def paired(everything: dict[str, list[dict]], roots: list[str]) -> str:
+    """The ensemble against each member, fold by fold, at each model's own threshold."""
+    ensemble = [_leaves(f["own"]) for f in everything[" + ".join(roots)]]
+    lines = []
+    for root in roots:
+        alone = [_leaves(f["own"]) for f in everything[root]]
+        lines.append(f"ensemble against {root} alone, fold by fold:")
+        for key, name in PAIRED.items():
+            diff = [e[key] - a[key] for e, a in zip(ensemble, alone)]
+            mean = sum(diff) / len(diff)
+            std = (sum((d - mean) ** 2 for d in diff) / (len(diff) - 1)) ** 0.5 if len(diff) > 1 else 0.0
+            ahead = sum(d > 0 for d in diff)
+            lines.append(f"  {name:<34}{mean * 100:+6.2f} points (std {std * 100:.2f}), ahead on {ahead} "
+                         f"of {len(diff)} folds")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
