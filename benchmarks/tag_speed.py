@@ -10,6 +10,7 @@ lines shows whether memory grows with the input.
     python benchmarks/tag_speed.py --unit sentence --lines 50000 --repeats 1   # one sentence per line
     python benchmarks/tag_speed.py --unit sentence --lines 50000 --precision bf16   # tag --precision bf16
     python benchmarks/tag_speed.py --lines 5000 --against OTHER/cli.py OTHER_MODEL   # side by side
+    python benchmarks/tag_speed.py --lines 500 --model models/bilstm --model models/transformer   # an ensemble
 
 ``--against`` times another checkout's ``cli.py`` (an older commit, in a git worktree) with a model it
 reads, alternating with this one on the same input, and prints the ratio.
@@ -84,9 +85,13 @@ def run_cli(*args: str, cli: Path = ROOT / "cli.py", quiet: bool = False) -> tup
     return seconds, usage.ru_maxrss / 1024
 
 
-def run_once(model: Path, src: Path, out: Path, cli: Path = ROOT / "cli.py") -> tuple[float, float]:
+def model_options(models: list[Path]) -> list[str]:
+    return [a for m in models for a in ("--model", str(m))]
+
+
+def run_once(models: list[Path], src: Path, out: Path, cli: Path = ROOT / "cli.py") -> tuple[float, float]:
     """Seconds and peak RSS (MiB) of one `adelabel tag` process."""
-    return run_cli("tag", str(src), "--model", str(model), "--output", str(out), cli=cli)
+    return run_cli("tag", str(src), *model_options(models), "--output", str(out), cli=cli)
 
 
 def side_by_side(args, tmp: Path) -> None:
@@ -95,10 +100,11 @@ def side_by_side(args, tmp: Path) -> None:
     n_sentences, _ = make_input(args.corpus, args.lines, src, args.unit)
     runs: dict[str, list] = {"other": [], "this": []}
     for _ in range(args.repeats):
-        runs["other"].append(run_once(other_model, src, tmp / "o.jsonl", other_cli))
+        runs["other"].append(run_once([other_model], src, tmp / "o.jsonl", other_cli))
         runs["this"].append(run_once(args.model, src, tmp / "o.jsonl"))
     rates = {k: n_sentences / statistics.median(r[0] for r in v) for k, v in runs.items()}
-    for name, label in (("other", f"{other_cli} {other_model}"), ("this", f"{ROOT / 'cli.py'} {args.model}")):
+    this = " + ".join(str(m) for m in args.model)
+    for name, label in (("other", f"{other_cli} {other_model}"), ("this", f"{ROOT / 'cli.py'} {this}")):
         print(f"{label}: {n_sentences:,} sentences, {rates[name]:,.0f} sentences/s (median of {args.repeats}), "
               f"peak RSS {max(r[1] for r in runs[name]):,.0f} MiB")
     print(f"ratio this / other: {rates['this'] / rates['other']:.2f}")
@@ -106,7 +112,8 @@ def side_by_side(args, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "bilstm")
+    parser.add_argument("--model", type=Path, action="append",
+                        help="model folder (default models/bilstm); repeat it to time an ensemble")
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpora" / "ade-v2")
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--unit", choices=("abstract", "sentence"), default="abstract",
@@ -117,6 +124,7 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", help="adelabel tag --backend (torch or onnx)")
     parser.add_argument("--against", nargs=2, metavar=("CLI", "MODEL"))
     args = parser.parse_args()
+    args.model = args.model or [ROOT / "models" / "bilstm"]
     if args.against and (args.precision, args.backend, args.workers) != ("fp32", "torch", 1):
         # The other checkout may not know these options; both sides must run alike.
         parser.error("--against times both checkouts with tag's defaults: drop --precision, --backend, --workers")
@@ -130,7 +138,7 @@ def main() -> None:
         for n in (args.lines // 5, args.lines):
             src = tmp / f"in{n}.txt"
             n_sentences, n_tokens = make_input(args.corpus, n, src, args.unit)
-            runs = [run_cli("tag", str(src), "--model", str(args.model), "--output", str(tmp / "out.jsonl"),
+            runs = [run_cli("tag", str(src), *model_options(args.model), "--output", str(tmp / "out.jsonl"),
                             "--workers", str(args.workers), "--precision", args.precision, "--backend", args.backend)
                     for _ in range(args.repeats)]
             secs = statistics.median(r[0] for r in runs)

@@ -153,3 +153,28 @@ def test_missing_optional_packages_are_named(monkeypatch, module, message):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
     with pytest.raises(AdelabelError, match=message):
         build_model("transformer", tags=TAGS)
+
+
+def test_a_transformer_and_a_recurrent_tagger_form_one_ensemble(checkpoint):
+    """The most accurate setting (README: bilstm and the transformer as one ensemble): the members read
+    the same batch, each its own way, and the ensemble's tag probabilities are the mean of theirs."""
+    from adelabel.models.ensemble import Ensemble, _marginals
+    from adelabel.tagger import Tagger
+    from test_decode_model import tiny_model
+
+    vocabs = tiny_vocabs()
+    members = [tiny_model(vocabs, "bilstm", gate=True, crf=True, relations=True),
+               tiny_transformer(checkpoint, gate=True, crf=True, relations=True)]
+    ensemble = Ensemble(members).eval()
+    batch = collate([encode(LONG, vocabs), encode("rash after naproxen", vocabs)])
+    with torch.no_grad():
+        out = ensemble(batch)
+        each = [_marginals(m, m(batch), batch.mask) for m in members]
+    assert not torch.allclose(each[0], each[1], atol=1e-3)
+    assert torch.allclose(out.scores.exp()[batch.mask], torch.stack(each).mean(0)[batch.mask], atol=1e-5)
+    # Through the one inference path: every sentence gets its probability, the pair's is a probability.
+    tagger = Tagger(ensemble, {"tags": TAGS, "arch": "ensemble of bilstm, transformer"}, vocabs,
+                    torch.device("cpu"), threshold=0.0)
+    analysis = tagger.analyze("Rash after naproxen. A long sentence.")
+    assert len(analysis.sentences) == 2 and all(0.0 < s.ade < 1.0 for s in analysis.sentences)
+    assert all(0.0 <= r.score <= 1.0 for r in analysis.relations)
