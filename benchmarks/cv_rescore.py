@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import torch
@@ -121,11 +122,9 @@ def paired(everything: dict[str, list[dict]], roots: list[str]) -> str:
         lines.append(f"ensemble against {root} alone, fold by fold:")
         for key, name in PAIRED.items():
             diff = [e[key] - a[key] for e, a in zip(ensemble, alone)]
-            mean = sum(diff) / len(diff)
-            std = (sum((d - mean) ** 2 for d in diff) / (len(diff) - 1)) ** 0.5 if len(diff) > 1 else 0.0
-            ahead = sum(d > 0 for d in diff)
-            lines.append(f"  {name:<34}{mean * 100:+6.2f} points (std {std * 100:.2f}), ahead on {ahead} "
-                         f"of {len(diff)} folds")
+            std = statistics.stdev(diff) if len(diff) > 1 else 0.0
+            lines.append(f"  {name:<34}{statistics.fmean(diff) * 100:+6.2f} points (std {std * 100:.2f}), "
+                         f"ahead on {sum(d > 0 for d in diff)} of {len(diff)} folds")
     return "\n".join(lines)
 
 

@@ -172,9 +172,17 @@ def test_a_transformer_and_a_recurrent_tagger_form_one_ensemble(checkpoint):
         each = [_marginals(m, m(batch), batch.mask) for m in members]
     assert not torch.allclose(each[0], each[1], atol=1e-3)
     assert torch.allclose(out.scores.exp()[batch.mask], torch.stack(each).mean(0)[batch.mask], atol=1e-5)
-    # Through the one inference path: every sentence gets its probability, the pair's is a probability.
+    # A pair's probability is the mean of the members' calibrated ones (naproxen -> rash in each sentence).
+    from adelabel.inference import platt
+
+    pairs = torch.tensor([[0, 9, 10, 7, 8], [1, 2, 3, 0, 1]])
+    with torch.no_grad():
+        related = ensemble.relate(out, pairs)
+        alone = [platt(m.relate(m(batch), pairs), m.relation_calibration).float() for m in members]
+    assert not torch.allclose(alone[0], alone[1], atol=1e-3)
+    assert torch.allclose(related, torch.stack(alone).mean(0), atol=1e-6)
+    # Through the one inference path: every sentence gets its probability.
     tagger = Tagger(ensemble, {"tags": TAGS, "arch": "ensemble of bilstm, transformer"}, vocabs,
                     torch.device("cpu"), threshold=0.0)
     analysis = tagger.analyze("Rash after naproxen. A long sentence.")
     assert len(analysis.sentences) == 2 and all(0.0 < s.ade < 1.0 for s in analysis.sentences)
-    assert all(0.0 <= r.score <= 1.0 for r in analysis.relations)
