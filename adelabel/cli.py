@@ -124,6 +124,7 @@ def train(
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): mixed precision by autocast; overrides train.precision (default fp32).", show_default=False)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option(help="A trained tagger (repeatable: an ensemble) whose probabilities this one learns beside the gold labels, weighted by train.distil; trained on the same data folder.", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option.", show_default=False)] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -137,13 +138,15 @@ def train(
 
     if resume is not None:
         given = [name for name, value in (("--arch", arch), ("--task", task), ("--config", config), ("--out", out), ("--seed", seed),
-                                          ("--epochs", epochs), ("--encoder", encoder), ("--precision", precision), ("--set", set_))
+                                          ("--epochs", epochs), ("--encoder", encoder), ("--precision", precision), ("--set", set_),
+                                          ("--teacher", teacher))
                  if value is not None]
         if given:
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
         _, saved = read_run(resume)
         pick_device(saved["device"])
-        run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True)
+        run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True,
+                  teacher=saved["teacher"])
         return
     overrides = list(set_ or [])
     if seed is not None:
@@ -169,7 +172,7 @@ def train(
     if distributed.world().main:
         check_output_dir(out, "--out", model_dir.is_model_dir)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
-    run_train(cfg, data, out, device=device, log=_log(quiet))
+    run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
 
 
 @app.command()
@@ -190,6 +193,7 @@ def cv(
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overlaps: Overlaps = "outer",
+    teacher: Annotated[Optional[list[Path]], typer.Option(help="A finished cv folder of the same folds (repeatable: an ensemble): each fold's tagger learns its fold's model's probabilities beside the gold labels (train.distil).", show_default=False)] = None,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate by document: each fold trained and scored as train/evaluate do, with its own dev
@@ -215,7 +219,7 @@ def cv(
         raise OptionError(f"--out {out}: is a file, not a folder")
     summary = cross_validate(cfg, corpus, out, folds=folds, seed=seed, format=format, labels=labels,
                              include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, device=device,
-                             log=_log(quiet), overlaps=overlaps)
+                             log=_log(quiet), overlaps=overlaps, teacher=teacher or ())
     print(format_summary(summary))
 
 

@@ -89,8 +89,11 @@ def summarise(results: Sequence[dict]) -> dict[str, dict[str, float]]:
 def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: int = 10, seed: int = 13,
                    format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
                    dim: int = 200, w2v_epochs: int = 20, strict: bool = False, device: str = "auto",
-                   log: Callable[[str], None] | None = print, overlaps: str = "outer") -> dict:
-    """Run (or carry on) a cross-validation of ``config`` on ``corpus``; returns what cv.json holds."""
+                   log: Callable[[str], None] | None = print, overlaps: str = "outer",
+                   teacher: Sequence[str | Path] = ()) -> dict:
+    """Run (or carry on) a cross-validation of ``config`` on ``corpus``; returns what cv.json holds.
+    ``teacher``: finished cross-validations of the same folds; each fold's model learns from theirs
+    (``train --teacher``)."""
     say = log or (lambda _: None)
     out = Path(out)
     if format == "labelled":
@@ -99,6 +102,13 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 "folds": folds, "seed": seed, "labels": list(labels), "include_negative": include_negative,
                 "dim": dim, "w2v_epochs": w2v_epochs,
                 **({"overlaps": overlaps} if overlaps != "outer" else {})}
+    teacher = [Path(t).resolve() for t in teacher]
+    if teacher and config.task != "tag":
+        raise AdelabelError("--teacher: a teacher passes its tags on to a tagger; --task classify takes none")
+    for root in teacher:
+        _check_same_folds(root, settings)
+    if teacher:
+        settings["teacher"] = [str(t) for t in teacher]
     settings_path = out / "settings.json"
     if settings_path.is_file():
         before = read_json_object(settings_path)
@@ -132,13 +142,15 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         if not resume:
             if format == "labelled":
                 drop_unseen_classes(split, numbers, corpus, strict, lambda _: None)
-            write_data(fold / "data", split, {"corpus": str(corpus), "format": format, "seed": seed,
+            write_data(fold / "data", split, {"corpus": settings["corpus"], "format": format, "seed": seed,
                                               "labels": list(labels), "include_negative": include_negative,
                                               "overlaps": overlaps, "report": report, "fold": k, "folds": folds,
                                               "classifier": classifier},
                        None, None, dim, seed, w2v_epochs, 200_000, lambda _: None)
         fold_log = (lambda line: say(f"  fold {k}/{folds} {line}")) if log is not None else None
-        metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume)
+        teachers = [root / f"fold-{k:02d}" / "model" for root in teacher]
+        metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume,
+                        teacher=teachers)
         result = {"fold": k, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
                   "test": metrics["test"]}
         atomic.write_text(result_path, json.dumps(result, indent=2) + "\n")
@@ -147,6 +159,30 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         # The summary so far, after every fold: a long run can be read before it ends.
         _write_summary(out, settings, results, folds)
     return _write_summary(out, settings, results, folds)
+
+
+SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps")
+
+
+def fold_key(settings: dict) -> dict:
+    """What fixes a cross-validation's folds and their data (``overlaps`` is written only when not the
+    default)."""
+    return {k: settings.get(k, "outer" if k == "overlaps" else None) for k in SAME_FOLDS}
+
+
+def _check_same_folds(root: Path, settings: dict) -> None:
+    """Refuse a teacher cross-validation whose folds are not these: its fold k may have trained on
+    this run's fold-k test documents."""
+    path = root / "settings.json"
+    if not path.is_file():
+        raise InputError(root, "--teacher: not a cv folder (no settings.json)")
+    theirs, ours = fold_key(read_json_object(path)), fold_key(settings)
+    differ = [k for k in SAME_FOLDS if theirs[k] != ours[k]]
+    if differ:
+        raise InputError(path, f"--teacher: other folds ({', '.join(differ)} differ)")
+    unfinished = [k for k in range(1, settings["folds"] + 1) if not (root / f"fold-{k:02d}" / RESULT).is_file()]
+    if unfinished:
+        raise InputError(root, f"--teacher: fold {unfinished[0]} is unfinished")
 
 
 def _write_summary(out: Path, settings: dict, results: list[dict], folds: int) -> dict:

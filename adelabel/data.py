@@ -29,6 +29,10 @@ class Example:
     """Candidate (drug, effect or dose) pairs as token ranges: drug first, drug end, other first, other end."""
     pair_gold: list[int] | None = None  # 1 where the corpus relates the pair
     label: int | None = None  # the sentence's class (a classifier's target)
+    # A teacher's probabilities (adelabel/teacher.py), when training learns from one:
+    soft_tags: torch.Tensor | None = None  # (tokens, tags) each token's tag probabilities
+    soft_sentence: float | None = None      # that the sentence reports an event
+    soft_pairs: list[float] | None = None   # that each of ``pairs`` is related
 
 
 @dataclass
@@ -46,6 +50,9 @@ class Batch:
     pairs: torch.Tensor | None = None  # (pairs, 5) long: row in the batch, then the example's token ranges
     pair_gold: torch.Tensor | None = None  # (pairs,) float, 1 for a related pair (when training)
     labels: torch.Tensor | None = None  # (batch,) long, each sentence's class (training a classifier)
+    soft_tags: torch.Tensor | None = None      # (batch, time, tags) a teacher's tag probabilities, 0 on padding
+    soft_sentence: torch.Tensor | None = None  # (batch,) a teacher's sentence probabilities
+    soft_pairs: torch.Tensor | None = None     # (pairs,) a teacher's pair probabilities
 
     def to(self, device: torch.device) -> "Batch":
         """The batch on ``device``; to a GPU through pinned memory, so the copy does not wait on the host
@@ -55,7 +62,8 @@ class Batch:
         else:
             move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(move(self.words), move(self.chars), move(self.spellings), self.lengths, move(self.mask),
-                     self.pieces, move(self.tags), move(self.pairs), move(self.pair_gold), move(self.labels))
+                     self.pieces, move(self.tags), move(self.pairs), move(self.pair_gold), move(self.labels),
+                     move(self.soft_tags), move(self.soft_sentence), move(self.soft_pairs))
 
 
 def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
@@ -99,7 +107,17 @@ def collate(examples: Sequence[Example]) -> Batch:
     labels = None
     if examples and all(e.label is not None for e in examples):
         labels = torch.tensor([e.label for e in examples], dtype=torch.long)
-    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags, pairs, gold, labels)
+    soft_tags = soft_sentence = soft_pairs = None
+    if examples and all(e.soft_tags is not None for e in examples):
+        soft_tags = torch.zeros(len(examples), width, examples[0].soft_tags.shape[1])
+        for i, e in enumerate(examples):
+            soft_tags[i, :len(e.words)] = e.soft_tags
+        if all(e.soft_sentence is not None for e in examples):
+            soft_sentence = torch.tensor([e.soft_sentence for e in examples], dtype=torch.float)
+        if all(e.soft_pairs is not None for e in examples):
+            soft_pairs = torch.tensor([p for e in examples for p in e.soft_pairs], dtype=torch.float)
+    return Batch(words, chars, spellings, lengths, mask, [e.pieces for e in examples], tags, pairs, gold, labels,
+                 soft_tags, soft_sentence, soft_pairs)
 
 
 def bucketed(examples: Sequence[Example], batch_size: int, shuffle: bool = False,

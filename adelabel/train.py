@@ -25,7 +25,7 @@ from adelabel.config import Config, validate_saved
 from adelabel.corpus import Sentence
 from adelabel.data import Example, bucketed
 from adelabel.embeddings import read_vectors
-from adelabel.errors import AdelabelError, InputError
+from adelabel.errors import AdelabelError, InputError, OptionError
 from adelabel.precision import autocast, check_precision, grad_scaler
 from adelabel.progress import Progress as Bar, duration
 from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
@@ -134,7 +134,8 @@ def _restore_random_states(states: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device: str) -> Path:
+def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device: str,
+              teacher: Sequence[str] = ()) -> Path:
     """Create the checkpoint folder of a new run; refuse to overwrite one a killed run left."""
     ckpt = checkpoint_dir(out_dir)
     if ckpt.exists():
@@ -143,7 +144,8 @@ def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device:
     # Absolute paths: a run may be resumed from another working directory.
     # The data's checksums too: a run resumes only on the data it started with.
     run = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "out": str(Path(out_dir).resolve()),
-           "device": device, "data_files": read_manifest(data_dir).get("files", {})}
+           "device": device, "data_files": read_manifest(data_dir).get("files", {}), "teacher": list(teacher),
+           "teacher_files": _teacher_files(teacher)}
     with atomic.atomic_dir(ckpt, atomic.json_with(RUN, "config", "data")) as tmp:
         (tmp / RUN).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
         (tmp / model_dir.LOG).touch()
@@ -162,12 +164,27 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
                 isinstance(run.get(k), str) for k in ("data", "out", "device")):
             raise ValueError("expected config, data, out and device")
         run["config"] = validate_saved(run["config"], str(ckpt / RUN))
+        run.setdefault("teacher", [])
+        if not isinstance(run["teacher"], list) or not all(isinstance(t, str) for t in run["teacher"]):
+            raise ValueError("teacher: expected a list of folders")
     except (ValueError, UnicodeDecodeError) as err:
         raise InputError(ckpt / RUN, f"corrupt run file ({err})") from None
+    gone = [t for t in run["teacher"] if not Path(t).is_dir()]
+    if gone:
+        raise InputError(gone[0], "model folder not found: the teacher this run started with")
+    if _teacher_files(run["teacher"]) != run.get("teacher_files", {}):
+        raise InputError(ckpt / RUN, "the teacher's model folder changed since the run started; the run can "
+                                     "only resume with the teacher it started with")
     if read_manifest(run["data"]).get("files", {}) != run.get("data_files", {}):
         raise InputError(Path(run["data"]) / MANIFEST, "the data folder changed since the run started; "
                                                        "the run can only resume on the data it started with")
     return ckpt, run
+
+
+def _teacher_files(teacher: Sequence[str]) -> dict[str, str]:
+    """Each teacher folder's manifest checksum (which covers its weights), or "" where it has none."""
+    return {t: atomic.sha256(Path(t) / model_dir.MANIFEST) if (Path(t) / model_dir.MANIFEST).is_file() else ""
+            for t in teacher}
 
 
 @dataclass
@@ -205,13 +222,14 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
           log: Callable[[str], None] | None = print, resume: bool = False,
-          on_epoch: Callable[[int, float], None] | None = None) -> dict:
+          on_epoch: Callable[[int, float], None] | None = None, teacher: Sequence[str | Path] = ()) -> dict:
     """Train ``config.arch`` for ``config.task`` on a prepared data folder; save the best model (by dev
     F1: entity micro-F1 for a tagger, the positive class's or the macro F1 for a classifier) to
     ``out_dir`` and return its metrics. ``resume`` carries on the run whose checkpoint is beside
     ``out_dir``. ``log=None`` trains silently. ``on_epoch(epoch, dev_f1)`` is called after each epoch
     is checkpointed (``tune`` reports to its pruner there; an exception it raises ends the run).
-    Under torchrun, each process trains on its share of the batches (adelabel/distributed.py)."""
+    ``teacher``: model folders (one, or several as an ensemble) whose probabilities the model learns
+    beside the gold labels, weighted by ``train.distil`` (adelabel/teacher.py). Under torchrun, each process trains on its share of the batches (adelabel/distributed.py)."""
     w = distributed.world()
     say = (log or (lambda _: None)) if w.main else (lambda _: None)
     hp, seed = config.train, config.seed
@@ -220,6 +238,12 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     seed_everything(seed)
     data = load_data(config, data_dir)
     task, examples, unk = data.task, data.examples, data.vocabs.words[UNK]
+    teacher = _teachers(teacher, out_dir, resume)
+    if teacher:
+        # Loading the teacher builds modules, which draws from torch's generator: the student starts
+        # from the weights it would have had without one.
+        with torch.random.fork_rng(devices=[dev_] if dev_.type == "cuda" else []):
+            _teach(config, data, data_dir, teacher, dev_, say, quiet=log is None or not w.main)
     model = task.build(config, vocab_size=len(data.vocabs.words), char_vocab_size=len(data.vocabs.chars),
                        embedding_dim=data.matrix.shape[1], vectors=data.matrix).to(dev_)
     # The fused kernel updates the 3M-entry embedding table in one pass instead of a dozen (about 5x
@@ -229,12 +253,13 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     if resume:
         ckpt = checkpoint_dir(out_dir)
     else:
-        ckpt = start_run(config, data_dir, out_dir, device) if w.main else checkpoint_dir(out_dir)
+        ckpt = start_run(config, data_dir, out_dir, device, teacher) if w.main else checkpoint_dir(out_dir)
         distributed.barrier(w)
     run = load_checkpoint(ckpt, model, optimizer, scaler, dev_) if resume else RunState()
     if resume:
         say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} (best dev F1 {run.best_f1:.4f} "
             f"at epoch {run.best_epoch})")
+    model.distil = hp.distil if teacher else 0.0
     loss_of = distributed.wrap(model, w, dev_)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}"
@@ -281,7 +306,38 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             on_epoch(run.epoch, f1)
     if run.stale >= hp.patience:
         say(f"no better dev F1 for {run.stale} epochs; stopped")
-    return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say)
+    return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, teacher)
+
+
+def _teachers(teacher: Sequence[str | Path], out_dir, resume: bool) -> list[str]:
+    """The teacher folders of this run: as given, or for a resumed run those it started with (which
+    must be unchanged, :func:`read_run`)."""
+    given = [str(Path(t).resolve()) for t in teacher]
+    if not resume:
+        return given
+    ckpt, run = read_run(out_dir)
+    if given and given != run["teacher"]:
+        raise AdelabelError(f"{ckpt}: the run started with teacher {run['teacher'] or 'none'}, not {given}")
+    return run["teacher"]
+
+
+def _teach(config: Config, data: Setup, data_dir, teacher: list[str], device: torch.device,
+           say: Callable[[str], None], quiet: bool) -> None:
+    """The teacher's probabilities on the training sentences, attached to their examples."""
+    from adelabel.teacher import load_teacher, teach
+
+    if config.task != "tag":
+        raise OptionError("--teacher: a teacher passes its tags on to a tagger; --task classify takes none")
+    loaded = load_teacher(teacher, data.manifest, data.task.tags, device)
+    sentences = read_split(data_dir, "train")
+    started = time.perf_counter()
+    with Bar(len(sentences), "teacher", "sentence", quiet=quiet) as bar:
+        teach(loaded, sentences, data.examples["train"], device, bar.update)
+    del loaded
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the teacher's memory goes back before the student trains
+    say(f"teacher ({', '.join(teacher)}) read {len(sentences):,} training sentences in "
+        f"{duration(time.perf_counter() - started)}; its weight in the loss (train.distil): {config.train.distil}")
 
 
 def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, device: torch.device) -> None:
@@ -314,7 +370,8 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) 
 
 
 def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir, ckpt: Path,
-           device: torch.device, w: distributed.World, say: Callable[[str], None]) -> dict:
+           device: torch.device, w: distributed.World, say: Callable[[str], None],
+           teacher: Sequence[str] = ()) -> dict:
     """The best epoch's weights, calibrated on dev, scored on dev and test and saved (by rank 0)."""
     hp = config.train
     model.load_state_dict(run.best_state)
@@ -328,7 +385,8 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         saved = {**config.to_dict(), **data.task.saved(), "embedding_dim": int(data.matrix.shape[1]),
                  "data": {"dir": str(data_dir), **{k: manifest[k] for k in ("corpus", "seed", "labels", "splits")},
                           "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
-                 "versions": versions(), "device": str(device), "processes": w.size}
+                 "versions": versions(), "device": str(device), "processes": w.size,
+                 **({"teacher": list(teacher)} if teacher else {})}
         model_dir.save(out_dir, model, saved, data.vocabs, metrics=metrics, log=ckpt / model_dir.LOG)
         atomic.remove_dir(ckpt)
         say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "

@@ -6,10 +6,12 @@ threshold chosen other ways than training chooses it.
     python benchmarks/cv_rescore.py cv/bilstm                   # the table `adelabel cv` prints
     python benchmarks/cv_rescore.py cv/bilstm cv/bilstm-tuned   # each, then the two as an ensemble
     python benchmarks/cv_rescore.py cv/bilstm-5 cv/transformer --json rescore.json   # and every fold's scores
+    python benchmarks/cv_rescore.py cv/bilstm-5 cv/bilstm-5-distil --compare          # no ensemble: B against A
 
 With several folders it also compares the ensemble with each member fold by fold (the folds are the
 same, so the differences are paired): the mean difference, its standard deviation and on how many
-folds the ensemble is ahead.
+folds the ensemble is ahead. With ``--compare`` it forms no ensemble and compares each folder after
+the first with the first, fold by fold (a change of recipe against the one before).
 
 Thresholds, each applied to the fold's test split: the model's own (saved by its training: half the
 best sentence-decision F1 on dev, or, for a model trained before that rule, the best dev entity F1),
@@ -28,14 +30,13 @@ from pathlib import Path
 import torch
 
 from adelabel.atomic import write_text
-from adelabel.cv import _leaves, format_summary, summarise
+from adelabel.cv import _leaves, fold_key, format_summary, summarise
 from adelabel.data import encode_sentences
 from adelabel.evaluate import decision_f1s, evaluate_examples
 from adelabel.inference import predict
 from adelabel.prepare import read_split
 from adelabel.tagger import Tagger
 
-SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative")
 PAIRED = {"annotated_only.micro.f1": "entity F1, annotated sentences",
           "micro.f1": "entity F1, all sentences",
           "sentences.f1": "sentence F1",
@@ -81,13 +82,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", type=Path, help="folders `adelabel cv --out` wrote")
     parser.add_argument("--json", type=Path, help="also write every fold's scores, each way, to this file")
+    parser.add_argument("--compare", action="store_true",
+                        help="no ensemble: compare each folder after the first with the first, fold by fold")
     args = parser.parse_args()
+    if args.compare and len(args.roots) < 2:
+        parser.error("--compare needs two folders or more")
     torch.set_num_threads(2)
     runs = [folds_of(r) for r in args.roots]
     for settings, _ in runs[1:]:
-        if any(settings[k] != runs[0][0][k] for k in SAME_FOLDS):
+        if fold_key(settings) != fold_key(runs[0][0]):
             raise SystemExit(f"{args.roots[0]} and the others are not cross-validations of the same folds")
-    members = [[r] for r in range(len(runs))] + ([list(range(len(runs)))] if len(runs) > 1 else [])
+    ensemble = len(runs) > 1 and not args.compare
+    members = [[r] for r in range(len(runs))] + ([list(range(len(runs)))] if ensemble else [])
     everything = {}
     for which in members:
         title = " + ".join(str(args.roots[r]) for r in which)
@@ -107,24 +113,25 @@ def main() -> None:
             print(f"  {way:<34}{cells}")
         print(flush=True)
         everything[title] = per_fold
-    if len(runs) > 1:
-        print(paired(everything, [str(r) for r in args.roots]))
+    roots = [str(r) for r in args.roots]
+    if ensemble:
+        print("\n".join(paired(everything[" + ".join(roots)], everything[r], f"ensemble against {r} alone")
+                        for r in roots))
+    for other in roots[1:] if args.compare else []:
+        print(paired(everything[other], everything[roots[0]], f"{other} against {roots[0]}"))
     if args.json:
         write_text(args.json, json.dumps(everything, indent=1) + "\n")
 
 
-def paired(everything: dict[str, list[dict]], roots: list[str]) -> str:
-    """The ensemble against each member, fold by fold, at each model's own threshold."""
-    ensemble = [_leaves(f["own"]) for f in everything[" + ".join(roots)]]
-    lines = []
-    for root in roots:
-        alone = [_leaves(f["own"]) for f in everything[root]]
-        lines.append(f"ensemble against {root} alone, fold by fold:")
-        for key, name in PAIRED.items():
-            diff = [e[key] - a[key] for e, a in zip(ensemble, alone)]
-            std = statistics.stdev(diff) if len(diff) > 1 else 0.0
-            lines.append(f"  {name:<34}{statistics.fmean(diff) * 100:+6.2f} points (std {std * 100:.2f}), "
-                         f"ahead on {sum(d > 0 for d in diff)} of {len(diff)} folds")
+def paired(these: list[dict], those: list[dict], title: str) -> str:
+    """``these`` folds' scores against ``those``, fold by fold, at each model's own threshold."""
+    these, those = [_leaves(f["own"]) for f in these], [_leaves(f["own"]) for f in those]
+    lines = [f"{title}, fold by fold:"]
+    for key, name in PAIRED.items():
+        diff = [a[key] - b[key] for a, b in zip(these, those)]
+        std = statistics.stdev(diff) if len(diff) > 1 else 0.0
+        lines.append(f"  {name:<34}{statistics.fmean(diff) * 100:+6.2f} points (std {std * 100:.2f}), "
+                     f"ahead on {sum(d > 0 for d in diff)} of {len(diff)} folds")
     return "\n".join(lines)
 
 

@@ -153,6 +153,10 @@ class SequenceLabeler(nn.Module):
     """Base class: subclasses implement :meth:`forward`; the loss, IOB2-valid decoding and the gate
     come free. A subclass given a gate returns :attr:`Output.sentence`, the gate's logit."""
 
+    distil = 0.0
+    """The weight of a teacher's probabilities in the loss (``train.distil``, set by the training loop
+    when it has a teacher); not saved, since only training reads it."""
+
     def __init__(self, tags: Sequence[str], crf: bool = False, gate: nn.Module | None = None,
                  relation: nn.Module | None = None) -> None:
         """``gate``: a :class:`SentenceGate` or :class:`PooledGate`, or None for no gate; ``relation``:
@@ -187,21 +191,50 @@ class SequenceLabeler(nn.Module):
 
     def loss(self, out: Output, batch: Batch) -> torch.Tensor:
         """Mean loss over real tokens (padding carries the IGNORE tag and is skipped), plus the gate's
-        mean cross-entropy over sentences."""
+        mean cross-entropy over sentences; with a gate, the tags' gold loss is over the sentences with
+        entities only. A batch with a teacher's probabilities (adelabel/teacher.py) mixes, for each,
+        ``(1 - distil)`` of the gold loss with ``distil`` of the cross-entropy with them."""
         scores, tags, mask = out.scores, batch.tags, batch.mask
+        w = self.distil if batch.soft_tags is not None else 0.0
         total = scores.new_zeros(())
         if self.relation is not None and batch.pair_gold is not None and len(batch.pair_gold):
             logits = self.relation(out.states, batch.pairs)
-            total = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch.pair_gold)
+            target = batch.pair_gold if batch.soft_pairs is None else (1 - w) * batch.pair_gold + w * batch.soft_pairs
+            total = nn.functional.binary_cross_entropy_with_logits(logits.float(), target)
+        soft, taught_gate = batch.soft_tags, batch.soft_sentence
+        if soft is not None and out.sentence is None and taught_gate is not None:
+            # This model tags every sentence: the teacher's tags where its gate opens, O where it doesn't.
+            opens = taught_gate[:, None, None]
+            outside = nn.functional.one_hot(torch.zeros_like(tags), soft.shape[-1]).to(soft.dtype)
+            soft = opens * soft + (1 - opens) * outside
+        gold_rows = None
         if out.sentence is not None:
             holds = ((tags > 0) & mask).any(dim=1)
-            total = total + nn.functional.binary_cross_entropy_with_logits(out.sentence.float(), holds.float())
-            if not holds.any():
-                return total
-            scores, tags, mask = scores[holds], tags[holds], mask[holds]
+            target = holds.float() if w == 0 or taught_gate is None else (1 - w) * holds.float() + w * taught_gate
+            total = total + nn.functional.binary_cross_entropy_with_logits(out.sentence.float(), target)
+            gold_rows = holds
+        gold = self._gold_tags_loss(scores, tags, mask, gold_rows)
+        if w == 0:
+            return total + gold
+        # The teacher's tags are learnt on every sentence, ADE-NEG ones too. A gated teacher's tagger
+        # never learnt those (its tags are trained on annotated sentences only), so there they pass
+        # on what it generalises to, not what it memorised.
+        log_probs = self.crf.log_marginals(scores, mask) if self.crf is not None else scores.float().log_softmax(-1)
+        # A tag the student's IOB2 rules forbid there has a log-probability near -10,000: a teacher
+        # without those rules (a softmax) must not blow the loss up over it.
+        taught = -(soft * log_probs.clamp_min(-30.0)).sum(-1).masked_fill(~mask, 0.0).sum() / mask.sum()
+        return total + (1 - w) * gold + w * taught
+
+    def _gold_tags_loss(self, scores: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+                        rows: torch.Tensor | None) -> torch.Tensor:
+        """The tags' loss against the gold labels, over ``rows`` of the batch (all when None)."""
+        if rows is not None:
+            if not rows.any():
+                return scores.new_zeros((), dtype=torch.float)
+            scores, tags, mask = scores[rows], tags[rows], mask[rows]
         if self.crf is not None:
-            return total + self.crf.nll(scores, tags, mask)
-        return total + nn.functional.cross_entropy(scores.flatten(0, 1), tags.flatten(), ignore_index=IGNORE)
+            return self.crf.nll(scores, tags, mask)
+        return nn.functional.cross_entropy(scores.flatten(0, 1), tags.flatten(), ignore_index=IGNORE)
 
     def relate(self, out: Output, pairs: torch.Tensor) -> torch.Tensor:
         """Probability that each candidate pair (rows as in :attr:`Batch.pairs`) is related; 1 for every

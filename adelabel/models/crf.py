@@ -68,6 +68,11 @@ class CRF(nn.Module):
 
     def marginals(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Probability of each tag at each position under the CRF (forward-backward)."""
+        return self.log_marginals(scores, mask).exp()
+
+    def log_marginals(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each tag at each position under the CRF (differentiable: a teacher's
+        probabilities are learnt through it)."""
         scores = scores.float()
         start, trans = self._params()
         alphas = self._forward_scores(scores, mask)
@@ -82,4 +87,4 @@ class CRF(nn.Module):
         alpha = torch.stack(alphas, 1)
         beta = torch.stack(betas, 1)
         log_z = torch.logsumexp(alphas[-1] + self.end[None], dim=1)
-        return (alpha + beta - log_z[:, None, None]).exp()
+        return alpha + beta - log_z[:, None, None]
