@@ -126,7 +126,7 @@ class Train(Section):
     negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences drawn afresh each epoch",
                                      json_schema_extra={"search": {"low": 0.2, "high": 1.0}})
     eval_batch_size: int = Field(256, ge=1, description="sentences per batch when scoring")
-    distil: float = Field(0.5, ge=0.0, le=1.0, description="with `train --teacher`: weight of the teacher's probabilities against the gold labels")
+    distil: float = Field(0.9, ge=0.0, le=1.0, description="with `train --teacher`: weight of the teacher's probabilities against the gold labels")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="fp32, or mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with loss scaling)")
 
