@@ -103,8 +103,10 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 "dim": dim, "w2v_epochs": w2v_epochs,
                 **({"overlaps": overlaps} if overlaps != "outer" else {})}
     teacher = [Path(t).resolve() for t in teacher]
-    if teacher and config.task != "tag":
-        raise AdelabelError("--teacher: a teacher passes its tags on to a tagger; --task classify takes none")
+    if teacher:
+        from adelabel.teacher import check_task
+
+        check_task(config.task)
     for root in teacher:
         _check_same_folds(root, settings)
     if teacher:

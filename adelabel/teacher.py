@@ -27,7 +27,8 @@ import torch
 from adelabel import model_dir
 from adelabel.corpus import Sentence
 from adelabel.data import Example, bucketed, encode_sentences
-from adelabel.errors import InputError
+from adelabel.config import validate_saved
+from adelabel.errors import InputError, OptionError
 from adelabel.tagger import Tagger
 
 SAME_SPLIT = ("corpus", "seed", "labels", "splits")
@@ -38,22 +39,29 @@ class Teacher(NamedTuple):
     batch_size: int  # sentences per batch, the smallest its members score with
 
 
+def check_task(task: str) -> None:
+    """A teacher passes tags on: refuse one for a sentence classifier, before any work is done."""
+    if task != "tag":
+        raise OptionError("--teacher: a teacher passes its tags on to a tagger; --task classify takes none")
+
+
 def load_teacher(paths: Sequence[str | Path], manifest: dict, tags: Sequence[str], device: torch.device) -> Teacher:
     """The teacher's tagger (an ensemble of several), loaded and checked as ``Tagger.load`` checks any
-    model folder; refused, in one line, when it tags other types or was trained on another split of
-    the data than ``manifest`` describes."""
+    model folder (an ensemble's members share their tags); refused, in one line, when it tags other
+    types or was trained on another split of the data than ``manifest`` describes."""
     tagger = Tagger.load([str(p) for p in paths], device=str(device))
+    if list(tagger.tags) != list(tags):
+        raise InputError(paths[0], f"--teacher: tags {', '.join(tagger.tags)}, the data {', '.join(tags)}")
     sizes = []
     for path in paths:
-        config = json.loads((Path(path) / model_dir.CONFIG).read_text(encoding="utf-8"))  # checked by load
-        if list(config["tags"]) != list(tags):
-            raise InputError(path, f"--teacher: tags {', '.join(config['tags'])}, the data {', '.join(tags)}")
+        source = Path(path) / model_dir.CONFIG
+        config = json.loads(source.read_text(encoding="utf-8"))  # proved by Tagger.load
         data = config.get("data", {})
         differ = [k for k in SAME_SPLIT if not _same(k, data.get(k), manifest.get(k))]
         if differ:
             raise InputError(path, f"--teacher: trained on another split of the data ({', '.join(differ)} "
                                    "differ); it may have seen this run's dev or test documents")
-        sizes.append(int(config.get("train", {}).get("eval_batch_size", 64)))
+        sizes.append(validate_saved(config, str(source)).train.eval_batch_size)
     return Teacher(tagger, min(sizes))
 
 

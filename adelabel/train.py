@@ -25,7 +25,7 @@ from adelabel.config import Config, validate_saved
 from adelabel.corpus import Sentence
 from adelabel.data import Example, bucketed
 from adelabel.embeddings import read_vectors
-from adelabel.errors import AdelabelError, InputError, OptionError
+from adelabel.errors import AdelabelError, InputError
 from adelabel.precision import autocast, check_precision, grad_scaler
 from adelabel.progress import Progress as Bar, duration
 from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
@@ -229,7 +229,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     ``out_dir``. ``log=None`` trains silently. ``on_epoch(epoch, dev_f1)`` is called after each epoch
     is checkpointed (``tune`` reports to its pruner there; an exception it raises ends the run).
     ``teacher``: model folders (one, or several as an ensemble) whose probabilities the model learns
-    beside the gold labels, weighted by ``train.distil`` (adelabel/teacher.py). Under torchrun, each process trains on its share of the batches (adelabel/distributed.py)."""
+    beside the gold labels, weighted by ``train.distil`` (adelabel/teacher.py). Under torchrun, each
+    process trains on its share of the batches (adelabel/distributed.py)."""
     w = distributed.world()
     say = (log or (lambda _: None)) if w.main else (lambda _: None)
     hp, seed = config.train, config.seed
@@ -324,10 +325,9 @@ def _teachers(teacher: Sequence[str | Path], out_dir, resume: bool) -> list[str]
 def _teach(config: Config, data: Setup, data_dir, teacher: list[str], device: torch.device,
            say: Callable[[str], None], quiet: bool) -> None:
     """The teacher's probabilities on the training sentences, attached to their examples."""
-    from adelabel.teacher import load_teacher, teach
+    from adelabel.teacher import check_task, load_teacher, teach
 
-    if config.task != "tag":
-        raise OptionError("--teacher: a teacher passes its tags on to a tagger; --task classify takes none")
+    check_task(config.task)
     loaded = load_teacher(teacher, data.manifest, data.task.tags, device)
     sentences = read_split(data_dir, "train")
     started = time.perf_counter()

@@ -193,6 +193,8 @@ def test_cv_takes_a_teacher_of_the_same_folds_only(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, _, err = run_cli(capsys, *base, "--teacher", tmp_path)
     assert code == 2 and "not a cv folder" in err
+    code, _, err = run_cli(capsys, *base, "--task", "classify", "--teacher", teacher)
+    assert code == 2 and "--task classify takes none" in err
     settings = json.loads((teacher / "settings.json").read_text())
     (teacher / "settings.json").write_text(json.dumps({**settings, "folds": 2}))
     code, _, err = run_cli(capsys, *base, "--teacher", teacher)
