@@ -145,8 +145,8 @@ def train(
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
         _, saved = read_run(resume)
         pick_device(saved["device"])
-        run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True,
-                  teacher=saved["teacher"])
+        # The teacher it started with comes from its run file too (train.py, _teachers).
+        run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True)
         return
     overrides = list(set_ or [])
     if seed is not None:

@@ -107,9 +107,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         from adelabel.teacher import check_task
 
         check_task(config.task)
-    for root in teacher:
-        _check_same_folds(root, settings)
-    if teacher:
+        for root in teacher:
+            _check_same_folds(root, settings)
         settings["teacher"] = [str(t) for t in teacher]
     settings_path = out / "settings.json"
     if settings_path.is_file():
