@@ -5,12 +5,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from adelabel.corpus import Sentence
 from adelabel.tags import spans_to_tags, tags_to_spans
 from adelabel.text import tokenize
-from adelabel.vocab import Vocabs, char_ids, normalize
+from adelabel.vocab import Vocabs
 
 IGNORE = -100
 """Tag id for padding positions; ``cross_entropy`` skips it, so padding never reaches the loss."""
@@ -23,7 +22,7 @@ class Example:
     tokens: list[tuple[int, int]]
     pieces: list[str]    # the tokens' text, as written (for models with their own tokeniser)
     words: list[int]
-    chars: torch.Tensor  # (tokens, longest token) character ids, built once per sentence, not per batch
+    chars: list[tuple[int, ...]]  # each token's character ids
     tags: list[int] | None = None
     pairs: list[tuple[int, int, int, int]] = field(default_factory=list)
     """Candidate (drug, effect or dose) pairs as token ranges: drug first, drug end, other first, other end."""
@@ -70,36 +69,30 @@ def encode(text: str, vocabs: Vocabs, tag_ids: dict[str, int] | None = None,
            tags: Sequence[str] | None = None, tokens: list[tuple[int, int]] | None = None) -> Example:
     tokens = tokenize(text) if tokens is None else tokens
     pieces = [text[s:e] for s, e in tokens]
-    words = vocabs.words.ids(normalize(p) for p in pieces)
-    ids = [char_ids(vocabs.chars, p) for p in pieces]
-    width = max(map(len, ids), default=1)
-    chars = torch.tensor([c + [0] * (width - len(c)) for c in ids], dtype=torch.long).reshape(len(ids), width)
+    words, chars = vocabs.lookup(pieces)
     return Example(tokens, pieces, words, chars, None if tags is None else [tag_ids[t] for t in tags])
 
 
 def collate(examples: Sequence[Example]) -> Batch:
     lengths = torch.tensor([len(e.words) for e in examples], dtype=torch.long)
     width = int(lengths.max()) if len(examples) else 0
+    real = torch.arange(width)[None, :] < lengths[:, None]  # row-major, as the flat lists below run
     words = torch.zeros(len(examples), width, dtype=torch.long)
-    char_width = max((e.chars.shape[1] for e in examples), default=1)
+    words[real] = torch.tensor([w for e in examples for w in e.words], dtype=torch.long)
     # Each distinct spelling is stored once: "the", "of" and "," fill a batch, and the character
     # encoder costs as much per row as the recurrent layer does per token.
-    spelled = torch.cat([nn.functional.pad(e.chars, (0, char_width - e.chars.shape[1])) for e in examples]
-                        or [torch.zeros(0, char_width, dtype=torch.long)])
-    distinct, rows = torch.unique(spelled, dim=0, return_inverse=True)
-    chars = torch.cat([torch.zeros(1, char_width, dtype=torch.long), distinct])
+    distinct: dict[tuple[int, ...], int] = {}
+    rows = [distinct.setdefault(c, len(distinct) + 1) for e in examples for c in e.chars]
+    char_width = max(map(len, distinct), default=1)
+    chars = torch.tensor([(0,) * char_width] + [c + (0,) * (char_width - len(c)) for c in distinct],
+                         dtype=torch.long)
     spellings = torch.zeros(len(examples), width, dtype=torch.long)
-    has_tags = all(e.tags is not None for e in examples)
-    tags = torch.full((len(examples), width), IGNORE, dtype=torch.long) if has_tags else None
-    offset = 0
-    for i, e in enumerate(examples):
-        n = len(e.words)
-        words[i, :n] = torch.tensor(e.words, dtype=torch.long)
-        spellings[i, :n] = rows[offset:offset + n] + 1
-        offset += n
-        if tags is not None:
-            tags[i, :n] = torch.tensor(e.tags, dtype=torch.long)
-    mask = torch.arange(width)[None, :] < lengths[:, None]
+    spellings[real] = torch.tensor(rows, dtype=torch.long)
+    tags = None
+    if all(e.tags is not None for e in examples):
+        tags = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+        tags[real] = torch.tensor([t for e in examples for t in e.tags], dtype=torch.long)
+    mask = real
     pairs = torch.tensor([(i, *p) for i, e in enumerate(examples) for p in e.pairs], dtype=torch.long).reshape(-1, 5)
     gold = None
     if all(e.pair_gold is not None for e in examples):

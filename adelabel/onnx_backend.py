@@ -165,6 +165,7 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
     if meta.get("weights") != atomic.sha256(directory / model_dir.WEIGHTS):
         raise InputError(folder / META, "exported from other weights than this model folder's; export again")
     model.forward = _OnnxForward(_Session(folder / "encoder.onnx"), gate=model.gate is not None)
+    model.screen = lambda batch: None  # the graph runs tagger and gate together: no gate alone
     if model.relation is not None:
         if not (folder / "relation.onnx").is_file():
             raise InputError(folder / "relation.onnx", "missing from the ONNX export")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -59,12 +59,34 @@ def char_ids(chars: Vocab, word: str) -> list[int]:
     return chars.ids(word)
 
 
+CACHED_SPELLINGS = 200_000
+"""How many distinct spellings :meth:`Vocabs.lookup` remembers before it starts afresh (memory stays
+bounded over any input; a corpus's spellings repeat, so the cache holds most tokens long before)."""
+
+
 @dataclass
 class Vocabs:
     """The vocabularies a model reads its input with."""
 
     words: Vocab
     chars: Vocab
+    _seen: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict, repr=False, compare=False)
+
+    def lookup(self, pieces: Sequence[str]) -> tuple[list[int], list[tuple[int, ...]]]:
+        """Each token's word id (normalised, see :func:`normalize`) and character ids (:func:`char_ids`)."""
+        # Tagging spent more time here than in the tagger's BiLSTM before each spelling was looked up once.
+        seen = self._seen
+        if len(seen) > CACHED_SPELLINGS:
+            seen.clear()
+        unk = self.words.index.get(UNK, 1)
+        words, chars = [], []
+        for piece in pieces:
+            known = seen.get(piece)
+            if known is None:
+                known = seen[piece] = (self.words.index.get(normalize(piece), unk), tuple(char_ids(self.chars, piece)))
+            words.append(known[0])
+            chars.append(known[1])
+        return words, chars
 
     def to_json(self) -> dict:
         return {"words": self.words.items, "chars": self.chars.items}

@@ -119,9 +119,9 @@ def test_collate_stores_each_spelling_once():
     assert len(batch.chars) == 1 + 3  # the padding row and three distinct spellings
     assert batch.spellings[1, 2] == 0  # padding position
     for row, example in enumerate((a, b)):
-        spelled = batch.chars[batch.spellings[row, :len(example.words)]]
-        assert torch.equal(spelled[:, :example.chars.shape[1]], example.chars)
-        assert not spelled[:, example.chars.shape[1]:].any()
+        spelled = batch.chars[batch.spellings[row, :len(example.words)]].tolist()
+        assert [tuple(c for c in ids if c) for ids in spelled] == example.chars
+        assert example.chars[0] == tuple(vocabs.chars[c] for c in example.pieces[0])
 
 
 def test_loss_ignores_padding():
@@ -544,3 +544,34 @@ def test_a_saved_config_is_completed_by_the_schema_not_the_packaged_file(monkeyp
     model = build_model("bilstm", tags=["O", "B-DRUG", "I-DRUG"], vocab_size=10, char_vocab_size=10,
                         embedding_dim=8, hidden_size=200)
     assert model.hyper["gate_size"] == 100
+
+
+def test_the_gate_screens_sentences_before_the_tagger_runs():
+    """With the gate in effect, a recurrent tagger runs its BiLSTM, head and relation head on the
+    sentences the gate passes only, and predicts exactly what tagging every sentence predicts."""
+    from adelabel.inference import predict
+
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True, crf=True, relations=True, chars="cnn", char_size=4)
+    ids = {t: i for i, t in enumerate(TAGS)}
+    texts = ["rash after naproxen", "naproxen", "a long sentence .", "rash", "naproxen rash after a naproxen",
+             "a long long sentence .", "sentence rash after naproxen .", "after a sentence ."]
+    gold = {"naproxen": "B-DRUG", "rash": "B-AE"}
+    fit(model, [encode(t, vocabs, ids, [gold.get(w, "O") for w in t.split()]) for t in texts], 40, 0.05)
+    model.eval()
+    examples = [encode(t, vocabs) for t in texts]
+    cpu = torch.device("cpu")
+    seen = []
+    hook = model.dense.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    screened = predict(model, examples, 3, cpu, threshold=0.5)
+    hook.remove()
+    passed = sum(p.sentence >= 0.5 for p in screened)
+    assert sum(seen) == passed == 5  # the tagger's layers read the five passed sentences only
+    model.screen = lambda batch: None  # as a model whose gate reads the tagger's states
+    tagged = predict(model, examples, 3, cpu, threshold=0.5)
+    assert [p.reported for p in screened] == [p.reported for p in tagged] == [True, False, False, False, True,
+                                                                              False, True, False]
+    for a, b in zip(screened, tagged):
+        assert a.spans == b.spans and [p[:2] for p in a.pairs] == [p[:2] for p in b.pairs]
+        assert abs(a.sentence - b.sentence) < 1e-6
+        assert all(abs(x - y) < 1e-5 for x, y in zip(a.span_scores, b.span_scores))

@@ -185,6 +185,12 @@ class SequenceLabeler(nn.Module):
     def forward(self, batch: Batch) -> Output:
         raise NotImplementedError
 
+    def screen(self, batch: Batch) -> torch.Tensor | None:
+        """The gate's (batch,) logits, computed without tagging the batch, for a model whose gate reads
+        nothing of its tagger; None for any other. Inference then tags only the sentences the gate
+        passes, through ``forward(batch, gate=False)``, which such a model must take."""
+        return None
+
     def save_assets(self, directory: Path) -> None:
         """Write what the model needs besides its weights to be rebuilt (a tokeniser); its builder
         is then given ``assets=directory``. Most models need nothing."""
@@ -243,6 +249,10 @@ class SequenceLabeler(nn.Module):
             return torch.ones(pairs.shape[0], device=pairs.device)
         return torch.sigmoid(self.relation(out.states, pairs).float())
 
+    def sentence_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """The gate's logits as calibrated probabilities that each sentence reports an event."""
+        return torch.sigmoid(logits.float() * self.gate_scale + self.gate_shift)
+
     def decode(self, out: Output, batch: Batch, threshold: float | None = None) -> Decoded:
         """Best IOB2-valid tags, their probabilities and the gate's sentence probabilities.
 
@@ -263,7 +273,7 @@ class SequenceLabeler(nn.Module):
         if out.sentence is None:
             sentence = torch.ones(scores.shape[0], device=scores.device)
         else:
-            sentence = torch.sigmoid(out.sentence.float() * self.gate_scale + self.gate_shift)
+            sentence = self.sentence_probability(out.sentence)
             passes = gate_passes(sentence, float(self.gate_threshold) if threshold is None else threshold)
             tags = tags.masked_fill(~passes[:, None], 0)
         # Marginals are computed in log space; rounding may carry one a hair past 1.
