@@ -18,6 +18,7 @@ carries at least its best-scoring pair.
 from __future__ import annotations
 
 import ctypes
+import functools
 import ctypes.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,8 +68,13 @@ def pairs_decide(model: SequenceLabeler) -> bool:
     """Whether a sentence needs a pair to be reported: the model has a gate and a relation head, and
     its types hold DRUG and another to pair it with (other types, Chemical and Disease say, have no
     pairs, and their sentences are reported on the gate alone)."""
-    types = {t[2:] for t in model.tags if t != "O"}
-    return model.gate is not None and model.relation is not None and "DRUG" in types and len(types) > 1
+    return model.gate is not None and model.relation is not None and _pairs_types(tuple(model.tags))
+
+
+@functools.lru_cache(maxsize=None)
+def _pairs_types(tags: tuple[str, ...]) -> bool:
+    types = {t[2:] for t in tags if t != "O"}
+    return "DRUG" in types and len(types) > 1
 
 
 def reports(model: SequenceLabeler, prediction: Prediction, threshold: float) -> bool:

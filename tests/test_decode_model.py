@@ -575,3 +575,37 @@ def test_the_gate_screens_sentences_before_the_tagger_runs():
         assert a.spans == b.spans and [p[:2] for p in a.pairs] == [p[:2] for p in b.pairs]
         assert abs(a.sentence - b.sentence) < 1e-6
         assert all(abs(x - y) < 1e-5 for x, y in zip(a.span_scores, b.span_scores))
+
+
+def test_the_character_cnn_is_a_convolution_max_pooled_over_each_spelling():
+    """The table lookups compute the same function as a 3-wide convolution over the characters, padding
+    windows left out of the max, the all-padding row zero; the padding character learns nothing."""
+    from adelabel.models.chars import CharCNN
+
+    torch.manual_seed(0)
+    cnn = CharCNN(40, filters=6, char_dim=5)
+    chars = torch.randint(1, 40, (30, 9))
+    lengths = torch.randint(1, 10, (30,))
+    chars[torch.arange(9)[None, :] >= lengths[:, None]] = 0
+    chars[0] = 0
+    spellings = torch.randint(0, 30, (4, 7))
+    features = cnn(chars, spellings)
+    weight = cnn.window.weight.view(6, 3, 5).permute(0, 2, 1)  # (filters, char_dim, kernel)
+    conv = torch.nn.functional.conv1d(cnn.embedding(chars).transpose(1, 2), weight, cnn.window.bias, padding=1)
+    expected = torch.stack([conv[s, :, :int(n)].max(dim=1).values if n else torch.zeros(6)
+                            for s, n in enumerate((chars != 0).sum(1))])
+    assert torch.allclose(features, expected[spellings], atol=1e-5)
+    features.sum().backward()
+    assert not cnn.embedding.weight.grad[0].any() and cnn.embedding.weight.grad[1:].any()
+
+
+def test_the_relation_head_pools_each_range_of_its_own_sentence():
+    from adelabel.models.relation import _pool
+
+    torch.manual_seed(0)
+    states = torch.randn(3, 10, 4)
+    row, first, end = torch.randint(0, 3, (50,)), torch.randint(0, 10, (50,)), torch.randint(0, 11, (50,))
+    pooled = _pool(states, row, first, end)
+    for p in range(50):
+        r, a, b = int(row[p]), int(first[p]), int(end[p])
+        assert torch.equal(pooled[p], states[r, a:b].max(dim=0).values if b > a else torch.zeros(4))

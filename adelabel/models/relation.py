@@ -24,11 +24,20 @@ def _bucket(distance: torch.Tensor) -> torch.Tensor:
     return (len(_EDGES) + 1) + distance.sign() * magnitude
 
 
-def _pool(states: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """Max over positions [first, end) of each row; zeros where the range is empty."""
-    positions = torch.arange(states.shape[1], device=states.device)
-    inside = (positions[None, :] >= first[:, None]) & (positions[None, :] < end[:, None])
-    pooled = states.masked_fill(~inside[..., None], float("-inf")).max(dim=1).values
+def _pool(states: torch.Tensor, row: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Max over positions [first, end) of sentence ``row`` of ``states``, one range per pair; zeros
+    where the range is empty."""
+    time = states.shape[1]
+    length = (end - first).clamp_min(0)
+    # Only as many positions as the longest range: a drug or an effect spans a word or three, and
+    # masking whole sentences for each of thousands of pairs was most of the head's time. A traced
+    # export (ONNX) would freeze such a width, so it reads whole sentences.
+    width = time if torch.jit.is_tracing() else max(int(length.max()), 1)
+    offsets = torch.arange(width, device=states.device)
+    inside = offsets[None, :] < length[:, None]
+    positions = (first[:, None] + offsets[None, :]).clamp(0, time - 1)
+    spans = take(states.reshape(-1, states.shape[-1]), row[:, None] * time + positions)
+    pooled = spans.masked_fill(~inside[..., None], float("-inf")).max(dim=1).values
     return pooled.masked_fill(~inside.any(dim=1, keepdim=True), 0.0)
 
 
@@ -44,9 +53,8 @@ class RelationHead(nn.Module):
         other first, other end) -> (pairs,) logits that the sentence relates the pair."""
         if pairs.shape[0] == 0:
             return states.new_zeros(0)
-        rows = take(states, pairs[:, 0])
-        d0, d1, o0, o1 = pairs[:, 1], pairs[:, 2], pairs[:, 3], pairs[:, 4]
-        drug, other = _pool(rows, d0, d1), _pool(rows, o0, o1)
-        between = _pool(rows, torch.minimum(d1, o1), torch.maximum(d0, o0))
+        row, d0, d1, o0, o1 = pairs.unbind(1)
+        drug, other = _pool(states, row, d0, d1), _pool(states, row, o0, o1)
+        between = _pool(states, row, torch.minimum(d1, o1), torch.maximum(d0, o0))
         x = torch.cat([drug, other, drug * other, between, self.distance(_bucket(o0 - d0))], dim=-1)
         return self.mlp(x).squeeze(-1)
