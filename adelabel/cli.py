@@ -344,7 +344,6 @@ def evaluate(
     from adelabel.evaluate import (entity_confusion, entity_outcomes, errors, evaluate_examples, format_table,
                                    pair_outcomes)
     from adelabel.inference import predict
-    from adelabel.precision import autocast
     from adelabel.prepare import read_manifest, read_split
     from adelabel.tagger import Tagger, check_threshold
 
@@ -380,7 +379,7 @@ def evaluate(
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
     from adelabel.progress import Progress
 
-    with autocast(tagger.device, precision), Progress(len(examples), "scoring", "sentence", quiet=quiet) as bar:
+    with tagger.running(), Progress(len(examples), "scoring", "sentence", quiet=quiet) as bar:
         predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0, progress=bar.update)
         result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
                                    tagger.device, predicted)

@@ -1,6 +1,7 @@
 """Sentences → tensors: word ids, lengths, mask and tag ids, in batches bucketed by length."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -83,9 +84,10 @@ def collate(examples: Sequence[Example]) -> Batch:
     # encoder costs as much per row as the recurrent layer does per token.
     distinct: dict[tuple[int, ...], int] = {}
     rows = [distinct.setdefault(c, len(distinct) + 1) for e in examples for c in e.chars]
-    char_width = max(map(len, distinct), default=1)
-    chars = torch.tensor([(0,) * char_width] + [c + (0,) * (char_width - len(c)) for c in distinct],
-                         dtype=torch.long)
+    spelled = torch.tensor([0] + [len(c) for c in distinct], dtype=torch.long)  # row 0: padding
+    chars = torch.zeros(len(spelled), max(int(spelled.max()), 1), dtype=torch.long)
+    chars[torch.arange(chars.shape[1])[None, :] < spelled[:, None]] = torch.tensor(
+        list(itertools.chain.from_iterable(distinct)), dtype=torch.long)
     spellings = torch.zeros(len(examples), width, dtype=torch.long)
     spellings[real] = torch.tensor(rows, dtype=torch.long)
     tags = None

@@ -1,6 +1,7 @@
 """Numeric precision of a run: fp32, or mixed precision by autocast (bf16 on a CPU or GPU, fp16 on a
-GPU with a gradient scaler). Weights stay fp32 in every case, so a model trained at any precision
-loads and runs anywhere."""
+GPU with a gradient scaler). Weights are saved fp32 in every case, so a model trained at any precision
+loads and runs anywhere; only a recurrent tagger tagging in bf16 on a CPU holds its recurrent layers
+in bf16 (:func:`lower_recurrent`)."""
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -30,6 +31,26 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+def lower_recurrent(model: torch.nn.Module) -> bool:
+    """A recurrent tagger's (or an ensemble of them's) tagger and gate BiLSTMs cast to bf16, which
+    ``run_packed`` feeds bf16 and reads back as fp32; False, and nothing changed, for other models.
+
+    On a CPU with native bf16 these layers run about 1.5 times as fast in it, which is most of what
+    autocast gains; autocast also kept bf16 copies of weights and buffers by shape, and a long
+    `adelabel tag` run's memory grew with its input (770 MiB over 50,000 lines against 453 in fp32)."""
+    from adelabel.models.ensemble import Ensemble
+    from adelabel.models.recurrent import RecurrentTagger
+
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    if not all(isinstance(m, RecurrentTagger) for m in members):
+        return False
+    for m in members:
+        m.rnn.to(torch.bfloat16)
+        if m.gate is not None:
+            m.gate.rnn.to(torch.bfloat16)
+    return True
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TypeVar
+from typing import ContextManager, TypeVar
 
 import torch
 
@@ -14,7 +15,7 @@ from adelabel import model_dir
 from adelabel.errors import InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler
-from adelabel.precision import autocast, check_precision
+from adelabel.precision import autocast, check_precision, lower_recurrent
 from adelabel.vocab import Vocabs
 
 __all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "pick_device"]
@@ -60,6 +61,8 @@ class Tagger:
         self.tags: list[str] = list(config["tags"])
         self.threshold = threshold
         self.precision = check_precision(precision, device)
+        # bf16 on a CPU: a recurrent tagger's BiLSTMs in bf16, the rest fp32, no autocast (see lower_recurrent).
+        self._lowered = precision == "bf16" and device.type == "cpu" and lower_recurrent(model)
 
     @classmethod
     def load(cls, path: str | Path | Sequence[str | Path] | None = None, device: str = "auto",
@@ -134,8 +137,12 @@ class Tagger:
     def _checked_pipe(self, name: str, texts: Iterable[str], batch_size: int) -> Iterator[Analysis]:
         return checked_stream(f"Tagger.{name}", "tagger", texts, batch_size, self._analyze)
 
+    def running(self) -> ContextManager:
+        """The context this tagger's forward passes run in at its precision."""
+        return nullcontext() if self._lowered else autocast(self.device, self.precision)
+
     def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
-        with autocast(self.device, self.precision):
+        with self.running():
             return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
 
     def __call__(self, text: str) -> list[Entity]:

@@ -31,8 +31,14 @@ def test_bf16_training_on_the_cpu_saves_fp32_weights_that_load_anywhere(sample_d
     tagger = Tagger.load(out, device="cpu")
     assert all(p.dtype == torch.float32 for p in tagger.model.parameters())
     text = "Severe hepatitis developed after two weeks of isoniazid."
-    # bf16 inference goes the same path and returns the same kind of result.
-    assert [s.end for s in Tagger.load(out, device="cpu", precision="bf16").analyze(text).sentences] == [len(text)]
+    # bf16 inference goes the same path and returns the same kind of result: on the CPU with the
+    # tagger's and the gate's BiLSTMs in bf16 and every other layer as saved.
+    low = Tagger.load(out, device="cpu", precision="bf16")
+    assert [s.end for s in low.analyze(text).sentences] == [len(text)]
+    assert low.model.rnn.weight_hh_l0.dtype == low.model.gate.rnn.weight_hh_l0.dtype == torch.bfloat16
+    lowered = {n for n, p in low.model.named_parameters() if p.dtype == torch.bfloat16}
+    assert lowered and all(n.startswith(("rnn.", "gate.rnn.")) for n in lowered)
+    assert abs(low.analyze(text).sentences[0].ade - tagger.analyze(text).sentences[0].ade) < 0.05
 
 
 def test_fp16_and_unknown_precisions_are_refused_on_the_cpu(capsys, tiny_model_dir, sample_data, tmp_path):

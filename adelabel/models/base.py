@@ -61,11 +61,14 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
     real tokens fill less than DENSE_FILL of it goes the packed way. On a GPU cuDNN's packed kernel
     runs both directions at once.
     """
+    dtype = x.dtype
+    if rnn.weight_ih_l0.dtype == torch.bfloat16:  # lowered for bf16 tagging (adelabel.precision)
+        x = x.to(torch.bfloat16)
     # The dense path computes padding too: it wins while padding is under about half the batch.
     if x.is_cuda or float(lengths.sum()) < DENSE_FILL * x.shape[0] * x.shape[1]:
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = rnn(packed)
-        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0].to(dtype)
     time = torch.arange(x.shape[1])
     lengths = lengths.to(torch.long)
     real = time[None, :] < lengths[:, None]
@@ -80,7 +83,7 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
         if rnn.bidirectional:
             forward = torch.cat([forward, flip(_direction(rnn, layer, True)(flip(out))[0])], dim=-1)
         out = forward
-    return out.masked_fill(~real[..., None], 0.0)
+    return out.masked_fill(~real[..., None], 0.0).to(dtype)
 
 
 def _direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:
