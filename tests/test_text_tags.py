@@ -47,3 +47,19 @@ def test_misaligned_span_is_counted_and_widened():
 
 def test_tag_set_order():
     assert tag_set(["DRUG", "AE"]) == ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
+
+
+def test_vocab_lookup_caches_a_bounded_number_of_spellings(monkeypatch):
+    from adelabel import vocab as vocab_module
+    from adelabel.vocab import Vocab, Vocabs, char_ids, normalize
+
+    vocabs = Vocabs(Vocab.for_words(["rash", "00", "after"]), Vocab.for_words(list("<>rashfte0123456789R")))
+    monkeypatch.setattr(vocab_module, "CACHED_SPELLINGS", 3)
+    pieces = ["Rash", "after", "12", "rash", "34", "after", "RASH", "x" * 30]
+    for _ in range(2):
+        words, chars = vocabs.lookup(pieces)
+        assert words == vocabs.words.ids(normalize(p) for p in pieces)
+        assert chars == [tuple(char_ids(vocabs.chars, p)) for p in pieces]
+        assert len(vocabs._seen) <= len(set(pieces)) and len(chars[-1]) == 20
+    vocabs.lookup(["a", "b", "c", "d", "e"])
+    assert len(vocabs._seen) <= 3 + 5  # started afresh once past the bound
