@@ -33,10 +33,12 @@ def test_the_teacher_gives_every_training_sentence_its_probabilities(taught):
     for e in kept:
         assert torch.allclose(e.soft_tags.sum(-1), torch.ones(len(e.words)), atol=1e-4)
         assert 0.0 <= e.soft_sentence <= 1.0 and len(e.soft_pairs) == len(e.pairs)
-    # The teacher learnt these sentences: its most probable tag is mostly the gold one, and it
-    # tells the sentences with entities from the others.
-    agree = sum(int((e.soft_tags.argmax(-1) == torch.tensor(e.tags)).sum()) for e in kept)
-    assert agree / sum(len(e.words) for e in kept) > 0.9
+    # The teacher learnt the annotated sentences: its most probable tag is almost always the gold one
+    # there. (Not on the ADE-NEG ones, which its gated tagger never learnt: there it passes on the
+    # drugs and effects it generalises to, and its gate, below, tells those sentences apart.)
+    annotated = [e for e in kept if any(e.tags)]
+    agree = sum(int((e.soft_tags.argmax(-1) == torch.tensor(e.tags)).sum()) for e in annotated)
+    assert agree / sum(len(e.words) for e in annotated) > 0.95
     holds = [e.soft_sentence for e in kept if any(e.tags)]
     empty = [e.soft_sentence for e in kept if not any(e.tags)]
     assert sum(holds) / len(holds) > sum(empty) / len(empty) + 0.2
