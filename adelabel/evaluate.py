@@ -156,7 +156,7 @@ def probability_scores(labels: Sequence[bool], probs: Sequence[float], bins: int
 
 @torch.no_grad()
 def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Sequence[bool], batch_size: int,
-              device: torch.device) -> None:
+              device: torch.device) -> list[Prediction] | None:
     """Calibrate the gate on these (dev) sentences and set its threshold; training calls this after
     every epoch. First Platt scaling of its logit against the sentences' labels (reports an ADE or
     not), so ``ade`` is a probability one can read; then the threshold: half the best F1 the sentence
@@ -166,9 +166,13 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     Elkan and Narayanaswamy, "Thresholding classifiers to maximize F1", 2014). The threshold with the
     best dev entity F1, used before, chased the few hundred sentences of a dev split: over ten folds it
     ranged from 0.25 to 0.6 for one recipe, and the test splits' sentence precision moved with it
-    (benchmarks/cv_rescore.py)."""
+    (benchmarks/cv_rescore.py).
+
+    Returns the examples' predictions with the gate open and its new calibration, which
+    :func:`evaluate_examples` takes instead of predicting them again (None for a model without a gate).
+    """
     if model.gate is None:
-        return
+        return None
     # The raw logits, read with an identity calibration (undoing the last one would lose saturated ones).
     model.gate_scale.fill_(1.0)
     model.gate_shift.fill_(0.0)
@@ -178,7 +182,7 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     raw = torch.logit(p)
     labels = torch.tensor([not negative[i] for i in kept], dtype=torch.float64)
     if labels.min() == labels.max():
-        return  # one class only (data prepared without ADE-NEG): nothing to calibrate or choose
+        return predicted  # one class only (data prepared without ADE-NEG): nothing to calibrate or choose
     scale, shift = fit_platt(p, labels)
     model.gate_scale.fill_(scale)
     model.gate_shift.fill_(shift)
@@ -187,6 +191,7 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
         predicted[i] = predicted[i]._replace(sentence=q)
     f1s = decision_f1s(model, predicted, kept, [not negative[i] for i in kept])
     model.gate_threshold.fill_(max(f1s.values()) / 2)
+    return predicted
 
 
 def positive_f1(gold, decided) -> float:

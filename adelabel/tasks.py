@@ -38,10 +38,12 @@ class TagTask:
 
         return build_model(config.arch, tags=self.tags, **inputs, **config.model.model_dump())
 
-    def tune(self, model, examples: Sequence[Example], split: str, batch_size: int, device: torch.device) -> None:
+    def tune(self, model, examples: Sequence[Example], split: str, batch_size: int, device: torch.device):
+        """Fit what is tuned on dev; returns what :meth:`evaluate` may reuse of the work (here the
+        predictions, with the gate open and its new calibration), or None."""
         from adelabel.evaluate import tune_gate
 
-        tune_gate(model, examples, self.negatives[split], batch_size, device)
+        return tune_gate(model, examples, self.negatives[split], batch_size, device)
 
     def calibrate(self, model, examples: Sequence[Example], split: str, batch_size: int,
                   device: torch.device) -> None:
@@ -51,10 +53,12 @@ class TagTask:
         calibrate_scores(model, examples, self.negatives[split], self.tags, batch_size, device)
 
     def evaluate(self, model, examples: Sequence[Example], split: str, batch_size: int,
-                 device: torch.device) -> dict:
+                 device: torch.device, tuned=None) -> dict:
+        """``tuned``: what :meth:`tune` returned for these examples and these weights."""
         from adelabel.evaluate import evaluate_examples
 
-        result = evaluate_examples(model, examples, self.negatives[split], self.tags, batch_size, device)
+        result = evaluate_examples(model, examples, self.negatives[split], self.tags, batch_size, device,
+                                   predicted=tuned)
         return {**result, "f1": result["micro"]["f1"]}
 
     def record(self, result: dict) -> tuple[dict, str]:
@@ -111,13 +115,14 @@ class ClassifyTask:
         from adelabel.classification import tune_classifier
 
         tune_classifier(model, examples, batch_size, device)
+        return None
 
     def calibrate(self, model, examples: Sequence[Example], split: str, batch_size: int,
                   device: torch.device) -> None:
         """Nothing more: the temperature and threshold are fitted with each epoch's weights."""
 
     def evaluate(self, model, examples: Sequence[Example], split: str, batch_size: int,
-                 device: torch.device) -> dict:
+                 device: torch.device, tuned=None) -> dict:
         from adelabel.classification import classifier_metrics
 
         return classifier_metrics(model, examples, batch_size, device)

@@ -266,7 +266,6 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}"
         f"{f' x {w.size} processes' if w.size > 1 else ''}, {hp.precision}), {n_params:,} trainable "
         f"parameters; checkpoints in {ckpt}/")
-    scored = lambda split: task.evaluate(model, examples[split], split, hp.eval_batch_size, dev_)  # noqa: E731
     lr = optimizer.param_groups[0]["lr"]
     spent, epochs_here = 0.0, 0  # for the time left: this process's epochs, dev scoring included
     while run.epoch < hp.max_epochs and run.stale < hp.patience:
@@ -282,8 +281,9 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                              epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, lambda n, total: bar.update())
         seconds = time.perf_counter() - started
         with autocast(dev_, hp.precision):
-            task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
-            dev = scored("dev")
+            # Tuning has predicted dev with these weights: scoring reuses it rather than predicting again.
+            tuned = task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
+            dev = task.evaluate(model, examples["dev"], "dev", hp.eval_batch_size, dev_, tuned=tuned)
         f1 = distributed.agree(dev["f1"], w)
         improved = f1 > run.best_f1
         if improved:

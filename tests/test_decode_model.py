@@ -217,6 +217,41 @@ def test_the_gate_threshold_is_half_the_best_sentence_f1_on_dev(monkeypatch):
     assert calibrated.tolist() == pytest.approx([0.8, 1 / 6], abs=1e-3)
 
 
+def test_scoring_dev_reuses_the_predictions_tuning_made():
+    """Training tunes the gate on dev, then scores dev: tune_gate hands over its predictions (gate open,
+    newly calibrated), and scoring them gives what predicting dev again gives."""
+    from adelabel import evaluate
+
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True, crf=True, relations=True)
+    ids = {t: i for i, t in enumerate(TAGS)}
+    gold = {"naproxen": "B-DRUG", "rash": "B-AE"}
+    texts = ["rash after naproxen", "a long sentence .", "naproxen rash", "after a sentence .", "rash after a naproxen",
+             "a sentence ."]
+    examples = [encode(t, vocabs, ids, [gold.get(w, "O") for w in t.split()]) for t in texts]
+    for e in examples:
+        e.pairs = [(d, d + 1, a, a + 1) for d, w in enumerate(e.pieces) if w == "naproxen"
+                   for a, v in enumerate(e.pieces) if v == "rash"]
+        e.pair_gold = [1] * len(e.pairs)
+    fit(model, examples, 3, 0.05)  # a little: a gate that separates dev perfectly has nothing to calibrate
+    negative = [not any(w in gold for w in t.split()) for t in texts]
+    cpu = torch.device("cpu")
+    tuned = evaluate.tune_gate(model, examples, negative, 4, cpu)
+    assert len(tuned) == len(examples) and float(model.gate_scale) != 1.0
+    again = evaluate.predict(model, examples, 4, cpu, threshold=0.0)
+    assert [p.sentence for p in tuned] == pytest.approx([p.sentence for p in again], abs=1e-6)
+    assert [p.spans for p in tuned] == [p.spans for p in again]
+    reused = evaluate.evaluate_examples(model, examples, negative, TAGS, 4, cpu, predicted=tuned)
+    fresh = evaluate.evaluate_examples(model, examples, negative, TAGS, 4, cpu)
+
+    def rounded(value):  # the calibrated probabilities agree to float rounding
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        return round(value, 6) if isinstance(value, float) else value
+
+    assert rounded(reused) == rounded(fresh)
+
+
 def reseal(folder):
     """Recompute a model folder's manifest, so a test reaches the checks behind the checksums."""
     manifest = json.loads((folder / model_dir.MANIFEST).read_text())
@@ -609,3 +644,67 @@ def test_the_relation_head_pools_each_range_of_its_own_sentence():
     for p in range(50):
         r, a, b = int(row[p]), int(first[p]), int(end[p])
         assert torch.equal(pooled[p], states[r, a:b].max(dim=0).values if b > a else torch.zeros(4))
+
+
+def test_training_tags_only_the_sentences_whose_tags_the_loss_reads():
+    """With a gate and no teacher, a training step runs the tagger's BiLSTM and head on the sentences holding
+    entities only, and its loss and every gradient equal those of tagging the whole batch."""
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True, crf=True, relations=True, chars="cnn", char_size=4)
+    ids = {t: i for i, t in enumerate(TAGS)}
+    gold = {"naproxen": "B-DRUG", "rash": "B-AE"}
+    texts = ["a long long sentence .", "rash after naproxen", "after a sentence .", "naproxen rash after a naproxen",
+             "a sentence ."]
+    examples = [encode(t, vocabs, ids, [gold.get(w, "O") for w in t.split()]) for t in texts]
+    for e in examples:
+        drugs = [i for i, w in enumerate(e.pieces) if w == "naproxen"]
+        effects = [i for i, w in enumerate(e.pieces) if w == "rash"]
+        e.pairs = [(d, d + 1, a, a + 1) for d in drugs for a in effects]
+        e.pair_gold = [1] * len(e.pairs)
+    batch = collate(examples)
+    model.train()
+    assert model.tagged_rows(batch).tolist() == [False, True, False, True, False]
+
+    def step():
+        model.zero_grad()
+        loss = model.loss(model(batch), batch)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    seen = []
+    hook = model.dense.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    loss, grads = step()
+    hook.remove()
+    assert sum(seen) == 2
+    model.tagged_rows = lambda batch: None  # tag every sentence, as before
+    whole_loss, whole_grads = step()
+    assert torch.allclose(loss, whole_loss, atol=1e-6)
+    assert grads.keys() == whole_grads.keys()
+    for name in grads:
+        assert torch.allclose(grads[name], whole_grads[name], atol=1e-6), name
+    del model.tagged_rows
+    batch.soft_tags = torch.zeros(*batch.tags.shape, len(TAGS))
+    model.distil = 0.5
+    assert model.tagged_rows(batch) is None  # a teacher's tags are learnt on every sentence
+    model.distil = 0.0
+    assert model.tagged_rows(batch) is not None  # unless its weight is 0
+    model.eval()
+    assert model.tagged_rows(batch) is None  # inference tags every sentence it is given
+
+
+def test_dropout_keeps_each_element_with_the_right_probability_and_scales_it():
+    from adelabel.models.dropout import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(200, 500, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient goes through the kept elements, scaled
+    drop.eval()
+    assert drop(x) is x
+    with pytest.raises(ValueError):
+        Dropout(1.0)

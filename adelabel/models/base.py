@@ -26,6 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from adelabel.data import IGNORE, Batch
 from adelabel.decode import iob2_constraints, viterbi
 from adelabel.models.crf import CRF
+from adelabel.models.dropout import Dropout, apply_dropout
 
 
 class Output(NamedTuple):
@@ -78,7 +79,7 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
     out = x
     for layer in range(rnn.num_layers):
         if layer > 0 and rnn.dropout > 0:
-            out = nn.functional.dropout(out, rnn.dropout, rnn.training)
+            out = apply_dropout(out, rnn.dropout, rnn.training)
         forward = _direction(rnn, layer, False)(out)[0]
         if rnn.bidirectional:
             forward = torch.cat([forward, flip(_direction(rnn, layer, True)(flip(out))[0])], dim=-1)
@@ -123,7 +124,7 @@ class SentenceGate(nn.Module):
     def __init__(self, input_dim: int, dropout: float, hidden_size: int = 100) -> None:
         """``hidden_size``: units per direction (``model.gate_size`` of the recurrent taggers)."""
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = nn.LSTM(input_dim, hidden_size, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden_size, 1)
 
@@ -145,11 +146,16 @@ class PooledGate(nn.Module):
 
     def __init__(self, input_dim: int, dropout: float) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(input_dim, 1)
 
     def forward(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.out(self.dropout(max_pool(states, batch.mask))).squeeze(-1)
+
+
+def _holds(batch: Batch) -> torch.Tensor:
+    """(batch,) whether each sentence of a training batch holds an entity."""
+    return ((batch.tags > 0) & batch.mask).any(dim=1)
 
 
 class SequenceLabeler(nn.Module):
@@ -194,6 +200,17 @@ class SequenceLabeler(nn.Module):
         passes, through ``forward(batch, gate=False)``, which such a model must take."""
         return None
 
+    def tagged_rows(self, batch: Batch) -> torch.Tensor | None:
+        """The (batch,) rows of a training batch whose tags the loss reads, or None for all of them.
+
+        With a gate and no teacher (or one at weight 0), the tags' loss and the relation head read only
+        the sentences that hold entities, a third of an epoch's sample (the rest are ADE-NEG sentences
+        the gate learns from): a model may skip tagging the others, as :class:`RecurrentTagger` does."""
+        taught = batch.soft_tags is not None and self.distil > 0
+        if not self.training or self.gate is None or batch.tags is None or taught:
+            return None
+        return _holds(batch)
+
     def save_assets(self, directory: Path) -> None:
         """Write what the model needs besides its weights to be rebuilt (a tokeniser); its builder
         is then given ``assets=directory``. Most models need nothing."""
@@ -218,7 +235,7 @@ class SequenceLabeler(nn.Module):
             soft = opens * soft + (1 - opens) * outside
         gold_rows = None
         if out.sentence is not None:
-            holds = ((tags > 0) & mask).any(dim=1)
+            holds = _holds(batch)
             target = holds.float() if w == 0 or taught_gate is None else (1 - w) * holds.float() + w * taught_gate
             total = total + nn.functional.binary_cross_entropy_with_logits(out.sentence.float(), target)
             gold_rows = holds

@@ -18,6 +18,7 @@ from torch import nn
 
 from adelabel.data import Batch
 from adelabel.models.base import max_pool, run_packed
+from adelabel.models.dropout import Dropout
 from adelabel.models.recurrent import CELLS, WordEncoder
 
 
@@ -94,7 +95,7 @@ class RecurrentClassifier(SentenceClassifier):
                  dropout: float, pooling: str, freeze_embeddings: bool, chars: str, char_size: int) -> None:
         super().__init__(classes, positive)
         self.words = WordEncoder(vocab_size, embedding_dim, char_vocab_size, chars, char_size, freeze_embeddings)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = CELLS[cell](self.words.out_dim, hidden_size, num_layers=layers, bidirectional=bidirectional,
                                batch_first=True, dropout=dropout if layers > 1 else 0.0)
         states = hidden_size * (2 if bidirectional else 1)
@@ -128,7 +129,7 @@ def build_transformer(classes: Sequence[str], positive: str | None, vocab_size: 
             SentenceClassifier.__init__(self, classes, positive)
             self._set_encoder(tokenizer, encoder_model, window, stride)
             hidden = encoder_model.config.hidden_size
-            self.dropout = nn.Dropout(dropout)
+            self.dropout = Dropout(dropout)
             self.pool = Pool(pooling, hidden)
             self.out = nn.Linear(hidden, len(classes))
 

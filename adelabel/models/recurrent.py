@@ -14,6 +14,7 @@ from torch import nn
 from adelabel.data import Batch
 from adelabel.models.base import Output, SentenceGate, SequenceLabeler, run_packed
 from adelabel.models.chars import char_encoder
+from adelabel.models.dropout import Dropout
 from adelabel.models.relation import RelationHead
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -50,20 +51,36 @@ class RecurrentTagger(SequenceLabeler):
         super().__init__(tags, crf=crf, gate=SentenceGate(words.out_dim, dropout, gate_size) if gate else None,
                          relation=RelationHead(states, dropout) if relations else None)
         self.words = words
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # Dropout between stacked layers; torch applies it to the outputs of every layer but the last.
         self.rnn = CELLS[cell](self.words.out_dim, hidden_size, num_layers=layers, bidirectional=bidirectional,
                                batch_first=True, dropout=dropout if layers > 1 else 0.0)
         # The "time-distributed dense" head: the same small MLP applied at every position.
-        self.dense = nn.Sequential(nn.Linear(states, dense_size), nn.Tanh(), nn.Dropout(dropout),
+        self.dense = nn.Sequential(nn.Linear(states, dense_size), nn.Tanh(), Dropout(dropout),
                                    nn.Linear(dense_size, len(tags)))
 
     def forward(self, batch: Batch, gate: bool = True) -> Output:
         """``gate=False`` leaves the gate out (its logits come from :meth:`screen`)."""
         words = self.words(batch)
-        out = run_packed(self.rnn, self.dropout(words), batch.lengths)
         sentence = self.gate(words, batch) if self.gate is not None and gate else None
-        return Output(self.dense(self.dropout(out)), sentence, states=out)
+        rows = self.tagged_rows(batch)
+        if rows is None:
+            out = run_packed(self.rnn, self.dropout(words), batch.lengths)
+            return Output(self.dense(self.dropout(out)), sentence, states=out)
+        # Training with a gate: the tagger runs on the sentences that hold entities only, whose tags
+        # and pairs are all the loss reads of it; the others' scores and states stay zero.
+        index = rows.nonzero().squeeze(1)
+        size, time = words.shape[:2]
+        states = words.new_zeros(size, time, self.rnn.hidden_size * (2 if self.rnn.bidirectional else 1))
+        scores = words.new_zeros(size, time, len(self.tags))
+        if len(index):
+            lengths = batch.lengths[index.cpu()]
+            width = int(lengths.max())
+            out = run_packed(self.rnn, self.dropout(words.index_select(0, index)[:, :width]), lengths)
+            grow = lambda t: nn.functional.pad(t, (0, 0, 0, time - width))  # noqa: E731
+            states = states.index_copy(0, index, grow(out))
+            scores = scores.index_copy(0, index, grow(self.dense(self.dropout(out))))
+        return Output(scores, sentence, states=states)
 
     def screen(self, batch: Batch) -> torch.Tensor | None:
         # The gate has a BiLSTM of its own over the word features: on a sentence it closes (about 4 in

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from adelabel.models.dropout import Dropout
 from adelabel.models.lookup import take
 
 # Signed token distance from the drug to the other entity, in buckets that widen with distance.
@@ -45,8 +46,8 @@ class RelationHead(nn.Module):
     def __init__(self, input_dim: int, dropout: float, size: int = 100, distance_dim: int = 16) -> None:
         super().__init__()
         self.distance = nn.Embedding(DISTANCE_BUCKETS, distance_dim)
-        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * input_dim + distance_dim, size), nn.Tanh(),
-                                 nn.Dropout(dropout), nn.Linear(size, 1))
+        self.mlp = nn.Sequential(Dropout(dropout), nn.Linear(4 * input_dim + distance_dim, size), nn.Tanh(),
+                                 Dropout(dropout), nn.Linear(size, 1))
 
     def forward(self, states: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """(batch, time, dim) token states and (pairs, 5) rows of (sentence, drug first, drug end,

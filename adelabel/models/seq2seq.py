@@ -23,6 +23,7 @@ from torch import nn
 
 from adelabel.data import Batch
 from adelabel.models.base import Output, SentenceGate, SequenceLabeler, max_pool, run_packed
+from adelabel.models.dropout import Dropout
 from adelabel.models.recurrent import WordEncoder
 from adelabel.models.relation import RelationHead
 
@@ -53,7 +54,7 @@ class Seq2SeqTagger(SequenceLabeler):
         super().__init__(tags, gate=SentenceGate(words.out_dim, dropout) if gate else None,
                          relation=RelationHead(states, dropout) if relations else None)
         self.words = words
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.encoder = nn.LSTM(self.words.out_dim, hidden_size, num_layers=layers, bidirectional=True,
                                batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.additive = attention == "additive"

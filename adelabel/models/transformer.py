@@ -22,6 +22,7 @@ from torch import nn
 from adelabel.data import Batch
 from adelabel.errors import AdelabelError
 from adelabel.models.base import Output, PooledGate, SequenceLabeler
+from adelabel.models.dropout import Dropout
 from adelabel.models.lookup import take
 from adelabel.models.relation import RelationHead
 
@@ -123,7 +124,7 @@ class TransformerTagger(EncoderReader, SequenceLabeler):
         SequenceLabeler.__init__(self, tags, crf=crf, gate=PooledGate(hidden, dropout) if gate else None,
                                  relation=RelationHead(hidden, dropout) if relations else None)
         self._set_encoder(tokenizer, encoder_model, window, stride)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(hidden, len(tags))
 
     def forward(self, batch: Batch) -> Output:
