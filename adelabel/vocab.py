@@ -79,12 +79,11 @@ class Vocabs:
         seen = self._seen
         if len(seen) > CACHED_SPELLINGS:
             seen.clear()
-        unk = self.words.index.get(UNK, 1)
         words, chars = [], []
         for piece in pieces:
             known = seen.get(piece)
             if known is None:
-                known = seen[piece] = (self.words.index.get(normalize(piece), unk), tuple(char_ids(self.chars, piece)))
+                known = seen[piece] = (self.words.ids([normalize(piece)])[0], tuple(char_ids(self.chars, piece)))
             words.append(known[0])
             chars.append(known[1])
         return words, chars
