@@ -111,10 +111,11 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         for root in teacher:
             _check_same_folds(root, settings)
         settings["teacher"] = [str(t) for t in teacher]
-    if encoder_vectors:
-        from adelabel.encoder_vectors import check_encoder
+    encoder = None
+    if encoder_vectors:  # loaded once for every fold; a bad one refused before any work
+        from adelabel.encoder_vectors import Encoder
 
-        check_encoder(encoder_vectors)
+        encoder = Encoder(encoder_vectors)
     settings_path = out / "settings.json"
     if settings_path.is_file():
         before = read_json_object(settings_path)
@@ -152,7 +153,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                                               "labels": list(labels), "include_negative": include_negative,
                                               "overlaps": overlaps, "report": report, "fold": k, "folds": folds,
                                               "classifier": classifier},
-                       None, None, dim, seed, w2v_epochs, 200_000, lambda _: None, encoder_vectors=encoder_vectors)
+                       None, None, dim, seed, w2v_epochs, 200_000, lambda _: None, encoder=encoder)
         fold_log = (lambda line: say(f"  fold {k}/{folds} {line}")) if log is not None else None
         teachers = [root / f"fold-{k:02d}" / "model" for root in teacher]
         metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume,

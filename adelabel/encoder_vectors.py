@@ -30,23 +30,26 @@ def encoder_source(name: str) -> str:
     return "" if name == MINILM else name
 
 
-def check_encoder(name: str) -> None:
-    """Load the encoder once, so a missing package or a folder that holds none is refused before the
-    corpus is read."""
-    from adelabel.models.transformer import load_encoder
+class Encoder:
+    """A tokeniser and encoder loaded once (``minilm`` or a checkpoint folder): a missing package or a
+    folder that holds no encoder is refused when it is made, before any corpus is read, and ``cv``
+    reuses it for every fold."""
 
-    load_encoder(encoder_source(name), None)
+    def __init__(self, name: str) -> None:
+        from adelabel.models.transformer import load_encoder
+
+        self.name = name
+        self.tokenizer, self.model = load_encoder(encoder_source(name), None)
+        self.model.eval()
 
 
 @torch.inference_mode()
-def average_states(texts: Sequence[str], encoder: str, quiet: bool = True) -> dict[str, np.ndarray]:
+def average_states(texts: Sequence[str], encoder: Encoder, quiet: bool = True) -> dict[str, np.ndarray]:
     """Each normalised word of ``texts`` with the mean, over its occurrences, of the encoder's states
     (all layers above the embeddings averaged; a word's sub-tokens averaged)."""
-    from adelabel.models.transformer import load_encoder
     from adelabel.progress import Progress
 
-    tokenizer, model = load_encoder(encoder_source(encoder), None)
-    model.eval()
+    tokenizer, model = encoder.tokenizer, encoder.model
     limit = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}

@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adelabel.atomic import atomic_dir, json_with, sha256
 from adelabel.corpus import Sentence, sentence_class
@@ -28,6 +29,9 @@ from adelabel.tags import spans_to_tags
 from adelabel.text import tokenize
 from adelabel.vocab import normalize
 from adelabel.versions import versions
+
+if TYPE_CHECKING:
+    from adelabel.encoder_vectors import Encoder
 
 MANIFEST = "manifest.json"
 is_data_dir = json_with(MANIFEST, "labels", "splits")
@@ -109,10 +113,11 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     Everything is written into a temporary folder beside ``out`` that replaces it when complete, so a
     killed run leaves the old data folder or none, never new splits beside an old manifest."""
     pretrained = read_pretrained(vectors) if vectors else None  # a bad file is refused before any work
-    if encoder_vectors:
-        from adelabel.encoder_vectors import check_encoder
+    encoder = None
+    if encoder_vectors:  # loaded before any work, so a bad one is refused first
+        from adelabel.encoder_vectors import Encoder
 
-        check_encoder(encoder_vectors)
+        encoder = Encoder(encoder_vectors)
     if format == "labelled":
         labels, include_negative = (), False
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps)
@@ -129,19 +134,19 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
                 "include_negative": include_negative, "overlaps": overlaps, "report": report}
     return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log, progress,
-                      encoder_vectors=encoder_vectors)
+                      encoder=encoder)
 
 
 def write_data(out: str | Path, splits: dict[str, list[Sentence]], settings: dict, vectors, pretrained, dim: int,
                seed: int, w2v_epochs: int, max_vectors: int, log: Callable[[str], None], progress: bool = False,
-               encoder_vectors: str | None = None) -> dict:
+               encoder: Encoder | None = None) -> dict:
     """A data folder of these splits: JSONL (and CoNLL), word vectors trained on the training split
-    (or picked from ``pretrained``), with ``encoder_vectors``' averages appended, and the manifest, which
+    (or picked from ``pretrained``), with ``encoder``'s averages appended, and the manifest, which
     holds ``settings``; returns the manifest."""
     with atomic_dir(out, is_data_dir) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
         cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log,
-                                         progress, encoder_vectors, [s.text for s in splits["train"]])
+                                         progress, encoder, [s.text for s in splits["train"]])
         manifest = {
             **settings,
             "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
@@ -205,7 +210,7 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
 
 def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed: int, w2v_epochs: int,
                    max_vectors: int, log: Callable[[str], None], progress: bool = False,
-                   encoder_vectors: str | None = None, train_texts: Sequence[str] = ()):
+                   encoder: Encoder | None = None, train_texts: Sequence[str] = ()):
     if pretrained is not None:
         corpus_words = {w for name in SPLITS for sent in tokens[name] for w in sent}
         kv = select_vectors(pretrained, keep=corpus_words, max_words=max_vectors)
@@ -214,14 +219,14 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
         log(f"training word2vec (dim {dim}, {w2v_epochs} epochs) on the training split ...")
         kv = train_word2vec(tokens["train"], dim=dim, seed=seed, epochs=w2v_epochs, quiet=not progress)
         source = "word2vec trained on the training split"
-    if encoder_vectors:
+    if encoder is not None:
         from adelabel.encoder_vectors import DIM, append_encoder_vectors, average_states
 
-        log(f"averaging the states of encoder {encoder_vectors} over the training split ...")
-        averages = average_states(train_texts, encoder_vectors, quiet=not progress)
+        log(f"averaging the states of encoder {encoder.name} over the training split ...")
+        averages = average_states(train_texts, encoder, quiet=not progress)
         words = list(kv.index_to_key)
         kv = make_keyed_vectors(words, append_encoder_vectors(words, kv.vectors, averages))
-        source += f", with {encoder_vectors}'s states averaged over the training split ({DIM} dimensions)"
+        source += f", with {encoder.name}'s states averaged over the training split ({DIM} dimensions)"
     save_vectors(kv, out / VECTORS)
     cov = {name: dict(zip(("types", "tokens"), coverage(kv, (w for s in tokens[name] for w in s))))
            for name in SPLITS}

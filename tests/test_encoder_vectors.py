@@ -17,7 +17,7 @@ def test_a_word_gets_the_mean_of_its_states_over_its_occurrences(checkpoint):  #
     from transformers import AutoModel, AutoTokenizer
 
     texts = ["rash after naproxen .", "Naproxen rash"]
-    averages = encoder_vectors.average_states(texts, str(checkpoint))
+    averages = encoder_vectors.average_states(texts, encoder_vectors.Encoder(str(checkpoint)))
     assert set(averages) == {"rash", "after", "naproxen", "."}  # keys normalised: lower case
 
     tokenizer, model = AutoTokenizer.from_pretrained(str(checkpoint)), AutoModel.from_pretrained(str(checkpoint))
@@ -83,7 +83,7 @@ def test_a_bad_encoder_is_one_line(capsys, tmp_path):
 
 
 def test_minilm_names_the_packaged_encoder():
-    averages = encoder_vectors.average_states(["Rash after naproxen."], encoder_vectors.MINILM)
+    averages = encoder_vectors.average_states(["Rash after naproxen."], encoder_vectors.Encoder(encoder_vectors.MINILM))
     assert sorted(averages) == [".", "after", "naproxen", "rash"]
     assert averages["rash"].shape == (384,)
 
