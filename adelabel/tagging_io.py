@@ -32,7 +32,7 @@ def read_text_lines(source: str) -> Iterator[str]:
         else:
             path = Path(source)
             if not path.is_file():
-                raise InputError(path, "file not found")
+                raise InputError(path, "is a folder, not a file" if path.is_dir() else "file not found")
             fh = stack.enter_context(path.open("rb"))
         number = 0
         for number, raw in enumerate(fh, start=1):
@@ -161,7 +161,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
     check_output(source, output, fmt)
     if source != "-" and not Path(source).is_file():
-        raise InputError(source, "file not found")
+        raise InputError(source, "is a folder, not a file" if Path(source).is_dir() else "file not found")
     models = [model] if isinstance(model, (str, Path)) else list(model)
     kind = "classify" if any(task_of(m) == "classify" for m in models) else "tag"
     if kind == "classify":
@@ -216,6 +216,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
                     count += 1
                 # Characters stand in for bytes: exact for ASCII, close enough for a bar otherwise.
                 bar.update(min(sum(len(a.text) + 1 for a in chunk), (size or 0) - bar.done))
+            # Non-ASCII text, a byte-order mark or CRLF endings leave the count short of the size.
+            bar.update(max(0, (size or 0) - bar.done))
         if fmt == "html":
             page.close()
         if fmt == "brat":

@@ -106,6 +106,7 @@ CASES = [
     ("evaluate --model {m} --data {d} --device gpu", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
     # tag
     ("tag {t}/none.txt --model {m}", "{t}/none.txt: file not found"),
+    ("tag {t} --model {m}", "{t}: is a folder, not a file"),
     ("tag {t}/bad.txt --model {m}", "{t}/bad.txt:2: not UTF-8 text"),
     ("tag {t}/empty.txt --model {m}", "{t}/empty.txt: file is empty"),
     ("tag {t}/in.txt --model {m} --output {t}/in.txt", "--output {t}/in.txt: is the input file"),

@@ -16,7 +16,8 @@ def test_version(capsys):
 
 def test_tag_reports_progress_in_plain_lines_unless_quiet(capsys, tiny_model_dir, tmp_path):
     src = tmp_path / "in.txt"
-    src.write_text("Rash after lamotrigine.\n" * 3000, encoding="utf-8")  # several chunks
+    # Several chunks; more bytes than characters (non-ASCII, CRLF endings), which must still end at 100%.
+    src.write_bytes("Rash after 5 \u00b5g lamotrigine \u2014 \u00e9ruption.\r\n".encode("utf-8") * 3000)
     code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--output", tmp_path / "out.jsonl",
                            "--batch-size", "300")
     assert code == 0
