@@ -15,6 +15,7 @@ from adelabel.atomic import atomic_dir, atomic_file, brat_folder, check_output_d
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
 from adelabel.workers import tag_in_workers
+from adelabel.corpus.files import check_file
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.progress import Progress
@@ -30,10 +31,7 @@ def read_text_lines(source: str) -> Iterator[str]:
         if source == "-":
             fh = sys.stdin.buffer
         else:
-            path = Path(source)
-            if not path.is_file():
-                raise InputError(path, "is a folder, not a file" if path.is_dir() else "file not found")
-            fh = stack.enter_context(path.open("rb"))
+            fh = stack.enter_context(check_file(source).open("rb"))
         number = 0
         for number, raw in enumerate(fh, start=1):
             try:
@@ -160,8 +158,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     if input_format == "jsonl" and fmt == "brat":
         raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
     check_output(source, output, fmt)
-    if source != "-" and not Path(source).is_file():
-        raise InputError(source, "is a folder, not a file" if Path(source).is_dir() else "file not found")
+    if source != "-":
+        check_file(source)
     models = [model] if isinstance(model, (str, Path)) else list(model)
     kind = "classify" if any(task_of(m) == "classify" for m in models) else "tag"
     if kind == "classify":

@@ -8,14 +8,21 @@ from pathlib import Path
 from adelabel.errors import InputError
 
 
+def check_file(path: str | Path) -> Path:
+    """``path`` as a Path, or an :class:`InputError` naming it: nothing there, or a folder where a file
+    is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "is a folder, not a file" if path.is_dir() else "file not found")
+    return path
+
+
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` of a UTF-8 text file, without the line ending.
 
     Raises :class:`InputError` for a missing, empty or non-UTF-8 file, naming the offending line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
+    path = check_file(path)
     seen_any = False
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
