@@ -220,13 +220,15 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
         kv = train_word2vec(tokens["train"], dim=dim, seed=seed, epochs=w2v_epochs, quiet=not progress)
         source = "word2vec trained on the training split"
     if encoder is not None:
-        from adelabel.encoder_vectors import DIM, append_encoder_vectors, average_states
+        from adelabel.encoder_vectors import append_encoder_vectors, average_states
 
         log(f"averaging the states of encoder {encoder.name} over the training split ...")
         averages = average_states(train_texts, encoder, quiet=not progress)
-        words = list(kv.index_to_key)
+        words, before = list(kv.index_to_key), kv.vector_size
         kv = make_keyed_vectors(words, append_encoder_vectors(words, kv.vectors, averages))
-        source += f", with {encoder.name}'s states averaged over the training split ({DIM} dimensions)"
+        # Fewer than DIM where the encoder is narrower or read fewer words.
+        source += (f", with {encoder.name}'s states averaged over the training split "
+                   f"({kv.vector_size - before} dimensions)")
     save_vectors(kv, out / VECTORS)
     cov = {name: dict(zip(("types", "tokens"), coverage(kv, (w for s in tokens[name] for w in s))))
            for name in SPLITS}
