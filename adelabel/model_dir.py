@@ -144,7 +144,7 @@ def _check_vocab(data: dict, path: Path) -> Vocabs:
     return vocabs
 
 
-def _migrate(version: int, state: dict, arch: str) -> dict:
+def _migrate(state: dict, arch: str) -> dict:
     """Formats 3 and 4 -> 5: the same tensors, plus (3) seq2seq's step counter (its schedule starts
     afresh) and an identity calibration of the gate, and (3, 4) of entity and relation scores."""
     if arch == "seq2seq" and "steps" not in state:
@@ -202,8 +202,7 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(weights, f"{name}: holds NaN or infinite values")
     if version != FORMAT_VERSION:
-        state = {**state}
-        state = _migrate(version, state, validated.arch)
+        state = _migrate(state, validated.arch)
     assets = directory / ASSETS if (directory / ASSETS).is_dir() else None
     build = build_model if validated.task == "tag" else build_classifier
     model = build(validated.arch, **head, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),

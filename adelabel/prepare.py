@@ -63,9 +63,6 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     return out
 
 
-FORMATS = ("ade", "labelled")
-
-
 def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] = DEFAULT_LABELS,
                 include_negative: bool = True, strict: bool = False,
                 log: Callable[[str], None] = print,

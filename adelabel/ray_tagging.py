@@ -94,7 +94,8 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     from adelabel.atomic import atomic_file, write_text
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.tagging_io import check_input_options, check_output, parse_record, provenance, read_text_lines
+    from adelabel.corpus.files import read_lines
+    from adelabel.tagging_io import check_input_options, check_output, parse_record, provenance
 
     ray = _ray()
     check_input_options(input_format, workers)
@@ -106,7 +107,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
         if fh.read(3) == b"\xef\xbb\xbf":
             raise InputError(source, "begins with a byte-order mark, which Ray's reader keeps in the line "
                                      "(tag it without --ray)", 1)
-    for number, line in enumerate(read_text_lines(source), start=1):
+    for number, line in read_lines(source):
         odd = next((c for c in line if c in SPLITS_LINES), None)
         if odd is not None:
             raise InputError(source, f"holds U+{ord(odd):04X}, where Ray's reader would split or misread the "

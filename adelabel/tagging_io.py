@@ -15,34 +15,13 @@ from adelabel.atomic import atomic_dir, atomic_file, brat_folder, check_output_d
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
 from adelabel.workers import tag_in_workers
-from adelabel.corpus.files import check_file
+from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.progress import Progress
 from adelabel.tagger import Analysis, Classifier, Tagger, chunked
 from adelabel.text import tokenize
 from adelabel.tags import spans_to_tags
-
-
-def read_text_lines(source: str) -> Iterator[str]:
-    """Lines of a UTF-8 file (or stdin for ``-``), without line endings, read lazily."""
-    name = "<stdin>" if source == "-" else source
-    with ExitStack() as stack:
-        if source == "-":
-            fh = sys.stdin.buffer
-        else:
-            fh = stack.enter_context(check_file(source).open("rb"))
-        number = 0
-        for number, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise InputError(name, f"not UTF-8 text (byte {err.start} of the line)", number) from None
-            yield line.rstrip("\r\n").removeprefix("\ufeff") if number == 1 else line.rstrip("\r\n")
-        # An empty file is almost always a mistake (a wrong name, a failed export); empty stdin is a pipe
-        # that had nothing to say.
-        if source != "-" and number == 0:
-            raise InputError(name, "file is empty")
 
 
 # What an output record holds; an input record may not bring a field of these names.
@@ -53,7 +32,7 @@ def read_records(source: str) -> Iterator[tuple[str, dict]]:
     """``--input-format jsonl``: each line a JSON object with a ``text`` string; its other fields (an
     ``id``, a ``pmid``) are carried to the line's output record."""
     name = "<stdin>" if source == "-" else source
-    for number, line in enumerate(read_text_lines(source), start=1):
+    for number, line in read_lines(source):
         yield parse_record(name, number, line)
 
 
@@ -176,7 +155,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         tagger = Tagger.load(models, device=device, threshold=threshold, precision=precision, backend=backend)
         process = tagger.analyze_pipe
     meta = provenance(tagger, models[0] if len(models) == 1 else models)
-    records = read_records(source) if input_format == "jsonl" else ((line, {}) for line in read_text_lines(source))
+    records = read_records(source) if input_format == "jsonl" else ((line, {}) for _, line in read_lines(source))
     fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
 
     def texts() -> Iterator[list[str]]:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from adelabel.atomic import sha256 as file_digest
 from adelabel.corpus.ade import AE_FILE, DOSE_FILE, NEG_FILE
 from adelabel.errors import AdelabelError
 
@@ -92,13 +93,9 @@ def _matches(path: Path, sha256: str, size: int) -> bool:
         # The size check first spares hashing a file that is obviously different.
         if not path.is_file() or path.stat().st_size != size:
             return False
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(CHUNK_SIZE):
-                digest.update(chunk)
+        return file_digest(path) == sha256
     except OSError as err:
         raise AdelabelError(f"cannot read the existing corpus file {path}: {err}") from err
-    return digest.hexdigest() == sha256
 
 
 def _fetch(url: str, target: Path, name: str, sha256: str, size: int, timeout: float) -> None:

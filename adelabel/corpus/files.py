@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 from adelabel.errors import InputError
@@ -18,25 +20,30 @@ def check_file(path: str | Path) -> Path:
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` of a UTF-8 text file, without the line ending.
+    """Yield ``(line_number, line)`` of a UTF-8 text file (stdin for ``-``), without the line ending,
+    read lazily.
 
-    Raises :class:`InputError` for a missing, empty or non-UTF-8 file, naming the offending line.
+    Raises :class:`InputError` for a missing, empty or non-UTF-8 file, naming the offending line. Empty
+    stdin is no error: a pipe that had nothing to say, where an empty file is almost always a mistake (a
+    wrong name, a failed export).
     """
-    path = check_file(path)
+    stdin = str(path) == "-"
+    name = "<stdin>" if stdin else check_file(path)
     seen_any = False
-    with path.open("rb") as fh:
+    with ExitStack() as stack:
+        fh = sys.stdin.buffer if stdin else stack.enter_context(name.open("rb"))
         for number, raw in enumerate(fh, start=1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise InputError(path, f"not UTF-8 text (byte {err.start} of the line: "
+                raise InputError(name, f"not UTF-8 text (byte {err.start} of the line: "
                                        f"{raw[err.start:err.start + 1]!r})", number) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")
             seen_any = True
             yield number, line.rstrip("\r\n")
-    if not seen_any:
-        raise InputError(path, "file is empty")
+    if not seen_any and not stdin:
+        raise InputError(name, "file is empty")
 
 
 def read_json_object(path: str | Path) -> dict:
