@@ -28,7 +28,7 @@ BUILDERS: dict[str, Callable[..., SequenceLabeler]] = {
 if set(BUILDERS) != set(ARCHITECTURES):
     raise RuntimeError("adelabel.config.ARCHITECTURES and BUILDERS list different names")
 CLASSIFIERS: dict[str, Callable[..., SentenceClassifier]] = {
-    name: classifier.recurrent_builder(cell=cell, bidirectional=bi)
+    name: builder(classifier.RecurrentClassifier, cell=cell, bidirectional=bi)
     for name, cell, bi in (("rnn", "rnn", False), ("birnn", "rnn", True), ("gru", "gru", False),
                            ("bigru", "gru", True), ("lstm", "lstm", False), ("bilstm", "lstm", True))
 }

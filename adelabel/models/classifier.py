@@ -107,17 +107,6 @@ class RecurrentClassifier(SentenceClassifier):
         return self.out(self.dropout(self.pool(states, batch.mask)))
 
 
-def recurrent_builder(**fixed):
-    def build(classes: Sequence[str], positive: str | None, vocab_size: int, char_vocab_size: int,
-              embedding_dim: int, vectors: torch.Tensor | None = None, **hyper) -> RecurrentClassifier:
-        model = RecurrentClassifier(classes, positive, vocab_size, char_vocab_size, embedding_dim, **fixed, **hyper)
-        if vectors is not None:
-            model.words.embedding.weight.data.copy_(vectors)
-        return model
-
-    return build
-
-
 def build_transformer(classes: Sequence[str], positive: str | None, vocab_size: int = 0, char_vocab_size: int = 0,
                       embedding_dim: int = 0, vectors: torch.Tensor | None = None, **hyper) -> SentenceClassifier:
     from adelabel.models.transformer import EncoderReader, load_encoder

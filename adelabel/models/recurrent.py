@@ -88,13 +88,13 @@ class RecurrentTagger(SequenceLabeler):
         return None if self.gate is None else self.gate(self.words(batch), batch)
 
 
-def builder(model_class: type[SequenceLabeler], **fixed):
-    """The registry's ``build`` function for a model that reads words through a :class:`WordEncoder`:
-    ``fixed`` hyperparameters (a cell, a direction) are set, and word vectors copied in."""
+def builder(model_class: type[nn.Module], **fixed):
+    """The registry's ``build`` function for a model that reads words through a :class:`WordEncoder`, a
+    tagger or a sentence classifier: ``fixed`` hyperparameters (a cell, a direction) are set, and word
+    vectors copied in."""
 
-    def build(tags: Sequence[str], vocab_size: int, char_vocab_size: int, embedding_dim: int,
-              vectors: torch.Tensor | None = None, **hyper) -> SequenceLabeler:
-        model = model_class(tags, vocab_size, char_vocab_size, embedding_dim, **fixed, **hyper)
+    def build(vectors: torch.Tensor | None = None, **inputs) -> nn.Module:
+        model = model_class(**inputs, **fixed)
         if vectors is not None:
             model.words.embedding.weight.data.copy_(vectors)
         return model
