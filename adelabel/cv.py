@@ -34,10 +34,13 @@ from adelabel.versions import versions
 SUMMARY, RESULT = "cv.json", "result.json"
 
 
-def fold_splits(sentences: Sequence[Sentence], folds: int, seed: int,
-                dev_fraction: float = 0.1) -> list[dict[str, list[Sentence]]]:
+DEV_FRACTION = 0.1
+"""The share of a fold's other documents that becomes its dev split."""
+
+
+def fold_splits(sentences: Sequence[Sentence], folds: int, seed: int) -> list[dict[str, list[Sentence]]]:
     """For each fold, its train/dev/test sentences: test is the fold's documents, dev a share of the
-    rest, drawn with the seed; no document is in two splits of a fold or in two test folds."""
+    rest (DEV_FRACTION), drawn with the seed; no document is in two splits of a fold or in two test folds."""
     docs = sorted({s.doc_id for s in sentences})
     if folds < 2:
         raise AdelabelError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
@@ -50,7 +53,7 @@ def fold_splits(sentences: Sequence[Sentence], folds: int, seed: int,
         test = set(docs[k::folds])
         rest = [d for d in docs if d not in test]
         random.Random(seed * 1000 + k).shuffle(rest)
-        dev = set(rest[:max(1, round(dev_fraction * len(rest)))])
+        dev = set(rest[:max(1, round(DEV_FRACTION * len(rest)))])
         if len(dev) >= len(rest):
             raise AdelabelError(f"--folds {folds}: too few documents ({len(docs)}) to leave fold {k + 1} a "
                                 "training split")

@@ -10,21 +10,22 @@ from adelabel.errors import AdelabelError
 SPLITS = ("train", "dev", "test")
 
 
-def split_by_document(sentences: Sequence[Sentence], seed: int,
-                      fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[Sentence]]:
-    """Shuffle the documents with ``seed`` and cut them into train/dev/test by ``fractions``.
+FRACTIONS = (0.8, 0.1, 0.1)
+"""Shares of the documents in train, dev and test."""
+
+
+def split_by_document(sentences: Sequence[Sentence], seed: int) -> dict[str, list[Sentence]]:
+    """Shuffle the documents with ``seed`` and cut them into train/dev/test by FRACTIONS.
 
     The documents are sorted before shuffling so the split depends only on the seed and the set of
     document IDs, not on file order.
     """
-    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
-        raise AdelabelError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     docs = sorted({s.doc_id for s in sentences})
     if len(docs) < 3:
         raise AdelabelError(f"need at least 3 documents to split into train/dev/test, found {len(docs)}")
     random.Random(seed).shuffle(docs)
-    n_train = round(fractions[0] * len(docs))
-    n_dev = max(1, round(fractions[1] * len(docs)))
+    n_train = round(FRACTIONS[0] * len(docs))
+    n_dev = max(1, round(FRACTIONS[1] * len(docs)))
     n_train = min(n_train, len(docs) - n_dev - 1)
     assignment = {d: "train" for d in docs[:n_train]}
     assignment.update({d: "dev" for d in docs[n_train:n_train + n_dev]})
