@@ -92,9 +92,9 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     import os
 
     from adelabel.atomic import atomic_file, write_text
+    from adelabel.corpus.files import read_lines
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.corpus.files import read_lines
     from adelabel.tagging_io import check_input_options, check_output, parse_record, provenance
 
     ray = _ray()
