@@ -108,6 +108,16 @@ def test_cli_tag_jsonl_and_conll(sample_model, tmp_path):
     assert rows[0]["relations"] and rows[0]["ade"] >= 0.5
     piped = run_cli("tag", "-", "--model", str(sample_model), stdin=src.read_text())
     assert piped.stdout == out.stdout
+    # stdin goes through the corpus files' line reader: a bad byte names <stdin> and its line, an empty
+    # pipe writes nothing and is no error, a byte-order mark is not part of the first line's text.
+    raw = lambda data: subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "-", "--model", str(sample_model)],  # noqa: E731
+                                      input=data, capture_output=True)
+    bad = raw(b"Rash.\n\xff after naproxen\n")
+    assert bad.returncode == 2 and b"<stdin>:2: not UTF-8 text" in bad.stderr and bad.stderr.count(b"\n") == 1
+    empty = raw(b"")
+    assert empty.returncode == 0 and empty.stdout == b""
+    marked = raw(b"\xef\xbb\xbfRash.\n")
+    assert marked.returncode == 0 and json.loads(marked.stdout)["text"] == "Rash."
     written = run_cli("tag", str(src), "--model", str(sample_model), "--output", str(tmp_path / "o.jsonl"),
                       "--threshold", "0.25")
     assert written.returncode == 0 and (tmp_path / "o.jsonl").read_text() != ""
