@@ -9,14 +9,18 @@ import re
 
 import regex
 
-# Runs of letters/digits, or any single other non-space character. Hyphens and slashes therefore become
+# Runs of letters/digits, or any single other visible non-space character. Hyphens and slashes therefore become
 # tokens of their own, which is what lets "azithromycin-induced" expose the drug name "azithromycin" and
 # "mg/m2" its parts: the ADE annotators often marked a drug inside such a compound.
 # The match spans are the tokens, found by the `regex` engine, whose \w takes in combining marks
 # ("A\u0301bc" is one token), as the models were trained. This was nltk's RegexpTokenizer with the same
 # pattern, which does exactly this finditer; importing nltk took 2 of the 3.5 seconds an `adelabel tag`
 # process needed before tagging its first line, in every worker process too.
-_TOKEN = regex.compile(r"[^\W_]+|[^\w\s]|_")
+# Invisible format characters (\p{Cf}: soft hyphens, zero-width spaces and joiners, bidi marks), which
+# text copied from PDFs and web pages carries, are no tokens of their own: between letters they stay
+# inside the word ("metho\u00adtrexate" is one token, looked up as "methotrexate", see
+# adelabel/vocab.py), elsewhere they are skipped, so no entity starts or ends on one.
+_TOKEN = regex.compile(r"[^\W_]+(?:\p{Cf}+[^\W_]+)*|[^\w\s\p{Cf}]|_")
 
 # A sentence ends at . ! or ? (optionally followed by closing quotes/brackets) when whitespace and then an
 # upper-case letter, digit or opening bracket follows. A rule rather than nltk's Punkt because Punkt

@@ -5,19 +5,28 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import regex
+
 PAD = "<pad>"
 UNK = "<unk>"
 _DIGIT = re.compile(r"\d")
+_INVISIBLE = regex.compile(r"\p{Cf}")
+
+
+def visible(word: str) -> str:
+    """``word`` without invisible format characters (a soft hyphen or zero-width space that the
+    tokeniser kept inside it, adelabel/text.py), as the models read it."""
+    return _INVISIBLE.sub("", word)
 
 
 def normalize(word: str) -> str:
-    """Lower-case and map every digit to 0.
+    """Lower-case, map every digit to 0 and drop invisible characters (:func:`visible`).
 
     Case carries little meaning for lookup in a corpus this small (sentence-initial capitals,
     "METHODS:" headers) and digits vary freely in doses and ages; both would otherwise split one
     word's evidence over many rare entries. Word vectors are keyed by the same normalisation.
     """
-    return _DIGIT.sub("0", word.lower())
+    return _DIGIT.sub("0", visible(word).lower())
 
 
 class Vocab:
@@ -53,6 +62,7 @@ MAX_WORD_CHARS = 20
 def char_ids(chars: Vocab, word: str) -> list[int]:
     """Character ids of a token (case kept: capitals tell drug names from words); a long token keeps
     its first and last ten characters, where prefixes and the telling suffixes (-mycin, -olol) are."""
+    word = visible(word)
     if len(word) > MAX_WORD_CHARS:
         half = MAX_WORD_CHARS // 2
         word = word[:half] + word[-half:]

@@ -26,6 +26,22 @@ def test_the_ready_tagger_is_small_and_loads_proved(monkeypatch, tmp_path):
     assert ("isoniazid", "DRUG") in labels and analysis.relations, analysis.to_dict()
 
 
+def test_invisible_characters_change_no_decision_and_no_entity_ends_on_one():
+    """Text pasted from a PDF or web page: soft hyphens and zero-width spaces are read as absent, and the
+    offsets still index the text as given."""
+    from adelabel import Tagger
+    from adelabel.pretrained import READY
+
+    tagger = Tagger.load(str(READY), device="cpu")
+    plain = "Clozapine-induced agranulocytosis and methotrexate pneumonitis."
+    pasted = "\u200bClozapine\u200b-induced agranulo\u00adcytosis and metho\u00adtrexate pneu\u200bmonitis."
+    want, got = tagger.analyze(plain), tagger.analyze(pasted)
+    assert [(e.label, e.text.replace("\u00ad", "").replace("\u200b", "")) for e in got.entities] == \
+        [(e.label, e.text) for e in want.entities] != []
+    assert all(pasted[e.start:e.end] == e.text and e.text[0].isalpha() and e.text[-1].isalpha() for e in got.entities)
+    assert got.ade == want.ade and [e.score for e in got.entities] == [e.score for e in want.entities]
+
+
 def test_the_readmes_first_steps_run(tmp_path):
     """The commands the README gives right after installing, run as written (abstracts.txt being
     sentences of our own)."""

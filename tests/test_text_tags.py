@@ -19,6 +19,18 @@ def test_tokenizer_keeps_combining_marks_and_splits_underscores():
     assert words("Re\u0301sume\u0301 of 5\u00a0mg_kg \u00bd") == ["Re\u0301sume\u0301", "of", "5", "mg", "_", "kg", "\u00bd"]
 
 
+def test_invisible_characters_stay_inside_words_and_make_no_tokens():
+    # A soft hyphen or zero-width space (text copied from PDFs and web pages) joins the letters around
+    # it and is skipped elsewhere, so no entity can start or end on one; the word reads as without it.
+    from adelabel.vocab import Vocab, Vocabs
+
+    text = "Metho\u00adtrexate\u200b-induced \u200bpneu\u200dmonitis \ufeff."
+    assert words(text) == ["Metho\u00adtrexate", "-", "induced", "pneu\u200dmonitis", "."]
+    vocabs = Vocabs(Vocab.for_words(["methotrexate", "pneumonitis"]), Vocab.for_words(list("Mmethorxapnuis")))
+    assert vocabs.lookup(words(text))[0][0::3] == vocabs.lookup(["Methotrexate", "pneumonitis"])[0]
+    assert vocabs.lookup(["Metho\u00adtrexate"])[1] == vocabs.lookup(["Methotrexate"])[1]
+
+
 def test_sentence_splitter_keeps_abbreviations_and_offsets():
     text = "He took 5 mg, e.g. approx. 5 mg daily.  Then vs. placebo it failed! A 3rd one (rare)."
     spans = split_sentences(text)
