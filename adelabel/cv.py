@@ -27,6 +27,7 @@ from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.files import read_json_object
 from adelabel.errors import AdelabelError, InputError
 from adelabel.prepare import drop_unseen_classes, read_corpus, write_data
+from adelabel.progress import duration
 from adelabel.tasks import positive_class
 from adelabel.train import checkpoint_dir, train
 from adelabel.versions import versions
@@ -145,7 +146,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
             continue
         started = time.perf_counter()
-        left = f", about {_duration(sum(durations) / len(durations) * (folds - k + 1))} left" if durations else ""
+        left = f", about {duration(sum(durations) / len(durations) * (folds - k + 1))} left" if durations else ""
         say(f"fold {k}/{folds}: {len({s.doc_id for s in split['test']}):,} test documents, "
             f"{len(split['test']):,} test sentences{left}")
         resume = checkpoint_dir(fold / "model").is_dir()
@@ -200,11 +201,6 @@ def _write_summary(out: Path, settings: dict, results: list[dict], folds: int) -
                "summary": summarise([r["test"] for r in results]), "folds": results}
     atomic.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
 def format_summary(summary: dict) -> str:
