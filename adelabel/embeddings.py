@@ -36,16 +36,6 @@ def train_word2vec(sentences: Sequence[Sequence[str]], dim: int, seed: int, epoc
     return model.wv
 
 
-def load_vectors(path: str | Path, keep: Iterable[str] = (), max_words: int | None = None):
-    """Pretrained vectors from a word2vec binary (``.bin``) or text file, keyed by normalised words.
-
-    Keeps the first ``max_words`` entries of the file (word2vec files are ordered by frequency) plus
-    every word in ``keep``, so a multi-million-word file does not become a multi-gigabyte model.
-    Where normalisation maps several entries to one key, the first (most frequent) one wins.
-    """
-    return select_vectors(read_pretrained(path), keep, max_words)
-
-
 def read_pretrained(path: str | Path):
     """A word2vec binary (``.bin``) or text file as gensim ``KeyedVectors``, as written."""
     from gensim.models import KeyedVectors
@@ -64,7 +54,13 @@ def read_pretrained(path: str | Path):
 
 
 def select_vectors(kv, keep: Iterable[str] = (), max_words: int | None = None):
-    """The entries of ``kv`` a model needs, keyed by normalised words (see :func:`load_vectors`)."""
+    """The entries of ``kv`` (pretrained vectors, :func:`read_pretrained`) a model needs, keyed by
+    normalised words.
+
+    Keeps the first ``max_words`` entries of the file (word2vec files are ordered by frequency) plus
+    every word in ``keep``, so a multi-million-word file does not become a multi-gigabyte model.
+    Where normalisation maps several entries to one key, the first (most frequent) one wins.
+    """
     keep = set(keep)
     words, rows = [], []
     seen: set[str] = set()

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from adelabel.corpus.ade import read_ade, resolve_overlaps
-from adelabel.corpus.conll import read_conll, write_conll
+from adelabel.corpus.conll import read_conll_corpus, write_conll
 from adelabel.errors import InputError
 from adelabel.split import split_by_document
 from adelabel.tags import spans_to_tags, tags_to_spans
@@ -249,24 +249,24 @@ def test_non_utf8_empty_and_missing_files(tmp_path):
 def test_conll_round_trip(tmp_path):
     path = tmp_path / "x.conll"
     write_conll(path, [(["Rash", "after", "naproxen"], ["B-AE", "O", "B-DRUG"])])
-    [s] = read_conll(path)
+    [s] = read_conll_corpus(path)[0]
     assert s.text == "Rash after naproxen" and s.spans == [(0, 4, "AE"), (11, 19, "DRUG")]
     path.write_text("Rash\tB-AE\nafter\tX-Y\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"x\.conll:2: tag 'X-Y'"):
-        read_conll(path)
+        read_conll_corpus(path)[0]
 
 
 def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
-    from adelabel.embeddings import load_vectors
+    from adelabel.embeddings import read_pretrained, select_vectors
 
     good = tmp_path / "vec.txt"
     good.write_text("3 2\nNaproxen 0.1 0.2\nnaproxen 0.5 0.5\nrash 0.3 0.4\n", encoding="utf-8")
-    kv = load_vectors(good, keep={"rash"}, max_words=1)
+    kv = select_vectors(read_pretrained(good), keep={"rash"}, max_words=1)
     # Keys are normalised; the first (most frequent) of two entries that normalise alike wins.
     assert list(kv.index_to_key) == ["naproxen", "rash"] and kv["naproxen"].tolist() == pytest.approx([0.1, 0.2])
     bad = tmp_path / "vec.bin"
     bad.write_bytes(b"not vectors at all")
     with pytest.raises(InputError, match=r"vec\.bin: cannot read as word2vec binary format"):
-        load_vectors(bad)
+        read_pretrained(bad)
     with pytest.raises(InputError, match="vectors file not found"):
-        load_vectors(tmp_path / "none.bin")
+        read_pretrained(tmp_path / "none.bin")

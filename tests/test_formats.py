@@ -152,9 +152,9 @@ def test_brat_overlaps_duplicates_crlf_and_discontinuous_entities(tmp_path):
 
 
 def test_a_conll_token_may_be_a_hash(tmp_path):
-    from adelabel.corpus.conll import read_conll
+    from adelabel.corpus.conll import read_conll_corpus
 
     path = tmp_path / "t.conll"
     path.write_text("# text = a comment\nItem\tO\n#\tO\n5\tB-Dose\nmg\tI-Dose\n", encoding="utf-8")
-    [sentence] = read_conll(path)
+    [sentence] = read_conll_corpus(path)[0]
     assert sentence.text == "Item # 5 mg" and sentence.spans == [(7, 11, "Dose")]

@@ -95,8 +95,3 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     report.count(sentences)
     report.documents = len({s.doc_id for s in sentences})
     return sentences, report
-
-
-def read_conll(path: str | Path, strict: bool = False) -> list[Sentence]:
-    """Sentences of a CoNLL BIO file (see :func:`read_conll_corpus`)."""
-    return read_conll_corpus(path, strict)[0]
