@@ -191,7 +191,7 @@ def test_malformed_lines_reported_with_file_and_line(tmp_path, line, message):
     corpus = write_corpus(tmp_path, [good, line])
     sentences, report = read_ade(corpus)
     assert report.malformed_lines == 1
-    assert f"DRUG-AE.rel:2: " in report.problems[0] and message in report.problems[0]
+    assert "DRUG-AE.rel:2: " in report.problems[0] and message in report.problems[0]
     assert any(s.spans for s in sentences)
     with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: .*" + re.escape(message)):
         read_ade(corpus, strict=True)

@@ -74,7 +74,7 @@ class CorpusReport:
         out = [
             f"read: {files}",
             f"sentences: {self.sentences:,} ({self.negative_sentences:,} without adverse events)",
-            f"entities kept: " + ", ".join(f"{lab} {n:,}" for lab, n in sorted(self.entities.items())),
+            "entities kept: " + ", ".join(f"{lab} {n:,}" for lab, n in sorted(self.entities.items())),
             f"mentions: {self.mentions:,} located by document offsets {self.located_by_offsets:,}, "
             f"by nearest occurrence {self.located_nearest:,}, not found {self.unlocatable:,} "
             f"({self.not_first_occurrence:,} were not the first occurrence in their sentence)",
