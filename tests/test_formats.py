@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-
 from conftest import run_cli
 
 CONLL = """-DOCSTART- -X- O O
