@@ -25,3 +25,7 @@ class InputError(AdelabelError):
 
 class OptionError(AdelabelError, ValueError):
     """A value given to a command-line option or an API argument that it cannot take."""
+
+
+class ArgumentTypeError(AdelabelError, TypeError):
+    """An API argument of a type it cannot take (a list where a text is expected, a number for a path)."""

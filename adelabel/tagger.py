@@ -3,6 +3,7 @@ probability that each sentence reports an adverse drug event. The work is done b
 path in :mod:`adelabel.inference`, which ``tag`` and ``evaluate`` use too."""
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
@@ -12,7 +13,7 @@ from typing import ContextManager, TypeVar
 import torch
 
 from adelabel import model_dir
-from adelabel.errors import InputError, OptionError
+from adelabel.errors import ArgumentTypeError, InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler
 from adelabel.precision import autocast, check_precision, lower_recurrent
@@ -27,8 +28,11 @@ T = TypeVar("T")
 _DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` (a GPU when torch sees one), ``cpu``, ``cuda`` or ``cuda:N``; anything else is refused."""
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` (a GPU when torch sees one), ``cpu``, ``cuda`` or ``cuda:N`` (or a ``torch.device`` of
+    those); anything else is refused."""
+    if isinstance(device, torch.device):
+        device = str(device)
     if not isinstance(device, str) or not _DEVICE.fullmatch(device):
         raise OptionError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
     if device == "auto":
@@ -43,9 +47,25 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def check_threshold(threshold: float | None) -> float | None:
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+    """``threshold`` as a float (numpy's numbers too), or None; refused unless between 0 and 1."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
         raise OptionError(f"threshold: expected a number between 0 and 1, got {threshold!r}")
-    return threshold
+    return float(threshold)
+
+
+def _folders(method: str, path) -> list[str | Path]:
+    """The model folders ``path`` names: one str or Path, or a list or tuple of them (an ensemble)."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path) if isinstance(path, (list, tuple)) else None
+    if paths is None or not all(isinstance(p, (str, Path)) for p in paths):
+        wrong = path if paths is None else next(p for p in paths if not isinstance(p, (str, Path)))
+        raise ArgumentTypeError(f"{method}: a model folder is a str or Path, not a {type(wrong).__name__}")
+    if not paths:
+        raise OptionError(f"{method}: no model folder given")
+    if any(p == "" for p in paths):
+        raise OptionError(f"{method}: a model folder path is empty")
+    return paths
 
 
 class Tagger:
@@ -74,7 +94,7 @@ class Tagger:
         sentence as if it reported an adverse event. ``precision`` bf16 (or fp16 on a GPU) runs the
         forward pass under autocast. ``backend="onnx"`` runs it in onnxruntime, from the graphs
         ``adelabel export --format onnx`` wrote into the folder (one recurrent tagger, on the CPU)."""
-        check_threshold(threshold)
+        threshold = check_threshold(threshold)
         if path is None:
             from adelabel.pretrained import default_model
 
@@ -86,12 +106,8 @@ class Tagger:
         if backend == "onnx" and (dev.type != "cpu" or precision != "fp32"):
             raise OptionError("--backend onnx: runs on the CPU in fp32 (its int8 form comes from "
                               "`adelabel export --quantize`)")
-        paths = [path] if isinstance(path, (str, Path)) else list(path)
-        if not paths:
-            raise OptionError("Tagger.load: no model folder given")
+        paths = _folders("Tagger.load", path)
         for p in paths:
-            if not isinstance(p, (str, Path)):
-                raise TypeError(f"Tagger.load: a model folder is a str or Path, not a {type(p).__name__}")
             if model_dir.task_of(p) == "classify":
                 raise InputError(p, "is a sentence classifier, not a tagger; load it with adelabel.Classifier.load")
         if backend == "onnx" and len(paths) > 1:
@@ -112,6 +128,13 @@ class Tagger:
                 if other_vocabs.words.items != vocabs.words.items or other_vocabs.chars.items != vocabs.chars.items:
                     raise InputError(p, f"its vocabulary differs from {paths[0]}'s; an ensemble's members "
                                         "must be trained on the same prepared data")
+                # A member without a gate (or relation head) would make the ensemble report every
+                # sentence (or pair every drug with every effect) without saying so.
+                for key, name in (("gate", "sentence gate (model.gate)"), ("relation", "relation head (model.relations)")):
+                    if (getattr(other, key) is None) != (getattr(model, key) is None):
+                        has = "has a" if getattr(other, key) is not None else "has no"
+                        raise InputError(p, f"{has} {name}, unlike {paths[0]}; an ensemble's members all have "
+                                            "one or none do")
             model = Ensemble([m for m, _, _ in loaded]).to(dev).eval()
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
                       "ensemble": [str(p) for p in paths]}
@@ -135,7 +158,8 @@ class Tagger:
         return self._checked_pipe("analyze_pipe", texts, batch_size)
 
     def _checked_pipe(self, name: str, texts: Iterable[str], batch_size: int) -> Iterator[Analysis]:
-        return checked_stream(f"Tagger.{name}", "tagger", texts, batch_size, self._analyze)
+        one = "tagger.analyze(text)" if name == "analyze_pipe" else "tagger(text)"
+        return checked_stream(f"Tagger.{name}", one, texts, batch_size, self._analyze)
 
     def running(self) -> ContextManager:
         """The context this tagger's forward passes run in at its precision."""
@@ -149,17 +173,22 @@ class Tagger:
         return self._analyze([_one_text("Tagger()", "tagger.pipe(texts)", text)])[0].entities
 
 
-def checked_stream(method: str, owner: str, texts: Iterable[str], batch_size: int,
+def checked_stream(method: str, one: str, texts: Iterable[str], batch_size: int,
                    process: Callable[[Sequence[str]], list]) -> Iterator:
     """``process`` over ``texts`` in chunks of ``batch_size``, in input order and streaming, so memory
-    stays flat however many there are. The arguments are checked here, when ``method`` is called; a
-    text that is not a str is refused, naming its index, when the stream reaches it."""
+    stays flat however many there are. The arguments are checked here, when ``method`` is called
+    (``one`` names the call for a single text); a text that is not a str is refused, naming its index,
+    when the stream reaches it, after the results of the texts before it."""
     if isinstance(texts, (str, bytes)):
-        raise TypeError(f"{method}() takes an iterable of texts, not a single string; "
-                        f"call {owner}(text) for one text")
-    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a single string; "
+                                f"call {one} for one text")
+    try:
+        texts = iter(texts)
+    except TypeError:
+        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}") from None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}")
-    return _chunks(method, texts, batch_size, process)
+    return _chunks(method, texts, int(batch_size), process)
 
 
 CHUNK_CHARACTERS = 200_000
@@ -183,22 +212,28 @@ def chunked(items: Iterable[T], batch_size: int, length: Callable[[T], int] = le
         yield chunk
 
 
-def _chunks(method: str, texts: Iterable[str], batch_size: int, process) -> Iterator:
+def _chunks(method: str, texts: Iterator[str], batch_size: int, process) -> Iterator:
+    wrong: list[ArgumentTypeError] = []
+
     def checked() -> Iterator[str]:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
+                # Raised once the texts before it are answered, not lost with their chunk.
+                wrong.append(ArgumentTypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str"))
+                return
             yield text
 
     for chunk in chunked(checked(), batch_size):
         yield from process(chunk)
+    if wrong:
+        raise wrong[0]
 
 
 def _one_text(method: str, several: str, text) -> str:
     """``text`` if it is a str; else a TypeError naming its type (pointing a list to ``several``)."""
     if not isinstance(text, str):
         hint = f"; for several texts use {several}" if isinstance(text, (list, tuple)) else ""
-        raise TypeError(f"{method} takes a str, not a {type(text).__name__}{hint}")
+        raise ArgumentTypeError(f"{method} takes a str, not a {type(text).__name__}{hint}")
     return text
 
 
@@ -222,11 +257,10 @@ class Classifier:
              precision: str = "fp32") -> "Classifier":
         """Load a saved classifier. ``threshold`` overrides, for a two-class model, the threshold on the
         positive class's probability tuned on dev; ``precision`` as for :meth:`Tagger.load`."""
-        check_threshold(threshold)
+        threshold = check_threshold(threshold)
         dev = pick_device(device)
         check_precision(precision, dev)
-        if not isinstance(path, (str, Path)):
-            raise TypeError(f"Classifier.load: a model folder is a str or Path, not a {type(path).__name__}")
+        [path] = _folders("Classifier.load", [path])
         if model_dir.task_of(path) == "tag":
             raise InputError(path, "is a tagger, not a sentence classifier; load it with adelabel.Tagger.load")
         model, config, vocabs = model_dir.load(path, dev)
@@ -240,7 +274,7 @@ class Classifier:
 
     def pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[Classification]:
         """Each text's :class:`Classification`, in input order, streaming ``batch_size`` at a time."""
-        return checked_stream("Classifier.pipe", "classifier", texts, batch_size, self._classify)
+        return checked_stream("Classifier.pipe", "classifier(text)", texts, batch_size, self._classify)
 
     def _classify(self, texts: Sequence[str]) -> list[Classification]:
         with autocast(self.device, self.precision):

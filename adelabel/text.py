@@ -16,11 +16,12 @@ import regex
 # ("A\u0301bc" is one token), as the models were trained. This was nltk's RegexpTokenizer with the same
 # pattern, which does exactly this finditer; importing nltk took 2 of the 3.5 seconds an `adelabel tag`
 # process needed before tagging its first line, in every worker process too.
-# Invisible format characters (\p{Cf}: soft hyphens, zero-width spaces and joiners, bidi marks), which
-# text copied from PDFs and web pages carries, are no tokens of their own: between letters they stay
-# inside the word ("metho\u00adtrexate" is one token, looked up as "methotrexate", see
-# adelabel/vocab.py), elsewhere they are skipped, so no entity starts or ends on one.
-_TOKEN = regex.compile(r"[^\W_]+(?:\p{Cf}+[^\W_]+)*|[^\w\s\p{Cf}]|_")
+# Invisible characters, which text copied from PDFs and web pages carries, are no tokens of their own,
+# so no entity starts or ends on one. A format character (\p{Cf}: a soft hyphen, a zero-width joiner, a
+# bidi mark) between letters stays inside the word ("metho\u00adtrexate" is one token, looked up as
+# "methotrexate", see adelabel/vocab.py); a zero-width space marks a break between words, and control
+# characters (\p{Cc}: NUL, DEL) that are not white space are skipped like it.
+_TOKEN = regex.compile(r"[^\W_]+(?:(?:(?!\u200b)\p{Cf})+[^\W_]+)*|[^\w\s\p{Cf}\p{Cc}]|_")
 
 # A sentence ends at . ! or ? (optionally followed by closing quotes/brackets) when whitespace and then an
 # upper-case letter, digit or opening bracket follows. A rule rather than nltk's Punkt because Punkt

@@ -6,9 +6,10 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from adelabel import Tagger
-from adelabel.errors import OptionError
+from adelabel.errors import AdelabelError, InputError, OptionError
 from conftest import SAMPLE, run_cli
 
 
@@ -201,6 +202,44 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
         list(tagger.pipe(["fine", 3]))
     with pytest.raises(OptionError, match="batch_size"):
         tagger.pipe(["fine"], batch_size=0)
+    # Each is an AdelabelError too, the one type a pipeline catches for bad input; and refused when
+    # the method is called, not when the stream is first read.
+    for call in (lambda: tagger(b"bytes"), lambda: tagger.pipe(None), lambda: Tagger.load(5),
+                 lambda: Tagger.load(b"models"), lambda: Tagger.load([tiny_model_dir, None])):
+        with pytest.raises(AdelabelError) as caught:
+            call()
+        assert isinstance(caught.value, TypeError), caught.value
+    with pytest.raises(AdelabelError, match=r"call tagger\.analyze\(text\) for one text"):
+        tagger.analyze_pipe("a string")
+    with pytest.raises(OptionError, match="model folder path is empty"):
+        Tagger.load("")
+    for wrong in (True, 2.0):
+        with pytest.raises(OptionError, match="batch_size"):
+            tagger.pipe(["fine"], batch_size=wrong)
+    with pytest.raises(OptionError, match="threshold"):
+        Tagger.load(tiny_model_dir, threshold=True)
+    # numpy's numbers and a torch.device are what they say.
+    import numpy as np
+
+    numpy_made = Tagger.load(tiny_model_dir, device=torch.device("cpu"), threshold=np.float32(0.25))
+    assert numpy_made.threshold == 0.25 and type(numpy_made.threshold) is float
+    assert len(list(tagger.pipe(["Rash.", "Fever."], batch_size=np.int64(1)))) == 2
+    # A bad text mid-stream: the texts before it are answered first, then the error names its index.
+    answered = []
+    with pytest.raises(AdelabelError, match="text 5 is a NoneType"):
+        for entities in tagger.pipe(["Rash after naproxen."] * 5 + [None, "never read"]):
+            answered.append(entities)
+    assert len(answered) == 5
+
+
+def test_an_ensemble_of_gated_and_ungated_taggers_is_refused(sample_data, tiny_model_dir, tmp_path):
+    # Averaged with a member that reports every sentence, the ensemble would silently drop the gate.
+    from conftest import train_small
+
+    ungated = train_small(sample_data, tmp_path / "ungated", "train.max_epochs=1", "model.hidden_size=8",
+                          "model.dense_size=8", "model.char_size=8", "model.gate=false")
+    with pytest.raises(InputError, match=f"{ungated}: has no sentence gate \\(model.gate\\), unlike {tiny_model_dir}"):
+        Tagger.load([tiny_model_dir, ungated])
 
 
 def test_a_huge_line_is_tagged_in_windows_with_probabilities(tiny_model_dir):

@@ -646,6 +646,26 @@ def test_the_relation_head_pools_each_range_of_its_own_sentence():
         assert torch.equal(pooled[p], states[r, a:b].max(dim=0).values if b > a else torch.zeros(4))
 
 
+def test_the_relation_head_scores_many_pairs_in_bounded_groups(monkeypatch):
+    # A sentence naming dozens of drugs and effects has thousands of pairs: tagging scores them in
+    # groups, so memory is bounded, with the logits of scoring them at once.
+    from adelabel.models import relation
+    from adelabel.models.relation import RelationHead
+
+    torch.manual_seed(0)
+    head = RelationHead(8, 0.0).eval()
+    states = torch.randn(3, 40, 8)
+    first = torch.randint(0, 39, (500, 2))
+    pairs = torch.cat([torch.randint(0, 3, (500, 1)), first[:, :1], first[:, :1] + 1, first[:, 1:], first[:, 1:] + 1], 1)
+    with torch.no_grad():
+        whole = head(states, pairs)
+        monkeypatch.setattr(relation, "POOLED_VALUES", 40 * 8 * 7)  # groups of 7 pairs
+        gathered = []
+        monkeypatch.setattr(relation, "take", lambda table, index: gathered.append(index.numel()) or table[index])
+        assert torch.allclose(head(states, pairs), whole, atol=1e-6)
+    assert max(gathered) <= 7 * 40 and len(gathered) >= 3 * 500 // 7
+
+
 def test_training_tags_only_the_sentences_whose_tags_the_loss_reads():
     """With a gate and no teacher, a training step runs the tagger's BiLSTM and head on the sentences holding
     entities only, and its loss and every gradient equal those of tagging the whole batch."""

@@ -34,9 +34,9 @@ def test_invisible_characters_change_no_decision_and_no_entity_ends_on_one():
 
     tagger = Tagger.load(str(READY), device="cpu")
     plain = "Clozapine-induced agranulocytosis and methotrexate pneumonitis."
-    pasted = "\u200bClozapine\u200b-induced agranulo\u00adcytosis and metho\u00adtrexate pneu\u200bmonitis."
+    pasted = "\u200bClozapine\u200b-induced\x00 agranulo\u00adcytosis and metho\u00adtrexate\u200bpneu\u00admonitis."
     want, got = tagger.analyze(plain), tagger.analyze(pasted)
-    assert [(e.label, e.text.replace("\u00ad", "").replace("\u200b", "")) for e in got.entities] == \
+    assert [(e.label, e.text.replace("\u00ad", "").replace("\u200b", " ")) for e in got.entities] == \
         [(e.label, e.text) for e in want.entities] != []
     assert all(pasted[e.start:e.end] == e.text and e.text[0].isalpha() and e.text[-1].isalpha() for e in got.entities)
     assert got.ade == want.ade and [e.score for e in got.entities] == [e.score for e in want.entities]

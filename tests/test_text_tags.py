@@ -20,12 +20,14 @@ def test_tokenizer_keeps_combining_marks_and_splits_underscores():
 
 
 def test_invisible_characters_stay_inside_words_and_make_no_tokens():
-    # A soft hyphen or zero-width space (text copied from PDFs and web pages) joins the letters around
-    # it and is skipped elsewhere, so no entity can start or end on one; the word reads as without it.
+    # A soft hyphen or joiner (text copied from PDFs and web pages) joins the letters around it and is
+    # skipped elsewhere, so no entity can start or end on one; the word reads as without it. A zero-width
+    # space separates words, and control characters are skipped.
     from adelabel.vocab import Vocab, Vocabs
 
     text = "Metho\u00adtrexate\u200b-induced \u200bpneu\u200dmonitis \ufeff."
     assert words(text) == ["Metho\u00adtrexate", "-", "induced", "pneu\u200dmonitis", "."]
+    assert words("induced\u200bototoxicity\x00after\x7f\x1b naproxen") == ["induced", "ototoxicity", "after", "naproxen"]
     vocabs = Vocabs(Vocab.for_words(["methotrexate", "pneumonitis"]), Vocab.for_words(list("Mmethorxapnuis")))
     assert vocabs.lookup(words(text))[0][0::3] == vocabs.lookup(["Methotrexate", "pneumonitis"])[0]
     assert vocabs.lookup(["Metho\u00adtrexate"])[1] == vocabs.lookup(["Methotrexate"])[1]

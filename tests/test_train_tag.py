@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from adelabel import Entity, Tagger
 from adelabel.prepare import read_manifest, read_split
@@ -270,6 +271,22 @@ def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_
     for a, b in zip(alone.analyze_pipe(lines), twice.analyze_pipe(lines)):
         assert a.to_dict() == b.to_dict()
     assert sum(len(a.entities) for a in twice.analyze_pipe(lines)) > 10
+    # Threads sharing one ensemble get each their own answers: its members' outputs travel with each
+    # forward pass (Output.members), not on the module, where another call would overwrite them.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from adelabel.data import bucketed, encode
+
+    [(_, first), (_, second)] = list(bucketed([encode(t, twice.vocabs) for t in lines[:4]], 2))
+    pairs = torch.tensor([[0, 0, 1, 1, 2], [1, 1, 2, 0, 1]])
+    with torch.inference_mode():
+        out = twice.model(first)
+        related = twice.model.relate(out, pairs)
+        twice.model(second)
+        assert torch.equal(twice.model.relate(out, pairs), related)
+    texts = lines * 3
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda t: twice.analyze(t).to_dict(), texts)) == [twice.analyze(t).to_dict() for t in texts]
     # Outputs say an ensemble made them, and of what.
     from adelabel.tagging_io import provenance
 

@@ -36,6 +36,9 @@ class Output(NamedTuple):
     sentence: torch.Tensor | None = None  # (batch,) gate logit that the sentence holds an entity
     tags: torch.Tensor | None = None      # (batch, time) the tags, from a model that decodes itself
     states: torch.Tensor | None = None    # (batch, time, dim) token states the relation head reads
+    # An ensemble's members' own outputs, which its relate reads: carried here, not kept on the
+    # module, so that threads sharing one ensemble do not read each other's.
+    members: tuple["Output", ...] | None = None
 
 
 class Decoded(NamedTuple):

@@ -36,20 +36,19 @@ class Ensemble(SequenceLabeler):
         if self.gate is not None:
             self.gate_threshold.fill_(sum(float(m.gate_threshold) for m in members) / len(members))
         self.relation = nn.Identity() if all(m.relation is not None for m in members) else None
-        self._outputs: list[Output] = []
 
     def forward(self, batch: Batch) -> Output:
         from adelabel.inference import platt
 
-        self._outputs = [m(batch) for m in self.members]
-        probs = torch.stack([_marginals(m, o, batch.mask) for m, o in zip(self.members, self._outputs)]).mean(0)
+        outputs = tuple(m(batch) for m in self.members)
+        probs = torch.stack([_marginals(m, o, batch.mask) for m, o in zip(self.members, outputs)]).mean(0)
         sentence = None
         if self.gate is not None:
             each = [platt(torch.sigmoid(o.sentence.float()), torch.stack([m.gate_scale, m.gate_shift]))
-                    for m, o in zip(self.members, self._outputs)]
+                    for m, o in zip(self.members, outputs)]
             sentence = torch.logit(torch.stack(each).mean(0).clamp(1e-7, 1 - 1e-7)).float()
         # Log probabilities: decoding's log-softmax leaves them as they are.
-        return Output(probs.clamp_min(1e-12).log(), sentence)
+        return Output(probs.clamp_min(1e-12).log(), sentence, members=outputs)
 
     def relate(self, out: Output, pairs: torch.Tensor) -> torch.Tensor:
         from adelabel.inference import platt
@@ -57,5 +56,5 @@ class Ensemble(SequenceLabeler):
         if self.relation is None:
             return torch.ones(pairs.shape[0], device=pairs.device)
         each = [platt(m.relate(o, pairs), m.relation_calibration).float()
-                for m, o in zip(self.members, self._outputs)]
+                for m, o in zip(self.members, out.members)]
         return torch.stack(each).mean(0)

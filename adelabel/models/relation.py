@@ -25,6 +25,12 @@ def _bucket(distance: torch.Tensor) -> torch.Tensor:
     return (len(_EDGES) + 1) + distance.sign() * magnitude
 
 
+POOLED_VALUES = 1 << 24
+"""Pairs are scored in groups that gather at most this many values (64 MiB in fp32) to pool: the words
+between a drug and an effect may span a whole sentence, and a sentence naming dozens of each (a table,
+a list of reactions) has thousands of pairs, so one gather for a batch's pairs could take gigabytes."""
+
+
 def _pool(states: torch.Tensor, row: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
     """Max over positions [first, end) of sentence ``row`` of ``states``, one range per pair; zeros
     where the range is empty."""
@@ -54,6 +60,10 @@ class RelationHead(nn.Module):
         other first, other end) -> (pairs,) logits that the sentence relates the pair."""
         if pairs.shape[0] == 0:
             return states.new_zeros(0)
+        step = max(1, POOLED_VALUES // (states.shape[1] * states.shape[2]))
+        # Tagging only: a training batch's pairs are few, and scoring them in one go keeps its draws.
+        if pairs.shape[0] > step and not torch.is_grad_enabled() and not torch.jit.is_tracing():
+            return torch.cat([self(states, pairs[i:i + step]) for i in range(0, pairs.shape[0], step)])
         row, d0, d1, o0, o1 = pairs.unbind(1)
         drug, other = _pool(states, row, d0, d1), _pool(states, row, o0, o1)
         between = _pool(states, row, torch.minimum(d1, o1), torch.maximum(d0, o0))
