@@ -262,7 +262,8 @@ class Relation:
 class SentenceScore:
     """A sentence of a text (characters ``start:end``), its probability of reporting an adverse drug
     event, and whether it is reported (:func:`reports`: ``ade`` reached the threshold and a pair to
-    relate was found in it; every sentence without a gate or at threshold 0). Only reported sentences
+    relate was found in it; every sentence without a gate or at threshold 0, except one with no token,
+    such as a line of invisible characters, which has nothing to report). Only reported sentences
     carry entities and relations. A sentence of more than MAX_TOKENS tokens is read, and decided, in
     pieces: it is reported when one of them is, and its ``ade`` is their highest."""
 
