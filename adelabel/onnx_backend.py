@@ -105,6 +105,7 @@ def _states_dim(model: nn.Module) -> int:
 
 class _Session:
     def __init__(self, path: Path) -> None:
+        self.path = path
         ort = _onnx()
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -113,6 +114,13 @@ class _Session:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for a damaged graph
             raise InputError(path, f"cannot load the ONNX graph ({str(err).splitlines()[0][:200]})") from None
+
+    # An onnxruntime session cannot be pickled: a copy (a process started with spawn) opens its graph again.
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
 
     def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
         feed = {k: v.cpu().numpy() for k, v in inputs.items()}
@@ -138,9 +146,19 @@ class _OnnxRelation:
         self.session = session
 
     def __call__(self, states: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        from adelabel.models import relation
+
         if pairs.shape[0] == 0:
             return states.new_zeros(0)
-        return self.session(states=states, pairs=pairs)[0]
+        # The traced graph pools over whole sentences: pairs in groups, as the torch head scores them.
+        step = max(1, relation.POOLED_VALUES // (states.shape[1] * states.shape[2]))
+        return torch.cat([self.session(states=states, pairs=pairs[i:i + step])[0]
+                          for i in range(0, pairs.shape[0], step)])
+
+
+def _no_screen(batch: Batch) -> None:
+    """The graph runs tagger and gate together: there is no gate to run alone."""
+    return None
 
 
 def attach(model: nn.Module, directory: str | Path) -> nn.Module:
@@ -165,7 +183,7 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
     if meta.get("weights") != atomic.sha256(directory / model_dir.WEIGHTS):
         raise InputError(folder / META, "exported from other weights than this model folder's; export again")
     model.forward = _OnnxForward(_Session(folder / "encoder.onnx"), gate=model.gate is not None)
-    model.screen = lambda batch: None  # the graph runs tagger and gate together: no gate alone
+    model.screen = _no_screen
     if model.relation is not None:
         if not (folder / "relation.onnx").is_file():
             raise InputError(folder / "relation.onnx", "missing from the ONNX export")

@@ -38,6 +38,25 @@ def test_the_onnx_backend_gives_torchs_spans_relations_and_scores(exported, samp
         assert all(abs(x.ade - y.ade) <= 2e-3 for x, y in zip(a.sentences, b.sentences))
 
 
+def test_an_onnx_tagger_copies_and_scores_many_pairs_in_groups(exported, monkeypatch):
+    # A copy (pickled, as for a process started with spawn) opens its graphs again; a sentence with
+    # many pairs is scored in groups, with the same result.
+    import copy
+    import pickle
+
+    from adelabel import Tagger
+    from adelabel.models import relation
+
+    tagger = Tagger.load(exported, backend="onnx")
+    text = "Naproxen and aspirin induced rash, fever, nausea and headache; ibuprofen caused vomiting."
+    want = tagger.analyze(text).to_dict()
+    assert pickle.loads(pickle.dumps(tagger)).analyze(text).to_dict() == want
+    assert copy.deepcopy(tagger).analyze(text).to_dict() == want
+    monkeypatch.setattr(relation, "POOLED_VALUES", 1)  # one pair at a time
+    assert Tagger.load(exported, backend="onnx", threshold=0.0).analyze(text).to_dict()["relations"] == \
+        Tagger.load(exported, device="cpu", threshold=0.0).analyze(text).to_dict()["relations"] != []
+
+
 def test_tag_and_evaluate_take_the_backend(capsys, exported, sample_data, tmp_path):
     results = {}
     for backend in ("torch", "onnx"):
