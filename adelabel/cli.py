@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from adelabel.config import ARCHITECTURES, DEFAULT_ARCH
+from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, MAX_SEED
 from adelabel.errors import AdelabelError, OptionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -70,7 +70,7 @@ def prepare(
     format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), conll (a token<TAB>tag BIO file, any entity types), brat (a folder of .txt/.ann pairs, relations too), or auto: a folder is ade (brat if it holds .ann files), a .conll/.bio/.iob/.iob2 file conll, another file labelled.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the document split and word2vec.")] = 13,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for the document split and word2vec.")] = 13,
     types: Annotated[str, typer.Option(help="Entity types of the ADE corpus, comma-separated, from DRUG, AE, DOSE (conll and brat data name their own).")] = "DRUG,AE",
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
     dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
@@ -200,7 +200,7 @@ def cv(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the folds, word2vec and training.")] = 13,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the folds, word2vec and training.")] = 13,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
     dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
@@ -414,8 +414,8 @@ def evaluate(
     if "sentences" in result:
         sent = result["sentences"]
         print(f"sentence decision (reports an ADE): P {sent['precision']:.4f} R {sent['recall']:.4f} "
-              f"F1 {sent['f1']:.4f}; the probability: ECE {sent['ece']:.4f}, Brier {sent['brier']:.4f}, "
-              f"ROC-AUC {sent['roc_auc']:.4f}")
+              f"F1 {sent['f1']:.4f}; the probability: ECE {_shown(sent['ece'])}, Brier {_shown(sent['brier'])}, "
+              f"ROC-AUC {_shown(sent['roc_auc'])}")
     print("\nsentences with annotations only, each tagged as if known to report an adverse event "
           "(the protocol of published ADE results):")
     print(format_table(result["annotated_only"]))
@@ -424,7 +424,8 @@ def evaluate(
     for what, key in (("entity score (exactly right)", "entity_probability"),
                       ("relation score (pair related, spans exact)", "relation_probability")):
         q = result["annotated_only"][key]
-        print(f"{what}: ECE {q['ece']:.4f}, Brier {q['brier']:.4f}, ROC-AUC {q['roc_auc']:.4f} ({q['count']:,} scored)")
+        print(f"{what}: ECE {_shown(q['ece'])}, Brier {_shown(q['brier'])}, ROC-AUC {_shown(q['roc_auc'])} "
+              f"({q['count']:,} scored)")
     if json_out:
         atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
     if report:
@@ -473,6 +474,10 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
                                  classifier.model, threshold)
         kept = [i for i, p in enumerate(probs) if p is not None]
         write_classifier_report(report, result, mistakes, [examples[i].label for i in kept], [probs[i] for i in kept])
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"  # undefined: nothing scored, or one outcome only
 
 
 def _relation_line(title: str, r: dict) -> str:

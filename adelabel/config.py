@@ -27,8 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adelabel.errors import AdelabelError, InputError
 
 
+MAX_SEED = 2**32 - 1
+"""numpy's generators (word2vec, the split) take seeds from 0 to this."""
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # An infinite learning rate trains a model of NaNs: no number in a config may be inf or nan.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class _Heads(Section):
@@ -156,11 +161,11 @@ DEFAULT_ARCH = "bilstm"
 class Config(BaseModel):
     """A whole run: the architecture, its seed, its model hyperparameters and its training settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     arch: str
     task: Literal["tag", "classify"] = Field("tag", description="tag entities, or classify whole sentences (texts)")
-    seed: int = Field(13, description="fixes the initialisation, the batch order and word dropout")
+    seed: int = Field(13, ge=0, le=MAX_SEED, description="fixes the initialisation, the batch order and word dropout")
     model: RecurrentModel | Seq2SeqModel | TransformerModel | RecurrentClassifier | TransformerClassifier
     train: Train = Field(default_factory=Train)
 

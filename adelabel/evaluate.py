@@ -1,6 +1,7 @@
 """Entity-level scoring with seqeval in strict IOB2 mode, the way the ADE literature reports it."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,15 +23,20 @@ def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> 
     """
     if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted)):
         raise ValueError("gold and predicted tag sequences differ in shape")
-    report = classification_report([list(g) for g in gold], [list(p) for p in predicted], mode="strict",
-                                    scheme=IOB2, output_dict=True, zero_division=0)
+    empty = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    if not gold:  # seqeval refuses no sentences at all (a small corpus's split with no annotated one)
+        return {"micro": dict(empty), "macro": dict(empty)}
+    with warnings.catch_warnings():  # numpy's "mean of empty slice" where no entity exists anywhere
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report([list(g) for g in gold], [list(p) for p in predicted], mode="strict",
+                                        scheme=IOB2, output_dict=True, zero_division=0)
     out = {}
     for name, row in report.items():
         key = {"micro avg": "micro", "macro avg": "macro", "weighted avg": "weighted"}.get(name, name)
         out[key] = {"precision": float(row["precision"]), "recall": float(row["recall"]),
                     "f1": float(row["f1-score"]), "support": int(row["support"])}
     if "micro" not in out:  # seqeval leaves the averages out when no entity exists anywhere
-        out["micro"] = out["macro"] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+        out["micro"], out["macro"] = dict(empty), dict(empty)
     return out
 
 
@@ -144,14 +150,17 @@ def calibrate_scores(model: SequenceLabeler, examples: Sequence[Example], negati
 
 def probability_scores(labels: Sequence[bool], probs: Sequence[float], bins: int = 10) -> dict:
     """How well probabilities predict outcomes: expected calibration error (``bins`` equal-width
-    bins), Brier score, ROC-AUC, and how many there were."""
+    bins), Brier score, ROC-AUC, and how many there were. A score that is undefined (nothing scored;
+    for ROC-AUC, outcomes of one kind only) is None, not a number that could be read as a result."""
     y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
-    ece = sum(n / len(p) * abs(mean - rate) for mean, rate, n in calibration_bins(labels, probs, bins)) if len(p) else 0.0
+    if not len(p):
+        return {"ece": None, "brier": None, "roc_auc": None, "count": 0}
+    ece = sum(n / len(p) * abs(mean - rate) for mean, rate, n in calibration_bins(labels, probs, bins))
     # ROC-AUC as the probability that a random positive outranks a random negative (ties count half).
     pos, neg = p[y == 1], p[y == 0]
     auc = (float((pos[:, None] > neg[None, :]).sum()) + 0.5 * float((pos[:, None] == neg[None, :]).sum())) \
-        / (len(pos) * len(neg)) if len(pos) and len(neg) else 0.0
-    return {"ece": ece, "brier": float(((p - y) ** 2).mean()) if len(p) else 0.0, "roc_auc": auc, "count": len(p)}
+        / (len(pos) * len(neg)) if len(pos) and len(neg) else None
+    return {"ece": ece, "brier": float(((p - y) ** 2).mean()), "roc_auc": auc, "count": len(p)}
 
 
 @torch.no_grad()

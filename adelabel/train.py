@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import math
 import sys
 import time
 from collections import Counter
@@ -280,6 +281,13 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             loss = run_epoch(loss_of, model, optimizer, scaler, mine, config,
                              epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, lambda n, total: bar.update())
         seconds = time.perf_counter() - started
+        if not math.isfinite(loss):
+            # The weights are NaN or infinite from here on: every later epoch, and the model saved, would
+            # be too, and so would a resumed run's.
+            if w.main:
+                atomic.remove_dir(ckpt)
+            raise AdelabelError(f"train: the loss became {loss} in epoch {run.epoch} (train.lr = {hp.lr}); the run "
+                                "diverged and no model is saved: train again with a lower train.lr")
         with autocast(dev_, hp.precision):
             # Tuning has predicted dev with these weights: scoring reuses it rather than predicting again.
             tuned = task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)

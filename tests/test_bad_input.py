@@ -255,3 +255,41 @@ def test_a_huge_line_is_tagged_in_windows_with_probabilities(tiny_model_dir):
     assert len(pieces) > 100 and all(len(tokenize(text[a:b])) <= 256 for a, b in pieces)
     # The pieces cover every token of the sentence, in order, each once.
     assert [(a + s, a + e) for a, b in pieces for s, e in tokenize(text[a:b])] == tokenize(text)
+
+
+TINY_RUN = ["--epochs", "1", "--set", "model.hidden_size=8", "--set", "model.dense_size=8", "--set", "model.char_size=8",
+            "--quiet"]
+
+
+def test_numbers_a_run_cannot_use_are_refused_and_a_diverging_run_saves_nothing(capsys, sample_data, tmp_path):
+    for args, message in ((["--set", "train.lr=inf"], "train.lr: Input should be a finite number"),
+                          (["--set", "train.lr=1e400"], "train.lr: Input should be a finite number"),
+                          (["--set", "seed=-1"], "seed: must be >= 0"),
+                          (["--seed", str(2**32)], "seed: must be <= 4294967295")):
+        code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "never", *args)
+        assert code == 2 and message in err, err
+    code, _, err = run_cli(capsys, "prepare", "--corpus", SAMPLE, "--out", tmp_path / "d", "--seed", "-1")
+    assert code == 2 and "--seed" in err, err
+    # A learning rate this large makes the loss NaN at once: one line, no model, no checkpoint to resume.
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", *TINY_RUN,
+                           "--set", "train.lr=1e30")
+    assert code == 2 and "the run diverged and no model is saved" in err and "Traceback" not in err, err
+    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())
+
+
+def test_a_small_corpus_whose_dev_split_has_no_annotated_sentence_trains_and_scores(capsys, tmp_path):
+    # Three documents, one annotated: a split without a single entity scores 0 (and n/a where a score is
+    # undefined) instead of failing inside seqeval.
+    corpus = tmp_path / "three.conll"
+    corpus.write_text("-DOCSTART-\tO\n\nAspirin\tB-DRUG\ncaused\tO\nrash\tB-AE\n.\tO\n\n-DOCSTART-\tO\n\nThe\tO\n"
+                      "patient\tO\nrecovered\tO\n\n-DOCSTART-\tO\n\nThe\tO\ndog\tO\nran\tO\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "prepare", "--corpus", corpus, "--out", tmp_path / "data", "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "data", "--out", tmp_path / "m", *TINY_RUN)
+    assert code == 0, err
+    shown = ""
+    for split in ("dev", "test"):
+        code, out, err = run_cli(capsys, "evaluate", "--model", tmp_path / "m", "--data", tmp_path / "data", "--split", split)
+        assert code == 0 and "micro" in out, err
+        shown += out
+    assert "n/a" in shown
