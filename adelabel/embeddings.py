@@ -50,6 +50,10 @@ def read_pretrained(path: str | Path):
         kind = "binary" if binary else "text"
         raise InputError(path, f"cannot read as word2vec {kind} format ({type(err).__name__}: {err}); "
                                "binary files must end in .bin") from None
+    bad = np.flatnonzero(~np.isfinite(kv.vectors).all(axis=1))
+    if len(bad):  # a model reading one would tag nothing but NaN
+        raise InputError(path, f"the vector of {kv.index_to_key[bad[0]]!r} (and {len(bad) - 1:,} more) holds NaN "
+                               "or infinite values")
     return kv
 
 

@@ -268,5 +268,9 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
     bad.write_bytes(b"not vectors at all")
     with pytest.raises(InputError, match=r"vec\.bin: cannot read as word2vec binary format"):
         read_pretrained(bad)
+    nan = tmp_path / "nan.txt"
+    nan.write_text("2 2\nrash 0.1 0.2\nfever nan 0.5\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"nan\.txt: the vector of 'fever' \(and 0 more\) holds NaN"):
+        read_pretrained(nan)
     with pytest.raises(InputError, match="vectors file not found"):
         read_pretrained(tmp_path / "none.bin")
