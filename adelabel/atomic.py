@@ -13,12 +13,12 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from adelabel.errors import AdelabelError
+from adelabel.errors import AdelabelError, OptionError
 
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
@@ -74,6 +74,28 @@ def check_output_file(path: Path, option: str) -> None:
     parent = path.absolute().parent
     if not parent.is_dir():
         raise AdelabelError(f"{option} {path}: folder {parent} does not exist")
+
+
+def check_apart(output: str | Path, option: str, inputs: Iterable[str | Path | None]) -> None:
+    """Refuse, before any work, an output that is one of the ``inputs`` a command reads (files or
+    folders), lies inside an input folder, or, a folder replaced whole, holds an input: writing it would
+    destroy what is read (a corpus inside the data folder it prepares, a split or a model's file
+    overwritten by a report)."""
+    out = Path(output).resolve()
+    for item in inputs:
+        if item is None or str(item) == "-":
+            continue
+        source = Path(item).resolve()
+        if out == source:
+            how = "is"
+        elif source in out.parents:
+            how = "lies inside"
+        elif out in source.parents:
+            how = "holds"
+        else:
+            continue
+        raise OptionError(f"{option} {output}: {how} {item}, which this command reads; writing there would "
+                          "destroy what is read")
 
 
 def _umask() -> int:
@@ -136,10 +158,25 @@ def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` is a pipe or a device (``/dev/stdout``), written in place rather than replaced."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 @contextmanager
 def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
-    """An open temporary file beside ``target``; when the block completes it replaces ``target``."""
+    """An open temporary file beside ``target``; when the block completes it replaces ``target``.
+
+    A link is written through (the file it names is replaced; the link stays), and a pipe or device
+    (``/dev/stdout``, a named pipe) is written in place: there is no file there to replace."""
     target = Path(target)
+    encoding = {} if "b" in mode else {"encoding": "utf-8"}
+    if is_stream(target):
+        with _naming(target, target), open(target, mode, **encoding) as fh:
+            yield fh
+        return
+    if target.is_symlink():
+        target = target.resolve()
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.absolute().parent)
     except OSError as err:
@@ -147,7 +184,7 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
     tmp = Path(name)
     try:
         os.chmod(fd, 0o666 & ~_umask())
-        with _naming(target, tmp), os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        with _naming(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
             yield fh
         with _naming(target, target):
             os.replace(tmp, target)

@@ -81,7 +81,7 @@ def prepare(
     quiet: Quiet = False,
 ) -> None:
     """Read the corpus (or a labelled text file), split it by document, tokenise, tag and get word vectors."""
-    from adelabel.atomic import check_output_dir
+    from adelabel.atomic import check_apart, check_output_dir
     from adelabel.prepare import is_data_dir, prepare as run_prepare
 
     from adelabel.corpus.ade import ALL_LABELS
@@ -94,6 +94,7 @@ def prepare(
     format = _corpus_format(corpus, format)
     _check_overlaps(overlaps, format)
     check_output_dir(out, "--out", is_data_dir)
+    check_apart(out, "--out", [corpus, vectors])
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: file not found")
     _check_encoder_vectors(encoder_vectors)
@@ -144,7 +145,7 @@ def train(
     """Train a tagger (or, with --task classify, a sentence classifier) on prepared data; the best epoch
     (dev F1) is saved with its config and metrics."""
     from adelabel import model_dir
-    from adelabel.atomic import check_output_dir
+    from adelabel.atomic import check_apart, check_output_dir
     from adelabel.config import resolve
     from adelabel.tagger import pick_device
     from adelabel.train import read_run, train as run_train
@@ -184,6 +185,7 @@ def train(
     # Under torchrun every rank checks the same folder; only a folder a finished run left is refused.
     if distributed.world().main:
         check_output_dir(out, "--out", model_dir.is_model_dir)
+        check_apart(out, "--out", [data, *(teacher or ())])
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
 
@@ -232,6 +234,9 @@ def cv(
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out}: is a file, not a folder")
+    from adelabel.atomic import check_apart
+
+    check_apart(out, "--out", [corpus])
     summary = cross_validate(cfg, corpus, out, folds=folds, seed=seed, format=format, labels=labels,
                              include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, device=device,
                              log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
@@ -306,8 +311,10 @@ def tune(
         Path("tune").mkdir(exist_ok=True)
     out = out or Path("tune") / f"{name}.toml"
     atomic.check_output_file(out, "--out")
+    atomic.check_apart(out, "--out", [data])
     if report is not None:
         atomic.check_output_dir(report, "--report", lambda p: (p / "history.png").is_file())
+        atomic.check_apart(report, "--report", [data])
     if storage is None:
         storage = f"sqlite:///tune/{name}.db"
     elif storage.startswith("sqlite:///"):
@@ -365,14 +372,16 @@ def evaluate(
 
     if split not in ("train", "dev", "test"):
         raise OptionError(f"--split: expected train, dev or test, got {split!r}")
+    model = model or [_default_model()]
     if json_out is not None:
         atomic.check_output_file(json_out, "--json")
+        atomic.check_apart(json_out, "--json", [data, *model])
     if report is not None:
         from adelabel.report import is_report
 
         atomic.check_output_dir(report, "--report", is_report)
+        atomic.check_apart(report, "--report", [data, *model])
     check_threshold(threshold)
-    model = model or [_default_model()]
     sentences = read_split(data, split)
     if any(model_dir.task_of(m) == "classify" for m in model):
         if backend != "torch":
@@ -509,7 +518,7 @@ def tag(
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
     ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes jsonl as without it.")] = False,
     quiet: Quiet = False,
-    output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout (- is stdout).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
@@ -525,6 +534,8 @@ def tag(
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
     model = model or [_default_model()]
+    if output is not None and str(output) == "-":
+        output = None  # standard output, as for the input
     if ray:
         from adelabel.ray_tagging import tag_with_ray
 

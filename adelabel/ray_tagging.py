@@ -91,7 +91,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     Returns the number of records written."""
     import os
 
-    from adelabel.atomic import atomic_file, write_text
+    from adelabel.atomic import atomic_file, is_stream, write_text
     from adelabel.corpus.files import read_lines
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
@@ -99,7 +99,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
 
     ray = _ray()
     check_input_options(input_format, workers)
-    check_output(source, output)
+    check_output(source, output, "jsonl", model)
     if source == "-" or not Path(source).is_file():
         raise OptionError(f"{source}: --ray reads a file (not stdin or a folder)")
     # Bad input and a bad model are refused here, naming the file and line, before any worker starts.
@@ -137,6 +137,6 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
             for line in batch["line"]:
                 out.write(line + "\n")
                 count += 1
-    if output is not None:  # beside the output, as plain `tag` writes it
+    if output is not None and not is_stream(output):  # beside the output, as plain `tag` writes it
         write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
     return count

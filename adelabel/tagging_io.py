@@ -5,13 +5,14 @@ import json
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
 from adelabel import atomic
-from adelabel.atomic import atomic_dir, atomic_file, brat_folder, check_output_dir, check_output_file, write_text
+from adelabel.atomic import (atomic_dir, atomic_file, brat_folder, check_apart, check_output_dir, check_output_file,
+                             is_stream, write_text)
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
 from adelabel.workers import tag_in_workers
@@ -113,18 +114,25 @@ def widen_brat_names(folder: Path, count: int) -> None:
             (folder / f"{number:0{digits}d}{suffix}").rename(folder / f"{number:0{width}d}{suffix}")
 
 
-def check_output(source: str, output: Path | None, fmt: str = "jsonl") -> None:
-    """Refuse, before a model is loaded, an output that cannot be written or that is the input."""
+def check_output(source: str, output: Path | None, fmt: str = "jsonl", models: Sequence[str | Path] = ()) -> None:
+    """Refuse, before a model is loaded, an output that cannot be written or that is (or would
+    overwrite) the input or a model folder's file."""
     if fmt == "brat":
         if output is None:
             raise OptionError("--format brat writes a folder of .txt/.ann files: give it with --output")
         check_output_dir(output, "--output", brat_folder)
+        check_apart(output, "--output", [source, *models])
         return
     if output is None:
         return
     check_output_file(output, "--output")
     if source != "-" and output.exists() and Path(source).exists() and os.path.samefile(source, output):
         raise OptionError(f"--output {output}: is the input file {source}; writing it would destroy what is read")
+    check_apart(output, "--output", [source, *models])
+    if fmt == "jsonl" and not is_stream(output):  # and its sidecar, FILE.meta.json
+        sidecar = Path(f"{output}.meta.json")
+        check_output_file(sidecar, "--output")
+        check_apart(sidecar, "--output", [source, *models])
 
 
 def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,
@@ -136,7 +144,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     check_input_options(input_format, workers)
     if input_format == "jsonl" and fmt == "brat":
         raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
-    check_output(source, output, fmt)
+    check_output(source, output, fmt, [model] if isinstance(model, (str, Path)) else model)
     if source != "-":
         check_file(source)
     models = [model] if isinstance(model, (str, Path)) else list(model)
@@ -199,7 +207,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             page.close()
         if fmt == "brat":
             widen_brat_names(folder, count)
-    if output is not None and fmt not in ("conll", "html"):
+    if output is not None and fmt not in ("conll", "html") and not is_stream(output):
         # Beside the output, not in it: one record per input line stays exactly that.
         write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
     return count

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
     (t / "gru.toml").write_text('arch = "gru"\n')
     (t / "vec.bin").write_bytes(b"not vectors")
+    (t / "q.meta.json").write_text("Rash after naproxen.\n", encoding="utf-8")
     corrupt = t / "corrupt-model"
     shutil.copytree(tiny_model_dir, corrupt)
     (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:-8] + b"\0" * 8)
@@ -102,6 +104,9 @@ CASES = [
     ("evaluate --model {m} --data {d} --json {t}/nodir/s.json", "--json {t}/nodir/s.json: folder"),
     ("evaluate --model {m} --data {d} --json {t}", "--json {t}: is a folder, not a file"),
     ("evaluate --model {m} --data {d} --report {d}", "--report {d}: a folder adelabel did not write"),
+    ("evaluate --model {m} --data {d} --json {d}/test.jsonl", "--json {d}/test.jsonl: lies inside {d}, which this command reads"),
+    ("evaluate --model {m} --data {d} --json {m}/config.json", "--json {m}/config.json: lies inside {m}"),
+    ("train --data {d} --out {d}/m", "--out {d}/m: lies inside {d}"),
     ("evaluate --model {m} --data {t}/nodata", "{t}/nodata/test.jsonl: prepared split not found"),
     ("evaluate --model {m} --data {t}/dose-data", "--data {t}/dose-data: its entity types ['DRUG', 'AE', 'DOSE'] are not the model's ['DRUG', 'AE']"),
     ("evaluate --model {m} --data {d} --device gpu", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
@@ -113,6 +118,8 @@ CASES = [
     ("tag {t}/in.txt --model {m} --output {t}/in.txt", "--output {t}/in.txt: is the input file"),
     ("tag {t}/in.txt --model {m} --output {t}/../{t.name}/in.txt", "is the input file"),
     ("tag {t}/in.txt --model {m} --output {t}/nodir/o.jsonl", "--output {t}/nodir/o.jsonl: folder"),
+    ("tag {t}/in.txt --model {m} --output {m}/config.json", "--output {m}/config.json: lies inside {m}"),
+    ("tag {t}/q.meta.json --model {m} --output {t}/q", "--output {t}/q.meta.json: is {t}/q.meta.json"),
     ("tag {t}/in.txt --model {m} --output {t}", "--output {t}: is a folder, not a file"),
     ("tag {t}/in.txt --model {m} --batch-size 0", "'--batch-size'"),
     ("tag {t}/in.txt --model {m} --format xml", "--format: expected jsonl, conll, brat or html, got 'xml'"),
@@ -140,6 +147,41 @@ def test_bad_input_is_one_line_naming_its_cause(place, capsys, command, message)
     # A refused run leaves nothing under the names it would have written.
     assert not (place["t"] / "o").exists()
     assert not [p for p in place["t"].iterdir() if ".tmp-" in p.name]
+
+
+def test_an_output_is_kept_apart_from_what_is_read_and_written_through_links_and_pipes(tmp_path, capsys, place):
+    import os
+    import threading
+
+    from adelabel import atomic
+
+    folder, inside = tmp_path / "data", tmp_path / "data" / "corpus.conll"
+    folder.mkdir()
+    inside.write_text("x")
+    for output, inputs, how in ((folder, [inside], "holds"), (inside, [folder], "lies inside"),
+                                (tmp_path / "data" / ".." / "data", [folder], "is")):
+        with pytest.raises(OptionError, match=f": {how} "):
+            atomic.check_apart(output, "--out", inputs)
+    atomic.check_apart(tmp_path / "data2", "--out", [folder, None, "-"])  # beside it: fine
+    # A link is written through, not replaced by a file; a named pipe is written in place.
+    (tmp_path / "real.jsonl").write_text("OLD\n")
+    (tmp_path / "link.jsonl").symlink_to("real.jsonl")
+    with atomic.atomic_file(tmp_path / "link.jsonl") as fh:
+        fh.write("NEW\n")
+    assert (tmp_path / "link.jsonl").is_symlink() and (tmp_path / "real.jsonl").read_text() == "NEW\n"
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()))
+    reader.start()
+    with atomic.atomic_file(pipe) as fh:
+        fh.write("through\n")
+    reader.join(10)
+    assert got == ["through\n"] and pipe.is_fifo()
+    # `--output -` is standard output, as `-` is standard input; no file named "-" is written.
+    code, out, err = run_cli(capsys, "tag", place["t"] / "in.txt", "--model", place["m"], "--output", "-", "--quiet")
+    assert code == 0 and out.startswith('{"text": "Rash after naproxen."'), err
+    assert not Path("-").exists() and not Path("-.meta.json").exists()
 
 
 def test_a_full_disk_is_named_as_the_output(tmp_path, monkeypatch):
