@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run_cli
 
 CONLL = """-DOCSTART- -X- O O
@@ -114,6 +116,27 @@ def test_brat_errors_name_the_files(capsys, tmp_path):
     (tmp_path / "a.ann").write_text("T1\tAE 0 5\tShort\nR1\tDRUG-AE Arg1:T2 Arg2:T1\n", encoding="utf-8")
     code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--out", tmp_path.parent / "d-brat")
     assert code == 2 and "a.ann:2: R1 names T2, which no earlier T line defines" in err, err
+    for ann, message in (("T1\tAE 0 5\tShort\nT1\tAE 6 10\ttext\n", "a.ann:2: T1 is defined twice"),
+                         ("T1\tAE 5 0\tShort\n", "a.ann:1: T1 spans characters 5-0: its end is not after its start"),
+                         ("T1\tAE 0 " + "9" * 5000 + "\tShort\n", "a.ann:1: not a brat annotation line")):
+        (tmp_path / "a.ann").write_text(ann, encoding="utf-8")
+        code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--out", tmp_path.parent / "d-brat")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_brat_texts_without_annotations_and_subfolders_are_counted(tmp_path):
+    from adelabel.corpus.brat import read_brat
+    from adelabel.errors import InputError
+
+    (tmp_path / "a.txt").write_text("Aspirin caused rash.", encoding="utf-8")
+    (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Nobody annotated this.", encoding="utf-8")
+    (tmp_path / "more").mkdir()
+    sentences, report = read_brat(tmp_path)
+    assert len(sentences) == 1 and report.left_out["texts without a .ann beside them"] == 1
+    assert report.left_out["subfolders (not read; give each as --corpus)"] == 1
+    with pytest.raises(InputError, match=r"b\.txt: has no annotations beside it"):
+        read_brat(tmp_path, strict=True)
 
 
 def test_format_options_are_checked(capsys, tmp_path):

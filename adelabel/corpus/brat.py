@@ -21,7 +21,7 @@ from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
 from adelabel.text import split_sentences
 
-_ENTITY = re.compile(r"(T\d+)\t(\S+) (\d+) (\d+)\t(.*)")
+_ENTITY = re.compile(r"(T\d+)\t(\S+) (\d{1,18}) (\d{1,18})\t(.*)")  # 18 digits: more than any text holds
 _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
 
 
@@ -43,6 +43,15 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
     anns = sorted(folder.glob("*.ann"))
     if not anns:
         raise InputError(folder, "no .ann files here (a brat folder holds NAME.txt and NAME.ann pairs)")
+    # Said, not silently passed over: texts nobody annotated, and collections nested in subfolders.
+    lone = [t for t in sorted(folder.glob("*.txt")) if not t.with_suffix(".ann").is_file()]
+    if lone and strict:
+        raise InputError(lone[0], f"has no annotations beside it ({lone[0].with_suffix('.ann').name} not found; "
+                                  "brat gives every text a .ann, empty where nothing is annotated)")
+    if lone:
+        report.left_out["texts without a .ann beside them"] += len(lone)
+    if subfolders := [p for p in folder.iterdir() if p.is_dir()]:
+        report.left_out["subfolders (not read; give each as --corpus)"] += len(subfolders)
     sentences: list[Sentence] = []
     for ann in anns:
         txt = ann.with_suffix(".txt")
@@ -69,7 +78,11 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             continue
         if m := _ENTITY.fullmatch(line):
             key, label, start, end, mention = m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), m.group(5)
-            if not 0 <= start < end <= len(text):
+            if key in entities or key in left:
+                raise InputError(ann, f"{key} is defined twice (ids are unique in a brat file)", number)
+            if end <= start:
+                raise InputError(ann, f"{key} spans characters {start}-{end}: its end is not after its start", number)
+            if end > len(text):
                 raise InputError(ann, f"{key} spans characters {start}-{end}, past the end of {txt} "
                                       f"({len(text):,} characters)", number)
             if text[start:end] != mention:
@@ -85,7 +98,10 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
                 raise InputError(ann, "a discontinuous entity (offsets with ';'): adelabel tags contiguous spans",
                                  number)
             report.left_out["discontinuous entities"] += 1
-            left.add(line.partition("\t")[0])
+            key = line.partition("\t")[0]
+            if key in entities or key in left:
+                raise InputError(ann, f"{key} is defined twice (ids are unique in a brat file)", number)
+            left.add(key)
         elif line[:1] in ("E", "A", "M", "N", "#", "*"):
             report.left_out["event, attribute, normalisation or note lines"] += 1
         else:
