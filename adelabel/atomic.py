@@ -33,7 +33,7 @@ def json_with(name: str, *keys: str) -> Kind:
     def test(folder: Path) -> bool:
         try:
             data = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             return False
         return isinstance(data, dict) and all(k in data for k in keys)
     return test

@@ -128,7 +128,7 @@ def task_of(directory: str | Path) -> str | None:
     whole (which checks everything); None when that cannot be read, for :func:`load` to explain."""
     try:
         task = json.loads((Path(directory) / CONFIG).read_text(encoding="utf-8")).get("task", "tag")
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return None
     return task if task in ("tag", "classify") else None
 

@@ -175,7 +175,7 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
         if not isinstance(meta, dict):
             raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise InputError(folder / META, f"corrupt ({err})") from None
     if meta.get("adelabel") != __version__:
         raise InputError(folder / META, f"exported by adelabel {meta.get('adelabel')!r}, not {__version__}, "

@@ -241,7 +241,7 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise InputError(path, "no prepared data here; run `adelabel prepare` first")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise InputError(path, f"corrupt manifest ({err})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("labels"), list):
         raise InputError(path, "not a data manifest (no list of labels)")

@@ -43,6 +43,15 @@ def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise InputError(name, f"not a JSON object ({err.msg} at column {err.colno})", number) from None
+    except (ValueError, RecursionError) as err:  # an integer of thousands of digits; nesting past the stack
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
+        raise InputError(name, f"not a JSON object adelabel can read ({reason})", number) from None
+    if "\\ud" in line.lower():
+        # A valid UTF-8 line can still escape half of a UTF-16 pair, which no output could encode.
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(name, "a \\u escape names half of a surrogate pair, not a character", number) from None
     if not isinstance(record, dict):
         raise InputError(name, f"expected a JSON object with a \"text\" field, got a {type(record).__name__}", number)
     text = record.pop("text", None)

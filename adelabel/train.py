@@ -168,7 +168,7 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
         run.setdefault("teacher", [])
         if not isinstance(run["teacher"], list) or not all(isinstance(t, str) for t in run["teacher"]):
             raise ValueError("teacher: expected a list of folders")
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise InputError(ckpt / RUN, f"corrupt run file ({err})") from None
     gone = [t for t in run["teacher"] if not Path(t).is_dir()]
     if gone:

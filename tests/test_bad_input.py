@@ -30,9 +30,15 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "gru.toml").write_text('arch = "gru"\n')
     (t / "vec.bin").write_bytes(b"not vectors")
     (t / "q.meta.json").write_text("Rash after naproxen.\n", encoding="utf-8")
+    (t / "deep.jsonl").write_text('{"id": ' + "[" * 100_000 + "]" * 100_000 + ', "text": "x"}\n', encoding="utf-8")
+    (t / "digits.jsonl").write_text('{"id": ' + "9" * 5000 + ', "text": "x"}\n', encoding="utf-8")
+    (t / "half.jsonl").write_text('{"text": "fine"}\n{"text": "a \\ud800 b"}\n', encoding="utf-8")
     corrupt = t / "corrupt-model"
     shutil.copytree(tiny_model_dir, corrupt)
     (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:-8] + b"\0" * 8)
+    deep = t / "deep-model"
+    shutil.copytree(tiny_model_dir, deep)
+    (deep / "config.json").write_text('{"arch": ' + "[" * 100_000 + "]" * 100_000 + "}")
     doses = t / "dose-data"
     shutil.copytree(sample_data, doses)
     manifest = json.loads((doses / "manifest.json").read_text())
@@ -119,6 +125,9 @@ CASES = [
     ("tag {t}/in.txt --model {m} --output {t}/../{t.name}/in.txt", "is the input file"),
     ("tag {t}/in.txt --model {m} --output {t}/nodir/o.jsonl", "--output {t}/nodir/o.jsonl: folder"),
     ("tag {t}/in.txt --model {m} --output {m}/config.json", "--output {m}/config.json: lies inside {m}"),
+    ("tag {t}/deep.jsonl --model {m} --input-format jsonl", "{t}/deep.jsonl:1: not a JSON object adelabel can read (nested too deeply)"),
+    ("tag {t}/digits.jsonl --model {m} --input-format jsonl", "{t}/digits.jsonl:1: not a JSON object adelabel can read (Exceeds the limit"),
+    ("tag {t}/half.jsonl --model {m} --input-format jsonl", "{t}/half.jsonl:2: a \\u escape names half of a surrogate pair"),
     ("tag {t}/q.meta.json --model {m} --output {t}/q", "--output {t}/q.meta.json: is {t}/q.meta.json"),
     ("tag {t}/in.txt --model {m} --output {t}", "--output {t}: is a folder, not a file"),
     ("tag {t}/in.txt --model {m} --batch-size 0", "'--batch-size'"),
@@ -129,6 +138,7 @@ CASES = [
     ("tag {t}/in.txt --model {m} --threshold 1.5", "--threshold: expected a number between 0 and 1"),
     ("tag {t}/in.txt --model {m} --threshold abc", "'--threshold'"),
     ("tag {t}/in.txt --model {t}/corrupt-model", "{t}/corrupt-model/model.safetensors: checksum mismatch"),
+    ("tag {t}/in.txt --model {t}/deep-model", "{t}/deep-model/config.json: corrupt JSON (maximum recursion depth"),
     ("tag {t}/in.txt --model {t}/afile", "{t}/afile: is a file, not a model folder"),
     ("tag", "Missing argument 'file'"),
     ("nosuchcommand", "No such command 'nosuchcommand'"),

@@ -52,7 +52,7 @@ def read_json_object(path: str | Path) -> dict:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nesting past the stack
         raise InputError(path, f"corrupt JSON ({err})") from None
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object")
