@@ -76,6 +76,11 @@ def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
     out.write(json.dumps({**fields, **analysis.to_dict()}, ensure_ascii=False) + "\n")
 
 
+# A text from JSONL input may hold line breaks, which would end the ``# text =`` comment early: each is
+# written as a space, which keeps every offset of the line (breaks are white space, never in a token).
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
 def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     """Each sentence of the line as ``token<TAB>tag``, a blank line after it. Comment lines carry the
     line (``# text =``), each sentence's probability of reporting an ADE (``# sentence =``) and the
@@ -83,7 +88,7 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     record's other fields (``# fields =``); a blank input line is a
     ``# text =`` comment and a blank line, so line numbers can be recovered."""
     text = analysis.text
-    out.write(f"# text = {text}\n")
+    out.write(f"# text = {text.translate(_LINE_BREAKS)}\n")
     if fields:
         out.write(f"# fields = {json.dumps(fields, ensure_ascii=False)}\n")
     for r in analysis.relations:

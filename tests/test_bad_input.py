@@ -345,3 +345,16 @@ def test_a_small_corpus_whose_dev_split_has_no_annotated_sentence_trains_and_sco
         assert code == 0 and "micro" in out, err
         shown += out
     assert "n/a" in shown
+
+
+def test_line_breaks_inside_a_jsonl_text_keep_the_conll_output_one_line_per_item(place, capsys, tmp_path):
+    source = tmp_path / "breaks.jsonl"
+    text = "Rash after naproxen.\nFever\r\nafter\u2028aspirin."
+    source.write_text(json.dumps({"id": 1, "text": text}) + "\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "tag", source, "--model", place["m"], "--input-format", "jsonl", "--format", "conll",
+                             "--threshold", "0")
+    assert code == 0, err
+    lines = out.split("\n")
+    assert all(not line or line.startswith("# ") or line.count("\t") == 1 for line in lines), lines
+    written = next(line for line in lines if line.startswith("# text = ")).removeprefix("# text = ")
+    assert len(written) == len(text) and written.split() == text.split()  # the same offsets, breaks as spaces
