@@ -566,16 +566,28 @@ def run(argv: list[str] | None = None) -> int:
     """
     try:
         result = app(args=argv, prog_name="adelabel", standalone_mode=False)
+        sys.stdout.flush()  # here, where a failed write can still be reported
     except typer.TyperException as err:  # typer's usage errors: a bad option value, a missing argument
         message = err.format_message()
-        # The one multi-line one is the help that `adelabel` with no command shows.
-        print(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
+        # The help that `adelabel` with no command shows has been printed already, or is the message.
+        if message:
+            print(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
         return 2
     except AdelabelError as err:
         print(f"adelabel: error: {err}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         return 130
+    except BrokenPipeError:  # the reader stopped (`adelabel tag ... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
+        return 141
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        # No file named: a write to standard output failed (a full disk behind a redirection).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
 
 

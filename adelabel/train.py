@@ -350,10 +350,14 @@ def _teach(config: Config, data: Setup, data_dir, teacher: list[str], device: to
 
 def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, device: torch.device) -> None:
     with atomic.atomic_file(ckpt / STATE, "wb") as fh:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                    "best": run.best_state, "random": _random_states(device), "epoch": run.epoch,
-                    "best_f1": run.best_f1, "best_epoch": run.best_epoch, "stale": run.stale,
-                    "records": run.records}, fh)
+        try:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                        "best": run.best_state, "random": _random_states(device), "epoch": run.epoch,
+                        "best_f1": run.best_f1, "best_epoch": run.best_epoch, "stale": run.stale,
+                        "records": run.records}, fh)
+        except RuntimeError as err:  # torch reports a failed write (a full disk) so, not as an OSError
+            raise AdelabelError(f"{ckpt / STATE}: cannot write ({str(err).splitlines()[0][:200]}); the checkpoint "
+                                "of the epoch before is kept: free space and carry on with --resume") from None
     # Written whole from the checkpoint's records: a kill mid-write never leaves a torn line, and the
     # epochs of a resumed run follow those before it.
     atomic.write_text(ckpt / model_dir.LOG, "".join(json.dumps(r) + "\n" for r in run.records))

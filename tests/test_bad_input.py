@@ -358,3 +358,13 @@ def test_line_breaks_inside_a_jsonl_text_keep_the_conll_output_one_line_per_item
     assert all(not line or line.startswith("# ") or line.count("\t") == 1 for line in lines), lines
     written = next(line for line in lines if line.startswith("# text = ")).removeprefix("# text = ")
     assert len(written) == len(text) and written.split() == text.split()  # the same offsets, breaks as spaces
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line(capsys, sample_data, tmp_path, monkeypatch):
+    def full(*args, **kwargs):  # what torch raises when the disk fills under torch.save
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(torch, "save", full)
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", *TINY_RUN)
+    assert code == 2 and "state.pt: cannot write ([enforce fail" in err and "--resume" in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -311,3 +311,13 @@ def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_
     (other / "manifest.json").write_text(json.dumps(manifest))
     out = run_cli("tag", "-", "--model", str(sample_model), "--model", str(other), stdin="Rash.\n")
     assert out.returncode == 2 and f"{other}: its vocabulary differs from" in out.stderr
+
+
+def test_a_full_standard_output_is_one_line_and_the_bare_command_shows_help_only():
+    with open("/dev/full", "w") as full:  # Linux's device that is always full
+        done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", str(SAMPLE / "example.txt"), "-q"],
+                              stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 2 and done.stderr == \
+        "adelabel: error: standard output: cannot write (No space left on device)\n", done.stderr
+    bare = run_cli()
+    assert "Usage: adelabel" in bare.stdout + bare.stderr and "adelabel: error" not in bare.stderr, bare.stderr
