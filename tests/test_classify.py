@@ -65,6 +65,11 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     sentences, _, report = read_labelled(path)
     assert report.columns == 2 and [s.text for s in sentences] == ["one", "two\tthree"]
     assert sentences[0].doc_id != sentences[1].doc_id  # without IDs each line is its own document
+    # One odd first line (its document ID missing) does not make the document IDs into labels.
+    path.write_text("A\tno id\nd1\tA\tone\nd2\tB\ttwo\nd3\tA\tthree\n", encoding="utf-8")
+    sentences, numbers, report = read_labelled(path)
+    assert report.columns == 3 and set(report.classes) == {"A", "B"} and numbers == [2, 3, 4]
+    assert report.malformed == {"missing tab (expected 3 tab-separated columns)": 1}
 
 
 def test_a_document_stays_in_one_split_and_unseen_labels_are_dropped(tmp_path, capsys):

@@ -1,13 +1,15 @@
 """Labelled text for sentence (or text) classifiers: one ``label<TAB>text`` line per example, or
 ``doc<TAB>label<TAB>text`` with a document ID that keeps a document's lines in one split.
 
-The layout is the first line's: three columns when it has two tabs or more, else two; later lines
-are split into as many columns, so a text may hold tabs of its own after them. Blank lines are
+The layout is that of most of the first LAYOUT_LINES lines: three columns when most have two tabs or
+more, else two (one odd first line, a header or a line missing its document ID, does not decide it);
+every line is split into as many columns, so a text may hold tabs of its own after them. Blank lines are
 skipped. A line with too few columns, an empty label or an empty text is skipped and counted by
 reason, or, with ``strict``, an error naming the file and line (the rule of the ADE corpus reader).
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
 
 MAX_PROBLEMS_SHOWN = 20
+LAYOUT_LINES = 1000
 
 
 @dataclass
@@ -55,14 +58,15 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     path = Path(path)
     report = LabelledReport()
     sentences, numbers = [], []
-    columns = None
-    for number, line in read_lines(path):
+    lines = read_lines(path)
+    first = list(itertools.islice(lines, LAYOUT_LINES))
+    filled = [line for _, line in first if line.strip()]
+    columns = report.columns = 3 if 2 * sum(line.count("\t") >= 2 for line in filled) > len(filled) else 2
+    for number, line in itertools.chain(first, lines):
         report.lines += 1
         if not line.strip():
             report.blank_lines += 1
             continue
-        if columns is None:
-            columns = report.columns = 3 if line.count("\t") >= 2 else 2
         parts = line.split("\t", columns - 1)
         if len(parts) < columns:
             report.skip(path, number, f"missing tab (expected {columns} tab-separated columns)", strict)
