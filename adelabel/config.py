@@ -212,7 +212,8 @@ def _known_keys(family: type[Section]) -> dict[str, Any]:
 def _flatten(data: dict, source: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
+        # An empty table of an unknown name ([trian]) stays a key of its own, to be refused as unknown.
+        if isinstance(value, dict) and (value or key in ("model", "train")):
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         elif key in ("model", "train"):
             raise AdelabelError(f"{source}: {key}: expected a section of keys, got {value!r}")

@@ -170,6 +170,9 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
     if version != FORMAT_VERSION and version not in MIGRATES_FROM:
         arch = config.get("arch", "ARCH")
         data = config.get("data", {}).get("dir", "DATA") if isinstance(config.get("data"), dict) else "DATA"
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise InputError(directory / CONFIG, f"model format {version} was made by a newer adelabel than this "
+                                                 f"one (which reads format {FORMAT_VERSION}); upgrade adelabel")
         raise InputError(directory / CONFIG, f"model format {version!r} (made by an older adelabel) is not "
                                              f"{FORMAT_VERSION}, the one this version reads; rebuild it with "
                                              f"`adelabel train --arch {arch} --data {data} --out {directory}`")

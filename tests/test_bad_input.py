@@ -30,6 +30,10 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "gru.toml").write_text('arch = "gru"\n')
     (t / "vec.bin").write_bytes(b"not vectors")
     (t / "q.meta.json").write_text("Rash after naproxen.\n", encoding="utf-8")
+    (t / "emptytable.toml").write_text('arch = "bilstm"\n[trian]\n')
+    newer = t / "newer-model"
+    shutil.copytree(tiny_model_dir, newer)
+    (newer / "config.json").write_text(json.dumps({**json.loads((newer / "config.json").read_text()), "format_version": 99}))
     (t / "deep.jsonl").write_text('{"id": ' + "[" * 100_000 + "]" * 100_000 + ', "text": "x"}\n', encoding="utf-8")
     (t / "digits.jsonl").write_text('{"id": ' + "9" * 5000 + ', "text": "x"}\n', encoding="utf-8")
     (t / "half.jsonl").write_text('{"text": "fine"}\n{"text": "a \\ud800 b"}\n', encoding="utf-8")
@@ -101,6 +105,8 @@ CASES = [
     ("train --arch transformer --encoder {t}/nodir --out {t}/o", "--encoder {t}/nodir: folder not found"),
     # config
     ("config --arch nosuch", "--arch: unknown architecture 'nosuch'"),
+    ("config --config {t}/emptytable.toml", "{t}/emptytable.toml: trian: unknown key"),
+    ("tag {t}/in.txt --model {t}/newer-model", "{t}/newer-model/config.json: model format 99 was made by a newer adelabel"),
     ("config --set model.hidden=3", "model.hidden: unknown key (did you mean model.hidden_size?)"),
     # evaluate
     ("evaluate --model {t}/nomodel --data {d}", "{t}/nomodel: model folder not found"),
