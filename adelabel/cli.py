@@ -543,7 +543,8 @@ def tag(
             raise OptionError(f"--ray writes jsonl, not {format}")
         if backend != "torch":
             raise OptionError("--ray: runs the torch backend")
-        count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision)
+        count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision,
+                             quiet=quiet)
         if not quiet:
             print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return

@@ -18,8 +18,10 @@ Each output row is the input row with the fields of ``adelabel tag``'s JSONL rec
 from __future__ import annotations
 
 import json
+import os
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from adelabel.errors import AdelabelError, InputError, OptionError
@@ -84,13 +86,30 @@ class _LineTagger(RayTagger):
 SPLITS_LINES = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
+@contextmanager
+def _stderr_silenced(quiet: bool) -> Iterator[None]:
+    """Standard error sent to nowhere while the block runs (when ``quiet``), at the descriptor, so that
+    what Ray's C++ core writes there is silenced too; an error is reported after it is restored."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved, nowhere = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nowhere, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(nowhere)
+
+
 def tag_with_ray(source: str, model: list[Path], output: Path | None, input_format: str, batch_size: int,
-                 workers: int, device: str, threshold: float | None, precision: str) -> int:
+                 workers: int, device: str, threshold: float | None, precision: str, quiet: bool = False) -> int:
     """``adelabel tag --ray``: the lines of ``source`` tagged by ``workers`` Ray actors, written as
     ``tag`` writes them (one JSONL record per input line, in input order) to ``output`` or stdout.
     Returns the number of records written."""
-    import os
-
     from adelabel.atomic import atomic_file, is_stream, write_text
     from adelabel.corpus.files import read_lines
     from adelabel.model_dir import task_of
@@ -118,25 +137,26 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
         model if len(model) > 1 else model[0], device=device, threshold=threshold, precision=precision)
     meta = provenance(tagger, model[0] if len(model) == 1 else model)
     del tagger  # the workers load their own
-    # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
-    # the read tasks beside the workers' (which would otherwise wait for each other).
-    local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers + 1}
-    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             **local)
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # output rows in input order
-    context.enable_progress_bars = False
-    dataset = ray.data.read_text(str(Path(source).resolve()), drop_empty_lines=False)
-    tagged = dataset.map_batches(
-        _LineTagger, fn_constructor_kwargs={"jsonl": input_format == "jsonl", "model": [str(m) for m in model],
-                                            "device": device, "threshold": threshold, "precision": precision},
-        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_size=batch_size, batch_format="numpy")
-    count = 0
-    with atomic_file(output) if output is not None else nullcontext(sys.stdout) as out:
-        for batch in tagged.iter_batches(batch_size=None, batch_format="numpy"):
-            for line in batch["line"]:
-                out.write(line + "\n")
-                count += 1
+    with _stderr_silenced(quiet):  # Ray's own log lines and C++ warnings, which --quiet asks to be spared
+        # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
+        # the read tasks beside the workers' (which would otherwise wait for each other).
+        local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers + 1}
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 **local)
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # output rows in input order
+        context.enable_progress_bars = False
+        dataset = ray.data.read_text(str(Path(source).resolve()), drop_empty_lines=False)
+        tagged = dataset.map_batches(
+            _LineTagger, fn_constructor_kwargs={"jsonl": input_format == "jsonl", "model": [str(m) for m in model],
+                                                "device": device, "threshold": threshold, "precision": precision},
+            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_size=batch_size, batch_format="numpy")
+        count = 0
+        with atomic_file(output) if output is not None else nullcontext(sys.stdout) as out:
+            for batch in tagged.iter_batches(batch_size=None, batch_format="numpy"):
+                for line in batch["line"]:
+                    out.write(line + "\n")
+                    count += 1
     if output is not None and not is_stream(output):  # beside the output, as plain `tag` writes it
         write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
     return count

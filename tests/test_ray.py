@@ -74,3 +74,18 @@ def test_ray_options_are_checked_before_ray_starts(capsys, tiny_model_dir, tmp_p
                           (["--workers", "0"], "--workers: expected a whole number of at least 1, got 0")):
         code, _, err = run_cli(capsys, "tag", text, "--model", tiny_model_dir, "--ray", *args)
         assert code == 2 and message in err, err
+
+
+def test_quiet_silences_what_ray_writes_to_standard_error_and_only_that(capfd):
+    # Ray's C++ core writes to descriptor 2 directly: --quiet sends it nowhere while Ray runs.
+    import os
+
+    from adelabel.ray_tagging import _stderr_silenced
+
+    with _stderr_silenced(True):
+        os.write(2, b"core_worker.cc: noise\n")
+        print("INFO streaming_executor", file=sys.stderr)
+    print("after", file=sys.stderr)
+    with _stderr_silenced(False):
+        os.write(2, b"kept\n")
+    assert capfd.readouterr().err == "after\nkept\n"
