@@ -21,7 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
 
 from adelabel.errors import AdelabelError, InputError, OptionError
@@ -88,8 +88,8 @@ SPLITS_LINES = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 @contextmanager
 def _stderr_silenced(quiet: bool) -> Iterator[None]:
-    """Standard error sent to nowhere while the block runs (when ``quiet``), at the descriptor, so that
-    what Ray's C++ core writes there is silenced too; an error is reported after it is restored."""
+    """Standard error sent to nowhere while the block runs (when ``quiet``), at the descriptor too, so
+    that what Ray's C++ core writes there is silenced; an error is reported after it is restored."""
     if not quiet:
         yield
         return
@@ -97,7 +97,8 @@ def _stderr_silenced(quiet: bool) -> Iterator[None]:
     saved, nowhere = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(nowhere, 2)
     try:
-        yield
+        with open(os.devnull, "w") as sink, redirect_stderr(sink):  # and Python's, wherever sys.stderr points
+            yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
