@@ -96,7 +96,7 @@ def prepare(
     check_output_dir(out, "--out", is_data_dir)
     check_apart(out, "--out", [corpus, vectors])
     if vectors is not None and not vectors.is_file():
-        raise OptionError(f"--vectors {vectors}: file not found")
+        raise OptionError(f"--vectors {vectors}: {'is a folder, not a file' if vectors.is_dir() else 'file not found'}")
     _check_encoder_vectors(encoder_vectors)
     run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim,
                 w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
@@ -176,6 +176,9 @@ def train(
     if encoder is not None:
         if not encoder.is_dir():
             raise OptionError(f"--encoder {encoder}: folder not found")
+        planned = resolve(arch, config, overrides, task).arch
+        if planned != "transformer":
+            raise OptionError(f"--encoder: names the pretrained encoder of --arch transformer, not of {planned}")
         overrides.append(f"model.encoder={encoder.resolve()}")
     cfg = resolve(arch, config, overrides, task)
     out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
@@ -381,7 +384,7 @@ def evaluate(
 
         atomic.check_output_dir(report, "--report", is_report)
         atomic.check_apart(report, "--report", [data, *model])
-    check_threshold(threshold)
+    check_threshold(threshold, "--threshold")
     sentences = read_split(data, split)
     if any(model_dir.task_of(m) == "classify" for m in model):
         if backend != "torch":

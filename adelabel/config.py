@@ -329,7 +329,7 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise InputError(path, "config file not found")
+            raise InputError(path, "is a folder, not a config file" if path.is_dir() else "config file not found")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:

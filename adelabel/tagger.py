@@ -46,12 +46,13 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def check_threshold(threshold: float | None) -> float | None:
-    """``threshold`` as a float (numpy's numbers too), or None; refused unless between 0 and 1."""
+def check_threshold(threshold: float | None, name: str = "threshold") -> float | None:
+    """``threshold`` as a float (numpy's numbers too), or None; refused unless between 0 and 1, in an
+    error naming it as ``name`` (the argument, or the command line's option)."""
     if threshold is None:
         return None
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
-        raise OptionError(f"threshold: expected a number between 0 and 1, got {threshold!r}")
+        raise OptionError(f"{name}: expected a number between 0 and 1, got {threshold!r}")
     return float(threshold)
 
 

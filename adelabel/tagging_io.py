@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections import deque
@@ -37,13 +38,26 @@ def read_records(source: str) -> Iterator[tuple[str, dict]]:
         yield parse_record(name, number, line)
 
 
+# Python's json reads NaN, Infinity and 1e400 (as inf), which JSON has not: echoed into an output
+# record they would make it invalid JSON for every strict reader.
+def _not_a_number(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
+
+
 def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
     """Line ``number`` of ``name`` as (text, the record's other fields), or an error naming the line."""
     try:
-        record = json.loads(line)
+        record = json.loads(line, parse_constant=_not_a_number, parse_float=_finite)
     except json.JSONDecodeError as err:
         raise InputError(name, f"not a JSON object ({err.msg} at column {err.colno})", number) from None
-    except (ValueError, RecursionError) as err:  # an integer of thousands of digits; nesting past the stack
+    except (ValueError, RecursionError) as err:  # a number JSON has not; an integer of thousands of digits; nesting
         reason = "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
         raise InputError(name, f"not a JSON object adelabel can read ({reason})", number) from None
     if "\\ud" in line.lower():

@@ -31,6 +31,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "vec.bin").write_bytes(b"not vectors")
     (t / "q.meta.json").write_text("Rash after naproxen.\n", encoding="utf-8")
     (t / "emptytable.toml").write_text('arch = "bilstm"\n[trian]\n')
+    (t / "nan.jsonl").write_text('{"id": NaN, "text": "x"}\n', encoding="utf-8")
     newer = t / "newer-model"
     shutil.copytree(tiny_model_dir, newer)
     (newer / "config.json").write_text(json.dumps({**json.loads((newer / "config.json").read_text()), "format_version": 99}))
@@ -106,6 +107,11 @@ CASES = [
     # config
     ("config --arch nosuch", "--arch: unknown architecture 'nosuch'"),
     ("config --config {t}/emptytable.toml", "{t}/emptytable.toml: trian: unknown key"),
+    ("config --config {t}", "{t}: is a folder, not a config file"),
+    ("prepare --corpus {s} --vectors {d} --out {t}/o", "--vectors {d}: is a folder, not a file"),
+    ("train --data {d} --encoder {t} --out {t}/o", "--encoder: names the pretrained encoder of --arch transformer, not of bilstm"),
+    ("evaluate --model {m} --data {d} --threshold nan", "--threshold: expected a number between 0 and 1, got nan"),
+    ("tag {t}/nan.jsonl --model {m} --input-format jsonl", "{t}/nan.jsonl:1: not a JSON object adelabel can read (NaN is not a JSON number)"),
     ("tag {t}/in.txt --model {t}/newer-model", "{t}/newer-model/config.json: model format 99 was made by a newer adelabel"),
     ("config --set model.hidden=3", "model.hidden: unknown key (did you mean model.hidden_size?)"),
     # evaluate
