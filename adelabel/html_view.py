@@ -5,10 +5,21 @@ tagged, so memory stays flat however long the input."""
 from __future__ import annotations
 
 import json
-from html import escape
+from html import escape as escape_markup
 from typing import IO
 
 from adelabel.inference import Analysis
+
+# An HTML parser folds a CR (and CRLF) into LF and drops NUL from text, which would put every mark after
+# one a character early. As character references they keep their place: a CR stays a CR, and a NUL
+# becomes one U+FFFD.
+_PARSED_AWAY = str.maketrans({"\r": "&#13;", "\x00": "&#0;"})
+
+
+def escape(text: str) -> str:
+    """``text`` as page text that the browser reads back with every character where it was."""
+    return escape_markup(text).translate(_PARSED_AWAY)
+
 
 PALETTE = ["#fdd49e", "#a6dba0", "#9ecae1", "#fbb4ae", "#decbe4", "#fed9a6", "#ccebc5", "#e5d8bd"]
 FIXED = {"DRUG": "#9ecae1", "AE": "#fbb4ae", "DOSE": "#a6dba0"}

@@ -50,7 +50,7 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
     for x, y, n in zip(centres, rates, counts):
         ax.annotate(f"{n}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xlabel(f"predicted probability of {what} (bin mean)")
-    ax.set_ylabel("share of the bin's texts that are")
+    ax.set_ylabel(f"observed frequency of {what}")
     ax.set_title("Reliability of the probability")
     ax.legend(loc="upper left")
     fig.tight_layout()

@@ -66,3 +66,27 @@ def test_the_page_marks_entities_on_their_characters_and_filters(capsys, browser
     assert browser.find_element(By.ID, "shown").text == f"{sum(reports)} of {len(sentences)} sentences shown"
     browser.find_element(By.ID, "only-ade").click()
     assert all(s.is_displayed() for s in sentences)
+
+
+def test_marks_keep_their_place_after_characters_a_browser_would_fold(capsys, browser, tmp_path):
+    # A browser reads CRLF and CR as LF and drops NUL: written as they are, every mark after one would
+    # sit a character early. Each mark's place in the page text must be its entity's offset.
+    texts = ["Lithium\x00 toxicity after lithium-induced tremor; clozapine-induced agranulocytosis.",
+             "Clozapine-induced\r\nagranulocytosis occurred after\rclozapine and lithium-induced tremor."]
+    src, page = tmp_path / "odd.jsonl", tmp_path / "odd.html"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    code, _, err = run_cli(capsys, "tag", src, "--input-format", "jsonl", "--format", "html", "--output", page,
+                           "--model", ROOT / "adelabel/pretrained/ade-bilstm", "--threshold", "0")
+    assert code == 0, err
+    browser.get(page.as_uri())
+    places = browser.execute_script("""
+        return Array.from(document.querySelectorAll('.sentence')).flatMap(s => {
+            let at = Number(s.dataset.start); const out = [];
+            for (const node of s.querySelector('p.text').childNodes) {
+                if (node.nodeName === 'MARK') out.push([at, Number(node.dataset.start), node.textContent.length,
+                                                        Number(node.dataset.end) - Number(node.dataset.start)]);
+                at += node.textContent.length;
+            }
+            return out;
+        });""")
+    assert len(places) >= 4 and all(at == start and shown == length for at, start, shown, length in places), places
