@@ -150,6 +150,7 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl", models: S
             raise OptionError("--format brat writes a folder of .txt/.ann files: give it with --output")
         check_output_dir(output, "--output", brat_folder)
         check_apart(output, "--output", [source, *models])
+        _check_sidecar(output, source, models)
         return
     if output is None:
         return
@@ -157,10 +158,15 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl", models: S
     if source != "-" and output.exists() and Path(source).exists() and os.path.samefile(source, output):
         raise OptionError(f"--output {output}: is the input file {source}; writing it would destroy what is read")
     check_apart(output, "--output", [source, *models])
-    if fmt == "jsonl" and not is_stream(output):  # and its sidecar, FILE.meta.json
-        sidecar = Path(f"{output}.meta.json")
-        check_output_file(sidecar, "--output")
-        check_apart(sidecar, "--output", [source, *models])
+    if fmt == "jsonl" and not is_stream(output):
+        _check_sidecar(output, source, models)
+
+
+def _check_sidecar(output: Path, source: str, models: Sequence[str | Path]) -> None:
+    """The file that jsonl and brat outputs get beside them, ``OUTPUT.meta.json``, checked as the output is."""
+    sidecar = Path(f"{output}.meta.json")
+    check_output_file(sidecar, "--output")
+    check_apart(sidecar, "--output", [source, *models])
 
 
 def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,

@@ -141,6 +141,7 @@ CASES = [
     ("tag {t}/digits.jsonl --model {m} --input-format jsonl", "{t}/digits.jsonl:1: not a JSON object adelabel can read (Exceeds the limit"),
     ("tag {t}/half.jsonl --model {m} --input-format jsonl", "{t}/half.jsonl:2: a \\u escape names half of a surrogate pair"),
     ("tag {t}/q.meta.json --model {m} --output {t}/q", "--output {t}/q.meta.json: is {t}/q.meta.json"),
+    ("tag {t}/q.meta.json --model {m} --format brat --output {t}/q", "--output {t}/q.meta.json: is {t}/q.meta.json"),
     ("tag {t}/in.txt --model {m} --output {t}", "--output {t}: is a folder, not a file"),
     ("tag {t}/in.txt --model {m} --batch-size 0", "'--batch-size'"),
     ("tag {t}/in.txt --model {m} --format xml", "--format: expected jsonl, conll, brat or html, got 'xml'"),
