@@ -595,5 +595,14 @@ def run(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _terminated(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    # A kill's TERM (not KILL) unwinds like Ctrl-C, so temporary files beside an unfinished output are
+    # removed on the way out rather than left for the next run to sweep.
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(run())

@@ -321,3 +321,17 @@ def test_a_full_standard_output_is_one_line_and_the_bare_command_shows_help_only
         "adelabel: error: standard output: cannot write (No space left on device)\n", done.stderr
     bare = run_cli()
     assert "Usage: adelabel" in bare.stdout + bare.stderr and "adelabel: error" not in bare.stderr, bare.stderr
+
+
+def test_a_terminated_tag_leaves_no_temporary_file(tmp_path):
+    import signal
+    import time
+
+    source = tmp_path / "many.txt"
+    source.write_text("Clozapine-induced agranulocytosis after lithium, with tremor and rash.\n" * 40_000, encoding="utf-8")
+    run = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "tag", str(source), "--output", str(tmp_path / "o.jsonl"),
+                            "-q"], stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # the model loaded and tagging under way, on any machine that tags 10,000 lines a minute
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(60) == 130 and "Traceback" not in run.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.txt"]  # no .o.jsonl.tmp-*, no o.jsonl
