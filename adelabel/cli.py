@@ -394,6 +394,7 @@ def evaluate(
         _evaluate_classifier(model[0], data, split, sentences, json_out, report, device, threshold, precision)
         return
     tagger = Tagger.load(model, device=device, threshold=threshold, precision=precision, backend=backend)
+    made_by = _evaluated(tagger, model, data, split)
     model = " + ".join(map(str, model))
     if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
@@ -411,6 +412,7 @@ def evaluate(
         predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0, progress=bar.update)
         result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
                                    tagger.device, predicted)
+    result["evaluated"] = made_by
     negatives = result["negative_sentences"]
     print(f"{model} on {data}/{split}: {len(sentences):,} sentences ({len(sentences) - negatives:,} with "
           f"annotations, {negatives:,} ADE-NEG)")
@@ -475,6 +477,7 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     with autocast(classifier.device, precision):
         probs = classify(classifier.model, examples, 256, classifier.device)
         result = classifier_metrics(classifier.model, examples, 256, classifier.device, threshold, probs)
+    result["evaluated"] = _evaluated(classifier, [model], data, split)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")
     print(format_classification(result))
     if json_out:
@@ -486,6 +489,14 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
                                  classifier.model, threshold)
         kept = [i for i, p in enumerate(probs) if p is not None]
         write_classifier_report(report, result, mistakes, [examples[i].label for i in kept], [probs[i] for i in kept])
+
+
+def _evaluated(tagger, model: list[Path], data: Path, split: str) -> dict:
+    """What a metrics.json scores: the model (as tag's outputs name it) on which split of which data."""
+    from adelabel.tagging_io import provenance
+
+    return {**provenance(tagger, model[0] if len(model) == 1 else model), "data": str(Path(data).resolve()),
+            "split": split}
 
 
 def _shown(value: float | None) -> str:

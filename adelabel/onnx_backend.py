@@ -183,6 +183,7 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
     if meta.get("weights") != atomic.sha256(directory / model_dir.WEIGHTS):
         raise InputError(folder / META, "exported from other weights than this model folder's; export again")
     model.forward = _OnnxForward(_Session(folder / "encoder.onnx"), gate=model.gate is not None)
+    model.onnx_quantized = bool(meta.get("quantized"))  # said in each output's provenance
     model.screen = _no_screen
     if model.relation is not None:
         if not (folder / "relation.onnx").is_file():

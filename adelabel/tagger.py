@@ -77,8 +77,9 @@ class Tagger:
     """
 
     def __init__(self, model: SequenceLabeler, config: dict, vocabs: Vocabs, device: torch.device,
-                 threshold: float | None = None, precision: str = "fp32") -> None:
+                 threshold: float | None = None, precision: str = "fp32", backend: str = "torch") -> None:
         self.model, self.config, self.vocabs, self.device = model, config, vocabs, device
+        self.backend = backend
         self.tags: list[str] = list(config["tags"])
         self.threshold = threshold
         self.precision = check_precision(precision, device)
@@ -141,7 +142,9 @@ class Tagger:
                       "ensemble": [str(p) for p in paths]}
         if threshold is not None and model.gate is None:
             raise OptionError(f"threshold: {paths[0]} has no sentence gate (model.gate = false); it tags every sentence")
-        return cls(model, config, vocabs, dev, threshold, precision)
+        if getattr(model, "onnx_quantized", False):
+            backend = "onnx-int8"
+        return cls(model, config, vocabs, dev, threshold, precision, backend)
 
     def analyze(self, text: str) -> Analysis:
         """Entities, relations and each sentence's probability of reporting an adverse drug event."""

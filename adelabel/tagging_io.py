@@ -248,18 +248,31 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
 
 
 def provenance(tagger: Tagger | Classifier, model: str | Path | list[Path]) -> dict:
-    """Which model and thresholds produced an output."""
+    """Which model (folder and weights' checksum), thresholds, precision and backend produced an
+    output. The thresholds are those the decisions use, unrounded, so giving one back as
+    ``--threshold`` repeats the run."""
+    one = isinstance(model, (str, Path))
+    where = str(Path(model).resolve()) if one else [str(Path(m).resolve()) for m in model]
+    weights = _weights(model) if one else [_weights(m) for m in model]
     if isinstance(tagger, Classifier):
         positive = tagger.model.positive
-        return {"model": str(Path(model).resolve()), "arch": tagger.config["arch"], "task": "classify",
+        return {"model": where, "weights": weights, "arch": tagger.config["arch"], "task": "classify",
                 "classes": tagger.classes,
                 **({"positive": tagger.classes[positive],
                     "threshold": tagger.threshold if tagger.threshold is not None
-                    else round(float(tagger.model.threshold), 4)} if positive is not None else {}),
-                "adelabel": __version__}
+                    else float(tagger.model.threshold)} if positive is not None else {}),
+                "precision": tagger.precision, "adelabel": __version__}
     gate = tagger.model.gate is not None
-    where = str(Path(model).resolve()) if isinstance(model, (str, Path)) else [str(Path(m).resolve()) for m in model]
-    return {"model": where, "arch": tagger.config["arch"],
+    return {"model": where, "weights": weights, "arch": tagger.config["arch"],
             "sentence_threshold": tagger.threshold if tagger.threshold is not None
-            else round(float(tagger.model.gate_threshold), 4) if gate else 0.0,
-            "relation_threshold": RELATION_THRESHOLD, "adelabel": __version__}
+            else float(tagger.model.gate_threshold) if gate else 0.0,
+            "relation_threshold": RELATION_THRESHOLD, "precision": tagger.precision, "backend": tagger.backend,
+            "adelabel": __version__}
+
+
+def _weights(folder: str | Path) -> str | None:
+    """The SHA-256 of a model folder's weights, as its manifest lists them (proved when it was loaded)."""
+    try:
+        return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))["files"]["model.safetensors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -124,6 +124,10 @@ def test_cli_tag_jsonl_and_conll(sample_model, tmp_path):
     assert written.returncode == 0 and (tmp_path / "o.jsonl").read_text() != ""
     sidecar = json.loads((tmp_path / "o.jsonl.meta.json").read_text())
     assert sidecar["sentence_threshold"] == 0.25 and sidecar["lines"] == 3
+    # It names the weights, precision and backend too: outputs of other runs do not look alike.
+    manifest = json.loads((sample_model / "manifest.json").read_text())
+    assert sidecar["weights"] == manifest["files"]["model.safetensors"]
+    assert (sidecar["precision"], sidecar["backend"]) == ("fp32", "torch")
     conll = run_cli("tag", str(src), "--model", str(sample_model), "--format", "conll")
     assert conll.returncode == 0, conll.stderr
     lines = conll.stdout.split("\n")
@@ -212,6 +216,9 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     assert "annotations only" in out.stdout
     gate = scores["gate"]
     assert 0 < gate["threshold"] < 1 and f"threshold {gate['threshold']:.2f}" in out.stdout
+    # metrics.json says what it scored: which model, on which split of which data.
+    assert scores["evaluated"]["model"] == str(sample_model.resolve()) and scores["evaluated"]["split"] == "test"
+    assert scores["evaluated"]["data"] == str(sample_data.resolve())
     assert gate["annotated_sentences_passed"] > gate["negative_sentences_passed"]
     # The relation head pairs what the tagger finds; with the gate open on annotated sentences it finds
     # most pairs of this regular sample.
