@@ -314,16 +314,17 @@ def tune(
         Path("tune").mkdir(exist_ok=True)
     out = out or Path("tune") / f"{name}.toml"
     atomic.check_output_file(out, "--out")
-    atomic.check_apart(out, "--out", [data])
-    if report is not None:
-        atomic.check_output_dir(report, "--report", lambda p: (p / "history.png").is_file())
-        atomic.check_apart(report, "--report", [data])
     if storage is None:
         storage = f"sqlite:///tune/{name}.db"
     elif storage.startswith("sqlite:///"):
         parent = Path(storage.removeprefix("sqlite:///")).parent
         if not parent.is_dir():
             raise OptionError(f"--storage {storage}: folder {parent} not found")
+    study_file = storage.removeprefix("sqlite:///") if storage.startswith("sqlite:///") else None
+    atomic.check_apart(out, "--out", [data, config, study_file])
+    if report is not None:
+        atomic.check_output_dir(report, "--report", lambda p: (p / "history.png").is_file())
+        atomic.check_apart(report, "--report", [data, config, study_file])
     read_manifest(data)
     pick_device(device)
     # A key fixed with --set (or --epochs) is searched no more.

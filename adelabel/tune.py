@@ -24,6 +24,7 @@ from pathlib import Path
 from adelabel import atomic
 from adelabel.config import Config, ConfigBuilder, search_space, to_toml
 from adelabel.errors import AdelabelError, OptionError
+from adelabel.progress import duration
 
 SAMPLERS = ("tpe", "random", "grid")
 STUDY = "adelabel"
@@ -134,9 +135,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     searched = {k: v for k, v in space.items() if k not in fixed}
     integer = {k: _integer(k, arch, task) for k in searched}
     base_values = {**base.to_dict()}
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=base.seed),
-                "random": lambda: optuna.samplers.RandomSampler(seed=base.seed),
-                "grid": lambda: optuna.samplers.GridSampler(_grid(searched, integer), seed=base.seed)}
+    samplers = {"tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+                "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+                "grid": lambda seed: optuna.samplers.GridSampler(_grid(searched, integer), seed=seed)}
     pruners = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=base.train.max_epochs),
                "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
                "none": lambda: optuna.pruners.NopPruner()}
@@ -144,16 +145,20 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         raise OptionError(f"--storage {storage}: expected a database URL, e.g. sqlite:///tune/{arch}.db")
     try:
         study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize",
-                                    load_if_exists=True, sampler=samplers[sampler](), pruner=pruners[pruner]())
+                                    load_if_exists=True, sampler=samplers[sampler](base.seed), pruner=pruners[pruner]())
     except Exception as err:  # noqa: BLE001 - sqlalchemy's and optuna's many kinds of "cannot open"
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise OptionError(f"--storage {storage}: cannot open it as a study ({first})") from None
     data_key = str(Path(data_dir).resolve())
+    # What every trial starts from besides the searched keys: a study's best config is written from it,
+    # so a study carries on only from the settings its trials trained with.
+    settings = json.dumps(base_values, sort_keys=True)
     if not study.user_attrs:
         study.set_user_attr("arch", arch)
         study.set_user_attr("task", task)
         study.set_user_attr("data", data_key)
         study.set_user_attr("space", json.dumps(space, sort_keys=True))
+        study.set_user_attr("base", settings)
     elif (study.user_attrs.get("arch"), study.user_attrs.get("task")) != (arch, task):
         raise OptionError(f"--storage {storage}: holds a study of {study.user_attrs.get('task')} "
                           f"{study.user_attrs.get('arch')!r}, not of {task} {arch!r}")
@@ -163,6 +168,12 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     elif study.user_attrs.get("data") != data_key:
         raise OptionError(f"--storage {storage}: its study trained on {study.user_attrs.get('data')}, not "
                           f"--data {data_dir}")
+    elif study.user_attrs.get("base", settings) != settings:
+        raise OptionError(f"--storage {storage}: its trials trained from other settings (--set, --epochs, --config "
+                          "or --seed differ from those it started with); use a new storage file")
+    if study.trials:
+        # Seeded as at the start, a carried-on search would draw its first trials' settings again.
+        study.sampler = samplers[sampler](base.seed + len(study.trials))
     # Trials a killed search left running will never report: they failed.
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
@@ -183,7 +194,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             values.update(fixed)
             config = _config(base_values, values, arch, task)
             shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
-            left = f"; about {round(sum(durations) / len(durations) * (trials - number + 1) / 60)} min left" \
+            left = f"; about {duration(sum(durations) / len(durations) * (trials - number + 1))} left" \
                 if durations else ""
             say(f"trial {number}/{trials}: {shown}{left}")
             started = time.perf_counter()

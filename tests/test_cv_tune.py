@@ -116,6 +116,7 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     study = optuna.load_study(study_name="adelabel", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert study.trials[0].params != study.trials[1].params  # the sampler varied the searched keys
+    assert study.trials[2].params not in (study.trials[0].params, study.trials[1].params)  # not drawn again
     assert all("model.hidden_size" not in t.params for t in study.trials)  # a --set key is searched no more
     # The best config is one `train --config` takes, and retrained it scores what its trial scored.
     code, _, err = run_cli(capsys, "train", "--config", tmp_path / "best.toml", "--data", sample_data,
@@ -124,7 +125,9 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["dev"]["f1"] == study.best_value
     # Another architecture's study file, or an empty range, is a one-line error.
     for extra, message in [(["--arch", "gru"], "holds a study of tag 'bilstm', not of tag 'gru'"),
-                           (["--space", "train.lr=0.01..0.001"], "the range 0.01..0.001 is empty")]:
+                           (["--space", "train.lr=0.01..0.001"], "the range 0.01..0.001 is empty"),
+                           (["--set", "train.patience=9"], "its trials trained from other settings"),
+                           (["--out", tmp_path / "study.db"], f"--out {tmp_path / 'study.db'}: is")]:
         code, _, err = run_cli(capsys, *base, "--trials", "1", *extra)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     (tmp_path / "text.db").write_text("not a database")
