@@ -64,6 +64,8 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
         (tmp / CONFIG).write_text(_json(config), encoding="utf-8")
         (tmp / VOCAB).write_text(json.dumps(vocabs.to_json(), ensure_ascii=False), encoding="utf-8")
         save_file(state, str(tmp / WEIGHTS))
+        # safetensors makes its file private (0600); the weights are as readable as the rest of the folder.
+        (tmp / WEIGHTS).chmod((tmp / CONFIG).stat().st_mode & 0o777)
         if metrics is not None:
             (tmp / METRICS).write_text(_json(metrics), encoding="utf-8")
         if log is not None:

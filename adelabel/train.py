@@ -9,8 +9,9 @@ have. The model folder itself is written once, complete, at the end (adelabel/at
 from __future__ import annotations
 
 import json
-import random
 import math
+import pickle
+import random
 import sys
 import time
 from collections import Counter
@@ -377,8 +378,10 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) 
         _restore_random_states(state["random"], device)
         return RunState(state["epoch"], state["best_f1"], state["best_epoch"], state["stale"], state["best"],
                         state["records"])
-    except (RuntimeError, ValueError, KeyError, TypeError, EOFError, OSError) as err:
-        raise InputError(ckpt / STATE, f"corrupt checkpoint ({type(err).__name__}: {err})") from None
+    except (RuntimeError, ValueError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        # torch's message for bytes that are no checkpoint runs to many lines of advice that does not apply.
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise InputError(ckpt / STATE, f"corrupt checkpoint ({type(err).__name__}: {first})") from None
 
 
 def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir, ckpt: Path,

@@ -58,10 +58,20 @@ def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
     assert again.returncode == 2 and "a checkpoint of an unfinished run is here" in again.stderr
     assert f"--resume {killed}" in again.stderr
 
+    # A damaged checkpoint is one line, not an unpickling traceback.
+    saved = (checkpoint / "state.pt").read_bytes()
+    (checkpoint / "state.pt").write_bytes(b"garbage\n" * 100)
+    damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    assert damaged.returncode == 2 and "state.pt: corrupt checkpoint (UnpicklingError" in damaged.stderr, damaged.stderr
+    assert len(damaged.stderr.strip().splitlines()) == 1, damaged.stderr
+    (checkpoint / "state.pt").write_bytes(saved)
+
     resumed = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming bilstm" in resumed.stderr
     assert (killed / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+    # The weights are as readable as the rest of the folder (safetensors makes its files private).
+    assert (whole / "model.safetensors").stat().st_mode == (whole / "config.json").stat().st_mode
     assert json.loads((killed / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
     # The log of the resumed run is the whole run's: every epoch once, in order.
     assert log_without_timings(killed) == log_without_timings(whole)
