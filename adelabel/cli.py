@@ -237,6 +237,9 @@ def cv(
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "settings.json").is_file():
+        raise OptionError(f"--out {out}: a folder that holds no cross-validation (no settings.json); give a new "
+                          "or empty folder, or the --out of a cross-validation to carry on")
     from adelabel.atomic import check_apart
 
     check_apart(out, "--out", [corpus])

@@ -13,6 +13,7 @@ progress resumes from its training checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -121,8 +122,11 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
 
         encoder = Encoder(encoder_vectors)
     settings_path = out / "settings.json"
+    # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
+    settings["corpus_sha256"] = _content_sha256(Path(corpus))
     if settings_path.is_file():
         before = read_json_object(settings_path)
+        before.setdefault("corpus_sha256", settings["corpus_sha256"])  # written before it was recorded
         if before != settings:
             changed = sorted(k for k in settings if before.get(k) != settings[k])
             raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
@@ -173,6 +177,16 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
 
 
 SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps")
+
+
+def _content_sha256(corpus: Path) -> str:
+    """One SHA-256 over a corpus file, or over every file's name and content in a corpus folder."""
+    if corpus.is_file():
+        return atomic.sha256(corpus)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(corpus).as_posix()}\0{atomic.sha256(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def fold_key(settings: dict) -> dict:

@@ -85,6 +85,20 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
     # Other settings into the same folder are refused rather than mixed with its folds.
     code, _, err = run_cli(capsys, *[a if a != "3" else "4" for a in args])
     assert code == 2 and "holds a cross-validation with other settings (folds)" in err
+    # So is a corpus whose content changed since (its checksum, not only its path, is recorded).
+    settings = json.loads((out / "settings.json").read_text())
+    assert len(settings["corpus_sha256"]) == 64
+    (out / "settings.json").write_text(json.dumps({**settings, "corpus_sha256": "0" * 64}))
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "other settings (corpus_sha256)" in err
+    (out / "settings.json").write_text(json.dumps(settings))
+
+
+def test_cv_writes_into_no_folder_of_other_things(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "cv", "--corpus", SAMPLE, "--folds", "2", "--out", tmp_path)
+    assert code == 2 and "a folder that holds no cross-validation (no settings.json)" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize("args, message", [
