@@ -1,6 +1,7 @@
 """Entity-level scoring with seqeval in strict IOB2 mode, the way the ADE literature reports it."""
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -33,11 +34,17 @@ def score(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> 
     out = {}
     for name, row in report.items():
         key = {"micro avg": "micro", "macro avg": "macro", "weighted avg": "weighted"}.get(name, name)
-        out[key] = {"precision": float(row["precision"]), "recall": float(row["recall"]),
-                    "f1": float(row["f1-score"]), "support": int(row["support"])}
+        # An average over no entity type is NaN in seqeval; scored as zero_division scores a type, 0.
+        out[key] = {"precision": _finite(row["precision"]), "recall": _finite(row["recall"]),
+                    "f1": _finite(row["f1-score"]), "support": int(row["support"])}
     if "micro" not in out:  # seqeval leaves the averages out when no entity exists anywhere
         out["micro"], out["macro"] = dict(empty), dict(empty)
     return out
+
+
+def _finite(value) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
 
 
 NOT_TYPES = {"micro", "macro", "weighted", "relations", "relations_every_pair", "sentences", "entity_probability",

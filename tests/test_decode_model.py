@@ -464,6 +464,19 @@ def test_epoch_sample_keeps_positives_and_a_share_of_negatives():
     assert epoch_sample(examples, negative, 1.0, torch.Generator()) == examples
 
 
+def test_entity_scores_are_numbers_where_no_entity_exists():
+    # A cross-validation fold, or a small corpus's split, may hold no entity of a type, or none at all:
+    # every score is a finite number (0, as seqeval's zero_division scores a type), never NaN.
+    import math
+
+    from adelabel.evaluate import score
+
+    for gold, predicted in (([["O", "O"]], [["B-DRUG", "O"]]), ([["O", "O"]], [["O", "O"]]), ([], [])):
+        result = score(gold, predicted)
+        assert result["micro"]["f1"] == 0.0 and result["macro"]["f1"] == 0.0
+        assert all(math.isfinite(v) for row in result.values() for v in row.values())
+
+
 def test_sentence_scores_by_hand():
     from adelabel.evaluate import relation_scores, sentence_scores
 
