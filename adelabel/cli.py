@@ -130,9 +130,9 @@ def train(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults (see `adelabel config`).")] = None,
-    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
+    data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: data).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH)", show_default=False)] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Overrides the config's seed.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
@@ -153,7 +153,7 @@ def train(
     if resume is not None:
         given = [name for name, value in (("--arch", arch), ("--task", task), ("--config", config), ("--out", out), ("--seed", seed),
                                           ("--epochs", epochs), ("--encoder", encoder), ("--precision", precision), ("--set", set_),
-                                          ("--teacher", teacher))
+                                          ("--teacher", teacher), ("--data", data), ("--device", device))
                  if value is not None]
         if given:
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
@@ -162,6 +162,7 @@ def train(
         # The teacher it started with comes from its run file too (train.py, _teachers).
         run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True)
         return
+    data, device = data or Path("data"), device or "auto"
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
