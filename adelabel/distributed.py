@@ -99,6 +99,15 @@ def agree(value: T, w: World) -> T:
     return box[0]
 
 
+def gather(value: T, w: World) -> list[T]:
+    """Every rank's ``value``, in rank order (on every rank)."""
+    if w.size == 1:
+        return [value]
+    values: list = [None] * w.size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def barrier(w: World) -> None:
     if w.size > 1:
         dist.barrier()

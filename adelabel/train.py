@@ -258,7 +258,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     else:
         ckpt = start_run(config, data_dir, out_dir, device, teacher) if w.main else checkpoint_dir(out_dir)
         distributed.barrier(w)
-    run = load_checkpoint(ckpt, model, optimizer, scaler, dev_) if resume else RunState()
+    run = load_checkpoint(ckpt, model, optimizer, scaler, dev_, w) if resume else RunState()
     if resume:
         say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} (best dev F1 {run.best_f1:.4f} "
             f"at epoch {run.best_epoch})")
@@ -306,8 +306,11 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         fields, summary = task.record(dev)
         run.records.append({"epoch": run.epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
                             "sentences_per_second": len(sample) / seconds, "lr": lr})
+        # Each rank's own generator state (they drew different dropout masks): a resumed run restores
+        # each rank's, so that it goes on as the uninterrupted run would.
+        states = distributed.gather(_random_states(dev_), w)
         if w.main:
-            save_checkpoint(ckpt, run, model, optimizer, scaler, dev_)
+            save_checkpoint(ckpt, run, model, optimizer, scaler, states)
         spent += time.perf_counter() - started
         left = spent / epochs_here * (hp.max_epochs - run.epoch) if run.stale < hp.patience else 0.0
         say(f"epoch {run.epoch:>3}  loss {loss:.4f}  {summary}  {len(sample) / seconds:,.0f} sent/s  "
@@ -349,11 +352,12 @@ def _teach(config: Config, data: Setup, data_dir, teacher: list[str], device: to
         f"{duration(time.perf_counter() - started)}; its weight in the loss (train.distil): {config.train.distil}")
 
 
-def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, device: torch.device) -> None:
+def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, states: list[dict]) -> None:
+    """The state after an epoch; ``states``: each rank's random generators (:func:`_random_states`)."""
     with atomic.atomic_file(ckpt / STATE, "wb") as fh:
         try:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                        "best": run.best_state, "random": _random_states(device), "epoch": run.epoch,
+                        "best": run.best_state, "random": states[0], "random_ranks": states, "epoch": run.epoch,
                         "best_f1": run.best_f1, "best_epoch": run.best_epoch, "stale": run.stale,
                         "records": run.records}, fh)
         except RuntimeError as err:  # torch reports a failed write (a full disk) so, not as an OSError
@@ -364,7 +368,8 @@ def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, device:
     atomic.write_text(ckpt / model_dir.LOG, "".join(json.dumps(r) + "\n" for r in run.records))
 
 
-def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) -> RunState:
+def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
+                    w: distributed.World | None = None) -> RunState:
     """The state after the last finished epoch (a run killed before its first epoch ended starts anew)."""
     if not (ckpt / STATE).is_file():
         return RunState()
@@ -375,7 +380,11 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device) 
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        _restore_random_states(state["random"], device)
+        ranks = state.get("random_ranks") or [state["random"]]
+        # The same number of processes: each takes its own; else (a one-process run carried on under
+        # torchrun, say) each takes rank 0's.
+        mine = ranks[w.rank] if w is not None and len(ranks) == w.size else ranks[0]
+        _restore_random_states(mine, device)
         return RunState(state["epoch"], state["best_f1"], state["best_epoch"], state["stale"], state["best"],
                         state["records"])
     except (RuntimeError, ValueError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError) as err:

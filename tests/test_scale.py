@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,6 +104,38 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("resuming bilstm") == 1
     assert [json.loads(line)["epoch"] for line in (killed / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+    # A torchrun run killed after its first epoch carries on to the weights of the uninterrupted run:
+    # each rank gets back its own random generator (they drew other dropout masks).
+    import signal
+
+    three = [x if x != "2" else "3" for x in args]
+    whole = subprocess.run(torchrun + ["-m", "adelabel", *three], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    cut = tmp_path / "cut"
+    run = subprocess.Popen(torchrun + ["-m", "adelabel", *[x if x != str(out) else str(cut) for x in three]],
+                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path,
+                           start_new_session=True)
+    for line in run.stderr:
+        if "epoch   1 " in line:
+            # The launcher and both ranks at once (torchrun starts the ranks in sessions of their own).
+            for proc in Path("/proc").iterdir():
+                try:
+                    if str(cut).encode() in (proc / "cmdline").read_bytes():
+                        os.kill(int(proc.name), signal.SIGKILL)
+                except (OSError, ValueError):
+                    continue
+            break
+    run.wait(timeout=120)
+    assert not cut.exists() and cut.with_name("cut.checkpoint").is_dir()
+    again = subprocess.run(torchrun + ["-m", "adelabel", "train", "--resume", str(cut)], capture_output=True,
+                           text=True, env=env, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (cut / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    from test_runs import log_without_timings  # every epoch's loss and dev scores, not only the kept one's
+
+    assert log_without_timings(cut) == log_without_timings(out)
 
 
 def test_jsonl_input_carries_its_fields_to_each_record(capsys, tiny_model_dir, tmp_path):
