@@ -374,7 +374,7 @@ def evaluate(
     from adelabel.data import encode_sentences
     from adelabel.evaluate import (entity_confusion, entity_outcomes, errors, evaluate_examples, format_table,
                                    pair_outcomes)
-    from adelabel.inference import predict
+    from adelabel.inference import pairs_decide, predict
     from adelabel.prepare import read_manifest, read_split
     from adelabel.tagger import Tagger, check_threshold
 
@@ -426,7 +426,8 @@ def evaluate(
     print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f}")
     if "gate" in result:
         gate = result["gate"]
-        print(f"sentences reported (gate threshold {gate['threshold']:.2f}, and a pair to relate): "
+        pair = ", and a pair to relate" if pairs_decide(tagger.model) else ""
+        print(f"sentences reported (gate threshold {gate['threshold']:.2f}{pair}): "
               f"{gate['annotated_sentences_passed']:.1%} of those with annotations, "
               f"{gate['negative_sentences_passed']:.1%} of the ADE-NEG ones")
     print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))

@@ -134,6 +134,12 @@ def test_brat_texts_without_annotations_and_subfolders_are_counted(tmp_path):
     (tmp_path / "more").mkdir()
     sentences, report = read_brat(tmp_path)
     assert len(sentences) == 1 and report.left_out["texts without a .ann beside them"] == 1
+    # A relation that does not go from a DRUG is counted as left out, not kept and never learnt.
+    (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 19\trash\nR1\tCause Arg1:T2 Arg2:T1\n",
+                                    encoding="utf-8")
+    sentences, report = read_brat(tmp_path)
+    assert sentences[0].relations == [] and report.relations == 0
+    assert report.left_out["relations whose first entity is not a DRUG (relations go from a drug)"] == 1
     assert report.left_out["subfolders (not read; give each as --corpus)"] == 1
     with pytest.raises(InputError, match=r"b\.txt: has no annotations beside it"):
         read_brat(tmp_path, strict=True)

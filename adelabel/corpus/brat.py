@@ -134,7 +134,13 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
     for a, b in relations:
         a, b = alias.get(a, a), alias.get(b, b)
         if a in where and b in where and where[a][0] == where[b][0]:
-            out[where[a][0]].relations.append((where[a][1], where[b][1]))
+            sentence = out[where[a][0]]
+            if sentence.spans[where[a][1]][2] != "DRUG":
+                # The relation head scores a DRUG against each other entity of its sentence (adelabel/data.py,
+                # candidate_pairs): kept, such a relation would be counted and never learnt.
+                report.left_out["relations whose first entity is not a DRUG (relations go from a drug)"] += 1
+                continue
+            sentence.relations.append((where[a][1], where[b][1]))
             report.relations += 1
         else:
             report.left_out["relations across sentences (or with an entity left out)"] += 1
