@@ -13,7 +13,7 @@ from typing import ContextManager, TypeVar
 import torch
 
 from adelabel import model_dir
-from adelabel.errors import ArgumentTypeError, InputError, OptionError
+from adelabel.errors import AdelabelError, ArgumentTypeError, InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler
 from adelabel.precision import autocast, check_precision, lower_recurrent
@@ -217,13 +217,16 @@ def chunked(items: Iterable[T], batch_size: int, length: Callable[[T], int] = le
 
 
 def _chunks(method: str, texts: Iterator[str], batch_size: int, process) -> Iterator:
-    wrong: list[ArgumentTypeError] = []
+    wrong: list[AdelabelError] = []
 
     def checked() -> Iterator[str]:
         for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                # Raised once the texts before it are answered, not lost with their chunk.
-                wrong.append(ArgumentTypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str"))
+            try:
+                if not isinstance(text, str):
+                    raise ArgumentTypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
+                _no_lone_surrogate(f"{method}(): text {index}", text)
+            except AdelabelError as err:
+                wrong.append(err)  # raised once the texts before it are answered, not lost with their chunk
                 return
             yield text
 
@@ -238,7 +241,19 @@ def _one_text(method: str, several: str, text) -> str:
     if not isinstance(text, str):
         hint = f"; for several texts use {several}" if isinstance(text, (list, tuple)) else ""
         raise ArgumentTypeError(f"{method} takes a str, not a {type(text).__name__}{hint}")
+    _no_lone_surrogate(method, text)
     return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_lone_surrogate(where: str, text: str) -> None:
+    """Refuse half of a UTF-16 pair (what ``os.fsdecode`` makes of bytes that are not UTF-8): no output
+    could encode it, so it would fail at the writing, after the work."""
+    if found := _SURROGATE.search(text):
+        raise OptionError(f"{where}: the text holds U+{ord(found.group()):04X} at {found.start()}, half of a "
+                          "surrogate pair, not a character (decode the bytes as UTF-8, or with errors='replace')")
 
 
 class Classifier:

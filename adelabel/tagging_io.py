@@ -44,6 +44,16 @@ def _not_a_number(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique: of two "text" fields one would be tagged and the other lost."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {twice!r} appears twice")
+    return record
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -54,7 +64,7 @@ def _finite(text: str) -> float:
 def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
     """Line ``number`` of ``name`` as (text, the record's other fields), or an error naming the line."""
     try:
-        record = json.loads(line, parse_constant=_not_a_number, parse_float=_finite)
+        record = json.loads(line, parse_constant=_not_a_number, parse_float=_finite, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise InputError(name, f"not a JSON object ({err.msg} at column {err.colno})", number) from None
     except (ValueError, RecursionError) as err:  # a number JSON has not; an integer of thousands of digits; nesting

@@ -32,6 +32,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "q.meta.json").write_text("Rash after naproxen.\n", encoding="utf-8")
     (t / "emptytable.toml").write_text('arch = "bilstm"\n[trian]\n')
     (t / "nan.jsonl").write_text('{"id": NaN, "text": "x"}\n', encoding="utf-8")
+    (t / "twice.jsonl").write_text('{"text": "Rash.", "text": "Fever."}\n', encoding="utf-8")
     newer = t / "newer-model"
     shutil.copytree(tiny_model_dir, newer)
     (newer / "config.json").write_text(json.dumps({**json.loads((newer / "config.json").read_text()), "format_version": 99}))
@@ -112,6 +113,7 @@ CASES = [
     ("prepare --corpus {s} --vectors {d} --out {t}/o", "--vectors {d}: is a folder, not a file"),
     ("train --data {d} --encoder {t} --out {t}/o", "--encoder: names the pretrained encoder of --arch transformer, not of bilstm"),
     ("evaluate --model {m} --data {d} --threshold nan", "--threshold: expected a number between 0 and 1, got nan"),
+    ("tag {t}/twice.jsonl --model {m} --input-format jsonl", "{t}/twice.jsonl:1: not a JSON object adelabel can read (the key 'text' appears twice)"),
     ("tag {t}/nan.jsonl --model {m} --input-format jsonl", "{t}/nan.jsonl:1: not a JSON object adelabel can read (NaN is not a JSON number)"),
     ("tag {t}/in.txt --model {t}/newer-model", "{t}/newer-model/config.json: model format 99 was made by a newer adelabel"),
     ("config --set model.hidden=3", "model.hidden: unknown key (did you mean model.hidden_size?)"),
@@ -290,6 +292,9 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
     numpy_made = Tagger.load(tiny_model_dir, device=torch.device("cpu"), threshold=np.float32(0.25))
     assert numpy_made.threshold == 0.25 and type(numpy_made.threshold) is float
     assert len(list(tagger.pipe(["Rash.", "Fever."], batch_size=np.int64(1)))) == 2
+    # Half a surrogate pair (os.fsdecode's way with bytes that are not UTF-8) could never be written out.
+    with pytest.raises(OptionError, match=r"Tagger\(\): the text holds U\+DCFF at 5, half of a surrogate pair"):
+        tagger("Rash \udcff")
     # A bad text mid-stream: the texts before it are answered first, then the error names its index.
     answered = []
     with pytest.raises(AdelabelError, match="text 5 is a NoneType"):
