@@ -133,7 +133,7 @@ def train(
     data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: data).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH)", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Overrides the config's seed.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Overrides the config's seed.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): mixed precision by autocast; overrides train.precision (default fp32).", show_default=False)] = None,
