@@ -81,11 +81,11 @@ def check_apart(output: str | Path, option: str, inputs: Iterable[str | Path | N
     folders), lies inside an input folder, or, a folder replaced whole, holds an input: writing it would
     destroy what is read (a corpus inside the data folder it prepares, a split or a model's file
     overwritten by a report)."""
-    out = Path(output).resolve()
+    out = Path(os.path.realpath(output))  # realpath: a link loop is no error here (the write names it)
     for item in inputs:
         if item is None or str(item) == "-":
             continue
-        source = Path(item).resolve()
+        source = Path(os.path.realpath(item))
         if out == source:
             how = "is"
         elif source in out.parents:
@@ -109,6 +109,8 @@ def _naming(target: Path, tmp: Path) -> Iterator[None]:
     """A failed write into ``tmp`` (a full disk, a quota) becomes an error naming ``target``."""
     try:
         yield
+    except BrokenPipeError:  # the reader of a pipe stopped: the command line ends quietly
+        raise
     except OSError as err:
         if err.filename is None or str(err.filename).startswith(str(tmp)):
             raise AdelabelError(f"{target}: cannot write ({err.strerror or err})") from None
@@ -159,7 +161,12 @@ def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
 
 
 def is_stream(path: Path) -> bool:
-    """Whether ``path`` is a pipe or a device (``/dev/stdout``), written in place rather than replaced."""
+    """Whether ``path`` is a pipe or a device, or names one of this process's descriptors
+    (``/dev/stdout``, which links to whatever the shell redirected it to, a file too): written in place
+    rather than replaced."""
+    parts = Path(os.path.abspath(path)).parts
+    if len(parts) > 1 and parts[1] in ("dev", "proc"):
+        return True
     return path.exists() and not path.is_file() and not path.is_dir()
 
 
@@ -172,11 +179,13 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
     target = Path(target)
     encoding = {} if "b" in mode else {"encoding": "utf-8"}
     if is_stream(target):
-        with _naming(target, target), open(target, mode, **encoding) as fh:
+        # Appending: opening /dev/stdout anew for writing would truncate the file the shell redirected it
+        # to, losing what `>>` kept or what was written before.
+        with _naming(target, target), open(target, mode.replace("w", "a"), **encoding) as fh:
             yield fh
         return
     if target.is_symlink():
-        target = target.resolve()
+        target = Path(os.path.realpath(target))  # realpath, unlike resolve, leaves a loop for the write to name
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.absolute().parent)
     except OSError as err:

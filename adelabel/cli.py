@@ -1,6 +1,7 @@
 """The ``adelabel`` command line; ``adelabel --help`` is its manual."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -603,9 +604,9 @@ def run(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
         return 141
     except OSError as err:
-        if err.filename is not None:
+        if err.filename is not None or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
             raise
-        # No file named: a write to standard output failed (a full disk behind a redirection).
+        # No file named, and a write's failure: standard output's (a full disk behind a redirection).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
         return 2

@@ -179,14 +179,23 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
 SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps")
 
 
+CORPUS_FILES = ("*.rel", "*.txt", "*.ann")
+"""What a corpus folder's readers read (the ADE corpus's .rel and .txt, brat's .txt and .ann): a README
+or notes beside them change no fold."""
+
+
 def _content_sha256(corpus: Path) -> str:
-    """One SHA-256 over a corpus file, or over every file's name and content in a corpus folder."""
-    if corpus.is_file():
-        return atomic.sha256(corpus)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(corpus).as_posix()}\0{atomic.sha256(path)}\n".encode())
-    return digest.hexdigest()
+    """One SHA-256 over a corpus file, or over the name and content of each file a corpus folder's
+    readers read (:data:`CORPUS_FILES`)."""
+    try:
+        if corpus.is_file():
+            return atomic.sha256(corpus)
+        digest = hashlib.sha256()
+        for path in sorted({p for pattern in CORPUS_FILES for p in corpus.glob(pattern) if p.is_file()}):
+            digest.update(f"{path.name}\0{atomic.sha256(path)}\n".encode())
+        return digest.hexdigest()
+    except OSError as err:
+        raise InputError(err.filename or corpus, f"cannot read ({err.strerror or err})") from None
 
 
 def fold_key(settings: dict) -> dict:

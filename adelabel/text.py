@@ -22,7 +22,8 @@ import regex
 # "methotrexate", see adelabel/vocab.py); a zero-width space marks a break between words, and control
 # characters (\p{Cc}: NUL, DEL) that are not white space are skipped like it.
 # (regex's V1 syntax for the set difference, which runs faster than a lookahead per character.)
-_TOKEN = regex.compile(r"[^\W_]+(?:[\p{Cf}--\u200b]+[^\W_]+)*|[^\w\s\p{Cf}\p{Cc}]|_", regex.V1)
+# The joiners U+200C and U+200D count as word characters (\w) too: kept out of a word's ends all the same.
+_TOKEN = regex.compile(r"[^\W_\p{Cf}]+(?:[\p{Cf}--\u200b]+[^\W_\p{Cf}]+)*|[^\w\s\p{Cf}\p{Cc}]|_", regex.V1)
 
 # A sentence ends at . ! or ? (optionally followed by closing quotes/brackets) when whitespace and then an
 # upper-case letter, digit or opening bracket follows. A rule rather than nltk's Punkt because Punkt

@@ -123,6 +123,10 @@ def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.Grad
 
 # Dropout masks (and seq2seq's scheduled sampling) draw from torch's global generator; its state is
 # checkpointed so a resumed run goes on exactly as an uninterrupted one.
+class Diverged(AdelabelError):
+    """The loss became NaN or infinite before any epoch could be kept."""
+
+
 def _random_states(device: torch.device) -> dict:
     states = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -282,13 +286,19 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             loss = run_epoch(loss_of, model, optimizer, scaler, mine, config,
                              epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, lambda n, total: bar.update())
         seconds = time.perf_counter() - started
-        if not math.isfinite(loss):
-            # The weights are NaN or infinite from here on: every later epoch, and the model saved, would
-            # be too, and so would a resumed run's.
-            if w.main:
-                atomic.remove_dir(ckpt)
-            raise AdelabelError(f"train: the loss became {loss} in epoch {run.epoch} (train.lr = {hp.lr}); the run "
-                                "diverged and no model is saved: train again with a lower train.lr")
+        if distributed.agree(not math.isfinite(loss), w):  # rank 0's word, so every rank stops at once
+            # The weights are NaN or infinite from here on, and every later epoch's would be too: the run
+            # stops, keeping the best epoch before it if there was one.
+            if run.best_state is None:
+                if w.main:
+                    atomic.remove_dir(ckpt)  # a resumed run would diverge again
+                raise Diverged(f"train: the loss became {loss} in epoch {run.epoch} (train.lr = {hp.lr}); the run "
+                               "diverged before any epoch scored on dev, and no model is saved: train again with "
+                               "a lower train.lr")
+            say(f"epoch {run.epoch:>3}  loss {loss}: the run diverged; stopping with the best epoch, "
+                f"{run.best_epoch} (a lower train.lr may train further)")
+            run.epoch -= 1  # this epoch's weights are not kept, nor counted
+            break
         with autocast(dev_, hp.precision):
             # Tuning has predicted dev with these weights: scoring reuses it rather than predicting again.
             tuned = task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adelabel import atomic
-from adelabel.config import Config, ConfigBuilder, search_space, to_toml
+from adelabel.config import MAX_SEED, Config, ConfigBuilder, search_space, to_toml
 from adelabel.errors import AdelabelError, OptionError
 from adelabel.progress import duration
 
@@ -119,7 +119,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     """Run (or carry on) a study until it holds ``trials`` finished trials (complete or pruned); write
     the best config to ``out`` (TOML) and return a summary. ``fixed_keys``: keys the base config sets
     that are searched no more (``--set``)."""
-    from adelabel.train import checkpoint_dir, train
+    from adelabel.train import Diverged, checkpoint_dir, train
 
     optuna = _optuna()
     say = log or (lambda _: None)
@@ -169,11 +169,13 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         raise OptionError(f"--storage {storage}: its study trained on {study.user_attrs.get('data')}, not "
                           f"--data {data_dir}")
     elif study.user_attrs.get("base", settings) != settings:
-        raise OptionError(f"--storage {storage}: its trials trained from other settings (--set, --epochs, --config "
-                          "or --seed differ from those it started with); use a new storage file")
+        raise OptionError(f"--storage {storage}: its trials trained from other settings (--set, --epochs or "
+                          "--config differ from those it started with); use a new storage file")
+    if "base" not in study.user_attrs:  # a study begun before the settings were recorded
+        study.set_user_attr("base", settings)
     if study.trials:
         # Seeded as at the start, a carried-on search would draw its first trials' settings again.
-        study.sampler = samplers[sampler](base.seed + len(study.trials))
+        study.sampler = samplers[sampler]((base.seed + len(study.trials)) % (MAX_SEED + 1))
     # Trials a killed search left running will never report: they failed.
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
@@ -211,6 +213,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             except optuna.TrialPruned:
                 _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
                 say(f"trial {number}/{trials}: pruned")
+            except Diverged:  # settings this search may draw (a learning rate too high): a trial that lost
+                _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
+                say(f"trial {number}/{trials}: diverged (its loss became NaN before any epoch was kept)")
             except BaseException:
                 _tell(study, trial, state=optuna.trial.TrialState.FAIL)
                 raise

@@ -344,8 +344,28 @@ def test_numbers_a_run_cannot_use_are_refused_and_a_diverging_run_saves_nothing(
     # A learning rate this large makes the loss NaN at once: one line, no model, no checkpoint to resume.
     code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", *TINY_RUN,
                            "--set", "train.lr=1e30")
-    assert code == 2 and "the run diverged and no model is saved" in err and "Traceback" not in err, err
-    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())
+    assert code == 2 and "diverged before any epoch scored on dev, and no model is saved" in err, err
+    assert "Traceback" not in err and not any(tmp_path.iterdir()), list(tmp_path.iterdir())
+
+
+def test_a_run_that_diverges_after_a_kept_epoch_saves_that_epoch(capsys, sample_data, tmp_path, monkeypatch):
+    from adelabel import train as training
+
+    epochs = []
+    real = training.run_epoch
+
+    def third_goes_nan(*args, **kwargs):  # the loss of epoch 3 is NaN, as a run's that blew up
+        loss = real(*args, **kwargs)
+        epochs.append(loss)
+        return float("nan") if len(epochs) == 3 else loss
+
+    monkeypatch.setattr(training, "run_epoch", third_goes_nan)
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", *TINY_RUN[2:],
+                           "--epochs", "5", "--set", "train.patience=5")
+    assert code == 0 and len(epochs) == 3, err
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] in (1, 2)
+    assert [r["epoch"] for r in map(json.loads, (tmp_path / "m" / "train_log.jsonl").read_text().splitlines())] == [1, 2]
 
 
 def test_a_small_corpus_whose_dev_split_has_no_annotated_sentence_trains_and_scores(capsys, tmp_path):

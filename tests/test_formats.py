@@ -139,7 +139,11 @@ def test_brat_texts_without_annotations_and_subfolders_are_counted(tmp_path):
                                     encoding="utf-8")
     sentences, report = read_brat(tmp_path)
     assert sentences[0].relations == [] and report.relations == 0
-    assert report.left_out["relations whose first entity is not a DRUG (relations go from a drug)"] == 1
+    assert report.left_out["relations not from a DRUG to another type (relations go from a drug)"] == 1
+    (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tDRUG 15 19\trash\nR1\tDDI Arg1:T1 Arg2:T2\n",
+                                    encoding="utf-8")
+    sentences, report = read_brat(tmp_path)
+    assert sentences[0].relations == [] and report.relations == 0
     assert report.left_out["subfolders (not read; give each as --corpus)"] == 1
     with pytest.raises(InputError, match=r"b\.txt: has no annotations beside it"):
         read_brat(tmp_path, strict=True)

@@ -28,6 +28,8 @@ def test_invisible_characters_stay_inside_words_and_make_no_tokens():
     text = "Metho\u00adtrexate\u200b-induced \u200bpneu\u200dmonitis \ufeff."
     assert words(text) == ["Metho\u00adtrexate", "-", "induced", "pneu\u200dmonitis", "."]
     assert words("induced\u200bototoxicity\x00after\x7f\x1b naproxen") == ["induced", "ototoxicity", "after", "naproxen"]
+    # The joiners are word characters to Unicode, but no word starts or ends on one either.
+    assert words("aspirin\u200d caused \u200crash \u200d x") == ["aspirin", "caused", "rash", "x"]
     vocabs = Vocabs(Vocab.for_words(["methotrexate", "pneumonitis"]), Vocab.for_words(list("Mmethorxapnuis")))
     assert vocabs.lookup(words(text))[0][0::3] == vocabs.lookup(["Methotrexate", "pneumonitis"])[0]
     assert vocabs.lookup(["Metho\u00adtrexate"])[1] == vocabs.lookup(["Methotrexate"])[1]

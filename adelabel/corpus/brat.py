@@ -135,10 +135,10 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         a, b = alias.get(a, a), alias.get(b, b)
         if a in where and b in where and where[a][0] == where[b][0]:
             sentence = out[where[a][0]]
-            if sentence.spans[where[a][1]][2] != "DRUG":
+            if sentence.spans[where[a][1]][2] != "DRUG" or sentence.spans[where[b][1]][2] == "DRUG":
                 # The relation head scores a DRUG against each other entity of its sentence (adelabel/data.py,
                 # candidate_pairs): kept, such a relation would be counted and never learnt.
-                report.left_out["relations whose first entity is not a DRUG (relations go from a drug)"] += 1
+                report.left_out["relations not from a DRUG to another type (relations go from a drug)"] += 1
                 continue
             sentence.relations.append((where[a][1], where[b][1]))
             report.relations += 1
