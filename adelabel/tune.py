@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -112,6 +113,25 @@ def _grid(space: dict[str, dict], integer: dict[str, bool]) -> dict[str, list]:
     return grid
 
 
+WORK_PREFIX = "adelabel-tune-"
+"""Trials train in ``<tmp>/adelabel-tune-<pid>-XXXX/``, removed when the search ends."""
+
+
+def _sweep_work_folders() -> None:
+    """Remove the trial folders of searches whose process is gone (killed: nothing removed them then);
+    they hold a trial's weights and optimiser state."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*"):
+        pid = folder.name.removeprefix(WORK_PREFIX).partition("-")[0]
+        if not pid.isdigit() or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            continue
+
+
 def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, storage: str, sampler: str = "tpe",
          pruner: str = "hyperband", space_overrides: list[str] | None = None, device: str = "auto",
          report: str | Path | None = None, log: Callable[[str], None] | None = print,
@@ -187,7 +207,8 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             say(f"the grid has {points} points: {points} trials, not {trials}")
             trials = points
     durations: list[float] = []
-    work = Path(tempfile.mkdtemp(prefix="adelabel-tune-"))
+    _sweep_work_folders()
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
     try:
         while len(finished()) < trials:
             number = len(finished()) + 1

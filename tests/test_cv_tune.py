@@ -213,3 +213,20 @@ def test_cv_rescore_compares_folds_pair_by_pair():
     assert "entity F1, annotated sentences     +2.00 points (std 2.00), ahead on 2 of 3 folds" in against_a
     assert "sentence F1                        -1.00 points (std 0.00), ahead on 0 of 3 folds" in against_b
     assert against_a.count("ahead on 2 of 3 folds") == 5
+
+
+def test_a_killed_searchs_trial_folder_is_swept_by_the_next(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from adelabel import tune
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = tmp_path / f"adelabel-tune-{gone.stdout.strip()}-x1", tmp_path / f"adelabel-tune-{os.getpid()}-x2"
+    for folder in (dead, alive):
+        (folder / "trial-0.checkpoint").mkdir(parents=True)
+    tune._sweep_work_folders()
+    assert not dead.exists() and alive.exists()
