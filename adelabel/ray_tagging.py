@@ -111,11 +111,11 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     """``adelabel tag --ray``: the lines of ``source`` tagged by ``workers`` Ray actors, written as
     ``tag`` writes them (one JSONL record per input line, in input order) to ``output`` or stdout.
     Returns the number of records written."""
-    from adelabel.atomic import atomic_file, is_stream, write_text
+    from adelabel.atomic import atomic_file
     from adelabel.corpus.files import read_lines
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.tagging_io import check_input_options, check_output, parse_record, provenance
+    from adelabel.tagging_io import check_input_options, check_output, parse_record, provenance, write_sidecar
 
     ray = _ray()
     check_input_options(input_format, workers)
@@ -158,6 +158,5 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                 for line in batch["line"]:
                     out.write(line + "\n")
                     count += 1
-    if output is not None and not is_stream(output):  # beside the output, as plain `tag` writes it
-        write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
+    write_sidecar(output, meta, count)  # as plain `tag` writes it
     return count

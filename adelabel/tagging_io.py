@@ -5,7 +5,7 @@ import json
 import math
 import os
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -48,8 +48,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     """A JSON object whose keys are unique: of two "text" fields one would be tagged and the other lost."""
     record = dict(pairs)
     if len(record) < len(pairs):
-        seen: set[str] = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
         raise ValueError(f"the key {twice!r} appears twice")
     return record
 
@@ -172,11 +171,23 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl", models: S
         _check_sidecar(output, source, models)
 
 
+def _sidecar(output: Path) -> Path:
+    """The file jsonl and brat outputs get beside them, not in them: one record per input line stays
+    exactly that."""
+    return Path(f"{output}.meta.json")
+
+
 def _check_sidecar(output: Path, source: str, models: Sequence[str | Path]) -> None:
-    """The file that jsonl and brat outputs get beside them, ``OUTPUT.meta.json``, checked as the output is."""
-    sidecar = Path(f"{output}.meta.json")
-    check_output_file(sidecar, "--output")
-    check_apart(sidecar, "--output", [source, *models])
+    """The sidecar of ``output`` (:func:`_sidecar`), checked as the output is."""
+    check_output_file(_sidecar(output), "--output")
+    check_apart(_sidecar(output), "--output", [source, *models])
+
+
+def write_sidecar(output: Path | None, meta: dict, count: int) -> None:
+    """``meta`` and the number of records written, beside an output file (not beside a pipe or device,
+    nor for standard output)."""
+    if output is not None and not is_stream(output):
+        write_text(_sidecar(output), json.dumps({**meta, "lines": count}, indent=2) + "\n")
 
 
 def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,
@@ -188,10 +199,10 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     check_input_options(input_format, workers)
     if input_format == "jsonl" and fmt == "brat":
         raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
-    check_output(source, output, fmt, [model] if isinstance(model, (str, Path)) else model)
+    models = [model] if isinstance(model, (str, Path)) else list(model)
+    check_output(source, output, fmt, models)
     if source != "-":
         check_file(source)
-    models = [model] if isinstance(model, (str, Path)) else list(model)
     kind = "classify" if any(task_of(m) == "classify" for m in models) else "tag"
     if kind == "classify":
         if len(models) > 1:
@@ -251,9 +262,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             page.close()
         if fmt == "brat":
             widen_brat_names(folder, count)
-    if output is not None and fmt not in ("conll", "html") and not is_stream(output):
-        # Beside the output, not in it: one record per input line stays exactly that.
-        write_text(Path(f"{output}.meta.json"), json.dumps({**meta, "lines": count}, indent=2) + "\n")
+    if fmt not in ("conll", "html"):  # which carry it in their first lines
+        write_sidecar(output, meta, count)
     return count
 
 
@@ -282,7 +292,10 @@ def provenance(tagger: Tagger | Classifier, model: str | Path | list[Path]) -> d
 
 def _weights(folder: str | Path) -> str | None:
     """The SHA-256 of a model folder's weights, as its manifest lists them (proved when it was loaded)."""
+    from adelabel import model_dir
+
     try:
-        return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))["files"]["model.safetensors"]
+        manifest = json.loads((Path(folder) / model_dir.MANIFEST).read_text(encoding="utf-8"))
+        return manifest["files"][model_dir.WEIGHTS]
     except (OSError, ValueError, KeyError, TypeError):
         return None

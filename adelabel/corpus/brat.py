@@ -76,10 +76,11 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
     for number, line in read_lines(ann) if ann.stat().st_size else ():
         if not line.strip():
             continue
+        key = line.partition("\t")[0]
+        if key.startswith("T") and (key in entities or key in left):
+            raise InputError(ann, f"{key} is defined twice (ids are unique in a brat file)", number)
         if m := _ENTITY.fullmatch(line):
-            key, label, start, end, mention = m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), m.group(5)
-            if key in entities or key in left:
-                raise InputError(ann, f"{key} is defined twice (ids are unique in a brat file)", number)
+            label, start, end, mention = m.group(2), int(m.group(3)), int(m.group(4)), m.group(5)
             if end <= start:
                 raise InputError(ann, f"{key} spans characters {start}-{end}: its end is not after its start", number)
             if end > len(text):
@@ -98,9 +99,6 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
                 raise InputError(ann, "a discontinuous entity (offsets with ';'): adelabel tags contiguous spans",
                                  number)
             report.left_out["discontinuous entities"] += 1
-            key = line.partition("\t")[0]
-            if key in entities or key in left:
-                raise InputError(ann, f"{key} is defined twice (ids are unique in a brat file)", number)
             left.add(key)
         elif line[:1] in ("E", "A", "M", "N", "#", "*"):
             report.left_out["event, attribute, normalisation or note lines"] += 1
