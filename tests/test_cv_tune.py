@@ -230,3 +230,37 @@ def test_a_killed_searchs_trial_folder_is_swept_by_the_next(tmp_path, monkeypatc
         (folder / "trial-0.checkpoint").mkdir(parents=True)
     tune._sweep_work_folders()
     assert not dead.exists() and alive.exists()
+
+
+def test_a_corpus_file_cv_cannot_read_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from adelabel import cv
+    from adelabel.errors import InputError
+
+    (tmp_path / "DRUG-AE.rel").write_text("x")
+
+    def unreadable(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(cv.atomic, "sha256", unreadable)
+    with pytest.raises(InputError, match=r"DRUG-AE\.rel: cannot read \(Permission denied\)"):
+        cv._content_sha256(tmp_path)
+
+
+def test_a_trial_that_diverges_is_a_lost_trial_not_the_end_of_the_search(sample_data, tmp_path, capsys, monkeypatch):
+    import optuna
+
+    from adelabel import train as training
+
+    def diverges(*args, **kwargs):
+        raise training.Diverged("train: the loss became nan in epoch 1")
+
+    monkeypatch.setattr(training, "train", diverges)
+    storage = f"sqlite:///{tmp_path}/study.db"
+    code, printed, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--storage", storage,
+                                 "--out", tmp_path / "best.toml", "--sampler", "random", "--trials", "2", *TINY)
+    assert err.count("diverged (its loss became NaN before any epoch was kept)") == 2, err
+    assert code == 2 and err.strip().endswith("no trial of the study finished unpruned; run more --trials")
+    study = optuna.load_study(study_name="adelabel", storage=storage)
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
