@@ -115,7 +115,8 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     from adelabel.corpus.files import read_lines
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.tagging_io import check_input_options, check_output, parse_record, provenance, write_sidecar
+    from adelabel.tagging_io import check_input_options, check_output, drop_sidecar, parse_record, provenance,
+                                       write_sidecar
 
     ray = _ray()
     check_input_options(input_format, workers)
@@ -158,5 +159,6 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                 for line in batch["line"]:
                     out.write(line + "\n")
                     count += 1
+            drop_sidecar(output)
     write_sidecar(output, meta, count)  # as plain `tag` writes it
     return count

@@ -167,7 +167,7 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl", models: S
     if source != "-" and output.exists() and Path(source).exists() and os.path.samefile(source, output):
         raise OptionError(f"--output {output}: is the input file {source}; writing it would destroy what is read")
     check_apart(output, "--output", [source, *models])
-    if fmt == "jsonl" and not is_stream(output):
+    if not is_stream(output):  # every format: a conll or html output removes a stale sidecar
         _check_sidecar(output, source, models)
 
 
@@ -181,6 +181,14 @@ def _check_sidecar(output: Path, source: str, models: Sequence[str | Path]) -> N
     """The sidecar of ``output`` (:func:`_sidecar`), checked as the output is."""
     check_output_file(_sidecar(output), "--output")
     check_apart(_sidecar(output), "--output", [source, *models])
+
+
+def drop_sidecar(output: Path | None) -> None:
+    """Remove the sidecar of an earlier run just before ``output`` is renamed into place. The two files
+    cannot be renamed as one: this order means a kill between them leaves a new output without a
+    sidecar (until the next run), never one beside the old output's provenance and count."""
+    if output is not None and not is_stream(output) and _sidecar(output).is_file():
+        _sidecar(output).unlink()
 
 
 def write_sidecar(output: Path | None, meta: dict, count: int) -> None:
@@ -262,6 +270,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             page.close()
         if fmt == "brat":
             widen_brat_names(folder, count)
+        drop_sidecar(output)  # conll and html carry it in their first lines: one left from jsonl is stale
     if fmt not in ("conll", "html"):  # which carry it in their first lines
         write_sidecar(output, meta, count)
     return count

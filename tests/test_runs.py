@@ -176,3 +176,29 @@ def test_backward_passes_repeat_bit_for_bit_on_two_threads():
         grads = [states.grad.clone()] + [p.grad.clone() for p in crf.parameters()]
         first = first or grads
         assert all(torch.equal(a, b) for a, b in zip(grads, first))
+
+
+def test_a_kill_between_output_and_sidecar_leaves_no_stale_sidecar(tiny_model_dir, tmp_path, monkeypatch):
+    """The output and its .meta.json cannot be renamed as one: a kill after the first leaves the new
+    output with no sidecar, never with the previous run's (which names another model and count)."""
+    from adelabel import tagging_io
+
+    source = tmp_path / "in.txt"
+    source.write_text("Rash after naproxen.\nNo event here.\n", encoding="utf-8")
+    out, sidecar = tmp_path / "out.jsonl", tmp_path / "out.jsonl.meta.json"
+    out.write_text("OLD\n")
+    sidecar.write_text('{"lines": 1}\n')
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tagging_io, "write_sidecar", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tagging_io.tag_stream(str(source), tiny_model_dir, "jsonl", out, 16, "cpu")
+    assert len(out.read_text().splitlines()) == 2 and not sidecar.exists()
+    monkeypatch.undo()
+    # A conll output beside a jsonl run's sidecar: the sidecar no longer describes the file, so it goes.
+    tagging_io.tag_stream(str(source), tiny_model_dir, "jsonl", out, 16, "cpu")
+    assert json.loads(sidecar.read_text())["lines"] == 2
+    tagging_io.tag_stream(str(source), tiny_model_dir, "conll", out, 16, "cpu")
+    assert out.read_text().startswith("# model = ") and not sidecar.exists()
