@@ -145,6 +145,11 @@ def train(
 ) -> None:
     """Train a tagger (or, with --task classify, a sentence classifier) on prepared data; the best epoch
     (dev F1) is saved with its config and metrics."""
+    if quiet or os.environ.get("RANK", "0") != "0":
+        # Under torchrun, DDP's reducer warns from C++ that it found no unused parameter in a batch (the
+        # relation head sits out only some). Torch reads this level when it is first imported, which
+        # is below: --quiet silences that warning, and every rank but the first leaves it to rank 0.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     from adelabel import model_dir
     from adelabel.atomic import check_apart, check_output_dir
     from adelabel.config import resolve
