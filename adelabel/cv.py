@@ -79,15 +79,17 @@ def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
 
 
 def summarise(results: Sequence[dict]) -> dict[str, dict[str, float]]:
-    """Mean and (sample) standard deviation of each score over the folds."""
+    """Mean and (sample) standard deviation of each score over the folds. A score some folds lack (a
+    type none of a fold's test documents names, a ROC-AUC undefined on a fold with one class) is
+    averaged over the folds that have it, and ``folds`` says how many those are."""
     leaves = [_leaves(r) for r in results]
-    keys = [k for k in leaves[0] if all(k in leaf for leaf in leaves)]
+    keys = list(dict.fromkeys(k for leaf in leaves for k in leaf))
     out = {}
     for key in keys:
-        values = [leaf[key] for leaf in leaves]
+        values = [leaf[key] for leaf in leaves if key in leaf]
         mean = sum(values) / len(values)
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-        out[key] = {"mean": mean, "std": std}
+        out[key] = {"mean": mean, "std": std, **({"folds": len(values)} if len(values) < len(leaves) else {})}
     return out
 
 
@@ -226,6 +228,11 @@ def _write_summary(out: Path, settings: dict, results: list[dict], folds: int) -
     return summary
 
 
+def _over(stat: dict, folds: int) -> str:
+    """A row's note when only some folds have its score."""
+    return f"  ({stat['folds']} of {folds} folds)" if "folds" in stat else ""
+
+
 def format_summary(summary: dict) -> str:
     """The printed table: mean ± standard deviation of precision, recall and F1 per row."""
     stats = summary["summary"]
@@ -239,7 +246,7 @@ def format_summary(summary: dict) -> str:
             return
         cells = "".join(f"{stats[prefix + m]['mean']:>10.4f} ± {stats[prefix + m]['std']:.4f}"
                         for m in ("precision", "recall", "f1"))
-        rows.append(f"{title:<34}{cells}")
+        rows.append(f"{title:<34}{cells}{_over(stats[prefix + 'f1'], folds)}")
 
     if summary["settings"]["config"]["task"] == "classify":
         per_class = sorted({k.split(".")[1] for k in stats if k.startswith("per_class.")})
@@ -248,7 +255,7 @@ def format_summary(summary: dict) -> str:
         row("macro", "macro.")
         for key in ("roc_auc", "average_precision", "accuracy"):
             if key in stats:
-                rows.append(f"{key:<34}{stats[key]['mean']:>10.4f} ± {stats[key]['std']:.4f}")
+                rows.append(f"{key:<34}{stats[key]['mean']:>10.4f} ± {stats[key]['std']:.4f}{_over(stats[key], folds)}")
         return "\n".join(rows)
     types = sorted({k.split(".")[0] for k in stats if k.count(".") == 1}
                    - {"micro", "macro", "weighted", "relations", "sentences", "f1", "annotated_only"})

@@ -264,3 +264,24 @@ def test_a_trial_that_diverges_is_a_lost_trial_not_the_end_of_the_search(sample_
     assert code == 2 and err.strip().endswith("no trial of the study finished unpruned; run more --trials")
     study = optuna.load_study(study_name="adelabel", storage=storage)
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+
+
+def test_a_type_one_fold_lacks_keeps_its_row_over_the_folds_that_have_it():
+    """A fold whose test documents name no DOSE (seqeval then leaves DOSE out of its report) must not
+    drop DOSE from the summary: it is averaged over the folds that have it, and the table says so."""
+    from adelabel.cv import format_summary, summarise
+
+    def fold(dose: float | None, auc: float | None) -> dict:
+        scores = {"DRUG": {"precision": 0.9, "recall": 0.8, "f1": 0.85}, "micro": {"precision": 0.8, "recall": 0.8, "f1": 0.8},
+                  "macro": {"precision": 0.7, "recall": 0.7, "f1": 0.7},
+                  "sentences": {"precision": 0.8, "recall": 0.8, "f1": 0.8, "roc_auc": auc}}
+        if dose is not None:
+            scores["DOSE"] = {"precision": dose, "recall": dose, "f1": dose}
+        return scores
+
+    stats = summarise([fold(0.5, 0.9), fold(None, None), fold(0.7, 0.95)])
+    assert stats["DOSE.f1"] == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1414, abs=1e-4), "folds": 2}
+    assert stats["sentences.roc_auc"]["folds"] == 2 and "folds" not in stats["DRUG.f1"]
+    printed = format_summary({"summary": stats, "folds": [{}, {}, {}], "settings": {"config": {"task": "tag"}}})
+    dose = next(line for line in printed.splitlines() if line.strip().startswith("DOSE"))
+    assert "0.6000" in dose and dose.endswith("(2 of 3 folds)")
