@@ -110,6 +110,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 "dim": dim, "w2v_epochs": w2v_epochs,
                 **({"overlaps": overlaps} if overlaps != "outer" else {}),
                 **({"encoder_vectors": encoder_vectors} if encoder_vectors else {})}
+    # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
+    settings["corpus_sha256"] = _content_sha256(Path(corpus))
     teacher = [Path(t).resolve() for t in teacher]
     if teacher:
         from adelabel.teacher import check_task
@@ -124,8 +126,6 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
 
         encoder = Encoder(encoder_vectors)
     settings_path = out / "settings.json"
-    # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
-    settings["corpus_sha256"] = _content_sha256(Path(corpus))
     if settings_path.is_file():
         before = read_json_object(settings_path)
         before.setdefault("corpus_sha256", settings["corpus_sha256"])  # written before it was recorded
@@ -214,6 +214,9 @@ def _check_same_folds(root: Path, settings: dict) -> None:
         raise InputError(root, "--teacher: not a cv folder (no settings.json)")
     theirs, ours = fold_key(read_json_object(path)), fold_key(settings)
     differ = [k for k in SAME_FOLDS if theirs[k] != ours[k]]
+    recorded = read_json_object(path).get("corpus_sha256")  # absent from runs older than the record
+    if recorded is not None and recorded != settings["corpus_sha256"]:
+        differ.append("corpus content")
     if differ:
         raise InputError(path, f"--teacher: other folds ({', '.join(differ)} differ)")
     unfinished = [k for k in range(1, settings["folds"] + 1) if not (root / f"fold-{k:02d}" / RESULT).is_file()]

@@ -201,6 +201,10 @@ def test_cv_takes_a_teacher_of_the_same_folds_only(tmp_path, capsys):
     (teacher / "settings.json").write_text(json.dumps({**settings, "folds": 2}))
     code, _, err = run_cli(capsys, *base, "--teacher", teacher)
     assert code == 2 and "fold 1 is unfinished" in err
+    # Same path, other content: the teacher's folds were dealt from a corpus since edited.
+    (teacher / "settings.json").write_text(json.dumps({**settings, "folds": 2, "corpus_sha256": "0" * 64}))
+    code, _, err = run_cli(capsys, *base, "--teacher", teacher)
+    assert code == 2 and "--teacher: other folds (corpus content differ)" in err
 
 
 def test_a_run_resumes_only_with_the_teacher_it_started_with(sample_data, sample_model, tmp_path):
