@@ -381,8 +381,10 @@ def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, states:
 def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
                     w: distributed.World | None = None) -> RunState:
     """The state after the last finished epoch (a run killed before its first epoch ended starts anew)."""
-    if not (ckpt / STATE).is_file():
+    if not (ckpt / STATE).exists():
         return RunState()
+    if not (ckpt / STATE).is_file():  # a folder, say: carrying on from nothing would silently start over
+        raise InputError(ckpt / STATE, "not a file; the checkpoint is damaged (delete the folder to start afresh)")
     try:
         # On the CPU: the random states must be CPU tensors; the weights move to the device on loading.
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)

@@ -64,6 +64,12 @@ def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
     damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
     assert damaged.returncode == 2 and "state.pt: corrupt checkpoint (UnpicklingError" in damaged.stderr, damaged.stderr
     assert len(damaged.stderr.strip().splitlines()) == 1, damaged.stderr
+    # A folder in its place is damage too, not "no epoch finished yet" (which would start over).
+    (checkpoint / "state.pt").unlink()
+    (checkpoint / "state.pt").mkdir()
+    damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    assert damaged.returncode == 2 and "state.pt: not a file; the checkpoint is damaged" in damaged.stderr
+    (checkpoint / "state.pt").rmdir()
     (checkpoint / "state.pt").write_bytes(saved)
 
     resumed = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
