@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
@@ -115,8 +117,8 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     from adelabel.corpus.files import read_lines
     from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.tagging_io import check_input_options, check_output, drop_sidecar, parse_record, provenance,
-                                       write_sidecar
+    from adelabel.tagging_io import (check_input_options, check_output, drop_sidecar, parse_record, provenance,
+                                     write_sidecar)
 
     ray = _ray()
     check_input_options(input_format, workers)
@@ -143,8 +145,13 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
         # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
         # the read tasks beside the workers' (which would otherwise wait for each other).
         local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers + 1}
+        ours = signal.getsignal(signal.SIGTERM)
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  **local)
+        if ours is not None and threading.current_thread() is threading.main_thread():
+            # Ray's driver exits with status 15 on TERM; the command line's handler unwinds it like Ctrl-C
+            # (status 130, as without --ray), removing the unfinished output on the way.
+            signal.signal(signal.SIGTERM, ours)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # output rows in input order
         context.enable_progress_bars = False

@@ -89,3 +89,26 @@ def test_quiet_silences_what_ray_writes_to_standard_error_and_only_that(capfd):
     with _stderr_silenced(False):
         os.write(2, b"kept\n")
     assert capfd.readouterr().err == "after\nkept\n"
+
+
+@pytest.mark.processes
+def test_a_terminated_ray_tag_exits_as_plain_tag_does_and_leaves_no_temporary_file(tiny_model_dir, tmp_path):
+    """Ray's driver installs its own TERM handler (exit status 15); ours unwinds like Ctrl-C: 130."""
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("ray.data", reason="ray[data] is in the test extras; CI installs it")
+    source = tmp_path / "many.txt"
+    source.write_text("Clozapine-induced agranulocytosis after lithium, with tremor and rash.\n" * 40_000, encoding="utf-8")
+    env = {"OMP_NUM_THREADS": "1", "RAY_ADDRESS": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    run = subprocess.Popen([sys.executable, "-m", "adelabel", "tag", str(source), "--model", str(tiny_model_dir), "--ray",
+                            "--workers", "1", "--output", str(tmp_path / "o.jsonl"), "-q"], stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT, env=env)
+    deadline = time.time() + 240
+    while not list(tmp_path.glob(".o.jsonl.tmp-*")) and time.time() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    assert run.poll() is None, run.stderr.read()[-3000:]
+    os.kill(run.pid, signal.SIGTERM)
+    assert run.wait(120) == 130, run.stderr.read()[-3000:]
+    assert not list(tmp_path.glob("*o.jsonl*"))
