@@ -192,7 +192,7 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
             for s, t in zip(splits[name], spans):
                 tags, bad = spans_to_tags(t, s.spans)
                 misaligned += bad
-                tagged.append(([s.text[a:b] for a, b in t], tags))
+                tagged.append((s.doc_id, [s.text[a:b] for a, b in t], tags))
             write_conll(out / f"{name}.conll", tagged)
         docs = len({s.doc_id for s in splits[name]})
         labelled = all(s.label for s in splits[name])

@@ -248,9 +248,10 @@ def test_non_utf8_empty_and_missing_files(tmp_path):
 
 def test_conll_round_trip(tmp_path):
     path = tmp_path / "x.conll"
-    write_conll(path, [(["Rash", "after", "naproxen"], ["B-AE", "O", "B-DRUG"])])
+    write_conll(path, [("12345", ["Rash", "after", "naproxen"], ["B-AE", "O", "B-DRUG"])])
+    assert path.read_text().startswith("-DOCSTART-\t12345\tO\n\n")
     [s] = read_conll_corpus(path)[0]
-    assert s.text == "Rash after naproxen" and s.spans == [(0, 4, "AE"), (11, 19, "DRUG")]
+    assert s.text == "Rash after naproxen" and s.spans == [(0, 4, "AE"), (11, 19, "DRUG")] and s.doc_id == "12345"
     path.write_text("Rash\tB-AE\nafter\tX-Y\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"x\.conll:2: tag 'X-Y'"):
         read_conll_corpus(path)[0]

@@ -56,9 +56,11 @@ def test_conll_reads_documents_types_and_repairs_i_after_o(tmp_path):
     rows = []
     for s in sentences:
         tokens = tokenize(s.text)
-        rows.append(([s.text[a:b] for a, b in tokens], spans_to_tags(tokens, s.spans)[0]))
+        rows.append((s.doc_id, [s.text[a:b] for a, b in tokens], spans_to_tags(tokens, s.spans)[0]))
     write_conll(again, rows)
-    assert [(s.text, s.spans) for s in read_conll_corpus(again)[0]] == [(s.text, s.spans) for s in sentences]
+    # The documents come back too: a split of data read again keeps each one whole.
+    assert [(s.doc_id, s.text, s.spans) for s in read_conll_corpus(again)[0]] == \
+        [(s.doc_id, s.text, s.spans) for s in sentences]
 
 
 def test_strict_refuses_an_i_tag_after_o_naming_the_line(capsys, tmp_path):
@@ -189,3 +191,30 @@ def test_a_conll_token_may_be_a_hash(tmp_path):
     path.write_text("# text = a comment\nItem\tO\n#\tO\n5\tB-Dose\nmg\tI-Dose\n", encoding="utf-8")
     [sentence] = read_conll_corpus(path)[0]
     assert sentence.text == "Item # 5 mg" and sentence.spans == [(7, 11, "Dose")]
+
+
+def test_prepared_conll_files_keep_their_documents(sample_data):
+    """prepare's .conll files open each document with its id, so preparing from them again deals whole
+    abstracts into splits, as preparing from the corpus did (each sentence was its own document)."""
+    from adelabel.corpus.conll import read_conll_corpus
+
+    for name in ("train", "dev", "test"):
+        rows = [json.loads(line) for line in (sample_data / f"{name}.jsonl").read_text().splitlines()]
+        again, report = read_conll_corpus(sample_data / f"{name}.conll")
+        assert [s.doc_id for s in again] == [r["doc_id"] for r in rows]
+        assert report.documents == len({r["doc_id"] for r in rows})
+
+
+def test_tag_conll_output_read_back_keeps_each_input_line_one_document(tmp_path):
+    """`tag --format conll` writes a "# text =" comment per input line (a whole abstract, say) before its
+    sentences: read back without -DOCSTART- lines, each line's sentences are one document."""
+    from adelabel.corpus.conll import read_conll_corpus
+
+    path = tmp_path / "tagged.conll"
+    path.write_text("# model = {}\n# text = Rash. Lithium stopped.\n# sentence = 0-5 ade=0.9 reported=yes\n"
+                    "Rash\tB-AE\n.\tO\n\n# sentence = 6-22 ade=0.1 reported=no\nLithium\tB-DRUG\nstopped\tO\n.\tO\n\n"
+                    "# text = \n\n# text = Fever.\n# sentence = 0-6 ade=0.2 reported=no\nFever\tO\n.\tO\n\n",
+                    encoding="utf-8")
+    sentences, report = read_conll_corpus(path)
+    assert [s.doc_id for s in sentences] == ["tagged.conll#text1"] * 2 + ["tagged.conll#text3"]
+    assert report.documents == 2

@@ -16,9 +16,22 @@ from adelabel.errors import InputError
 from adelabel.tags import tags_to_spans
 
 
-def write_conll(path: str | Path, sentences: Iterable[tuple[Sequence[str], Sequence[str]]]) -> None:
+def docstart(doc_id: str) -> str:
+    """The line that opens a document: ``-DOCSTART-<TAB>id<TAB>O``. Tools that know the convention skip
+    it; to one that does not it is a token tagged O; :func:`read_conll_corpus` takes the id back, so
+    data read again keeps its documents whole in one split."""
+    return f"-DOCSTART-\t{doc_id}\tO\n\n"
+
+
+def write_conll(path: str | Path, sentences: Iterable[tuple[str, Sequence[str], Sequence[str]]]) -> None:
+    """``(document id, tokens, tags)`` per sentence; a document's sentences are opened by its
+    :func:`docstart` line."""
     with Path(path).open("w", encoding="utf-8") as fh:
-        for tokens, tags in sentences:
+        doc = None
+        for doc_id, tokens, tags in sentences:
+            if doc_id != doc:
+                fh.write(docstart(doc_id))
+                doc = doc_id
             for token, tag in zip(tokens, tags):
                 fh.write(f"{token}\t{tag}\n")
             fh.write("\n")
@@ -37,8 +50,11 @@ class ConllReport(EntityReport):
 
 
 def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sentence], ConllReport]:
-    """Sentences of a CoNLL BIO file with their documents (``-DOCSTART-`` lines separate them; without
-    any, each sentence is its own document), and the report.
+    """Sentences of a CoNLL BIO file with their documents, and the report. ``-DOCSTART-`` lines separate
+    documents (one that names an id between it and its tag, as :func:`docstart` writes, gives the
+    document that id); in a file without any, a ``# text =`` comment opens one (``tag --format conll``
+    writes one per input line, which may hold a whole abstract); without either, each sentence is its
+    own document.
 
     An ``I-X`` that continues no ``X`` entity (after ``O``, or after another type) is read as ``B-X``
     and counted, as most tools write such files; under ``strict`` it is an error naming the line. A
@@ -49,8 +65,10 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    doc = 0
+    doc = ""
+    numbered = texts = 0
     uses_docstart = False
+    text_block: list[int] = []  # per sentence, the number of the last "# text =" comment before it
 
     def flush() -> None:
         if tokens:
@@ -59,8 +77,8 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
                 offsets.append((pos, pos + len(t)))
                 pos += len(t) + 1
             spans = tags_to_spans(offsets, tags)
-            doc_id = f"{path.name}#doc{doc}" if uses_docstart else f"{path.name}#{len(sentences) + 1}"
-            sentences.append(Sentence(text=" ".join(tokens), spans=spans, doc_id=doc_id, negative=not spans))
+            sentences.append(Sentence(text=" ".join(tokens), spans=spans, doc_id=doc, negative=not spans))
+            text_block.append(texts)
             tokens.clear()
             tags.clear()
 
@@ -71,10 +89,17 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             continue
         if line.startswith("-DOCSTART-"):
             flush()
-            doc, uses_docstart = doc + 1, True
+            named = line.split("\t") if "\t" in line else line.split()
+            numbered += 1
+            # CoNLL-2003's "-DOCSTART- -X- -X- O" names none.
+            doc = named[1] if len(named) == 3 and named[1] not in ("", "-X-") else f"{path.name}#doc{numbered}"
+            uses_docstart = True
             continue
-        if line.startswith("# ") or line == "#":
-            continue  # a comment ("# text = ..."); "#<TAB>O" is a token
+        if line.startswith("# ") or line == "#":  # a comment; "#<TAB>O" is a token
+            if line.startswith("# text ="):
+                flush()
+                texts += 1
+            continue
         cols = line.split()
         if len(cols) < 2:
             raise InputError(path, f"expected 'token tag', found {line!r}", number)
@@ -92,6 +117,9 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     flush()
     if not sentences:
         raise InputError(path, "no sentences read (expected token<TAB>tag lines)")
+    if not uses_docstart:
+        for number, (sentence, block) in enumerate(zip(sentences, text_block), start=1):
+            sentence.doc_id = f"{path.name}#text{block}" if texts else f"{path.name}#{number}"
     report.count(sentences)
     report.documents = len({s.doc_id for s in sentences})
     return sentences, report
