@@ -173,7 +173,8 @@ def test_brat_overlaps_duplicates_crlf_and_discontinuous_entities(tmp_path):
         "T5\tAE 31 33;34 41\tIt stopped\n"  # discontinuous: left out, relations to it too
         "R1\tCause Arg1:T1 Arg2:T4\n"
         "R2\tCause Arg1:T1 Arg2:T5\n"
-        "R3\tCause Arg1:T1 Arg2:T3\n", encoding="utf-8")
+        "R3\tCause Arg1:T1 Arg2:T3\n"
+        "R4\tCause Arg1:T1 Arg2:T2\n", encoding="utf-8")  # R1 again, over T4's twin
     sentences, report = read_brat(tmp_path)
     first = sentences[0]
     assert first.text == "Aspirin caused severe nausea."
@@ -182,6 +183,7 @@ def test_brat_overlaps_duplicates_crlf_and_discontinuous_entities(tmp_path):
     assert report.left_out["discontinuous entities"] == 1
     assert report.left_out["nested or crossing entities (the outer or longer one kept)"] == 1
     assert report.left_out["relations across sentences (or with an entity left out)"] == 2
+    assert report.left_out["relations given twice (kept once)"] == 1 and report.relations == 1
 
 
 def test_a_conll_token_may_be_a_hash(tmp_path):

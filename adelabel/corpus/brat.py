@@ -138,7 +138,11 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
                 # candidate_pairs): kept, such a relation would be counted and never learnt.
                 report.left_out["relations not from a DRUG to another type (relations go from a drug)"] += 1
                 continue
-            sentence.relations.append((where[a][1], where[b][1]))
+            pair = (where[a][1], where[b][1])
+            if pair in sentence.relations:  # written twice, or over two ids of one span (merged above)
+                report.left_out["relations given twice (kept once)"] += 1
+                continue
+            sentence.relations.append(pair)
             report.relations += 1
         else:
             report.left_out["relations across sentences (or with an entity left out)"] += 1
