@@ -206,7 +206,10 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     for i, q in zip(kept, calibrated):
         predicted[i] = predicted[i]._replace(sentence=q)
     f1s = decision_f1s(model, predicted, kept, [not negative[i] for i in kept])
-    model.gate_threshold.fill_(max(f1s.values()) / 2)
+    best = max(f1s.values())
+    # No threshold reports a single ADE sentence rightly (a model that pairs nothing yet): half of 0
+    # would be 0, which means "gate open" (every sentence reported); the calibrated midpoint keeps it shut.
+    model.gate_threshold.fill_(best / 2 if best > 0 else 0.5)
     return predicted
 
 

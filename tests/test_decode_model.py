@@ -215,6 +215,11 @@ def test_the_gate_threshold_is_half_the_best_sentence_f1_on_dev(monkeypatch):
     calibrated = torch.sigmoid(torch.logit(torch.tensor([0.8, 0.2], dtype=torch.float64)) * float(model.gate_scale)
                                + float(model.gate_shift))
     assert calibrated.tolist() == pytest.approx([0.8, 1 / 6], abs=1e-3)
+    # A model that finds no pair in any sentence: every threshold's F1 is 0, and half of it, 0, would
+    # open the gate to every sentence. The threshold stays a real one.
+    monkeypatch.setattr(evaluate, "decision_f1s", lambda *a: dict.fromkeys(evaluate.GATE_THRESHOLDS, 0.0))
+    evaluate.tune_gate(model, examples, [not r for r in reports_ade], 8, torch.device("cpu"))
+    assert float(model.gate_threshold) == 0.5
 
 
 def test_scoring_dev_reuses_the_predictions_tuning_made():
