@@ -126,10 +126,7 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
         related = model.relate(output, torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, 5)).cpu()
         probs = iter(platt(related, model.relation_calibration).tolist() if model.relation is not None
                      else related.tolist())
-        means = [[sum(conf[row][a:b]) / (b - a) for a, b, _ in spans[row]] for row in range(len(indices))]
-        flat = platt(torch.tensor([m for row in means for m in row], dtype=torch.float64),
-                     model.entity_calibration).tolist()
-        scores = iter(flat)
+        scores = iter(model.entity_scores(output, batch.mask, decoded.tags, conf, spans))
         for row, i in enumerate(indices):
             n = len(examples[i].words)
             pairs = [(d, o, next(probs)) for d, o in candidates[row]]

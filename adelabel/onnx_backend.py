@@ -5,12 +5,13 @@ output is the one torch gives (the same spans; scores equal to rounding).
 
 The export is written into the model folder, as ``onnx/`` (written whole, like the folder):
 ``encoder.onnx``, ``relation.onnx`` (a model with a relation head) and ``onnx.json``, which records
-the adelabel version and the checksum of the weights it was made from, so a graph never runs beside
-other weights or under another version's inference code.
+the adelabel version, the checksum of the weights it was made from and those of the graphs, so a
+graph never runs beside other weights, under another version's inference code, or changed since.
 """
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from adelabel.versions import __version__
 
 ONNX, META = "onnx", "onnx.json"
 ENCODER_INPUTS = ["words", "chars", "spellings", "lengths", "mask"]
+GRAPHS = ("encoder.onnx", "relation.onnx")
 EXPORTABLE = ("bilstm", "lstm", "bigru", "gru", "birnn", "rnn")
 is_onnx_dir = atomic.json_with(META, "adelabel", "weights")
 
@@ -60,6 +62,10 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
         kind = "classifier" if config.get("task") == "classify" else "tagger"
         raise OptionError(f"--format onnx: exports the recurrent taggers ({', '.join(EXPORTABLE)}); "
                           f"{directory} is a {config['arch']} {kind}")
+    if config["model"].get("chars") == "lstm":
+        # Its packed sequences over a batch's spellings do not trace (torch's exporter fails deep inside).
+        raise OptionError(f"--format onnx: exports taggers whose character features are cnn or none; {directory} "
+                          "reads characters with an LSTM (model.chars = lstm)")
     target = directory / ONNX
     atomic.check_output_dir(target, "export", is_onnx_dir)
     words = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
@@ -86,12 +92,19 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
             if quantize:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-                for name in ("encoder.onnx", "relation.onnx"):
+                for name in GRAPHS:
                     if (tmp / name).is_file():
-                        quantize_dynamic(str(tmp / name), str(tmp / f"q-{name}"), weight_type=QuantType.QInt8)
+                        # Its advice to pre-process the graph goes to the root logger at WARNING on every
+                        # run; a successful export prints nothing else.
+                        logging.disable(logging.WARNING)
+                        try:
+                            quantize_dynamic(str(tmp / name), str(tmp / f"q-{name}"), weight_type=QuantType.QInt8)
+                        finally:
+                            logging.disable(logging.NOTSET)
                         (tmp / f"q-{name}").replace(tmp / name)
+            graphs = {name: atomic.sha256(tmp / name) for name in GRAPHS if (tmp / name).is_file()}
             meta = {"adelabel": __version__, "weights": atomic.sha256(directory / model_dir.WEIGHTS),
-                    "arch": config["arch"], "outputs": outputs, "quantized": quantize, "opset": 17}
+                    "graphs": graphs, "arch": config["arch"], "outputs": outputs, "quantized": quantize, "opset": 17}
             (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     finally:
         base.DENSE_FILL = fill
@@ -122,8 +135,14 @@ class _Session:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"])
 
+    def inputs(self) -> set[str]:
+        return {i.name for i in self.session.get_inputs()}
+
     def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
-        feed = {k: v.cpu().numpy() for k, v in inputs.items()}
+        # The exporter leaves out the inputs a model never reads (no gate: no mask; chars = none: no
+        # characters), and onnxruntime refuses a name the graph does not declare.
+        declared = self.inputs()
+        feed = {k: v.cpu().numpy() for k, v in inputs.items() if k in declared}
         return [torch.from_numpy(a) for a in self.session.run(None, feed)]
 
 
@@ -182,11 +201,24 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
                                         f"this version; export again with `adelabel export --model {directory} --format onnx`")
     if meta.get("weights") != atomic.sha256(directory / model_dir.WEIGHTS):
         raise InputError(folder / META, "exported from other weights than this model folder's; export again")
-    model.forward = _OnnxForward(_Session(folder / "encoder.onnx"), gate=model.gate is not None)
+    graphs = meta.get("graphs")
+    expected = ["encoder.onnx"] + (["relation.onnx"] if model.relation is not None else [])
+    if not isinstance(graphs, dict) or sorted(graphs) != sorted(expected):
+        raise InputError(folder / META, f"does not list the checksums of {', '.join(expected)}; export again")
+    for name in expected:
+        if not (folder / name).is_file():
+            raise InputError(folder / name, "missing from the ONNX export")
+        if atomic.sha256(folder / name) != graphs[name]:
+            raise InputError(folder / name, f"checksum mismatch with {META}: the graph was changed or replaced "
+                                            "since it was exported; export again")
+    encoder = _Session(folder / "encoder.onnx")
+    unknown = encoder.inputs() - set(ENCODER_INPUTS)
+    if "words" not in encoder.inputs() or unknown:
+        raise InputError(folder / "encoder.onnx", "not a tagger's encoder graph (its inputs are "
+                                                  f"{', '.join(sorted(encoder.inputs()))})")
+    model.forward = _OnnxForward(encoder, gate=model.gate is not None)
     model.onnx_quantized = bool(meta.get("quantized"))  # said in each output's provenance
     model.screen = _no_screen
     if model.relation is not None:
-        if not (folder / "relation.onnx").is_file():
-            raise InputError(folder / "relation.onnx", "missing from the ONNX export")
         model.relation.forward = _OnnxRelation(_Session(folder / "relation.onnx"))
     return model

@@ -95,8 +95,52 @@ def test_bad_exports_and_options_are_one_line_errors(capsys, exported, tiny_mode
     (folder / "onnx" / "encoder.onnx").write_bytes(b"not a graph")
     meta.write_text(meta.read_text().replace('"adelabel": "0.0.1-', '"adelabel": "'))
     code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
+    assert code == 2 and "encoder.onnx: checksum mismatch with onnx.json" in err
+    # Listed as it is now, the damaged graph is still refused, by onnxruntime.
+    from adelabel.atomic import sha256
+
+    signed = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**signed, "graphs": {**signed["graphs"], "encoder.onnx": sha256(folder / "onnx" / "encoder.onnx")}}))
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
     assert code == 2 and "encoder.onnx: cannot load the ONNX graph" in err
+    # Another graph in its place (listed so): its inputs say it is no tagger's encoder.
+    shutil.copy(folder / "onnx" / "relation.onnx", folder / "onnx" / "encoder.onnx")
+    meta.write_text(json.dumps({**signed, "graphs": {**signed["graphs"], "encoder.onnx": sha256(folder / "onnx" / "encoder.onnx")}}))
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
+    assert code == 2 and "encoder.onnx: not a tagger's encoder graph" in err
+    del signed["graphs"]  # an export that does not list its graphs' checksums
+    meta.write_text(json.dumps(signed))
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
+    assert code == 2 and "does not list the checksums of encoder.onnx, relation.onnx" in err
     code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "tensorrt")
     assert code == 2 and "--backend: expected torch or onnx, got 'tensorrt'" in err
     code, _, err = run_cli(capsys, "export", "--model", folder, "--format", "tflite")
     assert code == 2 and "--format: expected onnx" in err
+
+
+@pytest.mark.parametrize("setting", ["model.gate=false", "model.chars=none"])
+def test_taggers_without_a_gate_or_characters_export_and_tag_as_torch_does(sample_data, tmp_path, setting):
+    """The exporter leaves out the inputs such a model never reads; the backend feeds what the graph
+    declares."""
+    from adelabel import Tagger
+    from adelabel.onnx_backend import export
+    from conftest import train_small
+
+    folder = train_small(sample_data, tmp_path / "m", setting, "train.max_epochs=3", "model.hidden_size=16")
+    export(folder)
+    texts = (ROOT / "corpora/sample/example.txt").read_text(encoding="utf-8").splitlines() + ["", "Rash."]
+    torch_ = [a.to_dict() for a in Tagger.load(folder).analyze_pipe(texts)]
+    onnx_ = [a.to_dict() for a in Tagger.load(folder, backend="onnx").analyze_pipe(texts)]
+    strip = lambda rows: [{**r, "entities": [{k: v for k, v in e.items() if k != "score"} for e in r["entities"]],  # noqa: E731
+                           "relations": [(x["drug"], x["effect"]) for x in r["relations"]], "sentences": len(r["sentences"]),
+                           "ade": round(r["ade"], 4)} for r in rows]
+    assert strip(onnx_) == strip(torch_)
+
+
+def test_a_character_lstm_tagger_is_refused_before_export(capsys, sample_data, tmp_path):
+    from conftest import train_small
+
+    folder = train_small(sample_data, tmp_path / "m", "model.chars=lstm", "train.max_epochs=1", "model.hidden_size=8")
+    code, _, err = run_cli(capsys, "export", "--model", folder)
+    assert code == 2 and "reads characters with an LSTM (model.chars = lstm)" in err and "Traceback" not in err
+    assert not (folder / "onnx").exists()

@@ -278,6 +278,16 @@ def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_
     for a, b in zip(alone.analyze_pipe(lines), twice.analyze_pipe(lines)):
         assert a.to_dict() == b.to_dict()
     assert sum(len(a.entities) for a in twice.analyze_pipe(lines)) > 10
+    # An entity's score is calibrated in an ensemble as in its members: the members' calibrated scores,
+    # averaged. (The ensemble decodes from averaged marginals, not by the CRF: compare the spans both find.)
+    matched = 0
+    for a, b in zip(one.analyze_pipe(lines), twice.analyze_pipe(lines)):
+        mine = {(e.start, e.end, e.label): e.score for e in a.entities}
+        for e in b.entities:
+            if (e.start, e.end, e.label) in mine:
+                assert e.score == pytest.approx(mine[(e.start, e.end, e.label)], abs=1e-4)
+                matched += 1
+    assert matched > 10
     # Threads sharing one ensemble get each their own answers: its members' outputs travel with each
     # forward pass (Output.members), not on the module, where another call would overwrite them.
     from concurrent.futures import ThreadPoolExecutor

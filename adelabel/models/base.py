@@ -272,6 +272,15 @@ class SequenceLabeler(nn.Module):
             return torch.ones(pairs.shape[0], device=pairs.device)
         return torch.sigmoid(self.relation(out.states, pairs).float())
 
+    def entity_scores(self, out: Output, mask: torch.Tensor, tags: torch.Tensor, confidence: Sequence[Sequence[float]],
+                      spans: Sequence[Sequence[tuple[int, int, str]]]) -> list[float]:
+        """Each span's calibrated score, row by row: its tokens' mean ``confidence`` (the decoded tags'
+        probabilities, rows as in the batch) through the entity calibration."""
+        from adelabel.inference import platt
+
+        means = [sum(confidence[row][a:b]) / (b - a) for row, found in enumerate(spans) for a, b, _ in found]
+        return platt(torch.tensor(means, dtype=torch.float64), self.entity_calibration).tolist()
+
     def sentence_probability(self, logits: torch.Tensor) -> torch.Tensor:
         """The gate's logits as calibrated probabilities that each sentence reports an event."""
         return torch.sigmoid(logits.float() * self.gate_scale + self.gate_shift)

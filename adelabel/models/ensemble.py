@@ -2,8 +2,8 @@
 tags with the mean of its members' probabilities and is used wherever one tagger is.
 
 Per token, each member's tag probabilities (the CRF's marginals, or the softmax) are averaged and the
-best IOB2-valid sequence is decoded from the mean; a sentence's probability of reporting an event and
-a pair's probability of being related are the means of the members' calibrated ones, and the gate's
+best IOB2-valid sequence is decoded from the mean; a sentence's probability of reporting an event,
+a pair's probability of being related and an entity's score are the means of the members' calibrated ones, and the gate's
 threshold is the mean of theirs. Members must share the tags and the vocabulary (the same prepared
 data gives the same vocabulary), so one encoding of the text serves them all.
 """
@@ -49,6 +49,16 @@ class Ensemble(SequenceLabeler):
             sentence = torch.logit(torch.stack(each).mean(0).clamp(1e-7, 1 - 1e-7)).float()
         # Log probabilities: decoding's log-softmax leaves them as they are.
         return Output(probs.clamp_min(1e-12).log(), sentence, members=outputs)
+
+    def entity_scores(self, out: Output, mask: torch.Tensor, tags: torch.Tensor, confidence, spans) -> list[float]:
+        """The mean of the members' calibrated scores for each span, each member's from its own
+        probabilities of the tags the ensemble decoded (its calibration was fitted on those): an
+        ensemble of one model with itself scores as the model does."""
+        each = []
+        for m, o in zip(self.members, out.members):
+            own = _marginals(m, o, mask).gather(-1, tags[..., None]).squeeze(-1).clamp(0.0, 1.0).cpu().tolist()
+            each.append(torch.tensor(m.entity_scores(o, mask, tags, own, spans), dtype=torch.float64))
+        return torch.stack(each).mean(0).tolist() if each else []
 
     def relate(self, out: Output, pairs: torch.Tensor) -> torch.Tensor:
         from adelabel.inference import platt
