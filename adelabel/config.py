@@ -22,13 +22,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from adelabel.errors import AdelabelError, InputError
 
 
 MAX_SEED = 2**32 - 1
 """numpy's generators (word2vec, the split) take seeds from 0 to this."""
+
+
+MAX_SIZE = 8192
+"""The largest layer size (units, features, beam) a config may ask for: past it a typo's extra digits
+would be an allocation the machine cannot make, reported as a bad value rather than a crash."""
+MAX_LAYERS = 32
 
 
 class Section(BaseModel):
@@ -45,38 +51,38 @@ class _WordInput(Section):
     freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
     chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word",
                                                   json_schema_extra={"search": {"choices": ["cnn", "lstm", "none"]}})
-    char_size: int = Field(50, ge=1, description="size of the character features",
+    char_size: int = Field(50, ge=1, le=MAX_SIZE, description="size of the character features",
                            json_schema_extra={"search": {"choices": [25, 50, 100]}})
 
 
 class RecurrentModel(_Heads, _WordInput):
     """Word vectors (+ character features) -> RNN/GRU/LSTM -> time-distributed dense head -> tags."""
 
-    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction",
+    hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="units of the recurrent layer, per direction",
                              json_schema_extra={"search": {"choices": [100, 200, 300]}})
-    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)",
+    layers: int = Field(1, ge=1, le=MAX_LAYERS, description="stacked recurrent layers (dropout between them)",
                         json_schema_extra={"search": {"choices": [1, 2]}})
-    dense_size: int = Field(100, ge=1, description="units of the time-distributed dense layer",
+    dense_size: int = Field(100, ge=1, le=MAX_SIZE, description="units of the time-distributed dense layer",
                             json_schema_extra={"search": {"choices": [50, 100, 200]}})
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and in the head",
                            json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
     crf: bool = Field(True, description="a CRF output layer; false gives a softmax per token")
-    gate_size: int = Field(100, ge=1, description="units per direction of the sentence gate's own BiLSTM",
+    gate_size: int = Field(100, ge=1, le=MAX_SIZE, description="units per direction of the sentence gate's own BiLSTM",
                            json_schema_extra={"search": {"choices": [50, 100, 200]}})
 
 
 class Seq2SeqModel(_Heads, _WordInput):
     """BiLSTM encoder; an attending LSTM decoder emits one tag per token."""
 
-    hidden_size: int = Field(200, ge=1, description="encoder units per direction")
-    layers: int = Field(1, ge=1, description="encoder layers")
-    decoder_size: int = Field(200, ge=1, description="decoder LSTM units")
-    tag_dim: int = Field(25, ge=1, description="size of the previous tag's embedding fed to the decoder")
+    hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="encoder units per direction")
+    layers: int = Field(1, ge=1, le=MAX_LAYERS, description="encoder layers")
+    decoder_size: int = Field(200, ge=1, le=MAX_SIZE, description="decoder LSTM units")
+    tag_dim: int = Field(25, ge=1, le=MAX_SIZE, description="size of the previous tag's embedding fed to the decoder")
     attention: Literal["additive", "multiplicative"] = Field("additive", description="Bahdanau or Luong attention")
     peek: bool = Field(False, description="feed the encoder's sentence summary to every decoder step")
     teacher_forcing: float = Field(1.0, ge=0.0, le=1.0, description="probability of feeding the gold previous tag")
     sampling_decay: float = Field(0.0, ge=0.0, description="k > 0: scheduled sampling, the ratio falls as k/(k+exp(batch/k))")
-    beam: int = Field(3, ge=1, description="beam width when tagging; 1 is greedy")
+    beam: int = Field(3, ge=1, le=MAX_SIZE, description="beam width when tagging; 1 is greedy")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs and decoder steps")
 
 
@@ -99,9 +105,9 @@ class _Pooled(Section):
 class RecurrentClassifier(_Pooled, _WordInput):
     """Word vectors (+ character features) -> RNN/GRU/LSTM -> pooled over the sentence -> classes."""
 
-    hidden_size: int = Field(200, ge=1, description="units of the recurrent layer, per direction",
+    hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="units of the recurrent layer, per direction",
                              json_schema_extra={"search": {"choices": [100, 200, 300]}})
-    layers: int = Field(1, ge=1, description="stacked recurrent layers (dropout between them)",
+    layers: int = Field(1, ge=1, le=MAX_LAYERS, description="stacked recurrent layers (dropout between them)",
                         json_schema_extra={"search": {"choices": [1, 2]}})
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and before the output",
                            json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
@@ -262,10 +268,13 @@ class ConfigBuilder:
         self.origin: dict[str, str] = {}
         if packaged:
             self.add(tomllib.loads(_packaged(arch, task)),
-                     f"adelabel/configs/{'' if task == 'tag' else task + '/'}{arch}.toml")
+                     f"adelabel/configs/{'' if task == 'tag' else task + '/'}{arch}.toml", typed=True)
 
-    def add(self, data: dict, source: str) -> "ConfigBuilder":
-        """Override with ``data`` (nested like the TOML files); ``source`` names it in errors."""
+    def add(self, data: dict, source: str, typed: bool = False) -> "ConfigBuilder":
+        """Override with ``data`` (nested like the TOML files); ``source`` names it in errors. ``typed``:
+        the values come from a file that has types (TOML, JSON), so each must already be of its
+        field's type: ``hidden_size = "200"`` or ``gate = 1`` is refused, not converted (a whole number
+        stands for a real one). Untyped values (``--set``'s strings) are parsed by the field's type."""
         for key, value in _flatten(data, source).items():
             if key in ("arch", "task"):
                 if value != getattr(self, key):
@@ -275,6 +284,11 @@ class ConfigBuilder:
                 near = difflib.get_close_matches(key, list(self.keys), n=1)
                 hint = f" (did you mean {near[0]}?)" if near else f"; known keys: {', '.join(self.keys)}"
                 raise AdelabelError(f"{source}: {key}: unknown key{hint}")
+            if typed:
+                try:
+                    TypeAdapter(self.keys[key].annotation).validate_python(value, strict=True)
+                except ValidationError as err:
+                    raise AdelabelError(f"{source}: {key}: {_describe(err.errors()[0])}") from None
             self.values[key] = value
             self.origin[key] = source
         return self
@@ -348,19 +362,22 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
         task = task or file_task
     builder = ConfigBuilder(arch or DEFAULT_ARCH, task or DEFAULT_TASK)
     if path is not None:
-        builder.add(data, str(path))
+        builder.add(data, str(path), typed=True)
     return builder.set(list(overrides or [])).build()
 
 
 def validate_saved(data: dict, source: str) -> Config:
     """A config as saved in a model folder, checked against the schema (nothing layered on it)."""
     arch, task = data.get("arch"), data.get("task", DEFAULT_TASK)
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise AdelabelError(f"{source}: arch: unknown architecture {arch!r}")
-    if task not in TASKS or arch not in architectures(task):
+    if not isinstance(task, str) or task not in TASKS or arch not in architectures(task):
         raise AdelabelError(f"{source}: task: {task!r} is not a task {arch!r} can do")
+    for section in ("model", "train"):
+        if section in data and not isinstance(data[section], dict):
+            raise AdelabelError(f"{source}: {section}: expected a table of settings, got {data[section]!r}")
     return ConfigBuilder(arch, task, packaged=False).add(
-        {k: data[k] for k in ("arch", "task", "seed", "model", "train") if k in data}, source).build()
+        {k: data[k] for k in ("arch", "task", "seed", "model", "train") if k in data}, source, typed=True).build()
 
 
 def to_toml(config: Config) -> str:

@@ -178,7 +178,9 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
         raise InputError(directory / CONFIG, f"model format {version!r} (made by an older adelabel) is not "
                                              f"{FORMAT_VERSION}, the one this version reads; rebuild it with "
                                              f"`adelabel train --arch {arch} --data {data} --out {directory}`")
-    if version == FORMAT_VERSION or version == 4:
+    # Formats 4 and 5 always have a manifest; one beside an older format is checked too, or editing the
+    # format in config.json would pass files its checksums no longer match.
+    if version == FORMAT_VERSION or version == 4 or (directory / MANIFEST).exists():
         _check_manifest(directory)
     elif isinstance(config.get("model"), dict):
         config["model"].setdefault("relations", False)  # format 3 had no relation head

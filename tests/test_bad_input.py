@@ -27,6 +27,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "broken.toml").write_text("[train\nlr = 1\n")
     (t / "typo.toml").write_text("[train]\npatiance = 3\n")
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
+    (t / "quoted.toml").write_text("[model]\nhidden_size = \"200\"\n")
     (t / "gru.toml").write_text('arch = "gru"\n')
     (t / "vec.bin").write_bytes(b"not vectors")
     (t / "q.meta.json").write_text("Rash after naproxen.\n", encoding="utf-8")
@@ -98,6 +99,8 @@ CASES = [
     ("train --config {t}/broken.toml", "{t}/broken.toml: not valid TOML"),
     ("train --config {t}/typo.toml", "{t}/typo.toml: train.patiance: unknown key (did you mean train.patience?)"),
     ("train --config {t}/wrongtype.toml", "{t}/wrongtype.toml: model.crf: expected true or false, got 'sometimes'"),
+    ("train --config {t}/quoted.toml", "{t}/quoted.toml: model.hidden_size: expected a whole number, got '200'"),
+    ("train --data {d} --out {t}/o --set model.hidden_size=1000000000000", "--set: model.hidden_size: must be <= 8192"),
     ("train --arch bilstm --config {t}/gru.toml", "{t}/gru.toml: arch: this config is for 'gru', but --arch says 'bilstm'"),
     ("train --data {t}/nodata --out {t}/o", "{t}/nodata/manifest.json: no prepared data here"),
     ("train --data {t}/tampered-data --out {t}/o", "{t}/tampered-data/dev.jsonl: checksum mismatch"),

@@ -337,6 +337,15 @@ def _truncate(folder):
     (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "hidden_sise": 3}}), True, r"config\.json: model\.hidden_sise: unknown key \(did you mean model\.hidden_size\?\)"),
     (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "crf": "yes please"}}), True, r"config\.json: model\.crf: expected true or false"),
     (_edit_json("config.json", lambda c: {**c, "format_version": 1}), True, r"config\.json: model format 1 .* rebuild it with `adelabel train --arch bilstm"),
+    # Saved values keep their JSON types: a string, a real or a true where a whole number belongs is damage.
+    (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "hidden_size": "8"}}), True, r"config\.json: model\.hidden_size: expected a whole number, got '8'"),
+    (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "hidden_size": True}}), True, r"config\.json: model\.hidden_size: expected a whole number, got True"),
+    (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "gate": 1}}), True, r"config\.json: model\.gate: expected true or false, got 1"),
+    (_edit_json("config.json", lambda c: {**c, "model": {**c["model"], "hidden_size": 10 ** 12}}), True, r"config\.json: model\.hidden_size: must be <= 8192"),
+    (_edit_json("config.json", lambda c: {**c, "model": "bilstm"}), True, r"config\.json: model: expected a table of settings"),
+    (_edit_json("config.json", lambda c: {**c, "arch": ["bilstm"]}), True, r"config\.json: arch: unknown architecture \['bilstm'\]"),
+    # An older format named in config.json does not skip the manifest's checksums.
+    (_edit_json("config.json", lambda c: {**c, "format_version": 3}), False, r"config\.json: checksum mismatch"),
     (lambda f: (f / model_dir.CONFIG).write_text("{not json"), True, r"config\.json: corrupt JSON"),
     (_nan_weights, True, r"model\.safetensors: dense\.0\.weight: holds NaN"),
     (_threshold, True, r"model\.safetensors: gate_threshold 5\.0 is not in \[0, 1\]"),
