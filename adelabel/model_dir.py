@@ -128,9 +128,15 @@ def _check_classes(classes, positive, path: Path) -> dict:
 def task_of(directory: str | Path) -> str | None:
     """The task of a model folder ("tag" or "classify") as its config says, read before loading it
     whole (which checks everything); None when that cannot be read, for :func:`load` to explain."""
+    directory = Path(directory)
     try:
-        task = json.loads((Path(directory) / CONFIG).read_text(encoding="utf-8")).get("task", "tag")
-    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        if (directory / MANIFEST).exists():
+            # An edited config.json must be reported as damage by load, not believed here.
+            listed = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["files"][CONFIG]
+            if listed != sha256(directory / CONFIG):
+                return None
+        task = json.loads((directory / CONFIG).read_text(encoding="utf-8")).get("task", "tag")
+    except (OSError, ValueError, AttributeError, TypeError, KeyError, RecursionError):
         return None
     return task if task in ("tag", "classify") else None
 
@@ -214,6 +220,11 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
     build = build_model if validated.task == "tag" else build_classifier
     model = build(validated.arch, **head, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
                   embedding_dim=dim, assets=assets, **validated.model.model_dump())
+    for name, want in model.state_dict().items():
+        # load_state_dict would cast integers into weights (and reals into counters) without a word.
+        if name in state and state[name].is_floating_point() != want.is_floating_point():
+            raise InputError(weights, f"{name}: stored as {state[name].dtype}, not as "
+                                      f"{'real numbers' if want.is_floating_point() else 'whole numbers'}")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

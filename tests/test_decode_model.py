@@ -318,6 +318,14 @@ def _threshold(folder):
     save_file(state, str(folder / model_dir.WEIGHTS))
 
 
+def _int_weights(folder):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / model_dir.WEIGHTS))
+    state["dense.0.weight"] = state["dense.0.weight"].to(torch.int8)
+    save_file(state, str(folder / model_dir.WEIGHTS))
+
+
 def _truncate(folder):
     weights = folder / model_dir.WEIGHTS
     weights.write_bytes(weights.read_bytes()[:100])
@@ -350,6 +358,7 @@ def _truncate(folder):
     (_nan_weights, True, r"model\.safetensors: dense\.0\.weight: holds NaN"),
     (_threshold, True, r"model\.safetensors: gate_threshold 5\.0 is not in \[0, 1\]"),
     (_truncate, True, r"model\.safetensors: corrupt weights file"),
+    (_int_weights, True, r"model\.safetensors: dense\.0\.weight: stored as torch\.int8, not as real numbers"),
 ])
 def test_a_damaged_model_folder_is_refused_naming_the_file(tmp_path, damage, reseal_it, message):
     folder = _saved(tmp_path)
@@ -755,3 +764,14 @@ def test_dropout_keeps_each_element_with_the_right_probability_and_scales_it():
     assert drop(x) is x
     with pytest.raises(ValueError):
         Dropout(1.0)
+
+
+def test_an_edited_task_is_reported_as_damage_not_believed(tmp_path):
+    """Tagger.load reads a folder's task before loading it whole; an edited config.json must come out
+    as the checksum mismatch it is, not as "a sentence classifier"."""
+    from adelabel import Tagger
+
+    folder = _saved(tmp_path)
+    _edit_json("config.json", lambda c: {**c, "task": "classify"})(folder)
+    with pytest.raises(InputError, match=r"config\.json: checksum mismatch"):
+        Tagger.load(folder)
