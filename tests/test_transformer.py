@@ -186,3 +186,21 @@ def test_a_transformer_and_a_recurrent_tagger_form_one_ensemble(checkpoint):
                     torch.device("cpu"), threshold=0.0)
     analysis = tagger.analyze("Rash after naproxen. A long sentence.")
     assert len(analysis.sentences) == 2 and all(0.0 < s.ade < 1.0 for s in analysis.sentences)
+
+
+def test_a_roberta_style_encoder_gets_windows_its_positions_can_number(checkpoint, tmp_path):
+    """RoBERTa numbers positions from its padding index + 1: 20 position embeddings with padding at 1
+    leave 18 positions, so a window asked for 20 is cut to 18 rather than crash on a long sentence."""
+    from transformers import RobertaConfig, RobertaModel
+
+    path = tmp_path / "tiny-roberta"
+    shutil.copytree(checkpoint, path)  # the BERT tokeniser serves; the encoder is what matters here
+    (path / "model.safetensors").unlink()
+    torch.manual_seed(0)
+    RobertaModel(RobertaConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=20, pad_token_id=1)).save_pretrained(str(path))
+    model = tiny_transformer(path, window=20, stride=2)
+    assert model.window == 18
+    with torch.no_grad():
+        scores = model(collate([encode(" ".join([LONG] * 3), tiny_vocabs())])).scores
+    assert scores.shape[1] == 33 and torch.isfinite(scores).all()

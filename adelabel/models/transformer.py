@@ -82,8 +82,11 @@ class EncoderReader:
     def _set_encoder(self, tokenizer, encoder_model, window: int, stride: int) -> None:
         self.tokenizer, self.encoder = tokenizer, encoder_model
         # A window may not be longer than the encoder has position embeddings for, and two windows
-        # must share less than a window (at most half of it here).
-        self.window = min(window, getattr(encoder_model.config, "max_position_embeddings", window))
+        # must share less than a window (at most half of it here). RoBERTa-style encoders number
+        # positions from their padding index + 1 (514 embeddings for 512 positions).
+        positions = getattr(encoder_model.config, "max_position_embeddings", window)
+        first = getattr(getattr(encoder_model, "embeddings", None), "padding_idx", None)
+        self.window = min(window, positions - (first + 1 if isinstance(first, int) else 0))
         self.stride = min(stride, self.window // 2)
 
     def save_assets(self, directory: Path) -> None:
