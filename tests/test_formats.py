@@ -156,8 +156,22 @@ def test_format_options_are_checked(capsys, tmp_path):
     assert code == 2 and "--format conll reads a file of token<TAB>tag lines; this is a folder" in err
     code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--format", "xml", "--out", tmp_path / "d")
     assert code == 2 and "--format: expected auto, ade, labelled, conll or brat, got 'xml'" in err
-    code, _, err = run_cli(capsys, "cv", "--corpus", tmp_path, "--format", "brat")
-    assert code == 2 and "--format: expected auto, ade or labelled, got 'brat'" in err
+    code, _, err = run_cli(capsys, "cv", "--corpus", tmp_path, "--format", "conll")
+    assert code == 2 and "--format conll reads a file of token<TAB>tag lines; this is a folder" in err
+
+
+def test_cv_reads_a_conll_file_by_its_documents(capsys, sample_data, tmp_path):
+    """cv takes prepare's formats: a CoNLL file's -DOCSTART- documents are dealt into folds whole."""
+    out = tmp_path / "cv"
+    code, _, err = run_cli(capsys, "cv", "--corpus", sample_data / "train.conll", "--format", "conll", "--folds", "2",
+                           "--epochs", "1", "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q",
+                           "--set", "model.hidden_size=8", "--set", "model.char_size=8", "--set", "model.gate_size=8")
+    assert code == 0, err
+    assert json.loads((out / "settings.json").read_text())["format"] == "conll"
+    tested = [{json.loads(line)["doc_id"] for line in (out / f"fold-0{k}" / "data" / "test.jsonl").read_text().splitlines()}
+              for k in (1, 2)]
+    documents = {json.loads(line)["doc_id"] for line in (sample_data / "train.jsonl").read_text().splitlines()}
+    assert tested[0] | tested[1] == documents and not tested[0] & tested[1]
 
 
 def test_brat_overlaps_duplicates_crlf_and_discontinuous_entities(tmp_path):

@@ -352,3 +352,29 @@ def test_a_terminated_tag_leaves_no_temporary_file(tmp_path):
     run.send_signal(signal.SIGTERM)
     assert run.wait(60) == 130 and "Traceback" not in run.stderr.read()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.txt"]  # no .o.jsonl.tmp-*, no o.jsonl
+
+
+def test_evaluate_scores_in_the_models_own_eval_batch_size(sample_model, sample_data, tmp_path, capsys, monkeypatch):
+    """train.eval_batch_size ("sentences per batch when scoring") holds for evaluate as for training's dev
+    scoring: a transformer saved with 64 is not scored 256 at a time."""
+    import shutil
+
+    from adelabel import inference
+    from adelabel.atomic import sha256
+    from conftest import run_cli
+
+    folder = tmp_path / "m"
+    shutil.copytree(sample_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["train"]["eval_batch_size"] = 7
+    (folder / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["config.json"] = sha256(folder / "config.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    sizes = []
+    real = inference.predict
+    monkeypatch.setattr(inference, "predict", lambda model, examples, batch_size, *a, **k: (
+        sizes.append(batch_size), real(model, examples, batch_size, *a, **k))[1])
+    code, _, err = run_cli(capsys, "evaluate", "--model", folder, "--data", sample_data)
+    assert code == 0, err
+    assert sizes and set(sizes) == {7}
