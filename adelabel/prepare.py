@@ -25,7 +25,7 @@ from adelabel.embeddings import (coverage, make_keyed_vectors, read_pretrained, 
                                  train_word2vec)
 from adelabel.errors import AdelabelError, InputError
 from adelabel.split import SPLITS, split_by_document
-from adelabel.tags import spans_to_tags
+from adelabel.tags import spans_to_tags, tags_to_spans
 from adelabel.text import tokenize
 from adelabel.vocab import normalize
 from adelabel.versions import versions
@@ -182,7 +182,7 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
     """Each split as JSONL and CoNLL; returns their normalised tokens (for word2vec) and how many
     entity boundaries fell inside a token."""
     tokens: dict[str, list[list[str]]] = {}
-    misaligned = 0
+    misaligned = lost = 0
     for name in SPLITS:
         write_jsonl(out / f"{name}.jsonl", splits[name])
         spans = [tokenize(s.text) for s in splits[name]]
@@ -192,6 +192,7 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
             for s, t in zip(splits[name], spans):
                 tags, bad = spans_to_tags(t, s.spans)
                 misaligned += bad
+                lost += len(s.spans) - len(tags_to_spans(t, tags))
                 tagged.append((s.doc_id, [s.text[a:b] for a, b in t], tags))
             write_conll(out / f"{name}.conll", tagged)
         docs = len({s.doc_id for s in splits[name]})
@@ -202,6 +203,9 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
             f"{sum(map(len, tokens[name])):,} tokens, {what}")
     if not labelled:
         log(f"entity boundaries inside a token (widened to the token): {misaligned:,}")
+        if lost:  # zero on the ADE corpus; a brat or CoNLL corpus may annotate inside words
+            log(f"entities the tags cannot hold (on no token, or on a token another entity takes; left out of "
+                f"training and of the gold the scores count): {lost:,}")
     return tokens, misaligned
 
 

@@ -234,3 +234,20 @@ def test_tag_conll_output_read_back_keeps_each_input_line_one_document(tmp_path)
     sentences, report = read_conll_corpus(path)
     assert [s.doc_id for s in sentences] == ["tagged.conll#text1"] * 2 + ["tagged.conll#text3"]
     assert report.documents == 2
+
+
+def test_entities_the_tags_cannot_hold_are_counted(tmp_path):
+    """Two entities inside one token ("poisoningNaCl"): the token holds one tag, so one entity is lost
+    to training and to the scored gold; prepare says so instead of only counting boundaries."""
+    from adelabel.prepare import prepare
+
+    corpus = tmp_path / "brat"
+    corpus.mkdir()
+    for k in range(6):
+        (corpus / f"d{k}.txt").write_text("poisoningNaCl occurred. Aspirin caused rash.", encoding="utf-8")
+        (corpus / f"d{k}.ann").write_text("T1\tAE 0 9\tpoisoning\nT2\tDRUG 9 13\tNaCl\nT3\tDRUG 24 31\tAspirin\n"
+                                          "T4\tAE 39 43\trash\nR1\tCause Arg1:T3 Arg2:T4\n", encoding="utf-8")
+    said: list[str] = []
+    prepare(corpus, tmp_path / "d", format="brat", seed=1, dim=8, w2v_epochs=1, log=said.append)
+    [line] = [s for s in said if s.startswith("entities the tags cannot hold")]
+    assert line.endswith(": 6")
