@@ -196,20 +196,15 @@ class Classification:
 
 def classify_texts(model, vocabs: Vocabs, texts: Sequence[str], device: torch.device,
                    threshold: float | None = None, batch_size: int = 128) -> list[Classification]:
-    """Each text classified whole (a line of ``adelabel tag`` input is one text, however many
-    sentences it holds); ``threshold`` overrides a two-class model's tuned one. A text longer than
-    MAX_TOKENS tokens is read in windows of at most that many (cut as the tagger cuts sentences) and
-    its probabilities are their mean, so memory stays bounded however long a line is."""
-    parts = [pieces(t, 0, len(t)) for t in texts]
-    examples = [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for a, b in ps]
-    flat = iter(classify(model, examples, batch_size, device))
+    """Each text classified whole, as training and ``evaluate`` read it (a line of ``adelabel tag``
+    input is one text, however many sentences it holds; the transformer reads a long one in its own
+    overlapping windows); ``threshold`` overrides a two-class model's tuned one."""
+    probs = classify(model, [encode(t, vocabs) for t in texts], batch_size, device)
     out = []
-    for text, ps in zip(texts, parts):
-        windows = [p for p in (next(flat) for _ in ps) if p is not None]
-        if not windows:
+    for text, p in zip(texts, probs):
+        if p is None:
             out.append(Classification(text, None, {}))
             continue
-        p = [sum(column) / len(windows) for column in zip(*windows)]
         label = model.classes[int(model.decide(torch.tensor([p]), threshold)[0])]
         out.append(Classification(text, label, {c: round(v, 4) for c, v in zip(model.classes, p)}))
     release_memory()

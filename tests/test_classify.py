@@ -226,11 +226,19 @@ def test_a_classifier_of_three_classes_decides_by_the_most_probable(tmp_path, ca
     assert code == 2 and "a threshold applies to two-class models only" in err
 
 
-def test_a_long_line_is_classified_in_windows(binary):
+def test_a_long_line_is_classified_whole_as_evaluate_reads_it(binary, monkeypatch):
+    """tag and the API read a text as training and evaluate do: whole, not averaged over windows."""
+    from adelabel import inference
+
     classifier = Classifier.load(binary["model"], device="cpu")
     line = " ".join(["the drug caused a severe rash fever and nausea after treatment ."] * 400)
     result = classifier(line)
     assert result.label == "ade" and abs(sum(result.scores.values()) - 1) < 1e-3
+    read, real = [], inference.classify
+    monkeypatch.setattr(inference, "classify", lambda model, examples, *a: (
+        read.extend(len(e.words) for e in examples), real(model, examples, *a))[1])
+    classifier(line)
+    assert read == [4800]
 
 
 def test_a_missing_classifier_folder_is_named(tmp_path):
