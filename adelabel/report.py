@@ -22,6 +22,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from adelabel.atomic import atomic_dir
 from adelabel.evaluate import calibration_bins
 
@@ -146,20 +148,31 @@ def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
     plt.close(fig)
 
 
+def operating_point(is_positive: Sequence[bool], scores: Sequence[float], cut: float) -> tuple[float, float, float | None]:
+    """False positive rate, recall and precision (None when nothing is decided positive) of deciding
+    "positive" where a score reaches ``cut``: the point the plots mark, computed rather than taken from
+    the curve's nearest cut, which may lie on the other side of it."""
+    gold = np.asarray(is_positive, dtype=bool)
+    decided = np.asarray(scores) >= cut
+    hits = float((gold & decided).sum())
+    precision = hits / float(decided.sum()) if decided.any() else None
+    return float((~gold & decided).sum()) / max(1, int((~gold).sum())), hits / max(1, int(gold.sum())), precision
+
+
 def curve_plots(is_positive: Sequence[bool], scores: Sequence[float], positive: str, result: dict,
                 folder: Path) -> None:
     """roc.png and pr.png of the positive class, with the chosen threshold marked."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     plt = _pyplot()
-    fpr, tpr, roc_cuts = roc_curve(is_positive, scores)
-    precision, recall, pr_cuts = precision_recall_curve(is_positive, scores)
+    fpr, tpr, _ = roc_curve(is_positive, scores)
+    precision, recall, _ = precision_recall_curve(is_positive, scores)
     cut = result["threshold"]
+    point_fpr, point_tpr, point_precision = operating_point(is_positive, scores, cut)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.plot(fpr, tpr, label=f"ROC-AUC {result['roc_auc']:.3f}")
-    k = min(range(len(roc_cuts)), key=lambda i: abs(roc_cuts[i] - cut))
-    ax.plot(fpr[k], tpr[k], "o", label=f"threshold {cut:.2f}")
+    ax.plot(point_fpr, point_tpr, "o", label=f"threshold {cut:.2f}")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(f"ROC curve: {positive}")
@@ -169,9 +182,8 @@ def curve_plots(is_positive: Sequence[bool], scores: Sequence[float], positive: 
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(recall, precision, label=f"average precision {result['average_precision']:.3f}")
-    if len(pr_cuts):
-        k = min(range(len(pr_cuts)), key=lambda i: abs(pr_cuts[i] - cut))
-        ax.plot(recall[k], precision[k], "o", label=f"threshold {cut:.2f}")
+    if point_precision is not None:
+        ax.plot(point_tpr, point_precision, "o", label=f"threshold {cut:.2f}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_ylim(0, 1.02)

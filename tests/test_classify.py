@@ -246,3 +246,14 @@ def test_a_missing_classifier_folder_is_named(tmp_path):
         Classifier.load(tmp_path / "nothing", device="cpu")
     with pytest.raises(TypeError, match="a model folder is a str or Path"):
         Classifier.load(["a", "b"], device="cpu")
+
+
+def test_the_plots_mark_the_threshold_s_own_operating_point():
+    """Scores 0.3999 and 0.41 around a threshold of 0.40: the marked point is that of deciding >= 0.40,
+    not of the nearest cut (0.3999), which would count one more text as positive."""
+    from adelabel.report import operating_point
+
+    gold = [True, True, False, False, True]
+    scores = [0.9, 0.3999, 0.41, 0.1, 0.2]
+    assert operating_point(gold, scores, 0.40) == (0.5, 1 / 3, 0.5)
+    assert operating_point(gold, scores, 0.95) == (0.0, 0.0, None)
