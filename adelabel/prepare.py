@@ -130,6 +130,17 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
         drop_unseen_classes(splits, numbers, corpus, strict, log)
     settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
                 "include_negative": include_negative, "overlaps": overlaps, "report": report}
+    if format == "labelled":
+        from adelabel.tasks import positive_class
+
+        # The positive class of two is the rarer over the whole corpus, not over one seed's training
+        # split: with near-even classes that would name one class under one seed and the other under the
+        # next, and F1, ROC-AUC and the threshold would be about different classes from run to run.
+        counts = Counter(sentence_class(s) for split in splits.values() for s in split)
+        settings["classifier"] = {"classes": sorted(counts), "positive": positive_class(counts)}
+        if settings["classifier"]["positive"] is not None:
+            log(f"positive class (the rarer of two; what F1, ROC-AUC and the threshold are about): "
+                f"{settings['classifier']['positive']}")
     return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log, progress,
                       encoder=encoder)
 

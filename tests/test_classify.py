@@ -257,3 +257,22 @@ def test_the_plots_mark_the_threshold_s_own_operating_point():
     scores = [0.9, 0.3999, 0.41, 0.1, 0.2]
     assert operating_point(gold, scores, 0.40) == (0.5, 1 / 3, 0.5)
     assert operating_point(gold, scores, 0.95) == (0.0, 0.0, None)
+
+
+def test_the_positive_class_is_the_corpus_s_rarer_whatever_the_split(tmp_path):
+    """200 "yes" and 199 "no": "no" is the positive class under every seed, though some seed's training
+    split holds fewer "yes" (the rarer class of one split used to decide)."""
+    from adelabel.prepare import prepare
+
+    source = tmp_path / "even.tsv"
+    rows = [f"d{i}\t{'yes' if i < 200 else 'no'}\tword{i % 7} text number {i}" for i in range(399)]
+    source.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    chosen = set()
+    train_rarer = set()
+    for seed in range(1, 7):
+        manifest = prepare(source, tmp_path / f"d{seed}", seed=seed, dim=8, w2v_epochs=1, log=lambda _: None,
+                           format="labelled")
+        chosen.add(manifest["classifier"]["positive"])
+        counts = manifest["splits"]["train"]["classes"]
+        train_rarer.add(min(sorted(counts, reverse=True), key=counts.get))
+    assert chosen == {"no"} and train_rarer == {"no", "yes"}
