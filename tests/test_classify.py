@@ -70,6 +70,21 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     sentences, numbers, report = read_labelled(path)
     assert report.columns == 3 and set(report.classes) == {"A", "B"} and numbers == [2, 3, 4]
     assert report.malformed == {"missing tab (expected 3 tab-separated columns)": 1}
+    # A header line, a byte-order mark where two files were joined, a text without a word, a repeated
+    # text and a text given two labels: none becomes a class or a leak between splits.
+    rows = ["label\ttext"] + [f"{'yes' if i % 2 else 'no'}\ttext number {i}" for i in range(10)]
+    rows += ["\ufeffyes\ttext number 11", "no\t\u200b\x01", "yes\ttext number 1", "no\ttext number 3"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    sentences, numbers, report = read_labelled(path)
+    assert dict(report.classes) == {"no": 5, "yes": 6} and report.duplicates == 1 and 1 not in numbers
+    assert report.malformed == {"a class with one text (a header line? a document ID read as a label?)": 1,
+                                "text without a word (only invisible or control characters)": 1,
+                                "a text an earlier line gives another label (the first kept)": 1}
+    assert any("x.tsv:15: a text an earlier line gives another label (the first kept): line 5 says 'yes', this one 'no'"
+               in p for p in report.problems)
+    path.write_text("\n".join(rows[:12]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"x.tsv:1: a class with one text .*: 'label'"):
+        read_labelled(path, strict=True)
 
 
 def test_a_document_stays_in_one_split_and_unseen_labels_are_dropped(tmp_path, capsys):

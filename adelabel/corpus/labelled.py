@@ -4,8 +4,12 @@
 The layout is that of most of the first LAYOUT_LINES lines: three columns when most have two tabs or
 more, else two (one odd first line, a header or a line missing its document ID, does not decide it);
 every line is split into as many columns, so a text may hold tabs of its own after them. Blank lines are
-skipped. A line with too few columns, an empty label or an empty text is skipped and counted by
-reason, or, with ``strict``, an error naming the file and line (the rule of the ADE corpus reader).
+skipped. A line with too few columns, an empty label, an empty text or a text without a word, or a
+text an earlier line gives another label, is skipped and counted by reason, or, with ``strict``, an
+error naming the file and line (the rule of the ADE corpus reader); so is the one line of a class no
+other line has (a header, or a document ID read as a label where only some lines have one): one text
+can be neither learnt and scored, and would add a class to the model. A text repeated with its label is
+kept once and counted (in two splits it would be scored on what was learnt).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from pathlib import Path
 from adelabel.corpus import Sentence
 from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
+from adelabel.text import tokenize
 
 MAX_PROBLEMS_SHOWN = 20
 LAYOUT_LINES = 1000
@@ -30,20 +35,23 @@ class LabelledReport:
     documents: int = 0
     columns: int = 2
     classes: Counter = field(default_factory=Counter)
+    duplicates: int = 0
     malformed: Counter = field(default_factory=Counter)  # reason -> lines skipped for it
     problems: list[str] = field(default_factory=list)
 
-    def skip(self, path: Path, line: int, reason: str, strict: bool) -> None:
+    def skip(self, path: Path, line: int, reason: str, strict: bool, detail: str = "") -> None:
+        """Count the line under ``reason``; ``detail`` belongs to this line only (shown, not counted by)."""
         if strict:
-            raise InputError(path, reason, line)
+            raise InputError(path, reason + detail, line)
         self.malformed[reason] += 1
-        self.problems.append(f"{path}:{line}: {reason}")
+        self.problems.append(f"{path}:{line}: {reason}{detail}")
 
     def summary(self) -> list[str]:
         layout = "doc<TAB>label<TAB>text" if self.columns == 3 else "label<TAB>text"
         out = [f"read: {self.lines:,} lines as {layout} ({self.blank_lines:,} blank)",
                f"texts: {self.texts:,} in {self.documents:,} documents; classes: "
                + ", ".join(f"{c} {n:,}" for c, n in sorted(self.classes.items())),
+               f"repeated texts skipped (same label, kept once): {self.duplicates:,}",
                f"malformed lines skipped: {sum(self.malformed.values()):,}"
                + "".join(f"; {reason}: {n:,}" for reason, n in sorted(self.malformed.items()))]
         out += [f"  {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
@@ -62,6 +70,7 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     first = list(itertools.islice(lines, LAYOUT_LINES))
     filled = [line for _, line in first if line.strip()]
     columns = report.columns = 3 if 2 * sum(line.count("\t") >= 2 for line in filled) > len(filled) else 2
+    seen: dict[str, tuple[str, int]] = {}  # text -> its label and line
     for number, line in itertools.chain(first, lines):
         report.lines += 1
         if not line.strip():
@@ -72,17 +81,35 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
             report.skip(path, number, f"missing tab (expected {columns} tab-separated columns)", strict)
             continue
         doc, label, text = parts if columns == 3 else (f"line {number}", *parts)
-        label = label.strip()
+        label = label.strip().strip("\ufeff").strip()  # a byte-order mark where two files were joined
         if not label:
             report.skip(path, number, "empty label", strict)
         elif not text.strip():
             report.skip(path, number, "empty text", strict)
         elif columns == 3 and not doc.strip():
             report.skip(path, number, "empty document ID", strict)
+        elif not tokenize(text):
+            report.skip(path, number, "text without a word (only invisible or control characters)", strict)
+        elif text in seen:
+            if seen[text][0] == label:
+                report.duplicates += 1
+            else:
+                report.skip(path, number, "a text an earlier line gives another label (the first kept)", strict,
+                            f": line {seen[text][1]} says {seen[text][0]!r}, this one {label!r}")
         else:
+            seen[text] = (label, number)
             sentences.append(Sentence(text=text, doc_id=doc.strip(), label=label))
             numbers.append(number)
             report.classes[label] += 1
+    alone = {label for label, n in report.classes.items() if n == 1} if len(report.classes) > 2 else set()
+    for sentence, number in zip(sentences, numbers):
+        if sentence.label in alone:
+            report.skip(path, number, "a class with one text (a header line? a document ID read as a label?)",
+                        strict, f": {sentence.label!r}")
+            del report.classes[sentence.label]
+    if alone:
+        numbers = [n for s, n in zip(sentences, numbers) if s.label not in alone]
+        sentences = [s for s in sentences if s.label not in alone]
     report.texts = len(sentences)
     report.documents = len({s.doc_id for s in sentences})
     return sentences, numbers, report
