@@ -125,6 +125,9 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
             raise AdelabelError(f"{corpus}: no entities in it; a tagger needs some")
         if not include_negative:
             sentences = [s for s in sentences if not s.negative]
+    if len({s.doc_id for s in sentences}) < 3:
+        raise InputError(corpus, f"holds {len({s.doc_id for s in sentences})} document(s); splitting into "
+                                 "train/dev/test needs at least 3")
     splits = split_by_document(sentences, seed)
     if format == "labelled":
         drop_unseen_classes(splits, numbers, corpus, strict, log)

@@ -24,6 +24,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "afile").write_text("x")
     (t / "nolabel.tsv").write_text("A\tfine\n\tno label\n", encoding="utf-8")
     (t / "notext.tsv").write_text("A\t \n", encoding="utf-8")
+    (t / "twodocs.tsv").write_text("A\tone\nB\ttwo\n", encoding="utf-8")
     (t / "broken.toml").write_text("[train\nlr = 1\n")
     (t / "typo.toml").write_text("[train]\npatiance = 3\n")
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
@@ -64,6 +65,7 @@ CASES = [
     ("prepare --corpus {t}/afile --format ade --out {t}/o", "--corpus {t}/afile: the ADE corpus is a folder"),
     ("prepare --corpus {t}/in.txt --format labelled --strict --out {t}/o", "{t}/in.txt:1: missing tab (expected 2 tab-separated columns)"),
     ("prepare --corpus {t}/nolabel.tsv --strict --out {t}/o", "{t}/nolabel.tsv:2: empty label"),
+    ("prepare --corpus {t}/twodocs.tsv --out {t}/o", "{t}/twodocs.tsv: holds 2 document(s); splitting into train/dev/test needs at least 3"),
     ("prepare --corpus {t}/notext.tsv --strict --out {t}/o", "{t}/notext.tsv:1: empty text"),
     ("prepare --corpus {t}/bad.txt --out {t}/o", "{t}/bad.txt:2: not UTF-8 text"),
     ("prepare --corpus {t}/empty.txt --out {t}/o", "{t}/empty.txt: file is empty"),
