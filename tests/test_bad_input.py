@@ -65,7 +65,7 @@ CASES = [
     ("prepare --corpus {t}/afile --format ade --out {t}/o", "--corpus {t}/afile: the ADE corpus is a folder"),
     ("prepare --corpus {t}/in.txt --format labelled --strict --out {t}/o", "{t}/in.txt:1: missing tab (expected 2 tab-separated columns)"),
     ("prepare --corpus {t}/nolabel.tsv --strict --out {t}/o", "{t}/nolabel.tsv:2: empty label"),
-    ("prepare --corpus {t}/twodocs.tsv --out {t}/o", "{t}/twodocs.tsv: holds 2 document(s); splitting into train/dev/test needs at least 3"),
+    ("prepare --corpus {t}/twodocs.tsv --out {t}/o -q", "{t}/twodocs.tsv: holds 2 document(s); splitting into train/dev/test needs at least 3"),
     ("prepare --corpus {t}/notext.tsv --strict --out {t}/o", "{t}/notext.tsv:1: empty text"),
     ("prepare --corpus {t}/bad.txt --out {t}/o", "{t}/bad.txt:2: not UTF-8 text"),
     ("prepare --corpus {t}/empty.txt --out {t}/o", "{t}/empty.txt: file is empty"),
