@@ -67,7 +67,7 @@ def download(
 
 @app.command()
 def prepare(
-    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), or a labelled text file.")] = None,
+    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), a labelled text file, a CoNLL file or a brat folder.")] = None,
     format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), conll (a token<TAB>tag BIO file, any entity types), brat (a folder of .txt/.ann pairs, relations too), or auto: a folder is ade (brat if it holds .ann files), a .conll/.bio/.iob/.iob2 file conll, another file labelled.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
@@ -205,9 +205,9 @@ def cv(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     folds: Annotated[int, typer.Option(help="Folds (by document: no abstract in two).")] = 10,
-    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), or a labelled text file.", show_default=False)] = None,
+    corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), a labelled text file, a CoNLL file or a brat folder.", show_default=False)] = None,
     format: Annotated[str, typer.Option(help="As prepare's: ade, labelled, conll, brat, or auto (a folder is ade, or brat when it holds .ann files; a .conll/.bio/.iob/.iob2 file conll, another file labelled).")] = "auto",
-    types: Annotated[str, typer.Option(help="Entity types, comma-separated, from DRUG, AE, DOSE.")] = "DRUG,AE",
+    types: Annotated[str, typer.Option(help="Entity types of the ADE corpus, comma-separated, from DRUG, AE, DOSE (conll and brat data name their own).")] = "DRUG,AE",
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences.")] = True,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,

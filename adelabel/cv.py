@@ -27,7 +27,7 @@ from adelabel.config import Config
 from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.files import read_json_object
 from adelabel.errors import AdelabelError, InputError
-from adelabel.prepare import drop_unseen_classes, read_corpus, write_data
+from adelabel.prepare import drop_unseen_classes, own_types, read_corpus, write_data
 from adelabel.progress import duration
 from adelabel.tasks import positive_class
 from adelabel.train import checkpoint_dir, train
@@ -135,6 +135,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                                 "give another --out, or delete it to start afresh")
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict,
                                              lambda line: None, overlaps)
+    sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
     splits = fold_splits(sentences, folds, seed)
     counts = Counter(map(sentence_class, sentences))
     classifier = {"classes": sorted(counts), "positive": positive_class(counts)}

@@ -93,6 +93,19 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
     return sentences, numbers, report.summary()
 
 
+def own_types(corpus: str | Path, format: str, sentences: list[Sentence], labels: Sequence[str],
+              include_negative: bool) -> tuple[list[Sentence], tuple[str, ...]]:
+    """A CoNLL or brat corpus's entity types come from its data (not ``--types``), and its sentences
+    without entities are the gate's negatives, left out without ``include_negative``; the ADE corpus's
+    reader applied both already."""
+    if format not in ("conll", "brat"):
+        return sentences, tuple(labels)
+    found = tuple(sorted({label for s in sentences for *_, label in s.spans}))
+    if not found:
+        raise AdelabelError(f"{corpus}: no entities in it; a tagger needs some")
+    return (sentences if include_negative else [s for s in sentences if not s.negative]), found
+
+
 def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequence[str] = DEFAULT_LABELS,
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
             w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
@@ -118,13 +131,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
     if format == "labelled":
         labels, include_negative = (), False
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps)
-    if format in ("conll", "brat"):
-        # Entity types come from the data; the sentences without entities are the gate's negatives.
-        labels = tuple(sorted({label for s in sentences for *_, label in s.spans}))
-        if not labels:
-            raise AdelabelError(f"{corpus}: no entities in it; a tagger needs some")
-        if not include_negative:
-            sentences = [s for s in sentences if not s.negative]
+    sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
     if len({s.doc_id for s in sentences}) < 3:
         raise InputError(corpus, f"holds {len({s.doc_id for s in sentences})} document(s); splitting into "
                                  "train/dev/test needs at least 3")

@@ -163,11 +163,17 @@ def test_format_options_are_checked(capsys, tmp_path):
 def test_cv_reads_a_conll_file_by_its_documents(capsys, sample_data, tmp_path):
     """cv takes prepare's formats: a CoNLL file's -DOCSTART- documents are dealt into folds whole."""
     out = tmp_path / "cv"
-    code, _, err = run_cli(capsys, "cv", "--corpus", sample_data / "train.conll", "--format", "conll", "--folds", "2",
+    # Types of its own, as prepare reads them (not --types's DRUG and AE).
+    corpus = tmp_path / "bc5.conll"
+    corpus.write_text((sample_data / "train.conll").read_text(encoding="utf-8").replace("-DRUG", "-Chemical")
+                      .replace("-AE", "-Disease"), encoding="utf-8")
+    code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--format", "conll", "--folds", "2",
                            "--epochs", "1", "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q",
                            "--set", "model.hidden_size=8", "--set", "model.char_size=8", "--set", "model.gate_size=8")
     assert code == 0, err
     assert json.loads((out / "settings.json").read_text())["format"] == "conll"
+    assert json.loads((out / "fold-01" / "data" / "manifest.json").read_text())["labels"] == ["Chemical", "Disease"]
+    assert "Chemical.f1" in json.loads((out / "cv.json").read_text())["summary"]
     tested = [{json.loads(line)["doc_id"] for line in (out / f"fold-0{k}" / "data" / "test.jsonl").read_text().splitlines()}
               for k in (1, 2)]
     documents = {json.loads(line)["doc_id"] for line in (sample_data / "train.jsonl").read_text().splitlines()}
@@ -219,6 +225,19 @@ def test_prepared_conll_files_keep_their_documents(sample_data):
         again, report = read_conll_corpus(sample_data / f"{name}.conll")
         assert [s.doc_id for s in again] == [r["doc_id"] for r in rows]
         assert report.documents == len({r["doc_id"] for r in rows})
+
+
+def test_a_docstart_filler_is_no_document_id(tmp_path):
+    """CoNLL-2002 opens each document with "-DOCSTART- -DOCSTART- O", others with one filler of their
+    own: the same value on every line names no document, and each line still opens one."""
+    from adelabel.corpus.conll import read_conll_corpus
+
+    for filler in ("-DOCSTART-", "X"):
+        path = tmp_path / "nl.conll"
+        path.write_text("".join(f"-DOCSTART-\t{filler}\tO\n\nword{k}\tB-PER\n.\tO\n\n" for k in range(4)),
+                        encoding="utf-8")
+        sentences, report = read_conll_corpus(path)
+        assert report.documents == 4 and len({s.doc_id for s in sentences}) == 4
 
 
 def test_tag_conll_output_read_back_keeps_each_input_line_one_document(tmp_path):

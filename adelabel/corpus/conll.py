@@ -65,10 +65,11 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    doc = ""
     numbered = texts = 0
+    named: list[str] = []  # what each -DOCSTART- line puts between it and its tag ("" for nothing)
     uses_docstart = False
     text_block: list[int] = []  # per sentence, the number of the last "# text =" comment before it
+    docstart: list[int] = []  # per sentence, the number of the last -DOCSTART- line before it
 
     def flush() -> None:
         if tokens:
@@ -77,8 +78,9 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
                 offsets.append((pos, pos + len(t)))
                 pos += len(t) + 1
             spans = tags_to_spans(offsets, tags)
-            sentences.append(Sentence(text=" ".join(tokens), spans=spans, doc_id=doc, negative=not spans))
+            sentences.append(Sentence(text=" ".join(tokens), spans=spans, negative=not spans))
             text_block.append(texts)
+            docstart.append(numbered)
             tokens.clear()
             tags.clear()
 
@@ -89,10 +91,9 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             continue
         if line.startswith("-DOCSTART-"):
             flush()
-            named = line.split("\t") if "\t" in line else line.split()
+            fields = line.split("\t") if "\t" in line else line.split()
             numbered += 1
-            # CoNLL-2003's "-DOCSTART- -X- -X- O" names none.
-            doc = named[1] if len(named) == 3 and named[1] not in ("", "-X-") else f"{path.name}#doc{numbered}"
+            named.append(fields[1] if len(fields) == 3 and fields[1] not in ("-X-", "-DOCSTART-") else "")
             uses_docstart = True
             continue
         if line.startswith("# ") or line == "#":  # a comment; "#<TAB>O" is a token
@@ -117,9 +118,15 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     flush()
     if not sentences:
         raise InputError(path, "no sentences read (expected token<TAB>tag lines)")
-    if not uses_docstart:
-        for number, (sentence, block) in enumerate(zip(sentences, text_block), start=1):
-            sentence.doc_id = f"{path.name}#text{block}" if texts else f"{path.name}#{number}"
+    # The middle field is an id when the lines name several (or there is one line); a value every line
+    # repeats is a filler (CoNLL-2002's "-DOCSTART- -DOCSTART- O"), and each such line opens a document.
+    ids = numbered == 1 or len(set(named) - {""}) > 1
+    for number, sentence in enumerate(sentences, start=1):
+        if uses_docstart:
+            k = docstart[number - 1]
+            sentence.doc_id = named[k - 1] if ids and k and named[k - 1] else f"{path.name}#doc{k}"
+        else:
+            sentence.doc_id = f"{path.name}#text{text_block[number - 1]}" if texts else f"{path.name}#{number}"
     report.count(sentences)
     report.documents = len({s.doc_id for s in sentences})
     return sentences, report
