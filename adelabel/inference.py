@@ -194,14 +194,35 @@ class Classification:
         return {"text": self.text, "label": self.label, "scores": self.scores}
 
 
+MAX_TEXT_TOKENS = 20_000
+"""A text a classifier reads at once, at most (about 400 MiB at its peak for the default classifier): a
+longer one is read in windows of this many tokens and its probabilities are their mean."""
+
+
+def text_probabilities(model, vocabs: Vocabs, texts: Sequence[str], device: torch.device,
+                       batch_size: int) -> list[list[float] | None]:
+    """Each text's class probabilities, the text read whole (as training reads it) up to
+    MAX_TEXT_TOKENS tokens; None for a text without a word. ``tag`` and ``evaluate`` both go through here."""
+    parts = []
+    for t in texts:
+        tokens = tokenize(t) if len(t) > MAX_TEXT_TOKENS else []
+        parts.append([(0, len(t))] if len(tokens) <= MAX_TEXT_TOKENS else
+                     [(tokens[a][0], tokens[b - 1][1]) for a, b in windows(t, tokens, MAX_TEXT_TOKENS)])
+    flat = iter(classify(model, [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for a, b in ps],
+                         batch_size, device))
+    out = []
+    for ps in parts:
+        read = [p for p in (next(flat) for _ in ps) if p is not None]
+        out.append([sum(column) / len(read) for column in zip(*read)] if read else None)
+    return out
+
+
 def classify_texts(model, vocabs: Vocabs, texts: Sequence[str], device: torch.device,
                    threshold: float | None = None, batch_size: int = 128) -> list[Classification]:
-    """Each text classified whole, as training and ``evaluate`` read it (a line of ``adelabel tag``
-    input is one text, however many sentences it holds; the transformer reads a long one in its own
-    overlapping windows); ``threshold`` overrides a two-class model's tuned one."""
-    probs = classify(model, [encode(t, vocabs) for t in texts], batch_size, device)
+    """Each text classified as :func:`text_probabilities` reads it (a line of ``adelabel tag`` input is
+    one text, however many sentences it holds); ``threshold`` overrides a two-class model's tuned one."""
     out = []
-    for text, p in zip(texts, probs):
+    for text, p in zip(texts, text_probabilities(model, vocabs, texts, device, batch_size)):
         if p is None:
             out.append(Classification(text, None, {}))
             continue

@@ -242,7 +242,8 @@ def test_a_classifier_of_three_classes_decides_by_the_most_probable(tmp_path, ca
 
 
 def test_a_long_line_is_classified_whole_as_evaluate_reads_it(binary, monkeypatch):
-    """tag and the API read a text as training and evaluate do: whole, not averaged over windows."""
+    """tag, evaluate and the API read a text as training does: whole, not averaged over windows (up to
+    MAX_TEXT_TOKENS tokens)."""
     from adelabel import inference
 
     classifier = Classifier.load(binary["model"], device="cpu")
@@ -254,6 +255,11 @@ def test_a_long_line_is_classified_whole_as_evaluate_reads_it(binary, monkeypatc
         read.extend(len(e.words) for e in examples), real(model, examples, *a))[1])
     classifier(line)
     assert read == [4800]
+    # Past MAX_TEXT_TOKENS a text is read in windows of that many, so memory stays bounded.
+    read.clear()
+    monkeypatch.setattr(inference, "MAX_TEXT_TOKENS", 1000)
+    result = classifier(line)
+    assert len(read) == 5 and sum(read) == 4800 and max(read) <= 1000 and result.label == "ade"
 
 
 def test_a_missing_classifier_folder_is_named(tmp_path):
