@@ -148,7 +148,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
         ours = signal.getsignal(signal.SIGTERM)
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  **local)
-        if ours is not None and threading.current_thread() is threading.main_thread():
+        if callable(ours) and threading.current_thread() is threading.main_thread():
             # Ray's driver exits with status 15 on TERM; the command line's handler unwinds it like Ctrl-C
             # (status 130, as without --ray), removing the unfinished output on the way.
             signal.signal(signal.SIGTERM, ours)
