@@ -476,7 +476,7 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     from adelabel.classification import classifier_metrics, format_classification, misclassified
     from adelabel.corpus import sentence_class
     from adelabel.data import encode_labelled
-    from adelabel.inference import text_probabilities
+    from adelabel.inference import classify
     from adelabel.tagger import Classifier
 
     from adelabel.precision import autocast
@@ -489,8 +489,7 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
     with autocast(classifier.device, precision):
         batch = classifier.config["train"]["eval_batch_size"]
-        probs = text_probabilities(classifier.model, classifier.vocabs, [s.text for s in sentences], classifier.device,
-                                   batch)  # as `tag` reads them
+        probs = classify(classifier.model, examples, batch, classifier.device)
         result = classifier_metrics(classifier.model, examples, batch, classifier.device, threshold, probs)
     result["evaluated"] = _evaluated(classifier, [model], data, split)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from adelabel.data import Example, bucketed, candidate_pairs, encode, token_spans
+from adelabel.data import Example, bucketed, candidate_pairs, collate, encode, token_spans
 from adelabel.models.base import SequenceLabeler, gate_passes
 from adelabel.text import split_sentences, tokenize, windows
 from adelabel.vocab import Vocabs
@@ -169,16 +169,36 @@ def _screen(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
     return sorted(todo), logits
 
 
+MAX_TEXT_TOKENS = 20_000
+"""A text a classifier reads at once, at most (about 400 MiB at its peak for the default classifier): a
+longer one is read in nearly equal parts of at most this many tokens, one at a time, and its
+probabilities are their mean weighted by length."""
+
+
+def _parts(example: Example) -> list[Example]:
+    n = len(example.words)
+    step = -(-n // -(-n // MAX_TEXT_TOKENS))  # nearly equal parts: no short last one outweighing its size
+    return [Example(example.tokens[a:a + step], example.pieces[a:a + step], example.words[a:a + step],
+                    example.chars[a:a + step]) for a in range(0, n, step)]
+
+
 @torch.inference_mode()
 def classify(model, examples: Sequence[Example], batch_size: int, device: torch.device) -> list[list[float] | None]:
     """A sentence classifier's calibrated class probabilities for each example, in input order (None
-    for an example without tokens: there is nothing to classify)."""
+    for an example without tokens: there is nothing to classify). Training's dev scores, ``evaluate``
+    and ``tag`` all read texts here, so a text longer than MAX_TEXT_TOKENS is read in parts by all."""
     model.eval()
     out: list[list[float] | None] = [None] * len(examples)
-    for indices, batch in bucketed(examples, batch_size):
+    whole = [i for i, e in enumerate(examples) if len(e.words) <= MAX_TEXT_TOKENS]
+    for indices, batch in bucketed([examples[i] for i in whole], batch_size):
         probs = model.probabilities(model(batch.to(device))).cpu().tolist()
-        for row, i in enumerate(indices):
-            out[i] = probs[row]
+        for row, k in enumerate(indices):
+            out[whole[k]] = probs[row]
+    for i, example in enumerate(examples):
+        if len(example.words) > MAX_TEXT_TOKENS:
+            parts = _parts(example)
+            read = [model.probabilities(model(collate([p]).to(device)))[0].cpu().double() * len(p.words) for p in parts]
+            out[i] = (torch.stack(read).sum(0) / len(example.words)).tolist()
     return out
 
 
@@ -194,35 +214,13 @@ class Classification:
         return {"text": self.text, "label": self.label, "scores": self.scores}
 
 
-MAX_TEXT_TOKENS = 20_000
-"""A text a classifier reads at once, at most (about 400 MiB at its peak for the default classifier): a
-longer one is read in windows of this many tokens and its probabilities are their mean."""
-
-
-def text_probabilities(model, vocabs: Vocabs, texts: Sequence[str], device: torch.device,
-                       batch_size: int) -> list[list[float] | None]:
-    """Each text's class probabilities, the text read whole (as training reads it) up to
-    MAX_TEXT_TOKENS tokens; None for a text without a word. ``tag`` and ``evaluate`` both go through here."""
-    parts = []
-    for t in texts:
-        tokens = tokenize(t) if len(t) > MAX_TEXT_TOKENS else []
-        parts.append([(0, len(t))] if len(tokens) <= MAX_TEXT_TOKENS else
-                     [(tokens[a][0], tokens[b - 1][1]) for a, b in windows(t, tokens, MAX_TEXT_TOKENS)])
-    flat = iter(classify(model, [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for a, b in ps],
-                         batch_size, device))
-    out = []
-    for ps in parts:
-        read = [p for p in (next(flat) for _ in ps) if p is not None]
-        out.append([sum(column) / len(read) for column in zip(*read)] if read else None)
-    return out
-
-
 def classify_texts(model, vocabs: Vocabs, texts: Sequence[str], device: torch.device,
                    threshold: float | None = None, batch_size: int = 128) -> list[Classification]:
-    """Each text classified as :func:`text_probabilities` reads it (a line of ``adelabel tag`` input is
-    one text, however many sentences it holds); ``threshold`` overrides a two-class model's tuned one."""
+    """Each text classified whole, as :func:`classify` reads every text (a line of ``adelabel tag``
+    input is one text, however many sentences it holds); ``threshold`` overrides a two-class model's
+    tuned one."""
     out = []
-    for text, p in zip(texts, text_probabilities(model, vocabs, texts, device, batch_size)):
+    for text, p in zip(texts, classify(model, [encode(t, vocabs) for t in texts], batch_size, device)):
         if p is None:
             out.append(Classification(text, None, {}))
             continue
