@@ -86,9 +86,12 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     with pytest.raises(InputError, match=r"x.tsv:1: a class with one text .*: 'label'"):
         read_labelled(path, strict=True)
     # A rare class of one text elsewhere is kept; a stray document ID read as a label is not.
-    path.write_text("a\tone\na\ttwo\nb\tthree\nb\tfour\nc\tfive\nd17\tb\tsix\n", encoding="utf-8")
+    path.write_text("rare\tfirst text\na\tone\na\ttwo\nb\tthree\nb\tfour\nc\tfive\nabc\tb\tsix\n5\tseven\n",
+                    encoding="utf-8")
     sentences, _, report = read_labelled(path)
-    assert dict(report.classes) == {"a": 2, "b": 2, "c": 1}
+    assert dict(report.classes) == {"rare": 1, "a": 2, "b": 2, "c": 1, "5": 1}
+    path.write_text("# exported\nlabel\ttext\na\tone\na\ttwo\nb\tthree\n", encoding="utf-8")  # the header after a skipped line
+    assert dict(read_labelled(path)[2].classes) == {"a": 2, "b": 1}
     path.write_text("d1\ta\tone\n\ufeffd1\tb\ttwo\nd2\ta\tthree\n", encoding="utf-8")  # two files joined
     assert [s.doc_id for s in read_labelled(path)[0]] == ["d1", "d1", "d2"]
 

@@ -7,8 +7,9 @@ every line is split into as many columns, so a text may hold tabs of its own aft
 skipped. A line with too few columns, an empty label, an empty text or a text without a word, or a
 text an earlier line gives another label, is skipped and counted by reason, or, with ``strict``, an
 error naming the file and line (the rule of the ADE corpus reader); so is the one line of a class no
-other line has when it is a header (the first line) or a document ID read as a label where only some
-lines have one (a label with a digit): it would add a class to the model. A text repeated with its label is
+other line has when it is a header (the first text, naming a column: label, text, ...) or a document
+ID read as a label where only some lines have one (its text begins with a class and a tab): it would
+add a class to the model. A text repeated with its label is
 kept once and counted (in two splits it would be scored on what was learnt).
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from adelabel.errors import InputError
 from adelabel.text import tokenize
 
 MAX_PROBLEMS_SHOWN = 20
+HEADER_WORDS = {"label", "labels", "class", "category", "target", "text", "sentence", "document", "doc", "id"}
+"""Column names a header line holds (compared lower-cased)."""
 LAYOUT_LINES = 1000
 
 
@@ -76,7 +79,7 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
         if not line.strip():
             report.blank_lines += 1
             continue
-        parts = line.lstrip("\ufeff").split("\t", columns - 1)  # a byte-order mark where two files were joined
+        parts = line.lstrip(" \ufeff").split("\t", columns - 1)  # a byte-order mark where two files were joined
         if len(parts) < columns:
             report.skip(path, number, f"missing tab (expected {columns} tab-separated columns)", strict)
             continue
@@ -101,11 +104,15 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
             sentences.append(Sentence(text=text, doc_id=doc.strip(), label=label))
             numbers.append(number)
             report.classes[label] += 1
-    # A class of one text, among several, is a header when on the first line, or a document ID read as a
-    # label when it holds a digit where only some lines carry one; any other is a rare class, kept.
-    first_line = next((number for number, line in first if line.strip()), None)
-    alone = {s.label for s, number in zip(sentences, numbers) if report.classes[s.label] == 1
-             and (number == first_line or any(c.isdigit() for c in s.label))} if len(report.classes) > 2 else set()
+    # A class of one text, among several, is a header when the first text read names a column (label,
+    # text, ...), or a document ID read as a label when its text begins with a class and a tab (where
+    # only some lines carry an ID); any other is a rare class, kept.
+    def stray(sentence: Sentence, number: int) -> bool:
+        header = number == numbers[0] and bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
+        shifted = columns == 2 and "\t" in sentence.text and sentence.text.split("\t", 1)[0].strip() in report.classes
+        return report.classes[sentence.label] == 1 and (header or shifted)
+
+    alone = {s.label for s, number in zip(sentences, numbers) if stray(s, number)} if len(report.classes) > 2 else set()
     for sentence, number in zip(sentences, numbers):
         if sentence.label in alone:
             report.skip(path, number, "a class with one text (a header line? a document ID read as a label?)",
