@@ -105,11 +105,16 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     out = Path(out)
     if format == "labelled":
         labels, include_negative = (), False
+    if format in ("conll", "brat"):
+        labels = ()  # their types come from the data (own_types): --types has no say
     settings = {"config": config.to_dict(), "corpus": str(Path(corpus).resolve()), "format": format,
                 "folds": folds, "seed": seed, "labels": list(labels), "include_negative": include_negative,
                 "dim": dim, "w2v_epochs": w2v_epochs,
                 **({"overlaps": overlaps} if overlaps != "outer" else {}),
-                **({"encoder_vectors": encoder_vectors} if encoder_vectors else {})}
+                **({"encoder_vectors": encoder_vectors} if encoder_vectors else {}),
+                # Readers of these formats changed how documents and negatives come out (so, the folds):
+                # a run begun by the earlier ones may not be carried on by these.
+                **({"reader": 2} if format in ("conll", "brat") else {})}
     # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
     settings["corpus_sha256"] = _content_sha256(Path(corpus))
     teacher = [Path(t).resolve() for t in teacher]
@@ -179,7 +184,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     return _write_summary(out, settings, results, folds)
 
 
-SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps")
+SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps", "reader")
 
 
 CORPUS_FILES = ("*.rel", "*.txt", "*.ann")

@@ -171,7 +171,15 @@ def test_cv_reads_a_conll_file_by_its_documents(capsys, sample_data, tmp_path):
                            "--epochs", "1", "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q",
                            "--set", "model.hidden_size=8", "--set", "model.char_size=8", "--set", "model.gate_size=8")
     assert code == 0, err
-    assert json.loads((out / "settings.json").read_text())["format"] == "conll"
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["format"] == "conll" and settings["labels"] == [] and settings["reader"] == 2
+    # A run begun before the CoNLL reader changed its documents is not carried on by this one.
+    (out / "settings.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "reader"}))
+    code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--format", "conll", "--folds", "2", "--epochs", "1",
+                           "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q", "--set", "model.hidden_size=8",
+                           "--set", "model.char_size=8", "--set", "model.gate_size=8")
+    assert code == 2 and "other settings (reader)" in err
+    (out / "settings.json").write_text(json.dumps(settings))
     assert json.loads((out / "fold-01" / "data" / "manifest.json").read_text())["labels"] == ["Chemical", "Disease"]
     assert "Chemical.f1" in json.loads((out / "cv.json").read_text())["summary"]
     tested = [{json.loads(line)["doc_id"] for line in (out / f"fold-0{k}" / "data" / "test.jsonl").read_text().splitlines()}

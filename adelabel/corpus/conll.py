@@ -52,7 +52,7 @@ class ConllReport(EntityReport):
 def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sentence], ConllReport]:
     """Sentences of a CoNLL BIO file with their documents, and the report. ``-DOCSTART-`` lines separate
     documents (one that names an id between it and its tag, as :func:`docstart` writes, gives the
-    document that id); in a file without any, a ``# text =`` comment opens one (``tag --format conll``
+    document that id, when the file's lines name more than one; a value all repeat is a filler); in a file without any, a ``# text =`` comment opens one (``tag --format conll``
     writes one per input line, which may hold a whole abstract); without either, each sentence is its
     own document.
 
