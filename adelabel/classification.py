@@ -78,6 +78,8 @@ def classifier_metrics(model, examples: Sequence[Example], batch_size: int, devi
     present = np.isin(labels, np.concatenate([gold, decided]))
     result: dict = {
         "task": "classify", "classes": classes, "texts": len(rows),
+        # A text without a word (data prepared before such lines were skipped) has nothing to classify.
+        "unscored": len(examples) - len(rows),
         "per_class": {c: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
                           "support": int(support[k])} for k, c in enumerate(classes)},
         # Over the classes the split holds or the model predicts: one absent from both is not a zero.
@@ -114,7 +116,8 @@ def format_classification(result: dict) -> str:
     rows = [f"{'':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, r in [*result["per_class"].items(), ("macro", result["macro"])]:
         rows.append(f"{name:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
-    rows.append(f"accuracy {result['accuracy']:.4f}")
+    rows.append(f"accuracy {result['accuracy']:.4f}"
+                + (f" ({result['unscored']:,} texts without a word not scored)" if result.get("unscored") else ""))
     rows += ["", "confusion matrix (rows: gold, columns: predicted):",
              f"{'':<{width}}" + "".join(f"{c:>{width}}" for c in classes)]
     rows += [f"{c:<{width}}" + "".join(f"{n:>{width}}" for n in line) for c, line in zip(classes, result["confusion"])]
