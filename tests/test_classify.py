@@ -308,3 +308,16 @@ def test_the_positive_class_is_the_corpus_s_rarer_whatever_the_split(tmp_path):
         counts = manifest["splits"]["train"]["classes"]
         train_rarer.add(min(sorted(counts, reverse=True), key=counts.get))
     assert chosen == {"no"} and train_rarer == {"no", "yes"}
+
+
+def test_texts_without_a_word_are_counted_as_unscored(binary):
+    from adelabel.classification import classifier_metrics, format_classification
+    from adelabel.corpus import Sentence
+    from adelabel.data import encode_labelled
+
+    classifier = Classifier.load(binary["model"], device="cpu")
+    texts = [Sentence(text="the drug caused a rash", label="ade"), Sentence(text="\u200b", label="other")]
+    result = classifier_metrics(classifier.model, encode_labelled(texts, classifier.vocabs, classifier.classes), 8,
+                                classifier.device)
+    assert result["texts"] == 1 and result["unscored"] == 1
+    assert "(1 texts without a word not scored)" in format_classification(result)
