@@ -430,13 +430,15 @@ def evaluate(
           f"annotations, {negatives:,} ADE-NEG)")
     print("\nall sentences, as `adelabel tag` outputs them:")
     print(format_table(result))
-    print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f}")
+    if negatives:  # with none (data prepared without negatives), the rates below have nothing to count
+        print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f}")
     if "gate" in result:
         gate = result["gate"]
         pair = ", and a pair to relate" if pairs_decide(tagger.model) else ""
         print(f"sentences reported (gate threshold {gate['threshold']:.2f}{pair}): "
-              f"{gate['annotated_sentences_passed']:.1%} of those with annotations, "
-              f"{gate['negative_sentences_passed']:.1%} of the ADE-NEG ones")
+              f"{gate['annotated_sentences_passed']:.1%} of those with annotations"
+              + (f", {gate['negative_sentences_passed']:.1%} of the ADE-NEG ones" if negatives else
+                 " (this split holds no sentence without entities)"))
     print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))
     if "sentences" in result:
         sent = result["sentences"]
@@ -518,6 +520,10 @@ def _shown(value: float | None) -> str:
 
 
 def _relation_line(title: str, r: dict) -> str:
+    from adelabel.evaluate import no_pairs
+
+    if no_pairs(r):
+        return f"{title}: n/a (no pair in the gold or the predictions)"
     return f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
 
 

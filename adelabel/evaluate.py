@@ -235,7 +235,13 @@ def relation_scores(gold: Sequence[set], predicted: Sequence[set]) -> dict:
     n_gold, n_pred = sum(map(len, gold)), sum(map(len, predicted))
     precision, recall = hits / n_pred if n_pred else 0.0, hits / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+    return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold, "predicted": n_pred}
+
+
+def no_pairs(scores: dict) -> bool:
+    """Whether relation ``scores`` are about nothing: no gold pair and none predicted (a corpus whose
+    types pair nothing, Chemical and Disease say), so their zeros mean "not applicable"."""
+    return scores["support"] == 0 and scores.get("predicted", 0) == 0
 
 
 def calibration_bins(labels: Sequence[bool], probs: Sequence[float], bins: int = 10) -> list[tuple[float, float, int]]:

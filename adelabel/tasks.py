@@ -65,8 +65,10 @@ class TagTask:
         """The epoch log's fields for a dev result, and the text of its log line."""
         fields = {"dev_precision": result["micro"]["precision"], "dev_recall": result["micro"]["recall"],
                   "dev_relation_f1": result["relations"]["f1"]}
-        line = (f"dev P {fields['dev_precision']:.4f} R {fields['dev_recall']:.4f} F1 {result['f1']:.4f}  "
-                f"relations F1 {result['relations']['f1']:.4f}")
+        from adelabel.evaluate import no_pairs
+
+        line = (f"dev P {fields['dev_precision']:.4f} R {fields['dev_recall']:.4f} F1 {result['f1']:.4f}"
+                + ("" if no_pairs(result["relations"]) else f"  relations F1 {result['relations']['f1']:.4f}"))
         if "gate" in result:
             fields.update(gate_threshold=result["gate"]["threshold"], dev_sentence_f1=result["sentences"]["f1"])
             line += f"  gate {result['gate']['threshold']:.2f} (sentence F1 {result['sentences']['f1']:.4f})"

@@ -245,6 +245,12 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     seed_everything(seed)
     data = load_data(config, data_dir)
     task, examples, unk = data.task, data.examples, data.vocabs.words[UNK]
+    if getattr(config.model, "relations", False) and not any(any(e.pair_gold or ()) for e in examples["train"]):
+        # A head trained on unrelated pairs only would relate nothing, and the rule that a reported
+        # sentence needs a pair (adelabel/inference.py, pairs_decide) would then hide every sentence's
+        # entities: CoNLL data, which carries no relations, with a DRUG type.
+        config = config.model_copy(update={"model": config.model.model_copy(update={"relations": False})})
+        say("the training split relates no pairs: no relation head (model.relations = false)")
     teacher = _teachers(teacher, out_dir, resume)
     if teacher:
         # Loading the teacher builds modules, which draws from torch's generator: the student starts

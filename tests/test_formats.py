@@ -83,6 +83,27 @@ def test_prepare_and_train_on_conll_with_its_own_types(capsys, tmp_path):
     assert code == 0, err
     assert json.loads((tmp_path / "m" / "config.json").read_text())["tags"] == [
         "O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
+    # Types that pair nothing: relation scores are "n/a", not zeros that read as a failure.
+    code, out, err = run_cli(capsys, "evaluate", "--model", tmp_path / "m", "--data", tmp_path / "d")
+    assert code == 0, err
+    assert "relations (drug -> effect, both spans exact): n/a (no pair in the gold or the predictions)" in out
+
+
+def test_data_without_relations_trains_no_relation_head(capsys, sample_data, tmp_path):
+    """CoNLL carries no relations: a DRUG/AE tagger trained from it has no head to relate pairs, so the
+    rule that a reported sentence needs one (meant for ADE data) does not hide its entities."""
+    from adelabel import Tagger
+
+    code, _, err = run_cli(capsys, "prepare", "--corpus", sample_data / "train.conll", "--out", tmp_path / "d",
+                           "--dim", "8", "--w2v-epochs", "1", "-q")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "d", "--out", tmp_path / "m", "--epochs", "1",
+                           "--set", "model.hidden_size=8")
+    assert code == 0 and "the training split relates no pairs: no relation head" in err
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["relations"] is False
+    from adelabel.inference import pairs_decide
+
+    assert not pairs_decide(Tagger.load(tmp_path / "m").model)
 
 
 def _analysis(text, spans, relations):
