@@ -251,6 +251,10 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         # entities: CoNLL data, which carries no relations, with a DRUG type.
         config = config.model_copy(update={"model": config.model.model_copy(update={"relations": False})})
         say("the training split relates no pairs: no relation head (model.relations = false)")
+    if getattr(config.model, "gate", False) and task.name == "tag" and not any(task.negatives["train"]):
+        # Shown no sentence to reject, a gate would pass every one and only cost time.
+        config = config.model_copy(update={"model": config.model.model_copy(update={"gate": False})})
+        say("the training split has no sentence without entities: no sentence gate (model.gate = false)")
     teacher = _teachers(teacher, out_dir, resume)
     if teacher:
         # Loading the teacher builds modules, which draws from torch's generator: the student starts
@@ -433,6 +437,9 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         atomic.remove_dir(ckpt)
         say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
             f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
+        if metrics["dev"]["f1"] == 0:
+            say("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
+                "train.lr (train.lr_decay halves it after every epoch without a better F1, 0 included)")
     distributed.barrier(w)
     distributed.stop(w)
     return metrics
