@@ -109,10 +109,9 @@ def test_data_without_relations_trains_no_relation_head(capsys, sample_data, tmp
                            "--dim", "8", "--w2v-epochs", "1", "--no-negatives", "-q")
     assert code == 0, err
     code, _, err = run_cli(capsys, "train", "--data", tmp_path / "p", "--out", tmp_path / "g", "--epochs", "1",
-                           "--set", "model.hidden_size=8", "--set", "train.lr=1e-7")
+                           "--set", "model.hidden_size=8")
     assert code == 0 and "the training split has no sentence without entities: no sentence gate" in err
     assert json.loads((tmp_path / "g" / "config.json").read_text())["model"]["gate"] is False
-    assert "warning: the saved model scores F1 0 on dev" in err  # one epoch at that rate finds nothing
 
 
 def _analysis(text, spans, relations):
