@@ -510,7 +510,7 @@ def test_sentence_scores_by_hand():
     # Bins: 0.1 (label 0), 0.4 (1), 0.6 (0), 0.9 (1): each alone, |p - y| = 0.1, 0.6, 0.6, 0.1.
     assert abs(r["ece"] - (0.1 + 0.6 + 0.6 + 0.1) / 4) < 1e-9
     assert relation_scores([{1, 2}, {3}], [{1}, {3, 4}]) == {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
-                                                            "support": 3}
+                                                            "support": 3, "predicted": 3}
 
 
 def test_the_relation_head_learns_which_drug_goes_with_which_effect():
