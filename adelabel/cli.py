@@ -378,7 +378,7 @@ def evaluate(
     ROC-AUC and average precision."""
     from adelabel import atomic, model_dir
     from adelabel.data import encode_sentences
-    from adelabel.evaluate import (entity_confusion, entity_outcomes, errors, evaluate_examples, format_table,
+    from adelabel.evaluate import (entity_confusion, entity_outcomes, errors, evaluate_examples, format_table, no_pairs,
                                    pair_outcomes)
     from adelabel.inference import pairs_decide, predict
     from adelabel.prepare import read_manifest, read_split
@@ -438,7 +438,7 @@ def evaluate(
         print(f"sentences reported (gate threshold {gate['threshold']:.2f}{pair}): "
               f"{gate['annotated_sentences_passed']:.1%} of those with annotations"
               + (f", {gate['negative_sentences_passed']:.1%} of the ADE-NEG ones" if negatives else
-                 " (this split holds no sentence without entities)"))
+                 " (this split holds no ADE-NEG sentence)"))
     print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))
     if "sentences" in result:
         sent = result["sentences"]
@@ -453,6 +453,8 @@ def evaluate(
     for what, key in (("entity score (exactly right)", "entity_probability"),
                       ("relation score (pair related, spans exact)", "relation_probability")):
         q = result["annotated_only"][key]
+        if key == "relation_probability" and no_pairs(result["annotated_only"]["relations"]):
+            continue  # every pair is wrong where none is related: its calibration says nothing
         print(f"{what}: ECE {_shown(q['ece'])}, Brier {_shown(q['brier'])}, ROC-AUC {_shown(q['roc_auc'])} "
               f"({q['count']:,} scored)")
     if json_out:
@@ -523,7 +525,7 @@ def _relation_line(title: str, r: dict) -> str:
     from adelabel.evaluate import no_pairs
 
     if no_pairs(r):
-        return f"{title}: n/a (no pair in the gold or the predictions)"
+        return f"{title}: n/a (no gold pair)"
     return f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
 
 

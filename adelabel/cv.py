@@ -73,7 +73,8 @@ def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
         if isinstance(value, dict):
             out.update(_leaves(value, f"{prefix}{key}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                key in ("precision", "recall", "f1", "accuracy", "roc_auc", "average_precision", "ece", "brier"):
+                key in ("precision", "recall", "f1", "support", "accuracy", "roc_auc", "average_precision", "ece",
+                        "brier"):
             out[prefix + key] = float(value)
     return out
 
@@ -252,6 +253,9 @@ def format_summary(summary: dict) -> str:
 
     def row(title: str, prefix: str) -> None:
         if f"{prefix}f1" not in stats:
+            return
+        if prefix.endswith("relations.") and stats.get(f"{prefix}support", {}).get("mean", 1) == 0:
+            rows.append(f"{title:<34}{'n/a (no gold pair)':>18}")
             return
         cells = "".join(f"{stats[prefix + m]['mean']:>10.4f} ± {stats[prefix + m]['std']:.4f}"
                         for m in ("precision", "recall", "f1"))

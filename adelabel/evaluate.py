@@ -239,9 +239,9 @@ def relation_scores(gold: Sequence[set], predicted: Sequence[set]) -> dict:
 
 
 def no_pairs(scores: dict) -> bool:
-    """Whether relation ``scores`` are about nothing: no gold pair and none predicted (a corpus whose
-    types pair nothing, Chemical and Disease say), so their zeros mean "not applicable"."""
-    return scores["support"] == 0 and scores.get("predicted", 0) == 0
+    """Whether relation ``scores`` have no gold pair to be about (types that pair nothing, Chemical and
+    Disease say, or data without relations), so their zeros mean "not applicable"."""
+    return scores["support"] == 0
 
 
 def calibration_bins(labels: Sequence[bool], probs: Sequence[float], bins: int = 10) -> list[tuple[float, float, int]]:

@@ -171,8 +171,8 @@ def _screen(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
 
 MAX_TEXT_TOKENS = 20_000
 """A text a classifier reads at once, at most (about 400 MiB at its peak for the default classifier): a
-longer one is read in nearly equal parts of at most this many tokens, one at a time, and its
-probabilities are their mean weighted by length."""
+longer one is read in nearly equal parts of at most this many tokens, one at a time, and its logits are
+their mean weighted by length."""
 
 
 def _parts(example: Example) -> list[Example]:
@@ -196,9 +196,11 @@ def classify(model, examples: Sequence[Example], batch_size: int, device: torch.
             out[whole[k]] = probs[row]
     for i, example in enumerate(examples):
         if len(example.words) > MAX_TEXT_TOKENS:
-            parts = _parts(example)
-            read = [model.probabilities(model(collate([p]).to(device)))[0].cpu().double() * len(p.words) for p in parts]
-            out[i] = (torch.stack(read).sum(0) / len(example.words)).tolist()
+            # The parts' logits, averaged by length, go through the calibration once, as a whole text's do
+            # (the calibration was fitted on such averages: the model's output is its logits).
+            logits = [model(collate([p]).to(device))[0].double() * len(p.words) for p in _parts(example)]
+            mean = (torch.stack(logits).sum(0) / len(example.words)).to(logits[0].dtype)
+            out[i] = model.probabilities(mean[None].float())[0].cpu().tolist()
     return out
 
 

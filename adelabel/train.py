@@ -226,6 +226,30 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
     return Setup(task, vocabs, matrix, manifest, examples)
 
 
+def _heads_the_data_can_train(config: Config, train: Sequence, out_dir, resume: bool,
+                              say: Callable[[str], None]) -> Config:
+    """``config`` without the heads its training split cannot teach: a relation head where no pair is
+    related (CoNLL carries no relations; trained on unrelated pairs only, it would relate nothing, and
+    the rule that a reported sentence needs a pair would hide every entity of a corpus with a DRUG
+    type), a gate where every sentence holds an entity (shown nothing to reject, it would pass all). A
+    resumed run keeps what its checkpoint was built with."""
+    heads = [k for k in ("relations", "gate") if getattr(config.model, k, False)]
+    if not heads:
+        return config
+    if resume:
+        built = read_run(out_dir)[1]["config"].model
+        drop = {k: False for k in heads if not getattr(built, k, True)}
+    else:
+        drop = {}
+        if "relations" in heads and not any(any(e.pair_gold or ()) for e in train):
+            drop["relations"] = False
+            say("the training split relates no pairs: no relation head (model.relations = false)")
+        if "gate" in heads and all(any(e.tags) for e in train if e.words):
+            drop["gate"] = False
+            say("every sentence of the training split holds an entity: no sentence gate (model.gate = false)")
+    return config.model_copy(update={"model": config.model.model_copy(update=drop)}) if drop else config
+
+
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
           log: Callable[[str], None] | None = print, resume: bool = False,
           on_epoch: Callable[[int, float], None] | None = None, teacher: Sequence[str | Path] = ()) -> dict:
@@ -245,16 +269,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     seed_everything(seed)
     data = load_data(config, data_dir)
     task, examples, unk = data.task, data.examples, data.vocabs.words[UNK]
-    if getattr(config.model, "relations", False) and not any(any(e.pair_gold or ()) for e in examples["train"]):
-        # A head trained on unrelated pairs only would relate nothing, and the rule that a reported
-        # sentence needs a pair (adelabel/inference.py, pairs_decide) would then hide every sentence's
-        # entities: CoNLL data, which carries no relations, with a DRUG type.
-        config = config.model_copy(update={"model": config.model.model_copy(update={"relations": False})})
-        say("the training split relates no pairs: no relation head (model.relations = false)")
-    if getattr(config.model, "gate", False) and task.name == "tag" and not any(task.negatives["train"]):
-        # Shown no sentence to reject, a gate would pass every one and only cost time.
-        config = config.model_copy(update={"model": config.model.model_copy(update={"gate": False})})
-        say("the training split has no sentence without entities: no sentence gate (model.gate = false)")
+    config = _heads_the_data_can_train(config, examples["train"], out_dir, resume, say)
     teacher = _teachers(teacher, out_dir, resume)
     if teacher:
         # Loading the teacher builds modules, which draws from torch's generator: the student starts

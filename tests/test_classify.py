@@ -92,6 +92,8 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     assert dict(report.classes) == {"rare": 1, "a": 2, "b": 2, "c": 1, "5": 1}
     path.write_text("# exported\nlabel\ttext\na\tone\na\ttwo\nb\tthree\n", encoding="utf-8")  # the header after a skipped line
     assert dict(read_labelled(path)[2].classes) == {"a": 2, "b": 1}
+    path.write_text("sentiment\treview\npos\tgood film\npos\tgreat\nneg\tbad film\nneg\tdull\n", encoding="utf-8")
+    assert dict(read_labelled(path)[2].classes) == {"pos": 2, "neg": 2}  # a header of other column names
     path.write_text("d1\ta\tone\n\ufeffd1\tb\ttwo\nd2\ta\tthree\n", encoding="utf-8")  # two files joined
     assert [s.doc_id for s in read_labelled(path)[0]] == ["d1", "d1", "d2"]
 

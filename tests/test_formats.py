@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import SAMPLE, run_cli
 
 CONLL = """-DOCSTART- -X- O O
 
@@ -86,7 +86,7 @@ def test_prepare_and_train_on_conll_with_its_own_types(capsys, tmp_path):
     # Types that pair nothing: relation scores are "n/a", not zeros that read as a failure.
     code, out, err = run_cli(capsys, "evaluate", "--model", tmp_path / "m", "--data", tmp_path / "d")
     assert code == 0, err
-    assert "relations (drug -> effect, both spans exact): n/a (no pair in the gold or the predictions)" in out
+    assert "relations (drug -> effect, both spans exact): n/a (no gold pair)" in out
 
 
 def test_data_without_relations_trains_no_relation_head(capsys, sample_data, tmp_path):
@@ -110,7 +110,7 @@ def test_data_without_relations_trains_no_relation_head(capsys, sample_data, tmp
     assert code == 0, err
     code, _, err = run_cli(capsys, "train", "--data", tmp_path / "p", "--out", tmp_path / "g", "--epochs", "1",
                            "--set", "model.hidden_size=8")
-    assert code == 0 and "the training split has no sentence without entities: no sentence gate" in err
+    assert code == 0 and "every sentence of the training split holds an entity: no sentence gate" in err
     assert json.loads((tmp_path / "g" / "config.json").read_text())["model"]["gate"] is False
 
 
@@ -307,3 +307,52 @@ def test_entities_the_tags_cannot_hold_are_counted(tmp_path):
     prepare(corpus, tmp_path / "d", format="brat", seed=1, dim=8, w2v_epochs=1, log=said.append)
     [line] = [s for s in said if s.startswith("entities the tags cannot hold")]
     assert line.endswith(": 6")
+
+
+def test_a_resumed_run_keeps_the_heads_it_started_with(sample_data, tmp_path, monkeypatch):
+    """A run begun with a relation head (by a version without the rule, here the rule switched off) and
+    killed is carried on with that head: its checkpoint holds the head's weights."""
+    from adelabel import train as training
+    from adelabel.config import resolve
+    from adelabel.prepare import prepare
+
+    prepare(sample_data / "train.conll", tmp_path / "d", format="conll", dim=8, w2v_epochs=1, log=lambda _: None)
+    config = resolve("bilstm", overrides=["model.hidden_size=8", "train.max_epochs=2"])
+    monkeypatch.setattr(training, "_heads_the_data_can_train", lambda config, *a: config)
+
+    def killed(epoch, f1):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, tmp_path / "d", tmp_path / "m", device="cpu", log=None, on_epoch=killed)
+    monkeypatch.undo()
+    said: list[str] = []
+    training.train(config, tmp_path / "d", tmp_path / "m", device="cpu", log=said.append, resume=True)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["relations"] is True
+    assert not any("no relation head" in line for line in said)
+
+
+def test_sentences_without_an_entity_of_the_chosen_types_keep_the_gate(tmp_path):
+    """--types DOSE --no-negatives: most training sentences hold no DOSE though none is ADE-NEG; the gate
+    has sentences to reject, so it stays."""
+    from adelabel.config import resolve
+    from adelabel.prepare import prepare
+    from adelabel.train import train
+
+    prepare(SAMPLE, tmp_path / "d", labels=("DOSE",), include_negative=False, dim=8, w2v_epochs=1, log=lambda _: None)
+    said: list[str] = []
+    train(resolve("bilstm", overrides=["model.hidden_size=8", "train.max_epochs=1"]), tmp_path / "d", tmp_path / "m",
+          device="cpu", log=said.append)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["gate"] is True
+    assert not any("no sentence gate" in line for line in said)
+
+
+def test_cv_prints_relations_as_na_without_gold_pairs():
+    from adelabel.cv import format_summary, summarise
+
+    fold = {"Chemical": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 5},
+            "micro": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 5},
+            "relations": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}}
+    printed = format_summary({"summary": summarise([fold, fold]), "folds": [{}, {}],
+                              "settings": {"config": {"task": "tag"}}})
+    assert next(line for line in printed.splitlines() if "relations" in line).endswith("n/a (no gold pair)")

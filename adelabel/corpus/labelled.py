@@ -7,7 +7,7 @@ every line is split into as many columns, so a text may hold tabs of its own aft
 skipped. A line with too few columns, an empty label, an empty text or a text without a word, or a
 text an earlier line gives another label, is skipped and counted by reason, or, with ``strict``, an
 error naming the file and line (the rule of the ADE corpus reader); so is the one line of a class no
-other line has when it is a header (the first text, naming a column: label, text, ...) or a document
+other line has when it is a header (the first text, naming a column: one word, or label, text, ...) or a document
 ID read as a label where only some lines have one (its text begins with a class and a tab): it would
 add a class to the model. A text repeated with its label is
 kept once and counted (in two splits it would be scored on what was learnt).
@@ -108,7 +108,8 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     # text, ...), or a document ID read as a label when its text begins with a class and a tab (where
     # only some lines carry an ID); any other is a rare class, kept.
     def stray(sentence: Sentence, number: int) -> bool:
-        header = number == numbers[0] and bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
+        header = number == numbers[0] and (bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
+                                           or len(sentence.text.split()) == 1)  # a column's name is one word
         shifted = columns == 2 and "\t" in sentence.text and sentence.text.split("\t", 1)[0].strip() in report.classes
         return report.classes[sentence.label] == 1 and (header or shifted)
 
