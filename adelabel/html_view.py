@@ -50,11 +50,15 @@ count();
 """
 
 
+_OTHERS = [c for c in PALETTE if c not in FIXED.values()]
+"""Colours for other types: never DRUG's, AE's or DOSE's, so a sixth type is not read as a drug."""
+
+
 def colour(label: str, order: dict[str, int]) -> str:
     if label in FIXED:
         return FIXED[label]
     order.setdefault(label, len(order))
-    return PALETTE[order[label] % len(PALETTE)]
+    return _OTHERS[order[label] % len(_OTHERS)]
 
 
 class HtmlWriter:

@@ -90,3 +90,11 @@ def test_marks_keep_their_place_after_characters_a_browser_would_fold(capsys, br
             return out;
         });""")
     assert len(places) >= 4 and all(at == start and shown == length for at, start, shown, length in places), places
+
+
+def test_other_types_never_take_the_colour_of_drug_ae_or_dose():
+    from adelabel.html_view import FIXED, colour
+
+    order: dict[str, int] = {}
+    others = [colour(f"Type{k}", order) for k in range(12)]
+    assert not set(others) & set(FIXED.values()) and len(set(others[:5])) == 5
