@@ -356,3 +356,16 @@ def test_cv_prints_relations_as_na_without_gold_pairs():
     printed = format_summary({"summary": summarise([fold, fold]), "folds": [{}, {}],
                               "settings": {"config": {"task": "tag"}}})
     assert next(line for line in printed.splitlines() if "relations" in line).endswith("n/a (no gold pair)")
+
+
+def test_a_saved_model_with_dev_f1_0_is_warned_of(sample_data, tmp_path, monkeypatch):
+    from adelabel import tasks
+    from adelabel.config import resolve
+    from adelabel.train import train
+
+    scored = tasks.TagTask.evaluate
+    monkeypatch.setattr(tasks.TagTask, "evaluate", lambda self, *a, **k: {**scored(self, *a, **k), "f1": 0.0})
+    said: list[str] = []
+    train(resolve("bilstm", overrides=["model.hidden_size=8", "train.max_epochs=1"]), sample_data, tmp_path / "m",
+          device="cpu", log=said.append)
+    assert any(line.startswith("warning: the saved model scores F1 0 on dev") for line in said)
