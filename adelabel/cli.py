@@ -567,8 +567,9 @@ def tag(
 
     if format not in ("jsonl", "conll", "brat", "html"):
         raise OptionError(f"--format: expected jsonl, conll, brat or html, got {format!r}")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise OptionError(f"--threshold: expected a number between 0 and 1, got {threshold}")
+    from adelabel.tagger import check_threshold
+
+    check_threshold(threshold, "--threshold")
     model = model or [_default_model()]
     if output is not None and str(output) == "-":
         output = None  # standard output, as for the input

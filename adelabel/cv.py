@@ -219,9 +219,10 @@ def _check_same_folds(root: Path, settings: dict) -> None:
     path = root / "settings.json"
     if not path.is_file():
         raise InputError(root, "--teacher: not a cv folder (no settings.json)")
-    theirs, ours = fold_key(read_json_object(path)), fold_key(settings)
+    recorded = read_json_object(path)
+    theirs, ours = fold_key(recorded), fold_key(settings)
     differ = [k for k in SAME_FOLDS if theirs[k] != ours[k]]
-    recorded = read_json_object(path).get("corpus_sha256")  # absent from runs older than the record
+    recorded = recorded.get("corpus_sha256")  # absent from runs older than the record
     if recorded is not None and recorded != settings["corpus_sha256"]:
         differ.append("corpus content")
     if differ:

@@ -199,7 +199,7 @@ def classify(model, examples: Sequence[Example], batch_size: int, device: torch.
             # The parts' logits, averaged by length, go through the calibration once, as a whole text's do
             # (the calibration was fitted on such averages: the model's output is its logits).
             logits = [model(collate([p]).to(device))[0].double() * len(p.words) for p in _parts(example)]
-            mean = (torch.stack(logits).sum(0) / len(example.words)).to(logits[0].dtype)
+            mean = torch.stack(logits).sum(0) / len(example.words)
             out[i] = model.probabilities(mean[None].float())[0].cpu().tolist()
     return out
 

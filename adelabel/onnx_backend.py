@@ -127,6 +127,9 @@ class _Session:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for a damaged graph
             raise InputError(path, f"cannot load the ONNX graph ({str(err).splitlines()[0][:200]})") from None
+        # The exporter leaves out the inputs a model never reads (no gate: no mask; chars = none: no
+        # characters), and onnxruntime refuses a name the graph does not declare.
+        self.inputs = frozenset(i.name for i in self.session.get_inputs())
 
     # An onnxruntime session cannot be pickled: a copy (a process started with spawn) opens its graph again.
     def __getstate__(self) -> dict:
@@ -135,14 +138,8 @@ class _Session:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"])
 
-    def inputs(self) -> set[str]:
-        return {i.name for i in self.session.get_inputs()}
-
     def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
-        # The exporter leaves out the inputs a model never reads (no gate: no mask; chars = none: no
-        # characters), and onnxruntime refuses a name the graph does not declare.
-        declared = self.inputs()
-        feed = {k: v.cpu().numpy() for k, v in inputs.items() if k in declared}
+        feed = {k: v.cpu().numpy() for k, v in inputs.items() if k in self.inputs}
         return [torch.from_numpy(a) for a in self.session.run(None, feed)]
 
 
@@ -212,10 +209,9 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
             raise InputError(folder / name, f"checksum mismatch with {META}: the graph was changed or replaced "
                                             "since it was exported; export again")
     encoder = _Session(folder / "encoder.onnx")
-    unknown = encoder.inputs() - set(ENCODER_INPUTS)
-    if "words" not in encoder.inputs() or unknown:
+    if "words" not in encoder.inputs or not encoder.inputs <= set(ENCODER_INPUTS):
         raise InputError(folder / "encoder.onnx", "not a tagger's encoder graph (its inputs are "
-                                                  f"{', '.join(sorted(encoder.inputs()))})")
+                                                  f"{', '.join(sorted(encoder.inputs))})")
     model.forward = _OnnxForward(encoder, gate=model.gate is not None)
     model.onnx_quantized = bool(meta.get("quantized"))  # said in each output's provenance
     model.screen = _no_screen

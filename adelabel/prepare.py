@@ -132,10 +132,10 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
         labels, include_negative = (), False
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps)
     sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
-    if len({s.doc_id for s in sentences}) < 3:
-        raise InputError(corpus, f"holds {len({s.doc_id for s in sentences})} document(s); splitting into "
-                                 "train/dev/test needs at least 3")
-    splits = split_by_document(sentences, seed)
+    try:
+        splits = split_by_document(sentences, seed)
+    except AdelabelError as err:  # too few documents: said of the corpus that has them
+        raise InputError(corpus, str(err)) from None
     if format == "labelled":
         drop_unseen_classes(splits, numbers, corpus, strict, log)
     settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),

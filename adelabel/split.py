@@ -22,7 +22,7 @@ def split_by_document(sentences: Sequence[Sentence], seed: int) -> dict[str, lis
     """
     docs = sorted({s.doc_id for s in sentences})
     if len(docs) < 3:
-        raise AdelabelError(f"need at least 3 documents to split into train/dev/test, found {len(docs)}")
+        raise AdelabelError(f"holds {len(docs)} document(s); splitting into train/dev/test needs at least 3")
     random.Random(seed).shuffle(docs)
     n_train = round(FRACTIONS[0] * len(docs))
     n_dev = max(1, round(FRACTIONS[1] * len(docs)))

@@ -121,12 +121,12 @@ def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.Grad
     return total / max(len(batches), 1)
 
 
-# Dropout masks (and seq2seq's scheduled sampling) draw from torch's global generator; its state is
-# checkpointed so a resumed run goes on exactly as an uninterrupted one.
 class Diverged(AdelabelError):
     """The loss became NaN or infinite before any epoch could be kept."""
 
 
+# Dropout masks (and seq2seq's scheduled sampling) draw from torch's global generator; its state is
+# checkpointed so a resumed run goes on exactly as an uninterrupted one.
 def _random_states(device: torch.device) -> dict:
     states = {"torch": torch.get_rng_state()}
     if device.type == "cuda":

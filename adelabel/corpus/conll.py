@@ -52,9 +52,9 @@ class ConllReport(EntityReport):
 def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sentence], ConllReport]:
     """Sentences of a CoNLL BIO file with their documents, and the report. ``-DOCSTART-`` lines separate
     documents (one that names an id between it and its tag, as :func:`docstart` writes, gives the
-    document that id, when the file's lines name more than one; a value all repeat is a filler); in a file without any, a ``# text =`` comment opens one (``tag --format conll``
-    writes one per input line, which may hold a whole abstract); without either, each sentence is its
-    own document.
+    document that id, when the file's lines name more than one; a value all repeat is a filler); in a
+    file without any, a ``# text =`` comment opens one (``tag --format conll`` writes one per input
+    line, which may hold a whole abstract); without either, each sentence is its own document.
 
     An ``I-X`` that continues no ``X`` entity (after ``O``, or after another type) is read as ``B-X``
     and counted, as most tools write such files; under ``strict`` it is an error naming the line. A
@@ -67,9 +67,8 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     tags: list[str] = []
     numbered = texts = 0
     named: list[str] = []  # what each -DOCSTART- line puts between it and its tag ("" for nothing)
-    uses_docstart = False
     text_block: list[int] = []  # per sentence, the number of the last "# text =" comment before it
-    docstart: list[int] = []  # per sentence, the number of the last -DOCSTART- line before it
+    opened_by: list[int] = []  # per sentence, the number of the last -DOCSTART- line before it
 
     def flush() -> None:
         if tokens:
@@ -80,7 +79,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             spans = tags_to_spans(offsets, tags)
             sentences.append(Sentence(text=" ".join(tokens), spans=spans, negative=not spans))
             text_block.append(texts)
-            docstart.append(numbered)
+            opened_by.append(numbered)
             tokens.clear()
             tags.clear()
 
@@ -94,7 +93,6 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             fields = line.split("\t") if "\t" in line else line.split()
             numbered += 1
             named.append(fields[1] if len(fields) == 3 and fields[1] not in ("-X-", "-DOCSTART-") else "")
-            uses_docstart = True
             continue
         if line.startswith("# ") or line == "#":  # a comment; "#<TAB>O" is a token
             if line.startswith("# text ="):
@@ -122,8 +120,8 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     # repeats is a filler (CoNLL-2002's "-DOCSTART- -DOCSTART- O"), and each such line opens a document.
     ids = numbered == 1 or len(set(named) - {""}) > 1
     for number, sentence in enumerate(sentences, start=1):
-        if uses_docstart:
-            k = docstart[number - 1]
+        if numbered:
+            k = opened_by[number - 1]
             sentence.doc_id = named[k - 1] if ids and k and named[k - 1] else f"{path.name}#doc{k}"
         else:
             sentence.doc_id = f"{path.name}#text{text_block[number - 1]}" if texts else f"{path.name}#{number}"

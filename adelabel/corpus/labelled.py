@@ -7,10 +7,10 @@ every line is split into as many columns, so a text may hold tabs of its own aft
 skipped. A line with too few columns, an empty label, an empty text or a text without a word, or a
 text an earlier line gives another label, is skipped and counted by reason, or, with ``strict``, an
 error naming the file and line (the rule of the ADE corpus reader); so is the one line of a class no
-other line has when it is a header (the first text, naming a column: one word, or label, text, ...) or a document
-ID read as a label where only some lines have one (its text begins with a class and a tab): it would
-add a class to the model. A text repeated with its label is
-kept once and counted (in two splits it would be scored on what was learnt).
+other line has when it is a header (the first text, naming a column: one word, or label, text, ...)
+or a document ID read as a label where only some lines have one (its text begins with a class and a
+tab): it would add a class to the model. A text repeated with its label is kept once and counted (in
+two splits it would be scored on what was learnt).
 """
 from __future__ import annotations
 
