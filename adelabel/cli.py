@@ -526,7 +526,11 @@ def _relation_line(title: str, r: dict) -> str:
 
     if no_pairs(r):
         return f"{title}: n/a (no gold pair)"
-    return f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
+    line = f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
+    return "\n".join([line] + [f"  {kind}: " + ("n/a (no gold pair)" if no_pairs(s) else
+                                                 f"P {s['precision']:.4f} R {s['recall']:.4f} F1 {s['f1']:.4f} "
+                                                 f"({s['support']:,} gold pairs)")
+                                for kind, s in r.get("types", {}).items()])
 
 
 @app.command()

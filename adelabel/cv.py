@@ -276,10 +276,17 @@ def format_summary(summary: dict) -> str:
     rows.append("all sentences (as `adelabel tag` outputs them):")
     for name in types + ["micro", "macro"]:
         row(f"  {name}", f"{name}.")
-    row("  relations", "relations.")
+    kinds = sorted({k.split(".")[2] for k in stats if k.startswith("relations.types.")})
+
+    def relation_rows(prefix: str) -> None:
+        row("  relations", prefix)
+        for kind in kinds:
+            row(f"    {kind}", f"{prefix}types.{kind}.")
+
+    relation_rows("relations.")
     row("  sentence decision", "sentences.")
     rows.append("annotated sentences, gate open (published protocol):")
     for name in types + ["micro", "macro"]:
         row(f"  {name}", f"annotated_only.{name}.")
-    row("  relations", "annotated_only.relations.")
+    relation_rows("annotated_only.relations.")
     return "\n".join(rows)

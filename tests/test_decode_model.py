@@ -509,8 +509,21 @@ def test_sentence_scores_by_hand():
     assert abs(r["brier"] - (0.01 + 0.36 + 0.36 + 0.01) / 4) < 1e-9
     # Bins: 0.1 (label 0), 0.4 (1), 0.6 (0), 0.9 (1): each alone, |p - y| = 0.1, 0.6, 0.6, 0.1.
     assert abs(r["ece"] - (0.1 + 0.6 + 0.6 + 0.1) / 4) < 1e-9
-    assert relation_scores([{1, 2}, {3}], [{1}, {3, 4}]) == {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
+    a, b, c, d = ((0, 1, i, i + 1, "AE") for i in range(2, 6))
+    assert relation_scores([{a, b}, {c}], [{a}, {c, d}]) == {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
                                                             "support": 3, "predicted": 3}
+
+
+def test_relation_scores_are_also_given_per_pair_type():
+    """With doses, one pooled relation F1 hides how each pair type fares: a dose is few and easy."""
+    from adelabel.evaluate import relation_scores
+
+    ae, ae2, dose = (0, 1, 3, 4, "AE"), (0, 1, 5, 6, "AE"), (0, 1, 7, 8, "DOSE")
+    r = relation_scores([{ae, ae2, dose}], [{ae, dose, (0, 1, 9, 10, "DOSE")}])
+    assert (r["support"], r["predicted"], r["f1"]) == (3, 3, 2 / 3)
+    assert r["types"]["DRUG-AE"] == {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "predicted": 1}
+    assert r["types"]["DRUG-DOSE"] == {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1, "predicted": 2}
+    assert "types" not in relation_scores([{ae}], [{ae2}])  # one type: the pooled line says it all
 
 
 def test_the_relation_head_learns_which_drug_goes_with_which_effect():

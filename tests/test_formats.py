@@ -358,6 +358,21 @@ def test_cv_prints_relations_as_na_without_gold_pairs():
     assert next(line for line in printed.splitlines() if "relations" in line).endswith("n/a (no gold pair)")
 
 
+def test_cv_prints_each_pair_type_under_the_pooled_relations():
+    from adelabel.cv import format_summary, summarise
+
+    def scores(f1):
+        return {"precision": f1, "recall": f1, "f1": f1, "support": 5}
+
+    fold = {"DRUG": scores(0.9), "micro": scores(0.9),
+            "relations": {**scores(0.7), "types": {"DRUG-AE": scores(0.72), "DRUG-DOSE": scores(0.41)}}}
+    lines = format_summary({"summary": summarise([fold, fold]), "folds": [{}, {}],
+                            "settings": {"config": {"task": "tag"}}}).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("relations"))
+    assert "0.7000" in lines[at] and lines[at + 1].strip().startswith("DRUG-AE") and "0.7200" in lines[at + 1]
+    assert lines[at + 2].strip().startswith("DRUG-DOSE") and "0.4100" in lines[at + 2]
+
+
 def test_a_saved_model_with_dev_f1_0_is_warned_of(sample_data, tmp_path, monkeypatch):
     from adelabel import tasks
     from adelabel.config import resolve
@@ -369,3 +384,13 @@ def test_a_saved_model_with_dev_f1_0_is_warned_of(sample_data, tmp_path, monkeyp
     train(resolve("bilstm", overrides=["model.hidden_size=8", "train.max_epochs=1"]), sample_data, tmp_path / "m",
           device="cpu", log=said.append)
     assert any(line.startswith("warning: the saved model scores F1 0 on dev") for line in said)
+
+
+def test_evaluate_prints_each_pair_type_under_the_pooled_relations():
+    from adelabel.cli import _relation_line
+    from adelabel.evaluate import relation_scores
+
+    ae, dose = (0, 1, 3, 4, "AE"), (0, 1, 7, 8, "DOSE")
+    pooled, *types = _relation_line("relations", relation_scores([{ae}], [{ae, dose}])).splitlines()
+    assert pooled == "relations: P 0.5000 R 1.0000 F1 0.6667 (1 gold pairs)"
+    assert types == ["  DRUG-AE: P 1.0000 R 1.0000 F1 1.0000 (1 gold pairs)", "  DRUG-DOSE: n/a (no gold pair)"]
