@@ -165,16 +165,24 @@ def test_brat_texts_without_annotations_and_subfolders_are_counted(tmp_path):
     (tmp_path / "more").mkdir()
     sentences, report = read_brat(tmp_path)
     assert len(sentences) == 1 and report.left_out["texts without a .ann beside them"] == 1
-    # A relation that does not go from a DRUG is counted as left out, not kept and never learnt.
-    (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 19\trash\nR1\tCause Arg1:T2 Arg2:T1\n",
+    # A relation written from the effect to the drug (n2c2's ADE-Drug) is the same drug -> effect pair.
+    (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 19\trash\nR1\tADE-Drug Arg1:T2 Arg2:T1\n",
                                     encoding="utf-8")
     sentences, report = read_brat(tmp_path)
-    assert sentences[0].relations == [] and report.relations == 0
-    assert report.left_out["relations not from a DRUG to another type (relations go from a drug)"] == 1
+    assert sentences[0].relations == [(0, 1)] and report.relations == 1 and report.relation_labels == {"ADE-Drug": 1}
+    assert "relations: 1 (ADE-Drug 1)" in report.summary() and not any("note:" in line for line in report.summary())
+    # Two labels between the same types are learnt as one relation: kept, and the report says so.
+    (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 19\trash\nT3\tAE 8 14\tcaused\n"
+                                    "R1\tCauses Arg1:T1 Arg2:T2\nR2\tTreats Arg1:T1 Arg2:T3\n", encoding="utf-8")
+    sentences, report = read_brat(tmp_path)
+    assert sorted(sentences[0].relations) == [(0, 1), (0, 2)] and report.relation_labels == {"Causes": 1, "Treats": 1}
+    assert any(line.startswith("note: the relation labels Causes, Treats are learnt as one") for line in report.summary())
+    # A relation between two drugs, or two entities neither of which is a DRUG, is counted as left out.
     (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tDRUG 15 19\trash\nR1\tDDI Arg1:T1 Arg2:T2\n",
                                     encoding="utf-8")
     sentences, report = read_brat(tmp_path)
     assert sentences[0].relations == [] and report.relations == 0
+    assert report.left_out["relations not between a DRUG and another type (relations go from a drug)"] == 1
     assert report.left_out["subfolders (not read; give each as --corpus)"] == 1
     with pytest.raises(InputError, match=r"b\.txt: has no annotations beside it"):
         read_brat(tmp_path, strict=True)

@@ -3,7 +3,10 @@ character offsets and text; ``R`` lines: a relation between two entities), the l
 tools open and ``adelabel tag --format brat`` writes.
 
 Each text is one document, split into sentences as ``tag`` splits lines; an entity keeps its type (the
-types are whatever the files name), a relation its two entities (Arg1 first). Discontinuous entities,
+types are whatever the files name), a relation its two entities as a pair from the DRUG (whichever
+argument names it: some schemes write the effect first, ``ADE-Drug Arg1:effect Arg2:drug``). A relation's label is
+counted, not learnt: the relation head tells related pairs from unrelated ones, so two labels between
+the same types (Causes, Treats) would be learnt as one, and the report says so. Discontinuous entities,
 nested or crossing ones (one tag per token: the ADE reader's rule keeps the outer or longer), entities
 across a sentence break, and relations that lose an entity so are counted and left out; other
 annotation lines (events, attributes, notes) are counted and ignored.
@@ -28,11 +31,16 @@ _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
 @dataclass
 class BratReport(EntityReport):
     relations: int = 0
+    relation_labels: Counter = field(default_factory=Counter)  # label -> relations kept
     left_out: Counter = field(default_factory=Counter)  # reason -> annotations left out
 
     def summary(self) -> list[str]:
+        labels = ", ".join(f"{label} {n:,}" for label, n in sorted(self.relation_labels.items()))
+        merged = ([f"note: the relation labels {', '.join(sorted(self.relation_labels))} are learnt as one "
+                   "(a drug related to another entity); prepare one label's relations to tell them apart"]
+                  if len(self.relation_labels) > 1 else [])
         return [f"read: {self.path}: {self.documents:,} documents (.txt with .ann)", *self.counts(),
-                f"relations: {self.relations:,}",
+                f"relations: {self.relations:,}" + (f" ({labels})" if labels else ""), *merged,
                 *(f"left out: {n:,} {reason}" for reason, n in sorted(self.left_out.items()))]
 
 
@@ -70,7 +78,7 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
 
 def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool) -> list[Sentence]:
     entities: dict[str, tuple[int, int, str]] = {}
-    relations: list[tuple[str, str]] = []
+    relations: list[tuple[str, str, str]] = []  # (label, Arg1, Arg2)
     left: set[str] = set()  # entities left out (discontinuous), which relations may still name
     # An empty .ann is a text with nothing annotated in it.
     for number, line in read_lines(ann) if ann.stat().st_size else ():
@@ -90,7 +98,7 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
                 raise InputError(ann, f"{key}: {txt} has {text[start:end]!r} at {start}-{end}, not {mention!r}", number)
             entities[key] = (start, end, label)
         elif m := _RELATION.fullmatch(line):
-            relations.append((m.group(3), m.group(4)))
+            relations.append((m.group(2), m.group(3), m.group(4)))
             for arg in (m.group(3), m.group(4)):
                 if arg not in entities and arg not in left:
                     raise InputError(ann, f"{m.group(1)} names {arg}, which no earlier T line defines", number)
@@ -129,14 +137,17 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         spans = [(inside[key][0] - s, inside[key][1] - s, inside[key][2]) for key in keys]
         out.append(Sentence(text=text[s:e], spans=spans, doc_id=ann.stem, negative=not spans))
     report.left_out["entities across a sentence break"] += len(entities) - len(where) - len(alias)
-    for a, b in relations:
+    for label, a, b in relations:
         a, b = alias.get(a, a), alias.get(b, b)
         if a in where and b in where and where[a][0] == where[b][0]:
             sentence = out[where[a][0]]
-            if sentence.spans[where[a][1]][2] != "DRUG" or sentence.spans[where[b][1]][2] == "DRUG":
+            types = sentence.spans[where[a][1]][2], sentence.spans[where[b][1]][2]
+            if types[0] != "DRUG" and types[1] == "DRUG":
+                a, b = b, a  # the same fact, written from the other entity
+            elif types[0] != "DRUG" or types[1] == "DRUG":
                 # The relation head scores a DRUG against each other entity of its sentence (adelabel/data.py,
                 # candidate_pairs): kept, such a relation would be counted and never learnt.
-                report.left_out["relations not from a DRUG to another type (relations go from a drug)"] += 1
+                report.left_out["relations not between a DRUG and another type (relations go from a drug)"] += 1
                 continue
             pair = (where[a][1], where[b][1])
             if pair in sentence.relations:  # written twice, or over two ids of one span (merged above)
@@ -144,6 +155,7 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
                 continue
             sentence.relations.append(pair)
             report.relations += 1
+            report.relation_labels[label] += 1
         else:
             report.left_out["relations across sentences (or with an entity left out)"] += 1
     report.left_out += Counter()  # drop zero counts
