@@ -409,7 +409,8 @@ def evaluate(
     model = " + ".join(map(str, model))
     if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
-    data_labels, model_labels = read_manifest(data)["labels"], [t[2:] for t in tagger.tags[1::2]]
+    manifest = read_manifest(data)
+    data_labels, model_labels = manifest["labels"], [t[2:] for t in tagger.tags[1::2]]
     if not data_labels:
         raise OptionError(f"--data {data}: holds labelled texts without entities; {model} is a tagger "
                           "(evaluate a classifier on this data)")
@@ -426,34 +427,44 @@ def evaluate(
                                    tagger.device, predicted)
     result["evaluated"] = made_by
     negatives = result["negative_sentences"]
+    # The ADE corpus's words for its parts; other corpora's sentences without entities are just that.
+    ade = manifest.get("format", "ade") == "ade"
+    neg, neg_sentences, neg_ones, no_neg = (
+        ("ADE-NEG", "ADE-NEG sentences", "the ADE-NEG ones", "no ADE-NEG sentence") if ade else
+        ("without entities", "sentences without entities", "those without entities", "no sentence without entities"))
     print(f"{model} on {data}/{split}: {len(sentences):,} sentences ({len(sentences) - negatives:,} with "
-          f"annotations, {negatives:,} ADE-NEG)")
+          f"annotations, {negatives:,} {neg})")
     print("\nall sentences, as `adelabel tag` outputs them:")
     print(format_table(result))
     if negatives:  # with none (data prepared without negatives), the rates below have nothing to count
-        print(f"entities predicted per 1,000 ADE-NEG sentences: {result['entities_per_1000_negative']:.1f}")
+        print(f"entities predicted per 1,000 {neg_sentences}: {result['entities_per_1000_negative']:.1f}")
     if "gate" in result:
         gate = result["gate"]
         pair = ", and a pair to relate" if pairs_decide(tagger.model) else ""
         print(f"sentences reported (gate threshold {gate['threshold']:.2f}{pair}): "
               f"{gate['annotated_sentences_passed']:.1%} of those with annotations"
-              + (f", {gate['negative_sentences_passed']:.1%} of the ADE-NEG ones" if negatives else
-                 " (this split holds no ADE-NEG sentence)"))
-    print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))
+              + (f", {gate['negative_sentences_passed']:.1%} of {neg_ones}" if negatives else
+                 f" (this split holds {no_neg})"))
+    # A model without a relation head, on data relating nothing: no relation line to print at all.
+    relates = tagger.model.relation is not None or not no_pairs(result["relations"])
+    if relates:
+        print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))
     if "sentences" in result:
         sent = result["sentences"]
-        print(f"sentence decision (reports an ADE): P {sent['precision']:.4f} R {sent['recall']:.4f} "
-              f"F1 {sent['f1']:.4f}; the probability: ECE {_shown(sent['ece'])}, Brier {_shown(sent['brier'])}, "
+        print(f"sentence decision ({'reports an ADE' if ade else 'holds an entity'}): P {sent['precision']:.4f} "
+              f"R {sent['recall']:.4f} F1 {sent['f1']:.4f}; the probability: ECE {_shown(sent['ece'])}, Brier {_shown(sent['brier'])}, "
               f"ROC-AUC {_shown(sent['roc_auc'])}")
-    print("\nsentences with annotations only, each tagged as if known to report an adverse event "
-          "(the protocol of published ADE results):")
+    print("\nsentences with annotations only, " + ("each tagged as if known to report an adverse event (the protocol "
+                                                   "of published ADE results):" if ade else "each tagged with the gate open:"))
     print(format_table(result["annotated_only"]))
-    print(_relation_line("relations (drug -> effect, both spans exact)", result["annotated_only"]["relations"]))
-    print(_relation_line("the same spans, every drug paired with every effect", result["annotated_only"]["relations_every_pair"]))
+    if relates:
+        print(_relation_line("relations (drug -> effect, both spans exact)", result["annotated_only"]["relations"]))
+        print(_relation_line("the same spans, every drug paired with every effect",
+                             result["annotated_only"]["relations_every_pair"]))
     for what, key in (("entity score (exactly right)", "entity_probability"),
                       ("relation score (pair related, spans exact)", "relation_probability")):
         q = result["annotated_only"][key]
-        if key == "relation_probability" and no_pairs(result["annotated_only"]["relations"]):
+        if key == "relation_probability" and (not relates or no_pairs(result["annotated_only"]["relations"])):
             continue  # every pair is wrong where none is related: its calibration says nothing
         print(f"{what}: ECE {_shown(q['ece'])}, Brier {_shown(q['brier'])}, ROC-AUC {_shown(q['roc_auc'])} "
               f"({q['count']:,} scored)")

@@ -83,10 +83,12 @@ def test_prepare_and_train_on_conll_with_its_own_types(capsys, tmp_path):
     assert code == 0, err
     assert json.loads((tmp_path / "m" / "config.json").read_text())["tags"] == [
         "O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
-    # Types that pair nothing: relation scores are "n/a", not zeros that read as a failure.
+    # Types that pair nothing, and a model without a relation head: no relation line, rather than
+    # zeros that read as a failure; and no words of the ADE corpus for another corpus's sentences.
     code, out, err = run_cli(capsys, "evaluate", "--model", tmp_path / "m", "--data", tmp_path / "d")
     assert code == 0, err
-    assert "relations (drug -> effect, both spans exact): n/a (no gold pair)" in out
+    assert "relation" not in out and "ADE" not in out and "adverse" not in out, out
+    assert "1 without entities)" in out and "sentence decision (holds an entity)" in out
 
 
 def test_data_without_relations_trains_no_relation_head(capsys, sample_data, tmp_path):
