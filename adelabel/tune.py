@@ -56,8 +56,13 @@ def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]
         if key not in known:
             near = difflib.get_close_matches(key, list(known), n=1)
             raise OptionError(f"--space {key}: unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
+        if "." not in key:  # arch and seed: what a study is of, and what it is measured under
+            raise OptionError(f"--space {key}: not searched (a study searches model.* and train.* keys; "
+                              f"give --{key} instead)")
         log = raw.startswith("log:")
         if ".." in raw:
+            if known[key].annotation not in (int, float):  # pydantic would read 0.06 as a true/false
+                raise OptionError(f"--space {key}: not a number, so not a range; give its choices as A,B")
             low, _, high = raw.removeprefix("log:").partition("..")
             try:
                 low_value, high_value = float(low), float(high)
@@ -151,6 +156,13 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         raise OptionError(f"--trials: expected at least 1, got {trials}")
     arch, task = base.arch, base.task
     space = {k: v for k, v in parse_space(arch, task, list(space_overrides or [])).items() if k not in fixed_keys}
+    from adelabel.precision import check_precision
+    from adelabel.tagger import pick_device
+
+    # As train checks it, but before the study records a thing: fp16 on a CPU would fail every trial.
+    where = pick_device(device)
+    for value in space.get("train.precision", {}).get("choices", [base.train.precision]):
+        check_precision(value, where, "--space train.precision" if "train.precision" in space else "train.precision")
     fixed = {k: v["choices"][0] for k, v in space.items() if "choices" in v and len(v["choices"]) == 1}
     searched = {k: v for k, v in space.items() if k not in fixed}
     integer = {k: _integer(k, arch, task) for k in searched}
@@ -173,7 +185,10 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     # What every trial starts from besides the searched keys: a study's best config is written from it,
     # so a study carries on only from the settings its trials trained with.
     settings = json.dumps(base_values, sort_keys=True)
-    if not study.user_attrs:
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    # A study none of whose trials finished holds no result its settings must stay comparable with (a
+    # search stopped by an error in its first trial): it takes this run's.
+    if not study.user_attrs or not study.get_trials(deepcopy=False, states=counted):
         study.set_user_attr("arch", arch)
         study.set_user_attr("task", task)
         study.set_user_attr("data", data_key)
@@ -199,7 +214,6 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     # Trials a killed search left running will never report: they failed.
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
-    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     finished = lambda: study.get_trials(deepcopy=False, states=counted)  # noqa: E731
     if sampler == "grid":
         points = math.prod(len(v) for v in _grid(searched, integer).values())
@@ -215,7 +229,11 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             trial = study.ask()
             values = {k: _suggest(trial, k, spec, integer[k]) for k, spec in searched.items()}
             values.update(fixed)
-            config = _config(base_values, values, arch, task)
+            try:
+                config = _config(base_values, values, arch, task)
+            except BaseException:
+                _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+                raise
             shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
             left = f"; about {duration(sum(durations) / len(durations) * (trials - number + 1))} left" \
                 if durations else ""

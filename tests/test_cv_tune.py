@@ -152,6 +152,53 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize("args, message", [
+    # pydantic would read a drawn 0.06 as "true"; the search must not start to find out.
+    (["--space", "model.gate=0..1"], "--space model.gate: not a number, so not a range; give its choices as A,B"),
+    (["--space", "seed=1..5"], "--space seed: not searched (a study searches model.* and train.* keys; give --seed instead)"),
+    (["--set", "train.precision=fp16"], "train.precision fp16: runs on a GPU only"),
+    (["--space", "train.precision=fp32,fp16"], "--space train.precision fp16: runs on a GPU only"),
+])
+def test_tune_refuses_a_space_or_settings_no_trial_could_train_before_writing_a_study(args, message, sample_data,
+                                                                                      tmp_path, capsys):
+    code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--device", "cpu", "--storage",
+                           f"sqlite:///{tmp_path}/study.db", "--out", tmp_path / "best.toml", "--trials", "1", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.training
+def test_a_study_whose_trials_all_failed_takes_the_settings_of_the_next_run(sample_data, tmp_path, capsys,
+                                                                            monkeypatch):
+    """A first trial stopped by an error leaves a study with no result: run again with other settings,
+    it carries on rather than refusing them as another study's."""
+    import optuna
+
+    from adelabel import train as training
+    from adelabel.errors import AdelabelError
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    base = ["tune", "--data", sample_data, "--epochs", "1", "--storage", storage, "--out", tmp_path / "best.toml",
+            "--trials", "1", "--sampler", "random", *TINY]
+
+    def fails(*args, **kwargs):
+        raise AdelabelError("the disk is full")
+
+    real = training.train
+    monkeypatch.setattr(training, "train", fails)
+    code, _, err = run_cli(capsys, *base, "--set", "train.patience=9")
+    assert code == 2 and "the disk is full" in err, err
+    monkeypatch.setattr(training, "train", real)
+    code, printed, err = run_cli(capsys, *base)
+    assert code == 0 and "1 trials complete" in printed, err
+    study = optuna.load_study(study_name="adelabel", storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert '"patience": 9' not in study.user_attrs["base"]
+    # Once a trial has finished, the study's settings are fixed.
+    code, _, err = run_cli(capsys, *base, "--set", "train.patience=9")
+    assert code == 2 and "its trials trained from other settings" in err, err
+
+
 @pytest.mark.training
 def test_a_grid_search_stops_at_the_end_of_its_grid(sample_data, tmp_path, capsys):
     import optuna
