@@ -239,7 +239,10 @@ def cv(
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
     _check_overlaps(overlaps, format)
-    pick_device(device)
+    from adelabel.precision import check_precision
+
+    # Before the first fold is written: a cv folder keeps the settings it started with.
+    check_precision(cfg.train.precision, pick_device(device), "train.precision")
     _check_encoder_vectors(encoder_vectors)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():

@@ -105,10 +105,12 @@ def test_cv_writes_into_no_folder_of_other_things(capsys, tmp_path):
     (["--folds", "1"], "--folds: cross-validation needs at least 2 folds, got 1"),
     (["--folds", "5000"], "--folds 5000: the corpus has only 150 documents, fewer than folds"),
     (["--format", "labelled"], "--format labelled reads a file of label<TAB>text lines; this is a folder"),
+    (["--set", "train.precision=fp16", "--device", "cpu"], "train.precision fp16: runs on a GPU only"),
 ])
 def test_cv_refuses_impossible_folds(args, message, capsys, tmp_path):
     code, _, err = run_cli(capsys, "cv", "--corpus", SAMPLE, "--out", tmp_path / "o", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()  # a cv folder keeps its first settings: none may be written
 
 
 @pytest.mark.training
