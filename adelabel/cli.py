@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import sys
@@ -657,4 +658,11 @@ def main() -> None:
     # A kill's TERM (not KILL) unwinds like Ctrl-C, so temporary files beside an unfinished output are
     # removed on the way out rather than left for the next run to sweep.
     signal.signal(signal.SIGTERM, _terminated)
+    # Records and reports are data, UTF-8 whatever the locale (a Windows code page refused a β with a
+    # traceback and wrote an è as one byte); messages keep the terminal's encoding, escaping what it
+    # cannot show.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")
+    if isinstance(sys.stderr, io.TextIOWrapper):
+        sys.stderr.reconfigure(errors="backslashreplace")
     sys.exit(run())

@@ -126,17 +126,20 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     if source == "-" or not Path(source).is_file():
         raise OptionError(f"{source}: --ray reads a file (not stdin or a folder)")
     # Bad input and a bad model are refused here, naming the file and line, before any worker starts.
-    with Path(source).open("rb") as fh:
+    with Path(source).open("rb") as fh:  # beside read_lines, which strips every CR at a line's end
         if fh.read(3) == b"\xef\xbb\xbf":
             raise InputError(source, "begins with a byte-order mark, which Ray's reader keeps in the line "
                                      "(tag it without --ray)", 1)
-    for number, line in read_lines(source):
-        odd = next((c for c in line if c in SPLITS_LINES), None)
-        if odd is not None:
-            raise InputError(source, f"holds U+{ord(odd):04X}, where Ray's reader would split or misread the "
-                                     "line (tag it without --ray)", number)
-        if input_format == "jsonl":
-            parse_record(source, number, line)
+        fh.seek(0)
+        for (number, line), raw in zip(read_lines(source), fh):
+            odd = next((c for c in line if c in SPLITS_LINES), None)
+            if odd is None and raw.removesuffix(b"\n").removesuffix(b"\r").endswith(b"\r"):
+                odd = "\r"  # "\r\r\n", a line ending converted twice: Ray's reader sees an empty line more
+            if odd is not None:
+                raise InputError(source, f"holds U+{ord(odd):04X}, where Ray's reader would split or misread the "
+                                         "line (tag it without --ray)", number)
+            if input_format == "jsonl":
+                parse_record(source, number, line)
     tagger = (Classifier if task_of(model[0]) == "classify" else Tagger).load(
         model if len(model) > 1 else model[0], device=device, threshold=threshold, precision=precision)
     meta = provenance(tagger, model[0] if len(model) == 1 else model)

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import sys
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -102,6 +103,8 @@ def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
 # A text from JSONL input may hold line breaks, which would end the ``# text =`` comment early: each is
 # written as a space, which keeps every offset of the line (breaks are white space, never in a token).
 _LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+# JSON escapes the other line breaks itself (control characters); these three it leaves as they are.
+_JSON_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
 
 
 def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
@@ -113,18 +116,19 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     text = analysis.text
     out.write(f"# text = {text.translate(_LINE_BREAKS)}\n")
     if fields:
-        out.write(f"# fields = {json.dumps(fields, ensure_ascii=False)}\n")
+        out.write(f"# fields = {json.dumps(fields, ensure_ascii=False).translate(_JSON_LINE_BREAKS)}\n")
     for r in analysis.relations:
         drug, effect = analysis.entities[r.drug], analysis.entities[r.effect]
         out.write(f"# relation = {r.type} {r.drug} {drug.text!r} -> {r.effect} {effect.text!r} {r.score}\n")
     spans = [(e.start, e.end, e.label) for e in analysis.entities]
+    starts = [sp[0] for sp in spans]  # in order of the text: a sentence's entities are a slice
     if not analysis.sentences:
         out.write("\n")
     for sentence in analysis.sentences:
         s, e = sentence.start, sentence.end
         out.write(f"# sentence = {s}-{e} ade={sentence.ade} reported={'yes' if sentence.reported else 'no'}\n")
         tokens = [(a + s, b + s) for a, b in tokenize(text[s:e])]
-        tags, _ = spans_to_tags(tokens, [sp for sp in spans if s <= sp[0] < e])
+        tags, _ = spans_to_tags(tokens, spans[bisect_left(starts, s):bisect_left(starts, e)])
         for (a, b), t in zip(tokens, tags):
             out.write(f"{text[a:b]}\t{t}\n")
         out.write("\n")

@@ -404,3 +404,31 @@ def test_evaluate_prints_each_pair_type_under_the_pooled_relations():
     pooled, *types = _relation_line("relations", relation_scores([{ae}], [{ae, dose}])).splitlines()
     assert pooled == "relations: P 0.5000 R 1.0000 F1 0.6667 (1 gold pairs)"
     assert types == ["  DRUG-AE: P 1.0000 R 1.0000 F1 1.0000 (1 gold pairs)", "  DRUG-DOSE: n/a (no gold pair)"]
+
+
+def test_html_and_conll_give_each_sentence_its_own_entities_and_pairs():
+    """The writers take each sentence's entities and pairs as slices of the line's (entities in order
+    of the text), not by scanning all of them for every sentence."""
+    import io
+    import re
+
+    from adelabel.html_view import HtmlWriter
+    from adelabel.inference import SentenceScore
+    from adelabel.tagging_io import write_conll
+
+    text = "Aspirin and rash. Lithium gave tremor and acne."
+    analysis = _analysis(text, [(0, 7, "DRUG"), (12, 16, "AE"), (18, 25, "DRUG"), (31, 37, "AE"), (42, 46, "AE")],
+                         [(2, 4), (0, 1), (2, 3)])
+    analysis.sentences = [SentenceScore(0, 17, 0.9, True), SentenceScore(18, 47, 0.8, True)]
+    out = io.StringIO()
+    page = HtmlWriter(out, {})
+    page.write(analysis, {})
+    page.close()
+    first, second = out.getvalue().split('<div class="sentence"')[1:]
+    assert re.findall(r'data-label="(\w+)"', first) == ["DRUG", "AE"] and "Aspirin &rarr; rash" in first
+    assert re.findall(r'data-label="(\w+)"', second) == ["DRUG", "AE", "AE"]
+    assert re.findall(r"<li>(\w+) &rarr; (\w+)", second) == [("Lithium", "acne"), ("Lithium", "tremor")]  # as given
+    out = io.StringIO()
+    write_conll(out, analysis, {})
+    tags = [line.split("\t")[1] for line in out.getvalue().splitlines() if "\t" in line]
+    assert tags == ["B-DRUG", "O", "B-AE", "O", "B-DRUG", "O", "B-AE", "O", "B-AE", "O"]

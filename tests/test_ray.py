@@ -65,6 +65,12 @@ def test_ray_refuses_lines_its_reader_would_split(capsys, tiny_model_dir, tmp_pa
                            "--output", tmp_path / "out.jsonl")
     assert code == 2 and "in.jsonl:2: holds U+2028, where Ray's reader would split or misread the line" in err, err
     assert not (tmp_path / "out.jsonl").exists()
+    # A line ending converted twice, CR CR LF: Ray's reader would see an empty line after it, and every
+    # later record would land one line down. A plain CRLF is fine.
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"Aspirin-induced rash.\r\nfine\r\r\nMethotrexate hepatitis.\n")
+    code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--ray", "--output", tmp_path / "out.jsonl")
+    assert code == 2 and "in.txt:2: holds U+000D, where Ray's reader would split" in err, err
 
 
 def test_ray_options_are_checked_before_ray_starts(capsys, tiny_model_dir, tmp_path):

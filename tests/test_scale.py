@@ -156,6 +156,24 @@ def test_jsonl_input_carries_its_fields_to_each_record(capsys, tiny_model_dir, t
     code, out, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl", "--format", "conll")
     assert code == 0, err
     assert '# fields = {"id": 7}' in out.splitlines()[2]
+    # Line breaks JSON leaves as they are would split the comment: escaped, the line reads back whole.
+    src.write_text(json.dumps({"id": "a\u2028b\x85c\u2029", "text": "Rash."}, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    code, out, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl", "--format", "conll")
+    assert code == 0, err
+    fields = next(line for line in out.splitlines() if line.startswith("# fields = "))
+    assert json.loads(fields.removeprefix("# fields = ")) == {"id": "a\u2028b\x85c\u2029"}
+
+
+def test_standard_output_is_utf8_whatever_the_locale(tiny_model_dir, tmp_path):
+    """`adelabel tag f.txt > out.jsonl` on Windows writes in its code page: a β was a traceback there,
+    and an è one byte that no JSON reader takes for UTF-8."""
+    src = tmp_path / "in.txt"
+    src.write_text("Propranolol (a \u03b2-blocker) induced fi\u00e8vre.\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir), "-q"],
+                          capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONIOENCODING": "cp1252"}, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert json.loads(done.stdout.decode("utf-8"))["text"] == "Propranolol (a \u03b2-blocker) induced fi\u00e8vre."
 
 
 @pytest.mark.parametrize("line, message", [
