@@ -152,10 +152,10 @@ def train(
         # is below: --quiet silences that warning, and every rank but the first leaves it to rank 0.
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     from adelabel import model_dir
-    from adelabel.atomic import check_apart, check_output_dir
+    from adelabel.atomic import check_apart, check_output_dir, ours
     from adelabel.config import resolve
     from adelabel.tagger import pick_device
-    from adelabel.train import read_run, train as run_train
+    from adelabel.train import check_no_checkpoint, read_run, train as run_train
 
     if resume is not None:
         given = [name for name, value in (("--arch", arch), ("--task", task), ("--config", config), ("--out", out), ("--seed", seed),
@@ -166,6 +166,11 @@ def train(
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
         _, saved = read_run(resume)
         pick_device(saved["device"])
+        # Before the epochs left, not after them: something in the run's place would refuse its model.
+        target = Path(saved["out"])
+        if target.exists() and not (target.is_dir() and ours(target, model_dir.is_model_dir)):
+            raise OptionError(f"--resume {resume}: {target}, where the run saves its model, holds what adelabel did "
+                              "not write; move it away, then carry on")
         # The teacher it started with comes from its run file too (train.py, _teachers).
         run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True)
         return
@@ -197,6 +202,7 @@ def train(
     if distributed.world().main:
         check_output_dir(out, "--out", model_dir.is_model_dir)
         check_apart(out, "--out", [data, *(teacher or ())])
+        check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
 

@@ -8,6 +8,8 @@ have. The model folder itself is written once, complete, at the end (adelabel/at
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import pickle
@@ -27,7 +29,7 @@ from adelabel.config import Config, validate_saved
 from adelabel.corpus import Sentence
 from adelabel.data import Example, bucketed
 from adelabel.embeddings import read_vectors
-from adelabel.errors import AdelabelError, InputError
+from adelabel.errors import AdelabelError, InputError, OptionError
 from adelabel.precision import autocast, check_precision, grad_scaler
 from adelabel.progress import Progress as Bar, duration
 from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
@@ -37,12 +39,28 @@ from adelabel.text import tokenize
 from adelabel.versions import versions
 from adelabel.vocab import UNK, Vocab, Vocabs, normalize
 
-RUN, STATE = "run.json", "state.pt"
+RUN, STATE, SUMS = "run.json", "state.pt", "state.sha256"
 
 
 def checkpoint_dir(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
+    if not out_dir.name:  # ".", "..", "/": the folder's own name, where it has one
+        out_dir = out_dir.resolve()
+    if not out_dir.name:
+        raise OptionError(f"{out_dir}: names no model folder (the file system's root)")
     return out_dir.with_name(out_dir.name + ".checkpoint")
+
+
+def check_no_checkpoint(out_dir: str | Path) -> None:
+    """Refuse a new run into ``out_dir`` while the checkpoint folder beside it holds something: a
+    killed run's (to carry on with --resume), or files adelabel did not write."""
+    ckpt = checkpoint_dir(out_dir)
+    if (ckpt / RUN).is_file():
+        raise AdelabelError(f"{ckpt}: a checkpoint of an unfinished run is here; continue it with "
+                            f"`adelabel train --resume {out_dir}`, or delete the folder to start afresh")
+    if ckpt.exists() or ckpt.is_symlink():
+        raise AdelabelError(f"{ckpt}: is in the way of this run's checkpoint and holds none adelabel wrote (no "
+                            f"{RUN}); move it, or give another --out")
 
 
 def seed_everything(seed: int) -> None:
@@ -143,10 +161,8 @@ def _restore_random_states(states: dict, device: torch.device) -> None:
 def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device: str,
               teacher: Sequence[str] = ()) -> Path:
     """Create the checkpoint folder of a new run; refuse to overwrite one a killed run left."""
+    check_no_checkpoint(out_dir)
     ckpt = checkpoint_dir(out_dir)
-    if ckpt.exists():
-        raise AdelabelError(f"{ckpt}: a checkpoint of an unfinished run is here; continue it with "
-                            f"`adelabel train --resume {out_dir}`, or delete the folder to start afresh")
     # Absolute paths: a run may be resumed from another working directory.
     # The data's checksums too: a run resumes only on the data it started with.
     run = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "out": str(Path(out_dir).resolve()),
@@ -389,18 +405,45 @@ def _teach(config: Config, data: Setup, data_dir, teacher: list[str], device: to
 
 def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, states: list[dict]) -> None:
     """The state after an epoch; ``states``: each rank's random generators (:func:`_random_states`)."""
-    with atomic.atomic_file(ckpt / STATE, "wb") as fh:
-        try:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                        "best": run.best_state, "random": states[0], "random_ranks": states, "epoch": run.epoch,
-                        "best_f1": run.best_f1, "best_epoch": run.best_epoch, "stale": run.stale,
-                        "records": run.records}, fh)
-        except RuntimeError as err:  # torch reports a failed write (a full disk) so, not as an OSError
-            raise AdelabelError(f"{ckpt / STATE}: cannot write ({str(err).splitlines()[0][:200]}); the checkpoint "
-                                "of the epoch before is kept: free space and carry on with --resume") from None
-    # Written whole from the checkpoint's records: a kill mid-write never leaves a torn line, and the
-    # epochs of a resumed run follow those before it.
+    buffer = io.BytesIO()
+    try:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "best": run.best_state, "random": states[0], "random_ranks": states, "epoch": run.epoch,
+                    "best_f1": run.best_f1, "best_epoch": run.best_epoch, "stale": run.stale,
+                    "records": run.records}, buffer)
+        data = buffer.getbuffer()
+        # Bytes damaged on disk load as weights all the same (torch checks no sum): the state's SHA-256 is
+        # recorded beside the one before it, ahead of the state itself, so a kill between the two writes
+        # leaves a state whose sum is listed either way.
+        sums = [*_recorded_sums(ckpt)[-1:], hashlib.sha256(data).hexdigest()]
+        atomic.write_text(ckpt / SUMS, json.dumps(sums) + "\n")
+        with atomic.atomic_file(ckpt / STATE, "wb") as fh:
+            fh.write(data)
+    except (RuntimeError, OSError) as err:  # a full disk: torch reports a failed write as a RuntimeError
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0][:200]
+        raise AdelabelError(f"{ckpt / STATE}: cannot write ({reason}); the checkpoint of the epoch before is "
+                            "kept: free space and carry on with --resume") from None
+    write_log(ckpt, run)
+
+
+def write_log(ckpt: Path, run: RunState) -> None:
+    """The epoch log, written whole from the run's records: a kill mid-write never leaves a torn line,
+    the epochs of a resumed run follow those before it, and a kill between the state and the log
+    costs the log nothing (the model folder's is written from the state's records too)."""
     atomic.write_text(ckpt / model_dir.LOG, "".join(json.dumps(r) + "\n" for r in run.records))
+
+
+def _recorded_sums(ckpt: Path) -> list[str]:
+    """The SHA-256 sums a checkpoint's state may have (none recorded: a checkpoint from before they were)."""
+    try:
+        sums = json.loads((ckpt / SUMS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as err:
+        raise InputError(ckpt / SUMS, f"corrupt checksum file ({err}); the checkpoint is damaged") from None
+    if not isinstance(sums, list) or not all(isinstance(x, str) for x in sums):
+        raise InputError(ckpt / SUMS, "corrupt checksum file (expected a list of SHA-256 sums)")
+    return sums
 
 
 def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
@@ -410,9 +453,17 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
         return RunState()
     if not (ckpt / STATE).is_file():  # a folder, say: carrying on from nothing would silently start over
         raise InputError(ckpt / STATE, "not a file; the checkpoint is damaged (delete the folder to start afresh)")
+    sums = _recorded_sums(ckpt)
+    if sums and atomic.sha256(ckpt / STATE) not in sums:
+        raise InputError(ckpt / STATE, "corrupt checkpoint (its SHA-256 is not the one recorded when it was "
+                                       "written: the file changed since); delete the folder to start afresh")
     try:
         # On the CPU: the random states must be CPU tensors; the weights move to the device on loading.
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not (isinstance(state.get("epoch"), int) and isinstance(state.get("best_epoch"), int)
+                and isinstance(state.get("stale"), int) and isinstance(state.get("best_f1"), (int, float))
+                and isinstance(state.get("best"), dict) and isinstance(state.get("records"), list)):
+            raise ValueError("epoch, best_epoch, stale, best_f1, best or records missing or of the wrong type")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
@@ -448,6 +499,7 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
                           "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
                  "versions": versions(), "device": str(device), "processes": w.size,
                  **({"teacher": list(teacher)} if teacher else {})}
+        write_log(ckpt, run)
         model_dir.save(out_dir, model, saved, data.vocabs, metrics=metrics, log=ckpt / model_dir.LOG)
         atomic.remove_dir(ckpt)
         say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "

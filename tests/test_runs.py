@@ -62,8 +62,22 @@ def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
     saved = (checkpoint / "state.pt").read_bytes()
     (checkpoint / "state.pt").write_bytes(b"garbage\n" * 100)
     damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
-    assert damaged.returncode == 2 and "state.pt: corrupt checkpoint (UnpicklingError" in damaged.stderr, damaged.stderr
+    assert damaged.returncode == 2 and "state.pt: corrupt checkpoint (its SHA-256 is not the one recorded" \
+        in damaged.stderr, damaged.stderr
     assert len(damaged.stderr.strip().splitlines()) == 1, damaged.stderr
+    # Bytes changed inside a tensor load as weights all the same: only the recorded sum tells.
+    flipped = bytearray(saved)
+    flipped[len(saved) // 2:len(saved) // 2 + 64] = b"\xff" * 64
+    (checkpoint / "state.pt").write_bytes(bytes(flipped))
+    damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    assert damaged.returncode == 2 and "corrupt checkpoint (its SHA-256" in damaged.stderr, damaged.stderr
+    # A checkpoint from before sums were recorded is still read, and checked as it was.
+    sums = (checkpoint / "state.sha256").read_bytes()
+    (checkpoint / "state.sha256").unlink()
+    (checkpoint / "state.pt").write_bytes(b"garbage\n" * 100)
+    damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    assert damaged.returncode == 2 and "state.pt: corrupt checkpoint (UnpicklingError" in damaged.stderr, damaged.stderr
+    (checkpoint / "state.sha256").write_bytes(sums)
     # A folder in its place is damage too, not "no epoch finished yet" (which would start over).
     (checkpoint / "state.pt").unlink()
     (checkpoint / "state.pt").mkdir()
@@ -208,3 +222,49 @@ def test_a_kill_between_output_and_sidecar_leaves_no_stale_sidecar(tiny_model_di
     assert json.loads(sidecar.read_text())["lines"] == 2
     tagging_io.tag_stream(str(source), tiny_model_dir, "conll", out, 16, "cpu")
     assert out.read_text().startswith("# model = ") and not sidecar.exists()
+
+
+def test_a_run_killed_while_it_saves_resumes_with_its_whole_log_and_checks_its_place_first(capsys, sample_data,
+                                                                                          tmp_path, monkeypatch):
+    """Killed after its last epoch's checkpoint, the log beside it lost: the model folder's log is written
+    from the checkpoint's records. And a resume refuses, before any epoch, a folder in its model's place."""
+    from adelabel import model_dir
+    from conftest import run_cli
+
+    out = tmp_path / "m"
+    args = ["--data", sample_data, "--out", out, "--epochs", "2", "--set", "model.hidden_size=8",
+            "--set", "train.patience=5", "--quiet"]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    real = model_dir.save
+    monkeypatch.setattr(model_dir, "save", killed)
+    code, _, err = run_cli(capsys, "train", *args)
+    assert code == 130, err
+    checkpoint = tmp_path / "m.checkpoint"
+    (checkpoint / "train_log.jsonl").write_text("")  # the kill came between the state and its log
+    monkeypatch.setattr(model_dir, "save", real)
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    before = (checkpoint / "state.pt").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--resume", out)
+    assert code == 2 and "where the run saves its model, holds what adelabel did not write" in err, err
+    assert (checkpoint / "state.pt").read_bytes() == before and (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    code, _, err = run_cli(capsys, "train", "--resume", out)
+    assert code == 0, err
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+
+
+def test_a_checkpoint_folder_adelabel_did_not_write_and_a_root_folder_are_one_line(capsys, sample_data, tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "m.checkpoint").mkdir()
+    (tmp_path / "m.checkpoint" / "thesis.tex").write_text("mine")
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--epochs", "1")
+    assert code == 2 and "m.checkpoint: is in the way of this run's checkpoint and holds none adelabel wrote" in err
+    assert "--resume" not in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = run_cli(capsys, "train", "--resume", "/")
+    assert code == 2 and "/: names no model folder" in err and len(err.strip().splitlines()) == 1, err
