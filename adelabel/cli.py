@@ -195,14 +195,13 @@ def train(
         overrides.append(f"model.encoder={encoder.resolve()}")
     cfg = resolve(arch, config, overrides, task)
     out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
-    from adelabel import distributed
     from adelabel.precision import check_precision
 
-    # Under torchrun every rank checks the same folder; only a folder a finished run left is refused.
-    if distributed.world().main:
-        check_output_dir(out, "--out", model_dir.is_model_dir)
-        check_apart(out, "--out", [data, *(teacher or ())])
-        check_no_checkpoint(out)
+    # Under torchrun every rank checks (a rank that went on alone would wait for the others for ever):
+    # none writes a thing before all have joined the group, past these checks.
+    check_output_dir(out, "--out", model_dir.is_model_dir)
+    check_apart(out, "--out", [data, *(teacher or ())])
+    check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
 
@@ -627,6 +626,9 @@ def run(argv: list[str] | None = None) -> int:
     usage errors, which typer would draw as a box) or an :class:`AdelabelError` raised where its
     cause is known. Anything else is a bug in adelabel and keeps its traceback.
     """
+    stdout = sys.stdout
+    # Under torchrun every rank meets the same bad option or file: one of them says so.
+    say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
     try:
         result = app(args=argv, prog_name="adelabel", standalone_mode=False)
         sys.stdout.flush()  # here, where a failed write can still be reported
@@ -634,14 +636,17 @@ def run(argv: list[str] | None = None) -> int:
         message = err.format_message()
         # The help that `adelabel` with no command shows has been printed already, or is the message.
         if message:
-            print(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
+            say(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
         return 2
     except AdelabelError as err:
-        print(f"adelabel: error: {err}", file=sys.stderr)
+        say(f"adelabel: error: {err}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         return 130
-    except BrokenPipeError:  # the reader stopped (`adelabel tag ... | head`): nothing left to say
+    except (BrokenPipeError, SystemExit) as err:  # the reader stopped (`adelabel tag ... | head`)
+        # click meets a broken pipe first, and exits 1 having swapped the streams for quiet wrappers.
+        if isinstance(err, SystemExit) and not (err.code == 1 and sys.stdout is not stdout):
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
         return 141
     except OSError as err:

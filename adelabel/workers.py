@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+
+from adelabel.errors import AdelabelError
 
 _PROCESS: Callable[[list[str]], list] | None = None
 
@@ -26,6 +30,9 @@ def threads_per_worker(workers: int) -> int:
 def _start(kind: str, models: list[Path], device: str, threshold: float | None, precision: str,
            backend: str, threads: int) -> None:
     global _PROCESS
+    # Ctrl-C reaches the whole process group: the parent stops the pool, and a worker that raised too
+    # would print a traceback each.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(threads)
@@ -52,9 +59,12 @@ def tag_in_workers(chunks: Iterable[list[str]], workers: int, kind: str, models:
     init = (kind, [Path(m) for m in models], device, threshold, precision, backend, threads_per_worker(workers))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=init) as pool:
         pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(_work, chunk))
-            if len(pending) >= 2 * workers:
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(_work, chunk))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise AdelabelError("--workers: a worker process died (killed, or out of memory)") from None

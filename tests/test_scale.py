@@ -92,6 +92,14 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
     assert not out.with_name("ddp.checkpoint").exists()
+    # A refused --out: every rank refuses at once (none waits for the others to join), one says so.
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    refused = subprocess.run(torchrun + ["-m", "adelabel", *[x if x != str(out) else str(foreign) for x in args]],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert refused.returncode != 0 and refused.stderr.count("adelabel: error: --out") == 1, refused.stderr[-3000:]
+    assert "via 9" not in refused.stderr, refused.stderr[-3000:]  # torchrun had to kill a rank left waiting
 
     # A one-process run killed after its first epoch carries on under torchrun.
     from test_runs import kill_when
@@ -218,6 +226,59 @@ def test_two_workers_write_what_one_writes_in_input_order(tiny_model_dir, tmp_pa
         outputs.append(out.read_text(encoding="utf-8"))
     assert outputs[0] == outputs[1]
     assert [json.loads(line)["text"] for line in outputs[1].splitlines()] == src.read_text(encoding="utf-8").splitlines()
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes ``pid`` spawned (not multiprocessing's resource tracker)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid \
+                    and b"spawn_main" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _tag_with_workers_then(signal_of, tiny_model_dir, tmp_path, wait: float) -> subprocess.CompletedProcess:
+    """``tag --workers 2`` on a long input; ``wait`` seconds after its workers start, ``signal_of(parent
+    pid, worker pids)``; then what the parent exited with."""
+    import time
+
+    src = tmp_path / "in.txt"
+    src.write_text("Severe hepatitis developed after isoniazid was started.\n" * 200_000, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir),
+                             "--workers", "2", "--output", str(out), "-q"], stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(wait)
+    signal_of(proc.pid, _children(proc.pid))
+    _, err = proc.communicate(timeout=120)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.jsonl")]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+
+
+@pytest.mark.processes
+def test_ctrl_c_stops_the_workers_quietly(tiny_model_dir, tmp_path):
+    """Ctrl-C reaches the whole process group: the parent stops, and no worker prints a traceback (the
+    workers still loading the model, where each printed one)."""
+    import signal
+
+    done = _tag_with_workers_then(lambda parent, _: os.killpg(parent, signal.SIGINT), tiny_model_dir, tmp_path, 0.5)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.processes
+def test_a_worker_that_dies_is_one_line(tiny_model_dir, tmp_path):
+    import signal
+
+    done = _tag_with_workers_then(lambda _, workers: os.kill(max(workers), signal.SIGKILL), tiny_model_dir, tmp_path, 3)
+    assert done.returncode == 2 and done.stderr.strip() == \
+        "adelabel: error: --workers: a worker process died (killed, or out of memory)", done.stderr
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
