@@ -310,3 +310,18 @@ def test_the_dense_recurrent_path_equals_the_packed_one(cell):
             assert torch.allclose(base.run_packed(rnn, x, short),
                                   pad_packed_sequence(packed, batch_first=True, total_length=9)[0], atol=1e-6)
     assert "_directions" not in "".join(rnn.state_dict())
+
+
+@pytest.mark.processes
+def test_a_reader_that_stops_early_ends_tag_quietly(tiny_model_dir, tmp_path):
+    """`adelabel tag big.txt | head -1`: the broken pipe is the reader's choice, not an error (141, as a
+    shell reports SIGPIPE; click alone would exit 1)."""
+    src = tmp_path / "in.txt"
+    src.write_text("Rash after naproxen.\n" * 20_000, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert json.loads(proc.stdout.readline())["text"] == "Rash after naproxen."
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == b"", err
