@@ -46,12 +46,12 @@ class RayTagger:
                  precision: str = "fp32", threads: int = 1) -> None:
         import torch
 
-        from adelabel.model_dir import task_of
         from adelabel.tagger import Classifier, Tagger
+        from adelabel.tagging_io import model_kind
 
         torch.set_num_threads(threads)  # workers share a machine's cores; each takes its share
         models = [model] if isinstance(model, (str, Path)) else list(model)
-        if task_of(models[0]) == "classify":
+        if model_kind(models) == "classify":
             self._process = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)._classify
         else:
             self._process = Tagger.load(models, device=device, threshold=threshold, precision=precision)._analyze
@@ -115,14 +115,14 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     Returns the number of records written."""
     from adelabel.atomic import atomic_file
     from adelabel.corpus.files import read_lines
-    from adelabel.model_dir import task_of
     from adelabel.tagger import Classifier, Tagger
-    from adelabel.tagging_io import (check_input_options, check_output, drop_sidecar, parse_record, provenance,
-                                     write_sidecar)
+    from adelabel.tagging_io import (check_input_options, check_output, drop_sidecar, model_kind, parse_record,
+                                     provenance, write_sidecar)
 
     ray = _ray()
     check_input_options(input_format, workers)
     check_output(source, output, "jsonl", model)
+    kind = model_kind(model)
     if source == "-" or not Path(source).is_file():
         raise OptionError(f"{source}: --ray reads a file (not stdin or a folder)")
     # Bad input and a bad model are refused here, naming the file and line, before any worker starts.
@@ -140,7 +140,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                                          "line (tag it without --ray)", number)
             if input_format == "jsonl":
                 parse_record(source, number, line)
-    tagger = (Classifier if task_of(model[0]) == "classify" else Tagger).load(
+    tagger = (Classifier if kind == "classify" else Tagger).load(
         model if len(model) > 1 else model[0], device=device, threshold=threshold, precision=precision)
     meta = provenance(tagger, model[0] if len(model) == 1 else model)
     del tagger  # the workers load their own

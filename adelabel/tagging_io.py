@@ -88,6 +88,14 @@ def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
     return text, record
 
 
+def model_kind(models: Sequence[str | Path]) -> str:
+    """What the model folders hold, "tag" or "classify"; several are an ensemble, which is of taggers."""
+    kind = "classify" if any(task_of(m) == "classify" for m in models) else "tag"
+    if kind == "classify" and len(models) > 1:
+        raise OptionError("--model: an ensemble is of taggers; give one classifier")
+    return kind
+
+
 def check_input_options(input_format: str, workers: int) -> None:
     """``--input-format`` and ``--workers``, as every way of tagging takes them."""
     if input_format not in ("text", "jsonl"):
@@ -215,10 +223,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     check_output(source, output, fmt, models)
     if source != "-":
         check_file(source)
-    kind = "classify" if any(task_of(m) == "classify" for m in models) else "tag"
+    kind = model_kind(models)
     if kind == "classify":
-        if len(models) > 1:
-            raise OptionError("--model: an ensemble is of taggers; give one classifier")
         if backend != "torch":
             raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")
         if fmt != "jsonl":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,20 @@ def test_a_terminated_ray_tag_exits_as_plain_tag_does_and_leaves_no_temporary_fi
     os.kill(run.pid, signal.SIGTERM)
     assert run.wait(120) == 130, run.stderr.read()[-3000:]
     assert not list(tmp_path.glob("*o.jsonl*"))
+
+
+def test_an_ensemble_with_a_classifier_is_refused_with_or_without_ray(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    """As without --ray: a classifier among several --model folders is refused by name, not loaded alone
+    (the Ray actor took the first folder and dropped the rest)."""
+    from adelabel import tagging_io
+    from adelabel.errors import OptionError
+    from adelabel.ray_tagging import RayTagger
+
+    classifier = tmp_path / "cls"
+    monkeypatch.setattr(tagging_io, "task_of", lambda m: "classify" if Path(m) == classifier else "tag")
+    text = ROOT / "corpora/sample/example.txt"
+    for ray in ([], ["--ray"]):
+        code, _, err = run_cli(capsys, "tag", text, "--model", classifier, "--model", tiny_model_dir, *ray)
+        assert code == 2 and "--model: an ensemble is of taggers; give one classifier" in err, err
+    with pytest.raises(OptionError, match="an ensemble is of taggers"):
+        RayTagger([classifier, tiny_model_dir])
