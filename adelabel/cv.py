@@ -25,6 +25,7 @@ from pathlib import Path
 from adelabel import atomic
 from adelabel.config import Config
 from adelabel.corpus import Sentence, sentence_class
+from adelabel.corpus.ade import AE_FILE, DOSE_FILE, NEG_FILE
 from adelabel.corpus.files import read_json_object
 from adelabel.errors import AdelabelError, InputError
 from adelabel.prepare import drop_unseen_classes, own_types, read_corpus, write_data
@@ -105,6 +106,9 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     say = log or (lambda _: None)
     out = Path(out)
     if format == "labelled":
+        if config.task != "classify":
+            raise AdelabelError("--format labelled: labelled texts have no entities to tag; cross-validate a "
+                                "classifier on them with --task classify")
         labels, include_negative = (), False
     if format in ("conll", "brat"):
         labels = ()  # their types come from the data (own_types): --types has no say
@@ -117,7 +121,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 # a run begun by the earlier ones may not be carried on by these.
                 **({"reader": 2} if format in ("conll", "brat") else {})}
     # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
-    settings["corpus_sha256"] = _content_sha256(Path(corpus))
+    settings["corpus_sha256"] = _content_sha256(Path(corpus), format)
     teacher = [Path(t).resolve() for t in teacher]
     if teacher:
         from adelabel.teacher import check_task
@@ -136,9 +140,15 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         before = read_json_object(settings_path)
         before.setdefault("corpus_sha256", settings["corpus_sha256"])  # written before it was recorded
         if before != settings:
-            changed = sorted(k for k in settings if before.get(k) != settings[k])
-            raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
-                                "give another --out, or delete it to start afresh")
+            changed = sorted(k for k in settings.keys() | before.keys() if before.get(k) != settings.get(k))
+            if any((p / RESULT).is_file() for p in out.glob("fold-*")):
+                raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
+                                    "give another --out, or delete it to start afresh")
+            # No fold finished under those settings (the first stopped by an error, say): nothing of
+            # them is worth keeping, and a fold begun under them would mix the two.
+            say(f"{out}: no fold had finished under its settings ({', '.join(changed)} differ); starting afresh")
+            for fold in sorted(out.glob("fold-*")):
+                atomic.remove_dir(fold)
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict,
                                              lambda line: None, overlaps)
     sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
@@ -154,7 +164,9 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         result_path = fold / RESULT
         if result_path.is_file():
             results.append(read_json_object(result_path))
-            if not isinstance(results[-1].get("test"), dict) or "f1" not in results[-1]["test"]:
+            test = results[-1].get("test")
+            if not isinstance(test, dict) or not _number(test.get("f1")) or \
+                    not isinstance(test.get("micro" if config.task == "tag" else "macro"), dict):
                 raise InputError(result_path, "corrupt fold result (no test scores); delete it to run the fold again")
             say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
             continue
@@ -188,23 +200,28 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
 SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps", "reader")
 
 
-CORPUS_FILES = ("*.rel", "*.txt", "*.ann")
-"""What a corpus folder's readers read (the ADE corpus's .rel and .txt, brat's .txt and .ann): a README
-or notes beside them change no fold."""
+CORPUS_FILES = {"ade": (AE_FILE, DOSE_FILE, NEG_FILE), "brat": ("*.txt", "*.ann")}
+"""What a corpus folder's reader reads, by format: a README, notes or an example text beside them
+change no fold."""
 
 
-def _content_sha256(corpus: Path) -> str:
+def _content_sha256(corpus: Path, format: str) -> str:
     """One SHA-256 over a corpus file, or over the name and content of each file a corpus folder's
-    readers read (:data:`CORPUS_FILES`)."""
+    reader reads (:data:`CORPUS_FILES`)."""
     try:
         if corpus.is_file():
             return atomic.sha256(corpus)
         digest = hashlib.sha256()
-        for path in sorted({p for pattern in CORPUS_FILES for p in corpus.glob(pattern) if p.is_file()}):
+        patterns = CORPUS_FILES.get(format, ("*",))
+        for path in sorted({p for pattern in patterns for p in corpus.glob(pattern) if p.is_file()}):
             digest.update(f"{path.name}\0{atomic.sha256(path)}\n".encode())
         return digest.hexdigest()
     except OSError as err:
         raise InputError(err.filename or corpus, f"cannot read ({err.strerror or err})") from None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def fold_key(settings: dict) -> dict:
@@ -220,6 +237,8 @@ def _check_same_folds(root: Path, settings: dict) -> None:
     if not path.is_file():
         raise InputError(root, "--teacher: not a cv folder (no settings.json)")
     recorded = read_json_object(path)
+    if (recorded.get("config") or {}).get("task", "tag") != "tag":
+        raise InputError(root, "--teacher: cross-validates a sentence classifier; a teacher is a tagger")
     theirs, ours = fold_key(recorded), fold_key(settings)
     differ = [k for k in SAME_FOLDS if theirs[k] != ours[k]]
     recorded = recorded.get("corpus_sha256")  # absent from runs older than the record
@@ -244,6 +263,11 @@ def _over(stat: dict, folds: int) -> str:
     return f"  ({stat['folds']} of {folds} folds)" if "folds" in stat else ""
 
 
+def _named(stats: dict, prefix: str) -> list[str]:
+    """The names of the rows under ``prefix`` (``prefix``NAME.f1), dots in a name kept."""
+    return sorted({k[len(prefix):-len(".f1")] for k in stats if k.startswith(prefix) and k.endswith(".f1")})
+
+
 def format_summary(summary: dict) -> str:
     """The printed table: mean ± standard deviation of precision, recall and F1 per row."""
     stats = summary["summary"]
@@ -263,7 +287,7 @@ def format_summary(summary: dict) -> str:
         rows.append(f"{title:<34}{cells}{_over(stats[prefix + 'f1'], folds)}")
 
     if summary["settings"]["config"]["task"] == "classify":
-        per_class = sorted({k.split(".")[1] for k in stats if k.startswith("per_class.")})
+        per_class = _named(stats, "per_class.")
         for name in per_class:
             row(name, f"per_class.{name}.")
         row("macro", "macro.")
@@ -271,12 +295,13 @@ def format_summary(summary: dict) -> str:
             if key in stats:
                 rows.append(f"{key:<34}{stats[key]['mean']:>10.4f} ± {stats[key]['std']:.4f}{_over(stats[key], folds)}")
         return "\n".join(rows)
-    types = sorted({k.split(".")[0] for k in stats if k.count(".") == 1}
-                   - {"micro", "macro", "weighted", "relations", "sentences", "f1", "annotated_only"})
+    # Read from each row's end: a type or class name may hold a dot itself.
+    types = sorted({k.removesuffix(".f1") for k in stats if k.endswith(".f1") and not k.startswith(
+        ("annotated_only.", "relations.", "sentences.", "per_class."))} - {"micro", "macro", "weighted"})
     rows.append("all sentences (as `adelabel tag` outputs them):")
     for name in types + ["micro", "macro"]:
         row(f"  {name}", f"{name}.")
-    kinds = sorted({k.split(".")[2] for k in stats if k.startswith("relations.types.")})
+    kinds = _named(stats, "relations.types.")
 
     def relation_rows(prefix: str) -> None:
         row("  relations", prefix)

@@ -92,6 +92,12 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "other settings (corpus_sha256)" in err
     (out / "settings.json").write_text(json.dumps(settings))
+    # A fold result whose scores are not numbers is damage, named in one line.
+    kept_result = (out / "fold-01" / "result.json").read_text()
+    (out / "fold-01" / "result.json").write_text(json.dumps({"fold": 1, "test": {"f1": "0.5", "micro": {}}}))
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "fold-01/result.json: corrupt fold result" in err and len(err.strip().splitlines()) == 1, err
+    (out / "fold-01" / "result.json").write_text(kept_result)
 
 
 def test_cv_writes_into_no_folder_of_other_things(capsys, tmp_path):
@@ -294,7 +300,7 @@ def test_a_corpus_file_cv_cannot_read_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cv.atomic, "sha256", unreadable)
     with pytest.raises(InputError, match=r"DRUG-AE\.rel: cannot read \(Permission denied\)"):
-        cv._content_sha256(tmp_path)
+        cv._content_sha256(tmp_path, "ade")
 
 
 def test_a_trial_that_diverges_is_a_lost_trial_not_the_end_of_the_search(sample_data, tmp_path, capsys, monkeypatch):
@@ -334,3 +340,75 @@ def test_a_type_one_fold_lacks_keeps_its_row_over_the_folds_that_have_it():
     printed = format_summary({"summary": stats, "folds": [{}, {}, {}], "settings": {"config": {"task": "tag"}}})
     dose = next(line for line in printed.splitlines() if line.strip().startswith("DOSE"))
     assert "0.6000" in dose and dose.endswith("(2 of 3 folds)")
+
+
+def test_the_corpus_checksum_covers_what_the_reader_reads_only(tmp_path):
+    import shutil
+
+    from adelabel import cv
+
+    corpus = tmp_path / "ade"
+    shutil.copytree(SAMPLE, corpus)
+    before = cv._content_sha256(corpus, "ade")
+    (corpus / "NOTES.txt").write_text("read me")
+    (corpus / "example.txt").write_text("another example")
+    assert cv._content_sha256(corpus, "ade") == before
+    with (corpus / "DRUG-AE.rel").open("a") as fh:
+        fh.write("\n")
+    assert cv._content_sha256(corpus, "ade") != before
+
+
+def test_cv_names_dropped_settings_and_starts_afresh_when_no_fold_finished(capsys, tmp_path, monkeypatch):
+    """A first fold stopped by an error leaves settings and data but no result: run again with other
+    settings, the folder starts afresh rather than refusing them; once a fold finished, they are refused,
+    naming every setting that differs, one dropped included."""
+    from adelabel import cv
+    from adelabel.errors import AdelabelError
+
+    out = tmp_path / "cv"
+    args = ["cv", "--corpus", SAMPLE, "--folds", "2", "--out", out, "--dim", "8", "--w2v-epochs", "1", "-q"]
+
+    def fails(*a, **k):
+        raise AdelabelError("the disk is full")
+
+    monkeypatch.setattr(cv, "train", fails)
+    code, _, err = run_cli(capsys, *args, "--seed", "7")
+    assert code == 2 and "the disk is full" in err and (out / "fold-01" / "data").is_dir()
+    scores = {"f1": 0.5, "precision": 0.5, "recall": 0.5}
+    monkeypatch.setattr(cv, "train", lambda *a, **k: {"best_epoch": 1, "epochs_run": 1,
+                                                      "test": {**scores, "micro": scores}})
+    code, _, err = run_cli(capsys, *args[:-1])
+    assert code == 0 and "no fold had finished under its settings (config, seed differ); starting afresh" in err, err
+    assert json.loads((out / "settings.json").read_text())["seed"] == 13
+    settings = json.loads((out / "settings.json").read_text())
+    (out / "settings.json").write_text(json.dumps({**settings, "teacher": ["elsewhere"]}))
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "other settings (teacher)" in err, err
+
+
+def test_cv_refuses_before_writing_a_thing_what_its_first_fold_would(capsys, tmp_path):
+    labelled = tmp_path / "lab.tsv"
+    labelled.write_text("".join(f"{'ADE' if i % 2 else 'NEG'}\ttext number {i}\n" for i in range(40)))
+    code, _, err = run_cli(capsys, "cv", "--corpus", labelled, "--folds", "2", "--out", tmp_path / "o")
+    assert code == 2 and "--format labelled: labelled texts have no entities to tag" in err, err
+    assert not (tmp_path / "o").exists()
+    teacher = tmp_path / "classify-cv"
+    teacher.mkdir()
+    (teacher / "settings.json").write_text(json.dumps({"config": {"task": "classify"}}))
+    code, _, err = run_cli(capsys, "cv", "--corpus", SAMPLE, "--folds", "2", "--out", tmp_path / "t",
+                           "--teacher", teacher)
+    assert code == 2 and "--teacher: cross-validates a sentence classifier; a teacher is a tagger" in err, err
+    assert not (tmp_path / "t").exists()
+
+
+def test_cv_prints_classes_whose_names_hold_a_dot():
+    from adelabel.cv import format_summary, summarise
+
+    def scores(f1):
+        return {"precision": f1, "recall": f1, "f1": f1}
+
+    fold = {"per_class": {"v1.pos": scores(0.8), "v1.neg": scores(0.9)}, "macro": scores(0.85), "accuracy": 0.86}
+    printed = format_summary({"summary": summarise([fold, fold]), "folds": [{}, {}],
+                              "settings": {"config": {"task": "classify"}}})
+    assert any(line.startswith("v1.pos") and "0.8000" in line for line in printed.splitlines()), printed
+    assert any(line.startswith("v1.neg") and "0.9000" in line for line in printed.splitlines()), printed
