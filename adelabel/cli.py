@@ -460,11 +460,13 @@ def evaluate(
         print(_relation_line("relations (drug -> effect, both spans exact)", result["relations"]))
     if "sentences" in result:
         sent = result["sentences"]
-        print(f"sentence decision ({'reports an ADE' if ade else 'holds an entity'}): P {sent['precision']:.4f} "
-              f"R {sent['recall']:.4f} F1 {sent['f1']:.4f}; the probability: ECE {_shown(sent['ece'])}, Brier {_shown(sent['brier'])}, "
+        decision = "reports an ADE" if ade else "holds an entity"
+        print(f"sentence decision ({decision}): P {sent['precision']:.4f} R {sent['recall']:.4f} F1 {sent['f1']:.4f}; "
+              f"the probability: ECE {_shown(sent['ece'])}, Brier {_shown(sent['brier'])}, "
               f"ROC-AUC {_shown(sent['roc_auc'])}")
-    print("\nsentences with annotations only, " + ("each tagged as if known to report an adverse event (the protocol "
-                                                   "of published ADE results):" if ade else "each tagged with the gate open:"))
+    print("\nsentences with annotations only, " + (
+        "each tagged as if known to report an adverse event (the protocol of published ADE results):" if ade
+        else "each tagged with the gate open:"))
     print(format_table(result["annotated_only"]))
     if relates:
         print(_relation_line("relations (drug -> effect, both spans exact)", result["annotated_only"]["relations"]))
@@ -547,10 +549,7 @@ def _relation_line(title: str, r: dict) -> str:
     if no_pairs(r):
         return f"{title}: n/a (no gold pair)"
     line = f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
-    return "\n".join([line] + [f"  {kind}: " + ("n/a (no gold pair)" if no_pairs(s) else
-                                                 f"P {s['precision']:.4f} R {s['recall']:.4f} F1 {s['f1']:.4f} "
-                                                 f"({s['support']:,} gold pairs)")
-                                for kind, s in r.get("types", {}).items()])
+    return "\n".join([line] + [_relation_line(f"  {kind}", s) for kind, s in r.get("types", {}).items()])
 
 
 @app.command()

@@ -460,10 +460,9 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
     try:
         # On the CPU: the random states must be CPU tensors; the weights move to the device on loading.
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not (isinstance(state.get("epoch"), int) and isinstance(state.get("best_epoch"), int)
-                and isinstance(state.get("stale"), int) and isinstance(state.get("best_f1"), (int, float))
-                and isinstance(state.get("best"), dict) and isinstance(state.get("records"), list)):
-            raise ValueError("epoch, best_epoch, stale, best_f1, best or records missing or of the wrong type")
+        kinds = {"epoch": int, "best_epoch": int, "stale": int, "best_f1": (int, float), "best": dict, "records": list}
+        if not isinstance(state, dict) or not all(isinstance(state.get(k), t) for k, t in kinds.items()):
+            raise ValueError(f"{', '.join(kinds)}: one is missing or of the wrong type")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
