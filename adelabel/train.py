@@ -413,9 +413,10 @@ def save_checkpoint(ckpt: Path, run: RunState, model, optimizer, scaler, states:
                     "records": run.records}, buffer)
         data = buffer.getbuffer()
         # Bytes damaged on disk load as weights all the same (torch checks no sum): the state's SHA-256 is
-        # recorded beside the one before it, ahead of the state itself, so a kill between the two writes
-        # leaves a state whose sum is listed either way.
-        sums = [*_recorded_sums(ckpt)[-1:], hashlib.sha256(data).hexdigest()]
+        # recorded beside that of the state on disk, ahead of the new state itself, so a kill between the
+        # two writes leaves a state whose sum is listed either way.
+        old = [atomic.sha256(ckpt / STATE)] if (ckpt / STATE).is_file() else []
+        sums = [*old, hashlib.sha256(data).hexdigest()]
         atomic.write_text(ckpt / SUMS, json.dumps(sums) + "\n")
         with atomic.atomic_file(ckpt / STATE, "wb") as fh:
             fh.write(data)
