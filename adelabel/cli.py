@@ -200,7 +200,7 @@ def train(
     # Under torchrun every rank checks (a rank that went on alone would wait for the others for ever):
     # none writes a thing before all have joined the group, past these checks.
     check_output_dir(out, "--out", model_dir.is_model_dir)
-    check_apart(out, "--out", [data, *(teacher or ())])
+    check_apart(out, "--out", [data, config, *(teacher or ())])
     check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
@@ -218,7 +218,7 @@ def cv(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the folds, word2vec and training.")] = 13,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Seed of the folds, word2vec and training; overrides the config's (13).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
     dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
@@ -235,7 +235,8 @@ def cv(
     from adelabel.cv import cross_validate, format_summary
     from adelabel.tagger import pick_device
 
-    overrides = [f"seed={seed}"] + list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
+    overrides = ([f"seed={seed}"] if seed is not None else []) + list(set_ or []) \
+        + ([f"train.max_epochs={epochs}"] if epochs else [])
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
         raise OptionError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
@@ -258,8 +259,8 @@ def cv(
                           "or empty folder, or the --out of a cross-validation to carry on")
     from adelabel.atomic import check_apart
 
-    check_apart(out, "--out", [corpus])
-    summary = cross_validate(cfg, corpus, out, folds=folds, seed=seed, format=format, labels=labels,
+    check_apart(out, "--out", [corpus, config])
+    summary = cross_validate(cfg, corpus, out, folds=folds, seed=cfg.seed, format=format, labels=labels,
                              include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, device=device,
                              log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
                              encoder_vectors=encoder_vectors)

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from adelabel.errors import AdelabelError, InputError
 
@@ -51,8 +51,16 @@ class _WordInput(Section):
     freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
     chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word",
                                                   json_schema_extra={"search": {"choices": ["cnn", "lstm", "none"]}})
-    char_size: int = Field(50, ge=1, le=MAX_SIZE, description="size of the character features",
+    char_size: int = Field(50, ge=1, le=MAX_SIZE, description="size of the character features (with `chars = "
+                           "\"lstm\"` half a direction, an odd size rounded down)",
                            json_schema_extra={"search": {"choices": [25, 50, 100]}})
+
+    @field_validator("char_size")
+    @classmethod
+    def _two_directions(cls, size: int, info: ValidationInfo) -> int:
+        if info.data.get("chars") == "lstm" and size < 2:
+            raise ValueError('with chars = "lstm" it is split between two directions: expected at least 2')
+        return size
 
 
 class RecurrentModel(_Heads, _WordInput):
@@ -240,6 +248,10 @@ def _describe(error: dict) -> str:
         return f"expected {error['ctx']['expected']}, got {value!r}"
     if kind == "string_type":
         return f"expected a string, got {value!r}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {value!r}"
+    if kind == "value_error":
+        return f"{error['ctx']['error']}, got {value!r}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         limit = next(iter(error["ctx"].values()))
@@ -298,7 +310,7 @@ class ConfigBuilder:
         data: dict[str, Any] = {}
         for item in assignments:
             key, sep, raw = item.partition("=")
-            key = key.strip()
+            key, raw = key.strip(), raw.strip()
             if not sep or not key:
                 raise AdelabelError(f"{source} {item!r}: expected KEY=VALUE, for example train.lr=0.002")
             section, dot, leaf = key.partition(".")
@@ -342,28 +354,58 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
     data: dict = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir() and (path / "config.json").is_file():
+            path = path / "config.json"  # a model folder: train again with the settings it was trained with
         if not path.is_file():
             raise InputError(path, "is a folder, not a config file" if path.is_dir() else "config file not found")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise InputError(path, f"not valid TOML ({err})") from None
+        data = _read_config_file(path)
         file_arch = data.get("arch")
         if file_arch is not None and not isinstance(file_arch, str):
             raise InputError(path, f"arch: expected a string, got {file_arch!r}")
+        if file_arch is not None and file_arch not in ARCHITECTURES:
+            raise InputError(path, f"arch: unknown architecture {file_arch!r}; choose from {', '.join(ARCHITECTURES)}")
         if arch is not None and file_arch is not None and file_arch != arch:
             raise InputError(path, f"arch: this config is for {file_arch!r}, but --arch says {arch!r}")
-        arch = arch or file_arch
         file_task = data.get("task")
         if file_task is not None and file_task not in TASKS:
             raise InputError(path, f"task: expected {' or '.join(TASKS)}, got {file_task!r}")
         if task is not None and file_task is not None and file_task != task:
             raise InputError(path, f"task: this config is for {file_task!r}, but --task says {task!r}")
-        task = task or file_task
+        if (file_arch or file_task) and (arch or file_arch or DEFAULT_ARCH) not in architectures(
+                task or file_task or DEFAULT_TASK):
+            raise InputError(path, f"arch {arch or file_arch or DEFAULT_ARCH!r} has no "
+                                   f"{task or file_task or DEFAULT_TASK} model")
+        arch, task = arch or file_arch, task or file_task
     builder = ConfigBuilder(arch or DEFAULT_ARCH, task or DEFAULT_TASK)
     if path is not None:
         builder.add(data, str(path), typed=True)
     return builder.set(list(overrides or [])).build()
+
+
+def _read_config_file(path: Path) -> dict:
+    """A TOML config, or a model folder's config.json (its settings only: the rest describes the model)."""
+    try:
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a BOM some editors write
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not UTF-8 text (byte {err.start})") from None
+    if path.suffix == ".json":
+        import json
+
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise InputError(path, f"not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise InputError(path, "expected a JSON object")
+        return {k: data[k] for k in SAVED_KEYS if k in data}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(path, f"not valid TOML ({err})") from None
+
+
+SAVED_KEYS = ("arch", "task", "seed", "model", "train")
+"""What of a model folder's config.json is the config it was trained with."""
 
 
 def validate_saved(data: dict, source: str) -> Config:
@@ -377,7 +419,7 @@ def validate_saved(data: dict, source: str) -> Config:
         if section in data and not isinstance(data[section], dict):
             raise AdelabelError(f"{source}: {section}: expected a table of settings, got {data[section]!r}")
     return ConfigBuilder(arch, task, packaged=False).add(
-        {k: data[k] for k in ("arch", "task", "seed", "model", "train") if k in data}, source, typed=True).build()
+        {k: data[k] for k in SAVED_KEYS if k in data}, source, typed=True).build()
 
 
 def to_toml(config: Config) -> str:

@@ -30,6 +30,10 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
     (t / "quoted.toml").write_text("[model]\nhidden_size = \"200\"\n")
     (t / "gru.toml").write_text('arch = "gru"\n')
+    (t / "foo.toml").write_text('arch = "foo"\n')
+    (t / "s2s-classify.toml").write_text('arch = "seq2seq"\ntask = "classify"\n')
+    shutil.copytree(tiny_model_dir, t / "mine")  # a model folder, with the config to train it again in it
+    (t / "mine" / "my.toml").write_text("seed = 3\n")
     (t / "vec.bin").write_bytes(b"not vectors")
     (t / "q.meta.json").write_text("Rash after naproxen.\n", encoding="utf-8")
     (t / "emptytable.toml").write_text('arch = "bilstm"\n[trian]\n')
@@ -104,6 +108,11 @@ CASES = [
     ("train --config {t}/quoted.toml", "{t}/quoted.toml: model.hidden_size: expected a whole number, got '200'"),
     ("train --data {d} --out {t}/o --set model.hidden_size=1000000000000", "--set: model.hidden_size: must be <= 8192"),
     ("train --arch bilstm --config {t}/gru.toml", "{t}/gru.toml: arch: this config is for 'gru', but --arch says 'bilstm'"),
+    ("train --config {t}/foo.toml", "{t}/foo.toml: arch: unknown architecture 'foo'"),
+    ("train --config {t}/s2s-classify.toml", "{t}/s2s-classify.toml: arch 'seq2seq' has no classify model"),
+    ("train --data {d} --out {t}/o --set model.chars=lstm --set model.char_size=1",
+     'model.char_size: with chars = "lstm" it is split between two directions: expected at least 2'),
+    ("train --data {d} --out {t}/mine --config {t}/mine/my.toml", "--out {t}/mine: holds {t}/mine/my.toml"),
     ("train --data {t}/nodata --out {t}/o", "{t}/nodata/manifest.json: no prepared data here"),
     ("train --data {t}/tampered-data --out {t}/o", "{t}/tampered-data/dev.jsonl: checksum mismatch"),
     ("train --resume {t}/o", "{t}/o: no checkpoint of an unfinished run here"),
@@ -261,6 +270,17 @@ def test_a_config_printed_is_a_config_train_takes(tmp_path, capsys):
     assert resolve(None, tmp_path / "gru.toml") == resolve("gru", overrides=["model.layers=2"])
 
 
+def test_a_model_folder_is_a_config_train_takes(tmp_path, capsys, tiny_model_dir):
+    """Train again with the settings a model was trained with: its folder, or its config.json, as --config."""
+    from adelabel.config import resolve, validate_saved
+
+    saved = validate_saved(json.loads((tiny_model_dir / "config.json").read_text()), "saved")
+    assert resolve(None, tiny_model_dir) == resolve(None, tiny_model_dir / "config.json") == saved
+    # A byte-order mark some editors write, and spaces around a --set value, are no error.
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbfseed = 3\n")
+    assert resolve(None, tmp_path / "bom.toml", ["model.chars = lstm", "model.crf = false"]).model.crf is False
+
+
 def test_the_python_api_says_what_is_wrong(tiny_model_dir):
     with pytest.raises(OptionError, match="threshold: expected a number between 0 and 1, got 5"):
         Tagger.load(tiny_model_dir, threshold=5)
@@ -338,8 +358,8 @@ TINY_RUN = ["--epochs", "1", "--set", "model.hidden_size=8", "--set", "model.den
 
 
 def test_numbers_a_run_cannot_use_are_refused_and_a_diverging_run_saves_nothing(capsys, sample_data, tmp_path):
-    for args, message in ((["--set", "train.lr=inf"], "train.lr: Input should be a finite number"),
-                          (["--set", "train.lr=1e400"], "train.lr: Input should be a finite number"),
+    for args, message in ((["--set", "train.lr=inf"], "train.lr: expected a finite number, got 'inf'"),
+                          (["--set", "train.lr=1e400"], "train.lr: expected a finite number, got '1e400'"),
                           (["--set", "seed=-1"], "seed: must be >= 0"),
                           (["--seed", str(2**32)], "Invalid value for '--seed'")):
         code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "never", *args)

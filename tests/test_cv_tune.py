@@ -381,6 +381,11 @@ def test_cv_names_dropped_settings_and_starts_afresh_when_no_fold_finished(capsy
     assert code == 0 and "no fold had finished under its settings (config, seed differ); starting afresh" in err, err
     assert json.loads((out / "settings.json").read_text())["seed"] == 13
     settings = json.loads((out / "settings.json").read_text())
+    # The seed comes from the config file when --seed is not given (it was always 13).
+    (tmp_path / "seed7.toml").write_text("seed = 7\n")
+    code, _, err = run_cli(capsys, *args, "--config", tmp_path / "seed7.toml", "--out", tmp_path / "cv7")
+    assert code == 0, err
+    assert json.loads((tmp_path / "cv7" / "settings.json").read_text())["seed"] == 7
     (out / "settings.json").write_text(json.dumps({**settings, "teacher": ["elsewhere"]}))
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "other settings (teacher)" in err, err
