@@ -142,7 +142,7 @@ class Train(Section):
     clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")
     word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk>",
                                 json_schema_extra={"search": {"low": 0.0, "high": 0.15}})
-    negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences drawn afresh each epoch",
+    negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences (without entities; a classifier's NEG class) drawn afresh each epoch",
                                      json_schema_extra={"search": {"low": 0.2, "high": 1.0}})
     eval_batch_size: int = Field(256, ge=1, description="sentences per batch when scoring")
     distil: float = Field(0.9, ge=0.0, le=1.0, description="with `train --teacher`: weight of the teacher's probabilities against the gold labels")

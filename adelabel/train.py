@@ -285,6 +285,11 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     seed_everything(seed)
     data = load_data(config, data_dir)
     task, examples, unk = data.task, data.examples, data.vocabs.words[UNK]
+    held = sum(task.negatives["train"])
+    if hp.negative_fraction == 0 and held:
+        # The gate would learn to pass every sentence, a classifier would never meet its NEG class.
+        raise AdelabelError(f"train.negative_fraction: 0 never shows the training split's {held:,} sentences "
+                            "without entities; prepare the data with --no-negatives to leave them out")
     config = _heads_the_data_can_train(config, examples["train"], out_dir, resume, say)
     teacher = _teachers(teacher, out_dir, resume)
     if teacher:

@@ -113,6 +113,8 @@ CASES = [
     ("train --data {d} --out {t}/o --set model.chars=lstm --set model.char_size=1",
      'model.char_size: with chars = "lstm" it is split between two directions: expected at least 2'),
     ("train --data {d} --out {t}/mine --config {t}/mine/my.toml", "--out {t}/mine: holds {t}/mine/my.toml"),
+    ("train --data {d} --out {t}/o --set train.negative_fraction=0",
+     "train.negative_fraction: 0 never shows the training split's"),
     ("train --data {t}/nodata --out {t}/o", "{t}/nodata/manifest.json: no prepared data here"),
     ("train --data {t}/tampered-data --out {t}/o", "{t}/tampered-data/dev.jsonl: checksum mismatch"),
     ("train --resume {t}/o", "{t}/o: no checkpoint of an unfinished run here"),
