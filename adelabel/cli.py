@@ -14,7 +14,9 @@ import typer
 from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, MAX_SEED
 from adelabel.errors import AdelabelError, OptionError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain help (click's), not rich's boxes: a box crops what does not fit its column, at 80 columns a
+# file format's spelling or an install hint.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Find drugs and adverse drug events in biomedical text.")
 
 
