@@ -172,7 +172,7 @@ CASES = [
     ("tag {t}/in.txt --model {t}/corrupt-model", "{t}/corrupt-model/model.safetensors: checksum mismatch"),
     ("tag {t}/in.txt --model {t}/deep-model", "{t}/deep-model/config.json: corrupt JSON (maximum recursion depth"),
     ("tag {t}/in.txt --model {t}/afile", "{t}/afile: is a file, not a model folder"),
-    ("tag", "Missing argument 'file'"),
+    ("tag", "Missing argument 'FILE'"),
     ("nosuchcommand", "No such command 'nosuchcommand'"),
 ]
 
