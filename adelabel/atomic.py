@@ -98,7 +98,8 @@ def check_apart(output: str | Path, option: str, inputs: Iterable[str | Path | N
                           "destroy what is read")
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's file-creation mask: read by setting it, so set back at once."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -141,7 +142,7 @@ def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
         _sweep(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
         # mkdtemp makes a private folder; the result should have the permissions any new folder gets.
-        tmp.chmod(0o777 & ~_umask())
+        tmp.chmod(0o777 & ~current_umask())
     except OSError as err:
         raise AdelabelError(f"{target}: cannot write here ({err.strerror})") from None
     try:
@@ -192,7 +193,7 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         raise AdelabelError(f"{target}: cannot write here ({err.strerror})") from None
     tmp = Path(name)
     try:
-        os.chmod(fd, 0o666 & ~_umask())
+        os.chmod(fd, 0o666 & ~current_umask())
         with _naming(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
             yield fh
         with _naming(target, target):

@@ -407,6 +407,11 @@ def evaluate(
 
         atomic.check_output_dir(report, "--report", is_report)
         atomic.check_apart(report, "--report", [data, *model])
+        if json_out is not None:
+            inside = Path(os.path.realpath(report))
+            if inside == Path(os.path.realpath(json_out)) or inside in Path(os.path.realpath(json_out)).parents:
+                raise OptionError(f"--json {json_out}: is or lies inside --report {report}, which is replaced "
+                                  "whole (it holds metrics.json, the same scores)")
     check_threshold(threshold, "--threshold")
     sentences = read_split(data, split)
     if any(model_dir.task_of(m) == "classify" for m in model):
@@ -454,7 +459,7 @@ def evaluate(
         gate = result["gate"]
         pair = ", and a pair to relate" if pairs_decide(tagger.model) else ""
         print(f"sentences reported (gate threshold {gate['threshold']:.2f}{pair}): "
-              f"{gate['annotated_sentences_passed']:.1%} of those with annotations"
+              f"{_shown(gate['annotated_sentences_passed'], '.1%')} of those with annotations"
               + (f", {gate['negative_sentences_passed']:.1%} of {neg_ones}" if negatives else
                  f" (this split holds {no_neg})"))
     # A model without a relation head, on data relating nothing: no relation line to print at all.
@@ -496,7 +501,7 @@ def evaluate(
             diagrams["reliability.png"] = ([predicted[i].sentence for i in kept],
                                            [not sentences[i].negative for i in kept])
         write_report(report, result, errors(tagger.model, sentences, examples, predicted, tagger.tags, threshold), diagrams,
-                     entity_confusion(examples, predicted, tagger.tags, annotated))
+                     entity_confusion(examples, predicted, tagger.tags, annotated), ade=ade)
 
 
 def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_out: Optional[Path],
@@ -542,8 +547,8 @@ def _evaluated(tagger, model: list[Path], data: Path, split: str) -> dict:
             "split": split}
 
 
-def _shown(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"  # undefined: nothing scored, or one outcome only
+def _shown(value: float | None, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)  # undefined: nothing scored, or one outcome only
 
 
 def _relation_line(title: str, r: dict) -> str:
@@ -552,7 +557,8 @@ def _relation_line(title: str, r: dict) -> str:
     if no_pairs(r):
         return f"{title}: n/a (no gold pair)"
     line = f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
-    return "\n".join([line] + [_relation_line(f"  {kind}", s) for kind, s in r.get("types", {}).items()])
+    types = r.get("types", {})  # one type's line would say the pooled one again
+    return "\n".join([line] + [_relation_line(f"  {kind}", s) for kind, s in types.items() if len(types) > 1])
 
 
 @app.command()
@@ -629,8 +635,14 @@ def run(argv: list[str] | None = None) -> int:
     cause is known. Anything else is a bug in adelabel and keeps its traceback.
     """
     stdout = sys.stdout
-    # Under torchrun every rank meets the same bad option or file: one of them says so.
-    say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
+
+    def say(*args, **kwargs) -> None:
+        # Under torchrun every rank meets the same bad option or file, and rank 0 says so; once the
+        # ranks join their group, an error may be one rank's own, and it says so itself.
+        rank, joining = os.environ.get("RANK", "0"), getattr(sys.modules.get("adelabel.distributed"), "JOINING", False)
+        if not (rank.isdigit() and int(rank) > 0 and os.environ.get("WORLD_SIZE", "1") != "1" and not joining):
+            print(*args, **kwargs)
+
     try:
         result = app(args=argv, prog_name="adelabel", standalone_mode=False)
         sys.stdout.flush()  # here, where a failed write can still be reported
@@ -675,7 +687,7 @@ def main() -> None:
     # traceback and wrote an è as one byte); messages keep the terminal's encoding, escaping what it
     # cannot show.
     if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(encoding="utf-8")
+        sys.stdout.reconfigure(encoding="utf-8", errors=sys.stdout.errors)  # surrogateescape: a path's odd bytes
     if isinstance(sys.stderr, io.TextIOWrapper):
         sys.stderr.reconfigure(errors="backslashreplace")
     sys.exit(run())

@@ -354,11 +354,17 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
     data: dict = {}
     if path is not None:
         path = Path(path)
-        if path.is_dir() and (path / "config.json").is_file():
-            path = path / "config.json"  # a model folder: train again with the settings it was trained with
-        if not path.is_file():
+        folder = path if path.is_dir() else path.parent if path.name == "config.json" else None
+        if folder is not None and (folder / "config.json").is_file():
+            # A model folder: train again with the settings it was trained with, read as loading reads
+            # them (checked, and completed as its format had them).
+            from adelabel.model_dir import saved_config
+
+            path, data = folder / "config.json", saved_config(folder)[1].to_dict()
+        elif not path.is_file():
             raise InputError(path, "is a folder, not a config file" if path.is_dir() else "config file not found")
-        data = _read_config_file(path)
+        else:
+            data = _read_config_file(path)
         file_arch = data.get("arch")
         if file_arch is not None and not isinstance(file_arch, str):
             raise InputError(path, f"arch: expected a string, got {file_arch!r}")
@@ -383,21 +389,11 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
 
 
 def _read_config_file(path: Path) -> dict:
-    """A TOML config, or a model folder's config.json (its settings only: the rest describes the model)."""
+    """A TOML config file."""
     try:
         text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a BOM some editors write
     except UnicodeDecodeError as err:
         raise InputError(path, f"not UTF-8 text (byte {err.start})") from None
-    if path.suffix == ".json":
-        import json
-
-        try:
-            data = json.loads(text)
-        except ValueError as err:
-            raise InputError(path, f"not valid JSON ({err})") from None
-        if not isinstance(data, dict):
-            raise InputError(path, "expected a JSON object")
-        return {k: data[k] for k in SAVED_KEYS if k in data}
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

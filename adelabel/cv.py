@@ -138,10 +138,13 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     settings_path = out / "settings.json"
     if settings_path.is_file():
         before = read_json_object(settings_path)
-        before.setdefault("corpus_sha256", settings["corpus_sha256"])  # written before it was recorded
+        if _same_corpus(before.get("corpus_sha256"), Path(corpus), format, settings["corpus_sha256"]):
+            before["corpus_sha256"] = settings["corpus_sha256"]
         if before != settings:
             changed = sorted(k for k in settings.keys() | before.keys() if before.get(k) != settings.get(k))
-            if any((p / RESULT).is_file() for p in out.glob("fold-*")):
+            # A fold with a result, or with an epoch in its checkpoint (a mistyped resume would lose it).
+            if any((p / RESULT).is_file() or (checkpoint_dir(p / "model") / "state.pt").is_file()
+                   for p in out.glob("fold-*")):
                 raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
                                     "give another --out, or delete it to start afresh")
             # No fold finished under those settings (the first stopped by an error, say): nothing of
@@ -205,14 +208,20 @@ CORPUS_FILES = {"ade": (AE_FILE, DOSE_FILE, NEG_FILE), "brat": ("*.txt", "*.ann"
 change no fold."""
 
 
-def _content_sha256(corpus: Path, format: str) -> str:
+def _same_corpus(recorded: str | None, corpus: Path, format: str, current: str) -> bool:
+    """Whether a cross-validation's recorded corpus checksum is this corpus's: absent (a run from before
+    it was recorded), today's, or the one runs before today's recipe took over every .rel, .txt and .ann."""
+    return recorded in (None, current) or recorded == _content_sha256(corpus, format, ("*.rel", "*.txt", "*.ann"))
+
+
+def _content_sha256(corpus: Path, format: str, patterns: Sequence[str] | None = None) -> str:
     """One SHA-256 over a corpus file, or over the name and content of each file a corpus folder's
     reader reads (:data:`CORPUS_FILES`)."""
     try:
         if corpus.is_file():
             return atomic.sha256(corpus)
         digest = hashlib.sha256()
-        patterns = CORPUS_FILES.get(format, ("*",))
+        patterns = patterns or CORPUS_FILES.get(format, ("*",))
         for path in sorted({p for pattern in patterns for p in corpus.glob(pattern) if p.is_file()}):
             digest.update(f"{path.name}\0{atomic.sha256(path)}\n".encode())
         return digest.hexdigest()
@@ -241,8 +250,8 @@ def _check_same_folds(root: Path, settings: dict) -> None:
         raise InputError(root, "--teacher: cross-validates a sentence classifier; a teacher is a tagger")
     theirs, ours = fold_key(recorded), fold_key(settings)
     differ = [k for k in SAME_FOLDS if theirs[k] != ours[k]]
-    recorded = recorded.get("corpus_sha256")  # absent from runs older than the record
-    if recorded is not None and recorded != settings["corpus_sha256"]:
+    if not _same_corpus(recorded.get("corpus_sha256"), Path(settings["corpus"]), settings["format"],
+                        settings["corpus_sha256"]):
         differ.append("corpus content")
     if differ:
         raise InputError(path, f"--teacher: other folds ({', '.join(differ)} differ)")
@@ -302,6 +311,7 @@ def format_summary(summary: dict) -> str:
     for name in types + ["micro", "macro"]:
         row(f"  {name}", f"{name}.")
     kinds = _named(stats, "relations.types.")
+    kinds = kinds if len(kinds) > 1 else []  # one type's row would say the pooled one again
 
     def relation_rows(prefix: str) -> None:
         row("  relations", prefix)

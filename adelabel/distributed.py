@@ -44,10 +44,17 @@ def world() -> World:
     return World(rank, size, local)
 
 
+JOINING = False
+"""Whether this process has begun to join its group: from here on its errors may be its own (its GPU,
+its peers), where before it every rank met the same options and files (adelabel/cli.py, run)."""
+
+
 def start(w: World, device: torch.device) -> torch.device:
     """Join the process group (NCCL on GPUs, gloo on CPUs); each rank takes the GPU of its local rank."""
+    global JOINING
     if w.size == 1:
         return device
+    JOINING = True
     if device.type == "cuda":
         if w.local_rank >= torch.cuda.device_count():
             raise OptionError(f"LOCAL_RANK {w.local_rank}: torch sees {torch.cuda.device_count()} CUDA device(s)")

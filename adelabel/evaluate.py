@@ -230,11 +230,12 @@ def decision_f1s(model: SequenceLabeler, predicted: Sequence[Prediction], kept: 
 
 def relation_scores(gold: Sequence[set], predicted: Sequence[set]) -> dict:
     """Micro precision, recall and F1 of relation sets: a pair counts only when both of its spans, and
-    its type, are exact. With more than one pair type (DRUG-AE and DRUG-DOSE), ``types`` holds the
-    same scores per type, which the pooled ones would hide (doses are few: 15 pairs in a test split)."""
+    its type, are exact. ``types`` holds the same scores per pair type (DRUG-AE, DRUG-DOSE), which pooled
+    ones would hide (doses are few: 15 pairs in a test split); every fold of a cross-validation has them,
+    whichever types its split happens to hold."""
     result = _prf(gold, predicted)
     kinds = sorted({pair[-1] for pairs in (*gold, *predicted) for pair in pairs})
-    if len(kinds) > 1:
+    if kinds:
         result["types"] = {f"DRUG-{k}": _prf([{p for p in g if p[-1] == k} for g in gold],
                                              [{p for p in f if p[-1] == k} for f in predicted]) for k in kinds}
     return result
@@ -276,7 +277,7 @@ def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: f
     recall = tp / float(y.sum()) if y.any() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     quality = probability_scores(labels, probs, bins)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": int(y.sum()), "threshold": threshold,
+    return {"precision": precision, "recall": recall, "f1": f1, "support": int(y.sum()), "threshold": round(threshold, 4),
             "ece": quality["ece"], "brier": quality["brier"], "roc_auc": quality["roc_auc"]}
 
 
@@ -331,13 +332,14 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     on_negative = [p for k, p in enumerate(pred) if negative[kept[k]]]
     fired = sum(t.startswith("B-") for p in on_negative for t in p)
     result["negative_sentences"] = len(on_negative)
-    result["entities_per_1000_negative"] = 1000 * fired / len(on_negative) if on_negative else 0.0
+    # A rate over no sentence is undefined (None), as an undefined ROC-AUC is: not a zero that reads as one.
+    result["entities_per_1000_negative"] = 1000 * fired / len(on_negative) if on_negative else None
     if gated:
         result["gate"] = {
             "threshold": round(threshold, 4),
-            "annotated_sentences_passed": sum(opened[k] for k in annotated) / max(len(annotated), 1),
-            "negative_sentences_passed": sum(o for k, o in enumerate(opened) if negative[kept[k]])
-            / max(len(on_negative), 1),
+            "annotated_sentences_passed": sum(opened[k] for k in annotated) / len(annotated) if annotated else None,
+            "negative_sentences_passed": sum(o for k, o in enumerate(opened) if negative[kept[k]]) / len(on_negative)
+            if on_negative else None,
         }
         result["sentences"] = sentence_scores([not negative[i] for i in kept], [predicted[i].sentence for i in kept],
                                               threshold, opened)

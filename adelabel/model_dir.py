@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from adelabel import atomic
 from adelabel.atomic import sha256
-from adelabel.config import validate_saved
+from adelabel.config import Config, validate_saved
 from adelabel.corpus.files import read_json_object
 from adelabel.errors import AdelabelError, InputError
 from adelabel.models.base import SequenceLabeler
@@ -164,10 +164,9 @@ def _migrate(state: dict, arch: str) -> dict:
     return state
 
 
-def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict, Vocabs]:
-    """Model, config and vocabulary of a saved model folder, proved before use (see the module's doc)."""
-    from adelabel.models import build_classifier, build_model
-
+def saved_config(directory: str | Path) -> tuple[dict, Config]:
+    """A model folder's config.json, as read (migrated from older formats, its manifest checked), and
+    the run config it holds, checked against the schema."""
     directory = Path(directory)
     if not directory.is_dir():
         if directory.exists():
@@ -194,6 +193,15 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
         validated = validate_saved(config, str(directory / CONFIG))
     except AdelabelError as err:
         raise InputError(directory / CONFIG, str(err).removeprefix(f"{directory / CONFIG}: ")) from None
+    return config, validated
+
+
+def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict, Vocabs]:
+    """Model, config and vocabulary of a saved model folder, proved before use (see the module's doc)."""
+    from adelabel.models import build_classifier, build_model
+
+    directory = Path(directory)
+    config, validated = saved_config(directory)
     if validated.task == "tag":
         labels = config.get("data", {}).get("labels") if isinstance(config.get("data"), dict) else None
         head = {"tags": _check_tags(config.get("tags"), labels, directory / CONFIG)}
@@ -214,7 +222,7 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(weights, f"{name}: holds NaN or infinite values")
-    if version != FORMAT_VERSION:
+    if config.get("format_version") != FORMAT_VERSION:
         state = _migrate(state, validated.arch)
     assets = directory / ASSETS if (directory / ASSETS).is_dir() else None
     build = build_model if validated.task == "tag" else build_classifier

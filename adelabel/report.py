@@ -111,9 +111,10 @@ def type_bars(result: dict, path: Path) -> None:
 
 def write_report(folder: Path, result: dict, mistakes: list[dict],
                  diagrams: dict[str, tuple[Sequence[float], Sequence[bool]]],
-                 confusion: tuple[Sequence[str], Sequence[Sequence[int]]] | None = None) -> None:
+                 confusion: tuple[Sequence[str], Sequence[Sequence[int]]] | None = None, ade: bool = True) -> None:
     """``diagrams``: file name (a key of :data:`DIAGRAMS`) -> (probabilities, outcomes); ``confusion``:
-    an entity-type confusion (labels, matrix) drawn as entity_confusion.png."""
+    an entity-type confusion (labels, matrix) drawn as entity_confusion.png; ``ade``: the data is the ADE
+    corpus's (else the sentence decision is worded as holding an entity)."""
     with atomic_dir(folder, is_report) as tmp:
         if "annotated_only" in result:
             type_bars(result, tmp / "per_type.png")
@@ -125,7 +126,8 @@ def write_report(folder: Path, result: dict, mistakes: list[dict],
             fh.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes)
         for name, (probs, outcomes) in diagrams.items():
             if probs:
-                reliability_diagram(outcomes, probs, tmp / name, what=DIAGRAMS[name])
+                what = DIAGRAMS[name] if ade or name != "reliability.png" else "holding an entity"
+                reliability_diagram(outcomes, probs, tmp / name, what=what)
 
 
 def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path,

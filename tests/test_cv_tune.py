@@ -342,6 +342,15 @@ def test_a_type_one_fold_lacks_keeps_its_row_over_the_folds_that_have_it():
     assert "0.6000" in dose and dose.endswith("(2 of 3 folds)")
 
 
+def test_a_cv_of_the_checksum_recipe_before_is_still_the_same_corpus(tmp_path):
+    from adelabel import cv
+
+    before = cv._content_sha256(SAMPLE, "ade", ("*.rel", "*.txt", "*.ann"))  # every .txt, example.txt too
+    now = cv._content_sha256(SAMPLE, "ade")
+    assert before != now and cv._same_corpus(before, SAMPLE, "ade", now) and cv._same_corpus(None, SAMPLE, "ade", now)
+    assert not cv._same_corpus("0" * 64, SAMPLE, "ade", now)
+
+
 def test_the_corpus_checksum_covers_what_the_reader_reads_only(tmp_path):
     import shutil
 
@@ -374,6 +383,13 @@ def test_cv_names_dropped_settings_and_starts_afresh_when_no_fold_finished(capsy
     monkeypatch.setattr(cv, "train", fails)
     code, _, err = run_cli(capsys, *args, "--seed", "7")
     assert code == 2 and "the disk is full" in err and (out / "fold-01" / "data").is_dir()
+    # A fold with an epoch in its checkpoint is worth keeping: a mistyped resume is refused, not started afresh.
+    state = out / "fold-01" / "model.checkpoint" / "state.pt"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"an epoch")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "holds a cross-validation with other settings (config, seed)" in err, err
+    state.unlink()
     scores = {"f1": 0.5, "precision": 0.5, "recall": 0.5}
     monkeypatch.setattr(cv, "train", lambda *a, **k: {"best_epoch": 1, "epochs_run": 1,
                                                       "test": {**scores, "micro": scores}})

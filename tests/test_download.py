@@ -112,6 +112,28 @@ def test_success_writes_files_and_no_temp(fetch, server: Server) -> None:
     assert len(lines) == 2 and lines[0].startswith(FIRST[0]) and "sha256 ok" in lines[0]
 
 
+def test_files_are_readable_as_the_umask_allows_and_a_killed_download_is_swept(fetch, server: Server) -> None:
+    """mkstemp makes a file private: the corpus is readable by whoever may read its folder; and the
+    .part file a killed download left goes at the next one."""
+    import os
+
+    fetch.dest.mkdir()
+    (fetch.dest / f".{FIRST[0]}.abc123.part").write_bytes(b"half")
+    old = os.umask(0o022)
+    try:
+        fetch()
+    finally:
+        os.umask(old)
+    assert (fetch.dest / FIRST[0]).stat().st_mode & 0o777 == 0o644
+    assert names_in(fetch.dest) == {FIRST[0], SECOND[0]}
+
+
+def test_a_file_in_the_folder_s_place_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(AdelabelError, match="afile: is a file, not a folder"):
+        download_corpus(tmp_path / "afile", base_url="http://127.0.0.1:9/", files={"a": ("0" * 64, 1)})
+
+
 def test_present_file_is_skipped_unless_forced(fetch, server: Server) -> None:
     fetch()
     server.requests.clear()

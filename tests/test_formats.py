@@ -178,7 +178,13 @@ def test_brat_texts_without_annotations_and_subfolders_are_counted(tmp_path):
                                     "R1\tCauses Arg1:T1 Arg2:T2\nR2\tTreats Arg1:T1 Arg2:T3\n", encoding="utf-8")
     sentences, report = read_brat(tmp_path)
     assert sorted(sentences[0].relations) == [(0, 1), (0, 2)] and report.relation_labels == {"Causes": 1, "Treats": 1}
-    assert any(line.startswith("note: the relation labels Causes, Treats are learnt as one") for line in report.summary())
+    assert any(line.startswith("note: the relation labels Causes, Treats of DRUG-AE pairs are learnt as one")
+               for line in report.summary())
+    # Labels on different pair types (n2c2's ADE-Drug, Dosage-Drug) are told apart by the types.
+    (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 19\trash\nT3\tDOSE 8 14\tcaused\n"
+                                    "R1\tADE-Drug Arg1:T2 Arg2:T1\nR2\tDosage-Drug Arg1:T3 Arg2:T1\n", encoding="utf-8")
+    sentences, report = read_brat(tmp_path)
+    assert len(sentences[0].relations) == 2 and not any("note:" in line for line in report.summary())
     # A relation between two drugs, or two entities neither of which is a DRUG, is counted as left out.
     (tmp_path / "a.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tDRUG 15 19\trash\nR1\tDDI Arg1:T1 Arg2:T2\n",
                                     encoding="utf-8")
@@ -376,11 +382,13 @@ def test_cv_prints_each_pair_type_under_the_pooled_relations():
 
     fold = {"DRUG": scores(0.9), "micro": scores(0.9),
             "relations": {**scores(0.7), "types": {"DRUG-AE": scores(0.72), "DRUG-DOSE": scores(0.41)}}}
-    lines = format_summary({"summary": summarise([fold, fold]), "folds": [{}, {}],
+    no_dose = {**fold, "relations": {**scores(0.7), "types": {"DRUG-AE": scores(0.72)}}}  # a split without doses
+    lines = format_summary({"summary": summarise([fold, no_dose]), "folds": [{}, {}],
                             "settings": {"config": {"task": "tag"}}}).splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip().startswith("relations"))
     assert "0.7000" in lines[at] and lines[at + 1].strip().startswith("DRUG-AE") and "0.7200" in lines[at + 1]
-    assert lines[at + 2].strip().startswith("DRUG-DOSE") and "0.4100" in lines[at + 2]
+    assert "folds)" not in lines[at + 1]  # both folds have their DRUG-AE score
+    assert lines[at + 2].strip().startswith("DRUG-DOSE") and lines[at + 2].endswith("(1 of 2 folds)")
 
 
 def test_a_saved_model_with_dev_f1_0_is_warned_of(sample_data, tmp_path, monkeypatch):

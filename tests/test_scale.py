@@ -325,3 +325,18 @@ def test_a_reader_that_stops_early_ends_tag_quietly(tiny_model_dir, tmp_path):
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141 and err == b"", err
+
+
+def test_under_torchrun_rank_0_says_what_every_rank_meets_and_other_ranks_their_own(capsys, monkeypatch, tmp_path):
+    from adelabel import distributed
+
+    missing = tmp_path / "missing.txt"
+    monkeypatch.setenv("RANK", "1")
+    code, _, err = run_cli(capsys, "tag", missing)
+    assert code == 2 and "missing.txt: file not found" in err  # no group: RANK alone silences nothing
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = run_cli(capsys, "tag", missing)
+    assert code == 2 and err == ""  # rank 0 met the same file and said so
+    monkeypatch.setattr(distributed, "JOINING", True)
+    code, _, err = run_cli(capsys, "tag", missing)
+    assert code == 2 and "missing.txt: file not found" in err  # past joining, an error may be this rank's alone

@@ -32,13 +32,15 @@ _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
 class BratReport(EntityReport):
     relations: int = 0
     relation_labels: Counter = field(default_factory=Counter)  # label -> relations kept
+    labels_by_pair: dict = field(default_factory=dict)  # "DRUG-AE" -> the labels its relations carry
     left_out: Counter = field(default_factory=Counter)  # reason -> annotations left out
 
     def summary(self) -> list[str]:
         labels = ", ".join(f"{label} {n:,}" for label, n in sorted(self.relation_labels.items()))
-        merged = ([f"note: the relation labels {', '.join(sorted(self.relation_labels))} are learnt as one "
-                   "(a drug related to another entity); prepare one label's relations to tell them apart"]
-                  if len(self.relation_labels) > 1 else [])
+        # Labels on different pair types stay apart (DRUG-AE, DRUG-DOSE); on one pair type they do not.
+        merged = [f"note: the relation labels {', '.join(sorted(labels))} of {pair} pairs are learnt as one "
+                  "(a drug related to another entity); prepare one label's relations to tell them apart"
+                  for pair, labels in sorted(self.labels_by_pair.items()) if len(labels) > 1]
         return [f"read: {self.path}: {self.documents:,} documents (.txt with .ann)", *self.counts(),
                 f"relations: {self.relations:,}" + (f" ({labels})" if labels else ""), *merged,
                 *(f"left out: {n:,} {reason}" for reason, n in sorted(self.left_out.items()))]
@@ -156,6 +158,7 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             sentence.relations.append(pair)
             report.relations += 1
             report.relation_labels[label] += 1
+            report.labels_by_pair.setdefault(f"DRUG-{sentence.spans[pair[1]][2]}", set()).add(label)
         else:
             report.left_out["relations across sentences (or with an entity left out)"] += 1
     report.left_out += Counter()  # drop zero counts

@@ -13,6 +13,7 @@ never mistakes a partial download for the corpus.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import os
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from adelabel.atomic import sha256 as file_digest
+from adelabel.atomic import current_umask, sha256 as file_digest
 from adelabel.corpus.ade import AE_FILE, DOSE_FILE, NEG_FILE
 from adelabel.errors import AdelabelError
 
@@ -58,6 +59,8 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
     dest = Path(dest)
     files = CORPUS_FILES if files is None else files
     report = progress or (lambda _line: None)
+    if dest.exists() and not dest.is_dir():
+        raise AdelabelError(f"--out {dest}: is a file, not a folder")
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -100,8 +103,12 @@ def _matches(path: Path, sha256: str, size: int) -> bool:
 
 def _fetch(url: str, target: Path, name: str, sha256: str, size: int, timeout: float) -> None:
     """Stream ``url`` into ``target`` via a temporary file; raise AdelabelError unless verified."""
+    for stale in target.parent.glob(f".{glob.escape(name)}.*.part"):  # what a killed download left
+        stale.unlink(missing_ok=True)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=target.parent)
+        # mkstemp makes the file private; the corpus is read by whoever may read the folder.
+        os.chmod(fd, 0o666 & ~current_umask())
     except OSError as err:
         raise AdelabelError(f"{name}: cannot create a temporary file in {target.parent}: {err}") from err
     tmp = Path(tmp_name)
