@@ -17,10 +17,10 @@ demo: setup-core
 	$(PYTHON) -m adelabel tag corpora/sample/example.txt --quiet | $(PYTHON) -c "import json, sys; [print(json.dumps({k: r[k] for k in ('text', 'entities', 'relations', 'ade')})[:400]) for r in map(json.loads, sys.stdin)]"
 	@echo "== 2. The commands that made it, on a toy corpus (corpora/sample, 725 training sentences; about half a minute)."
 	@echo "==    A toy: trained on so little, its tags are poor. Train on the real corpus for a useful model."
-	$(PYTHON) -m adelabel prepare --corpus corpora/sample --out data/sample --quiet
-	$(PYTHON) -m adelabel train --arch bilstm --data data/sample --out models/sample-bilstm \
+	$(PYTHON) -m adelabel prepare --corpus corpora/sample --out data-sample --quiet
+	$(PYTHON) -m adelabel train --arch bilstm --data data-sample --out models/sample-bilstm \
 		--epochs 12 --set train.batch_size=16 --set train.lr=0.005 --set model.hidden_size=64
-	$(PYTHON) -m adelabel evaluate --model models/sample-bilstm --data data/sample
+	$(PYTHON) -m adelabel evaluate --model models/sample-bilstm --data data-sample
 	$(PYTHON) -m adelabel tag corpora/sample/example.txt --model models/sample-bilstm --quiet | head -3
 
 test: setup
