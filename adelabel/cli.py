@@ -88,12 +88,7 @@ def prepare(
     from adelabel.atomic import check_apart, check_output_dir
     from adelabel.prepare import is_data_dir, prepare as run_prepare
 
-    from adelabel.corpus.ade import ALL_LABELS
-
-    labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
-    unknown = [t for t in labels if t not in ALL_LABELS]
-    if not labels or unknown:
-        raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
+    labels = _types(types)
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
     _check_overlaps(overlaps, format)
@@ -233,7 +228,6 @@ def cv(
     """Cross-validate by document: each fold trained and scored as train/evaluate do, with its own dev
     split and word2vec from its training documents only; prints mean ± std and writes OUT/cv.json."""
     from adelabel.config import resolve
-    from adelabel.corpus.ade import ALL_LABELS
     from adelabel.cv import cross_validate, format_summary
     from adelabel.tagger import pick_device
 
@@ -242,9 +236,7 @@ def cv(
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
         raise OptionError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
-    labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
-    if not labels or any(t not in ALL_LABELS for t in labels):
-        raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, got {types!r}")
+    labels = _types(types)
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
     _check_overlaps(overlaps, format)
@@ -256,6 +248,8 @@ def cv(
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out}: is a file, not a folder")
+    if out.absolute().parent.exists() and not out.absolute().parent.is_dir():
+        raise OptionError(f"--out {out}: {out.absolute().parent} is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "settings.json").is_file():
         raise OptionError(f"--out {out}: a folder that holds no cross-validation (no settings.json); give a new "
                           "or empty folder, or the --out of a cross-validation to carry on")
@@ -330,12 +324,12 @@ def tune(
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
     cfg = resolve(arch, config, overrides, task)
     name = cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}"
-    if out is None or storage is None:
-        if Path("tune").exists() and not Path("tune").is_dir():
-            raise OptionError("tune: is a file, where tune keeps its studies and configs; give --out and --storage")
-        Path("tune").mkdir(exist_ok=True)
+    default_folder = out is None or storage is None
+    if default_folder and Path("tune").exists() and not Path("tune").is_dir():
+        raise OptionError("tune: is a file, where tune keeps its studies and configs; give --out and --storage")
     out = out or Path("tune") / f"{name}.toml"
-    atomic.check_output_file(out, "--out")
+    if out.parent != Path("tune"):
+        atomic.check_output_file(out, "--out")
     if storage is None:
         storage = f"sqlite:///tune/{name}.db"
     elif storage.startswith("sqlite:///"):
@@ -344,11 +338,16 @@ def tune(
             raise OptionError(f"--storage {storage}: folder {parent} not found")
     study_file = storage.removeprefix("sqlite:///") if storage.startswith("sqlite:///") else None
     atomic.check_apart(out, "--out", [data, config, study_file])
+    if study_file is not None:
+        atomic.check_apart(study_file, "--storage", [data, config])
     if report is not None:
         atomic.check_output_dir(report, "--report", lambda p: (p / "history.png").is_file())
-        atomic.check_apart(report, "--report", [data, config, study_file])
+        # Outputs and inputs alike: the report folder is replaced whole, the best config or study in it too.
+        atomic.check_apart(report, "--report", [data, config, study_file, out])
     read_manifest(data)
     pick_device(device)
+    if default_folder:
+        Path("tune").mkdir(exist_ok=True)  # only once every option passed
     # A key fixed with --set (or --epochs) is searched no more.
     fixed = [item.partition("=")[0].strip() for item in overrides]
     result = run_tune(cfg, data, out, trials, storage, sampler=sampler, pruner=pruner,
@@ -394,7 +393,7 @@ def evaluate(
                                    pair_outcomes)
     from adelabel.inference import pairs_decide, predict
     from adelabel.prepare import read_manifest, read_split
-    from adelabel.tagger import Tagger, check_threshold
+    from adelabel.tagger import Tagger, check_backend, check_threshold
 
     if split not in ("train", "dev", "test"):
         raise OptionError(f"--split: expected train, dev or test, got {split!r}")
@@ -414,6 +413,7 @@ def evaluate(
                                   "whole (it holds metrics.json, the same scores)")
     check_threshold(threshold, "--threshold")
     sentences = read_split(data, split)
+    check_backend(backend)
     if any(model_dir.task_of(m) == "classify" for m in model):
         if backend != "torch":
             raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")
@@ -619,6 +619,17 @@ def tag(
         return
     tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers, backend,
                quiet=quiet)
+
+
+def _types(types: str) -> tuple[str, ...]:
+    """``--types``: ADE corpus types, comma-separated, each once."""
+    from adelabel.corpus.ade import ALL_LABELS
+
+    labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
+    if not labels or any(t not in ALL_LABELS for t in labels) or len(set(labels)) < len(labels):
+        raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, each once, "
+                          f"got {types!r}")
+    return labels
 
 
 def _default_model() -> Path:

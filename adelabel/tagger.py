@@ -56,6 +56,12 @@ def check_threshold(threshold: float | None, name: str = "threshold") -> float |
     return float(threshold)
 
 
+def check_backend(backend: str) -> str:
+    if backend not in ("torch", "onnx"):
+        raise OptionError(f"--backend: expected torch or onnx, got {backend!r}")
+    return backend
+
+
 def _folders(method: str, path) -> list[str | Path]:
     """The model folders ``path`` names: one str or Path, or a list or tuple of them (an ensemble)."""
     paths = [path] if isinstance(path, (str, Path)) else list(path) if isinstance(path, (list, tuple)) else None
@@ -101,8 +107,7 @@ class Tagger:
             from adelabel.pretrained import default_model
 
             path = default_model()
-        if backend not in ("torch", "onnx"):
-            raise OptionError(f"--backend: expected torch or onnx, got {backend!r}")
+        check_backend(backend)
         dev = pick_device("cpu" if backend == "onnx" and device == "auto" else device)
         check_precision(precision, dev)
         if backend == "onnx" and (dev.type != "cpu" or precision != "fp32"):

@@ -17,12 +17,12 @@ from adelabel.atomic import (atomic_dir, atomic_file, brat_folder, check_apart, 
                              is_stream, write_text)
 from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
-from adelabel.workers import tag_in_workers
+from adelabel.workers import cores, tag_in_workers
 from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.progress import Progress
-from adelabel.tagger import Analysis, Classifier, Tagger, chunked
+from adelabel.tagger import Analysis, Classifier, Tagger, check_backend, chunked
 from adelabel.text import tokenize
 from adelabel.tags import spans_to_tags
 
@@ -102,6 +102,11 @@ def check_input_options(input_format: str, workers: int) -> None:
         raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
     if not isinstance(workers, int) or workers < 1:
         raise OptionError(f"--workers: expected a whole number of at least 1, got {workers!r}")
+    # On this machine (not a Ray cluster RAY_ADDRESS names), a process more than its cores only slows the
+    # others, and each holds a model and chunks in flight: 100,000 of them exhausted memory.
+    if workers > cores() and not os.environ.get("RAY_ADDRESS"):
+        raise OptionError(f"--workers {workers}: more than this machine's {cores()} core(s); processes past one "
+                          "per core slow each other down")
 
 
 def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
@@ -224,6 +229,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     if source != "-":
         check_file(source)
     kind = model_kind(models)
+    check_backend(backend)  # the value first: a misspelt one is not "onnx" to a classifier
     if kind == "classify":
         if backend != "torch":
             raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")

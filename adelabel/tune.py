@@ -58,7 +58,7 @@ def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]
             raise OptionError(f"--space {key}: unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
         if "." not in key:  # arch and seed: what a study is of, and what it is measured under
             raise OptionError(f"--space {key}: not searched (a study searches model.* and train.* keys; "
-                              f"give --{key} instead)")
+                              + ("give --arch instead)" if key == "arch" else "fix it with --set seed=N)"))
         log = raw.startswith("log:")
         if ".." in raw:
             if known[key].annotation not in (int, float):  # pydantic would read 0.06 as a true/false
@@ -318,6 +318,7 @@ def write_report(study, folder: Path, say: Callable[[str], None]) -> None:
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
     warnings.filterwarnings("ignore", category=UserWarning, message=".*quantiles.*")
+    warnings.filterwarnings("ignore", category=UserWarning, message=".*too small to compute importances.*")
     from matplotlib import pyplot as plt
     from optuna.visualization import matplotlib as plots
 

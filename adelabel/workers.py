@@ -21,10 +21,14 @@ from adelabel.errors import AdelabelError
 _PROCESS: Callable[[list[str]], list] | None = None
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def threads_per_worker(workers: int) -> int:
     """This machine's cores shared out among ``workers`` processes, at least one each."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // workers)
+    return max(1, cores() // workers)
 
 
 def _start(kind: str, models: list[Path], device: str, threshold: float | None, precision: str,

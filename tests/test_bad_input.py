@@ -31,6 +31,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "quoted.toml").write_text("[model]\nhidden_size = \"200\"\n")
     (t / "gru.toml").write_text('arch = "gru"\n')
     (t / "foo.toml").write_text('arch = "foo"\n')
+    (t / "rep").mkdir()
     (t / "s2s-classify.toml").write_text('arch = "seq2seq"\ntask = "classify"\n')
     shutil.copytree(tiny_model_dir, t / "mine")  # a model folder, with the config to train it again in it
     (t / "mine" / "my.toml").write_text("seed = 3\n")
@@ -113,6 +114,14 @@ CASES = [
     ("train --data {d} --out {t}/o --set model.chars=lstm --set model.char_size=1",
      'model.char_size: with chars = "lstm" it is split between two directions: expected at least 2'),
     ("train --data {d} --out {t}/mine --config {t}/mine/my.toml", "--out {t}/mine: holds {t}/mine/my.toml"),
+    ("prepare --corpus {s} --types DRUG,DRUG --out {t}/o", "--types: expected types from DRUG, AE, DOSE, comma-separated, each once"),
+    ("cv --corpus {s} --out {t}/afile/x", "--out {t}/afile/x: {t}/afile is not a folder"),
+    ("tag {t}/in.txt --model {m} --workers 100000", "--workers 100000: more than this machine's"),
+    ("tag {t}/in.txt --model {m} --backend garbage", "--backend: expected torch or onnx, got 'garbage'"),
+    ("evaluate --model {m} --data {d} --backend garbage", "--backend: expected torch or onnx, got 'garbage'"),
+    ("tune --data {d} --out {t}/rep/best.toml --report {t}/rep --storage sqlite:///{t}/s.db",
+     "--report {t}/rep: holds {t}/rep/best.toml"),
+    ("tune --data {d} --out {t}/best.toml --storage sqlite:///{d}/s.db", "--storage {d}/s.db: lies inside {d}"),
     ("train --data {d} --out {t}/o --set train.negative_fraction=0",
      "train.negative_fraction: 0 never shows the training split's"),
     ("train --data {t}/nodata --out {t}/o", "{t}/nodata/manifest.json: no prepared data here"),

@@ -163,7 +163,7 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
 @pytest.mark.parametrize("args, message", [
     # pydantic would read a drawn 0.06 as "true"; the search must not start to find out.
     (["--space", "model.gate=0..1"], "--space model.gate: not a number, so not a range; give its choices as A,B"),
-    (["--space", "seed=1..5"], "--space seed: not searched (a study searches model.* and train.* keys; give --seed instead)"),
+    (["--space", "seed=1..5"], "--space seed: not searched (a study searches model.* and train.* keys; fix it with --set seed=N)"),
     (["--set", "train.precision=fp16"], "train.precision fp16: runs on a GPU only"),
     (["--space", "train.precision=fp32,fp16"], "--space train.precision fp16: runs on a GPU only"),
 ])

@@ -64,7 +64,7 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise AdelabelError(f"cannot create the corpus folder {dest}: {err}") from err
+        raise AdelabelError(f"--out {dest}: cannot create the folder ({err.strerror or err})") from err
 
     paths = []
     for name, (sha256, size) in files.items():
