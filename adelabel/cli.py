@@ -328,7 +328,7 @@ def tune(
     if default_folder and Path("tune").exists() and not Path("tune").is_dir():
         raise OptionError("tune: is a file, where tune keeps its studies and configs; give --out and --storage")
     out = out or Path("tune") / f"{name}.toml"
-    if out.parent != Path("tune"):
+    if out.parent != Path("tune") or Path("tune").is_dir():  # else made below, once every option passed
         atomic.check_output_file(out, "--out")
     if storage is None:
         storage = f"sqlite:///tune/{name}.db"
