@@ -412,8 +412,8 @@ def evaluate(
                 raise OptionError(f"--json {json_out}: is or lies inside --report {report}, which is replaced "
                                   "whole (it holds metrics.json, the same scores)")
     check_threshold(threshold, "--threshold")
-    sentences = read_split(data, split)
     check_backend(backend)
+    sentences = read_split(data, split)
     if any(model_dir.task_of(m) == "classify" for m in model):
         if backend != "torch":
             raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")
