@@ -76,11 +76,12 @@ def check_output_file(path: Path, option: str) -> None:
         raise AdelabelError(f"{option} {path}: folder {parent} does not exist")
 
 
-def check_apart(output: str | Path, option: str, inputs: Iterable[str | Path | None]) -> None:
+def check_apart(output: str | Path, option: str, inputs: Iterable[str | Path | None],
+                why: str = "which this command reads; writing there would destroy what is read") -> None:
     """Refuse, before any work, an output that is one of the ``inputs`` a command reads (files or
     folders), lies inside an input folder, or, a folder replaced whole, holds an input: writing it would
     destroy what is read (a corpus inside the data folder it prepares, a split or a model's file
-    overwritten by a report)."""
+    overwritten by a report). ``why`` ends the message: other outputs, not inputs, say so."""
     out = Path(os.path.realpath(output))  # realpath: a link loop is no error here (the write names it)
     for item in inputs:
         if item is None or str(item) == "-":
@@ -94,8 +95,7 @@ def check_apart(output: str | Path, option: str, inputs: Iterable[str | Path | N
             how = "holds"
         else:
             continue
-        raise OptionError(f"{option} {output}: {how} {item}, which this command reads; writing there would "
-                          "destroy what is read")
+        raise OptionError(f"{option} {output}: {how} {item}, {why}")
 
 
 def current_umask() -> int:

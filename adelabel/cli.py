@@ -328,7 +328,8 @@ def tune(
     if default_folder and Path("tune").exists() and not Path("tune").is_dir():
         raise OptionError("tune: is a file, where tune keeps its studies and configs; give --out and --storage")
     out = out or Path("tune") / f"{name}.toml"
-    if out.parent != Path("tune") or Path("tune").is_dir():  # else made below, once every option passed
+    # Its folder is checked too, unless it is the one made below, once every option passed.
+    if not (default_folder and out.parent == Path("tune") and not Path("tune").exists()):
         atomic.check_output_file(out, "--out")
     if storage is None:
         storage = f"sqlite:///tune/{name}.db"
@@ -342,8 +343,9 @@ def tune(
         atomic.check_apart(study_file, "--storage", [data, config])
     if report is not None:
         atomic.check_output_dir(report, "--report", lambda p: (p / "history.png").is_file())
-        # Outputs and inputs alike: the report folder is replaced whole, the best config or study in it too.
-        atomic.check_apart(report, "--report", [data, config, study_file, out])
+        atomic.check_apart(report, "--report", [data, config, study_file])
+        atomic.check_apart(report, "--report", [out], "which this command writes; the report folder is replaced "
+                                                     "whole, and it with it")
     read_manifest(data)
     pick_device(device)
     if default_folder:

@@ -433,3 +433,13 @@ def test_cv_prints_classes_whose_names_hold_a_dot():
                               "settings": {"config": {"task": "classify"}}})
     assert any(line.startswith("v1.pos") and "0.8000" in line for line in printed.splitlines()), printed
     assert any(line.startswith("v1.neg") and "0.9000" in line for line in printed.splitlines()), printed
+
+
+def test_tune_refuses_an_out_in_a_missing_tune_folder_before_any_trial(capsys, sample_data, tmp_path, monkeypatch):
+    """Only the default tune/ folder is made for the run; an --out named into it, with --storage given
+    elsewhere, is refused up front, not after the study when the config cannot be written."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--out", "tune/x.toml",
+                           "--storage", f"sqlite:///{tmp_path}/s.db", "--trials", "1")
+    assert code == 2 and "--out tune/x.toml: folder" in err and "does not exist" in err, err
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "tune").exists()
