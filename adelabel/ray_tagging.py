@@ -125,7 +125,12 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
     kind = model_kind(model)
     if source == "-" or not Path(source).is_file():
         raise OptionError(f"{source}: --ray reads a file (not stdin or a folder)")
-    # Bad input and a bad model are refused here, naming the file and line, before any worker starts.
+    # A bad model, device or precision is refused before the input is read (which may be long), and bad
+    # input here, naming the file and line, before any worker starts.
+    tagger = (Classifier if kind == "classify" else Tagger).load(
+        model if len(model) > 1 else model[0], device=device, threshold=threshold, precision=precision)
+    meta = provenance(tagger, model[0] if len(model) == 1 else model)
+    del tagger  # the workers load their own
     with Path(source).open("rb") as fh:  # beside read_lines, which strips every CR at a line's end
         if fh.read(3) == b"\xef\xbb\xbf":
             raise InputError(source, "begins with a byte-order mark, which Ray's reader keeps in the line "
@@ -140,10 +145,6 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                                          "line (tag it without --ray)", number)
             if input_format == "jsonl":
                 parse_record(source, number, line)
-    tagger = (Classifier if kind == "classify" else Tagger).load(
-        model if len(model) > 1 else model[0], device=device, threshold=threshold, precision=precision)
-    meta = provenance(tagger, model[0] if len(model) == 1 else model)
-    del tagger  # the workers load their own
     with _stderr_silenced(quiet):  # Ray's own log lines and C++ warnings, which --quiet asks to be spared
         # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
         # the read tasks beside the workers' (which would otherwise wait for each other).

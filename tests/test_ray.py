@@ -83,6 +83,16 @@ def test_ray_options_are_checked_before_ray_starts(capsys, tiny_model_dir, tmp_p
         assert code == 2 and message in err, err
 
 
+def test_ray_checks_the_model_and_device_before_reading_the_input(capsys, tiny_model_dir, tmp_path):
+    pytest.importorskip("ray.data", reason="ray[data] is in the test extras; CI installs it")
+    src = tmp_path / "in.txt"
+    src.write_text("fine\na\u2028b\n", encoding="utf-8")  # input --ray refuses, at its line 2
+    for args, message in ((["--precision", "fp16", "--device", "cpu"], "fp16"),
+                          (["--model", tmp_path / "nowhere"], "nowhere")):
+        code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--ray", *args)
+        assert code == 2 and message in err and "in.txt:2" not in err, err
+
+
 def test_quiet_silences_what_ray_writes_to_standard_error_and_only_that(capfd):
     # Ray's C++ core writes to descriptor 2 directly: --quiet sends it nowhere while Ray runs.
     import os
