@@ -571,6 +571,7 @@ def export(
     model: Annotated[Path, typer.Option(help="Model folder (a recurrent tagger) to export.")] = Path("models/bilstm"),
     format: Annotated[str, typer.Option(help="onnx: the forward pass and the relation head as ONNX graphs, written into MODEL/onnx/.")] = "onnx",
     quantize: Annotated[bool, typer.Option(help="Dynamic int8 weights (onnxruntime's quantize_dynamic): smaller and faster, at some F1 (see the README).")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Export a tagger for serving: `adelabel tag --backend onnx` and `Tagger.load(..., backend="onnx")`
     then run it in onnxruntime behind the same API."""
@@ -578,7 +579,9 @@ def export(
         raise OptionError(f"--format: expected onnx, got {format!r}")
     from adelabel.onnx_backend import export as run_export
 
-    print(f"written {run_export(model, quantize=quantize)}/", file=sys.stderr)
+    written = run_export(model, quantize=quantize)
+    if not quiet:
+        print(f"written {written}/", file=sys.stderr)
 
 
 @app.command()

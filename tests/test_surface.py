@@ -14,6 +14,18 @@ def test_version(capsys):
     assert code == 0 and out.strip() == f"adelabel {__version__}"
 
 
+def test_every_command_can_be_quieted_for_scripts():
+    import typer.main
+
+    from adelabel.cli import app
+
+    commands = typer.main.get_command(app).commands
+    assert {"prepare", "train", "evaluate", "tag", "export"} <= set(commands)
+    lacking = [name for name, command in commands.items() if name != "config"  # prints its result only
+               and not any("--quiet" in p.opts for p in command.params)]
+    assert lacking == []
+
+
 def test_tag_reports_progress_in_plain_lines_unless_quiet(capsys, tiny_model_dir, tmp_path):
     src = tmp_path / "in.txt"
     # Several chunks; more bytes than characters (non-ASCII, CRLF endings), which must still end at 100%.
