@@ -22,6 +22,7 @@ from adelabel.errors import AdelabelError, OptionError
 
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
+GONE_MARK = ".gone-"  # a folder being deleted: swept, never put back
 
 
 Kind = Callable[[Path], bool]
@@ -121,8 +122,9 @@ def _naming(target: Path, tmp: Path) -> Iterator[None]:
 def _sweep(target: Path) -> None:
     """Clear what an earlier, killed write of ``target`` left beside it. A kill between the two renames
     of a replacement leaves the old folder aside and none under the name: it is put back first."""
-    for stale in target.parent.glob(f".{target.name}{TMP_MARK}*"):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    for mark in (TMP_MARK, GONE_MARK):
+        for stale in target.parent.glob(f".{target.name}{mark}*"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     for aside in target.parent.glob(f".{target.name}{OLD_MARK}*"):
         if not target.exists() and (aside / target.name).is_dir():
             os.replace(aside / target.name, target)
@@ -216,9 +218,12 @@ def sha256(path: Path) -> str:
 
 
 def remove_dir(target: str | Path) -> None:
-    """Delete a folder so that a kill midway leaves nothing under its name (it is renamed first)."""
-    target = Path(target)
+    """Delete a folder so that a kill midway leaves nothing under its name (it is renamed first); what
+    such a kill leaves aside is swept by the next write or removal of the same name."""
+    target = Path(target).absolute()
+    if target.parent.is_dir():
+        _sweep(target)
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
-        os.replace(target, old / target.name)
-        shutil.rmtree(old, ignore_errors=True)
+        gone = Path(tempfile.mkdtemp(prefix=f".{target.name}{GONE_MARK}", dir=target.parent))
+        os.replace(target, gone / target.name)
+        shutil.rmtree(gone, ignore_errors=True)

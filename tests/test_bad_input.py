@@ -267,6 +267,22 @@ def test_a_folder_set_aside_by_a_kill_is_put_back(tmp_path):
             pass
 
 
+def test_a_folder_half_deleted_by_a_kill_is_swept_not_put_back(tmp_path):
+    from adelabel import atomic
+
+    # Killed while deleting a finished run's checkpoint: the folder aside, part of it gone.
+    gone = tmp_path / ".m.checkpoint.gone-x1"
+    (gone / "m.checkpoint").mkdir(parents=True)
+    (gone / "m.checkpoint" / "run.json").write_text("{}")
+    with atomic.atomic_dir(tmp_path / "m.checkpoint", atomic.json_with("run.json")):
+        pass  # a new run's checkpoint folder: what was aside is not put back into it
+    assert not gone.exists() and not any((tmp_path / "m.checkpoint").iterdir())
+    # The next removal of the same name sweeps such a leftover too.
+    (gone / "m.checkpoint").mkdir(parents=True)
+    atomic.remove_dir(tmp_path / "m.checkpoint")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_resolved_config_parses_values_by_type(capsys):
     code, out, _ = run_cli(capsys, "config", "--set", "model.crf=False", "--set", "model.gate=0",
                            "--set", "train.lr=2e-3", "--set", "model.chars=none")
