@@ -134,8 +134,12 @@ def _sweep(target: Path) -> None:
 @contextmanager
 def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
     """A fresh temporary folder beside ``target``; when the block completes it replaces ``target``,
-    which must be missing, empty or a folder adelabel wrote (see :func:`ours`)."""
+    which must be missing, empty or a folder adelabel wrote (see :func:`ours`). A link is written
+    through, as :func:`atomic_file` does: the folder it names is replaced, on its own disk, and the link
+    stays."""
     target = Path(target).absolute()
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     if target.name in ("", ".", ".."):
         raise AdelabelError(f"{target}: name a folder of its own, not the current or parent one")
     check_output_dir(target, "output", kind)

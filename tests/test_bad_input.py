@@ -223,6 +223,12 @@ def test_an_output_is_kept_apart_from_what_is_read_and_written_through_links_and
     with atomic.atomic_file(tmp_path / "link.jsonl") as fh:
         fh.write("NEW\n")
     assert (tmp_path / "link.jsonl").is_symlink() and (tmp_path / "real.jsonl").read_text() == "NEW\n"
+    (tmp_path / "disk" / "model").mkdir(parents=True)  # a folder kept on another disk, linked to
+    (tmp_path / "disk" / "model" / "old.txt").write_text("old")
+    (tmp_path / "model").symlink_to(tmp_path / "disk" / "model")
+    with atomic.atomic_dir(tmp_path / "model", lambda folder: (folder / "old.txt").is_file()) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert (tmp_path / "model").is_symlink() and [p.name for p in (tmp_path / "disk" / "model").iterdir()] == ["new.txt"]
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
     got = []
