@@ -355,13 +355,16 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             run.best_f1, run.best_epoch, run.stale = f1, run.epoch, 0
             run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
-            # A dev F1 that stopped rising usually means steps too large to settle into a minimum.
-            run.stale, lr = run.stale + 1, lr * hp.lr_decay
+            # A dev F1 that stopped rising usually means steps too large to settle into a minimum; one
+            # still at 0 means a model that has found nothing yet, which smaller steps would only slow.
+            run.stale, lr = run.stale + 1, lr * (hp.lr_decay if run.best_f1 > 0 else 1.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
         fields, summary = task.record(dev)
         run.records.append({"epoch": run.epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
-                            "sentences_per_second": len(sample) / seconds, "lr": lr})
+                            "sentences_per_second": len(sample) / seconds, "lr": lr,
+                            # a resumed run may go on elsewhere: each epoch says where it ran
+                            "device": str(dev_), "processes": w.size})
         # Each rank's own generator state (they drew different dropout masks): a resumed run restores
         # each rank's, so that it goes on as the uninterrupted run would.
         states = distributed.gather(_random_states(dev_), w)

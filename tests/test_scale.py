@@ -90,7 +90,7 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
     assert done.stderr.count("find_unused_parameters") <= 1  # rank 0's, not every rank's
     assert json.loads((out / "config.json").read_text())["processes"] == 2
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [1, 2]
+    assert [(r["epoch"], r["processes"], r["device"]) for r in log] == [(1, 2, "cpu"), (2, 2, "cpu")]
     assert not out.with_name("ddp.checkpoint").exists()
     # A refused --out: every rank refuses at once (none waits for the others to join), one says so.
     foreign = tmp_path / "notes"
