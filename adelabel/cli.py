@@ -224,6 +224,7 @@ def cv(
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overlaps: Overlaps = "outer",
+    strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     teacher: Annotated[Optional[list[Path]], typer.Option(help="A finished cv folder of the same folds (repeatable: an ensemble): each fold's tagger learns its fold's model's probabilities beside the gold labels (train.distil).", show_default=False)] = None,
     encoder_vectors: EncoderVectors = None,
     quiet: Quiet = False,
@@ -260,8 +261,8 @@ def cv(
 
     check_apart(out, "--out", [corpus, config])
     summary = cross_validate(cfg, corpus, out, folds=folds, seed=cfg.seed, format=format, labels=labels,
-                             include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, device=device,
-                             log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
+                             include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, strict=strict,
+                             device=device, log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
                              encoder_vectors=encoder_vectors)
     print(format_summary(summary))
 

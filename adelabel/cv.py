@@ -152,10 +152,13 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             say(f"{out}: no fold had finished under its settings ({', '.join(changed)} differ); starting afresh")
             for fold in sorted(out.glob("fold-*")):
                 atomic.remove_dir(fold)
-    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict,
-                                             lambda line: None, overlaps)
+    read: list[str] = []
+    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, read.append,
+                                             overlaps)
     sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
     splits = fold_splits(sentences, folds, seed)
+    for line in read:  # what the reader skipped or repaired, as prepare says it, once the folds can be made
+        say(line)
     counts = Counter(map(sentence_class, sentences))
     classifier = {"classes": sorted(counts), "positive": positive_class(counts)}
     out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +183,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         resume = checkpoint_dir(fold / "model").is_dir()
         if not resume:
             if format == "labelled":
-                drop_unseen_classes(split, numbers, corpus, strict, lambda _: None)
+                drop_unseen_classes(split, numbers, corpus, strict, lambda line: say(f"fold {k}/{folds}: {line}"))
             write_data(fold / "data", split, {"corpus": settings["corpus"], "format": format, "seed": seed,
                                               "labels": list(labels), "include_negative": include_negative,
                                               "overlaps": overlaps, "report": report, "fold": k, "folds": folds,

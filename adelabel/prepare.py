@@ -98,6 +98,9 @@ def own_types(corpus: str | Path, format: str, sentences: list[Sentence], labels
     """A CoNLL or brat corpus's entity types come from its data (not ``--types``), and its sentences
     without entities are the gate's negatives, left out without ``include_negative``; the ADE corpus's
     reader applied both already."""
+    if format == "ade" and sentences and not any(s.spans for s in sentences):
+        # Every relation line malformed (another separator, say): the counts above say why.
+        raise AdelabelError(f"{corpus}: no {', '.join(labels)} entity read; a tagger needs some")
     if format not in ("conll", "brat"):
         return sentences, tuple(labels)
     found = tuple(sorted({label for s in sentences for *_, label in s.spans}))

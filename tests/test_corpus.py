@@ -185,6 +185,7 @@ def test_overlaps_option_is_checked(capsys, tmp_path):
     ("1|A r\x00ash.|rash|5|9|A|3|4", "control character U+0000 at column 6"),
     ("PMC1|A rash.|rash|5|9|A|3|4", "PubMed ID 'PMC1' is not a number"),
     ("1||rash|5|9|A|3|4", "empty sentence"),
+    ("1|A rash.|rash|5|9|A|3|4\r3|A rash.|rash|5|9|A|3|4", "a carriage return at column 25, inside the line"),
 ])
 def test_malformed_lines_reported_with_file_and_line(tmp_path, line, message):
     good = "2|Fever after aspirin.|Fever|3|8|aspirin|15|22"
@@ -195,6 +196,16 @@ def test_malformed_lines_reported_with_file_and_line(tmp_path, line, message):
     assert any(s.spans for s in sentences)
     with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: .*" + re.escape(message)):
         read_ade(corpus, strict=True)
+
+
+def test_a_corpus_whose_every_relation_line_is_malformed_is_refused(capsys, tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "c").mkdir()
+    corpus = write_corpus(tmp_path / "c", ["2\tFever after aspirin.\tFever\t3\t8\taspirin\t15\t22"])  # tabs, not |
+    code, _, err = run_cli(capsys, "prepare", "--corpus", corpus, "--out", tmp_path / "o", "-q")
+    assert code == 2 and "c: no DRUG, AE entity read; a tagger needs some" in err, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_offsets_outside_the_sentence_drop_their_line(tmp_path):

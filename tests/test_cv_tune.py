@@ -107,6 +107,19 @@ def test_cv_writes_into_no_folder_of_other_things(capsys, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_cv_says_what_the_reader_skipped_and_takes_strict(capsys, tmp_path):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "DRUG-AE.rel").write_text("1|Rash after aspirin.|Rash|0|4|aspirin|11|18\n1|Bad line\n"
+                                        "2|Fever after naproxen.|Fever|0|5|naproxen|12|20\n")
+    (corpus / "ADE-NEG.txt").write_text("3 NEG Nothing happened.\n")
+    code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--out", tmp_path / "strict", "--folds", "3", "--strict")
+    assert code == 2 and "DRUG-AE.rel:2: " in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--out", tmp_path / "o", "--folds", "3", "--epochs", "1",
+                           "--dim", "8", "--w2v-epochs", "1", "--set", "model.hidden_size=8", "--device", "cpu")
+    assert code == 0 and "malformed lines skipped: 1" in err and err.index("malformed") < err.index("fold 1/3"), err
+
+
 @pytest.mark.parametrize("args, message", [
     (["--folds", "1"], "--folds: cross-validation needs at least 2 folds, got 1"),
     (["--folds", "5000"], "--folds 5000: the corpus has only 150 documents, fewer than folds"),

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import SAMPLE, run_cli
+from adelabel.errors import InputError
 
 CONLL = """-DOCSTART- -X- O O
 
@@ -266,6 +267,41 @@ def test_a_conll_token_may_be_a_hash(tmp_path):
     path.write_text("# text = a comment\nItem\tO\n#\tO\n5\tB-Dose\nmg\tI-Dose\n", encoding="utf-8")
     [sentence] = read_conll_corpus(path)[0]
     assert sentence.text == "Item # 5 mg" and sentence.spans == [(7, 11, "Dose")]
+
+
+def test_conll_columns_keep_tokens_whole_and_count_comments(tmp_path):
+    from adelabel.corpus.conll import read_conll_corpus
+
+    # Tab-separated: a token may hold a space; space-separated: a no-break space stays in its token, and
+    # "# O" is the token "#" (a comment is "# key = value" or a line whose last field is no tag).
+    path = tmp_path / "t.conll"
+    path.write_text("# sent_id = 1\nGiven\tO\n5 mg\tB-DOSE\nin\tO\nNew York\tB-LOC\n\n"
+                    "# a note\nGiven O\n5\u00a0mg B-DOSE\n# SYM O\n2 CD B-DOSE\n", encoding="utf-8")
+    sentences, report = read_conll_corpus(path)
+    assert [s.text for s in sentences] == ["Given 5 mg in New York", "Given 5\u00a0mg # 2"]
+    assert sentences[0].spans == [(6, 10, "DOSE"), (14, 22, "LOC")]
+    assert sentences[1].spans == [(6, 10, "DOSE"), (13, 14, "DOSE")]
+    assert report.comments == 2 and "comment lines (starting '# ') skipped: 2" in report.summary()
+    # Lines ending in CR alone read as one line: refused at its tag, not split into tokens.
+    path.write_bytes(b"Aspirin B-DRUG\rrash B-AE\r")
+    with pytest.raises(InputError, match=r"t\.conll:1: a carriage return inside the line"):
+        read_conll_corpus(path)
+
+
+def test_a_brat_text_is_read_line_by_line_as_tag_reads_it(tmp_path, capsys):
+    from adelabel.corpus.brat import read_brat
+
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "t.txt").write_text("Case report\nAspirin caused rash.\n", encoding="utf-8")
+    (folder / "t.ann").write_text("T1\tDRUG 12 19\tAspirin\nT2\tAE 27 31\trash\nR1\tADE Arg1:T1 Arg2:T2\n")
+    sentences, _ = read_brat(folder)
+    assert [s.text for s in sentences] == ["Case report", "Aspirin caused rash."]
+    assert sentences[1].spans == [(0, 7, "DRUG"), (15, 19, "AE")] and sentences[1].relations == [(0, 1)]
+    (folder / "u.txt").write_text("x")
+    (folder / "u.ann").symlink_to(tmp_path / "gone.ann")  # a link to nothing
+    code, _, err = run_cli(capsys, "prepare", "--corpus", folder, "--out", tmp_path / "o", "-q")
+    assert code == 2 and err.strip().endswith("u.ann: file not found") and "Traceback" not in err, err
 
 
 def test_prepared_conll_files_keep_their_documents(sample_data):

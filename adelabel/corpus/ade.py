@@ -106,12 +106,16 @@ class Malformed(InputError):
         self.kind = kind
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _check_line(path: Path, number: int, line: str, pmid: str) -> None:
     """What every corpus line must satisfy: a numeric PubMed ID, no control characters."""
     bad = _CONTROL.search(line)
+    if bad and bad.group() == "\r":  # lines that end in CR alone read as one: each would be lost
+        raise Malformed(path, number, "carriage return inside the line",
+                        f"a carriage return at column {bad.start() + 1}, inside the line (a file whose lines "
+                        "end in CR alone? convert them to LF)")
     if bad:
         raise Malformed(path, number, "control character", f"control character U+{ord(bad.group()):04X} "
                                                            f"at column {bad.start() + 1}")

@@ -2,7 +2,8 @@
 character offsets and text; ``R`` lines: a relation between two entities), the layout annotation
 tools open and ``adelabel tag --format brat`` writes.
 
-Each text is one document, split into sentences as ``tag`` splits lines; an entity keeps its type (the
+Each text is one document, read as ``tag`` reads its input: line by line, each line split into
+sentences; an entity keeps its type (the
 types are whatever the files name), a relation its two entities as a pair from the DRUG (whichever
 argument names it: some schemes write the effect first, ``ADE-Drug Arg1:effect Arg2:drug``). A relation's label is
 counted, not learnt: the relation head tells related pairs from unrelated ones, so two labels between
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adelabel.corpus import EntityReport, Sentence
 from adelabel.corpus.ade import resolve_overlaps
-from adelabel.corpus.files import read_lines
+from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError
 from adelabel.text import split_sentences
 
@@ -72,10 +74,23 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
             text = txt.read_bytes().decode("utf-8")
         except UnicodeDecodeError as err:
             raise InputError(txt, f"not UTF-8 text (byte {err.start})") from None
+        except OSError as err:
+            raise InputError(txt, f"cannot read ({err.strerror})") from None
+        check_file(ann)  # a link to nothing, say
         sentences += _document(ann, txt, text, report, strict)
         report.documents += 1
     report.count(sentences)
     return sentences, report
+
+
+def _sentences(text: str) -> Iterator[tuple[int, int]]:
+    """The sentences of a text as ``tag`` sees them: line by line (a title without a full stop is a
+    sentence of its own), each line split into sentences."""
+    start = 0
+    for line in text.split("\n"):
+        for s, e in split_sentences(line):
+            yield start + s, start + e
+        start += len(line) + 1
 
 
 def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool) -> list[Sentence]:
@@ -115,7 +130,7 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         else:
             raise InputError(ann, f"not a brat annotation line: {line[:80]!r}", number)
     out, where, alias = [], {}, {}
-    for k, (s, e) in enumerate(split_sentences(text)):
+    for k, (s, e) in enumerate(_sentences(text)):
         inside = {key: span for key, span in entities.items() if s <= span[0] and span[1] <= e}
         # Tags hold one entity per token: of nested or crossing entities the ADE reader's rule keeps one.
         kept = set(resolve_overlaps(list(inside.values())))

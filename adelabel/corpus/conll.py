@@ -43,10 +43,31 @@ class ConllReport(EntityReport):
 
     lines: int = 0
     repaired: int = 0  # I-X tags that continued no X entity, read as B-X
+    comments: int = 0  # lines starting "# " that are no token: skipped
 
     def summary(self) -> list[str]:
         return [f"read: {self.path} {self.lines:,} lines, {self.documents:,} documents", *self.counts(),
-                f"I- tags that continued no entity of their type, read as B- (an entity start): {self.repaired:,}"]
+                f"I- tags that continued no entity of their type, read as B- (an entity start): {self.repaired:,}",
+                *([f"comment lines (starting '# ') skipped: {self.comments:,}"] if self.comments else [])]
+
+
+def _columns(line: str) -> list[str]:
+    """A line's columns: split at tabs when it has one (a token may then hold spaces: "5 mg"), else at
+    runs of spaces. Other white space (a no-break space, a stray carriage return) stays in its column,
+    where a token keeps it and a tag is refused, rather than silently splitting a token in two."""
+    if "\t" in line:
+        return [c.strip(" ") for c in line.split("\t")]
+    return [c for c in line.split(" ") if c]
+
+
+def _is_tag(tag: str) -> bool:
+    return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
+
+
+def _token_of_hash(cols: list[str]) -> bool:
+    """Whether a line starting with "# " is the token "#" with its tag (a space-separated file's
+    "# O"), not a comment ("# text = ...", "# sent_id = 3", a note)."""
+    return cols[0] == "#" and len(cols) >= 2 and _is_tag(cols[-1]) and "=" not in cols[1:3]
 
 
 def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sentence], ConllReport]:
@@ -94,16 +115,20 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             numbered += 1
             named.append(fields[1] if len(fields) == 3 and fields[1] not in ("-X-", "-DOCSTART-") else "")
             continue
-        if line.startswith("# ") or line == "#":  # a comment; "#<TAB>O" is a token
+        if "\r" in line:  # lines ending in CR alone read as one, whose middle columns would be ignored
+            raise InputError(path, "a carriage return inside the line (a file whose lines end in CR alone? "
+                                   "convert them to LF)", number)
+        cols = _columns(line)
+        if (line.startswith("# ") or line == "#") and not _token_of_hash(cols):  # "# text = ...", a note
+            report.comments += 1
             if line.startswith("# text ="):
                 flush()
                 texts += 1
             continue
-        cols = line.split()
-        if len(cols) < 2:
+        if len(cols) < 2 or not cols[0]:
             raise InputError(path, f"expected 'token tag', found {line!r}", number)
         tag = cols[-1]
-        if not (tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)):
+        if not _is_tag(tag):
             raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE", number)
         if tag.startswith("I-") and (not tags or tags[-1] == "O" or tags[-1][2:] != tag[2:]):
             if strict:
