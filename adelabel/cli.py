@@ -94,6 +94,7 @@ def prepare(
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
     labels = _types(types, format)
+    _check_negatives(negatives, format)
     _check_overlaps(overlaps, format)
     check_output_dir(out, "--out", is_data_dir)
     check_apart(out, "--out", [corpus, vectors])
@@ -214,7 +215,7 @@ def cv(
     corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), a labelled text file, a CoNLL file or a brat folder.", show_default=False)] = None,
     format: Annotated[str, typer.Option(help="As prepare's: ade, labelled, conll, brat, or auto (a folder is ade, or brat when it holds .ann files; a .conll/.bio/.iob/.iob2 file conll, another file labelled).")] = "auto",
     types: Types = None,
-    negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences.")] = True,
+    negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
@@ -243,6 +244,7 @@ def cv(
     corpus = corpus or default_corpus()
     format = _corpus_format(corpus, format)
     labels = _types(types, format)
+    _check_negatives(negatives, format)
     _check_overlaps(overlaps, format)
     from adelabel.precision import check_precision
 
@@ -383,7 +385,7 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json, errors.jsonl (each sentence's false positives and negatives), per_type.png, entity_confusion.png and the reliability diagrams.", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json and errors.jsonl (a tagger: each sentence's false positives and negatives, with per_type.png, entity_confusion.png and the reliability diagrams; a classifier: each text it got wrong, with confusion.png, and roc.png, pr.png and the reliability diagram for two classes).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
@@ -628,6 +630,12 @@ def tag(
         return
     tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers, backend,
                quiet=quiet)
+
+
+def _check_negatives(negatives: bool, format: str) -> None:
+    if not negatives and format == "labelled":  # it would be ignored: every class of a labelled file is kept
+        raise OptionError("--no-negatives: applies to annotated data (the ADE-NEG sentences, or sentences "
+                          "without entities); labelled data keep every class")
 
 
 def _types(types: str | None, format: str) -> tuple[str, ...]:

@@ -68,8 +68,16 @@ def fold_splits(sentences: Sequence[Sentence], folds: int, seed: int) -> list[di
 
 
 def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
-    """Every score of a result as ``path.to.value`` (precision, recall, F1 and the like)."""
+    """Every score of a result as ``path.to.value`` (precision, recall, F1 and the like). A classifier's
+    scores that the fold cannot define are left out rather than read as 0: the recall and F1 of a class
+    its test split holds no text of, and the precision of one it never predicted either."""
     out = {}
+    if not prefix and "per_class" in result and result.get("confusion"):
+        predicted = [sum(column) for column in zip(*result["confusion"])]
+        result = {**result, "per_class": {
+            name: {k: v for k, v in scores.items()
+                   if scores["support"] or (k == "precision" and predicted[result["classes"].index(name)])}
+            for name, scores in result["per_class"].items()}}
     for key, value in result.items():
         if isinstance(value, dict):
             out.update(_leaves(value, f"{prefix}{key}."))
@@ -160,7 +168,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     for line in read:  # what the reader skipped or repaired, as prepare says it, once the folds can be made
         say(line)
     counts = Counter(map(sentence_class, sentences))
-    classifier = {"classes": sorted(counts), "positive": positive_class(counts)}
+    classifier = {"classes": sorted(counts), "positive": positive_class(counts, format)}
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(settings_path, json.dumps(settings, indent=2) + "\n")
     results: list[dict] = []

@@ -143,17 +143,16 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequenc
         drop_unseen_classes(splits, numbers, corpus, strict, log)
     settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
                 "include_negative": include_negative, "overlaps": overlaps, "report": report}
-    if format == "labelled":
-        from adelabel.tasks import positive_class
+    from adelabel.tasks import positive_class
 
-        # The positive class of two is the rarer over the whole corpus, not over one seed's training
-        # split: with near-even classes that would name one class under one seed and the other under the
-        # next, and F1, ROC-AUC and the threshold would be about different classes from run to run.
-        counts = Counter(sentence_class(s) for split in splits.values() for s in split)
-        settings["classifier"] = {"classes": sorted(counts), "positive": positive_class(counts)}
-        if settings["classifier"]["positive"] is not None:
-            log(f"positive class (the rarer of two; what F1, ROC-AUC and the threshold are about): "
-                f"{settings['classifier']['positive']}")
+    # The positive class of two is fixed over the whole corpus, not by one seed's training split: with
+    # near-even classes that would name one class under one seed and the other under the next, and F1,
+    # ROC-AUC and the threshold would be about different classes from run to run.
+    counts = Counter(sentence_class(s) for split in splits.values() for s in split)
+    settings["classifier"] = {"classes": sorted(counts), "positive": positive_class(counts, format)}
+    if format == "labelled" and settings["classifier"]["positive"] is not None:
+        log(f"positive class (the rarer of two; what F1, ROC-AUC and the threshold are about): "
+            f"{settings['classifier']['positive']}")
     return write_data(out, splits, settings, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log, progress,
                       encoder=encoder)
 
@@ -199,6 +198,9 @@ def drop_unseen_classes(splits: dict[str, list[Sentence]], numbers: dict[int, in
             log(f"{name}: {len(unseen):,} texts skipped: their label is not in the training split "
                 f"({', '.join(sorted({s.label for s in unseen}))}; first at line {numbers[id(unseen[0])]})")
             splits[name] = [s for s in splits[name] if s.label in seen]
+            if not splits[name]:
+                raise InputError(corpus, f"the {name} split is left with no text of a class the training split "
+                                         "has; prepare with another --seed, or with more documents")
 
 
 def _write_splits(out: Path, splits: dict[str, list[Sentence]],

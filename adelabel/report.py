@@ -36,6 +36,9 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # Class and type names are the data's: a pair of "$" in them ("$", "$$" price tiers) is text, not
+    # mathematics for matplotlib to parse (it fails on most such pairs).
+    matplotlib.rcParams["text.parse_math"] = False
     from matplotlib import pyplot as plt
 
     return plt

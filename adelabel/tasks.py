@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from adelabel.config import Config
-from adelabel.corpus import Sentence, sentence_class
+from adelabel.corpus import ADE_CLASS, NEG_CLASS, Sentence, sentence_class
 from adelabel.data import Example, encode_labelled, encode_sentences
 from adelabel.errors import AdelabelError
 from adelabel.tags import tag_set
@@ -29,6 +29,8 @@ class TagTask:
                                 "train a classifier on it with --task classify")
         self.tags = tag_set(manifest["labels"])
         self.negatives = {name: [s.negative for s in sents] for name, sents in splits.items()}
+        # What dev lacks for its F1 to tell one epoch from another (None: nothing).
+        self.dev_blind = None if any(s.spans for s in splits["dev"]) else "the dev split holds no entity"
 
     def encode(self, sentences: Sequence[Sentence], vocabs: Vocabs) -> list[Example]:
         return encode_sentences(sentences, vocabs, self.tags)
@@ -78,9 +80,12 @@ class TagTask:
         return {"tags": self.tags}
 
 
-def positive_class(counts: Counter) -> str | None:
-    """Of two classes, the rarer (ADE in the ADE corpus): the one looked for; ties go to the later name.
-    None with more than two (their decision is an argmax)."""
+def positive_class(counts: Counter, format: str = "labelled") -> str | None:
+    """Of two classes, the one looked for: ADE in annotated data (the ADE corpus, CoNLL, brat), whose
+    classes mean "reports an event" or not whatever their counts; in labelled text the rarer, ties going
+    to the later name. None with more than two (their decision is an argmax)."""
+    if format != "labelled" and set(counts) == {ADE_CLASS, NEG_CLASS}:
+        return ADE_CLASS
     return min(reversed(sorted(counts)), key=lambda c: counts[c]) if len(counts) == 2 else None
 
 
@@ -97,12 +102,15 @@ class ClassifyTask:
         for name in fixed.get("classes", []):
             counts.setdefault(name, 0)
         self.classes = sorted(counts)
-        self.positive = fixed["positive"] if "classes" in fixed else positive_class(counts)
+        self.positive = fixed["positive"] if "classes" in fixed else positive_class(counts, manifest.get("format", "ade"))
         for name, sents in splits.items():
             unseen = sorted({sentence_class(s) for s in sents} - set(counts))
             if unseen:
                 raise AdelabelError(f"{data_dir}/{name}.jsonl: classes {unseen} are not in the training split")
         self.negatives = {name: [s.negative for s in sents] for name, sents in splits.items()}
+        self.dev_blind = None
+        if self.positive is not None and all(sentence_class(s) != self.positive for s in splits["dev"]):
+            self.dev_blind = f"the dev split holds no text of the positive class, {self.positive}"
 
     def encode(self, sentences: Sequence[Sentence], vocabs: Vocabs) -> list[Example]:
         return encode_labelled(sentences, vocabs, self.classes)

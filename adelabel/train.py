@@ -318,6 +318,9 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}"
         f"{f' x {w.size} processes' if w.size > 1 else ''}, {hp.precision}), {n_params:,} trainable "
         f"parameters; checkpoints in {ckpt}/")
+    if task.dev_blind:
+        say(f"warning: {task.dev_blind}, so dev F1 is 0 whatever the model: the first epoch will be kept and "
+            "nothing is tuned on dev; prepare the data with another --seed, or from more documents")
     lr = optimizer.param_groups[0]["lr"]
     spent, epochs_here = 0.0, 0  # for the time left: this process's epochs, dev scoring included
     while run.epoch < hp.max_epochs and run.stale < hp.patience:
@@ -512,7 +515,7 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         atomic.remove_dir(ckpt)
         say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
             f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
-        if metrics["dev"]["f1"] == 0:
+        if metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
             say("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
                 "train.lr (train.lr_decay halves it after every epoch without a better F1, 0 included)")
     distributed.barrier(w)

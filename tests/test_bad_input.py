@@ -115,6 +115,8 @@ CASES = [
      'model.char_size: with chars = "lstm" it is split between two directions: expected at least 2'),
     ("train --data {d} --out {t}/mine --config {t}/mine/my.toml", "--out {t}/mine: holds {t}/mine/my.toml"),
     ("prepare --corpus {s} --types DRUG,DRUG --out {t}/o", "--types: expected types from DRUG, AE, DOSE, comma-separated, each once"),
+    ("prepare --corpus {t}/in.txt --format labelled --no-negatives --out {t}/o",
+     "--no-negatives: applies to annotated data"),
     ("prepare --corpus {t}/in.txt --format labelled --types DRUG --out {t}/o",
      "--types DRUG: applies to the ADE corpus's files; labelled data have no entities"),
     ("cv --corpus {t}/in.txt --format conll --types DRUG,AE,DOSE", "--types DRUG,AE,DOSE: applies to the ADE corpus's files; conll data name their own"),

@@ -130,6 +130,63 @@ def test_a_label_missing_from_training_is_dropped_or_refused(tmp_path):
         drop_unseen_classes(splits, {id(rare): 181}, "three.tsv", True, said.append)
 
 
+def test_a_split_left_empty_by_dropped_labels_is_refused():
+    from adelabel.corpus import Sentence
+    from adelabel.prepare import drop_unseen_classes
+
+    lone = Sentence("only C here", doc_id="d9", label="C")
+    splits = {"train": [Sentence("a", doc_id="1", label="A")], "dev": [lone], "test": [Sentence("b", doc_id="2", label="A")]}
+    with pytest.raises(InputError, match="the dev split is left with no text of a class the training split has"):
+        drop_unseen_classes(splits, {id(lone): 30}, "c.tsv", False, lambda _: None)
+
+
+def test_texts_apart_only_in_white_space_are_one_text(tmp_path):
+    path = tmp_path / "ws.tsv"
+    path.write_text("POS\tthe drug caused rash\nNEG\tthe drug caused rash \nPOS\tthe  drug caused\trash\n"
+                    "NEG\tnothing at all\n", encoding="utf-8")
+    sentences, _, report = read_labelled(path)
+    assert [s.text for s in sentences] == ["the drug caused rash", "nothing at all"]
+    assert report.duplicates == 1 and "line 1 says 'POS', this one 'NEG'" in report.problems[0]
+
+
+def test_the_positive_class_of_annotated_data_is_ade_and_a_blind_dev_is_warned_of():
+    from collections import Counter
+
+    from adelabel.corpus import Sentence
+    from adelabel.tasks import ClassifyTask, positive_class
+
+    assert positive_class(Counter(ADE=10, NEG=5), "ade") == "ADE" == positive_class(Counter(ADE=10, NEG=5), "brat")
+    assert positive_class(Counter(ADE=10, NEG=5), "labelled") == "NEG"
+    pos, neg = Sentence("x", doc_id="1", label="yes"), Sentence("y", doc_id="2", label="no")
+    splits = {"train": [pos, neg, neg], "dev": [neg], "test": [pos]}
+    manifest = {"format": "labelled", "classifier": {"classes": ["no", "yes"], "positive": "yes"}}
+    task = ClassifyTask(manifest, splits, "d")
+    assert task.dev_blind == "the dev split holds no text of the positive class, yes"
+    assert ClassifyTask(manifest, {**splits, "dev": [pos, neg]}, "d").dev_blind is None
+
+
+def test_cv_averages_a_class_s_scores_over_the_folds_that_define_them():
+    from adelabel.cv import summarise
+
+    def fold(confusion, per_class):
+        return {"classes": ["A", "R"], "confusion": confusion,
+                "per_class": {c: dict(zip(("precision", "recall", "f1", "support"), v)) for c, v in per_class.items()}}
+
+    stats = summarise([fold([[3, 0], [0, 0]], {"A": (1, 1, 1, 3), "R": (0, 0, 0, 0)}),      # no R, none predicted
+                       fold([[1, 1], [0, 1]], {"A": (1, .5, .6, 2), "R": (.5, 1, .6, 1)}),
+                       fold([[2, 1], [0, 0]], {"A": (1, .6, .8, 3), "R": (0, 0, 0, 0)})])   # no R, one predicted
+    assert stats["per_class.R.f1"] == {"mean": .6, "std": 0.0, "folds": 1}
+    assert stats["per_class.R.precision"]["mean"] == .25 and stats["per_class.R.precision"]["folds"] == 2
+    assert "folds" not in stats["per_class.A.f1"]
+
+
+def test_class_names_with_dollar_signs_are_plotted_as_text(tmp_path):
+    from adelabel.report import confusion_plot
+
+    confusion_plot([[1, 0, 0], [0, 1, 0], [0, 0, 1]], ["$", "$$", "price_$5-$10"], tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
 def test_a_trained_classifier_learns_and_reports_every_score(binary, capsys):
     test = binary["metrics"]["test"]
     assert test["task"] == "classify" and test["positive"] == "ade"  # the rarer class

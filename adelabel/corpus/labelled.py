@@ -73,7 +73,7 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     first = list(itertools.islice(lines, LAYOUT_LINES))
     filled = [line for _, line in first if line.strip()]
     columns = report.columns = 3 if 2 * sum(line.count("\t") >= 2 for line in filled) > len(filled) else 2
-    seen: dict[str, tuple[str, int]] = {}  # text -> its label and line
+    seen: dict[str, tuple[str, int]] = {}  # text, white space normalised -> its label and line
     for number, line in itertools.chain(first, lines):
         report.lines += 1
         if not line.strip():
@@ -93,14 +93,14 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
             report.skip(path, number, "empty document ID", strict)
         elif not tokenize(text):
             report.skip(path, number, "text without a word (only invisible or control characters)", strict)
-        elif text in seen:
-            if seen[text][0] == label:
+        elif (key := " ".join(text.split())) in seen:  # white space apart, the same words: the same text
+            if seen[key][0] == label:
                 report.duplicates += 1
             else:
                 report.skip(path, number, "a text an earlier line gives another label (the first kept)", strict,
-                            f": line {seen[text][1]} says {seen[text][0]!r}, this one {label!r}")
+                            f": line {seen[key][1]} says {seen[key][0]!r}, this one {label!r}")
         else:
-            seen[text] = (label, number)
+            seen[key] = (label, number)
             sentences.append(Sentence(text=text, doc_id=doc.strip(), label=label))
             numbers.append(number)
             report.classes[label] += 1
