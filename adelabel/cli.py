@@ -687,7 +687,7 @@ def run(argv: list[str] | None = None) -> int:
             say(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
         return 2
     except AdelabelError as err:
-        say(f"adelabel: error: {err}", file=sys.stderr)
+        say(f"adelabel: error: {err.as_option() if isinstance(err, OptionError) else err}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         return 130

@@ -24,7 +24,21 @@ class InputError(AdelabelError):
 
 
 class OptionError(AdelabelError, ValueError):
-    """A value given to a command-line option or an API argument that it cannot take."""
+    """A value given to a command-line option or an API argument that it cannot take.
+
+    ``argument``: the Python argument a message begins with (``threshold: ...``), which the command
+    line names as its option (``--threshold: ...``): one check serves both, each naming what its user
+    typed."""
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+    def as_option(self) -> str:
+        message = str(self)
+        if self.argument and message.startswith(self.argument):
+            return "--" + self.argument.replace("_", "-") + message[len(self.argument):]
+        return message
 
 
 class ArgumentTypeError(AdelabelError, TypeError):

@@ -15,14 +15,16 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def check_precision(precision: str, device: torch.device, name: str = "--precision") -> str:
-    """``precision`` if ``device`` can run it; else a one-line error naming the option (or key)."""
+def check_precision(precision: str, device: torch.device, name: str = "precision") -> str:
+    """``precision`` if ``device`` can run it; else a one-line error naming the argument (``--precision``
+    on the command line) or ``name``, a config key say."""
+    argument = "precision" if name == "precision" else None
     if precision not in PRECISIONS:
-        raise OptionError(f"{name}: expected {', '.join(PRECISIONS)}, got {precision!r}")
+        raise OptionError(f"{name}: expected {', '.join(PRECISIONS)}, got {precision!r}", argument)
     # CPU kernels for fp16 are few and slow, and fp16 needs loss scaling besides: bf16 is the CPU's
     # mixed precision.
     if precision == "fp16" and device.type != "cuda":
-        raise OptionError(f"{name} fp16: runs on a GPU only; on the CPU use bf16")
+        raise OptionError(f"{name} fp16: runs on a GPU only; on the CPU use bf16", argument)
     return precision
 
 

@@ -34,15 +34,15 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str) or not _DEVICE.fullmatch(device):
-        raise OptionError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+        raise OptionError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}", "device")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise OptionError(f"--device {device}: torch sees no CUDA device on this machine")
+            raise OptionError(f"device {device}: torch sees no CUDA device on this machine", "device")
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise OptionError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+            raise OptionError(f"device {device}: torch sees {torch.cuda.device_count()} CUDA device(s)", "device")
     return torch.device(device)
 
 
@@ -52,13 +52,14 @@ def check_threshold(threshold: float | None, name: str = "threshold") -> float |
     if threshold is None:
         return None
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
-        raise OptionError(f"{name}: expected a number between 0 and 1, got {threshold!r}")
+        raise OptionError(f"{name}: expected a number between 0 and 1, got {threshold!r}",
+                          "threshold" if name == "threshold" else None)
     return float(threshold)
 
 
 def check_backend(backend: str) -> str:
     if backend not in ("torch", "onnx"):
-        raise OptionError(f"--backend: expected torch or onnx, got {backend!r}")
+        raise OptionError(f"backend: expected torch or onnx, got {backend!r}", "backend")
     return backend
 
 
@@ -111,14 +112,14 @@ class Tagger:
         dev = pick_device("cpu" if backend == "onnx" and device == "auto" else device)
         check_precision(precision, dev)
         if backend == "onnx" and (dev.type != "cpu" or precision != "fp32"):
-            raise OptionError("--backend onnx: runs on the CPU in fp32 (its int8 form comes from "
-                              "`adelabel export --quantize`)")
+            raise OptionError("backend onnx: runs on the CPU in fp32 (its int8 form comes from "
+                              "`adelabel export --quantize`)", "backend")
         paths = _folders("Tagger.load", path)
         for p in paths:
             if model_dir.task_of(p) == "classify":
                 raise InputError(p, "is a sentence classifier, not a tagger; load it with adelabel.Classifier.load")
         if backend == "onnx" and len(paths) > 1:
-            raise OptionError("--backend onnx: runs one model, not an ensemble")
+            raise OptionError("backend onnx: runs one model, not an ensemble", "backend")
         loaded = [model_dir.load(p, dev) for p in paths]
         model, config, vocabs = loaded[0]
         if backend == "onnx":
@@ -290,7 +291,7 @@ class Classifier:
         model, config, vocabs = model_dir.load(path, dev)
         if threshold is not None and model.positive is None:
             raise OptionError(f"threshold: {path} decides among {len(model.classes)} classes by the most "
-                              "probable; a threshold applies to two-class models only")
+                              "probable; a threshold applies to two-class models only", "threshold")
         return cls(model, config, vocabs, dev, threshold, precision)
 
     def __call__(self, text: str) -> Classification:

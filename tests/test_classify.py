@@ -9,7 +9,7 @@ import pytest
 
 from adelabel import Classifier, Tagger
 from adelabel.corpus.labelled import read_labelled
-from adelabel.errors import AdelabelError, InputError
+from adelabel.errors import AdelabelError, InputError, OptionError
 from conftest import run_cli
 
 WORDS = {
@@ -306,7 +306,9 @@ def test_a_classifier_of_three_classes_decides_by_the_most_probable(tmp_path, ca
     assert (tmp_path / "report" / "confusion.png").is_file() and not (tmp_path / "report" / "roc.png").exists()
     code, _, err = run_cli(capsys, "evaluate", "--model", tmp_path / "model", "--data", tmp_path / "data",
                            "--threshold", "0.3")
-    assert code == 2 and "a threshold applies to two-class models only" in err
+    assert code == 2 and "--threshold: " in err and "a threshold applies to two-class models only" in err
+    with pytest.raises(OptionError, match="^threshold: .* a threshold applies to two-class models only"):
+        Classifier.load(tmp_path / "model", device="cpu", threshold=0.3)
 
 
 def test_a_long_line_is_classified_whole_as_evaluate_reads_it(binary, monkeypatch):

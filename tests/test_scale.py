@@ -58,8 +58,11 @@ def test_fp16_and_unknown_precisions_are_refused_on_the_cpu(capsys, tiny_model_d
     code, _, err = run_cli(capsys, "evaluate", "--model", tiny_model_dir, "--data", sample_data, "--precision", "fp16",
                            "--device", "cpu")
     assert code == 2 and "runs on a GPU only" in err
-    with pytest.raises(OptionError, match="GPU only"):
+    # The Python API names its own arguments, where the command line names its options.
+    with pytest.raises(OptionError, match="^precision fp16: runs on a GPU only"):
         Tagger.load(tiny_model_dir, device="cpu", precision="fp16")
+    with pytest.raises(OptionError, match="^device: expected auto, cpu, cuda or cuda:N, got 'tpu'"):
+        Tagger.load(tiny_model_dir, device="tpu")
     assert not (tmp_path / "m").exists()
 
 
