@@ -19,6 +19,7 @@ Plots with matplotlib's Agg backend, which needs no display.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def _pyplot():
     # Class and type names are the data's: a pair of "$" in them ("$", "$$" price tiers) is text, not
     # mathematics for matplotlib to parse (it fails on most such pairs).
     matplotlib.rcParams["text.parse_math"] = False
+    # A name in a script the bundled font lacks (CJK, say) is drawn as boxes; the warning per glyph would
+    # bury the scores printed above it.
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
     from matplotlib import pyplot as plt
 
     return plt

@@ -185,6 +185,12 @@ def test_class_names_with_dollar_signs_are_plotted_as_text(tmp_path):
 
     confusion_plot([[1, 0, 0], [0, 1, 0], [0, 0, 1]], ["$", "$$", "price_$5-$10"], tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:  # a script the font lacks: boxes, not a warning per glyph
+        warnings.simplefilter("always")
+        confusion_plot([[1, 0], [0, 1]], ["薬物", "副作用"], tmp_path / "cjk.png")
+    assert not [w for w in seen if "Glyph" in str(w.message)] and (tmp_path / "cjk.png").is_file()
 
 
 def test_a_trained_classifier_learns_and_reports_every_score(binary, capsys):
