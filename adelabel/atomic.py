@@ -46,7 +46,15 @@ widened to the width of the last (adelabel.tagging_io.widen_brat_names)."""
 
 
 def brat_folder(folder: Path) -> bool:
-    return all(re.fullmatch(rf"\d{{{BRAT_DIGITS},}}\.(txt|ann)", p.name) for p in folder.iterdir())
+    """Whether ``folder`` holds what `tag --format brat` writes: a .txt and a .ann for each of the numbers
+    1 to N, all named at one width. Corpora often name their files by number too (PubMed IDs, n2c2's
+    ``100035.txt``), and a folder replaced whole must not be one of them."""
+    names = [p.name for p in folder.iterdir()]
+    if not all(re.fullmatch(rf"\d{{{BRAT_DIGITS},}}\.(txt|ann)", name) for name in names):
+        return False
+    stems = {name[:-4] for name in names}
+    return len({len(stem) for stem in stems}) == 1 and len(names) == 2 * len(stems) \
+        and {int(stem) for stem in stems} == set(range(1, len(stems) + 1))
 
 
 def ours(folder: Path, kind: Kind) -> bool:

@@ -23,7 +23,7 @@ from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.progress import Progress
 from adelabel.tagger import Analysis, Classifier, Tagger, check_backend, chunked
-from adelabel.text import tokenize
+from adelabel.text import LINE_BREAKS_TO_SPACE, tokenize
 from adelabel.tags import spans_to_tags
 
 
@@ -114,9 +114,9 @@ def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
 
 
 # A text from JSONL input may hold line breaks, which would end the ``# text =`` comment early: each is
-# written as a space, which keeps every offset of the line (breaks are white space, never in a token).
-_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
-# JSON escapes the other line breaks itself (control characters); these three it leaves as they are.
+# written as a space (LINE_BREAKS_TO_SPACE), which keeps every offset of the line (breaks are white
+# space, never in a token). In ``# fields``, JSON escapes the other line breaks itself (control
+# characters); these three it leaves as they are.
 _JSON_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
 
 
@@ -127,7 +127,7 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     record's other fields (``# fields =``); a blank input line is a
     ``# text =`` comment and a blank line, so line numbers can be recovered."""
     text = analysis.text
-    out.write(f"# text = {text.translate(_LINE_BREAKS)}\n")
+    out.write(f"# text = {text.translate(LINE_BREAKS_TO_SPACE)}\n")
     if fields:
         out.write(f"# fields = {json.dumps(fields, ensure_ascii=False).translate(_JSON_LINE_BREAKS)}\n")
     for r in analysis.relations:
@@ -152,7 +152,8 @@ def write_brat(folder: Path, number: int, analysis: Analysis) -> None:
     per entity, an ``R`` line per relation), the layout annotation tools open."""
     stem = folder / f"{number:0{atomic.BRAT_DIGITS}d}"
     stem.with_suffix(".txt").write_text(analysis.text, encoding="utf-8")
-    lines = [f"T{i}\t{e.label} {e.start} {e.end}\t{e.text}" for i, e in enumerate(analysis.entities, start=1)]
+    lines = [f"T{i}\t{e.label} {e.start} {e.end}\t{e.text.translate(LINE_BREAKS_TO_SPACE)}"
+             for i, e in enumerate(analysis.entities, start=1)]
     lines += [f"R{i}\t{r.type} Arg1:T{r.drug + 1} Arg2:T{r.effect + 1}" for i, r in enumerate(analysis.relations, start=1)]
     stem.with_suffix(".ann").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 

@@ -140,6 +140,10 @@ def test_brat_written_by_tag_reads_back(tmp_path):
     assert sentences[0].spans == [(0, 4, "AE"), (11, 22, "DRUG")] and sentences[0].relations == [(1, 0)]
     assert sentences[1].spans == [(0, 7, "DRUG")] and sentences[2].negative
     assert report.relations == 1 and report.entities == {"AE": 1, "DRUG": 2}
+    # An entity across a line break stays on its T line (with a space there, as brat writes it).
+    write_brat(tmp_path, 3, _analysis("Stevens-Johnson\rsyndrome after lamotrigine.", [(0, 24, "AE")], []))
+    assert (tmp_path / "000003.ann").read_text(encoding="utf-8").splitlines() == ["T1\tAE 0 24\tStevens-Johnson syndrome"]
+    assert read_brat(tmp_path)[0][-1].spans == [(0, 24, "AE")]
 
 
 def test_brat_errors_name_the_files(capsys, tmp_path):
@@ -286,6 +290,27 @@ def test_conll_columns_keep_tokens_whole_and_count_comments(tmp_path):
     path.write_bytes(b"Aspirin B-DRUG\rrash B-AE\r")
     with pytest.raises(InputError, match=r"t\.conll:1: a carriage return inside the line"):
         read_conll_corpus(path)
+
+
+def test_a_corpus_named_by_numbers_is_not_taken_for_tag_s_brat_output(tmp_path, capsys):
+    from adelabel.atomic import brat_folder
+
+    def folder(name, *stems):
+        (tmp_path / name).mkdir()
+        for stem in stems:
+            for suffix in (".txt", ".ann"):
+                (tmp_path / name / f"{stem}{suffix}").write_text("")
+        return tmp_path / name
+
+    assert brat_folder(folder("ours", "000001", "000002")) and brat_folder(folder("wide", "0000001", "0000002"))
+    assert not brat_folder(folder("n2c2", "100035", "100039")) and not brat_folder(folder("pmids", "12345678"))
+    assert not brat_folder(folder("mixed", "000001", "0000002"))
+    (tmp_path / "ours" / "000003.txt").write_text("")  # a text without its .ann
+    assert not brat_folder(tmp_path / "ours")
+    (tmp_path / "in.txt").write_text("Clozapine-induced agranulocytosis.\n")
+    code, _, err = run_cli(capsys, "tag", tmp_path / "in.txt", "--format", "brat", "--output", tmp_path / "n2c2")
+    assert code == 2 and "a folder adelabel did not write" in err, err
+    assert sorted(p.name for p in (tmp_path / "n2c2").iterdir())[0] == "100035.ann"
 
 
 def test_a_brat_text_is_read_line_by_line_as_tag_reads_it(tmp_path, capsys):

@@ -24,7 +24,7 @@ from adelabel.corpus import EntityReport, Sentence
 from adelabel.corpus.ade import resolve_overlaps
 from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError
-from adelabel.text import split_sentences
+from adelabel.text import LINE_BREAKS_TO_SPACE, split_sentences
 
 _ENTITY = re.compile(r"(T\d+)\t(\S+) (\d{1,18}) (\d{1,18})\t(.*)")  # 18 digits: more than any text holds
 _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
@@ -111,7 +111,8 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             if end > len(text):
                 raise InputError(ann, f"{key} spans characters {start}-{end}, past the end of {txt} "
                                       f"({len(text):,} characters)", number)
-            if text[start:end] != mention:
+            # A mention across a line break is written with a space there (by brat, and by tag).
+            if text[start:end].translate(LINE_BREAKS_TO_SPACE) != mention.translate(LINE_BREAKS_TO_SPACE):
                 raise InputError(ann, f"{key}: {txt} has {text[start:end]!r} at {start}-{end}, not {mention!r}", number)
             entities[key] = (start, end, label)
         elif m := _RELATION.fullmatch(line):
