@@ -27,7 +27,13 @@ ONNX, META = "onnx", "onnx.json"
 ENCODER_INPUTS = ["words", "chars", "spellings", "lengths", "mask"]
 GRAPHS = ("encoder.onnx", "relation.onnx")
 EXPORTABLE = ("bilstm", "lstm", "bigru", "gru", "birnn", "rnn")
-is_onnx_dir = atomic.json_with(META, "adelabel", "weights")
+
+
+def _replaceable(folder: Path) -> bool:
+    """``MODEL/onnx/`` lies inside a model folder adelabel wrote, which training into it again removes
+    whole: whatever a damaged or earlier export left there is replaced, the fix the backend's errors
+    name."""
+    return True
 
 
 def _onnx():
@@ -49,6 +55,19 @@ class _Encoder(nn.Module):
         return (out.scores, out.states) + ((out.sentence,) if out.sentence is not None else ())
 
 
+def check_exportable(config: dict, directory: Path, what: str) -> None:
+    """Refuse a model the graphs cannot hold; ``what`` begins the message (``--format onnx: exports``,
+    ``backend onnx: runs``)."""
+    if config.get("task") != "tag" or config["arch"] not in EXPORTABLE:
+        kind = "classifier" if config.get("task") == "classify" else "tagger"
+        raise OptionError(f"{what} the recurrent taggers ({', '.join(EXPORTABLE)}); {directory} is a "
+                          f"{config['arch']} {kind}", "backend" if what.startswith("backend") else None)
+    if config["model"].get("chars") == "lstm":
+        # Its packed sequences over a batch's spellings do not trace (torch's exporter fails deep inside).
+        raise OptionError(f"{what} taggers whose character features are cnn or none; {directory} reads "
+                          "characters with an LSTM (model.chars = lstm)", "backend" if what.startswith("backend") else None)
+
+
 def export(directory: str | Path, quantize: bool = False) -> Path:
     """Write ``directory/onnx/`` for the recurrent tagger saved in ``directory``; returns that folder.
     ``quantize``: dynamic int8 weights (onnxruntime's quantize_dynamic)."""
@@ -58,16 +77,9 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
     _onnx()
     directory = Path(directory)
     model, config, _ = model_dir.load(directory, "cpu")
-    if config.get("task") != "tag" or config["arch"] not in EXPORTABLE:
-        kind = "classifier" if config.get("task") == "classify" else "tagger"
-        raise OptionError(f"--format onnx: exports the recurrent taggers ({', '.join(EXPORTABLE)}); "
-                          f"{directory} is a {config['arch']} {kind}")
-    if config["model"].get("chars") == "lstm":
-        # Its packed sequences over a batch's spellings do not trace (torch's exporter fails deep inside).
-        raise OptionError(f"--format onnx: exports taggers whose character features are cnn or none; {directory} "
-                          "reads characters with an LSTM (model.chars = lstm)")
+    check_exportable(config, directory, "--format onnx: exports")
     target = directory / ONNX
-    atomic.check_output_dir(target, "export", is_onnx_dir)
+    atomic.check_output_dir(target, "export", _replaceable)
     words = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
     example = (words, torch.tensor([[0, 0], [1, 2], [2, 3]]), torch.tensor([[1, 2, 1, 0], [2, 1, 0, 0]]),
                torch.tensor([3, 2]), words != 0)
@@ -77,7 +89,7 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
                "scores": {0: "batch", 1: "time"}, "states": {0: "batch", 1: "time"}, "sentence": {0: "batch"}}
     fill, base.DENSE_FILL = base.DENSE_FILL, 0.0  # the dense recurrent path: exact whatever the padding
     try:
-        with warnings.catch_warnings(), atomic.atomic_dir(target, is_onnx_dir) as tmp:
+        with warnings.catch_warnings(), atomic.atomic_dir(target, _replaceable) as tmp:
             # The tracer warns of the branches fixed on purpose (the dense path; a batch with pairs).
             warnings.simplefilter("ignore")
             torch.onnx.export(_Encoder(model), example, str(tmp / "encoder.onnx"), input_names=ENCODER_INPUTS,

@@ -123,8 +123,9 @@ class Tagger:
         loaded = [model_dir.load(p, dev) for p in paths]
         model, config, vocabs = loaded[0]
         if backend == "onnx":
-            from adelabel.onnx_backend import attach
+            from adelabel.onnx_backend import attach, check_exportable
 
+            check_exportable(config, Path(paths[0]), "backend onnx: runs")
             model = attach(model, paths[0])
         if len(loaded) > 1:
             from adelabel.models.ensemble import Ensemble

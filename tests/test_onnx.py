@@ -116,6 +116,12 @@ def test_bad_exports_and_options_are_one_line_errors(capsys, exported, tiny_mode
     assert code == 2 and "--backend: expected torch or onnx, got 'tensorrt'" in err
     code, _, err = run_cli(capsys, "export", "--model", folder, "--format", "tflite")
     assert code == 2 and "--format: expected onnx" in err
+    # The fix those errors name works whatever the damage: export replaces the model's onnx/ folder.
+    meta.write_text('{"adelabel": ')
+    code, _, err = run_cli(capsys, "export", "--model", folder, "-q")
+    assert code == 0 and err == "", err
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx", "-q")
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("setting", ["model.gate=false", "model.chars=none"])
@@ -144,3 +150,5 @@ def test_a_character_lstm_tagger_is_refused_before_export(capsys, sample_data, t
     code, _, err = run_cli(capsys, "export", "--model", folder)
     assert code == 2 and "reads characters with an LSTM (model.chars = lstm)" in err and "Traceback" not in err
     assert not (folder / "onnx").exists()
+    code, _, err = run_cli(capsys, "tag", ROOT / "corpora/sample/example.txt", "--model", folder, "--backend", "onnx")
+    assert code == 2 and "--backend onnx: runs taggers whose character features are cnn or none" in err, err
