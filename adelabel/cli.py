@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, MAX_SEED
+from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_SEED, Train
 from adelabel.errors import AdelabelError, OptionError
 
 # Plain help (click's), not rich's boxes: a box crops what does not fit its column, at 80 columns a
@@ -77,7 +77,7 @@ def prepare(
     format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), conll (a token<TAB>tag BIO file, any entity types), brat (a folder of .txt/.ann pairs, relations too), or auto: a folder is ade (brat if it holds .ann files), a .conll/.bio/.iob/.iob2 file conll, another file labelled.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for the document split and word2vec.")] = 13,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for the document split and word2vec.")] = DEFAULT_SEED,
     types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
     dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
@@ -139,7 +139,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Overrides the config's seed.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): mixed precision by autocast; overrides train.precision (default fp32).", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): mixed precision by autocast; overrides train.precision " f"(default {Train.model_fields['precision'].default}).", show_default=False)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
     teacher: Annotated[Optional[list[Path]], typer.Option(help="A trained tagger (repeatable: an ensemble) whose probabilities this one learns beside the gold labels, weighted by train.distil; trained on the same data folder.", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option.", show_default=False)] = None,
@@ -219,7 +219,7 @@ def cv(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Seed of the folds, word2vec and training; overrides the config's (13).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help=f"Seed of the folds, word2vec and training; overrides the config's ({DEFAULT_SEED}).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
     dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = 200,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,

@@ -28,6 +28,7 @@ from adelabel.errors import AdelabelError, InputError
 
 
 MAX_SEED = 2**32 - 1
+DEFAULT_SEED = 13  # of a run, and of prepare's split: the same number, so one seed names both
 """numpy's generators (word2vec, the split) take seeds from 0 to this."""
 
 
@@ -82,16 +83,20 @@ class RecurrentModel(_Heads, _WordInput):
 class Seq2SeqModel(_Heads, _WordInput):
     """BiLSTM encoder; an attending LSTM decoder emits one tag per token."""
 
-    hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="encoder units per direction")
-    layers: int = Field(1, ge=1, le=MAX_LAYERS, description="encoder layers")
-    decoder_size: int = Field(200, ge=1, le=MAX_SIZE, description="decoder LSTM units")
+    hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="encoder units per direction",
+                             json_schema_extra={"search": {"choices": [100, 200, 300]}})
+    layers: int = Field(1, ge=1, le=MAX_LAYERS, description="encoder layers",
+                        json_schema_extra={"search": {"choices": [1, 2]}})
+    decoder_size: int = Field(200, ge=1, le=MAX_SIZE, description="decoder LSTM units",
+                              json_schema_extra={"search": {"choices": [100, 200, 300]}})
     tag_dim: int = Field(25, ge=1, le=MAX_SIZE, description="size of the previous tag's embedding fed to the decoder")
     attention: Literal["additive", "multiplicative"] = Field("additive", description="Bahdanau or Luong attention")
     peek: bool = Field(False, description="feed the encoder's sentence summary to every decoder step")
     teacher_forcing: float = Field(1.0, ge=0.0, le=1.0, description="probability of feeding the gold previous tag")
     sampling_decay: float = Field(0.0, ge=0.0, description="k > 0: scheduled sampling, the ratio falls as k/(k+exp(batch/k))")
     beam: int = Field(3, ge=1, le=MAX_SIZE, description="beam width when tagging; 1 is greedy")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs and decoder steps")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs and decoder steps",
+                           json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
 
 
 class TransformerModel(_Heads):
@@ -140,7 +145,7 @@ class Train(Section):
     max_epochs: int = Field(30, ge=1, description="epochs at most")
     patience: int = Field(5, ge=1, description="epochs without a better dev F1 before stopping")
     clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")
-    word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk>",
+    word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk> (recurrent and seq2seq models: the transformer reads sub-word pieces)",
                                 json_schema_extra={"search": {"low": 0.0, "high": 0.15}})
     negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences (without entities; a classifier's NEG class) drawn afresh each epoch",
                                      json_schema_extra={"search": {"low": 0.2, "high": 1.0}})
@@ -179,12 +184,21 @@ class Config(BaseModel):
 
     arch: str
     task: Literal["tag", "classify"] = Field("tag", description="tag entities, or classify whole sentences (texts)")
-    seed: int = Field(13, ge=0, le=MAX_SEED, description="fixes the initialisation, the batch order and word dropout")
+    seed: int = Field(DEFAULT_SEED, ge=0, le=MAX_SEED, description="fixes the initialisation, the batch order and word dropout")
     model: RecurrentModel | Seq2SeqModel | TransformerModel | RecurrentClassifier | TransformerClassifier
     train: Train = Field(default_factory=Train)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
+
+
+TRAIN_BY_FAMILY: dict[str, dict[str, Any]] = {
+    # Where a family trains best with other settings than the schema's (recurrent) defaults, for both
+    # tasks: a pretrained encoder fine-tunes with small steps for a few epochs, and reads sub-word pieces,
+    # not the word ids word dropout replaces.
+    "transformer": {"batch_size": 16, "lr": 5e-5, "max_epochs": 8, "patience": 2, "clip_norm": 1.0,
+                    "word_dropout": 0.0, "eval_batch_size": 64},
+}
 
 
 SEARCH_OVERRIDES: dict[str, dict[str, dict]] = {
@@ -201,6 +215,8 @@ def search_space(arch: str, task: str = "tag") -> dict[str, dict]:
              for section, cls in (("model", family), ("train", Train)) for name, field in cls.model_fields.items()
              if isinstance(field.json_schema_extra, dict) and "search" in field.json_schema_extra}
     space.update(SEARCH_OVERRIDES.get(arch, {}))
+    if family in (TransformerModel, TransformerClassifier):
+        space.pop("train.word_dropout")  # it has no effect there (see ConfigBuilder.build)
     return space
 
 
@@ -273,12 +289,16 @@ class ConfigBuilder:
         if arch not in architectures(task):
             raise AdelabelError(f"--arch {arch}: has no {task} model; for --task {task} choose from "
                                 f"{', '.join(architectures(task))}")
-        self.arch, self.task = arch, task
+        self.arch, self.task, self.packaged = arch, task, packaged
         self.family = FAMILIES[task][ARCHITECTURES[arch][0]]
         self.keys = _known_keys(self.family)
         self.values: dict[str, Any] = {}
         self.origin: dict[str, str] = {}
         if packaged:
+            family = ARCHITECTURES[arch][0]
+            if family in TRAIN_BY_FAMILY:
+                self.add({"train": TRAIN_BY_FAMILY[family]}, f"adelabel/config.py (the {family} family's training)",
+                         typed=True)
             self.add(tomllib.loads(_packaged(arch, task)),
                      f"adelabel/configs/{'' if task == 'tag' else task + '/'}{arch}.toml", typed=True)
 
@@ -336,9 +356,16 @@ class ConfigBuilder:
         except ValidationError as err:
             raise self._error(err, "model.") from None
         try:
-            return Config.model_validate({**nested, "model": model})
+            config = Config.model_validate({**nested, "model": model})
         except ValidationError as err:
             raise self._error(err) from None
+        if self.packaged and self.family in (TransformerModel, TransformerClassifier) and config.train.word_dropout:
+            # Word dropout replaces word ids, which a transformer never reads: a new run is told, where a
+            # saved model is read as it was trained.
+            key = "train.word_dropout"
+            raise AdelabelError(f"{self.origin.get(key, 'config')}: {key}: the transformer reads sub-word pieces, "
+                                "not the word ids word dropout replaces; leave it at 0")
+        return config
 
     def _error(self, err: ValidationError, prefix: str = "") -> AdelabelError:
         first = err.errors()[0]
@@ -445,15 +472,20 @@ def reference() -> str:
         out.append("")
         if cls is Config:
             continue
+        if cls is Train:
+            for family, own in TRAIN_BY_FAMILY.items():
+                archs = [a for a, (f, _) in ARCHITECTURES.items() if f == family]
+                out += [f"`{'`, `'.join(archs)}` (tagger and classifier) trains with "
+                        + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in own.items())
+                        + " (adelabel/config.py, TRAIN_BY_FAMILY).", ""]
         for task in TASKS:
             for arch in architectures(task):
-                if cls is not Train and FAMILIES[task][ARCHITECTURES[arch][0]] is not cls:
+                if FAMILIES[task][ARCHITECTURES[arch][0]] is not cls:
                     continue
                 own = tomllib.loads(_packaged(arch, task)).get(own_section, {})
                 where = "" if task == "tag" else f"{task}/"
                 if own:
-                    verb = "trains with" if cls is Train else "sets"
-                    out += [f"`{arch}` {'' if task == 'tag' else '(' + task + ') '}{verb} "
+                    out += [f"`{arch}` {'' if task == 'tag' else '(' + task + ') '}sets "
                             + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in own.items())
                             + f" (adelabel/configs/{where}{arch}.toml).", ""]
     return "\n".join(out)

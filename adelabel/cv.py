@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adelabel import atomic
-from adelabel.config import Config
+from adelabel.config import DEFAULT_SEED, Config
 from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import AE_FILE, DOSE_FILE, NEG_FILE
 from adelabel.corpus.files import read_json_object
@@ -103,7 +103,7 @@ def summarise(results: Sequence[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: int = 10, seed: int = 13,
+def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: int = 10, seed: int = DEFAULT_SEED,
                    format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
                    dim: int = 200, w2v_epochs: int = 20, strict: bool = False, device: str = "auto",
                    log: Callable[[str], None] | None = print, overlaps: str = "outer",

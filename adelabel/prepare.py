@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adelabel.atomic import atomic_dir, json_with, sha256
+from adelabel.config import DEFAULT_SEED
 from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
 from adelabel.corpus.labelled import read_labelled
@@ -109,7 +110,7 @@ def own_types(corpus: str | Path, format: str, sentences: list[Sentence], labels
     return (sentences if include_negative else [s for s in sentences if not s.negative]), found
 
 
-def prepare(corpus: str | Path, out: str | Path, seed: int = 13, labels: Sequence[str] = DEFAULT_LABELS,
+def prepare(corpus: str | Path, out: str | Path, seed: int = DEFAULT_SEED, labels: Sequence[str] = DEFAULT_LABELS,
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
             w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
             log: Callable[[str], None] = print, format: str = "ade", progress: bool = False,

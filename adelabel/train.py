@@ -517,7 +517,7 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
             f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
         if metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
             say("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
-                "train.lr (train.lr_decay halves it after every epoch without a better F1, 0 included)")
+                "train.lr")
     distributed.barrier(w)
     distributed.stop(w)
     return metrics

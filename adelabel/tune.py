@@ -137,6 +137,17 @@ def _sweep_work_folders() -> None:
             continue
 
 
+# A size whose layer a fixed key switches off changes nothing, so it is not searched.
+IDLE_WITHOUT = {"model.gate_size": ("model.gate", False), "model.char_size": ("model.chars", "none")}
+
+
+def searchable(space: dict[str, dict], base: Config, fixed_keys: Sequence[str]) -> dict[str, dict]:
+    """``space`` less the keys fixed with ``--set`` and those they make idle (IDLE_WITHOUT)."""
+    idle = {key for key, (switch, off) in IDLE_WITHOUT.items()
+            if switch in fixed_keys and getattr(base.model, switch.partition(".")[2], None) == off}
+    return {k: v for k, v in space.items() if k not in fixed_keys and k not in idle}
+
+
 def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, storage: str, sampler: str = "tpe",
          pruner: str = "hyperband", space_overrides: list[str] | None = None, device: str = "auto",
          report: str | Path | None = None, log: Callable[[str], None] | None = print,
@@ -155,7 +166,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     if trials < 1:
         raise OptionError(f"--trials: expected at least 1, got {trials}")
     arch, task = base.arch, base.task
-    space = {k: v for k, v in parse_space(arch, task, list(space_overrides or [])).items() if k not in fixed_keys}
+    space = searchable(parse_space(arch, task, list(space_overrides or [])), base, fixed_keys)
     from adelabel.precision import check_precision
     from adelabel.tagger import pick_device
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE, run_cli
+from conftest import ROOT, SAMPLE, run_cli
 
 TINY = ["--set", "model.hidden_size=8", "--set", "model.dense_size=8", "--set", "model.char_size=8",
         "--set", "model.gate_size=8"]
@@ -248,6 +248,32 @@ def test_the_search_space_lives_in_the_schema():
     assert space["model.chars"] == {"choices": ["cnn", "lstm", "none"]}
     assert search_space("transformer")["train.lr"]["high"] == 1e-4
     assert "model.pooling" in search_space("bigru", "classify")
+    # Every searched key has an effect: the transformer reads no word ids, seq2seq searches its own sizes.
+    assert "train.word_dropout" not in search_space("transformer") and "train.word_dropout" in search_space("gru")
+    assert {"model.hidden_size", "model.decoder_size", "model.layers", "model.dropout"} <= set(search_space("seq2seq"))
+
+
+def test_a_size_whose_layer_is_switched_off_is_not_searched():
+    from adelabel.config import resolve, search_space
+    from adelabel.tune import searchable
+
+    fixed = ["model.gate", "model.chars"]
+    base = resolve("bilstm", overrides=["model.gate=false", "model.chars=none"])
+    left = set(search_space("bilstm")) - set(searchable(search_space("bilstm"), base, fixed))
+    assert left == {"model.chars", "model.gate_size", "model.char_size"}
+    on = resolve("bilstm", overrides=["model.gate=true", "model.chars=cnn"])
+    assert set(search_space("bilstm")) - set(searchable(search_space("bilstm"), on, fixed)) == {"model.chars"}
+
+
+def test_each_packaged_config_names_its_architecture_and_task(capsys):
+    from adelabel.config import resolve
+
+    for path in sorted((ROOT / "adelabel" / "configs").rglob("*.toml")):
+        task = "classify" if path.parent.name == "classify" else "tag"
+        config = resolve(path=path)
+        assert (config.arch, config.task) == (path.stem, task), path
+    code, _, err = run_cli(capsys, "config", "--arch", "transformer", "--set", "train.word_dropout=0.1")
+    assert code == 2 and "train.word_dropout: the transformer reads sub-word pieces" in err
 
 
 @pytest.mark.training
