@@ -125,9 +125,10 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 "dim": dim, "w2v_epochs": w2v_epochs,
                 **({"overlaps": overlaps} if overlaps != "outer" else {}),
                 **({"encoder_vectors": encoder_vectors} if encoder_vectors else {}),
-                # Readers of these formats changed how documents and negatives come out (so, the folds):
-                # a run begun by the earlier ones may not be carried on by these.
-                **({"reader": 2} if format in ("conll", "brat") else {})}
+                # Readers of these formats changed what comes out (documents and negatives; then CoNLL
+                # columns and brat sentences by line; labelled texts apart only in white space): a run
+                # begun by an earlier reader may not be carried on by this one.
+                **({"reader": 3} if format in ("conll", "brat") else {"reader": 2} if format == "labelled" else {})}
     # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
     settings["corpus_sha256"] = _content_sha256(Path(corpus), format)
     teacher = [Path(t).resolve() for t in teacher]

@@ -20,7 +20,7 @@ from torch import nn
 
 from adelabel import atomic
 from adelabel.data import Batch
-from adelabel.errors import InputError, OptionError
+from adelabel.errors import AdelabelError, InputError, OptionError
 from adelabel.versions import __version__
 
 ONNX, META = "onnx", "onnx.json"
@@ -30,9 +30,9 @@ EXPORTABLE = ("bilstm", "lstm", "bigru", "gru", "birnn", "rnn")
 
 
 def _replaceable(folder: Path) -> bool:
-    """``MODEL/onnx/`` lies inside a model folder adelabel wrote, which training into it again removes
-    whole: whatever a damaged or earlier export left there is replaced, the fix the backend's errors
-    name."""
+    """``MODEL/onnx/`` (not a link) lies inside a model folder adelabel wrote, which training into it
+    again removes whole: whatever a damaged or earlier export left there is replaced, the fix the
+    backend's errors name."""
     return True
 
 
@@ -79,6 +79,8 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
     model, config, _ = model_dir.load(directory, "cpu")
     check_exportable(config, directory, "--format onnx: exports")
     target = directory / ONNX
+    if target.is_symlink():  # replaced whole, the folder it names would lose whatever else it holds
+        raise AdelabelError(f"export {target}: is a link; export writes a folder of its own there (remove the link)")
     atomic.check_output_dir(target, "export", _replaceable)
     words = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
     example = (words, torch.tensor([[0, 0], [1, 2], [2, 3]]), torch.tensor([[1, 2, 1, 0], [2, 1, 0, 0]]),

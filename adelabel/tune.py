@@ -78,7 +78,13 @@ def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]
             if any(not c for c in choices):
                 raise OptionError(f"--space {key}: an empty choice in {raw!r}")
             space[key] = {"choices": choices}
-    # Every value must be one the schema takes (a choice of "abc" for a number, a range past a bound).
+    check_space(arch, task, space)
+    return space
+
+
+def check_space(arch: str, task: str, space: dict[str, dict]) -> None:
+    """Every value of ``space`` must be one the schema takes for ``arch`` (a choice of "abc" for a
+    number, a range past a bound, a key it refuses)."""
     for key, spec in space.items():
         for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
             section, _, leaf = key.partition(".")
@@ -86,7 +92,6 @@ def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]
                 ConfigBuilder(arch, task).add({section: {leaf: value}}, f"--space {key}").build()
             except AdelabelError as err:
                 raise OptionError(str(err).replace(f"--space {key}: {key}:", f"--space {key}:")) from None
-    return space
 
 
 def _integer(key: str, arch: str, task: str) -> bool:
@@ -170,29 +175,27 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     from adelabel.precision import check_precision
     from adelabel.tagger import pick_device
 
-    # As train checks it, but before the study records a thing: fp16 on a CPU would fail every trial.
     where = pick_device(device)
-    for value in space.get("train.precision", {}).get("choices", [base.train.precision]):
-        check_precision(value, where, "--space train.precision" if "train.precision" in space else "train.precision")
-    fixed = {k: v["choices"][0] for k, v in space.items() if "choices" in v and len(v["choices"]) == 1}
-    searched = {k: v for k, v in space.items() if k not in fixed}
-    integer = {k: _integer(k, arch, task) for k in searched}
-    base_values = {**base.to_dict()}
-    samplers = {"tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-                "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-                "grid": lambda seed: optuna.samplers.GridSampler(_grid(searched, integer), seed=seed)}
+
+    def check_precisions(space: dict) -> None:
+        # As train checks it, but before the study records a thing: fp16 on a CPU would fail every trial.
+        for value in space.get("train.precision", {}).get("choices", [base.train.precision]):
+            check_precision(value, where, "--space train.precision" if "train.precision" in space else "train.precision")
+
+    check_precisions(space)
+    if "://" not in storage:
+        raise OptionError(f"--storage {storage}: expected a database URL, e.g. sqlite:///tune/{arch}.db")
     pruners = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=base.train.max_epochs),
                "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
                "none": lambda: optuna.pruners.NopPruner()}
-    if "://" not in storage:
-        raise OptionError(f"--storage {storage}: expected a database URL, e.g. sqlite:///tune/{arch}.db")
-    try:
+    try:  # its sampler is set below, once the space is known
         study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize",
-                                    load_if_exists=True, sampler=samplers[sampler](base.seed), pruner=pruners[pruner]())
+                                    load_if_exists=True, pruner=pruners[pruner]())
     except Exception as err:  # noqa: BLE001 - sqlalchemy's and optuna's many kinds of "cannot open"
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise OptionError(f"--storage {storage}: cannot open it as a study ({first})") from None
     data_key = str(Path(data_dir).resolve())
+    base_values = {**base.to_dict()}
     # What every trial starts from besides the searched keys: a study's best config is written from it,
     # so a study carries on only from the settings its trials trained with.
     settings = json.dumps(base_values, sort_keys=True)
@@ -209,19 +212,35 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         raise OptionError(f"--storage {storage}: holds a study of {study.user_attrs.get('task')} "
                           f"{study.user_attrs.get('arch')!r}, not of {task} {arch!r}")
     elif study.user_attrs.get("space") != json.dumps(space, sort_keys=True):
-        raise OptionError(f"--storage {storage}: its study searched another space; use a new storage file "
-                          "(or the --space it was started with)")
-    elif study.user_attrs.get("data") != data_key:
+        if space_overrides:
+            raise OptionError(f"--storage {storage}: its study searched another space; use a new storage file "
+                              "(or the --space it was started with)")
+        # Begun by a version whose default space differed: it carries on over its own space, where every
+        # value is one this version trains.
+        space = json.loads(study.user_attrs["space"])
+        try:
+            check_space(arch, task, space)
+        except OptionError as err:
+            raise OptionError(f"--storage {storage}: its study searched a space this version cannot train "
+                              f"({str(err).removeprefix('--space ')}); use a new storage file") from None
+        say(f"carrying on the study in {storage} over the space it began with: {', '.join(sorted(space))}")
+        check_precisions(space)
+    if study.user_attrs.get("data") != data_key:
         raise OptionError(f"--storage {storage}: its study trained on {study.user_attrs.get('data')}, not "
                           f"--data {data_dir}")
-    elif study.user_attrs.get("base", settings) != settings:
+    if study.user_attrs.get("base", settings) != settings:
         raise OptionError(f"--storage {storage}: its trials trained from other settings (--set, --epochs or "
                           "--config differ from those it started with); use a new storage file")
+    fixed = {k: v["choices"][0] for k, v in space.items() if "choices" in v and len(v["choices"]) == 1}
+    searched = {k: v for k, v in space.items() if k not in fixed}
+    integer = {k: _integer(k, arch, task) for k in searched}
+    samplers = {"tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+                "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+                "grid": lambda seed: optuna.samplers.GridSampler(_grid(searched, integer), seed=seed)}
     if "base" not in study.user_attrs:  # a study begun before the settings were recorded
         study.set_user_attr("base", settings)
-    if study.trials:
-        # Seeded as at the start, a carried-on search would draw its first trials' settings again.
-        study.sampler = samplers[sampler]((base.seed + len(study.trials)) % (MAX_SEED + 1))
+    # Seeded as at the start, a carried-on search would draw its first trials' settings again.
+    study.sampler = samplers[sampler]((base.seed + len(study.trials)) % (MAX_SEED + 1))
     # Trials a killed search left running will never report: they failed.
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)

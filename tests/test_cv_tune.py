@@ -166,6 +166,17 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
                            (["--out", tmp_path / "study.db"], f"--out {tmp_path / 'study.db'}: is")]:
         code, _, err = run_cli(capsys, *base, "--trials", "1", *extra)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    # A study begun by a version whose default space differed carries on over its own space, if this
+    # version can train every value of it.
+    study = optuna.load_study(study_name="adelabel", storage=storage)
+    older = {k: v for k, v in json.loads(study.user_attrs["space"]).items() if k != "train.lr"}
+    study.set_user_attr("space", json.dumps(older, sort_keys=True))
+    code, _, err = run_cli(capsys, *base, "--trials", "4")
+    assert code == 0 and "over the space it began with" in err, err
+    assert "train.lr" not in optuna.load_study(study_name="adelabel", storage=storage).trials[3].params
+    study.set_user_attr("space", json.dumps({**older, "model.dropout": {"low": 0.0, "high": 5.0}}, sort_keys=True))
+    code, _, err = run_cli(capsys, *base, "--trials", "5")
+    assert code == 2 and "its study searched a space this version cannot train (model.dropout:" in err, err
     (tmp_path / "text.db").write_text("not a database")
     for storage, message in [("study.db", "expected a database URL"),
                              (f"sqlite:///{tmp_path}/text.db", "cannot open it as a study")]:

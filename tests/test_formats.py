@@ -222,13 +222,14 @@ def test_cv_reads_a_conll_file_by_its_documents(capsys, sample_data, tmp_path):
                            "--set", "model.hidden_size=8", "--set", "model.char_size=8", "--set", "model.gate_size=8")
     assert code == 0, err
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["format"] == "conll" and settings["labels"] == [] and settings["reader"] == 2
-    # A run begun before the CoNLL reader changed its documents is not carried on by this one.
-    (out / "settings.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "reader"}))
-    code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--format", "conll", "--folds", "2", "--epochs", "1",
-                           "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q", "--set", "model.hidden_size=8",
-                           "--set", "model.char_size=8", "--set", "model.gate_size=8")
-    assert code == 2 and "other settings (reader)" in err
+    assert settings["format"] == "conll" and settings["labels"] == [] and settings["reader"] == 3
+    # A run begun by an earlier CoNLL reader (none recorded, or 2) is not carried on by this one.
+    for earlier in ({k: v for k, v in settings.items() if k != "reader"}, {**settings, "reader": 2}):
+        (out / "settings.json").write_text(json.dumps(earlier))
+        code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--format", "conll", "--folds", "2", "--epochs", "1",
+                               "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q", "--set", "model.hidden_size=8",
+                               "--set", "model.char_size=8", "--set", "model.gate_size=8")
+        assert code == 2 and "other settings (reader)" in err
     (out / "settings.json").write_text(json.dumps(settings))
     assert json.loads((out / "fold-01" / "data" / "manifest.json").read_text())["labels"] == ["Chemical", "Disease"]
     assert "Chemical.f1" in json.loads((out / "cv.json").read_text())["summary"]
@@ -279,13 +280,13 @@ def test_conll_columns_keep_tokens_whole_and_count_comments(tmp_path):
     # Tab-separated: a token may hold a space; space-separated: a no-break space stays in its token, and
     # "# O" is the token "#" (a comment is "# key = value" or a line whose last field is no tag).
     path = tmp_path / "t.conll"
-    path.write_text("# sent_id = 1\nGiven\tO\n5 mg\tB-DOSE\nin\tO\nNew York\tB-LOC\n\n"
-                    "# a note\nGiven O\n5\u00a0mg B-DOSE\n# SYM O\n2 CD B-DOSE\n", encoding="utf-8")
+    path.write_text("# sent_id = 1\n# tag set: B-DOSE I-DOSE O\nGiven\tO\t\n5 mg\tB-DOSE\nin\tO\nNew York\tB-LOC\n\n"
+                    "# a note\nGiven VB O\n5\u00a0mg CD B-DOSE\n# SYM O\n2 CD B-DOSE\n", encoding="utf-8")
     sentences, report = read_conll_corpus(path)
     assert [s.text for s in sentences] == ["Given 5 mg in New York", "Given 5\u00a0mg # 2"]
     assert sentences[0].spans == [(6, 10, "DOSE"), (14, 22, "LOC")]
     assert sentences[1].spans == [(6, 10, "DOSE"), (13, 14, "DOSE")]
-    assert report.comments == 2 and "comment lines (starting '# ') skipped: 2" in report.summary()
+    assert report.comments == 3 and "comment lines (starting '# ') skipped: 3" in report.summary()
     # Lines ending in CR alone read as one line: refused at its tag, not split into tokens.
     path.write_bytes(b"Aspirin B-DRUG\rrash B-AE\r")
     with pytest.raises(InputError, match=r"t\.conll:1: a carriage return inside the line"):

@@ -122,6 +122,13 @@ def test_bad_exports_and_options_are_one_line_errors(capsys, exported, tiny_mode
     assert code == 0 and err == "", err
     code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx", "-q")
     assert code == 0, err
+    # A link there is refused: the folder it names may hold other things, which replacing would lose.
+    shutil.rmtree(folder / "onnx")
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "serving" / "other.onnx").write_text("mine")
+    (folder / "onnx").symlink_to(tmp_path / "serving")
+    code, _, err = run_cli(capsys, "export", "--model", folder)
+    assert code == 2 and "onnx: is a link" in err and (tmp_path / "serving" / "other.onnx").read_text() == "mine"
 
 
 @pytest.mark.parametrize("setting", ["model.gate=false", "model.chars=none"])

@@ -56,7 +56,12 @@ def _columns(line: str) -> list[str]:
     runs of spaces. Other white space (a no-break space, a stray carriage return) stays in its column,
     where a token keeps it and a tag is refused, rather than silently splitting a token in two."""
     if "\t" in line:
-        return [c.strip(" ") for c in line.split("\t")]
+        cols = [c.strip(" ") for c in line.split("\t")]
+        while cols and not cols[-1]:  # a tab at the line's end (or start) opens no column
+            cols.pop()
+        while cols and not cols[0]:
+            cols.pop(0)
+        return cols
     return [c for c in line.split(" ") if c]
 
 
@@ -64,10 +69,12 @@ def _is_tag(tag: str) -> bool:
     return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
 
 
-def _token_of_hash(cols: list[str]) -> bool:
+def _token_of_hash(cols: list[str], width: int) -> bool:
     """Whether a line starting with "# " is the token "#" with its tag (a space-separated file's
-    "# O"), not a comment ("# text = ...", "# sent_id = 3", a note)."""
-    return cols[0] == "#" and len(cols) >= 2 and _is_tag(cols[-1]) and "=" not in cols[1:3]
+    "# O", or "# SYM O" among lines of three columns), not a comment ("# text = ...", a note that ends
+    in a word shaped like a tag): it has as many columns as the token lines (``width``: the last one's,
+    2 before any) and its last is a tag."""
+    return cols[0] == "#" and len(cols) == width and _is_tag(cols[-1]) and "=" not in cols[1:3]
 
 
 def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sentence], ConllReport]:
@@ -87,6 +94,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     tokens: list[str] = []
     tags: list[str] = []
     numbered = texts = 0
+    width = 2  # columns of the last token line
     named: list[str] = []  # what each -DOCSTART- line puts between it and its tag ("" for nothing)
     text_block: list[int] = []  # per sentence, the number of the last "# text =" comment before it
     opened_by: list[int] = []  # per sentence, the number of the last -DOCSTART- line before it
@@ -119,7 +127,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             raise InputError(path, "a carriage return inside the line (a file whose lines end in CR alone? "
                                    "convert them to LF)", number)
         cols = _columns(line)
-        if (line.startswith("# ") or line == "#") and not _token_of_hash(cols):  # "# text = ...", a note
+        if (line.startswith("# ") or line == "#") and not _token_of_hash(cols, width):  # "# text = ...", a note
             report.comments += 1
             if line.startswith("# text ="):
                 flush()
@@ -127,7 +135,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             continue
         if len(cols) < 2 or not cols[0]:
             raise InputError(path, f"expected 'token tag', found {line!r}", number)
-        tag = cols[-1]
+        tag, width = cols[-1], len(cols)
         if not _is_tag(tag):
             raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE", number)
         if tag.startswith("I-") and (not tags or tags[-1] == "O" or tags[-1][2:] != tag[2:]):
