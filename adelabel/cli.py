@@ -46,6 +46,13 @@ def _log(quiet: bool):
     return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
+def _file_path(value: str) -> Path:
+    """A file option's value; a trailing / (which Path would drop) says the user meant a folder."""
+    if value.endswith("/"):
+        raise typer.BadParameter(f"{value}: names a folder (it ends in /); give a file")
+    return Path(value)
+
+
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")]
 Overlaps = Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, "
                                             "the longer of crossing ones) or drop (remove both, with their relations: the "
@@ -311,7 +318,7 @@ def tune(
     storage: Annotated[Optional[str], typer.Option(help="The study's database, e.g. sqlite:///tune/bilstm.db (default: tune/ARCH.db); a killed search carries on from it; optuna-dashboard reads it.", show_default=False)] = None,
     space: Annotated[Optional[list[str]], typer.Option("--space", help="Change the searched range of a key: KEY=LOW..HIGH, KEY=log:LOW..HIGH, KEY=A,B,C or KEY=VALUE (repeatable).", show_default=False)] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
-    out: Annotated[Optional[Path], typer.Option(help="The best config, as TOML for train --config (default: tune/ARCH.toml).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(parser=_file_path, metavar="FILE", help="The best config, as TOML for train --config (default: tune/ARCH.toml).", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write history.png and importances.png here.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file the trials start from.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fix a config value for every trial: section.key=value (repeatable).", show_default=False)] = None,
@@ -384,7 +391,7 @@ def evaluate(
     model: Annotated[Optional[list[Path]], typer.Option(help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package); repeat it to score an ensemble of taggers trained on the same data.", show_default=False)] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the scores as JSON here.", show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", parser=_file_path, metavar="FILE", help="Also write the scores as JSON here.", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json and errors.jsonl (a tagger: each sentence's false positives and negatives, with per_type.png, entity_confusion.png and the reliability diagrams; a classifier: each text it got wrong, with confusion.png, and roc.png, pr.png and the reliability diagram for two classes).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
@@ -597,7 +604,7 @@ def tag(
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
     ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes jsonl as without it.")] = False,
     quiet: Quiet = False,
-    output: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout (- is stdout).")] = None,
+    output: Annotated[Optional[str], typer.Option(metavar="PATH", help="Write here instead of stdout (- is stdout).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
@@ -614,8 +621,9 @@ def tag(
 
     check_threshold(threshold, "--threshold")
     model = model or [_default_model()]
-    if output is not None and str(output) == "-":
-        output = None  # standard output, as for the input
+    if output is not None and output.endswith("/") and format != "brat":
+        raise OptionError(f"--output {output}: names a folder (it ends in /); --format {format} writes a file")
+    output = None if output in (None, "-") else Path(output)  # "-": standard output, as for the input
     if ray:
         from adelabel.ray_tagging import tag_with_ray
 

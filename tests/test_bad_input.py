@@ -123,6 +123,8 @@ CASES = [
     ("cv --corpus {s} --out {t}/afile/x", "--out {t}/afile/x: {t}/afile is not a folder"),
     ("tag {t}/in.txt --model {m} --workers 100000", "--workers 100000: more than this machine's"),
     ("tag {t}/in.txt --model {m} --backend garbage", "--backend: expected torch or onnx, got 'garbage'"),
+    ("tag {t}/in.txt --model {m} --output {t}/new/", "--output {t}/new/: names a folder (it ends in /); --format jsonl writes a file"),
+    ("evaluate --model {m} --data {d} --json {t}/x/", "Invalid value for '--json': {t}/x/: names a folder (it ends in /)"),
     ("evaluate --model {m} --data {d} --backend garbage", "--backend: expected torch or onnx, got 'garbage'"),
     ("tune --data {d} --out {t}/rep/best.toml --report {t}/rep --storage sqlite:///{t}/s.db",
      "--report {t}/rep: holds {t}/rep/best.toml"),
