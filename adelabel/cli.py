@@ -422,10 +422,8 @@ def evaluate(
         atomic.check_output_dir(report, "--report", is_report)
         atomic.check_apart(report, "--report", [data, *model])
         if json_out is not None:
-            inside = Path(os.path.realpath(report))
-            if inside == Path(os.path.realpath(json_out)) or inside in Path(os.path.realpath(json_out)).parents:
-                raise OptionError(f"--json {json_out}: is or lies inside --report {report}, which is replaced "
-                                  "whole (it holds metrics.json, the same scores)")
+            atomic.check_apart(json_out, "--json", [report], "the --report folder, which is replaced whole (it "
+                                                              "holds metrics.json, the same scores)")
     check_threshold(threshold, "--threshold")
     check_backend(backend)
     sentences = read_split(data, split)

@@ -248,7 +248,8 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     # A --json inside the report folder would be deleted with it: refused before any work.
     out = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data),
                   "--json", str(report / "s.json"), "--report", str(report))
-    assert out.returncode == 2 and "lies inside --report" in out.stderr and (report / "metrics.json").is_file()
+    assert out.returncode == 2 and "lies inside" in out.stderr and "the --report folder, which is replaced whole" \
+        in out.stderr and (report / "metrics.json").is_file()
 
 
 @pytest.mark.parametrize("args, message", [
