@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_SEED, Train
+from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
 from adelabel.errors import AdelabelError, OptionError
 
 # Plain help (click's), not rich's boxes: a box crops what does not fit its column, at 80 columns a
@@ -87,8 +88,8 @@ def prepare(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for the document split and word2vec.")] = DEFAULT_SEED,
     types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
-    dim: Annotated[int, typer.Option(min=1, help="Dimension of word2vec trained on the corpus.")] = 200,
-    w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of word2vec on the corpus.")] = 20,
+    dim: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Dimension of word2vec trained on the corpus (default {W2V_DIM}; --vectors gives its own).")] = None,
+    w2v_epochs: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Training epochs of word2vec on the corpus (default {W2V_EPOCHS}).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     overlaps: Overlaps = "outer",
     encoder_vectors: EncoderVectors = None,
@@ -107,9 +108,12 @@ def prepare(
     check_apart(out, "--out", [corpus, vectors])
     if vectors is not None and not vectors.is_file():
         raise OptionError(f"--vectors {vectors}: {'is a folder, not a file' if vectors.is_dir() else 'file not found'}")
+    for option, value in (("--dim", dim), ("--w2v-epochs", w2v_epochs)):
+        if vectors is not None and value is not None:  # it would be ignored
+            raise OptionError(f"{option}: applies to word2vec trained on the corpus, which --vectors replaces")
     _check_encoder_vectors(encoder_vectors)
-    run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim,
-                w2v_epochs=w2v_epochs, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
+    run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim or W2V_DIM,
+                w2v_epochs=w2v_epochs or W2V_EPOCHS, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
                 progress=not quiet, overlaps=overlaps, encoder_vectors=encoder_vectors)
 
 
@@ -228,8 +232,8 @@ def cv(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help=f"Seed of the folds, word2vec and training; overrides the config's ({DEFAULT_SEED}).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
-    dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = 200,
-    w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = 20,
+    dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = W2V_DIM,
+    w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = W2V_EPOCHS,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overlaps: Overlaps = "outer",
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from adelabel import atomic
 from adelabel.config import DEFAULT_SEED, Config
+from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
 from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import AE_FILE, DOSE_FILE, NEG_FILE
 from adelabel.corpus.files import read_json_object
@@ -105,7 +106,7 @@ def summarise(results: Sequence[dict]) -> dict[str, dict[str, float]]:
 
 def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: int = 10, seed: int = DEFAULT_SEED,
                    format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
-                   dim: int = 200, w2v_epochs: int = 20, strict: bool = False, device: str = "auto",
+                   dim: int = W2V_DIM, w2v_epochs: int = W2V_EPOCHS, strict: bool = False, device: str = "auto",
                    log: Callable[[str], None] | None = print, overlaps: str = "outer",
                    teacher: Sequence[str | Path] = (), encoder_vectors: str | None = None) -> dict:
     """Run (or carry on) a cross-validation of ``config`` on ``corpus``; returns what cv.json holds.

@@ -5,12 +5,15 @@ Vectors are stored in word2vec's own binary format, which gensim reads without u
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from adelabel.errors import InputError
 from adelabel.vocab import normalize
+
+W2V_DIM, W2V_EPOCHS = 200, 20  # word2vec trained on a corpus's training split, unless told otherwise
 
 
 def train_word2vec(sentences: Sequence[Sequence[str]], dim: int, seed: int, epochs: int = 10,
@@ -36,30 +39,105 @@ def train_word2vec(sentences: Sequence[Sequence[str]], dim: int, seed: int, epoc
     return model.wv
 
 
-def read_pretrained(path: str | Path):
-    """A word2vec binary (``.bin``) or text file as gensim ``KeyedVectors``, as written."""
+@dataclass
+class Pretrained:
+    """Vectors read from a file, with what reading them changed: entries whose word came twice (the
+    first kept) and words that were not UTF-8 (read with replacement characters)."""
+
+    kv: object
+    duplicates: int = 0
+    not_utf8: int = 0
+
+
+def _text_header(path: Path) -> tuple[int, int] | None:
+    """A word2vec text file's ``count dim`` header, or None for a file without one (GloVe's layout)."""
+    with path.open("rb") as fh:
+        first = fh.readline()
+    if first.startswith(b"\xef\xbb\xbf"):
+        raise InputError(path, "begins with a byte-order mark, which word2vec's format has no room for; "
+                               "save it without one", 1)
+    fields = first.split()
+    if len(fields) == 2 and all(f.isdigit() for f in fields):
+        return int(fields[0]), int(fields[1])
+    if not fields:
+        raise InputError(path, "blank (expected 'count dim', or a word and its numbers)", 1)
+    return None
+
+
+def _scan(path: Path, header: tuple[int, int] | None, numbers: bool = False) -> tuple[tuple[int, str] | None, int]:
+    """The first line of a text vectors file that is not a word and ``dim`` numbers, as (line, why) or
+    None, and how many vector lines it holds. gensim names no line in its errors, and reads a line one
+    number short without any (numpy repeats the last), so every file's fields are counted;
+    ``numbers``: each value is parsed too. Blank lines may end the file, not interrupt it."""
+    dim = header[1] if header else None
+    count, blank = 0, None
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if header and number == 1:
+                continue
+            fields = raw.split()
+            if not fields:
+                blank = blank or number
+                continue
+            if blank:
+                return (blank, "a blank line between vectors"), count
+            count += 1
+            if dim is None:
+                dim = len(fields) - 1
+            if len(fields) != dim + 1:
+                return (number, f"expected a word and {dim} numbers, found {len(fields)} fields"), count
+            for value in fields[1:] if numbers else ():
+                try:
+                    float(value)
+                except ValueError:
+                    return (number, f"{value.decode('utf-8', 'replace')!r} is not a number"), count
+    return None, count
+
+
+def read_pretrained(path: str | Path) -> Pretrained:
+    """A word2vec binary (``.bin``) or text file (with its ``count dim`` header, or without one as GloVe
+    writes them), checked: a line gensim cannot read, a header that undercounts its lines, or NaN is
+    an error naming the file (and the line, in a text file)."""
     from gensim.models import KeyedVectors
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "vectors file not found")
     binary = path.suffix == ".bin"
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    header = None if binary else _text_header(path)
+    if not binary:
+        where, lines = _scan(path, header)
+        if where:
+            raise InputError(path, where[1], where[0])
+        if header and lines != header[0]:  # gensim would read the first lines only, or fail at the end
+            raise InputError(path, f"its header says {header[0]:,} vectors, but {lines:,} lines follow (a file "
+                                   "joined or cut without its header updated); correct the count", 1)
     try:
-        kv = KeyedVectors.load_word2vec_format(str(path), binary=binary, unicode_errors="replace")
+        kv = KeyedVectors.load_word2vec_format(str(path), binary=binary, unicode_errors="replace",
+                                               no_header=not binary and header is None)
     except Exception as err:  # gensim raises bare ValueError/EOFError/UnicodeError on bad files
-        kind = "binary" if binary else "text"
-        raise InputError(path, f"cannot read as word2vec {kind} format ({type(err).__name__}: {err}); "
-                               "binary files must end in .bin") from None
+        if not binary and (where := _scan(path, header, numbers=True)[0]):
+            raise InputError(path, where[1], where[0]) from None
+        hint = "" if binary else "; a binary file's name must end in .bin"
+        raise InputError(path, f"cannot read as word2vec {'binary' if binary else 'text'} format "
+                               f"({type(err).__name__}: {str(err)[:200]}){hint}") from None
+    # gensim keeps the first of a word given twice and leaves an empty slot (None) for the other.
+    keep = [i for i, w in enumerate(kv.index_to_key) if w is not None]
+    duplicates = len(kv.index_to_key) - len(keep)
+    if duplicates:
+        kv = make_keyed_vectors([kv.index_to_key[i] for i in keep], kv.vectors[keep])
     bad = np.flatnonzero(~np.isfinite(kv.vectors).all(axis=1))
     if len(bad):  # a model reading one would tag nothing but NaN
         raise InputError(path, f"the vector of {kv.index_to_key[bad[0]]!r} (and {len(bad) - 1:,} more) holds NaN "
                                "or infinite values")
-    return kv
+    return Pretrained(kv, duplicates, sum("\ufffd" in w for w in kv.index_to_key))
 
 
 def select_vectors(kv, keep: Iterable[str] = (), max_words: int | None = None):
     """The entries of ``kv`` (pretrained vectors, :func:`read_pretrained`) a model needs, keyed by
-    normalised words.
+    normalised words, and how many entries normalisation merged into another.
 
     Keeps the first ``max_words`` entries of the file (word2vec files are ordered by frequency) plus
     every word in ``keep``, so a multi-million-word file does not become a multi-gigabyte model.
@@ -68,14 +146,18 @@ def select_vectors(kv, keep: Iterable[str] = (), max_words: int | None = None):
     keep = set(keep)
     words, rows = [], []
     seen: set[str] = set()
+    merged = 0
     for i, word in enumerate(kv.index_to_key):
         key = normalize(word)
-        if key in seen or not (max_words is None or i < max_words or key in keep):
+        if key in seen:
+            merged += 1
+            continue
+        if not (max_words is None or i < max_words or key in keep):
             continue
         seen.add(key)
         words.append(key)
         rows.append(i)
-    return make_keyed_vectors(words, kv.vectors[rows])
+    return make_keyed_vectors(words, kv.vectors[rows]), merged
 
 
 def make_keyed_vectors(words: Sequence[str], vectors: np.ndarray):

@@ -22,7 +22,7 @@ from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
 from adelabel.corpus.labelled import read_labelled
 from adelabel.corpus.conll import write_conll
-from adelabel.embeddings import (coverage, make_keyed_vectors, read_pretrained, save_vectors, select_vectors,
+from adelabel.embeddings import (W2V_DIM, W2V_EPOCHS, coverage, make_keyed_vectors, read_pretrained, save_vectors, select_vectors,
                                  train_word2vec)
 from adelabel.errors import AdelabelError, InputError
 from adelabel.split import SPLITS, split_by_document
@@ -111,8 +111,8 @@ def own_types(corpus: str | Path, format: str, sentences: list[Sentence], labels
 
 
 def prepare(corpus: str | Path, out: str | Path, seed: int = DEFAULT_SEED, labels: Sequence[str] = DEFAULT_LABELS,
-            include_negative: bool = True, vectors: str | Path | None = None, dim: int = 200,
-            w2v_epochs: int = 20, max_vectors: int = 200_000, strict: bool = False,
+            include_negative: bool = True, vectors: str | Path | None = None, dim: int = W2V_DIM,
+            w2v_epochs: int = W2V_EPOCHS, max_vectors: int = 200_000, strict: bool = False,
             log: Callable[[str], None] = print, format: str = "ade", progress: bool = False,
             overlaps: str = "outer", encoder_vectors: str | None = None) -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
@@ -241,7 +241,16 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
                    encoder: Encoder | None = None, train_texts: Sequence[str] = ()):
     if pretrained is not None:
         corpus_words = {w for name in SPLITS for sent in tokens[name] for w in sent}
-        kv = select_vectors(pretrained, keep=corpus_words, max_words=max_vectors)
+        kv, merged = select_vectors(pretrained.kv, keep=corpus_words, max_words=max_vectors)
+        total = len(pretrained.kv) + pretrained.duplicates
+        dropped = len(pretrained.kv) - len(kv) - merged
+        log(f"{vectors}: {len(kv):,} of its {total:,} entries kept"
+            + (f"; {dropped:,} left out (past the first {max_vectors:,}, by frequency, and not in the corpus)"
+               if dropped else "")
+            + (f"; {merged:,} merged into an earlier entry (the same word once normalised)" if merged else "")
+            + (f"; {pretrained.duplicates:,} given twice (the first kept)" if pretrained.duplicates else "")
+            + (f"; {pretrained.not_utf8:,} words not UTF-8 (read with replacement characters)"
+               if pretrained.not_utf8 else ""))
         source = str(vectors)
     else:
         log(f"training word2vec (dim {dim}, {w2v_epochs} epochs) on the training split ...")

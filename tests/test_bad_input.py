@@ -83,6 +83,8 @@ CASES = [
     ("prepare --corpus {s} --types DRUG,FOO --out {t}/o", "--types: expected types from DRUG, AE, DOSE"),
     ("prepare --corpus {s} --vectors {t}/none.bin --out {t}/o", "--vectors {t}/none.bin: file not found"),
     ("prepare --corpus {s} --vectors {t}/vec.bin --out {t}/o", "{t}/vec.bin: cannot read as word2vec binary format"),
+    ("prepare --corpus {s} --vectors {t}/vec.bin --dim 50 --out {t}/o",
+     "--dim: applies to word2vec trained on the corpus, which --vectors replaces"),
     # train
     ("train --arch nosuch --data {d}", "--arch: unknown architecture 'nosuch'"),
     ("train --task sort --data {d}", "--task: expected tag or classify, got 'sort'"),

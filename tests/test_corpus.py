@@ -273,9 +273,10 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
 
     good = tmp_path / "vec.txt"
     good.write_text("3 2\nNaproxen 0.1 0.2\nnaproxen 0.5 0.5\nrash 0.3 0.4\n", encoding="utf-8")
-    kv = select_vectors(read_pretrained(good), keep={"rash"}, max_words=1)
+    kv, merged = select_vectors(read_pretrained(good).kv, keep={"rash"}, max_words=1)
     # Keys are normalised; the first (most frequent) of two entries that normalise alike wins.
     assert list(kv.index_to_key) == ["naproxen", "rash"] and kv["naproxen"].tolist() == pytest.approx([0.1, 0.2])
+    assert merged == 1
     bad = tmp_path / "vec.bin"
     bad.write_bytes(b"not vectors at all")
     with pytest.raises(InputError, match=r"vec\.bin: cannot read as word2vec binary format"):
@@ -286,3 +287,31 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
         read_pretrained(nan)
     with pytest.raises(InputError, match="vectors file not found"):
         read_pretrained(tmp_path / "none.bin")
+
+
+
+@pytest.mark.parametrize("content, message", [
+    ("3 2\nrash 0.1 0.2\nfever 0.3\nnausea 0.5 0.6\n", r"v\.txt:3: expected a word and 2 numbers, found 2 fields"),
+    ("2 2\nrash 0.1 0.2\nfever abc 0.4\n", r"v\.txt:3: 'abc' is not a number"),
+    ("\ufeff2 2\nrash 0.1 0.2\nfever 0.3 0.4\n", r"v\.txt:1: begins with a byte-order mark"),
+    ("1 2\nrash 0.1 0.2\nfever 0.3 0.4\n", r"v\.txt:1: its header says 1 vectors, but 2 lines follow"),
+    ("3 2\nrash 0.1 0.2\n\nfever 0.3 0.4\n", r"v\.txt:3: a blank line between vectors"),
+    ("", r"v\.txt: file is empty"),
+])
+def test_a_bad_vectors_file_is_named_with_its_line(tmp_path, content, message):
+    from adelabel.embeddings import read_pretrained
+
+    (tmp_path / "v.txt").write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        read_pretrained(tmp_path / "v.txt")
+
+
+def test_vectors_without_a_header_twice_given_or_not_utf8_are_read_and_counted(tmp_path, capsys):
+    from adelabel.embeddings import read_pretrained
+
+    (tmp_path / "glove.txt").write_text("rash 0.1 0.2\nfever 0.3 0.4\n", encoding="utf-8")
+    assert read_pretrained(tmp_path / "glove.txt").kv.index_to_key == ["rash", "fever"]
+    (tmp_path / "v.txt").write_bytes(b"3 2\nrash 0.1 0.2\nrash 0.3 0.4\nfe\xffver 0.5 0.6\n")
+    read = read_pretrained(tmp_path / "v.txt")
+    assert (read.duplicates, read.not_utf8) == (1, 1) and read.kv["rash"].tolist() == pytest.approx([0.1, 0.2])
+    assert None not in read.kv.index_to_key
