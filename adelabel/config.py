@@ -49,7 +49,7 @@ class _Heads(Section):
 
 
 class _WordInput(Section):
-    freeze_embeddings: bool = Field(False, description="keep the word2vec vectors fixed")
+    freeze_embeddings: bool = Field(False, description="keep the word vectors fixed (<unk> and training words without a vector still learn)")
     chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word",
                                                   json_schema_extra={"search": {"choices": ["cnn", "lstm", "none"]}})
     char_size: int = Field(50, ge=1, le=MAX_SIZE, description="size of the character features (with `chars = "

@@ -229,6 +229,24 @@ class Setup:
     matrix: torch.Tensor
     manifest: dict
     examples: dict[str, list[Example]]
+    from_vectors: torch.Tensor  # per vocabulary row: whether its start came from a word vector
+
+
+def _freeze_vector_rows(model: torch.nn.Module, from_vectors: torch.Tensor) -> int:
+    """``model.freeze_embeddings``: the rows that came from a vector stay as they are, and <unk> and the
+    training words without one learn, as they would unfrozen (fixed, they would stay random). Returns
+    the number of weights so fixed."""
+    from adelabel.models.recurrent import WordEncoder
+
+    learns = (~from_vectors).to(torch.float32).unsqueeze(1)
+    frozen = 0
+    for module in model.modules():
+        if isinstance(module, WordEncoder):
+            module.embedding.weight.requires_grad_(True)
+            # A row whose gradient is always 0 is never moved by Adam (its moments stay 0).
+            module.embedding.weight.register_hook(lambda grad: grad * learns)
+            frozen += int(from_vectors.sum()) * module.embedding.weight.shape[1]
+    return frozen
 
 
 def load_data(config: Config, data_dir: str | Path) -> Setup:
@@ -239,7 +257,9 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
     words, vectors = read_vectors(Path(data_dir) / VECTORS)
     vocabs, matrix = build_vocab(words, vectors, splits["train"], config.seed)
     examples = {name: task.encode(sents, vocabs) for name, sents in splits.items()}
-    return Setup(task, vocabs, matrix, manifest, examples)
+    from_vectors = torch.zeros(len(vocabs.words), dtype=torch.bool)
+    from_vectors[[vocabs.words[w] for w in words]] = True
+    return Setup(task, vocabs, matrix, manifest, examples, from_vectors)
 
 
 def _heads_the_data_can_train(config: Config, train: Sequence, out_dir, resume: bool,
@@ -299,6 +319,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             _teach(config, data, data_dir, teacher, dev_, say, quiet=log is None or not w.main)
     model = task.build(config, vocab_size=len(data.vocabs.words), char_vocab_size=len(data.vocabs.chars),
                        embedding_dim=data.matrix.shape[1], vectors=data.matrix).to(dev_)
+    frozen = _freeze_vector_rows(model, data.from_vectors.to(dev_)) if getattr(config.model, "freeze_embeddings", False) \
+        else 0
     # The fused kernel updates the 3M-entry embedding table in one pass instead of a dozen (about 5x
     # faster on the CPU: a fifth of the training time otherwise).
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=hp.lr, fused=True)
@@ -314,7 +336,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             f"at epoch {run.best_epoch})")
     model.distil = hp.distil if teacher else 0.0
     loss_of = distributed.wrap(model, w, dev_)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad) - frozen
     say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}"
         f"{f' x {w.size} processes' if w.size > 1 else ''}, {hp.precision}), {n_params:,} trainable "
         f"parameters; checkpoints in {ckpt}/")

@@ -45,3 +45,25 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
              if line[e.start:e.end] == e.text]
     # The tiny test transformer reads every word as [UNK] and cannot find anything; the others do.
     assert found or arch == "transformer"
+
+
+def test_frozen_embeddings_keep_the_vectors_and_learn_the_rest(sample_data, tmp_path):
+    import torch
+
+    from adelabel import Tagger
+    from adelabel.embeddings import read_vectors
+    from conftest import train_small
+
+    folder = train_small(sample_data, tmp_path / "m", "model.freeze_embeddings=true", "train.max_epochs=2",
+                         "model.hidden_size=8", "model.char_size=8", "train.word_dropout=0.3")
+    tagger = Tagger.load(folder, device="cpu")
+    table = tagger.model.words.embedding.weight.detach()
+    words, vectors = read_vectors(sample_data / "vectors.bin")
+    rows = [tagger.vocabs.words[w] for w in words]
+    assert torch.equal(table[rows], torch.from_numpy(vectors))  # the vectors, as read
+    # <unk> learnt (word dropout shows it in training): it is no longer the random start it had.
+    from adelabel.train import build_vocab
+    from adelabel.prepare import read_split
+
+    _, start = build_vocab(words, vectors, read_split(sample_data, "train"), 13)
+    assert not torch.equal(table[1], start[1])
