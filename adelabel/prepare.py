@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from adelabel.atomic import atomic_dir, json_with, sha256
 from adelabel.config import DEFAULT_SEED
 from adelabel.corpus import Sentence, sentence_class
@@ -261,8 +263,16 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
 
         log(f"averaging the states of encoder {encoder.name} over the training split ...")
         averages = average_states(train_texts, encoder, quiet=not progress)
-        words, before = list(kv.index_to_key), kv.vector_size
-        kv = make_keyed_vectors(words, append_encoder_vectors(words, kv.vectors, averages))
+        words, before, rows = list(kv.index_to_key), kv.vector_size, kv.vectors
+        if pretrained is not None:
+            # Training words the file lacks (rare drug names, often) still get the encoder's part, with
+            # zeros for the file's: left out, they would start random, and the encoder read them.
+            extra = sorted(w for w in averages if w not in kv.key_to_index)
+            if extra:
+                log(f"{len(extra):,} training words without a vector in {vectors} get the encoder's part alone")
+                words += extra
+                rows = np.concatenate([rows, np.zeros((len(extra), before), dtype=rows.dtype)])
+        kv = make_keyed_vectors(words, append_encoder_vectors(words, rows, averages))
         # Fewer than DIM where the encoder is narrower or read fewer words.
         source += (f", with {encoder.name}'s states averaged over the training split "
                    f"({kv.vector_size - before} dimensions)")

@@ -72,6 +72,19 @@ def test_prepare_reads_the_training_split_only_and_widens_the_vectors(checkpoint
     assert json.loads((model / "config.json").read_text())["embedding_dim"] == 36
 
 
+def test_training_words_a_vectors_file_lacks_still_get_the_encoder_s_part(checkpoint, tmp_path):  # noqa: F811
+    from adelabel.prepare import prepare
+
+    (tmp_path / "v.txt").write_text("2 3\nthe 0.1 0.2 0.3\nof 0.3 0.2 0.1\n", encoding="utf-8")
+    said: list[str] = []
+    prepare(SAMPLE, tmp_path / "data", seed=13, log=said.append, vectors=tmp_path / "v.txt",
+            encoder_vectors=str(checkpoint))
+    words, vectors = read_vectors(tmp_path / "data" / "vectors.bin")
+    assert words[:2] == ["the", "of"] and len(words) > 100 and vectors.shape[1] == 3 + 16
+    assert not vectors[2:, :3].any() and np.abs(vectors[:, 3:]).sum(1).min() > 0
+    assert any("training words without a vector in" in line for line in said)
+
+
 def test_a_bad_encoder_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "prepare", "--corpus", SAMPLE, "--out", tmp_path / "d",
                            "--encoder-vectors", tmp_path / "nowhere")
