@@ -49,14 +49,28 @@ class Pretrained:
     not_utf8: int = 0
 
 
+def _open(path: Path):
+    """The file's bytes as gensim reads them: through smart_open, which unpacks .gz and .bz2."""
+    from gensim import utils
+
+    return utils.open(str(path), "rb")
+
+
+def _fields(raw: bytes) -> list[bytes]:
+    """A text line's fields as gensim splits them: at single spaces, after trailing white space goes
+    (a tab or form feed inside a word stays in it)."""
+    line = raw.rstrip()
+    return line.split(b" ") if line else []
+
+
 def _text_header(path: Path) -> tuple[int, int] | None:
     """A word2vec text file's ``count dim`` header, or None for a file without one (GloVe's layout)."""
-    with path.open("rb") as fh:
+    with _open(path) as fh:
         first = fh.readline()
     if first.startswith(b"\xef\xbb\xbf"):
         raise InputError(path, "begins with a byte-order mark, which word2vec's format has no room for; "
                                "save it without one", 1)
-    fields = first.split()
+    fields = _fields(first)
     if len(fields) == 2 and all(f.isdigit() for f in fields):
         return int(fields[0]), int(fields[1])
     if not fields:
@@ -68,14 +82,15 @@ def _scan(path: Path, header: tuple[int, int] | None, numbers: bool = False) -> 
     """The first line of a text vectors file that is not a word and ``dim`` numbers, as (line, why) or
     None, and how many vector lines it holds. gensim names no line in its errors, and reads a line one
     number short without any (numpy repeats the last), so every file's fields are counted;
-    ``numbers``: each value is parsed too. Blank lines may end the file, not interrupt it."""
+    ``numbers``: each value is parsed too. Blank lines may end a file with a header (gensim reads the
+    count it gives), not interrupt it."""
     dim = header[1] if header else None
     count, blank = 0, None
-    with path.open("rb") as fh:
+    with _open(path) as fh:
         for number, raw in enumerate(fh, start=1):
             if header and number == 1:
                 continue
-            fields = raw.split()
+            fields = _fields(raw)
             if not fields:
                 blank = blank or number
                 continue
@@ -91,6 +106,8 @@ def _scan(path: Path, header: tuple[int, int] | None, numbers: bool = False) -> 
                     float(value)
                 except ValueError:
                     return (number, f"{value.decode('utf-8', 'replace')!r} is not a number"), count
+    if blank and not header:  # gensim counts every line of a file without one as a vector
+        return (blank, "a blank line, which a file without a 'count dim' header cannot end in"), count
     return None, count
 
 
@@ -103,7 +120,7 @@ def read_pretrained(path: str | Path) -> Pretrained:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "vectors file not found")
-    binary = path.suffix == ".bin"
+    binary = path.name.endswith((".bin", ".bin.gz", ".bin.bz2"))
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty")
     header = None if binary else _text_header(path)
@@ -120,7 +137,7 @@ def read_pretrained(path: str | Path) -> Pretrained:
     except Exception as err:  # gensim raises bare ValueError/EOFError/UnicodeError on bad files
         if not binary and (where := _scan(path, header, numbers=True)[0]):
             raise InputError(path, where[1], where[0]) from None
-        hint = "" if binary else "; a binary file's name must end in .bin"
+        hint = "" if binary else "; a binary file's name ends in .bin (or .bin.gz)"
         raise InputError(path, f"cannot read as word2vec {'binary' if binary else 'text'} format "
                                f"({type(err).__name__}: {str(err)[:200]}){hint}") from None
     # gensim keeps the first of a word given twice and leaves an empty slot (None) for the other.

@@ -93,9 +93,10 @@ def _add_words(text: str, offsets: list[list[int]], states: np.ndarray, sums: di
 
 
 def append_encoder_vectors(words: Sequence[str], vectors: np.ndarray, averages: dict[str, np.ndarray],
-                           dim: int = DIM) -> np.ndarray:
+                           dim: int = DIM, scale_rows: int | None = None) -> np.ndarray:
     """``vectors`` (one row per word of ``words``) with ``dim`` more columns: the words' encoder
-    averages, centred, reduced by PCA and scaled to ``vectors``' mean row length. A word the encoder
+    averages, centred, reduced by PCA and scaled to the mean row length of ``vectors`` (of its first
+    ``scale_rows`` rows: those after them may be zeros, words a vectors file lacks). A word the encoder
     never read gets zeros there (the centred mean)."""
     width = len(next(iter(averages.values()))) if averages else 0
     static = np.zeros((len(words), width), dtype=np.float64)
@@ -112,5 +113,5 @@ def append_encoder_vectors(words: Sequence[str], vectors: np.ndarray, averages: 
     reduced = static @ vt[:dim].T
     length = np.linalg.norm(reduced[seen], axis=1).mean()
     if length > 0:
-        reduced *= np.linalg.norm(vectors, axis=1).mean() / length
+        reduced *= np.linalg.norm(vectors[:scale_rows], axis=1).mean() / length
     return np.concatenate([np.asarray(vectors, dtype=np.float32), reduced.astype(np.float32)], axis=1)

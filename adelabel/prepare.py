@@ -168,7 +168,7 @@ def write_data(out: str | Path, splits: dict[str, list[Sentence]], settings: dic
     holds ``settings``; returns the manifest."""
     with atomic_dir(out, is_data_dir) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
-        cov, source, kv = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log,
+        cov, source, kv, encoder_only = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log,
                                          progress, encoder, [s.text for s in splits["train"]])
         manifest = {
             **settings,
@@ -177,7 +177,9 @@ def write_data(out: str | Path, splits: dict[str, list[Sentence]], settings: dic
                            "classes": dict(sorted(Counter(map(sentence_class, splits[n])).items()))}
                        for n in SPLITS},
             "misaligned_boundaries": misaligned,
-            "vectors": {"source": source, "words": len(kv), "dim": kv.vector_size, "coverage": cov},
+            "vectors": {"source": source, "words": len(kv), "dim": kv.vector_size, "coverage": cov,
+                        # the last words of vectors.bin, with the encoder's part alone (no file vector)
+                        **({"encoder_only": encoder_only} if encoder_only else {})},
             "versions": versions(),
             # Checked when a split is read: a data folder is only ever used as prepare wrote it.
             "files": {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()},
@@ -241,6 +243,7 @@ def _write_splits(out: Path, splits: dict[str, list[Sentence]],
 def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed: int, w2v_epochs: int,
                    max_vectors: int, log: Callable[[str], None], progress: bool = False,
                    encoder: Encoder | None = None, train_texts: Sequence[str] = ()):
+    extra: list[str] = []  # training words the vectors file lacks, which get the encoder's part alone
     if pretrained is not None:
         corpus_words = {w for name in SPLITS for sent in tokens[name] for w in sent}
         kv, merged = select_vectors(pretrained.kv, keep=corpus_words, max_words=max_vectors)
@@ -272,7 +275,8 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
                 log(f"{len(extra):,} training words without a vector in {vectors} get the encoder's part alone")
                 words += extra
                 rows = np.concatenate([rows, np.zeros((len(extra), before), dtype=rows.dtype)])
-        kv = make_keyed_vectors(words, append_encoder_vectors(words, rows, averages))
+        kv = make_keyed_vectors(words, append_encoder_vectors(words, rows, averages,
+                                                              scale_rows=len(words) - len(extra)))
         # Fewer than DIM where the encoder is narrower or read fewer words.
         source += (f", with {encoder.name}'s states averaged over the training split "
                    f"({kv.vector_size - before} dimensions)")
@@ -281,7 +285,7 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
            for name in SPLITS}
     log(f"vectors: {len(kv):,} words, dim {kv.vector_size}; coverage of "
         + ", ".join(f"{n} {c['tokens']:.1%} of tokens ({c['types']:.1%} of types)" for n, c in cov.items()))
-    return cov, source, kv
+    return cov, source, kv, len(extra)
 
 
 def read_manifest(data_dir: str | Path) -> dict:

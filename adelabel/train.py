@@ -258,7 +258,9 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
     vocabs, matrix = build_vocab(words, vectors, splits["train"], config.seed)
     examples = {name: task.encode(sents, vocabs) for name, sents in splits.items()}
     from_vectors = torch.zeros(len(vocabs.words), dtype=torch.bool)
-    from_vectors[[vocabs.words[w] for w in words]] = True
+    # Words a vectors file lacked, given the encoder's part alone, come last: they are no file vector.
+    with_file_vector = words[:len(words) - manifest["vectors"].get("encoder_only", 0)]
+    from_vectors[[vocabs.words[w] for w in with_file_vector]] = True
     return Setup(task, vocabs, matrix, manifest, examples, from_vectors)
 
 
@@ -498,7 +500,17 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
         if not isinstance(state, dict) or not all(isinstance(state.get(k), t) for k, t in kinds.items()):
             raise ValueError(f"{', '.join(kinds)}: one is missing or of the wrong type")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:
+            if "parameter group" not in str(err):
+                raise
+            # The state is sound; the weights trained differ (model.freeze_embeddings fixed the whole
+            # word table before, it fixes the rows that came from a vector now).
+            raise InputError(ckpt / STATE, "its optimizer trained other weights than this version would "
+                                           "(a run begun before model.freeze_embeddings changed); carry it on "
+                                           "with the adelabel that began it, or delete the folder to start "
+                                           "afresh") from None
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         ranks = state.get("random_ranks") or [state["random"]]

@@ -296,6 +296,7 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
     ("\ufeff2 2\nrash 0.1 0.2\nfever 0.3 0.4\n", r"v\.txt:1: begins with a byte-order mark"),
     ("1 2\nrash 0.1 0.2\nfever 0.3 0.4\n", r"v\.txt:1: its header says 1 vectors, but 2 lines follow"),
     ("3 2\nrash 0.1 0.2\n\nfever 0.3 0.4\n", r"v\.txt:3: a blank line between vectors"),
+    ("rash 0.1 0.2\nfever 0.3 0.4\n\n", r"v\.txt:3: a blank line, which a file without a 'count dim' header"),
     ("", r"v\.txt: file is empty"),
 ])
 def test_a_bad_vectors_file_is_named_with_its_line(tmp_path, content, message):
@@ -315,3 +316,8 @@ def test_vectors_without_a_header_twice_given_or_not_utf8_are_read_and_counted(t
     read = read_pretrained(tmp_path / "v.txt")
     assert (read.duplicates, read.not_utf8) == (1, 1) and read.kv["rash"].tolist() == pytest.approx([0.1, 0.2])
     assert None not in read.kv.index_to_key
+    # Split as gensim splits (a tab inside a word stays), and read through gzip as gensim reads it.
+    import gzip
+
+    (tmp_path / "v.vec.gz").write_bytes(gzip.compress(b"2 2\nfe\tver 0.1 0.2\nrash 0.3 0.4 \n"))
+    assert read_pretrained(tmp_path / "v.vec.gz").kv.index_to_key == ["fe\tver", "rash"]

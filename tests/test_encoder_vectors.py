@@ -83,6 +83,20 @@ def test_training_words_a_vectors_file_lacks_still_get_the_encoder_s_part(checkp
     assert words[:2] == ["the", "of"] and len(words) > 100 and vectors.shape[1] == 3 + 16
     assert not vectors[2:, :3].any() and np.abs(vectors[:, 3:]).sum(1).min() > 0
     assert any("training words without a vector in" in line for line in said)
+    # The encoder's part is scaled to the file's own rows, not to rows of zeros.
+    file_length = np.linalg.norm(vectors[:2, :3], axis=1).mean()
+    assert np.linalg.norm(vectors[:, 3:], axis=1).mean() == pytest.approx(file_length, rel=1e-4)
+    # Frozen, they still learn: only the file's rows stay fixed.
+    from conftest import train_small
+    from adelabel import Tagger
+
+    model = train_small(tmp_path / "data", tmp_path / "m", "model.freeze_embeddings=true", "train.max_epochs=1",
+                        "model.hidden_size=8", "model.char_size=8")
+    table = Tagger.load(model, device="cpu").model.words.embedding.weight.detach()
+    vocab = Tagger.load(model, device="cpu").vocabs.words
+    assert np.allclose(table[[vocab["the"], vocab["of"]]].numpy(), vectors[:2])
+    moved = [w for w in words[2:] if not np.allclose(table[vocab[w]].numpy(), vectors[words.index(w)])]
+    assert moved  # the encoder-only rows are not frozen
 
 
 def test_a_bad_encoder_is_one_line(capsys, tmp_path):

@@ -67,3 +67,23 @@ def test_frozen_embeddings_keep_the_vectors_and_learn_the_rest(sample_data, tmp_
 
     _, start = build_vocab(words, vectors, read_split(sample_data, "train"), 13)
     assert not torch.equal(table[1], start[1])
+
+
+def test_a_frozen_run_begun_before_rows_could_learn_is_named_on_resume(sample_data, tmp_path, monkeypatch):
+    """A run begun when model.freeze_embeddings fixed the whole word table (its optimizer held no table)
+    and killed: carried on by this version, whose optimizer holds it, it is told why, not 'corrupt'."""
+    from adelabel import train as training
+    from adelabel.config import resolve
+    from adelabel.errors import InputError
+
+    config = resolve("bilstm", overrides=["model.freeze_embeddings=true", "model.hidden_size=8", "train.max_epochs=2"])
+    monkeypatch.setattr(training, "_freeze_vector_rows", lambda model, rows: 0)  # the earlier behaviour
+
+    def killed(epoch, f1):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, sample_data, tmp_path / "m", device="cpu", log=None, on_epoch=killed)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="its optimizer trained other weights than this version would"):
+        training.train(config, sample_data, tmp_path / "m", device="cpu", log=None, resume=True)
