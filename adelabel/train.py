@@ -70,17 +70,18 @@ def seed_everything(seed: int) -> None:
 
 
 def build_vocab(words: Sequence[str], vectors: np.ndarray, train: Sequence[Sentence],
-                seed: int) -> tuple[Vocabs, torch.Tensor]:
+                seed: int, scale_rows: int | None = None) -> tuple[Vocabs, torch.Tensor]:
     """Word vocabulary = words with vectors + training words without; rows without a vector start
     random. Character vocabulary = characters of the training text.
 
-    The random rows are scaled like the pretrained ones so neither dominates at the start.
+    The random rows are scaled like the pretrained ones (the first ``scale_rows``: those after them
+    may hold zeros for a vectors file's part) so neither dominates at the start.
     """
     train_words = Counter(normalize(s.text[a:b]) for s in train for a, b in tokenize(s.text))
     vocab = Vocab.for_words(list(words) + sorted(train_words))
     chars = Vocab.for_words(sorted({c for s in train for c in s.text if not c.isspace()}))
     dim = vectors.shape[1]
-    std = float(vectors.std()) if vectors.size else 0.1
+    std = float(vectors[:scale_rows].std()) if vectors[:scale_rows].size else 0.1
     gen = torch.Generator().manual_seed(seed)
     matrix = torch.randn(len(vocab), dim, generator=gen) * std
     matrix[0] = 0.0  # padding
@@ -255,11 +256,11 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
     splits = {name: read_split(data_dir, name) for name in ("train", "dev", "test")}
     task = TASKS[config.task](manifest, splits, data_dir)
     words, vectors = read_vectors(Path(data_dir) / VECTORS)
-    vocabs, matrix = build_vocab(words, vectors, splits["train"], config.seed)
-    examples = {name: task.encode(sents, vocabs) for name, sents in splits.items()}
-    from_vectors = torch.zeros(len(vocabs.words), dtype=torch.bool)
     # Words a vectors file lacked, given the encoder's part alone, come last: they are no file vector.
     with_file_vector = words[:len(words) - manifest["vectors"].get("encoder_only", 0)]
+    vocabs, matrix = build_vocab(words, vectors, splits["train"], config.seed, scale_rows=len(with_file_vector))
+    examples = {name: task.encode(sents, vocabs) for name, sents in splits.items()}
+    from_vectors = torch.zeros(len(vocabs.words), dtype=torch.bool)
     from_vectors[[vocabs.words[w] for w in with_file_vector]] = True
     return Setup(task, vocabs, matrix, manifest, examples, from_vectors)
 

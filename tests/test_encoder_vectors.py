@@ -86,6 +86,13 @@ def test_training_words_a_vectors_file_lacks_still_get_the_encoder_s_part(checkp
     # The encoder's part is scaled to the file's own rows, not to rows of zeros.
     file_length = np.linalg.norm(vectors[:2, :3], axis=1).mean()
     assert np.linalg.norm(vectors[:, 3:], axis=1).mean() == pytest.approx(file_length, rel=1e-4)
+    # The random rows (<unk>) start at the scale of the file's own rows, not of rows of zeros.
+    from adelabel.config import resolve
+    from adelabel.train import load_data
+
+    setup = load_data(resolve("bilstm"), tmp_path / "data")
+    start = torch.randn(len(setup.vocabs.words), vectors.shape[1], generator=torch.Generator().manual_seed(13))
+    assert torch.allclose(setup.matrix[1], start[1] * float(vectors[:2].std()))
     # Frozen, they still learn: only the file's rows stay fixed.
     from conftest import train_small
     from adelabel import Tagger
