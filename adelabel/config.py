@@ -28,14 +28,18 @@ from adelabel.errors import AdelabelError, InputError
 
 
 MAX_SEED = 2**32 - 1
-DEFAULT_SEED = 13  # of a run, and of prepare's split: the same number, so one seed names both
 """numpy's generators (word2vec, the split) take seeds from 0 to this."""
+DEFAULT_SEED = 13  # of a run, and of prepare's split: the same number, so one seed names both
 
 
 MAX_SIZE = 8192
 """The largest layer size (units, features, beam) a config may ask for: past it a typo's extra digits
 would be an allocation the machine cannot make, reported as a bad value rather than a crash."""
 MAX_LAYERS = 32
+# Search ranges the recurrent taggers, seq2seq and the recurrent classifiers share (adelabel tune).
+SEARCH_UNITS = {"search": {"choices": [100, 200, 300]}}
+SEARCH_LAYERS = {"search": {"choices": [1, 2]}}
+SEARCH_DROPOUT = {"search": {"low": 0.2, "high": 0.6}}
 
 
 class Section(BaseModel):
@@ -68,13 +72,13 @@ class RecurrentModel(_Heads, _WordInput):
     """Word vectors (+ character features) -> RNN/GRU/LSTM -> time-distributed dense head -> tags."""
 
     hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="units of the recurrent layer, per direction",
-                             json_schema_extra={"search": {"choices": [100, 200, 300]}})
+                             json_schema_extra=SEARCH_UNITS)
     layers: int = Field(1, ge=1, le=MAX_LAYERS, description="stacked recurrent layers (dropout between them)",
-                        json_schema_extra={"search": {"choices": [1, 2]}})
+                        json_schema_extra=SEARCH_LAYERS)
     dense_size: int = Field(100, ge=1, le=MAX_SIZE, description="units of the time-distributed dense layer",
                             json_schema_extra={"search": {"choices": [50, 100, 200]}})
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and in the head",
-                           json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
+                           json_schema_extra=SEARCH_DROPOUT)
     crf: bool = Field(True, description="a CRF output layer; false gives a softmax per token")
     gate_size: int = Field(100, ge=1, le=MAX_SIZE, description="units per direction of the sentence gate's own BiLSTM",
                            json_schema_extra={"search": {"choices": [50, 100, 200]}})
@@ -84,11 +88,11 @@ class Seq2SeqModel(_Heads, _WordInput):
     """BiLSTM encoder; an attending LSTM decoder emits one tag per token."""
 
     hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="encoder units per direction",
-                             json_schema_extra={"search": {"choices": [100, 200, 300]}})
+                             json_schema_extra=SEARCH_UNITS)
     layers: int = Field(1, ge=1, le=MAX_LAYERS, description="encoder layers",
-                        json_schema_extra={"search": {"choices": [1, 2]}})
+                        json_schema_extra=SEARCH_LAYERS)
     decoder_size: int = Field(200, ge=1, le=MAX_SIZE, description="decoder LSTM units",
-                              json_schema_extra={"search": {"choices": [100, 200, 300]}})
+                              json_schema_extra=SEARCH_UNITS)
     tag_dim: int = Field(25, ge=1, le=MAX_SIZE, description="size of the previous tag's embedding fed to the decoder")
     attention: Literal["additive", "multiplicative"] = Field("additive", description="Bahdanau or Luong attention")
     peek: bool = Field(False, description="feed the encoder's sentence summary to every decoder step")
@@ -96,7 +100,7 @@ class Seq2SeqModel(_Heads, _WordInput):
     sampling_decay: float = Field(0.0, ge=0.0, description="k > 0: scheduled sampling, the ratio falls as k/(k+exp(batch/k))")
     beam: int = Field(3, ge=1, le=MAX_SIZE, description="beam width when tagging; 1 is greedy")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs and decoder steps",
-                           json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
+                           json_schema_extra=SEARCH_DROPOUT)
 
 
 class TransformerModel(_Heads):
@@ -119,11 +123,11 @@ class RecurrentClassifier(_Pooled, _WordInput):
     """Word vectors (+ character features) -> RNN/GRU/LSTM -> pooled over the sentence -> classes."""
 
     hidden_size: int = Field(200, ge=1, le=MAX_SIZE, description="units of the recurrent layer, per direction",
-                             json_schema_extra={"search": {"choices": [100, 200, 300]}})
+                             json_schema_extra=SEARCH_UNITS)
     layers: int = Field(1, ge=1, le=MAX_LAYERS, description="stacked recurrent layers (dropout between them)",
-                        json_schema_extra={"search": {"choices": [1, 2]}})
+                        json_schema_extra=SEARCH_LAYERS)
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout on inputs, between layers and before the output",
-                           json_schema_extra={"search": {"low": 0.2, "high": 0.6}})
+                           json_schema_extra=SEARCH_DROPOUT)
 
 
 class TransformerClassifier(_Pooled):
@@ -192,6 +196,11 @@ class Config(BaseModel):
         return self.model_dump(mode="json")
 
 
+READS_PIECES = (TransformerModel, TransformerClassifier)
+"""The model sections whose models read an encoder's sub-word pieces, never the word ids word dropout
+replaces."""
+
+
 TRAIN_BY_FAMILY: dict[str, dict[str, Any]] = {
     # Where a family trains best with other settings than the schema's (recurrent) defaults, for both
     # tasks: a pretrained encoder fine-tunes with small steps for a few epochs, and reads sub-word pieces,
@@ -215,7 +224,7 @@ def search_space(arch: str, task: str = "tag") -> dict[str, dict]:
              for section, cls in (("model", family), ("train", Train)) for name, field in cls.model_fields.items()
              if isinstance(field.json_schema_extra, dict) and "search" in field.json_schema_extra}
     space.update(SEARCH_OVERRIDES.get(arch, {}))
-    if family in (TransformerModel, TransformerClassifier):
+    if family in READS_PIECES:
         space.pop("train.word_dropout")  # it has no effect there (see ConfigBuilder.build)
     return space
 
@@ -359,7 +368,7 @@ class ConfigBuilder:
             config = Config.model_validate({**nested, "model": model})
         except ValidationError as err:
             raise self._error(err) from None
-        if self.packaged and self.family in (TransformerModel, TransformerClassifier) and config.train.word_dropout:
+        if self.packaged and self.family in READS_PIECES and config.train.word_dropout:
             # Word dropout replaces word ids, which a transformer never reads: a new run is told, where a
             # saved model is read as it was trained.
             key = "train.word_dropout"

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from adelabel import atomic
 from adelabel.config import DEFAULT_SEED, Config
-from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
 from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import AE_FILE, DOSE_FILE, NEG_FILE
 from adelabel.corpus.files import read_json_object
+from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
 from adelabel.errors import AdelabelError, InputError
 from adelabel.prepare import drop_unseen_classes, own_types, read_corpus, write_data
 from adelabel.progress import duration

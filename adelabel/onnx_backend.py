@@ -58,14 +58,15 @@ class _Encoder(nn.Module):
 def check_exportable(config: dict, directory: Path, what: str) -> None:
     """Refuse a model the graphs cannot hold; ``what`` begins the message (``--format onnx: exports``,
     ``backend onnx: runs``)."""
+    argument = "backend" if what.startswith("backend") else None
     if config.get("task") != "tag" or config["arch"] not in EXPORTABLE:
         kind = "classifier" if config.get("task") == "classify" else "tagger"
         raise OptionError(f"{what} the recurrent taggers ({', '.join(EXPORTABLE)}); {directory} is a "
-                          f"{config['arch']} {kind}", "backend" if what.startswith("backend") else None)
+                          f"{config['arch']} {kind}", argument)
     if config["model"].get("chars") == "lstm":
         # Its packed sequences over a batch's spellings do not trace (torch's exporter fails deep inside).
         raise OptionError(f"{what} taggers whose character features are cnn or none; {directory} reads "
-                          "characters with an LSTM (model.chars = lstm)", "backend" if what.startswith("backend") else None)
+                          "characters with an LSTM (model.chars = lstm)", argument)
 
 
 def export(directory: str | Path, quantize: bool = False) -> Path:

@@ -24,8 +24,8 @@ from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
 from adelabel.corpus.labelled import read_labelled
 from adelabel.corpus.conll import write_conll
-from adelabel.embeddings import (W2V_DIM, W2V_EPOCHS, coverage, make_keyed_vectors, read_pretrained, save_vectors, select_vectors,
-                                 train_word2vec)
+from adelabel.embeddings import (W2V_DIM, W2V_EPOCHS, coverage, make_keyed_vectors, read_pretrained, save_vectors,
+                                 select_vectors, train_word2vec)
 from adelabel.errors import AdelabelError, InputError
 from adelabel.split import SPLITS, split_by_document
 from adelabel.tags import spans_to_tags, tags_to_spans
@@ -168,8 +168,9 @@ def write_data(out: str | Path, splits: dict[str, list[Sentence]], settings: dic
     holds ``settings``; returns the manifest."""
     with atomic_dir(out, is_data_dir) as tmp:
         tokens, misaligned = _write_splits(tmp, splits, log)
-        cov, source, kv, encoder_only = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs, max_vectors, log,
-                                         progress, encoder, [s.text for s in splits["train"]])
+        cov, source, kv, encoder_only = _write_vectors(tmp, tokens, vectors, pretrained, dim, seed, w2v_epochs,
+                                                       max_vectors, log, progress, encoder,
+                                                       [s.text for s in splits["train"]])
         manifest = {
             **settings,
             "splits": {n: {"documents": len({s.doc_id for s in splits[n]}), "sentences": len(splits[n]),
