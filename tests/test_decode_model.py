@@ -762,6 +762,29 @@ def test_training_tags_only_the_sentences_whose_tags_the_loss_reads():
     assert model.tagged_rows(batch) is None  # inference tags every sentence it is given
 
 
+def test_training_on_some_sentences_keeps_the_heads_lower_precision():
+    """Under CUDA's autocast the dense head gives bf16 (or fp16) and index_copy does not promote a mix of
+    dtypes, as the CPU's autocast does: the tagged sentences' scores are spread into zeros of their own
+    dtype (a GPU run of `train --precision bf16` failed here). The hook plays the GPU's part on a CPU."""
+    vocabs = tiny_vocabs()
+    model = tiny_model(vocabs, gate=True, crf=True)
+    ids = {t: i for i, t in enumerate(TAGS)}
+    texts = ["a sentence .", "rash after naproxen"]
+    tags = [["O"] * 3, ["B-AE", "O", "B-DRUG"]]
+    batch = collate([encode(t, vocabs, ids, g) for t, g in zip(texts, tags)])
+    model.train()
+    hook = model.dense.register_forward_hook(lambda module, args, out: out.to(torch.bfloat16))
+    try:
+        out = model(batch)
+    finally:
+        hook.remove()
+    assert out.scores.dtype == torch.bfloat16 and out.states.dtype == torch.float32
+    assert not out.scores[0].any() and out.scores[1].any()
+    model.loss(out, batch).backward()
+    grads = [p.grad for p in model.dense.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.any() for g in grads)
+
+
 def test_dropout_keeps_each_element_with_the_right_probability_and_scales_it():
     from adelabel.models.dropout import Dropout
 

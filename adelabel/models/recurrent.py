@@ -71,16 +71,21 @@ class RecurrentTagger(SequenceLabeler):
         # and pairs are all the loss reads of it; the others' scores and states stay zero.
         index = rows.nonzero().squeeze(1)
         size, time = words.shape[:2]
-        states = words.new_zeros(size, time, self.rnn.hidden_size * (2 if self.rnn.bidirectional else 1))
-        scores = words.new_zeros(size, time, len(self.tags))
-        if len(index):
-            lengths = batch.lengths[index.cpu()]
-            width = int(lengths.max())
-            out = run_packed(self.rnn, self.dropout(words.index_select(0, index)[:, :width]), lengths)
-            grow = lambda t: nn.functional.pad(t, (0, 0, 0, time - width))  # noqa: E731
-            states = states.index_copy(0, index, grow(out))
-            scores = scores.index_copy(0, index, grow(self.dense(self.dropout(out))))
-        return Output(scores, sentence, states=states)
+        if not len(index):
+            states = words.new_zeros(size, time, self.rnn.hidden_size * (2 if self.rnn.bidirectional else 1))
+            return Output(words.new_zeros(size, time, len(self.tags)), sentence, states=states)
+        lengths = batch.lengths[index.cpu()]
+        width = int(lengths.max())
+        out = run_packed(self.rnn, self.dropout(words.index_select(0, index)[:, :width]), lengths)
+        tagged = self.dense(self.dropout(out))
+
+        def spread(part: torch.Tensor) -> torch.Tensor:
+            # Zeros of the part's own dtype: under CUDA's autocast the head gives bf16 or fp16, and
+            # index_copy there, unlike on a CPU, does not promote a mix of dtypes.
+            whole = part.new_zeros(size, time, part.shape[-1])
+            return whole.index_copy(0, index, nn.functional.pad(part, (0, 0, 0, time - width)))
+
+        return Output(spread(tagged), sentence, states=spread(out))
 
     def screen(self, batch: Batch) -> torch.Tensor | None:
         # The gate has a BiLSTM of its own over the word features: on a sentence it closes (about 4 in
