@@ -1,6 +1,7 @@
 """The GPU check: does adelabel train, score and tag on this machine's GPU as it does on its CPU?
 
-Trains each architecture for two epochs on the GPU (the command a user types), scores the model on
+Trains each architecture for two epochs on the GPU (the command a user types; the bilstm under torchrun
+in bf16, as several GPUs would train it), scores the model on
 the test split on the GPU and on the CPU (the F1s must agree within half a point: same weights, other
 kernels) and on the GPU in bf16, the three scorings at once, and tags 50,000 one-sentence lines on the GPU: once as a
 whole `adelabel tag` process (model load included), then 10,000 of them in this process in fp32 and in
@@ -57,6 +58,16 @@ def score_three_ways(model: Path, data: Path, device: str, work: Path) -> dict:
     return result
 
 
+def torchrun(args: list[str]) -> float:
+    """Wall seconds of `torchrun --standalone --nproc_per_node 1 -m adelabel ARGS...`."""
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+               "-m", "adelabel", *args]
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        raise SystemExit(f"torchrun -m adelabel {' '.join(args)} failed")
+    return time.perf_counter() - start
+
+
 def one_sentence_lines(data: Path, n: int, path: Path) -> None:
     """``n`` lines, each one sentence of the test split, cycled."""
     texts = [json.loads(line)["text"] for line in (data / "test.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -111,8 +122,12 @@ def main() -> int:
     for arch in args.arch or ["bilstm", "transformer"]:
         model = args.work / arch
         extra = ["--encoder", str(args.encoder)] if arch == "transformer" and args.encoder else []
-        seconds, _ = run_cli("train", "--arch", arch, "--data", str(args.data), "--out", str(model), "--epochs", "2",
-                         "--device", args.device, "--set", "train.patience=2", "--quiet", *extra)
+        train = ["train", "--arch", arch, "--data", str(args.data), "--out", str(model), "--epochs", "2",
+                 "--device", args.device, "--set", "train.patience=2", "--quiet", *extra]
+        if arch == "bilstm":  # as several GPUs train it: under torchrun (one process here), in bf16
+            seconds = torchrun(train + ["--precision", "bf16"])
+        else:
+            seconds, _ = run_cli(*train)
         log = [json.loads(line) for line in (model / "train_log.jsonl").read_text().splitlines()]
         row = {"train_seconds": round(seconds, 1),
                "train_sentences_per_second": round(max(r["sentences_per_second"] for r in log)),
