@@ -127,9 +127,10 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 **({"overlaps": overlaps} if overlaps != "outer" else {}),
                 **({"encoder_vectors": encoder_vectors} if encoder_vectors else {}),
                 # Readers of these formats changed what comes out (documents and negatives; then CoNLL
-                # columns and brat sentences by line; labelled texts apart only in white space): a run
-                # begun by an earlier reader may not be carried on by this one.
-                **({"reader": 3} if format in ("conll", "brat") else {"reader": 2} if format == "labelled" else {})}
+                # columns and brat sentences by line; labelled texts apart only in white space; CoNLL
+                # -DOCSTART- ids by columns): a run begun by an earlier reader may not be carried on by
+                # this one.
+                **({"reader": READERS[format]} if format in READERS else {})}
     # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
     settings["corpus_sha256"] = _content_sha256(Path(corpus), format)
     teacher = [Path(t).resolve() for t in teacher]
@@ -212,6 +213,9 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         _write_summary(out, settings, results, folds)
     return _write_summary(out, settings, results, folds)
 
+
+READERS = {"conll": 4, "brat": 3, "labelled": 2}
+"""The version of each format's reader whose documents and sentences a cv run's folds hold."""
 
 SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps", "reader")
 

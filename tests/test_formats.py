@@ -222,7 +222,7 @@ def test_cv_reads_a_conll_file_by_its_documents(capsys, sample_data, tmp_path):
                            "--set", "model.hidden_size=8", "--set", "model.char_size=8", "--set", "model.gate_size=8")
     assert code == 0, err
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["format"] == "conll" and settings["labels"] == [] and settings["reader"] == 3
+    assert settings["format"] == "conll" and settings["labels"] == [] and settings["reader"] == 4
     # A run begun by an earlier CoNLL reader (none recorded, or 2) is not carried on by this one.
     for earlier in ({k: v for k, v in settings.items() if k != "reader"}, {**settings, "reader": 2}):
         (out / "settings.json").write_text(json.dumps(earlier))
@@ -353,6 +353,18 @@ def test_a_docstart_filler_is_no_document_id(tmp_path):
                         encoding="utf-8")
         sentences, report = read_conll_corpus(path)
         assert report.documents == 4 and len({s.doc_id for s in sentences}) == 4
+
+
+def test_a_docstart_line_is_split_into_columns_as_token_lines_are(tmp_path):
+    """A -DOCSTART- line ending in a tab, or with spaces around its tab-separated id, still names its
+    document (its columns are read as a token line's are)."""
+    from adelabel.corpus.conll import read_conll_corpus
+
+    path = tmp_path / "ids.conll"
+    path.write_text("".join(f"-DOCSTART-\t {pmid} \tO\t\n\nword{k}\tB-PER\n.\tO\n\n"
+                            for k, pmid in enumerate(["1001", "1002", "1003"])), encoding="utf-8")
+    sentences, report = read_conll_corpus(path)
+    assert [s.doc_id for s in sentences] == ["1001", "1002", "1003"] and report.documents == 3
 
 
 def test_tag_conll_output_read_back_keeps_each_input_line_one_document(tmp_path):

@@ -119,7 +119,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             continue
         if line.startswith("-DOCSTART-"):
             flush()
-            fields = line.split("\t") if "\t" in line else line.split()
+            fields = _columns(line)
             numbered += 1
             named.append(fields[1] if len(fields) == 3 and fields[1] not in ("-X-", "-DOCSTART-") else "")
             continue
