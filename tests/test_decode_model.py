@@ -785,6 +785,33 @@ def test_training_on_some_sentences_keeps_the_heads_lower_precision():
     assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.any() for g in grads)
 
 
+def test_packed_recurrent_layers_leave_bf16_autocast_for_fp32():
+    """CUDA's autocast would run cuDNN's recurrent layers in fp16 under bf16, with no loss scaling:
+    run_recurrent takes packed layers (the taggers', gates', classifiers' and character BiLSTM's) out of
+    a bf16 autocast, in fp32, and leaves them under an fp16 one. The hooks see what the layer sees."""
+    from adelabel.models.base import run_packed
+    from adelabel.models.chars import CharLSTM
+
+    rnn = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+    chars = CharLSTM(char_vocab_size=12, size=6, char_dim=4)
+    seen = []
+    for layer in (rnn, chars.lstm):
+        layer.register_forward_pre_hook(lambda m, args: seen.append((torch.is_autocast_enabled("cpu"),
+                                                                      args[0].data.dtype)))
+    x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 1, 1])  # mostly padding: the packed path
+    words = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    for dtype, inside in ((torch.bfloat16, (False, torch.float32)), (torch.float16, (True, torch.float32))):
+        seen.clear()
+        with torch.autocast("cpu", dtype=dtype):
+            out = run_packed(rnn, x, lengths)
+            features = chars(words, torch.tensor([[0, 1]]))
+        assert seen == [inside, inside], dtype
+        assert out.dtype == torch.float32 and not out[1:, 1:].any() and features.shape == (1, 2, 6)
+    seen.clear()
+    run_packed(rnn, x, lengths)
+    assert seen == [(False, torch.float32)]
+
+
 def test_dropout_keeps_each_element_with_the_right_probability_and_scales_it():
     from adelabel.models.dropout import Dropout
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from adelabel.data import IGNORE, Batch
 from adelabel.decode import iob2_constraints, viterbi
@@ -55,6 +55,18 @@ def max_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 DENSE_FILL = 0.6
 
 
+def run_recurrent(rnn: nn.RNNBase, packed: PackedSequence) -> tuple[PackedSequence, object]:
+    """``rnn(packed)``, in fp32 under bf16 autocast. CUDA's autocast runs cuDNN's recurrent layers in
+    fp16 whatever dtype it was given (torch registers a single cast for them, to fp16), and bf16 runs
+    no loss scaling, under which fp16's small gradients flush to zero; a CPU's autocast leaves packed
+    layers in fp32 already. Under fp16 autocast, whose gradients are scaled, cuDNN keeps its fp16."""
+    device = packed.data.device.type
+    if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
+        with torch.autocast(device, enabled=False):
+            return rnn(packed.float())
+    return rnn(packed)
+
+
 def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``rnn`` over each sentence's real positions only (so the backward direction never reads
     padding, and padding can't change a prediction); padding positions come back as zeros.
@@ -71,7 +83,7 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
     # The dense path computes padding too: it wins while padding is under about half the batch.
     if x.is_cuda or float(lengths.sum()) < DENSE_FILL * x.shape[0] * x.shape[1]:
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = rnn(packed)
+        out, _ = run_recurrent(rnn, packed)
         return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0].to(dtype)
     time = torch.arange(x.shape[1])
     lengths = lengths.to(torch.long)

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from adelabel.models.base import run_recurrent
+
 
 def _per_token(features: torch.Tensor, spellings: torch.Tensor) -> torch.Tensor:
     # An embedding lookup rather than features[spellings]: its CPU backward sums in a fixed order, so a
@@ -64,7 +66,7 @@ class CharLSTM(nn.Module):
         # Packing needs a length of at least 1; the padding row's features are zeroed below.
         packed = pack_padded_sequence(self.embedding(chars), lengths.clamp(min=1).cpu(), batch_first=True,
                                       enforce_sorted=False)
-        _, (last, _) = self.lstm(packed)
+        _, (last, _) = run_recurrent(self.lstm, packed)
         x = torch.cat([last[0], last[1]], dim=-1).masked_fill((lengths == 0)[:, None], 0.0)
         return _per_token(x, spellings)
 
