@@ -117,11 +117,12 @@ def epoch_sample(examples: Sequence[Example], negative: Sequence[bool], fraction
 def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.GradScaler, batches: list,
               cfg: Config, dropout_gen: torch.Generator, unk: int, device: torch.device,
               progress: Callable[[int, int], None]) -> float:
-    """One pass over ``batches``; returns the mean batch loss. ``loss_of(batch)`` is ``model``'s loss
+    """One pass over ``batches``; returns the mean batch loss (NaN or infinite when the run diverged).
+    ``loss_of(batch)`` is ``model``'s loss
     (under torchrun through DistributedDataParallel, which averages gradients over ranks)."""
     hp = cfg.train
     model.train()
-    total = 0.0
+    total, counted = 0.0, 0
     for n, batch in enumerate(batches, start=1):
         batch = batch.to(device)
         if hp.word_dropout > 0:
@@ -135,9 +136,16 @@ def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.Grad
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip_norm)
         scaler.step(optimizer)
         scaler.update()
-        total += loss.item()
+        value = loss.item()
+        # Under fp16 the scaler skips a step whose gradients overflowed and lowers its scale; a loss
+        # that overflowed in fp16 skips its step the same way, so only an epoch of them is divergence.
+        if math.isfinite(value) or not scaler.is_enabled():
+            total += value
+            counted += 1
         progress(n, len(batches))
-    return total / max(len(batches), 1)
+    if not batches:
+        return 0.0
+    return total / counted if counted else float("nan")
 
 
 class Diverged(AdelabelError):

@@ -4,6 +4,7 @@ benchmarks/gpu_check.sh on a GPU machine."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -40,6 +41,38 @@ def test_bf16_training_on_the_cpu_saves_fp32_weights_that_load_anywhere(sample_d
     lowered = {n for n, p in low.model.named_parameters() if p.dtype == torch.bfloat16}
     assert lowered and all(n.startswith(("rnn.", "gate.rnn.")) for n in lowered)
     assert abs(low.analyze(text).sentences[0].ade - tagger.analyze(text).sentences[0].ade) < 0.05
+
+
+def test_an_overflowed_fp16_step_is_skipped_and_not_taken_for_divergence():
+    """With loss scaling (fp16), a batch whose loss overflowed skips its step, as the scaler skips steps
+    whose gradients did, and leaves the epoch's mean; an epoch of nothing else diverged. Without
+    scaling, one non-finite loss is divergence."""
+    from types import SimpleNamespace
+
+    from adelabel.train import run_epoch
+
+    class Batch:
+        def to(self, device):
+            return self
+
+    cfg = SimpleNamespace(train=SimpleNamespace(word_dropout=0.0, clip_norm=5.0, precision="fp32"))
+
+    def epoch(values, scaled):
+        model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.ones_(model.weight)
+        losses = iter(values)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", enabled=scaled, init_scale=2.0)
+        mean = run_epoch(lambda batch: model.weight.sum() * next(losses), model, optimizer, scaler,
+                         [Batch() for _ in values], cfg, torch.Generator(), 1, torch.device("cpu"), lambda n, t: None)
+        return mean, model.weight.item()
+
+    mean, weight = epoch([1.0, float("inf"), 3.0], scaled=True)
+    # Steps of 0.1 x 1 and 0.1 x 3 (the inf batch took none); losses 1 x 1 and 0.9 x 3.
+    assert weight == pytest.approx(0.6) and mean == pytest.approx((1 + 2.7) / 2)
+    mean, weight = epoch([float("inf"), float("nan")], scaled=True)
+    assert math.isnan(mean) and weight == 1.0
+    assert not math.isfinite(epoch([1.0, float("inf"), 3.0], scaled=False)[0])
 
 
 def test_fp16_and_unknown_precisions_are_refused_on_the_cpu(capsys, tiny_model_dir, sample_data, tmp_path):
