@@ -153,7 +153,8 @@ class Diverged(AdelabelError):
 
 
 # Dropout masks (and seq2seq's scheduled sampling) draw from torch's global generator; its state is
-# checkpointed so a resumed run goes on exactly as an uninterrupted one.
+# checkpointed so a resumed run goes on exactly as an uninterrupted one (on a CPU; a GPU's atomic adds
+# make even two uninterrupted runs there part).
 def _random_states(device: torch.device) -> dict:
     states = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
