@@ -69,9 +69,10 @@ def fold_splits(sentences: Sequence[Sentence], folds: int, seed: int) -> list[di
 
 
 def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
-    """Every score of a result as ``path.to.value`` (precision, recall, F1 and the like). A classifier's
-    scores that the fold cannot define are left out rather than read as 0: the recall and F1 of a class
-    its test split holds no text of, and the precision of one it never predicted either."""
+    """Every score of a result as ``path.to.value`` (precision, recall, F1 and the like). Scores that the
+    fold cannot define are left out rather than read as 0: the recall and F1 of a type or class its test
+    split holds none of (which seqeval reports, as 0, when the model predicted one), and a classifier's
+    precision of a class it never predicted either."""
     out = {}
     if not prefix and "per_class" in result and result.get("confusion"):
         predicted = [sum(column) for column in zip(*result["confusion"])]
@@ -81,6 +82,8 @@ def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
             for name, scores in result["per_class"].items()}}
     for key, value in result.items():
         if isinstance(value, dict):
+            if value.get("support") == 0:
+                value = {k: v for k, v in value.items() if k not in ("recall", "f1")}
             out.update(_leaves(value, f"{prefix}{key}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
                 key in ("precision", "recall", "f1", "support", "accuracy", "roc_auc", "average_precision", "ece",
@@ -289,9 +292,18 @@ def _over(stat: dict, folds: int) -> str:
     return f"  ({stat['folds']} of {folds} folds)" if "folds" in stat else ""
 
 
+def _row_name(key: str) -> str | None:
+    """A row's name from one of its scores' keys (a type's F1 is undefined where no fold holds it, but its
+    precision is); read from the end, as a type or class name may hold a dot itself."""
+    for score in (".f1", ".precision"):
+        if key.endswith(score):
+            return key.removesuffix(score)
+    return None
+
+
 def _named(stats: dict, prefix: str) -> list[str]:
-    """The names of the rows under ``prefix`` (``prefix``NAME.f1), dots in a name kept."""
-    return sorted({k[len(prefix):-len(".f1")] for k in stats if k.startswith(prefix) and k.endswith(".f1")})
+    """The names of the rows under ``prefix`` (``prefix``NAME.f1 or .precision), dots in a name kept."""
+    return sorted({name[len(prefix):] for name in map(_row_name, stats) if name and name.startswith(prefix)})
 
 
 def format_summary(summary: dict) -> str:
@@ -303,14 +315,15 @@ def format_summary(summary: dict) -> str:
             f"{'':<34}{'precision':>18}{'recall':>18}{'f1':>18}"]
 
     def row(title: str, prefix: str) -> None:
-        if f"{prefix}f1" not in stats:
+        if f"{prefix}f1" not in stats and f"{prefix}precision" not in stats:
             return
         if prefix.endswith("relations.") and stats.get(f"{prefix}support", {}).get("mean", 1) == 0:
             rows.append(f"{title:<34}{'n/a (no gold pair)':>18}")
             return
+        # Recall and F1 are undefined in a fold that holds none of the row's type: n/a where no fold does.
         cells = "".join(f"{stats[prefix + m]['mean']:>10.4f} ± {stats[prefix + m]['std']:.4f}"
-                        for m in ("precision", "recall", "f1"))
-        rows.append(f"{title:<34}{cells}{_over(stats[prefix + 'f1'], folds)}")
+                        if prefix + m in stats else f"{'n/a':>18}" for m in ("precision", "recall", "f1"))
+        rows.append(f"{title:<34}{cells}{_over(stats.get(prefix + 'f1') or stats[prefix + 'precision'], folds)}")
 
     if summary["settings"]["config"]["task"] == "classify":
         per_class = _named(stats, "per_class.")
@@ -321,8 +334,7 @@ def format_summary(summary: dict) -> str:
             if key in stats:
                 rows.append(f"{key:<34}{stats[key]['mean']:>10.4f} ± {stats[key]['std']:.4f}{_over(stats[key], folds)}")
         return "\n".join(rows)
-    # Read from each row's end: a type or class name may hold a dot itself.
-    types = sorted({k.removesuffix(".f1") for k in stats if k.endswith(".f1") and not k.startswith(
+    types = sorted({_row_name(k) for k in stats if _row_name(k) and not k.startswith(
         ("annotated_only.", "relations.", "sentences.", "per_class."))} - {"micro", "macro", "weighted"})
     rows.append("all sentences (as `adelabel tag` outputs them):")
     for name in types + ["micro", "macro"]:

@@ -393,6 +393,30 @@ def test_a_type_one_fold_lacks_keeps_its_row_over_the_folds_that_have_it():
     assert "0.6000" in dose and dose.endswith("(2 of 3 folds)")
 
 
+def test_a_type_a_fold_holds_none_of_counts_only_its_precision_there():
+    """seqeval reports a type the model predicted but the fold's test split holds none of with recall and
+    F1 0 (support 0): undefined, so left out of those means (as a fold without the false positive is),
+    while the false positives' precision 0 counts. A type no fold holds prints n/a for them."""
+    from adelabel.cv import format_summary, summarise
+
+    def scores(value, support):
+        return {"precision": value, "recall": value, "f1": value, "support": support}
+
+    def fold(dose, spurious):
+        result = {"DRUG": scores(0.9, 10), "micro": scores(0.8, 12), "macro": scores(0.7, 12), "DOSE": dose}
+        return {**result, **({"ROUTE": scores(0.0, 0)} if spurious else {})}
+
+    stats = summarise([fold(scores(1.0, 2), False), fold(scores(0.0, 0), True), fold(scores(0.0, 0), True)])
+    assert stats["DOSE.f1"] == {"mean": 1.0, "std": 0.0, "folds": 1} and stats["DOSE.recall"]["folds"] == 1
+    assert stats["DOSE.precision"]["mean"] == pytest.approx(1 / 3) and "folds" not in stats["DOSE.precision"]
+    assert "ROUTE.f1" not in stats and stats["ROUTE.precision"] == {"mean": 0.0, "std": 0.0, "folds": 2}
+    printed = format_summary({"summary": stats, "folds": [{}, {}, {}], "settings": {"config": {"task": "tag"}}})
+    route = next(line for line in printed.splitlines() if line.strip().startswith("ROUTE"))
+    assert route.count("n/a") == 2 and route.endswith("(2 of 3 folds)")
+    dose = next(line for line in printed.splitlines() if line.strip().startswith("DOSE"))
+    assert dose.endswith("(1 of 3 folds)")
+
+
 def test_a_cv_of_the_checksum_recipe_before_is_still_the_same_corpus(tmp_path):
     from adelabel import cv
 
