@@ -13,9 +13,10 @@ optuna rather than a search of our own: it has the samplers (TPE, random, grid),
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
-import math
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -234,9 +235,12 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     fixed = {k: v["choices"][0] for k, v in space.items() if "choices" in v and len(v["choices"]) == 1}
     searched = {k: v for k, v in space.items() if k not in fixed}
     integer = {k: _integer(k, arch, task) for k in searched}
+    # The grid's points are put to the study one by one (below): optuna's GridSampler counts a failed
+    # or killed trial's point as tried and gives points by trial number, so a carried-on grid search
+    # would skip points.
     samplers = {"tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
                 "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-                "grid": lambda seed: optuna.samplers.GridSampler(_grid(searched, integer), seed=seed)}
+                "grid": lambda seed: optuna.samplers.RandomSampler(seed=seed)}
     if "base" not in study.user_attrs:  # a study begun before the settings were recorded
         study.set_user_attr("base", settings)
     # Seeded as at the start, a carried-on search would draw its first trials' settings again.
@@ -244,18 +248,30 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     # Trials a killed search left running will never report: they failed.
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
-    finished = lambda: study.get_trials(deepcopy=False, states=counted)  # noqa: E731
+    counted_trials = lambda: study.get_trials(deepcopy=False, states=counted)  # noqa: E731
+    finished: Callable[[], list] = counted_trials
     if sampler == "grid":
-        points = math.prod(len(v) for v in _grid(searched, integer).values())
-        if trials > points:
-            say(f"the grid has {points} points: {points} trials, not {trials}")
-            trials = points
+        grid = _grid(searched, integer)
+        points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+        random.Random(base.seed).shuffle(points)
+        if trials > len(points):
+            say(f"the grid has {len(points)} points: {len(points)} trials, not {trials}")
+            trials = len(points)
+
+        def tried() -> list[dict]:
+            done = [t.params for t in counted_trials()]
+            return [p for p in points if p in done]
+
+        finished = tried  # a grid search counts the points tried, each once
+        missing = lambda: [p for p in points if p not in tried()]  # noqa: E731
     durations: list[float] = []
     _sweep_work_folders()
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
     try:
         while len(finished()) < trials:
             number = len(finished()) + 1
+            if sampler == "grid":
+                study.enqueue_trial(missing()[0], skip_if_exists=False)
             trial = study.ask()
             values = {k: _suggest(trial, k, spec, integer[k]) for k, spec in searched.items()}
             values.update(fixed)

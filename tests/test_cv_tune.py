@@ -251,6 +251,48 @@ def test_a_grid_search_stops_at_the_end_of_its_grid(sample_data, tmp_path, capsy
     assert sorted(t.params["model.layers"] for t in study.trials) == [1, 2]
 
 
+def test_a_grid_search_stopped_by_a_failed_trial_carries_on_over_every_point_once(sample_data, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """A grid search stopped by an error (or a kill) in its third trial, run again, tries the points not
+    tried yet, each once (optuna's grid sampler counted the failed trial's point as tried, and gave
+    points by trial number, skipping some); a study begun with another sampler gets the rest of the grid."""
+    import optuna
+
+    from adelabel import train as training
+    from adelabel.errors import AdelabelError
+
+    calls, failing = [], [False]
+
+    def train(config, *args, **kwargs):
+        calls.append((config.model.layers, config.model.chars))
+        if len(calls) == 3 and failing[0]:
+            raise AdelabelError("the disk is full")
+        return {"dev": {"f1": 0.1 * len(calls)}}
+
+    monkeypatch.setattr(training, "train", train)
+    fixed = ["--set", "model.dropout=0.5", "--set", "train.batch_size=32", "--set", "train.lr=0.005",
+             "--set", "train.word_dropout=0.05", "--set", "train.negative_fraction=0.5"]
+    everything = {(layers, chars) for layers in (1, 2) for chars in ("cnn", "lstm", "none")}
+    for grid_first in (True, False):
+        storage = f"sqlite:///{tmp_path}/{grid_first}.db"
+        base = ["tune", "--data", sample_data, "--epochs", "1", "--storage", storage, "--out", tmp_path / "g.toml",
+                "--trials", "6", *TINY, *fixed]
+        calls.clear()
+        failing[0] = grid_first
+        first = ["--sampler", "grid"] if grid_first else ["--sampler", "random", "--trials", "2"]
+        code, _, err = run_cli(capsys, *base, *first)
+        assert code == (2 if grid_first else 0), err
+        failing[0] = False
+        code, _, err = run_cli(capsys, *base, "--sampler", "grid")
+        assert code == 0, err
+        study = optuna.load_study(study_name="adelabel", storage=storage)
+        complete = [(t.params["model.layers"], t.params["model.chars"]) for t in study.trials
+                    if t.state == optuna.trial.TrialState.COMPLETE]
+        assert set(complete) == everything and len(complete) == len(calls) - grid_first, (complete, calls)
+        rest = calls[3:] if grid_first else calls[2:]  # the second run's trials
+        assert len(set(rest)) == len(rest) and set(rest) == everything - set(calls[:2]), calls
+
+
 def test_the_search_space_lives_in_the_schema():
     from adelabel.config import search_space
 
