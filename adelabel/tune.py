@@ -18,6 +18,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -128,19 +129,45 @@ WORK_PREFIX = "adelabel-tune-"
 """Trials train in ``<tmp>/adelabel-tune-<pid>-XXXX/``, removed when the search ends."""
 
 
+def _alive(pid: int) -> bool:
+    """Whether another process ``pid`` runs on this machine (this process's own pid, reused in a
+    container from a killed run's, is not one)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def _sweep_work_folders() -> None:
     """Remove the trial folders of searches whose process is gone (killed: nothing removed them then);
     they hold a trial's weights and optimiser state."""
     for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*"):
         pid = folder.name.removeprefix(WORK_PREFIX).partition("-")[0]
-        if not pid.isdigit() or not folder.is_dir():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and folder.is_dir() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:  # another user's live process
-            continue
+
+
+PROCESS = "process"
+"""A trial's user attribute naming the process that runs it, ``host:pid``."""
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _gone(trial) -> bool:
+    """Whether a running trial's process is gone, so that the trial never reports: one of this machine
+    whose process is not running, or one an earlier version ran (no process recorded). Another
+    machine's, or a live process's (several searches may share a study), may still report."""
+    host, _, pid = str(trial.user_attrs.get(PROCESS, "")).rpartition(":")
+    if not pid.isdigit():
+        return True
+    return host == socket.gethostname() and not _alive(int(pid))
 
 
 # A size whose layer a fixed key switches off changes nothing, so it is not searched.
@@ -247,7 +274,8 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     study.sampler = samplers[sampler]((base.seed + len(study.trials)) % (MAX_SEED + 1))
     # Trials a killed search left running will never report: they failed.
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
+        if _gone(stale):
+            study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
     counted_trials = lambda: study.get_trials(deepcopy=False, states=counted)  # noqa: E731
     finished: Callable[[], list] = counted_trials
     if sampler == "grid":
@@ -273,6 +301,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             if sampler == "grid":
                 study.enqueue_trial(missing()[0], skip_if_exists=False)
             trial = study.ask()
+            trial.set_user_attr(PROCESS, _this_process())
             values = {k: _suggest(trial, k, spec, integer[k]) for k, spec in searched.items()}
             values.update(fixed)
             try:

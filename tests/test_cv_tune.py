@@ -373,11 +373,56 @@ def test_a_killed_searchs_trial_folder_is_swept_by_the_next(tmp_path, monkeypatc
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead, alive = tmp_path / f"adelabel-tune-{gone.stdout.strip()}-x1", tmp_path / f"adelabel-tune-{os.getpid()}-x2"
-    for folder in (dead, alive):
-        (folder / "trial-0.checkpoint").mkdir(parents=True)
-    tune._sweep_work_folders()
-    assert not dead.exists() and alive.exists()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead, alive = tmp_path / f"adelabel-tune-{gone.stdout.strip()}-x1", tmp_path / f"adelabel-tune-{running.pid}-x2"
+        reused = tmp_path / f"adelabel-tune-{os.getpid()}-x3"  # a killed run's pid, given to this process
+        for folder in (dead, alive, reused):
+            (folder / "trial-0.checkpoint").mkdir(parents=True)
+        tune._sweep_work_folders()
+        assert not dead.exists() and alive.exists() and not reused.exists()
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_a_search_fails_the_trials_of_gone_processes_only(sample_data, tmp_path, capsys, monkeypatch):
+    """Carrying a study on fails the trials a killed search left running (this machine's, their process
+    gone, or an earlier version's), not those of a search still running on the same study, here or on
+    another machine; each trial records its process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+
+    from adelabel import train as training
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: {"dev": {"f1": 0.5}})
+    storage = f"sqlite:///{tmp_path}/study.db"
+    base = ["tune", "--data", sample_data, "--epochs", "1", "--storage", storage, "--out", tmp_path / "best.toml",
+            "--sampler", "random", *TINY]
+    code, _, err = run_cli(capsys, *base, "--trials", "1")
+    assert code == 0, err
+    study = optuna.load_study(study_name="adelabel", storage=storage)
+    assert study.trials[0].user_attrs["process"] == f"{socket.gethostname()}:{os.getpid()}"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owners = {"dead": f"{socket.gethostname()}:{gone.stdout.strip()}", "live": f"{socket.gethostname()}:{running.pid}",
+                  "elsewhere": "another-machine:1", "earlier version": None}
+        for owner in owners.values():
+            trial = study.ask()
+            if owner:
+                trial.set_user_attr("process", owner)
+        code, _, err = run_cli(capsys, *base, "--trials", "2")
+        assert code == 0, err
+    finally:
+        running.kill()
+        running.wait()
+    states = [t.state.name for t in optuna.load_study(study_name="adelabel", storage=storage).trials]
+    assert states == ["COMPLETE", "FAIL", "RUNNING", "RUNNING", "FAIL", "COMPLETE"], states
 
 
 def test_a_corpus_file_cv_cannot_read_is_one_line(tmp_path, monkeypatch):
