@@ -708,7 +708,12 @@ def run(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
         return 141
     except OSError as err:
-        if err.filename is not None or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+        if err.filename is not None:
+            # What no check before it foresaw (a folder the system refuses, a disk gone read-only): the
+            # file and the system's reason, in one line.
+            say(f"adelabel: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+            return 2
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
             raise
         # No file named, and a write's failure: standard output's (a full disk behind a redirection).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -265,6 +265,24 @@ def test_a_full_disk_is_named_as_the_output(tmp_path, monkeypatch):
     assert target.read_text() == "OLD\n" and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
+def test_a_folder_the_system_refuses_is_one_line(capsys, tmp_path, monkeypatch):
+    """An output folder the system will not make (a read-only or virtual file system), met past every
+    check: one line naming it and the system's reason, status 2, no traceback."""
+    import errno
+
+    real = Path.mkdir
+    refused = tmp_path / "refused"
+
+    def mkdir(self, *args, **kwargs):
+        if self == refused:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    code, _, err = run_cli(capsys, "cv", "--corpus", SAMPLE, "--out", refused, "--folds", "2", "--quiet")
+    assert code == 2 and err.strip() == f"adelabel: error: {refused}: Operation not permitted", err
+
+
 def test_a_folder_set_aside_by_a_kill_is_put_back(tmp_path):
     from adelabel import atomic
 
