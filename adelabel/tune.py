@@ -188,6 +188,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     """Run (or carry on) a study until it holds ``trials`` finished trials (complete or pruned); write
     the best config to ``out`` (TOML) and return a summary. ``fixed_keys``: keys the base config sets
     that are searched no more (``--set``)."""
+    from adelabel.prepare import read_manifest
     from adelabel.train import Diverged, checkpoint_dir, train
 
     optuna = _optuna()
@@ -223,6 +224,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise OptionError(f"--storage {storage}: cannot open it as a study ({first})") from None
     data_key = str(Path(data_dir).resolve())
+    data_files = read_manifest(data_dir).get("files", {})
     base_values = {**base.to_dict()}
     # What every trial starts from besides the searched keys: a study's best config is written from it,
     # so a study carries on only from the settings its trials trained with.
@@ -234,6 +236,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         study.set_user_attr("arch", arch)
         study.set_user_attr("task", task)
         study.set_user_attr("data", data_key)
+        study.set_user_attr("data_files", data_files)
         study.set_user_attr("space", json.dumps(space, sort_keys=True))
         study.set_user_attr("base", settings)
     elif (study.user_attrs.get("arch"), study.user_attrs.get("task")) != (arch, task):
@@ -256,6 +259,11 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     if study.user_attrs.get("data") != data_key:
         raise OptionError(f"--storage {storage}: its study trained on {study.user_attrs.get('data')}, not "
                           f"--data {data_dir}")
+    if study.user_attrs.get("data_files", data_files) != data_files:  # scored on other dev splits
+        raise OptionError(f"--storage {storage}: --data {data_dir} was prepared again since its study began "
+                          "(the files' checksums differ); use a new storage file")
+    if "data_files" not in study.user_attrs:  # a study begun before the checksums were recorded
+        study.set_user_attr("data_files", data_files)
     if study.user_attrs.get("base", settings) != settings:
         raise OptionError(f"--storage {storage}: its trials trained from other settings (--set, --epochs or "
                           "--config differ from those it started with); use a new storage file")

@@ -251,6 +251,27 @@ def test_a_grid_search_stops_at_the_end_of_its_grid(sample_data, tmp_path, capsy
     assert sorted(t.params["model.layers"] for t in study.trials) == [1, 2]
 
 
+def test_a_study_does_not_carry_on_over_data_prepared_again(sample_data, tmp_path, capsys, monkeypatch):
+    """Prepared again (another seed, say), the data folder holds other dev splits, on which trials are
+    not comparable with the study's: refused in one line."""
+    import shutil
+
+    from adelabel import train as training
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: {"dev": {"f1": 0.5}})
+    data = tmp_path / "data"
+    shutil.copytree(sample_data, data)
+    base = ["tune", "--data", data, "--epochs", "1", "--storage", f"sqlite:///{tmp_path}/s.db",
+            "--out", tmp_path / "best.toml", "--sampler", "random", *TINY]
+    code, _, err = run_cli(capsys, *base, "--trials", "1")
+    assert code == 0, err
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["files"]["dev.jsonl"] = "0" * 64
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, *base, "--trials", "2")
+    assert code == 2 and "was prepared again since its study began" in err, err
+
+
 def test_a_grid_search_stopped_by_a_failed_trial_carries_on_over_every_point_once(sample_data, tmp_path, capsys,
                                                                                    monkeypatch):
     """A grid search stopped by an error (or a kill) in its third trial, run again, tries the points not
