@@ -150,6 +150,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
 
         encoder = Encoder(encoder_vectors)
     settings_path = out / "settings.json"
+    afresh: list[str] = []
     if settings_path.is_file():
         before = read_json_object(settings_path)
         if _same_corpus(before.get("corpus_sha256"), Path(corpus), format, settings["corpus_sha256"]):
@@ -161,16 +162,19 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                    for p in out.glob("fold-*")):
                 raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
                                     "give another --out, or delete it to start afresh")
-            # No fold finished under those settings (the first stopped by an error, say): nothing of
-            # them is worth keeping, and a fold begun under them would mix the two.
-            say(f"{out}: no fold had finished under its settings ({', '.join(changed)} differ); starting afresh")
-            for fold in sorted(out.glob("fold-*")):
-                atomic.remove_dir(fold)
+            afresh = changed
     read: list[str] = []
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, read.append,
                                              overlaps)
     sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
     splits = fold_splits(sentences, folds, seed)
+    if afresh:
+        # No fold finished under the folder's settings (the first stopped by an error, say): nothing of
+        # them is worth keeping, and a fold begun under them would mix the two. Removed only now, once
+        # this run's settings have proved able to make folds (a mistyped --folds loses nothing).
+        say(f"{out}: no fold had finished under its settings ({', '.join(afresh)} differ); starting afresh")
+        for fold in sorted(out.glob("fold-*")):
+            atomic.remove_dir(fold)
     for line in read:  # what the reader skipped or repaired, as prepare says it, once the folds can be made
         say(line)
     counts = Counter(map(sentence_class, sentences))

@@ -573,6 +573,9 @@ def test_cv_names_dropped_settings_and_starts_afresh_when_no_fold_finished(capsy
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "holds a cross-validation with other settings (config, seed)" in err, err
     state.unlink()
+    # Settings that cannot make folds are refused before the unfinished fold is removed.
+    code, _, err = run_cli(capsys, *[a if a != "2" else "1000" for a in args])
+    assert code == 2 and "--folds 1000" in err and (out / "fold-01" / "data").is_dir(), err
     scores = {"f1": 0.5, "precision": 0.5, "recall": 0.5}
     monkeypatch.setattr(cv, "train", lambda *a, **k: {"best_epoch": 1, "epochs_run": 1,
                                                       "test": {**scores, "micro": scores}})
