@@ -108,7 +108,8 @@ def main() -> None:
               f"{'recall':>18}")
         for way in per_fold[0]:
             stats = summarise([f[way] for f in per_fold])
-            cells = "".join(f"{stats[key]['mean']:>9.4f} ± {stats[key]['std']:.4f}"
+            # Models without a sentence gate (cv --no-negatives) have no sentence decision to score.
+            cells = "".join(f"{stats[key]['mean']:>9.4f} ± {stats[key]['std']:.4f}" if key in stats else f"{'n/a':>18}"
                             for key in ("micro.f1", "sentences.f1", "sentences.precision", "sentences.recall"))
             print(f"  {way:<34}{cells}")
         print(flush=True)
@@ -128,6 +129,8 @@ def paired(these: list[dict], those: list[dict], title: str) -> str:
     these, those = [_leaves(f["own"]) for f in these], [_leaves(f["own"]) for f in those]
     lines = [f"{title}, fold by fold:"]
     for key, name in PAIRED.items():
+        if not all(key in a and key in b for a, b in zip(these, those)):
+            continue  # a score one side lacks (no sentence gate)
         diff = [a[key] - b[key] for a, b in zip(these, those)]
         std = statistics.stdev(diff) if len(diff) > 1 else 0.0
         lines.append(f"  {name:<34}{statistics.fmean(diff) * 100:+6.2f} points (std {std * 100:.2f}), "

@@ -382,6 +382,11 @@ def test_cv_rescore_compares_folds_pair_by_pair():
     assert "entity F1, annotated sentences     +2.00 points (std 2.00), ahead on 2 of 3 folds" in against_a
     assert "sentence F1                        -1.00 points (std 0.00), ahead on 0 of 3 folds" in against_b
     assert against_a.count("ahead on 2 of 3 folds") == 5
+    for folds in everything.values():  # models without a sentence gate (cv --no-negatives): no sentence row
+        for f in folds:
+            del f["own"]["sentences"]
+    ungated = rescore.paired(everything["a + b"], everything["a"], "ungated")
+    assert "sentence F1" not in ungated and ungated.count("ahead on") == 4
 
 
 def test_a_killed_searchs_trial_folder_is_swept_by_the_next(tmp_path, monkeypatch):
