@@ -607,7 +607,7 @@ def tag(
     ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes jsonl as without it.")] = False,
     quiet: Quiet = False,
     output: Annotated[Optional[str], typer.Option(metavar="PATH", help="Write here instead of stdout (- is stdout).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters; memory is bounded by one chunk).")] = 1024,
+    batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters, except under --ray; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
     precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",

@@ -84,6 +84,17 @@ class _LineTagger(RayTagger):
                          for f, r in zip(fields, self._process(texts))]}
 
 
+def _ours(err: BaseException) -> AdelabelError | None:
+    """The one-line error a worker met (a model it could not load, say), out of Ray's wrapping of it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, AdelabelError):
+            return err
+        seen.add(id(err))
+        err = getattr(err, "cause", None) or err.__cause__
+    return None
+
+
 # Where str.splitlines, and so Ray's read_text, ends a line besides "\n".
 SPLITS_LINES = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
@@ -146,12 +157,18 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
             if input_format == "jsonl":
                 parse_record(source, number, line)
     with _stderr_silenced(quiet):  # Ray's own log lines and C++ warnings, which --quiet asks to be spared
-        # Joins the cluster RAY_ADDRESS names; else starts one on this machine, with a CPU slot for
-        # the read tasks beside the workers' (which would otherwise wait for each other).
-        local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers + 1}
+        # Joins the cluster RAY_ADDRESS names; else starts one on this machine (not one a `ray start`
+        # left running, which Ray would join), with a CPU slot for the read tasks beside the workers'
+        # (which would otherwise wait for each other).
+        local = {} if os.environ.get("RAY_ADDRESS") else {"address": "local", "num_cpus": workers + 1}
         ours = signal.getsignal(signal.SIGTERM)
-        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 **local)
+        try:
+            ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     **local)
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            where = f"the cluster RAY_ADDRESS={os.environ['RAY_ADDRESS']} names" if not local else "a local one"
+            reason = " ".join(str(err).split())
+            raise AdelabelError(f"--ray: cannot start or join Ray ({where}): {reason}") from None
         if callable(ours) and threading.current_thread() is threading.main_thread():
             # Ray's driver exits with status 15 on TERM; the command line's handler unwinds it like Ctrl-C
             # (status 130, as without --ray), removing the unfinished output on the way.
@@ -161,15 +178,20 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
         context.enable_progress_bars = False
         dataset = ray.data.read_text(str(Path(source).resolve()), drop_empty_lines=False)
         tagged = dataset.map_batches(
-            _LineTagger, fn_constructor_kwargs={"jsonl": input_format == "jsonl", "model": [str(m) for m in model],
+            # Absolute: a cluster's workers run in the folder its `ray start` ran in, not this one.
+            _LineTagger, fn_constructor_kwargs={"jsonl": input_format == "jsonl",
+                                                "model": [str(Path(m).resolve()) for m in model],
                                                 "device": device, "threshold": threshold, "precision": precision},
             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_size=batch_size, batch_format="numpy")
         count = 0
         with atomic_file(output) if output is not None else nullcontext(sys.stdout) as out:
-            for batch in tagged.iter_batches(batch_size=None, batch_format="numpy"):
-                for line in batch["line"]:
-                    out.write(line + "\n")
-                    count += 1
+            try:
+                for batch in tagged.iter_batches(batch_size=None, batch_format="numpy"):
+                    for line in batch["line"]:
+                        out.write(line + "\n")
+                        count += 1
+            except ray.exceptions.RayError as err:
+                raise _ours(err) or err
             drop_sidecar(output)
     write_sidecar(output, meta, count)  # as plain `tag` writes it
     return count

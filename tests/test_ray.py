@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,13 @@ def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "tagged.jsonl"
-    env = {"OMP_NUM_THREADS": "1", "RAY_ADDRESS": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    # The address file a `ray start` leaves (here of a cluster long gone): Ray would join it; --ray with no
+    # RAY_ADDRESS starts its own. A short folder: Ray's socket paths must fit in 107 bytes.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:6390\n")
+    env = {"OMP_NUM_THREADS": "1", "RAY_ADDRESS": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "RAY_TMPDIR": str(ray_tmp)}
     done = subprocess.run([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir),
                            "--input-format", "jsonl", "--ray", "--workers", "1", "--batch-size", "4",
                            "--output", str(out)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
@@ -56,6 +64,17 @@ def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir
     assert got == expected  # the same records as without Ray, the input's fields untouched
     meta = json.loads((tmp_path / "tagged.jsonl.meta.json").read_text())
     assert meta["lines"] == len(rows) and meta["model"] == str(tiny_model_dir.resolve())
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_an_error_a_ray_worker_met_is_our_one_line():
+    ray = pytest.importorskip("ray")
+    from adelabel.errors import InputError
+    from adelabel.ray_tagging import _ours
+
+    met = InputError("models/bilstm", "model folder not found")
+    wrapped = ray.exceptions.RayTaskError("_LineTagger.__init__", "Traceback ...", met)
+    assert _ours(wrapped) is met and _ours(ray.exceptions.RayTaskError("f", "tb", ValueError("x"))) is None
 
 
 def test_ray_refuses_lines_its_reader_would_split(capsys, tiny_model_dir, tmp_path):
