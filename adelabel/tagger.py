@@ -145,8 +145,11 @@ class Tagger:
                         raise InputError(p, f"{has} {name}, unlike {paths[0]}; an ensemble's members all have "
                                             "one or none do")
             model = Ensemble([m for m, _, _ in loaded]).to(dev).eval()
+            # Scored at the smallest member's batch (a transformer's 64 beside a bilstm's 256), whatever
+            # the order of the members.
+            smallest = min(c["train"]["eval_batch_size"] for _, c, _ in loaded)
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
-                      "ensemble": [str(p) for p in paths]}
+                      "ensemble": [str(p) for p in paths], "train": {**config["train"], "eval_batch_size": smallest}}
         if threshold is not None and model.gate is None:
             raise OptionError(f"threshold: {paths[0]} has no sentence gate (model.gate = false); it tags every sentence")
         if getattr(model, "onnx_quantized", False):

@@ -270,6 +270,18 @@ def test_cli_errors_are_one_clear_line(sample_model, tmp_path, args, message):
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
+def test_an_ensemble_scores_at_its_smallest_members_batch_in_any_order(tiny_model_dir, sample_data, tmp_path):
+    """evaluate scores an ensemble at its members' smallest eval_batch_size (a transformer's 64 beside a
+    bilstm's 256), not at whichever member came first."""
+    from conftest import train_small
+
+    small = train_small(sample_data, tmp_path / "small", "train.max_epochs=1", "model.hidden_size=8",
+                        "model.dense_size=8", "model.char_size=8", "train.eval_batch_size=7")
+    assert Tagger.load(tiny_model_dir, device="cpu").config["train"]["eval_batch_size"] == 256
+    for members in ([tiny_model_dir, small], [small, tiny_model_dir]):
+        assert Tagger.load(members, device="cpu").config["train"]["eval_batch_size"] == 7
+
+
 def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_path):
     import shutil
 
