@@ -47,6 +47,13 @@ def _log(quiet: bool):
     return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
+def _check_distil(set_: list[str] | None, teacher: list[Path] | None) -> None:
+    """``--set train.distil=W`` weighs a teacher's probabilities: without ``--teacher`` it would be
+    recorded and change nothing."""
+    if not teacher and any(item.partition("=")[0].strip() == "train.distil" for item in set_ or []):
+        raise OptionError("--set train.distil: weighs the probabilities of a --teacher; give one, or drop it")
+
+
 def _file_path(value: str) -> Path:
     """A file option's value; a trailing / (which Path would drop) says the user meant a folder."""
     if value.endswith("/"):
@@ -187,6 +194,7 @@ def train(
         run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True)
         return
     data, device = data or Path("data"), device or "auto"
+    _check_distil(set_, teacher)
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
@@ -249,6 +257,7 @@ def cv(
 
     overrides = ([f"seed={seed}"] if seed is not None else []) + list(set_ or []) \
         + ([f"train.max_epochs={epochs}"] if epochs else [])
+    _check_distil(set_, teacher)
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
         raise OptionError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
