@@ -59,7 +59,18 @@ class RayTagger:
     def __call__(self, batch: dict) -> dict:
         if "text" not in batch:
             raise AdelabelError(f"RayTagger: a batch needs a \"text\" column; it has {sorted(batch)}")
-        texts = ["" if t is None else str(t) for t in batch["text"]]
+        # As `tag` refuses such records: a result column would overwrite the input's, and a missing
+        # value (None, or pandas' NaN) or a number would be tagged as its printed form ("nan").
+        from adelabel.tagging_io import WRITTEN
+
+        clash = [k for k in WRITTEN if k in batch]
+        if clash:
+            raise AdelabelError(f"RayTagger: the column {clash[0]!r} is one adelabel writes; rename it in the input")
+        texts = list(batch["text"])
+        odd = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if odd is not None:
+            raise AdelabelError(f"RayTagger: row {odd} of a batch: \"text\" is {texts[odd]!r} "
+                                f"({type(texts[odd]).__name__}), not a string")
         records = [r.to_dict() for r in self._process(texts)]
         out = dict(batch)
         for key in records[0] if records else ():

@@ -27,6 +27,12 @@ def test_the_map_batches_class_adds_our_fields_to_each_row(tiny_model_dir):
         assert list(out[key]) == [e[key] for e in expected]
     with pytest.raises(Exception, match='needs a "text" column'):
         RayTagger(tiny_model_dir)({"body": np.array(["a"])})
+    # As tag refuses such records: a missing value (pandas' NaN) or a number is not tagged as "nan", and an
+    # input column named like a result is not overwritten.
+    with pytest.raises(Exception, match=r'row 1 of a batch: "text" is nan \(float\), not a string'):
+        RayTagger(tiny_model_dir)({"text": np.array(["a", float("nan")], dtype=object)})
+    with pytest.raises(Exception, match="the column 'ade' is one adelabel writes"):
+        RayTagger(tiny_model_dir)({"text": np.array(["a"]), "ade": np.array([1])})
 
 
 def test_without_ray_the_option_is_a_one_line_error(capsys, tiny_model_dir, tmp_path, monkeypatch):
