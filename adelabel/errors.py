@@ -22,6 +22,9 @@ class InputError(AdelabelError):
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self):  # rebuilt whole in another process (a Ray or tag --workers worker's error)
+        return type(self), (self.path, self.reason, self.line)
+
 
 class OptionError(AdelabelError, ValueError):
     """A value given to a command-line option or an API argument that it cannot take.
@@ -33,6 +36,9 @@ class OptionError(AdelabelError, ValueError):
     def __init__(self, message: str, argument: str | None = None) -> None:
         super().__init__(message)
         self.argument = argument
+
+    def __reduce__(self):
+        return type(self), (str(self), self.argument)
 
     def as_option(self) -> str:
         message = str(self)

@@ -96,13 +96,19 @@ class _LineTagger(RayTagger):
 
 
 def _ours(err: BaseException) -> AdelabelError | None:
-    """The one-line error a worker met (a model it could not load, say), out of Ray's wrapping of it."""
+    """The one-line error a worker met (a model it could not load, say), out of Ray's wrapping of it:
+    a task's error carries the worker's as ``cause`` (and is made an instance of its class too, with
+    Ray's traceback for its message, so the cause is looked at first)."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, AdelabelError):
-            return err
         seen.add(id(err))
-        err = getattr(err, "cause", None) or err.__cause__
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, BaseException):
+            err = cause
+        elif isinstance(err, AdelabelError):
+            return err
+        else:
+            err = err.__cause__
     return None
 
 
@@ -187,6 +193,8 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # output rows in input order
         context.enable_progress_bars = False
+        if hasattr(context, "raise_original_map_exception"):  # a worker's own error, not Ray Data's wrapping
+            context.raise_original_map_exception = True
         dataset = ray.data.read_text(str(Path(source).resolve()), drop_empty_lines=False)
         tagged = dataset.map_batches(
             # Absolute: a cluster's workers run in the folder its `ray start` ran in, not this one.

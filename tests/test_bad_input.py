@@ -285,6 +285,19 @@ def test_a_folder_the_system_refuses_is_one_line(capsys, tmp_path, monkeypatch):
     assert code == 2 and err.strip() == f"adelabel: error: {refused}: Operation not permitted", err
 
 
+def test_errors_cross_process_boundaries_whole():
+    """A worker's error (tag --workers, Ray) is pickled to the parent: it arrives with its class, message
+    and attributes, not as a failure to rebuild it."""
+    import pickle
+
+    from adelabel.errors import InputError, OptionError
+
+    for err in (InputError("in.txt", "not UTF-8", 7), InputError("in.txt", "empty"), OptionError("device: bad", "device")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err) and vars(back) == vars(err)
+    assert OptionError("device: bad", "device").as_option() == pickle.loads(pickle.dumps(OptionError("device: bad", "device"))).as_option()
+
+
 def test_a_folder_set_aside_by_a_kill_is_put_back(tmp_path):
     from adelabel import atomic
 

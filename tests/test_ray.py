@@ -75,12 +75,20 @@ def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir
 
 def test_an_error_a_ray_worker_met_is_our_one_line():
     ray = pytest.importorskip("ray")
+    import pickle
+
+    from ray import cloudpickle
+
     from adelabel.errors import InputError
     from adelabel.ray_tagging import _ours
 
-    met = InputError("models/bilstm", "model folder not found")
-    wrapped = ray.exceptions.RayTaskError("_LineTagger.__init__", "Traceback ...", met)
-    assert _ours(wrapped) is met and _ours(ray.exceptions.RayTaskError("f", "tb", ValueError("x"))) is None
+    met = InputError("models/bilstm", "model folder not found", 3)
+    # As the driver gets it: pickled across from the worker, and made an instance of the cause's class
+    # whose message is Ray's whole traceback.
+    arrived = pickle.loads(cloudpickle.dumps(ray.exceptions.RayTaskError("_LineTagger.__init__", "Traceback ...", met)))
+    ours = _ours(arrived.as_instanceof_cause())
+    assert type(ours) is InputError and str(ours) == "models/bilstm:3: model folder not found"
+    assert _ours(ray.exceptions.RayTaskError("f", "tb", ValueError("x"))) is None
 
 
 def test_ray_refuses_lines_its_reader_would_split(capsys, tiny_model_dir, tmp_path):
