@@ -685,7 +685,8 @@ def run(argv: list[str] | None = None) -> int:
 
     Every error a user can cause ends here as one line on stderr and status 2: a bad option (click's
     usage errors, which typer would draw as a box) or an :class:`AdelabelError` raised where its
-    cause is known. Anything else is a bug in adelabel and keeps its traceback.
+    cause is known, and so does a system's refusal no check foresaw (permissions, a read-only or full
+    disk). Anything else is a bug in adelabel and keeps its traceback.
     """
     stdout = sys.stdout
 
@@ -717,18 +718,22 @@ def run(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
         return 141
     except OSError as err:
-        if err.filename is not None:
+        if err.filename is not None and err.errno in REFUSALS:
             # What no check before it foresaw (a folder the system refuses, a disk gone read-only): the
-            # file and the system's reason, in one line.
+            # file and the system's reason, in one line. A missing file, say, stays a bug's traceback.
             say(f"adelabel: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
             return 2
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+        if err.filename is not None or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
             raise
         # No file named, and a write's failure: standard output's (a full disk behind a redirection).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
+
+
+REFUSALS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+"""The errors by which a system refuses a file operation (not ones a bug in adelabel would cause)."""
 
 
 def _terminated(signum: int, frame) -> None:

@@ -284,6 +284,13 @@ def test_a_folder_the_system_refuses_is_one_line(capsys, tmp_path, monkeypatch):
     code, _, err = run_cli(capsys, "cv", "--corpus", SAMPLE, "--out", refused, "--folds", "2", "--quiet")
     assert code == 2 and err.strip() == f"adelabel: error: {refused}: Operation not permitted", err
 
+    def vanished(self, *args, **kwargs):  # what only a bug would cause keeps its traceback
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", vanished)
+    with pytest.raises(FileNotFoundError):
+        run_cli(capsys, "cv", "--corpus", SAMPLE, "--out", refused, "--folds", "2", "--quiet")
+
 
 def test_errors_cross_process_boundaries_whole():
     """A worker's error (tag --workers, Ray) is pickled to the parent: it arrives with its class, message
