@@ -298,16 +298,28 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             done = [t.params for t in counted_trials()]
             return [p for p in points if p in done]
 
+        def missing() -> list[dict]:
+            """The points no trial has tried, none holds in a live search and none waits with."""
+            live = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+            held = [{**t.system_attrs.get("fixed_params", {}), **t.params} for t in study.get_trials(
+                deepcopy=False, states=live) if t.state == optuna.trial.TrialState.WAITING or not _gone(t)]
+            done = [t.params for t in counted_trials()]
+            return [p for p in points if p not in done and p not in held]
+
         finished = tried  # a grid search counts the points tried, each once
-        missing = lambda: [p for p in points if p not in tried()]  # noqa: E731
     durations: list[float] = []
     _sweep_work_folders()
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
     try:
         while len(finished()) < trials:
             number = len(finished()) + 1
-            if sampler == "grid":
-                study.enqueue_trial(missing()[0], skip_if_exists=False)
+            # ask() takes the oldest waiting trial: one a kill left between these two calls goes first.
+            if sampler == "grid" and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+                todo = missing()
+                if not todo:
+                    say("every point of the grid is tried, or being tried by another search of this study")
+                    break
+                study.enqueue_trial(todo[0], skip_if_exists=False)
             trial = study.ask()
             trial.set_user_attr(PROCESS, _this_process())
             values = {k: _suggest(trial, k, spec, integer[k]) for k, spec in searched.items()}
@@ -315,7 +327,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             try:
                 config = _config(base_values, values, arch, task)
             except BaseException:
-                _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
             left = f"; about {duration(sum(durations) / len(durations) * (trials - number + 1))} left" \
@@ -333,16 +345,16 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             try:
                 metrics = train(config, data_dir, model, device=device, log=epoch_log, on_epoch=report_epoch)
             except optuna.TrialPruned:
-                _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 say(f"trial {number}/{trials}: pruned")
             except Diverged:  # settings this search may draw (a learning rate too high): a trial that lost
-                _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 say(f"trial {number}/{trials}: diverged (its loss became NaN before any epoch was kept)")
             except BaseException:
-                _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             else:
-                _tell(study, trial, metrics["dev"]["f1"])
+                study.tell(trial, metrics["dev"]["f1"])
                 say(f"trial {number}/{trials}: dev F1 {metrics['dev']['f1']:.4f} (best {study.best_value:.4f})")
             finally:
                 shutil.rmtree(model, ignore_errors=True)
@@ -362,16 +374,6 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     return {"study": study.study_name, "trials": len(study.trials), "complete": len(complete),
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
             "best_trial": best.number, "best_value": best.value, "best_params": best.params, "config": str(out)}
-
-
-def _tell(study, trial, value=None, state=None) -> None:
-    try:
-        study.tell(trial, value, state=state)
-    except RuntimeError as err:
-        # The grid sampler stops the study when its last point is told, which optuna only allows
-        # inside study.optimize; the trial is recorded before that.
-        if "Study.stop" not in str(err):
-            raise
 
 
 def _short(value) -> str:

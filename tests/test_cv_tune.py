@@ -314,6 +314,49 @@ def test_a_grid_search_stopped_by_a_failed_trial_carries_on_over_every_point_onc
         assert len(set(rest)) == len(rest) and set(rest) == everything - set(calls[:2]), calls
 
 
+def test_a_grid_search_leaves_a_live_searchs_point_and_takes_a_waiting_one_once(sample_data, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """Another search running on the study holds a point: it is not trained again here. A point a kill
+    left waiting in the study (between queueing and starting it) is trained once, not once more."""
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+
+    from adelabel import train as training
+
+    calls = []
+
+    def train(config, *args, **kwargs):
+        calls.append((config.model.layers, config.model.chars))
+        return {"dev": {"f1": 0.5}}
+
+    monkeypatch.setattr(training, "train", train)
+    fixed = ["--set", "model.dropout=0.5", "--set", "train.batch_size=32", "--set", "train.lr=0.005",
+             "--set", "train.word_dropout=0.05", "--set", "train.negative_fraction=0.5"]
+    storage = f"sqlite:///{tmp_path}/grid.db"
+    base = ["tune", "--data", sample_data, "--epochs", "1", "--storage", storage, "--out", tmp_path / "g.toml",
+            "--sampler", "grid", *TINY, *fixed]
+    code, _, err = run_cli(capsys, *base, "--trials", "1")
+    assert code == 0 and len(calls) == 1, err
+    study = optuna.load_study(study_name="adelabel", storage=storage)
+    others = [(layers, chars) for layers in (1, 2) for chars in ("cnn", "lstm", "none") if (layers, chars) != calls[0]]
+    held, waiting = others[0], others[1]
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        study.enqueue_trial({"model.layers": held[0], "model.chars": held[1]})
+        trial = study.ask()
+        trial.set_user_attr("process", f"{socket.gethostname()}:{running.pid}")
+        study.enqueue_trial({"model.layers": waiting[0], "model.chars": waiting[1]})
+        code, _, err = run_cli(capsys, *base, "--trials", "6")
+    finally:
+        running.kill()
+        running.wait()
+    assert code == 0 and "being tried by another search of this study" in err, err
+    assert held not in calls and calls.count(waiting) == 1 and sorted(calls) == sorted(set(calls)) and len(calls) == 5
+
+
 def test_the_search_space_lives_in_the_schema():
     from adelabel.config import search_space
 
