@@ -71,8 +71,8 @@ def fold_splits(sentences: Sequence[Sentence], folds: int, seed: int) -> list[di
 def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
     """Every score of a result as ``path.to.value`` (precision, recall, F1 and the like). Scores that the
     fold cannot define are left out rather than read as 0: the recall and F1 of a type or class its test
-    split holds none of (which seqeval reports, as 0, when the model predicted one), and a classifier's
-    precision of a class it never predicted either."""
+    split holds none of (which seqeval reports, as 0, when the model predicted one), and the precision
+    of a class or pair type never predicted either."""
     out = {}
     if not prefix and "per_class" in result and result.get("confusion"):
         predicted = [sum(column) for column in zip(*result["confusion"])]
@@ -82,8 +82,9 @@ def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
             for name, scores in result["per_class"].items()}}
     for key, value in result.items():
         if isinstance(value, dict):
-            if value.get("support") == 0:
-                value = {k: v for k, v in value.items() if k not in ("recall", "f1")}
+            if value.get("support") == 0:  # and the precision of what was never predicted either
+                undefined = ("recall", "f1", "precision") if value.get("predicted") == 0 else ("recall", "f1")
+                value = {k: v for k, v in value.items() if k not in undefined}
             out.update(_leaves(value, f"{prefix}{key}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
                 key in ("precision", "recall", "f1", "support", "accuracy", "roc_auc", "average_precision", "ece",
@@ -319,10 +320,10 @@ def format_summary(summary: dict) -> str:
             f"{'':<34}{'precision':>18}{'recall':>18}{'f1':>18}"]
 
     def row(title: str, prefix: str) -> None:
-        if f"{prefix}f1" not in stats and f"{prefix}precision" not in stats:
-            return
         if prefix.endswith("relations.") and stats.get(f"{prefix}support", {}).get("mean", 1) == 0:
             rows.append(f"{title:<34}{'n/a (no gold pair)':>18}")
+            return
+        if f"{prefix}f1" not in stats and f"{prefix}precision" not in stats:
             return
         # Recall and F1 are undefined in a fold that holds none of the row's type: n/a where no fold does.
         cells = "".join(f"{stats[prefix + m]['mean']:>10.4f} ± {stats[prefix + m]['std']:.4f}"

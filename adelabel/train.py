@@ -118,8 +118,8 @@ def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.Grad
               cfg: Config, dropout_gen: torch.Generator, unk: int, device: torch.device,
               progress: Callable[[int, int], None]) -> float:
     """One pass over ``batches``; returns the mean batch loss (NaN or infinite when the run diverged).
-    ``loss_of(batch)`` is ``model``'s loss
-    (under torchrun through DistributedDataParallel, which averages gradients over ranks)."""
+    ``loss_of(batch)`` is ``model``'s loss (under torchrun through DistributedDataParallel, which
+    averages gradients over ranks)."""
     hp = cfg.train
     model.train()
     total, counted = 0.0, 0
@@ -137,8 +137,9 @@ def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.Grad
         scaler.step(optimizer)
         scaler.update()
         value = loss.item()
-        # Under fp16 the scaler skips a step whose gradients overflowed and lowers its scale; a loss
-        # that overflowed in fp16 skips its step the same way, so only an epoch of them is divergence.
+        # Under fp16 the scaler skips a step whose gradients overflowed and lowers its scale (a loss
+        # that overflowed gives such gradients): a non-finite loss is left out of the epoch's mean
+        # then, and only an epoch of nothing else is divergence.
         if math.isfinite(value) or not scaler.is_enabled():
             total += value
             counted += 1

@@ -446,6 +446,12 @@ def test_cv_prints_relations_as_na_without_gold_pairs():
     printed = format_summary({"summary": summarise([fold, fold]), "folds": [{}, {}],
                               "settings": {"config": {"task": "tag"}}})
     assert next(line for line in printed.splitlines() if "relations" in line).endswith("n/a (no gold pair)")
+    # No pair predicted either: its precision is undefined too, and left out rather than averaged as 0.
+    fold["relations"]["predicted"] = 0
+    stats = summarise([fold, fold])
+    assert "relations.precision" not in stats
+    printed = format_summary({"summary": stats, "folds": [{}, {}], "settings": {"config": {"task": "tag"}}})
+    assert next(line for line in printed.splitlines() if "relations" in line).endswith("n/a (no gold pair)")
 
 
 def test_cv_prints_each_pair_type_under_the_pooled_relations():
