@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Packs what benchmarks/gpu_check.sh needs on a GPU machine that has torch and transformers but no
-# network to install the rest from, in at most about 50 MiB: OUT/site.txz (gensim without its tests,
-# pydantic-core for that machine's Python, and this machine's pure-Python dependencies), OUT/data.txz
-# (data/ with word vectors for its 3,000 most frequent words) and OUT/minilm.txz (all-MiniLM-L6-v2
-# with fp16 weights, which the transformer reads into fp32). On that machine:
+# Packs what benchmarks/gpu_check.sh needs on a GPU machine with no network to install from, which has
+# torch, transformers, numpy, scipy, scikit-learn, matplotlib, regex, safetensors, tqdm, wrapt and
+# rich's own needs (an NVIDIA image of deep-learning packages does), in at most about 50 MiB:
+# OUT/site.txz (gensim without its tests, pydantic-core for that machine's Python, and this machine's
+# other pure-Python dependencies), OUT/data.txz (data/ with word vectors for its 3,000 most frequent
+# words) and OUT/minilm.txz (all-MiniLM-L6-v2 with fp16 weights, which the transformer reads into
+# fp32). On that machine:
 #   mkdir -p /tmp/g && for f in OUT/*.txz; do tar xJf "$f" -C /tmp/g; done
 #   PYTHONPATH=/tmp/g/site bash benchmarks/gpu_check.sh --data /tmp/g/data --encoder /tmp/g/minilm --work /tmp/gc
 # Usage: benchmarks/gpu_bundle.sh OUT [PYTHON_VERSION of that machine, default 3.12]

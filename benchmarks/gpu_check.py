@@ -115,6 +115,10 @@ def main() -> int:
     card = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
     report: dict = {"card": card, "torch": torch.__version__, "cuda": torch.version.cuda, "archs": {}}
     print(f"{card}, torch {torch.__version__}, CUDA {torch.version.cuda}", flush=True)
+    # Absolute: torchrun runs in the repository's root, the other steps here.
+    args.work, args.data = args.work.resolve(), args.data.resolve()
+    if args.encoder is not None:
+        args.encoder = args.encoder.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     lines = args.work / "lines.txt"
     one_sentence_lines(args.data, args.lines, lines)
