@@ -47,11 +47,12 @@ def _log(quiet: bool):
     return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
-def _check_distil(set_: list[str] | None, teacher: list[Path] | None) -> None:
+def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teacher: bool = True) -> None:
     """``--set train.distil=W`` weighs a teacher's probabilities: without ``--teacher`` it would be
     recorded and change nothing."""
     if not teacher and any(item.partition("=")[0].strip() == "train.distil" for item in set_ or []):
-        raise OptionError("--set train.distil: weighs the probabilities of a --teacher; give one, or drop it")
+        raise OptionError("--set train.distil: weighs the probabilities of a --teacher; "
+                          + ("give one, or drop it" if takes_teacher else "tune trains without one"))
 
 
 def _file_path(value: str) -> Path:
@@ -347,6 +348,7 @@ def tune(
     from adelabel.tagger import pick_device
     from adelabel.tune import tune as run_tune
 
+    _check_distil(set_, None, takes_teacher=False)
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
     cfg = resolve(arch, config, overrides, task)
     name = cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}"

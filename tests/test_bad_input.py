@@ -100,6 +100,7 @@ CASES = [
     ("train --data {d} --out {t}/o --set lr", "--set 'lr': expected KEY=VALUE"),
     ("train --data {d} --out {t}/o --set train.distil=0.5", "--set train.distil: weighs the probabilities of a --teacher"),
     ("cv --corpus {s} --out {t}/cv --set train.distil=0.5", "--set train.distil: weighs the probabilities of a --teacher"),
+    ("tune --data {d} --set train.distil=0.5", "--set train.distil: weighs the probabilities of a --teacher; tune trains without one"),
     ("train --data {d} --out {t}/o --epochs 0", "'--epochs'"),
     ("train --data {d} --out {t}/o --device tpu", "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("train --data {d} --out {t}/o --device cuda:x", "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
