@@ -25,14 +25,17 @@ import regex
 # The joiners U+200C and U+200D count as word characters (\w) too: kept out of a word's ends all the same.
 _TOKEN = regex.compile(r"[^\W_\p{Cf}]+(?:[\p{Cf}--\u200b]+[^\W_\p{Cf}]+)*|[^\w\s\p{Cf}\p{Cc}]|_", regex.V1)
 
-# A sentence ends at . ! or ? (optionally followed by closing quotes/brackets) when whitespace and then an
-# upper-case letter, digit or opening bracket follows. A rule rather than nltk's Punkt because Punkt
-# needs a trained model (a download) to know biomedical abbreviations, and its untrained default splits
-# after "i.v." and "e.g." as often as this rule does; the rule also keeps a sentence intact when the
-# following word is lower-case ("approx. 5 mg", "vs. placebo").
-_SENTENCE_END = re.compile(r"""(?<=[.!?])["')\]]*\s+(?=[A-Z0-9(\["'])""")
-_ABBREVIATIONS = re.compile(r"(?:\b(?:e\.g|i\.e|vs|Dr|Mr|Mrs|Ms|Fig|et al|approx|No|cf|St)\.)$")
-_LONGEST_ABBREVIATION = len("approx.") + 1  # and the character before it, for the word boundary
+# A sentence ends at . ! or ? (with the closing quotes and brackets after it, which belong to it) when
+# whitespace and then an upper-case letter, digit, opening bracket or quote follows. A rule rather than
+# nltk's Punkt because Punkt needs a trained model (a download) to know biomedical abbreviations, and
+# its untrained default splits after "i.v." and "e.g."; the rule also keeps a sentence intact when the
+# following word is lower-case ("approx. 5 mg", "vs. placebo"). Single letters with dots ("i.v.",
+# "p.o.", "U.S.") never end one: a drug and its dose or effect split apart could not be related, where
+# two sentences run together still can.
+_SENTENCE_END = re.compile(r"""(?<=[.!?])(?P<close>["')\]”’»]*)\s+(?=[A-Z0-9(\["'“‘«])""")
+_ABBREVIATIONS = re.compile(r"(?:\b(?i:vs|dr|mr|mrs|ms|prof|figs?|et al|approx|cf|st|ca|resp|incl|refs?)\.|\bNo\."
+                            r"|(?<![\w.])(?:[^\W\d_]\.){2,})$")
+_LONGEST_ABBREVIATION = 12  # characters before a break that can hold one ("U.S.A.", "approx.") and its boundary
 _SOFT_BREAKS = frozenset(";,:")
 
 
@@ -59,7 +62,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         # text's start made splitting quadratic in a line's length.
         if _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start()):
             continue
-        spans.append((start, m.start()))
+        spans.append((start, m.end("close")))
         start = m.end()
     spans.append((start, len(text)))
     out = []

@@ -43,6 +43,28 @@ def test_sentence_splitter_keeps_abbreviations_and_offsets():
     assert split_sentences("   ") == []
 
 
+def test_sentences_keep_their_closing_brackets_and_quotes_and_single_letter_abbreviations():
+    """A bracket or quote that closes a sentence belongs to it (it fell between two sentences, lost to
+    every output); "i.v.", "p.o.", "U.S." do not end a sentence; smart quotes count as quotes."""
+    cases = {"Rash occurred (after lamotrigine.) Phenytoin caused ataxia.":
+                 ["Rash occurred (after lamotrigine.)", "Phenytoin caused ataxia."],
+             'He said "stop." Then rash.': ['He said "stop."', "Then rash."],
+             "He said \u201cno rash.\u201d Then ataxia.": ["He said \u201cno rash.\u201d", "Then ataxia."],
+             "(see Fig. 2.) Rash": ["(see Fig. 2.)", "Rash"],
+             "Methotrexate was given i.v. 5 mg/kg daily.": ["Methotrexate was given i.v. 5 mg/kg daily."],
+             "Given 100 mg p.o. Twice a day.": ["Given 100 mg p.o. Twice a day."],
+             "Approved in the U.S. Food and Drug Administration's list.": [
+                 "Approved in the U.S. Food and Drug Administration's list."],
+             "Approx. 5 mg. Then more.": ["Approx. 5 mg.", "Then more."]}
+    for text, expected in cases.items():
+        spans = split_sentences(text)
+        assert [text[s:e] for s, e in spans] == expected, text
+        # Every token lies in a sentence, and only white space between them.
+        assert all(any(s <= a and b <= e for s, e in spans) for a, b in tokenize(text)), text
+        gaps = [text[e:s] for (_, e), (s, _) in zip(spans, spans[1:])]
+        assert all(not gap.strip() for gap in gaps), text
+
+
 def test_bio_round_trip_and_strict_decoding():
     text = "Heparin-induced thrombocytopenia after heparin"
     tokens = tokenize(text)
