@@ -91,8 +91,9 @@ class _LineTagger(RayTagger):
         lines = [str(line) for line in batch["text"]]
         fields = [json.loads(line) for line in lines] if self.jsonl else [{} for _ in lines]
         texts = [f.pop("text") for f in fields] if self.jsonl else lines
-        return {"line": [json.dumps({**f, **r.to_dict()}, ensure_ascii=False)
-                         for f, r in zip(fields, self._process(texts))]}
+        from adelabel.tagging_io import json_line
+
+        return {"line": [json_line({**f, **r.to_dict()}) for f, r in zip(fields, self._process(texts))]}
 
 
 def _ours(err: BaseException) -> AdelabelError | None:

@@ -109,17 +109,24 @@ def check_input_options(input_format: str, workers: int) -> None:
                           "per core slow each other down")
 
 
+# JSON escapes the control characters that end a line (\n, \r, \x0b, ...) and leaves these three
+# as they are, where a line-based reader (Python's splitlines, Ray's read_text) would cut a record or a
+# comment in two: written escaped, as the same characters.
+_JSON_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
+
+
+def json_line(record: dict) -> str:
+    """``record`` as one line of JSON, whatever line-based reader splits it."""
+    return json.dumps(record, ensure_ascii=False).translate(_JSON_LINE_BREAKS)
+
+
 def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
-    out.write(json.dumps({**fields, **analysis.to_dict()}, ensure_ascii=False) + "\n")
+    out.write(json_line({**fields, **analysis.to_dict()}) + "\n")
 
 
 # A text from JSONL input may hold line breaks, which would end the ``# text =`` comment early: each is
 # written as a space (LINE_BREAKS_TO_SPACE), which keeps every offset of the line (breaks are white
-# space, never in a token). In ``# fields``, JSON escapes the other line breaks itself (control
-# characters); these three it leaves as they are.
-_JSON_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
-
-
+# space, never in a token).
 def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     """Each sentence of the line as ``token<TAB>tag``, a blank line after it. Comment lines carry the
     line (``# text =``), each sentence's probability of reporting an ADE (``# sentence =``) and the
@@ -129,7 +136,7 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     text = analysis.text
     out.write(f"# text = {text.translate(LINE_BREAKS_TO_SPACE)}\n")
     if fields:
-        out.write(f"# fields = {json.dumps(fields, ensure_ascii=False).translate(_JSON_LINE_BREAKS)}\n")
+        out.write(f"# fields = {json_line(fields)}\n")
     for r in analysis.relations:
         drug, effect = analysis.entities[r.drug], analysis.entities[r.effect]
         out.write(f"# relation = {r.type} {r.drug} {drug.text!r} -> {r.effect} {effect.text!r} {r.score}\n")

@@ -207,6 +207,13 @@ def test_jsonl_input_carries_its_fields_to_each_record(capsys, tiny_model_dir, t
     assert code == 0, err
     fields = next(line for line in out.splitlines() if line.startswith("# fields = "))
     assert json.loads(fields.removeprefix("# fields = ")) == {"id": "a\u2028b\x85c\u2029"}
+    # The same in JSONL output, a text's own line breaks too: one record per line for splitlines' readers.
+    src.write_text(json.dumps({"id": "a\u2028b", "text": "Rash\x85on\u2029day 3."}, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    code, out, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl")
+    assert code == 0 and len(out.splitlines()) == 1, out
+    record = json.loads(out)
+    assert record["id"] == "a\u2028b" and record["text"] == "Rash\x85on\u2029day 3."
 
 
 def test_standard_output_is_utf8_whatever_the_locale(tiny_model_dir, tmp_path):
