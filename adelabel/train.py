@@ -202,6 +202,13 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
             raise ValueError("teacher: expected a list of folders")
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise InputError(ckpt / RUN, f"corrupt run file ({err})") from None
+    if ckpt.resolve() != checkpoint_dir(run["out"]).resolve():
+        # Moved since (to another disk or machine, say): the run carries on where its checkpoint is now,
+        # saving its model beside it, not at the place it left, where another run may be.
+        if not ckpt.name.endswith(".checkpoint") or ckpt.name == ".checkpoint":
+            raise InputError(ckpt, "a moved checkpoint keeps its name, MODEL.checkpoint (the model is saved "
+                                   "beside it as MODEL); rename it back")
+        run["out"] = str(ckpt.resolve().with_name(ckpt.name.removesuffix(".checkpoint")))
     gone = [t for t in run["teacher"] if not Path(t).is_dir()]
     if gone:
         raise InputError(gone[0], "model folder not found: the teacher this run started with")

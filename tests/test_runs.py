@@ -258,6 +258,40 @@ def test_a_run_killed_while_it_saves_resumes_with_its_whole_log_and_checks_its_p
     assert [r["epoch"] for r in log] == [1, 2]
 
 
+def test_a_moved_checkpoint_carries_on_where_it_is_now(capsys, sample_data, tmp_path, monkeypatch):
+    """A killed run's checkpoint moved elsewhere resumes that run and saves its model beside it; another
+    run's checkpoint at the place it left is not touched (it was resumed instead, with the moved one's
+    settings)."""
+    import shutil
+
+    from adelabel import model_dir
+    from conftest import run_cli
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_dir, "save", killed)
+    args = ["--epochs", "2", "--set", "model.hidden_size=8", "--set", "train.patience=5", "--quiet"]
+    for out, seed in ((tmp_path / "m", "1"), (tmp_path / "other" / "m", "7")):
+        code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", out, "--seed", seed, *args)
+        assert code == 130, err
+    monkeypatch.undo()
+    moved = tmp_path / "elsewhere" / "n.checkpoint"
+    moved.parent.mkdir()
+    shutil.move(tmp_path / "m.checkpoint", moved)
+    shutil.move(tmp_path / "other" / "m.checkpoint", tmp_path / "m.checkpoint")  # another run in its old place
+    before = (tmp_path / "m.checkpoint" / "state.pt").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "elsewhere" / "n")
+    assert code == 0, err
+    assert json.loads((tmp_path / "elsewhere" / "n" / "config.json").read_text())["seed"] == 1
+    assert not moved.exists() and not (tmp_path / "m").exists()
+    assert (tmp_path / "m.checkpoint" / "state.pt").read_bytes() == before
+    renamed = tmp_path / "renamed"
+    shutil.move(tmp_path / "m.checkpoint", renamed)
+    code, _, err = run_cli(capsys, "train", "--resume", renamed)
+    assert code == 2 and "a moved checkpoint keeps its name, MODEL.checkpoint" in err, err
+
+
 def test_a_checkpoint_folder_adelabel_did_not_write_and_a_root_folder_are_one_line(capsys, sample_data, tmp_path):
     from conftest import run_cli
 
