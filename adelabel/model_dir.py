@@ -82,6 +82,10 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
                                     encoding="utf-8")
 
 
+WORD_TABLE = "words.embedding.weight"
+"""The word vectors' table in a model's weights (a recurrent model's; a transformer reads word pieces)."""
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "missing from the model folder")
@@ -102,6 +106,18 @@ def _check_manifest(directory: Path) -> None:
             raise InputError(path, "missing from the model folder (listed in manifest.json)")
         if sha256(path) != digest:
             raise InputError(path, "checksum mismatch (changed or damaged since it was saved)")
+    # The tokeniser reads whatever files its folder holds (an added_tokens.json changes how text is cut):
+    # assets/ may hold only what was saved with the model. Other unlisted files (a user's notes, onnx/
+    # with its own checks) are never read.
+    folder = directory / ASSETS
+    if folder.exists() or folder.is_symlink():
+        extra = sorted(p.relative_to(directory).as_posix() for p in folder.rglob("*") if p.is_file()) \
+            if folder.is_dir() else [ASSETS]
+        extra = [name for name in extra if name not in files]
+        if extra or not any(name.startswith(ASSETS + "/") for name in files):
+            raise InputError(directory / (extra[0] if extra else ASSETS),
+                             "not listed in manifest.json: assets/ holds only the files saved with the model, "
+                             "which its tokeniser reads; remove it")
 
 
 def _check_tags(tags, labels, path: Path) -> list[str]:
@@ -204,6 +220,8 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
     config, validated = saved_config(directory)
     if validated.task == "tag":
         labels = config.get("data", {}).get("labels") if isinstance(config.get("data"), dict) else None
+        if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+            raise InputError(directory / CONFIG, f"data.labels: expected a list of entity types, got {labels!r}")
         head = {"tags": _check_tags(config.get("tags"), labels, directory / CONFIG)}
     else:
         head = _check_classes(config.get("classes"), config.get("positive"), directory / CONFIG)
@@ -224,6 +242,11 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
             raise InputError(weights, f"{name}: holds NaN or infinite values")
     if config.get("format_version") != FORMAT_VERSION:
         state = _migrate(state, validated.arch)
+    # Before the model is built at the sizes config.json and vocab.json give, which could be any.
+    table = state.get(WORD_TABLE)
+    if table is not None and tuple(table.shape) != (len(vocabs.words), dim):
+        raise InputError(weights, f"weights do not match config.json/vocab.json: {WORD_TABLE} is "
+                                  f"{tuple(table.shape)}, not {len(vocabs.words)} words x embedding_dim {dim}")
     assets = directory / ASSETS if (directory / ASSETS).is_dir() else None
     build = build_model if validated.task == "tag" else build_classifier
     model = build(validated.arch, **head, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),

@@ -359,6 +359,14 @@ def _truncate(folder):
     (_threshold, True, r"model\.safetensors: gate_threshold 5\.0 is not in \[0, 1\]"),
     (_truncate, True, r"model\.safetensors: corrupt weights file"),
     (_int_weights, True, r"model\.safetensors: dense\.0\.weight: stored as torch\.int8, not as real numbers"),
+    # The tokeniser of a transformer reads every file of assets/: none may be there unsaved.
+    (lambda f: (f / model_dir.ASSETS).mkdir(), False, r"assets: not listed in manifest\.json"),
+    (lambda f: ((f / model_dir.ASSETS).mkdir(), (f / model_dir.ASSETS / "added_tokens.json").write_text("{}")), True,
+     r"assets/added_tokens\.json: not listed in manifest\.json"),
+    (_edit_json("config.json", lambda c: {**c, "data": {**c.get("data", {}), "labels": 5}}), True,
+     r"config\.json: data\.labels: expected a list of entity types"),
+    (_edit_json("config.json", lambda c: {**c, "embedding_dim": 10 ** 8}), True,
+     r"model\.safetensors: weights do not match config\.json/vocab\.json"),
 ])
 def test_a_damaged_model_folder_is_refused_naming_the_file(tmp_path, damage, reseal_it, message):
     folder = _saved(tmp_path)
