@@ -199,7 +199,10 @@ def read_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
         raise InputError(path, "vectors file not found; run `adelabel prepare` first") from None
     except Exception as err:
         raise InputError(path, f"corrupt vectors file ({type(err).__name__}: {err})") from None
-    return list(kv.index_to_key), np.asarray(kv.vectors, dtype=np.float32)
+    vectors = np.asarray(kv.vectors, dtype=np.float32)
+    if not np.isfinite(vectors).all():
+        raise InputError(path, "holds NaN or infinite values (damaged); run `adelabel prepare` again")
+    return list(kv.index_to_key), vectors
 
 
 def coverage(kv, tokens: Iterable[str]) -> tuple[float, float]:

@@ -47,6 +47,13 @@ def write_jsonl(path: Path, sentences: Sequence[Sentence]) -> None:
             fh.write(json.dumps(s.to_dict(), ensure_ascii=False) + "\n")
 
 
+def check_listed(data_dir: str | Path, path: Path) -> None:
+    """``path`` of a prepared data folder as ``prepare`` wrote it: its checksum the manifest's."""
+    expected = read_manifest(data_dir).get("files", {}).get(path.name)
+    if expected is not None and path.is_file() and sha256(path) != expected:
+        raise InputError(path, "checksum mismatch with manifest.json (changed since `adelabel prepare` wrote it)")
+
+
 def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     """Sentences of one split of a prepared data folder."""
     from adelabel.corpus.files import read_lines
@@ -54,9 +61,7 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise InputError(path, "prepared split not found; run `adelabel prepare` first")
-    expected = read_manifest(data_dir).get("files", {}).get(path.name)
-    if expected is not None and sha256(path) != expected:
-        raise InputError(path, "checksum mismatch with manifest.json (changed since `adelabel prepare` wrote it)")
+    check_listed(data_dir, path)
     out = []
     for number, line in read_lines(path):
         try:

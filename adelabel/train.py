@@ -32,7 +32,7 @@ from adelabel.embeddings import read_vectors
 from adelabel.errors import AdelabelError, InputError, OptionError
 from adelabel.precision import autocast, check_precision, grad_scaler
 from adelabel.progress import Progress as Bar, duration
-from adelabel.prepare import MANIFEST, VECTORS, read_manifest, read_split
+from adelabel.prepare import MANIFEST, VECTORS, check_listed, read_manifest, read_split
 from adelabel.tagger import pick_device
 from adelabel.tasks import TASKS
 from adelabel.text import tokenize
@@ -272,6 +272,7 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
     manifest = read_manifest(data_dir)
     splits = {name: read_split(data_dir, name) for name in ("train", "dev", "test")}
     task = TASKS[config.task](manifest, splits, data_dir)
+    check_listed(data_dir, Path(data_dir) / VECTORS)  # the vocabulary and the model's rows come from it
     words, vectors = read_vectors(Path(data_dir) / VECTORS)
     # Words a vectors file lacked, given the encoder's part alone, come last: they are no file vector.
     with_file_vector = words[:len(words) - manifest["vectors"].get("encoder_only", 0)]

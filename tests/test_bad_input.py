@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,19 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     shutil.copytree(sample_data, tampered)
     with (tampered / "dev.jsonl").open("a") as fh:
         fh.write(json.dumps({"doc_id": "1", "text": "A test sentence leaked in.", "spans": [], "negative": True}) + "\n")
+    vectors = t / "tampered-vectors"  # the vectors file a training reads its vocabulary and rows from
+    shutil.copytree(sample_data, vectors)
+    raw = bytearray((vectors / "vectors.bin").read_bytes())
+    raw[-5] ^= 0xFF
+    (vectors / "vectors.bin").write_bytes(bytes(raw))
+    nan = t / "nan-vectors"  # damaged, its manifest entry gone with it
+    shutil.copytree(sample_data, nan)
+    manifest = json.loads((nan / "manifest.json").read_text())
+    del manifest["files"]["vectors.bin"]
+    (nan / "manifest.json").write_text(json.dumps(manifest))
+    header, _, body = (nan / "vectors.bin").read_bytes().partition(b"\n")
+    word_end = body.index(b" ") + 1
+    (nan / "vectors.bin").write_bytes(header + b"\n" + body[:word_end] + struct.pack("<f", float("nan")) + body[word_end + 4:])
     return {"t": t, "m": tiny_model_dir, "d": sample_data, "s": SAMPLE}
 
 
@@ -138,6 +152,8 @@ CASES = [
      "train.negative_fraction: 0 never shows the training split's"),
     ("train --data {t}/nodata --out {t}/o", "{t}/nodata/manifest.json: no prepared data here"),
     ("train --data {t}/tampered-data --out {t}/o", "{t}/tampered-data/dev.jsonl: checksum mismatch"),
+    ("train --data {t}/tampered-vectors --out {t}/o", "{t}/tampered-vectors/vectors.bin: checksum mismatch"),
+    ("train --data {t}/nan-vectors --out {t}/o", "{t}/nan-vectors/vectors.bin: holds NaN or infinite values"),
     ("train --resume {t}/o", "{t}/o: no checkpoint of an unfinished run here"),
     ("train --resume {t}/o --set train.lr=1", "--resume carries on a run with the settings it started with; drop --set"),
     ("train --resume {t}/o --seed 0", "--resume carries on a run with the settings it started with; drop --seed"),
