@@ -23,7 +23,10 @@ import regex
 # characters (\p{Cc}: NUL, DEL) that are not white space are skipped like it.
 # (regex's V1 syntax for the set difference, which runs faster than a lookahead per character.)
 # The joiners U+200C and U+200D count as word characters (\w) too: kept out of a word's ends all the same.
-_TOKEN = regex.compile(r"[^\W_\p{Cf}]+(?:[\p{Cf}--\u200b]+[^\W_\p{Cf}]+)*|[^\w\s\p{Cf}\p{Cc}]|_", regex.V1)
+# Other default-ignorable characters (\p{DI}: a variation selector after a word, a combining grapheme
+# joiner, Hangul fillers) are invisible too, and read as format characters are.
+_TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}]+(?:[[\p{Cf}\p{DI}]--\u200b]+[^\W_\p{Cf}\p{DI}]+)*"
+                       r"|[^\w\s\p{Cf}\p{Cc}\p{DI}]|_", regex.V1)
 
 # A sentence ends at . ! or ? (with the closing quotes and brackets after it, which belong to it) when
 # whitespace and then an upper-case letter, digit, opening bracket or quote follows. A rule rather than

@@ -10,7 +10,7 @@ import regex
 PAD = "<pad>"
 UNK = "<unk>"
 _DIGIT = re.compile(r"\d")
-_INVISIBLE = regex.compile(r"\p{Cf}")
+_INVISIBLE = regex.compile(r"[\p{Cf}\p{DI}]")  # what the tokeniser keeps off words' ends (adelabel/text.py)
 
 
 def visible(word: str) -> str:

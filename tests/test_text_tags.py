@@ -30,6 +30,12 @@ def test_invisible_characters_stay_inside_words_and_make_no_tokens():
     assert words("induced\u200bototoxicity\x00after\x7f\x1b naproxen") == ["induced", "ototoxicity", "after", "naproxen"]
     # The joiners are word characters to Unicode, but no word starts or ends on one either.
     assert words("aspirin\u200d caused \u200crash \u200d x") == ["aspirin", "caused", "rash", "x"]
+    # Other default-ignorable characters too: a variation selector after a word (an emoji's, typed after
+    # a name), a combining grapheme joiner inside one.
+    assert words("Lamotrigine\ufe0f caused ra\u034fsh") == ["Lamotrigine", "caused", "ra\u034fsh"]
+    from adelabel.vocab import visible
+
+    assert visible("ra\u034fsh") == "rash" and visible("x\ufe0f") == "x"
     vocabs = Vocabs(Vocab.for_words(["methotrexate", "pneumonitis"]), Vocab.for_words(list("Mmethorxapnuis")))
     assert vocabs.lookup(words(text))[0][0::3] == vocabs.lookup(["Methotrexate", "pneumonitis"])[0]
     assert vocabs.lookup(["Metho\u00adtrexate"])[1] == vocabs.lookup(["Methotrexate"])[1]
