@@ -57,9 +57,29 @@ def brat_folder(folder: Path) -> bool:
         and {int(stem) for stem in stems} == set(range(1, len(stems) + 1))
 
 
+LISTS = "manifest.json"
+"""A model or data folder's list of the files adelabel wrote in it, under ``files``."""
+ADDED_LATER = frozenset({"onnx"})  # `adelabel export` writes onnx/ into a model folder after it
+
+
+def foreign(folder: Path) -> str | None:
+    """The first entry of ``folder`` that its ``manifest.json`` does not list (a user's notes, another
+    prepared data folder put inside it), which replacing the folder would delete; None when its
+    manifest lists all of them or it has none."""
+    try:
+        files = json.loads((folder / LISTS).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError, AttributeError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    listed = {name.split("/")[0] for name in files} | {LISTS} | ADDED_LATER
+    return next((p.name for p in sorted(folder.iterdir()) if p.name not in listed), None)
+
+
 def ours(folder: Path, kind: Kind) -> bool:
-    """Whether ``folder`` may be replaced whole: it is empty, or adelabel wrote it as this kind."""
-    return not any(folder.iterdir()) or kind(folder)
+    """Whether ``folder`` may be replaced whole: it is empty, or adelabel wrote it as this kind and
+    nothing else is in it."""
+    return not any(folder.iterdir()) or (kind(folder) and foreign(folder) is None)
 
 
 def check_output_dir(path: Path, option: str, kind: Kind) -> None:
@@ -72,6 +92,10 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     if parent.exists() and not parent.is_dir():
         raise AdelabelError(f"{option} {path}: {parent} is not a folder")
     if path.is_dir() and not ours(path, kind):
+        other = foreign(path) if kind(path) else None
+        if other is not None:
+            raise AdelabelError(f"{option} {path}: holds {other}, which adelabel did not write there (the folder is "
+                                "replaced whole); move it away, or give another folder")
         raise AdelabelError(f"{option} {path}: a folder adelabel did not write (it is replaced whole); "
                             "give a new or empty folder")
 

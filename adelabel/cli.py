@@ -220,8 +220,8 @@ def train(
 
     # Under torchrun every rank checks (a rank that went on alone would wait for the others for ever):
     # none writes a thing before all have joined the group, past these checks.
+    check_apart(out, "--out", [data, config, *(teacher or ())])  # first: it says what the command reads
     check_output_dir(out, "--out", model_dir.is_model_dir)
-    check_apart(out, "--out", [data, config, *(teacher or ())])
     check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())

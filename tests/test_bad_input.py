@@ -61,6 +61,12 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     shutil.copytree(sample_data, tampered)
     with (tampered / "dev.jsonl").open("a") as fh:
         fh.write(json.dumps({"doc_id": "1", "text": "A test sentence leaked in.", "spans": [], "negative": True}) + "\n")
+    noted = t / "noted-model"  # a user's notes in a model folder: replacing it would delete them
+    shutil.copytree(tiny_model_dir, noted)
+    (noted / "notes.txt").write_text("mine")
+    nested = t / "nested-data"  # a data folder prepared inside another
+    shutil.copytree(sample_data, nested)
+    shutil.copytree(sample_data, nested / "sample")
     vectors = t / "tampered-vectors"  # the vectors file a training reads its vocabulary and rows from
     shutil.copytree(sample_data, vectors)
     raw = bytearray((vectors / "vectors.bin").read_bytes())
@@ -120,7 +126,7 @@ CASES = [
     ("train --data {d} --out {t}/o --device cuda:x", "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     ("train --data {d} --out {t}/afile", "--out {t}/afile: is a file, not a folder"),
     ("train --data {d} --out {t}", "--out {t}: a folder adelabel did not write"),
-    ("train --data {d} --out {d}", "--out {d}: a folder adelabel did not write"),
+    ("train --data {d} --out {d}", "--out {d}: is {d}, which this command reads"),
     ("train --config {t}/none.toml", "{t}/none.toml: config file not found"),
     ("train --config {t}/broken.toml", "{t}/broken.toml: not valid TOML"),
     ("train --config {t}/typo.toml", "{t}/typo.toml: train.patiance: unknown key (did you mean train.patience?)"),
@@ -152,6 +158,8 @@ CASES = [
      "train.negative_fraction: 0 never shows the training split's"),
     ("train --data {t}/nodata --out {t}/o", "{t}/nodata/manifest.json: no prepared data here"),
     ("train --data {t}/tampered-data --out {t}/o", "{t}/tampered-data/dev.jsonl: checksum mismatch"),
+    ("train --data {d} --out {t}/noted-model", "--out {t}/noted-model: holds notes.txt, which adelabel did not write there"),
+    ("prepare --corpus {s} --out {t}/nested-data", "--out {t}/nested-data: holds sample, which adelabel did not write there"),
     ("train --data {t}/tampered-vectors --out {t}/o", "{t}/tampered-vectors/vectors.bin: checksum mismatch"),
     ("train --data {t}/nan-vectors --out {t}/o", "{t}/nan-vectors/vectors.bin: holds NaN or infinite values"),
     ("train --resume {t}/o", "{t}/o: no checkpoint of an unfinished run here"),
