@@ -17,9 +17,15 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 import torch
@@ -352,80 +358,98 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     else:
         ckpt = start_run(config, data_dir, out_dir, device, teacher) if w.main else checkpoint_dir(out_dir)
         distributed.barrier(w)
-    run = load_checkpoint(ckpt, model, optimizer, scaler, dev_, w) if resume else RunState()
-    if resume:
-        say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} (best dev F1 {run.best_f1:.4f} "
-            f"at epoch {run.best_epoch})")
-    model.distil = hp.distil if teacher else 0.0
-    loss_of = distributed.wrap(model, w, dev_)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad) - frozen
-    say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}"
-        f"{f' x {w.size} processes' if w.size > 1 else ''}, {hp.precision}), {n_params:,} trainable "
-        f"parameters; checkpoints in {ckpt}/")
-    if task.dev_blind:
-        say(f"warning: {task.dev_blind}, so dev F1 is 0 whatever the model: the first epoch will be kept and "
-            "nothing is tuned on dev; prepare the data with another --seed, or from more documents")
-    lr = optimizer.param_groups[0]["lr"]
-    spent, epochs_here = 0.0, 0  # for the time left: this process's epochs, dev scoring included
-    while run.epoch < hp.max_epochs and run.stale < hp.patience:
-        run.epoch += 1
-        epochs_here += 1
-        started = time.perf_counter()
-        gen = epoch_generator(seed, run.epoch)
-        sample = epoch_sample(examples["train"], task.negatives["train"], hp.negative_fraction, gen)
-        batches = [b for _, b in bucketed(sample, hp.batch_size, shuffle=True, generator=gen)]
-        mine = distributed.shard(batches, w)
-        with Bar(len(mine), f"epoch {run.epoch}", "batch", quiet=log is None or not w.main or not sys.stderr.isatty()) as bar:
-            loss = run_epoch(loss_of, model, optimizer, scaler, mine, config,
-                             epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, lambda n, total: bar.update())
-        seconds = time.perf_counter() - started
-        if distributed.agree(not math.isfinite(loss), w):  # rank 0's word, so every rank stops at once
-            # The weights are NaN or infinite from here on, and every later epoch's would be too: the run
-            # stops, keeping the best epoch before it if there was one.
-            if run.best_state is None:
-                if w.main:
-                    atomic.remove_dir(ckpt)  # a resumed run would diverge again
-                raise Diverged(f"train: the loss became {loss} in epoch {run.epoch} (train.lr = {hp.lr}); the run "
-                               "diverged before any epoch scored on dev, and no model is saved: train again with "
-                               "a lower train.lr")
-            say(f"epoch {run.epoch:>3}  loss {loss}: the run diverged; stopping with the best epoch, "
-                f"{run.best_epoch} (a lower train.lr may train further)")
-            run.epoch -= 1  # this epoch's weights are not kept, nor counted
-            break
-        with autocast(dev_, hp.precision):
-            # Tuning has predicted dev with these weights: scoring reuses it rather than predicting again.
-            tuned = task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
-            dev = task.evaluate(model, examples["dev"], "dev", hp.eval_batch_size, dev_, tuned=tuned)
-        f1 = distributed.agree(dev["f1"], w)
-        improved = f1 > run.best_f1
-        if improved:
-            run.best_f1, run.best_epoch, run.stale = f1, run.epoch, 0
-            run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            # A dev F1 that stopped rising usually means steps too large to settle into a minimum; one
-            # still at 0 means a model that has found nothing yet, which smaller steps would only slow.
-            run.stale, lr = run.stale + 1, lr * (hp.lr_decay if run.best_f1 > 0 else 1.0)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-        fields, summary = task.record(dev)
-        run.records.append({"epoch": run.epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
-                            "sentences_per_second": len(sample) / seconds, "lr": lr,
-                            # a resumed run may go on elsewhere: each epoch says where it ran
-                            "device": str(dev_), "processes": w.size})
-        # Each rank's own generator state (they drew different dropout masks): a resumed run restores
-        # each rank's, so that it goes on as the uninterrupted run would.
-        states = distributed.gather(_random_states(dev_), w)
-        if w.main:
-            save_checkpoint(ckpt, run, model, optimizer, scaler, states)
-        spent += time.perf_counter() - started
-        left = spent / epochs_here * (hp.max_epochs - run.epoch) if run.stale < hp.patience else 0.0
-        say(f"epoch {run.epoch:>3}  loss {loss:.4f}  {summary}  {len(sample) / seconds:,.0f} sent/s  "
-            f"{seconds:.1f}s" + ("  *" if improved else "") + (f"  (at most {duration(left)} left)" if left else ""))
-        if on_epoch is not None:
-            on_epoch(run.epoch, f1)
-    if run.stale >= hp.patience:
-        say(f"no better dev F1 for {run.stale} epochs; stopped")
-    return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, teacher)
+    with _owned(ckpt, w.main):
+        run = load_checkpoint(ckpt, model, optimizer, scaler, dev_, w) if resume else RunState()
+        if resume:
+            say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} (best dev F1 {run.best_f1:.4f} "
+                f"at epoch {run.best_epoch})")
+        model.distil = hp.distil if teacher else 0.0
+        loss_of = distributed.wrap(model, w, dev_)
+        n_params = sum(p.numel() for p in model.parameters() if p.requires_grad) - frozen
+        say(f"training {config.arch} ({config.task}) on {len(examples['train']):,} sentences ({dev_.type}"
+            f"{f' x {w.size} processes' if w.size > 1 else ''}, {hp.precision}), {n_params:,} trainable "
+            f"parameters; checkpoints in {ckpt}/")
+        if task.dev_blind:
+            say(f"warning: {task.dev_blind}, so dev F1 is 0 whatever the model: the first epoch will be kept and "
+                "nothing is tuned on dev; prepare the data with another --seed, or from more documents")
+        lr = optimizer.param_groups[0]["lr"]
+        spent, epochs_here = 0.0, 0  # for the time left: this process's epochs, dev scoring included
+        while run.epoch < hp.max_epochs and run.stale < hp.patience:
+            run.epoch += 1
+            epochs_here += 1
+            started = time.perf_counter()
+            gen = epoch_generator(seed, run.epoch)
+            sample = epoch_sample(examples["train"], task.negatives["train"], hp.negative_fraction, gen)
+            batches = [b for _, b in bucketed(sample, hp.batch_size, shuffle=True, generator=gen)]
+            mine = distributed.shard(batches, w)
+            with Bar(len(mine), f"epoch {run.epoch}", "batch", quiet=log is None or not w.main or not sys.stderr.isatty()) as bar:
+                loss = run_epoch(loss_of, model, optimizer, scaler, mine, config,
+                                 epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, lambda n, total: bar.update())
+            seconds = time.perf_counter() - started
+            if distributed.agree(not math.isfinite(loss), w):  # rank 0's word, so every rank stops at once
+                # The weights are NaN or infinite from here on, and every later epoch's would be too: the run
+                # stops, keeping the best epoch before it if there was one.
+                if run.best_state is None:
+                    if w.main:
+                        atomic.remove_dir(ckpt)  # a resumed run would diverge again
+                    raise Diverged(f"train: the loss became {loss} in epoch {run.epoch} (train.lr = {hp.lr}); the run "
+                                   "diverged before any epoch scored on dev, and no model is saved: train again with "
+                                   "a lower train.lr")
+                say(f"epoch {run.epoch:>3}  loss {loss}: the run diverged; stopping with the best epoch, "
+                    f"{run.best_epoch} (a lower train.lr may train further)")
+                run.epoch -= 1  # this epoch's weights are not kept, nor counted
+                break
+            with autocast(dev_, hp.precision):
+                # Tuning has predicted dev with these weights: scoring reuses it rather than predicting again.
+                tuned = task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
+                dev = task.evaluate(model, examples["dev"], "dev", hp.eval_batch_size, dev_, tuned=tuned)
+            f1 = distributed.agree(dev["f1"], w)
+            improved = f1 > run.best_f1
+            if improved:
+                run.best_f1, run.best_epoch, run.stale = f1, run.epoch, 0
+                run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                # A dev F1 that stopped rising usually means steps too large to settle into a minimum; one
+                # still at 0 means a model that has found nothing yet, which smaller steps would only slow.
+                run.stale, lr = run.stale + 1, lr * (hp.lr_decay if run.best_f1 > 0 else 1.0)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            fields, summary = task.record(dev)
+            run.records.append({"epoch": run.epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
+                                "sentences_per_second": len(sample) / seconds, "lr": lr,
+                                # a resumed run may go on elsewhere: each epoch says where it ran
+                                "device": str(dev_), "processes": w.size})
+            # Each rank's own generator state (they drew different dropout masks): a resumed run restores
+            # each rank's, so that it goes on as the uninterrupted run would.
+            states = distributed.gather(_random_states(dev_), w)
+            if w.main:
+                save_checkpoint(ckpt, run, model, optimizer, scaler, states)
+            spent += time.perf_counter() - started
+            left = spent / epochs_here * (hp.max_epochs - run.epoch) if run.stale < hp.patience else 0.0
+            say(f"epoch {run.epoch:>3}  loss {loss:.4f}  {summary}  {len(sample) / seconds:,.0f} sent/s  "
+                f"{seconds:.1f}s" + ("  *" if improved else "") + (f"  (at most {duration(left)} left)" if left else ""))
+            if on_epoch is not None:
+                on_epoch(run.epoch, f1)
+        if run.stale >= hp.patience:
+            say(f"no better dev F1 for {run.stale} epochs; stopped")
+        return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, teacher)
+
+
+@contextmanager
+def _owned(ckpt: Path, main: bool) -> Iterator[None]:
+    """This process's hold on a run's checkpoint while it trains: a second `train --resume` of it (in
+    another terminal, a scheduler's retry) would write the same state and sums, and a kill could then
+    leave neither resumable. An exclusive lock on its run file, which the system drops with the process."""
+    if not main or fcntl is None:  # ranks past the first never write it; no fcntl on Windows
+        yield
+        return
+    with open(ckpt / RUN, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AdelabelError(f"{ckpt}: another `adelabel train` is running this checkpoint; let it finish, or "
+                                "stop it before carrying the run on") from None
+        yield
 
 
 def _teachers(teacher: Sequence[str | Path], out_dir, resume: bool) -> list[str]:

@@ -292,6 +292,38 @@ def test_a_moved_checkpoint_carries_on_where_it_is_now(capsys, sample_data, tmp_
     assert code == 2 and "a moved checkpoint keeps its name, MODEL.checkpoint" in err, err
 
 
+def test_a_checkpoint_a_live_run_holds_is_not_resumed_twice(capsys, sample_data, tmp_path, monkeypatch):
+    """While one process trains from a checkpoint, another `train --resume` of it is refused in one line
+    (both would write its state and sums); once the first lets go, it resumes."""
+    import subprocess
+    import sys
+
+    from adelabel import model_dir
+    from conftest import run_cli
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_dir, "save", killed)
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--epochs", "2",
+                           "--set", "model.hidden_size=8", "--quiet")
+    assert code == 130, err
+    monkeypatch.undo()
+    run_file = tmp_path / "m.checkpoint" / "run.json"
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; fh = open(sys.argv[1], 'rb'); "
+                               "fcntl.flock(fh, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(run_file)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "m")
+        assert code == 2 and "another `adelabel train` is running this checkpoint" in err, err
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "m", "--quiet")
+    assert code == 0 and (tmp_path / "m" / "model.safetensors").is_file(), err
+
+
 def test_a_checkpoint_folder_adelabel_did_not_write_and_a_root_folder_are_one_line(capsys, sample_data, tmp_path):
     from conftest import run_cli
 
