@@ -10,7 +10,7 @@ import torch
 from adelabel import model_dir
 from adelabel.data import collate, encode
 from adelabel.decode import iob2_constraints, viterbi
-from adelabel.errors import InputError
+from adelabel.errors import AdelabelError, InputError
 from adelabel.models import build_model
 from adelabel.tags import tag_set
 from adelabel.vocab import Vocab, Vocabs
@@ -443,8 +443,13 @@ def test_a_save_replaces_the_old_folder_whole(tmp_path):
     folder = tmp_path / "model"
     model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs, metrics={"run": 1})
     (folder / "stray.txt").write_text("left by hand")
+    # A file adelabel did not write would go with the folder: refused, naming it, the folder untouched.
+    with pytest.raises(AdelabelError, match="holds stray.txt, which adelabel did not write there"):
+        model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs)
+    assert (folder / "stray.txt").is_file() and (folder / "metrics.json").is_file()
+    (folder / "stray.txt").unlink()
     model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs)
-    # Nothing of the first save survives: not its metrics, not a file left beside them.
+    # Nothing of the first save survives, not its metrics.
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "manifest.json", "model.safetensors", "vocab.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
