@@ -234,10 +234,30 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         os.chmod(fd, 0o666 & ~current_umask())
         with _naming(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
             yield fh
+            # On disk before the rename: after a power cut (not a kill, which the rename alone covers) the
+            # name may otherwise hold an empty file, and a checkpoint's state would be lost, not an epoch.
+            fh.flush()
+            os.fsync(fh.fileno())
         with _naming(target, target):
             os.replace(tmp, target)
+            _sync_folder(target.absolute().parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """The folder's entries (a rename into it) on disk; where a system cannot open a folder to sync it
+    (Windows), the rename stands as it is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -330,6 +330,26 @@ def test_errors_cross_process_boundaries_whole():
     assert OptionError("device: bad", "device").as_option() == pickle.loads(pickle.dumps(OptionError("device: bad", "device"))).as_option()
 
 
+def test_a_file_is_on_disk_before_its_rename(tmp_path, monkeypatch):
+    """A power cut after a rename must not leave an empty file under the name (a checkpoint's state,
+    whose loss loses the run): the data is synced before the rename, the folder's entry after it."""
+    import os
+
+    from adelabel import atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append(("sync", os.path.realpath(f"/proc/self/fd/{fd}"))),
+                                                        real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append(("rename", str(b))), real_replace(a, b))[1])
+    target = tmp_path / "state.pt"
+    with atomic.atomic_file(target, "wb") as fh:
+        fh.write(b"weights")
+    assert [kind for kind, _ in events] == ["sync", "rename", "sync"], events
+    assert ".state.pt.tmp-" in events[0][1] and events[1][1] == str(target) and events[2][1] == str(tmp_path)
+    assert target.read_bytes() == b"weights"
+
+
 def test_a_folder_set_aside_by_a_kill_is_put_back(tmp_path):
     from adelabel import atomic
 
