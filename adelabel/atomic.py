@@ -7,6 +7,7 @@ renames leaves no folder under the name, never a mix of old and new files.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -237,7 +238,11 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
             # On disk before the rename: after a power cut (not a kill, which the rename alone covers) the
             # name may otherwise hold an empty file, and a checkpoint's state would be lost, not an epoch.
             fh.flush()
-            os.fsync(fh.fileno())
+            try:
+                os.fsync(fh.fileno())
+            except OSError as err:  # a file system that cannot sync (some FUSE mounts): the rename stands
+                if err.errno not in (errno.EINVAL, errno.ENOTSUP):
+                    raise
         with _naming(target, target):
             os.replace(tmp, target)
             _sync_folder(target.absolute().parent)

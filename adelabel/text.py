@@ -36,7 +36,8 @@ _TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}]+(?:[[\p{Cf}\p{DI}]--\u200b]+[^\W_\p{
 # "p.o.", "U.S.") never end one: a drug and its dose or effect split apart could not be related, where
 # two sentences run together still can.
 _SENTENCE_END = re.compile(r"""(?<=[.!?])(?P<close>["')\]”’»]*)\s+(?=[A-Z0-9(\["'“‘«])""")
-_ABBREVIATIONS = re.compile(r"(?:\b(?i:vs|dr|mr|mrs|ms|prof|figs?|et al|approx|cf|st|ca|resp|incl|refs?)\.|\bNo\."
+# Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis.
+_ABBREVIATIONS = re.compile(r"(?:\b(?i:vs|prof|figs?|et al|approx|cf|resp|incl|refs?)\.|\b(?:Dr|Mr|Mrs|Ms|St|No|ca)\."
                             r"|(?<![\w.])(?:[^\W\d_]\.){2,})$")
 _LONGEST_ABBREVIATION = 12  # characters before a break that can hold one ("U.S.A.", "approx.") and its boundary
 _SOFT_BREAKS = frozenset(";,:")

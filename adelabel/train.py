@@ -449,6 +449,8 @@ def _owned(ckpt: Path, main: bool) -> Iterator[None]:
         except BlockingIOError:
             raise AdelabelError(f"{ckpt}: another `adelabel train` is running this checkpoint; let it finish, or "
                                 "stop it before carrying the run on") from None
+        except OSError:
+            pass  # a file system without locks (Lustre, some NFS mounts): the run trains unguarded
         yield
 
 

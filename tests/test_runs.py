@@ -324,6 +324,24 @@ def test_a_checkpoint_a_live_run_holds_is_not_resumed_twice(capsys, sample_data,
     assert code == 0 and (tmp_path / "m" / "model.safetensors").is_file(), err
 
 
+def test_a_file_system_without_locks_trains_unguarded(tmp_path, monkeypatch):
+    """Lustre without its flock option, some NFS mounts: no lock can be taken, and the run trains
+    anyway (the lock only guards against a second resume)."""
+    import errno
+    import fcntl
+
+    from adelabel import train as training
+
+    def unsupported(fh, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    (tmp_path / "run.json").write_text("{}")
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    with training._owned(tmp_path, True):
+        entered = True
+    assert entered
+
+
 def test_a_checkpoint_folder_adelabel_did_not_write_and_a_root_folder_are_one_line(capsys, sample_data, tmp_path):
     from conftest import run_cli
 

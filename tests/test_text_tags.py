@@ -61,7 +61,10 @@ def test_sentences_keep_their_closing_brackets_and_quotes_and_single_letter_abbr
              "Given 100 mg p.o. Twice a day.": ["Given 100 mg p.o. Twice a day."],
              "Approved in the U.S. Food and Drug Administration's list.": [
                  "Approved in the U.S. Food and Drug Administration's list."],
-             "Approx. 5 mg. Then more.": ["Approx. 5 mg.", "Then more."]}
+             "Approx. 5 mg. Then more.": ["Approx. 5 mg.", "Then more."],
+             # Titles keep their case: milliseconds and multiple sclerosis end sentences.
+             "QTc was 520 ms. Citalopram was stopped.": ["QTc was 520 ms.", "Citalopram was stopped."],
+             "Diagnosed with MS. She took natalizumab.": ["Diagnosed with MS.", "She took natalizumab."]}
     for text, expected in cases.items():
         spans = split_sentences(text)
         assert [text[s:e] for s, e in spans] == expected, text
