@@ -27,6 +27,7 @@ from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
 
 from adelabel.errors import AdelabelError, InputError, OptionError
+from adelabel.text import LINE_BREAKS
 
 
 def _ray():
@@ -113,8 +114,8 @@ def _ours(err: BaseException) -> AdelabelError | None:
     return None
 
 
-# Where str.splitlines, and so Ray's read_text, ends a line besides "\n".
-SPLITS_LINES = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+SPLITS_LINES = frozenset(LINE_BREAKS) - {"\n"}
+"""Where Ray's read_text ends a line besides "\n"."""
 
 
 @contextmanager

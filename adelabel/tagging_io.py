@@ -23,7 +23,7 @@ from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.progress import Progress
 from adelabel.tagger import Analysis, Classifier, Tagger, check_backend, chunked
-from adelabel.text import LINE_BREAKS_TO_SPACE, tokenize
+from adelabel.text import LINE_BREAKS, LINE_BREAKS_TO_SPACE, tokenize
 from adelabel.tags import spans_to_tags
 
 
@@ -109,10 +109,10 @@ def check_input_options(input_format: str, workers: int) -> None:
                           "per core slow each other down")
 
 
-# JSON escapes the control characters that end a line (\n, \r, \x0b, ...) and leaves these three
-# as they are, where a line-based reader (Python's splitlines, Ray's read_text) would cut a record or a
-# comment in two: written escaped, as the same characters.
-_JSON_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
+# JSON escapes the control characters that end a line (\n, \r, \x0b, ...) and leaves the others
+# (U+0085, U+2028, U+2029) as they are, where a line-based reader would cut a record or a comment in
+# two: written escaped, as the same characters.
+_JSON_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in LINE_BREAKS if ord(c) >= 0x20})
 
 
 def json_line(record: dict) -> str:

@@ -48,10 +48,12 @@ def tokenize(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _TOKEN.finditer(text)]
 
 
-# Where a line-based reader (Python's str.splitlines, brat's) ends a line: written into a line of its
-# own (a brat T line's entity text, a CoNLL comment), each becomes a space, as brat itself writes a
-# mention that spans a line break.
-LINE_BREAKS_TO_SPACE = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""Where a line-based reader (Python's str.splitlines, Ray's read_text, brat's) ends a line."""
+
+# Written into a line of its own (a brat T line's entity text, a CoNLL comment), each line break becomes
+# a space, as brat itself writes a mention that spans a line break.
+LINE_BREAKS_TO_SPACE = str.maketrans(dict.fromkeys(LINE_BREAKS, " "))
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
