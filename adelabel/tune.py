@@ -311,8 +311,8 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
     _sweep_work_folders()
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
     try:
-        while len(finished()) < trials:
-            number = len(finished()) + 1
+        while (done := len(finished())) < trials:
+            number = done + 1
             # ask() takes the oldest waiting trial: one a kill left between these two calls goes first.
             if sampler == "grid" and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
                 todo = missing()
