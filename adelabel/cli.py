@@ -78,7 +78,7 @@ EncoderVectors = Annotated[Optional[str], typer.Option(
 @app.command()
 def download(
     out: Annotated[Path, typer.Option(help="Folder to put the three corpus files in.")] = Path("corpora/ade-v2"),
-    force: Annotated[bool, typer.Option(help="Download even files already present and intact.")] = False,
+    force: Annotated[bool, typer.Option(help="Download every file again, replacing what is there (a present file that is not the pinned version is otherwise refused).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Fetch the ADE corpus v2 files and check their SHA-256 against the pinned version."""

@@ -146,12 +146,18 @@ def test_present_file_is_skipped_unless_forced(fetch, server: Server) -> None:
     assert sorted(server.requests) == sorted([FIRST[0], SECOND[0]])
 
 
-def test_present_file_with_wrong_content_is_downloaded_again(fetch, server: Server) -> None:
+def test_present_file_with_other_content_is_refused_unless_forced(fetch, server: Server) -> None:
+    """A copy of another version (or the user's edit) is not silently replaced: refused, naming it,
+    before anything is fetched; --force replaces it."""
     fetch.dest.mkdir(parents=True)
-    stale = fetch.dest / FIRST[0]
-    stale.write_bytes(b"X" * len(FIRST[1]))   # same size, so only the hash can tell
-    fetch()
-    assert stale.read_bytes() == FIRST[1]
+    other = fetch.dest / SECOND[0]
+    other.write_bytes(b"X" * len(SECOND[1]))   # same size, so only the hash can tell
+    with pytest.raises(AdelabelError, match=f"{SECOND[0]}: present, but not the pinned version.*--force"):
+        fetch()
+    assert other.read_bytes() == b"X" * len(SECOND[1])
+    assert server.requests == [] and names_in(fetch.dest) == {SECOND[0]}
+    fetch(force=True)
+    assert other.read_bytes() == SECOND[1]
     assert server.requests == [FIRST[0], SECOND[0]]
 
 

@@ -48,8 +48,10 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
                     progress: Callable[[str], None] | None = None, force: bool = False) -> list[Path]:
     """Download ``files`` (default :data:`CORPUS_FILES`) from ``base_url`` into ``dest``.
 
-    A file already in ``dest`` with the expected size and digest is kept as it is unless ``force``;
-    one with other content is downloaded again. ``progress`` receives one line per file.
+    A file already in ``dest`` with the expected size and digest is kept as it is unless ``force``.
+    One with other content (a copy of another version, the user's own edit) is refused, before
+    anything is fetched, unless ``force``: replacing it would lose it. ``progress`` receives one
+    line per file.
     ``timeout`` (seconds) applies to connecting and to each wait for data.
 
     Returns the paths of all files, in the order of ``files``. Raises :class:`AdelabelError` naming
@@ -66,19 +68,24 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
     except OSError as err:
         raise AdelabelError(f"--out {dest}: cannot create the folder ({err.strerror or err})") from err
 
-    paths = []
-    for name, (sha256, size) in files.items():
+    for name in files:
         # The name becomes both a path and part of a URL; anything but a bare file name could
         # write outside ``dest``.
         if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
             raise AdelabelError(f"not a plain file name in the corpus file list: {name!r}")
-        sha256 = sha256.lower()
+    present = {name: not force and _matches(dest / name, sha256.lower(), size)
+               for name, (sha256, size) in files.items()}
+    for name, intact in present.items():
+        if not force and not intact and (dest / name).exists():
+            raise AdelabelError(f"{dest / name}: present, but not the pinned version of the corpus (another copy, or "
+                                "edited); nothing was downloaded. --force replaces it, or choose another --out")
+    paths = []
+    for name, (sha256, size) in files.items():
         target = dest / name
-        url = _file_url(base_url, name)
-        if not force and _matches(target, sha256, size):
+        if present[name]:
             report(f"{name}: already present ({_human_size(size)}, sha256 ok), skipped")
         else:
-            _fetch(url, target, name, sha256, size, timeout)
+            _fetch(_file_url(base_url, name), target, name, sha256.lower(), size, timeout)
             report(f"{name}: {_human_size(size)}, sha256 ok")
         paths.append(target)
     return paths
