@@ -58,6 +58,12 @@ def brat_folder(folder: Path) -> bool:
         and {int(stem) for stem in stems} == set(range(1, len(stems) + 1))
 
 
+is_model_dir = json_with("manifest.json", "format_version", "files")
+is_data_dir = json_with("manifest.json", "labels", "splits")
+KINDS: tuple[tuple[str, Kind], ...] = (("a prepared data folder", is_data_dir), ("a model folder", is_model_dir),
+                                       ("`tag --format brat` output", brat_folder))
+"""The kinds a refused output folder is named by, when it is one of them but not of the kind asked for."""
+
 LISTS = "manifest.json"
 """A model or data folder's list of the files adelabel wrote in it, under ``files``."""
 ADDED_LATER = frozenset({"onnx"})  # `adelabel export` writes onnx/ into a model folder after it
@@ -97,6 +103,10 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
         if other is not None:
             raise AdelabelError(f"{option} {path}: holds {other}, which adelabel did not write there (the folder is "
                                 "replaced whole); move it away, or give another folder")
+        found = next((what for what, test in KINDS if test is not kind and test(path)), None)
+        if found:
+            raise AdelabelError(f"{option} {path}: is {found}, not what this command writes (its output replaces "
+                                "the folder whole); give a new or empty folder")
         raise AdelabelError(f"{option} {path}: a folder adelabel did not write (it is replaced whole); "
                             "give a new or empty folder")
 

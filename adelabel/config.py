@@ -248,6 +248,21 @@ def _known_keys(family: type[Section]) -> dict[str, Any]:
     return keys
 
 
+def _nearest(key: str, known: list[str]) -> str | None:
+    """The known key a misspelt or misplaced ``key`` most likely meant: the same name in another
+    section first (``model.lr`` meant ``train.lr``), then the nearest name in any section, then the
+    nearest whole key."""
+    leaf = key.rpartition(".")[2]
+    section = key.partition(".")[0] + "."
+    # The key's own section last, so that it wins where a name is in both.
+    leaves = {k.rpartition(".")[2]: k for k in sorted(known, key=lambda k: k.startswith(section))}
+    near = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.75)
+    if near:
+        return leaves[near[0]]
+    whole = difflib.get_close_matches(key, known, n=1)
+    return whole[0] if whole else None
+
+
 def _flatten(data: dict, source: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -318,12 +333,17 @@ class ConfigBuilder:
         stands for a real one). Untyped values (``--set``'s strings) are parsed by the field's type."""
         for key, value in _flatten(data, source).items():
             if key in ("arch", "task"):
+                if source == "--set":
+                    raise AdelabelError(f"--set {key}: the {'architecture' if key == 'arch' else 'task'} is chosen "
+                                        f"with --{key}, not --set")
                 if value != getattr(self, key):
-                    raise AdelabelError(f"{source}: {key}: this config is for {value!r}, not {getattr(self, key)!r}")
+                    raise AdelabelError(f"{source}: {key}: this config is for {value!r}, but --{key} says "
+                                        f"{getattr(self, key)!r}")
                 continue
             if key not in self.keys:
-                near = difflib.get_close_matches(key, list(self.keys), n=1)
-                hint = f" (did you mean {near[0]}?)" if near else f"; known keys: {', '.join(self.keys)}"
+                known = [k for k in self.keys if source != "--set" or k != "arch"]
+                near = _nearest(key, known)
+                hint = f" (did you mean {near}?)" if near else f"; known keys: {', '.join(known)}"
                 raise AdelabelError(f"{source}: {key}: unknown key{hint}")
             if typed:
                 try:

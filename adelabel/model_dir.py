@@ -42,7 +42,7 @@ FORMAT_VERSION = 5
 MIGRATES_FROM = (3, 4)
 CONFIG, VOCAB, WEIGHTS, METRICS, LOG = "config.json", "vocab.json", "model.safetensors", "metrics.json", "train_log.jsonl"
 MANIFEST, ASSETS, CURVES = "manifest.json", "assets", "curves.png"
-is_model_dir = atomic.json_with(MANIFEST, "format_version", "files")
+is_model_dir = atomic.is_model_dir
 
 
 def _json(data) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from adelabel.atomic import atomic_dir, json_with, sha256
+from adelabel.atomic import atomic_dir, is_data_dir, sha256
 from adelabel.config import DEFAULT_SEED
 from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import DEFAULT_LABELS, read_ade
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from adelabel.encoder_vectors import Encoder
 
 MANIFEST = "manifest.json"
-is_data_dir = json_with(MANIFEST, "labels", "splits")
 VECTORS = "vectors.bin"
 
 
@@ -74,10 +73,12 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
 def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] = DEFAULT_LABELS,
                 include_negative: bool = True, strict: bool = False,
                 log: Callable[[str], None] = print,
-                overlaps: str = "outer") -> tuple[list[Sentence], dict[int, int], list[str]]:
+                overlaps: str = "outer", warn: Callable[[str], None] | None = None,
+                ) -> tuple[list[Sentence], dict[int, int], list[str]]:
     """The corpus's sentences (or labelled texts), the source line of each labelled text (by the
     sentence's ``id``; empty for the ADE corpus) and the reader's report, which is logged.
-    ``overlaps``: the ADE corpus's policy for overlapping mentions (adelabel.corpus.ade.OVERLAPS)."""
+    ``overlaps``: the ADE corpus's policy for overlapping mentions (adelabel.corpus.ade.OVERLAPS).
+    ``warn``: told in one line of the malformed lines skipped, where ``log`` is silenced (``--quiet``)."""
     numbers: dict[int, int] = {}
     if format == "labelled":
         sentences, lines, report = read_labelled(corpus, strict=strict)
@@ -98,6 +99,8 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
         raise AdelabelError(f"{corpus}: no sentences read{first}")
     for line in report.summary():
         log(line)
+    if warn is not None and report.problems:
+        warn(f"{corpus}: {len(report.problems):,} malformed line(s) skipped (first: {report.problems[0]})")
     return sentences, numbers, report.summary()
 
 
@@ -121,7 +124,8 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = DEFAULT_SEED, label
             include_negative: bool = True, vectors: str | Path | None = None, dim: int = W2V_DIM,
             w2v_epochs: int = W2V_EPOCHS, max_vectors: int = 200_000, strict: bool = False,
             log: Callable[[str], None] = print, format: str = "ade", progress: bool = False,
-            overlaps: str = "outer", encoder_vectors: str | None = None) -> dict:
+            overlaps: str = "outer", encoder_vectors: str | None = None,
+            warn: Callable[[str], None] | None = None) -> dict:
     """Read, split, tokenise and tag the corpus and get word vectors; returns the manifest.
 
     ``encoder_vectors``: ``minilm`` or an encoder checkpoint folder whose states, averaged per word over
@@ -141,7 +145,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = DEFAULT_SEED, label
         encoder = Encoder(encoder_vectors)
     if format == "labelled":
         labels, include_negative = (), False
-    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps)
+    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps, warn)
     sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
     try:
         splits = split_by_document(sentences, seed)

@@ -178,6 +178,10 @@ CASES = [
     ("tag {t}/nan.jsonl --model {m} --input-format jsonl", "{t}/nan.jsonl:1: not a JSON object adelabel can read (NaN is not a JSON number)"),
     ("tag {t}/in.txt --model {t}/newer-model", "{t}/newer-model/config.json: model format 99 was made by a newer adelabel"),
     ("config --set model.hidden=3", "model.hidden: unknown key (did you mean model.hidden_size?)"),
+    # A name put in the wrong section: the same name in the other section, not a near one in this.
+    ("config --set model.lr=0.01", "model.lr: unknown key (did you mean train.lr?)"),
+    ("config --set train.hidden_size=3", "train.hidden_size: unknown key (did you mean model.hidden_size?)"),
+    ("config --set arch=gru", "--set arch: the architecture is chosen with --arch, not --set"),
     # evaluate
     ("evaluate --model {t}/nomodel --data {d}", "{t}/nomodel: model folder not found"),
     ("evaluate --model {t}/afile --data {d}", "{t}/afile: is a file, not a model folder"),
@@ -185,7 +189,8 @@ CASES = [
     ("evaluate --model {m} --data {d} --split foo", "--split: expected train, dev or test, got 'foo'"),
     ("evaluate --model {m} --data {d} --json {t}/nodir/s.json", "--json {t}/nodir/s.json: folder"),
     ("evaluate --model {m} --data {d} --json {t}", "--json {t}: is a folder, not a file"),
-    ("evaluate --model {m} --data {d} --report {d}", "--report {d}: a folder adelabel did not write"),
+    ("evaluate --model {m} --data {d} --report {d}", "--report {d}: is a prepared data folder, not what this command writes"),
+    ("prepare --corpus {s} --out {m}", "--out {m}: is a model folder, not what this command writes"),
     ("evaluate --model {m} --data {d} --json {d}/test.jsonl", "--json {d}/test.jsonl: lies inside {d}, which this command reads"),
     ("evaluate --model {m} --data {d} --json {m}/config.json", "--json {m}/config.json: lies inside {m}"),
     ("train --data {d} --out {d}/m", "--out {d}/m: lies inside {d}"),

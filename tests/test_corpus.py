@@ -208,6 +208,25 @@ def test_a_corpus_whose_every_relation_line_is_malformed_is_refused(capsys, tmp_
     assert not (tmp_path / "o").exists()
 
 
+def test_quiet_prepare_still_says_that_lines_were_skipped(capsys, tmp_path):
+    """--quiet silences the report, but not the news that some of the corpus was left out."""
+    import shutil
+
+    from conftest import SAMPLE, run_cli
+
+    shutil.copytree(SAMPLE, tmp_path / "c")
+    rel = tmp_path / "c" / "DRUG-AE.rel"
+    lines = rel.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[2] = lines[2].replace("|", "#")
+    rel.write_text("".join(lines), encoding="utf-8")
+    code, out, err = run_cli(capsys, "prepare", "--corpus", tmp_path / "c", "--out", tmp_path / "o", "-q")
+    assert code == 0 and out == "", err
+    assert err.strip().splitlines() == [f"{tmp_path / 'c'}: 1 malformed line(s) skipped (first: {rel}:3: expected 8 "
+                                        "'|'-separated fields, found 1)"], err
+    code, _, err = run_cli(capsys, "prepare", "--corpus", SAMPLE, "--out", tmp_path / "o2", "-q")
+    assert code == 0 and err == "", err
+
+
 def test_offsets_outside_the_sentence_drop_their_line(tmp_path):
     good = "1|A rash.|rash|5|9|A|3|4"
     stray = "1|A rash.|rash|905|909|A|3|4"  # 'rash' 900 characters past where the sentence is
