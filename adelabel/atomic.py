@@ -245,19 +245,31 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         os.chmod(fd, 0o666 & ~current_umask())
         with _naming(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
             yield fh
-            # On disk before the rename: after a power cut (not a kill, which the rename alone covers) the
-            # name may otherwise hold an empty file, and a checkpoint's state would be lost, not an epoch.
-            fh.flush()
-            try:
-                os.fsync(fh.fileno())
-            except OSError as err:  # a file system that cannot sync (some FUSE mounts): the rename stands
-                if err.errno not in (errno.EINVAL, errno.ENOTSUP):
-                    raise
+            sync_file(fh)
         with _naming(target, target):
             os.replace(tmp, target)
             _sync_folder(target.absolute().parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sync_file(fh: IO) -> None:
+    """``fh``'s content on disk, before it is renamed into place: after a power cut (not a kill, which the
+    rename alone covers) the name may otherwise hold an empty file, and a checkpoint's state would be
+    lost, not an epoch."""
+    fh.flush()
+    try:
+        os.fsync(fh.fileno())
+    except OSError as err:  # a file system that cannot sync (some FUSE mounts): the rename stands
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+
+
+def replace_synced(source: Path, target: Path) -> None:
+    """``source`` renamed to ``target``, the rename itself on disk."""
+    with _naming(target, target):
+        os.replace(source, target)
+        _sync_folder(target.absolute().parent)
 
 
 def _sync_folder(folder: Path) -> None:

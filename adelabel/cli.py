@@ -645,6 +645,7 @@ def tag(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
     precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",
+    resume: Annotated[bool, typer.Option("--resume", help="Carry on the jsonl --output a killed run of the same command left partial, from its last complete record.")] = False,
 ) -> None:
     """Tag text: one JSON object per input line with entities (character offsets into the line), drug ->
     effect relations and each sentence's probability of reporting an adverse drug event; with a
@@ -667,13 +668,20 @@ def tag(
             raise OptionError(f"--ray writes jsonl, not {format}")
         if backend != "torch":
             raise OptionError("--ray: runs the torch backend")
+        if resume:
+            raise OptionError("--resume: carries on what plain `tag` wrote; --ray writes its output whole")
         count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision,
                              quiet=quiet)
         if not quiet:
             print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return
-    tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers, backend,
-               quiet=quiet)
+    try:
+        tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers,
+                   backend, quiet=quiet, resume=resume)
+    except KeyboardInterrupt as stop:  # typer ends the command with status 130 and says nothing
+        if stop.args:  # what the stopped command keeps, and how to carry on
+            print(f"adelabel: {stop.args[0]}", file=sys.stderr)
+        raise
 
 
 def _check_negatives(negatives: bool, format: str) -> None:

@@ -19,8 +19,9 @@ from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
 from adelabel.workers import cores, tag_in_workers
 from adelabel.corpus.files import check_file, read_lines
-from adelabel.errors import InputError, OptionError
+from adelabel.errors import AdelabelError, InputError, OptionError
 from adelabel.model_dir import task_of
+from adelabel.partial import input_identity, resumable_file
 from adelabel.progress import Progress
 from adelabel.tagger import Analysis, Classifier, Tagger, check_backend, chunked
 from adelabel.text import LINE_BREAKS, LINE_BREAKS_TO_SPACE, tokenize
@@ -225,11 +226,16 @@ def write_sidecar(output: Path | None, meta: dict, count: int) -> None:
 
 def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,
                device: str, threshold: float | None = None, precision: str = "fp32", input_format: str = "text",
-               workers: int = 1, backend: str = "torch", quiet: bool = True) -> int:
+               workers: int = 1, backend: str = "torch", quiet: bool = True, resume: bool = False) -> int:
     """Tag every line of ``source`` (text, or JSONL records with a ``text`` field); returns the number of
     lines written. An ``output`` file is written under a temporary name and renamed when complete, so
-    it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order."""
+    it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order.
+    ``resume``: carry on the JSONL ``output`` a killed run left partial (adelabel/partial.py)."""
     check_input_options(input_format, workers)
+    resumable = fmt == "jsonl" and output is not None and source != "-" and not is_stream(output)
+    if resume and not resumable:
+        raise OptionError("--resume: carries on jsonl written to a file (--output FILE) from an input file, "
+                          + ("not --format " + fmt if fmt != "jsonl" else "not standard input or output"))
     if input_format == "jsonl" and fmt == "brat":
         raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
     models = [model] if isinstance(model, (str, Path)) else list(model)
@@ -258,14 +264,16 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             fields.append([f for _, f in chunk])
             yield [t for t, _ in chunk]
 
-    if workers == 1:
-        results: Iterator[list] = (list(process(chunk, batch_size=len(chunk))) for chunk in texts())
-    else:
-        del tagger, process  # the workers load their own
-        results = tag_in_workers(texts(), workers, kind, models, device, threshold, precision, backend)
     count = 0
+    size = Path(source).stat().st_size if source != "-" else None
     with ExitStack() as stack:
-        if fmt == "brat":
+        bar = stack.enter_context(Progress(size, "tagging", "B", quiet=quiet or not size, scale=True))
+        if resumable:
+            out, count = stack.enter_context(resumable_file(
+                output, {**input_identity(source, input_format), "provenance": meta}, resume))
+            write = lambda analysis, extra: write_jsonl(out, analysis, extra)  # noqa: E731
+            bar.update(_skip(records, count, source, output))
+        elif fmt == "brat":
             folder = stack.enter_context(atomic_dir(output, brat_folder))
             write = lambda analysis, _: write_brat(folder, count + 1, analysis)  # noqa: E731
         else:
@@ -280,16 +288,19 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
                 write = lambda analysis, extra: writer(out, analysis, extra)  # noqa: E731
             if fmt == "conll":
                 out.write(f"# model = {json.dumps(meta)}\n")
-        size = Path(source).stat().st_size if source != "-" else None
-        with Progress(size, "tagging", "B", quiet=quiet or not size, scale=True) as bar:
-            for chunk in results:
-                for analysis, extra in zip(chunk, fields.popleft()):
-                    write(analysis, extra)
-                    count += 1
-                # Characters stand in for bytes: exact for ASCII, close enough for a bar otherwise.
-                bar.update(min(sum(len(a.text) + 1 for a in chunk), (size or 0) - bar.done))
-            # Non-ASCII text, a byte-order mark or CRLF endings leave the count short of the size.
-            bar.update(max(0, (size or 0) - bar.done))
+        if workers == 1:
+            results: Iterator[list] = (list(process(chunk, batch_size=len(chunk))) for chunk in texts())
+        else:
+            del tagger, process  # the workers load their own
+            results = tag_in_workers(texts(), workers, kind, models, device, threshold, precision, backend)
+        for chunk in results:
+            for analysis, extra in zip(chunk, fields.popleft()):
+                write(analysis, extra)
+                count += 1
+            # Characters stand in for bytes: exact for ASCII, close enough for a bar otherwise.
+            bar.update(min(sum(len(a.text) + 1 for a in chunk), (size or 0) - bar.done))
+        # Non-ASCII text, a byte-order mark or CRLF endings leave the count short of the size.
+        bar.update(max(0, (size or 0) - bar.done))
         if fmt == "html":
             page.close()
         if fmt == "brat":
@@ -298,6 +309,19 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     if fmt not in ("conll", "html"):  # which carry it in their first lines
         write_sidecar(output, meta, count)
     return count
+
+
+def _skip(records: Iterator[tuple[str, dict]], count: int, source: str, output: Path) -> int:
+    """Read past the ``count`` records a resumed output holds already; their characters, for the bar."""
+    length = 0
+    for number in range(count):
+        try:
+            text, _ = next(records)
+        except StopIteration:
+            raise AdelabelError(f"--resume {output}: holds {count:,} records, but {source} has {number:,} "
+                                "lines") from None
+        length += len(text) + 1
+    return length
 
 
 def provenance(tagger: Tagger | Classifier, model: str | Path | list[Path]) -> dict:

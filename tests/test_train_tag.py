@@ -365,7 +365,7 @@ def test_a_full_standard_output_is_one_line_and_the_bare_command_shows_help_only
     assert "Usage: adelabel" in bare.stdout + bare.stderr and "adelabel: error" not in bare.stderr, bare.stderr
 
 
-def test_a_terminated_tag_leaves_no_temporary_file(tmp_path):
+def test_a_terminated_tag_keeps_its_records_for_resume_and_nothing_under_the_real_name(tmp_path):
     import signal
     import time
 
@@ -375,8 +375,12 @@ def test_a_terminated_tag_leaves_no_temporary_file(tmp_path):
                             "-q"], stderr=subprocess.PIPE, text=True)
     time.sleep(4)  # the model loaded and tagging under way, on any machine that tags 10,000 lines a minute
     run.send_signal(signal.SIGTERM)
-    assert run.wait(60) == 130 and "Traceback" not in run.stderr.read()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.txt"]  # no .o.jsonl.tmp-*, no o.jsonl
+    assert run.wait(60) == 130
+    assert run.stderr.read() == f"adelabel: stopped; the records tagged so far are kept beside {tmp_path / 'o.jsonl'}: " \
+        "the same command with --resume carries on\n"
+    # No o.jsonl: what it tagged is kept under the partial name (tests/test_tag_resume.py carries it on).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".o.jsonl.partial", ".o.jsonl.partial.json", "many.txt"]
+    assert (tmp_path / ".o.jsonl.partial").read_text(encoding="utf-8").count("\n") > 0
 
 
 def test_evaluate_scores_in_the_models_own_eval_batch_size(sample_model, sample_data, tmp_path, capsys, monkeypatch):

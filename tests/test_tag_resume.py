@@ -1,0 +1,107 @@
+"""`tag --resume`: a killed JSONL run carries on from its last complete record, and only the same
+command on the same input may carry it on."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from adelabel import tagging_io
+from adelabel.partial import partial_path
+
+LINES = [f"Patient {i} developed a rash after taking carbamazepine. Fever resolved." if i % 3 else
+         f"Case {i}: hepatitis attributed to isoniazid." for i in range(40)]
+
+
+def spans(path: Path) -> list:
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [(r["text"], [(e["start"], e["end"], e["label"]) for e in r["entities"]],
+             [(p["drug"], p["effect"]) for p in r["relations"]]) for r in records]
+
+
+def interrupt_after(monkeypatch, records: int) -> None:
+    """The run is interrupted (Ctrl-C) as it writes record ``records`` + 1."""
+    write, seen = tagging_io.write_jsonl, []
+
+    def writing(out, analysis, fields):
+        if len(seen) == records:
+            raise KeyboardInterrupt
+        seen.append(1)
+        write(out, analysis, fields)
+    monkeypatch.setattr(tagging_io, "write_jsonl", writing)
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_killed_run_resumes_to_the_output_of_an_uninterrupted_one(capsys, monkeypatch, tmp_path, source,
+                                                                    tiny_model_dir):
+    tag = ["tag", source, "--model", tiny_model_dir, "--batch-size", "8", "-q"]
+    assert run_cli(capsys, *tag, "--output", tmp_path / "whole.jsonl")[0] == 0
+    out = tmp_path / "out.jsonl"
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 13)
+        with pytest.raises(KeyboardInterrupt):
+            tagging_io.tag_stream(str(source), tiny_model_dir, "jsonl", out, 8, "cpu")
+    assert not out.exists() and len(partial_path(out).read_text().splitlines()) == 13
+    with open(partial_path(out), "a", encoding="utf-8") as fh:
+        fh.write('{"text": "Patient 13 devel')  # a record the kill cut short
+    code, _, err = run_cli(capsys, *tag, "--output", out, "--resume")
+    assert code == 0, err
+    assert spans(out) == spans(tmp_path / "whole.jsonl")
+    assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["lines"] == len(LINES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl", "out.jsonl.meta.json",
+                                                          "whole.jsonl", "whole.jsonl.meta.json"]
+    # Finished, there is nothing left to carry on.
+    code, _, err = run_cli(capsys, *tag, "--output", out, "--resume")
+    assert code == 2 and f"--resume {out}: no partial output of an earlier run" in err, err
+
+
+def test_only_the_same_command_on_the_same_input_resumes(capsys, monkeypatch, tmp_path, source, tiny_model_dir):
+    out = tmp_path / "out.jsonl"
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            tagging_io.tag_stream(str(source), tiny_model_dir, "jsonl", out, 8, "cpu")
+    tag = ["tag", source, "--model", tiny_model_dir, "--output", out, "--resume", "-q"]
+    code, _, err = run_cli(capsys, *tag, "--threshold", "0.1")
+    assert code == 2 and "the earlier run differs in provenance" in err, err
+    code, _, err = run_cli(capsys, *tag, "--input-format", "jsonl")
+    assert code == 2 and "differs in input_format" in err, err
+    with open(source, "a", encoding="utf-8") as fh:
+        fh.write("One more line.\n")
+    code, _, err = run_cli(capsys, *tag)
+    assert code == 2 and "differs in mtime_ns, size" in err, err
+    assert len(partial_path(out).read_text().splitlines()) == 5  # refused runs leave it as it was
+    # A run without --resume starts afresh, over the partial file.
+    assert run_cli(capsys, *tag[:-2], "-q")[0] == 0
+    assert len(out.read_text().splitlines()) == len(LINES) + 1 and not partial_path(out).exists()
+
+
+def test_resume_refuses_what_it_cannot_carry_on(capsys, tmp_path, source, tiny_model_dir):
+    tag = ["tag", source, "--model", tiny_model_dir, "--resume", "-q"]
+    for extra, message in (
+            (["--output", tmp_path / "o.conll", "--format", "conll"], "--resume: carries on jsonl written to a file "
+                                                                       "(--output FILE) from an input file, not --format conll"),
+            ([], "not standard input or output"),
+            (["--output", tmp_path / "o.jsonl", "--ray"], "--resume: carries on what plain `tag` wrote"),
+            (["--output", tmp_path / "o.jsonl"], f"--resume {tmp_path / 'o.jsonl'}: no partial output")):
+        code, _, err = run_cli(capsys, *tag, *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (extra, err)
+
+
+def test_an_error_in_the_input_leaves_no_partial_output(capsys, tmp_path, tiny_model_dir):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "Rash after carbamazepine."}\n' * 20 + "not json\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--input-format", "jsonl",
+                           "--output", out, "--batch-size", "4", "-q")
+    assert code == 2 and f"{source}:21:" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl"]
