@@ -48,7 +48,9 @@ def test_an_onnx_tagger_copies_and_scores_many_pairs_in_groups(exported, monkeyp
     from adelabel.models import relation
 
     tagger = Tagger.load(exported, backend="onnx")
-    text = "Naproxen and aspirin induced rash, fever, nausea and headache; ibuprofen caused vomiting."
+    # A training sentence of the sample (two drugs, two effects: four candidate pairs), so the small model
+    # relates some on any machine; a sentence it never saw found no effect on some.
+    text = "Combined treatment with simvastatin and warfarin was followed by necrotizing myopathy and rhabdomyolysis."
     want = tagger.analyze(text).to_dict()
     assert pickle.loads(pickle.dumps(tagger)).analyze(text).to_dict() == want
     assert copy.deepcopy(tagger).analyze(text).to_dict() == want
