@@ -150,7 +150,7 @@ def current_umask() -> int:
 
 
 @contextmanager
-def _naming(target: Path, tmp: Path) -> Iterator[None]:
+def named_errors(target: Path, tmp: Path) -> Iterator[None]:
     """A failed write into ``tmp`` (a full disk, a quota) becomes an error naming ``target``."""
     try:
         yield
@@ -195,9 +195,9 @@ def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
     except OSError as err:
         raise AdelabelError(f"{target}: cannot write here ({err.strerror})") from None
     try:
-        with _naming(target, tmp):
+        with named_errors(target, tmp):
             yield tmp
-        with _naming(target, target):
+        with named_errors(target, target):
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
                 os.replace(target, old / target.name)
@@ -231,7 +231,7 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
     if is_stream(target):
         # Appending: opening /dev/stdout anew for writing would truncate the file the shell redirected it
         # to, losing what `>>` kept or what was written before.
-        with _naming(target, target), open(target, mode.replace("w", "a"), **encoding) as fh:
+        with named_errors(target, target), open(target, mode.replace("w", "a"), **encoding) as fh:
             yield fh
         return
     if target.is_symlink():
@@ -243,10 +243,10 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
     tmp = Path(name)
     try:
         os.chmod(fd, 0o666 & ~current_umask())
-        with _naming(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
+        with named_errors(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
             yield fh
             sync_file(fh)
-        with _naming(target, target):
+        with named_errors(target, target):
             os.replace(tmp, target)
             _sync_folder(target.absolute().parent)
     finally:
@@ -267,7 +267,7 @@ def sync_file(fh: IO) -> None:
 
 def replace_synced(source: Path, target: Path) -> None:
     """``source`` renamed to ``target``, the rename itself on disk."""
-    with _naming(target, target):
+    with named_errors(target, target):
         os.replace(source, target)
         _sync_folder(target.absolute().parent)
 

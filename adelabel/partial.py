@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from adelabel.atomic import current_umask, replace_synced, sync_file, write_text
-from adelabel.errors import AdelabelError
+from adelabel.atomic import named_errors, replace_synced, sync_file, write_text
+from adelabel.errors import AdelabelError, InputError
 
 try:
     import fcntl
@@ -48,16 +48,49 @@ def _refuse(output: Path, why: str) -> AdelabelError:
     return AdelabelError(f"--resume {output}: {why}; run without --resume to tag the file from its start")
 
 
-def _complete_lines(path: Path) -> tuple[int, int]:
-    """The number of complete (newline-ended) lines of ``path`` and the byte length they fill."""
+def _kept_records(path: Path) -> tuple[int, int]:
+    """The number of whole records at the start of ``path`` and the bytes they fill: lines that end in a
+    newline and hold a JSON object. A kill can cut the last one short; a power cut can leave a stretch
+    of zeros or stale bytes (the file is not synced as it grows): the records stop before either."""
     count = length = 0
     with open(path, "rb") as fh:
         for line in fh:
-            if not line.endswith(b"\n"):
+            try:
+                whole = line.endswith(b"\n") and isinstance(json.loads(line), dict)
+            except ValueError:  # UnicodeDecodeError included
+                whole = False
+            if not whole:
                 break
             count += 1
             length += len(line)
     return count, length
+
+
+def _open_locked(partial: Path, output: Path, resume: bool) -> IO[str]:
+    """``partial`` open for appending, with this process's lock on it. Opened before it is locked, the
+    file may meanwhile have been finished by the run that held it (renamed to the output) or replaced:
+    then it is opened again, so a run never writes into a file no longer under the partial name."""
+    for _ in range(3):
+        # Appending, not "w": a file another run is writing must not be emptied before its lock is seen.
+        fh = open(partial, "a+", encoding="utf-8", newline="")
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise AdelabelError(f"--output {output}: another `adelabel tag` is writing it") from None
+            except OSError:
+                pass  # a file system without locks: unguarded
+        try:
+            same = os.path.samestat(os.fstat(fh.fileno()), os.stat(partial))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fh
+        fh.close()
+        if resume:
+            raise _refuse(output, "another `adelabel tag` finished it meanwhile")
+    raise AdelabelError(f"--output {output}: other `adelabel tag` runs keep replacing it")
 
 
 @contextmanager
@@ -66,8 +99,9 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
     (0 unless ``resume``); when the block completes the file replaces ``output``. ``state``: the
     input's identity and the tags' provenance (see the module's docstring).
 
-    Interrupted (a kill, Ctrl-C), the partial file stays for a later ``resume``; a failure with its
-    cause known (an error in the input, a full disk) removes it, as the next run has to start over."""
+    Stopped (a kill, Ctrl-C, a worker's death, a full disk), the partial file stays for a later
+    ``resume``, and an error says so. An error in the input removes it: the input must change, and
+    with it the state a resume requires."""
     if output.is_symlink():  # written through, as atomic_file writes: the file it names is replaced
         output = Path(os.path.realpath(output))
     partial, state_file = partial_path(output), _state_path(output)
@@ -86,38 +120,32 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
         if differs:
             raise _refuse(output, f"the earlier run differs in {', '.join(differs)} (the input changed, or "
                                   "another model, threshold, precision or backend)")
-    try:
-        # Appending, not "w": a file another run is writing must not be emptied before its lock is seen.
-        fh = open(partial, "a+", encoding="utf-8", newline="")
-    except OSError as err:
-        raise AdelabelError(f"{output}: cannot write here ({err.strerror})") from None
-    with fh:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise AdelabelError(f"--output {output}: another `adelabel tag` is writing it") from None
-            except OSError:
-                pass  # a file system without locks: unguarded
-        if resume:
-            done, length = _complete_lines(partial)
-            fh.truncate(length)  # a record cut short by the kill
-        else:
-            fh.truncate(0)
-            os.chmod(partial, 0o666 & ~current_umask())
-            write_text(state_file, json.dumps(state, indent=2) + "\n")
+    kept = (f"the records tagged so far are kept beside {output}: the same command with --resume "
+            "carries on")
+    with named_errors(output, partial):
         try:
-            yield fh, done
-        except KeyboardInterrupt:  # Ctrl-C, or a TERM (the command line turns it into this)
-            fh.flush()
-            raise KeyboardInterrupt(f"stopped; the records tagged so far are kept beside {output}: the same "
-                                    "command with --resume carries on") from None
-        except SystemExit:
-            raise
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            state_file.unlink(missing_ok=True)
-            raise
-        sync_file(fh)
-        replace_synced(partial, output)
-    state_file.unlink(missing_ok=True)
+            fh = _open_locked(partial, output, resume)
+        except OSError as err:
+            raise AdelabelError(f"{output}: cannot write here ({err.strerror})") from None
+        with fh:
+            if resume:
+                done, length = _kept_records(partial)
+                fh.truncate(length)  # a record cut short by the kill
+            else:
+                fh.truncate(0)
+                write_text(state_file, json.dumps(state, indent=2) + "\n")
+            try:
+                yield fh, done
+            except KeyboardInterrupt:  # Ctrl-C, or a TERM (the command line turns it into this)
+                fh.flush()
+                raise KeyboardInterrupt(f"stopped; {kept}") from None
+            except InputError:
+                partial.unlink(missing_ok=True)
+                state_file.unlink(missing_ok=True)
+                raise
+            except AdelabelError as err:
+                fh.flush()
+                raise AdelabelError(f"{err}; {kept}") from None
+            sync_file(fh)
+            replace_synced(partial, output)
+            state_file.unlink(missing_ok=True)  # under the lock still: a run waiting for it writes its own

@@ -14,15 +14,16 @@ import time
 
 class Progress:
     def __init__(self, total: int | None, what: str, unit: str = "it", quiet: bool = False,
-                 scale: bool = False) -> None:
-        self.total, self.what, self.unit, self.done = total, what, unit, 0
+                 scale: bool = False, initial: int = 0) -> None:
+        """``initial``: work done before (a resumed run's), counted as done but not in the rate."""
+        self.total, self.what, self.unit, self.done, self.initial = total, what, unit, initial, initial
         self.quiet, self.started, self.next_line = quiet, time.perf_counter(), 0.1
         self.bar = None
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=what, unit=unit, unit_scale=scale, leave=False, file=sys.stderr,
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, initial=initial)
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -32,7 +33,7 @@ class Progress:
             while self.next_line * self.total <= self.done:
                 self.next_line += 0.1
             elapsed = time.perf_counter() - self.started
-            rate = self.done / elapsed if elapsed > 0 else 0.0
+            rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
             left = (self.total - self.done) / rate if rate > 0 else 0.0
             pace = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a word2vec epoch takes seconds: not "0/s"
             print(f"{self.what}: {self.done / self.total:.0%} ({pace} {self.unit}/s, {duration(left)} left)",

@@ -267,12 +267,12 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     count = 0
     size = Path(source).stat().st_size if source != "-" else None
     with ExitStack() as stack:
-        bar = stack.enter_context(Progress(size, "tagging", "B", quiet=quiet or not size, scale=True))
+        skipped = 0
         if resumable:
             out, count = stack.enter_context(resumable_file(
                 output, {**input_identity(source, input_format), "provenance": meta}, resume))
             write = lambda analysis, extra: write_jsonl(out, analysis, extra)  # noqa: E731
-            bar.update(_skip(records, count, source, output))
+            skipped = _skip(records, count, source, output)
         elif fmt == "brat":
             folder = stack.enter_context(atomic_dir(output, brat_folder))
             write = lambda analysis, _: write_brat(folder, count + 1, analysis)  # noqa: E731
@@ -288,6 +288,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
                 write = lambda analysis, extra: writer(out, analysis, extra)  # noqa: E731
             if fmt == "conll":
                 out.write(f"# model = {json.dumps(meta)}\n")
+        bar = stack.enter_context(Progress(size, "tagging", "B", quiet=quiet or not size, scale=True,
+                                           initial=min(skipped, size or 0)))
         if workers == 1:
             results: Iterator[list] = (list(process(chunk, batch_size=len(chunk))) for chunk in texts())
         else:

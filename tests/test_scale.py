@@ -313,8 +313,7 @@ def test_ctrl_c_stops_the_workers_quietly(tiny_model_dir, tmp_path):
 
     done = _tag_with_workers_then(lambda parent, _: os.killpg(parent, signal.SIGINT), tiny_model_dir, tmp_path, 0.5)
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
-    # What was tagged stays for tag --resume, and the stop says so; a worker's death (below) is an error,
-    # after which nothing is kept.
+    # What was tagged stays for tag --resume, and the stop says so (as a worker's death does, below).
     assert done.stdout == [".out.jsonl.partial", ".out.jsonl.partial.json", "in.txt"]
     assert done.stderr.strip().splitlines()[-1].endswith("the same command with --resume carries on"), done.stderr
 
@@ -325,8 +324,9 @@ def test_a_worker_that_dies_is_one_line(tiny_model_dir, tmp_path):
 
     done = _tag_with_workers_then(lambda _, workers: os.kill(max(workers), signal.SIGKILL), tiny_model_dir, tmp_path, 3)
     assert done.returncode == 2 and done.stderr.strip() == \
-        "adelabel: error: --workers: a worker process died (killed, or out of memory)", done.stderr
-    assert done.stdout == ["in.txt"]
+        "adelabel: error: --workers: a worker process died (killed, or out of memory); the records tagged so far " \
+        f"are kept beside {tmp_path / 'out.jsonl'}: the same command with --resume carries on", done.stderr
+    assert done.stdout == [".out.jsonl.partial", ".out.jsonl.partial.json", "in.txt"]
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])

@@ -105,3 +105,38 @@ def test_an_error_in_the_input_leaves_no_partial_output(capsys, tmp_path, tiny_m
                            "--output", out, "--batch-size", "4", "-q")
     assert code == 2 and f"{source}:21:" in err, err
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl"]
+
+
+def test_a_resume_keeps_the_whole_records_only(tmp_path):
+    """What a power cut can leave in a file not synced as it grew (a stretch of zeros, a line of stale
+    bytes) ends the records kept, as a record cut short does."""
+    from adelabel.partial import _kept_records
+
+    good = [json.dumps({"text": f"line {i}", "entities": []}).encode() + b"\n" for i in range(3)]
+    path = tmp_path / "partial"
+    path.write_bytes(b"".join(good))
+    assert _kept_records(path) == (3, len(b"".join(good)))
+    for tail in (b'{"text": "cut', b"\0" * 40 + b"\n" + good[2], b"[1, 2]\n" + good[2], b"\xff\n" + good[2]):
+        path.write_bytes(good[0] + good[1] + tail)
+        assert _kept_records(path) == (2, len(good[0] + good[1])), tail
+
+
+def test_a_failed_write_names_the_output_and_keeps_the_records(tmp_path, tiny_model_dir):
+    """A full disk (here, a file-size limit) is one line naming the output, not standard output, and
+    what was written stays for --resume."""
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    source = tmp_path / "in.txt"
+    source.write_text("Severe hepatitis developed after isoniazid was started.\n" * 5000, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", str(source), "--model", str(tiny_model_dir),
+                           "--output", str(out), "-q"], capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)))
+    assert done.returncode == 2 and done.stderr.startswith(f"adelabel: error: {out}: cannot write (File too large)"), \
+        done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
+    assert partial_path(out).stat().st_size > 0
