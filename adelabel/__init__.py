@@ -10,12 +10,12 @@
 """
 from adelabel.versions import __version__
 
-__all__ = ["Tagger", "Classifier", "Entity", "Relation", "Analysis", "Classification", "__version__"]
+__all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "__version__"]
 
 
 def __getattr__(name: str):
     # Imported on first use so `import adelabel` (and the CLI's --help) stays fast without torch.
-    if name in ("Tagger", "Classifier", "Entity", "Relation", "Analysis", "Classification"):
+    if name in ("Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification"):
         from adelabel import tagger
 
         return getattr(tagger, name)

@@ -3,6 +3,7 @@ probability that each sentence reports an adverse drug event. The work is done b
 path in :mod:`adelabel.inference`, which ``tag`` and ``evaluate`` use too."""
 from __future__ import annotations
 
+import itertools
 import numbers
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -76,12 +77,25 @@ def _folders(method: str, path) -> list[str | Path]:
     return paths
 
 
+class _Threshold:
+    """A model's ``threshold`` attribute, checked when set as ``load``'s argument is: a pipeline that sets
+    it to 5 or "0.5" hears so, rather than getting no entities or a TypeError from deep inside."""
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__.get("_threshold")
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__["_threshold"] = check_threshold(value)
+
+
 class Tagger:
     """A loaded model that turns text into entities with character offsets.
 
     >>> tagger = Tagger.load()   # models/bilstm, or the ready tagger shipped in the package
     >>> tagger("Intravenous azithromycin-induced ototoxicity.")
     """
+
+    threshold = _Threshold()
 
     def __init__(self, model: SequenceLabeler, config: dict, vocabs: Vocabs, device: torch.device,
                  threshold: float | None = None, precision: str = "fp32", backend: str = "torch") -> None:
@@ -227,10 +241,17 @@ def chunked(items: Iterable[T], batch_size: int, length: Callable[[T], int] = le
 
 
 def _chunks(method: str, texts: Iterator[str], batch_size: int, process) -> Iterator:
-    wrong: list[AdelabelError] = []
+    wrong: list[Exception] = []
 
     def checked() -> Iterator[str]:
-        for index, text in enumerate(texts):
+        for index in itertools.count():
+            try:
+                text = next(texts)
+            except StopIteration:
+                return
+            except Exception as err:  # the source failed (a database cursor, say): raised, as a wrong text is,
+                wrong.append(err)     # once the texts read before it are answered
+                return
             try:
                 if not isinstance(text, str):
                     raise ArgumentTypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
@@ -273,6 +294,8 @@ class Classifier:
     >>> classifier = Classifier.load("models/bigru-classify")
     >>> classifier("Intravenous azithromycin-induced ototoxicity.").label
     """
+
+    threshold = _Threshold()
 
     def __init__(self, model, config: dict, vocabs: Vocabs, device: torch.device,
                  threshold: float | None = None, precision: str = "fp32") -> None:

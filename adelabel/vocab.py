@@ -69,10 +69,11 @@ def char_ids(chars: Vocab, word: str) -> list[int]:
     return chars.ids(word)
 
 
-CACHED_SPELLINGS = 100_000
-"""How many distinct spellings :meth:`Vocabs.lookup` remembers before it starts afresh, so that its
-memory (about 20 MB when full) stays bounded over any input; the corpus's 20,000 distinct sentences
-spell about 19,000 distinct tokens."""
+CACHED_SPELLINGS, CACHED_SPELLING_CHARS = 100_000, 64
+"""How many distinct spellings :meth:`Vocabs.lookup` remembers before it starts afresh, and the longest
+it remembers (a URL or an encoded blob is looked up each time), so that its memory (about 20 MB when
+full) stays bounded over any input; the corpus's 20,000 distinct sentences spell about 19,000 distinct
+tokens."""
 
 
 @dataclass
@@ -93,7 +94,9 @@ class Vocabs:
         for piece in pieces:
             known = seen.get(piece)
             if known is None:
-                known = seen[piece] = (self.words.ids([normalize(piece)])[0], tuple(char_ids(self.chars, piece)))
+                known = (self.words.ids([normalize(piece)])[0], tuple(char_ids(self.chars, piece)))
+                if len(piece) <= CACHED_SPELLING_CHARS:
+                    seen[piece] = known
             words.append(known[0])
             chars.append(known[1])
         return words, chars

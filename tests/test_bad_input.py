@@ -464,6 +464,25 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
         for entities in tagger.pipe(["Rash after naproxen."] * 5 + [None, "never read"]):
             answered.append(entities)
     assert len(answered) == 5
+    # So with a source that fails (a database cursor): the texts it gave are answered, then its error.
+
+    def failing():
+        yield from ["Rash after naproxen."] * 3
+        raise ConnectionError("cursor lost")
+    answered = []
+    with pytest.raises(ConnectionError, match="cursor lost"):
+        for entities in tagger.pipe(failing()):
+            answered.append(entities)
+    assert len(answered) == 3
+    # The threshold attribute is checked when set, as load()'s argument is.
+    for wrong in (5, "0.5"):
+        with pytest.raises(OptionError, match="threshold: expected a number between 0 and 1"):
+            tagger.threshold = wrong
+    tagger.threshold = np.float32(0.5)
+    assert tagger.threshold == 0.5 and type(tagger.threshold) is float
+    from adelabel import SentenceScore
+
+    assert type(tagger.analyze("Rash after naproxen.").sentences[0]) is SentenceScore
 
 
 def test_an_ensemble_of_gated_and_ungated_taggers_is_refused(sample_data, tiny_model_dir, tmp_path):

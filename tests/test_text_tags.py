@@ -110,3 +110,7 @@ def test_vocab_lookup_caches_a_bounded_number_of_spellings(monkeypatch):
         assert len(vocabs._seen) <= len(set(pieces)) and len(chars[-1]) == 20
     vocabs.lookup(["a", "b", "c", "d", "e"])
     assert len(vocabs._seen) <= 3 + 5  # started afresh once past the bound
+    # A spelling past CACHED_SPELLING_CHARS (a URL, an encoded blob) is looked up, not kept: the bound
+    # on entries then bounds the memory too.
+    blob = "QUJD" * 5_000
+    assert vocabs.lookup([blob])[1] == [tuple(char_ids(vocabs.chars, blob))] and blob not in vocabs._seen
