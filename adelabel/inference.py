@@ -28,7 +28,7 @@ import torch
 
 from adelabel.data import Example, bucketed, candidate_pairs, collate, encode, token_spans
 from adelabel.models.base import SequenceLabeler, gate_passes
-from adelabel.text import split_sentences, tokenize, windows
+from adelabel.text import outside_entities, split_sentences, tokenize, windows
 from adelabel.vocab import Vocabs
 
 MAX_TOKENS = 256
@@ -118,8 +118,10 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
             output = model(batch, gate=False)._replace(sentence=torch.stack([logits[i] for i in indices]))
         decoded = model.decode(output, batch, threshold)
         tags, conf, sentence = (t.cpu().tolist() for t in decoded)
-        spans = [token_spans([model.tags[t] for t in tags[row][:len(examples[i].words)]])
-                 for row, i in enumerate(indices)]
+        for row, i in enumerate(indices):
+            pieces = examples[i].pieces
+            tags[row] = [0 if t and outside_entities(pieces[k]) else t for k, t in enumerate(tags[row][:len(pieces)])]
+        spans = [token_spans([model.tags[t] for t in tags[row]]) for row in range(len(indices))]
         candidates = [candidate_pairs(s) for s in spans]
         rows = [(row, *spans[row][d][:2], *spans[row][o][:2]) for row, pairs in enumerate(candidates)
                 for d, o in pairs]

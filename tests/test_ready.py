@@ -67,3 +67,21 @@ def test_the_model_card_gives_the_shipped_models_scores():
     test = json.loads((READY / "metrics.json").read_text())["test"]
     for value in (test["micro"]["f1"], test["annotated_only"]["micro"]["f1"], test["sentences"]["f1"]):
         assert f"{value:.4f}" in card
+
+
+def test_no_entity_holds_an_emoji_or_another_symbol_alone():
+    """Patients' and social-media text: a pictograph, a mark without a letter or a private-use character
+    is never part of an entity (no entity of the corpus holds one, so the model never learnt where one
+    ends an effect); letters, digits and the corpus's own symbols (+, <, =) still can be."""
+    from adelabel import Tagger
+    from adelabel.pretrained import READY
+    from adelabel.text import outside_entities
+
+    assert all(map(outside_entities, ["😀", "★", "™", "°", "\u0301\u0301", "\ue000", "🏽"]))
+    assert not any(map(outside_entities, ["+", "<", "=", "a\u0301", "2", "-", "µ"]))
+    tagger = Tagger.load(str(READY), device="cpu")
+    for symbol in ("😀", "★", "™"):
+        text = f"Azithromycin-induced ototoxicity {symbol} in a patient."
+        assert [(e.text, e.label) for e in tagger(text)] == [("Azithromycin", "DRUG"), ("ototoxicity", "AE")], symbol
+    tagger.threshold = 0.0
+    assert tagger("\u0301\u0301\u0301 \u0301") == []
