@@ -119,8 +119,7 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
         decoded = model.decode(output, batch, threshold)
         tags, conf, sentence = (t.cpu().tolist() for t in decoded)
         for row, i in enumerate(indices):
-            pieces = examples[i].pieces
-            tags[row] = [0 if t and outside_entities(pieces[k]) else t for k, t in enumerate(tags[row][:len(pieces)])]
+            tags[row] = _symbols_outside(tags[row][:len(examples[i].pieces)], examples[i].pieces, model.tags)
         spans = [token_spans([model.tags[t] for t in tags[row]]) for row in range(len(indices))]
         candidates = [candidate_pairs(s) for s in spans]
         rows = [(row, *spans[row][d][:2], *spans[row][o][:2]) for row, pairs in enumerate(candidates)
@@ -139,6 +138,21 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
             out[i] = pred
         if progress is not None:
             progress(len(indices))
+    return out
+
+
+def _symbols_outside(tags: list[int], texts: Sequence[str], names: Sequence[str]) -> list[int]:
+    """``tags`` with each token :func:`~adelabel.text.outside_entities` holds tagged O, and an entity
+    the model ran on past it begun again after it (I-X there becomes B-X), so the tags stay valid IOB2:
+    "★ fever" keeps its effect."""
+    out, forced = list(tags), None
+    for k, t in enumerate(tags):
+        if t and outside_entities(texts[k]):
+            out[k], forced = 0, names[t][2:]
+            continue
+        if forced is not None and names[t] == f"I-{forced}":
+            out[k] = names.index(f"B-{forced}")
+        forced = None
     return out
 
 

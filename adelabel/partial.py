@@ -85,6 +85,9 @@ def _open_locked(partial: Path, output: Path, resume: bool) -> IO[str]:
             same = os.path.samestat(os.fstat(fh.fileno()), os.stat(partial))
         except FileNotFoundError:
             same = False
+        except OSError:
+            fh.close()
+            raise
         if same:
             return fh
         fh.close()
@@ -137,15 +140,30 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
             try:
                 yield fh, done
             except KeyboardInterrupt:  # Ctrl-C, or a TERM (the command line turns it into this)
-                fh.flush()
+                _flush(fh)
                 raise KeyboardInterrupt(f"stopped; {kept}") from None
             except InputError:
                 partial.unlink(missing_ok=True)
                 state_file.unlink(missing_ok=True)
                 raise
             except AdelabelError as err:
-                fh.flush()
+                _flush(fh)
                 raise AdelabelError(f"{err}; {kept}") from None
+            except OSError as err:
+                if err.filename is not None and not str(err.filename).startswith(str(partial)):
+                    raise  # not this file's: the command line names what failed
+                _flush(fh)
+                raise AdelabelError(f"{output}: cannot write ({err.strerror or err}); {kept}") from None
             sync_file(fh)
+            # Before the rename, while the name holds the file this run has locked: after it, a new run may
+            # have made a partial file and state of its own.
+            state_file.unlink(missing_ok=True)
             replace_synced(partial, output)
-            state_file.unlink(missing_ok=True)  # under the lock still: a run waiting for it writes its own
+
+
+def _flush(fh: IO[str]) -> None:
+    """What was written, on its way to the file, where a full disk lets it."""
+    try:
+        fh.flush()
+    except OSError:
+        pass

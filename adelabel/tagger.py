@@ -82,10 +82,15 @@ class _Threshold:
     it to 5 or "0.5" hears so, rather than getting no entities or a TypeError from deep inside."""
 
     def __get__(self, obj, owner=None):
-        return self if obj is None else obj.__dict__.get("_threshold")
+        if obj is None:
+            return self
+        return obj.__dict__.get("_threshold", obj.__dict__.get("threshold"))  # "threshold": pickled before
 
     def __set__(self, obj, value) -> None:
-        obj.__dict__["_threshold"] = check_threshold(value)
+        value = check_threshold(value)
+        if value is not None:
+            obj._threshold_applies()
+        obj.__dict__["_threshold"] = value
 
 
 class Tagger:
@@ -169,6 +174,11 @@ class Tagger:
         if getattr(model, "onnx_quantized", False):
             backend = "onnx-int8"
         return cls(model, config, vocabs, dev, threshold, precision, backend)
+
+    def _threshold_applies(self) -> None:
+        if self.model.gate is None:
+            raise OptionError("threshold: this tagger has no sentence gate (model.gate = false); it tags every "
+                              "sentence", "threshold")
 
     def analyze(self, text: str) -> Analysis:
         """Entities, relations and each sentence's probability of reporting an adverse drug event."""
@@ -320,6 +330,11 @@ class Classifier:
             raise OptionError(f"threshold: {path} decides among {len(model.classes)} classes by the most "
                               "probable; a threshold applies to two-class models only", "threshold")
         return cls(model, config, vocabs, dev, threshold, precision)
+
+    def _threshold_applies(self) -> None:
+        if self.model.positive is None:
+            raise OptionError(f"threshold: this classifier decides among {len(self.model.classes)} classes by the "
+                              "most probable; a threshold applies to two-class models only", "threshold")
 
     def __call__(self, text: str) -> Classification:
         return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)])[0]

@@ -19,7 +19,7 @@ from adelabel.inference import RELATION_THRESHOLD
 from adelabel.versions import __version__
 from adelabel.workers import cores, tag_in_workers
 from adelabel.corpus.files import check_file, read_lines
-from adelabel.errors import AdelabelError, InputError, OptionError
+from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
 from adelabel.partial import input_identity, resumable_file
 from adelabel.progress import Progress
@@ -320,8 +320,8 @@ def _skip(records: Iterator[tuple[str, dict]], count: int, source: str, output: 
         try:
             text, _ = next(records)
         except StopIteration:
-            raise AdelabelError(f"--resume {output}: holds {count:,} records, but {source} has {number:,} "
-                                "lines") from None
+            raise InputError(source, f"has {number:,} lines, fewer than the {count:,} records the partial output "
+                                     f"of {output} holds: it changed since") from None
         length += len(text) + 1
     return length
 

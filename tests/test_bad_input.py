@@ -480,6 +480,11 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
             tagger.threshold = wrong
     tagger.threshold = np.float32(0.5)
     assert tagger.threshold == 0.5 and type(tagger.threshold) is float
+    import pickle  # one pickled before the attribute was checked held it as "threshold"
+
+    old = pickle.loads(pickle.dumps(tagger))
+    old.__dict__["threshold"] = old.__dict__.pop("_threshold")
+    assert pickle.loads(pickle.dumps(old)).threshold == 0.5
     from adelabel import SentenceScore
 
     assert type(tagger.analyze("Rash after naproxen.").sentences[0]) is SentenceScore
@@ -493,6 +498,11 @@ def test_an_ensemble_of_gated_and_ungated_taggers_is_refused(sample_data, tiny_m
                           "model.dense_size=8", "model.char_size=8", "model.gate=false")
     with pytest.raises(InputError, match=f"{ungated}: has no sentence gate \\(model.gate\\), unlike {tiny_model_dir}"):
         Tagger.load([tiny_model_dir, ungated])
+    # Nor is a threshold it could not apply taken when set on the attribute (load refuses it too).
+    alone = Tagger.load(ungated, device="cpu")
+    with pytest.raises(OptionError, match="threshold: this tagger has no sentence gate"):
+        alone.threshold = 0.3
+    alone.threshold = None
 
 
 def test_a_huge_line_is_tagged_in_windows_with_probabilities(tiny_model_dir):

@@ -85,3 +85,17 @@ def test_no_entity_holds_an_emoji_or_another_symbol_alone():
         assert [(e.text, e.label) for e in tagger(text)] == [("Azithromycin", "DRUG"), ("ototoxicity", "AE")], symbol
     tagger.threshold = 0.0
     assert tagger("\u0301\u0301\u0301 \u0301") == []
+
+
+def test_a_symbol_forced_out_of_an_entity_leaves_valid_tags():
+    """The entity a model ran on past a symbol begins again after it (strict IOB2 would drop it)."""
+    from adelabel.inference import _symbols_outside
+
+    names = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
+
+    def tagged(tags, texts):
+        return [names[t] for t in _symbols_outside([names.index(t) for t in tags], texts, names)]
+    assert tagged(["B-AE", "I-AE", "O"], ["★", "fever", "."]) == ["O", "B-AE", "O"]
+    assert tagged(["B-AE", "I-AE", "I-AE"], ["rash", "😀", "fever"]) == ["B-AE", "O", "B-AE"]
+    assert tagged(["B-DRUG", "I-DRUG", "I-AE"], ["x", "™", "y"]) == ["B-DRUG", "O", "I-AE"]  # another type: as it was
+    assert tagged(["B-AE", "I-AE"], ["dry", "mouth"]) == ["B-AE", "I-AE"]

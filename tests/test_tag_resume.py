@@ -136,7 +136,24 @@ def test_a_failed_write_names_the_output_and_keeps_the_records(tmp_path, tiny_mo
     done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", str(source), "--model", str(tiny_model_dir),
                            "--output", str(out), "-q"], capture_output=True, text=True,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)))
-    assert done.returncode == 2 and done.stderr.startswith(f"adelabel: error: {out}: cannot write (File too large)"), \
-        done.stderr
+    assert done.returncode == 2 and done.stderr == f"adelabel: error: {out}: cannot write (File too large); the " \
+        f"records tagged so far are kept beside {out}: the same command with --resume carries on\n", done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
     assert partial_path(out).stat().st_size > 0
+
+
+def test_a_partial_output_longer_than_its_input_is_an_error_in_the_input(capsys, monkeypatch, tmp_path, source,
+                                                                        tiny_model_dir):
+    """More records than the input has lines, the input looking unchanged: it changed all the same, no
+    resume could match it, and nothing is kept."""
+    out = tmp_path / "out.jsonl"
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            tagging_io.tag_stream(str(source), tiny_model_dir, "jsonl", out, 8, "cpu")
+    first = partial_path(out).read_text(encoding="utf-8").splitlines(keepends=True)[0]
+    with open(partial_path(out), "a", encoding="utf-8") as fh:
+        fh.write(first * 50)
+    code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--output", out, "--resume", "-q")
+    assert code == 2 and f"{source}: has 40 lines, fewer than the 55 records the partial output" in err, err
+    assert not partial_path(out).exists() and not out.exists()
