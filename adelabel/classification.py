@@ -7,6 +7,7 @@ is judged by (:func:`adelabel.evaluate.calibration_bins`).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,6 +25,47 @@ def _kept(examples: Sequence[Example], probs: Sequence[list[float] | None], clas
     return rows, gold, np.array([probs[i] for i in rows], dtype=np.float64).reshape(len(rows), classes)
 
 
+TEMPERATURES = (0.05, 20.0)
+"""The range a classifier's fitted temperature keeps to."""
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def fit_calibration(log_probs: torch.Tensor, target: torch.Tensor, positive: int | None) -> tuple[float, float]:
+    """The temperature (within TEMPERATURES) and, with a positive class, its bias that best predict
+    ``target`` from the model's log-probabilities (likelihood); (1, 0) where the fit fails."""
+    # The temperature is fitted inside its bounds, not clamped after: on a dev split the model separates
+    # perfectly, likelihood drives it towards 0 and the bias with it, and a bias fitted for a temperature
+    # of 0.007 put every text in the positive class at the clamped 0.05.
+    low, high = math.log(TEMPERATURES[0]), math.log(TEMPERATURES[1])
+    free = torch.full((), _logit((0.0 - low) / (high - low)), dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=positive is not None)
+    optimizer = torch.optim.LBFGS([free] + ([bias] if bias.requires_grad else []), max_iter=100,
+                                  line_search_fn="strong_wolfe")
+
+    def temperature_of(u: torch.Tensor) -> torch.Tensor:
+        return (low + (high - low) * torch.sigmoid(u)).exp()
+
+    def loss_of(temperature, shift) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(calibrated(log_probs, temperature, shift, positive), target)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_of(temperature_of(free), bias)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    temperature, shift = float(temperature_of(free.detach())), float(bias.detach())
+    if not (math.isfinite(temperature) and math.isfinite(shift)) or \
+            float(loss_of(temperature, shift)) > float(loss_of(1.0, 0.0)):
+        return 1.0, 0.0  # a fit that failed: the model's own probabilities
+    return temperature, shift
+
+
 @torch.no_grad()
 def tune_classifier(model, examples: Sequence[Example], batch_size: int, device: torch.device) -> None:
     """Fit the temperature (and with two classes the positive class's bias) on these (dev) examples
@@ -36,25 +78,11 @@ def tune_classifier(model, examples: Sequence[Example], batch_size: int, device:
     if len(np.unique(gold)) < 2:
         return  # one class only: nothing to calibrate against
     log_probs = torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0)))
-    target = torch.from_numpy(gold)
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros((), dtype=torch.float64, requires_grad=model.positive is not None)
-    optimizer = torch.optim.LBFGS([log_t] + ([bias] if bias.requires_grad else []), max_iter=100,
-                                  line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(calibrated(log_probs, log_t.exp(), bias, model.positive), target)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    temperature = float(log_t.detach().exp().clamp(0.05, 20.0))
+    temperature, shift = fit_calibration(log_probs, torch.from_numpy(gold), model.positive)
     model.temperature.fill_(temperature)
-    model.bias.fill_(float(bias.detach()))
+    model.bias.fill_(shift)
     if model.positive is not None:
-        scaled = calibrated(log_probs, temperature, float(bias.detach()), model.positive)
+        scaled = calibrated(log_probs, temperature, shift, model.positive)
         calibrated_positive = torch.softmax(scaled, -1)[:, model.positive].numpy()
         is_positive = gold == model.positive
         best = max(GATE_THRESHOLDS, key=lambda t: (positive_f1(is_positive, calibrated_positive >= t), -abs(t - 0.5)))

@@ -388,3 +388,32 @@ def test_texts_without_a_word_are_counted_as_unscored(binary):
                                 classifier.device)
     assert result["texts"] == 1 and result["unscored"] == 1
     assert "(1 texts without a word not scored)" in format_classification(result)
+
+
+@pytest.mark.parametrize("positive", [0, 1])
+def test_calibration_on_a_dev_split_the_model_separates_keeps_its_ranking(monkeypatch, positive):
+    """Likelihood drives the temperature of a perfectly separating model towards 0: fitted inside its
+    bounds, the bias stays consistent with it. (Clamped after the fit, a bias fitted for 0.007 put every
+    text in the positive class, ROC-AUC 0.5, and early stopping kept that epoch.)"""
+    import numpy as np
+    import torch
+    from types import SimpleNamespace
+
+    from adelabel import classification
+    from adelabel.models.classifier import calibrated
+
+    rng = np.random.default_rng(0)
+    gold = np.array([positive] * 40 + [1 - positive] * 60)
+    # Separable, but all below a half and close together: a narrow ranking, the boundary far from 0.5.
+    p = np.where(gold == positive, rng.uniform(0.301, 0.31, 100), rng.uniform(0.29, 0.299, 100))
+    probs = np.stack([p, 1 - p], 1) if positive == 0 else np.stack([1 - p, p], 1)
+    model = SimpleNamespace(temperature=torch.ones(()), bias=torch.zeros(()), threshold=torch.full((), 0.5),
+                            positive=positive, classes=["A", "B"])
+    monkeypatch.setattr(classification, "classify", lambda *_: probs.tolist())
+    examples = [SimpleNamespace(label=int(g)) for g in gold]
+    classification.tune_classifier(model, examples, 8, torch.device("cpu"))
+    scaled = calibrated(torch.from_numpy(np.log(probs)), float(model.temperature), float(model.bias), positive)
+    q = torch.softmax(scaled, -1)[:, positive].numpy()
+    assert q[gold == positive].min() > q[gold != positive].max()        # the ranking kept
+    assert ((q >= float(model.threshold)) == (gold == positive)).all()  # and the decision right on every text
+    assert 0.05 <= float(model.temperature) <= 20.0
