@@ -385,7 +385,7 @@ def tune(
     result = run_tune(cfg, data, out, trials, storage, sampler=sampler, pruner=pruner,
                       space_overrides=list(space or []), fixed_keys=fixed,
                       device=device, report=report, log=_log(quiet))
-    print(f"{result['complete']} trials complete, {result['pruned']} pruned; best: trial {result['best_trial']}, "
+    print(f"{result['complete']} trials complete, {result['pruned']} pruned; best: study trial #{result['best_trial']}, "
           f"dev F1 {result['best_value']:.4f}, " + ", ".join(f"{k}={v}" for k, v in result["best_params"].items()))
     print(f"its config: {result['config']} (adelabel train --config {result['config']})")
 

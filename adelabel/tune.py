@@ -332,7 +332,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
             left = f"; about {duration(sum(durations) / len(durations) * (trials - number + 1))} left" \
                 if durations else ""
-            say(f"trial {number}/{trials}: {shown}{left}")
+            # The study's own number (from 0, what optuna-dashboard and the best-trial line show) beside
+            # this search's count, which a carried-on search continues.
+            say(f"trial {number}/{trials} (study trial #{trial.number}): {shown}{left}")
             started = time.perf_counter()
             model = work / f"trial-{trial.number}"
 
@@ -367,7 +369,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         raise AdelabelError(f"--storage {storage}: no trial of the study finished unpruned; run more --trials")
     best = study.best_trial
     best_config = _config(base_values, {**fixed, **best.params}, arch, task)
-    atomic.write_text(Path(out), f"# adelabel tune: trial {best.number} of {study.study_name}, dev F1 "
+    atomic.write_text(Path(out), f"# adelabel tune: study trial #{best.number} of {study.study_name}, dev F1 "
                                  f"{best.value:.4f}\n" + to_toml(best_config))
     if report is not None:
         write_report(study, Path(report), say)

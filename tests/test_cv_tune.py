@@ -142,7 +142,10 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
             "--sampler", "random", *TINY]
     code, printed, err = run_cli(capsys, *base, "--trials", "2", "--report", tmp_path / "report")
     assert code == 0, err
-    assert "2 trials complete" in printed and "trial 2/2" in err
+    assert "2 trials complete" in printed and "trial 2/2 (study trial #1)" in err
+    # The best trial is named by the number the progress lines show beside the count.
+    best = re.search(r"best: study trial #(\d+)", printed).group(1)
+    assert f"(study trial #{best})" in err
     assert (tmp_path / "report" / "history.png").read_bytes()[:4] == b"\x89PNG"
     # The search resumes from its file; a pruned trial is recorded as pruned and leaves no model behind.
     monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
