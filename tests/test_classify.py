@@ -77,7 +77,7 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     sentences, numbers, report = read_labelled(path)
     assert dict(report.classes) == {"no": 5, "yes": 6} and report.duplicates == 1 and 1 not in numbers
-    assert report.malformed == {"a class with one text (a header line? a document ID read as a label?)": 1,
+    assert report.malformed == {"a class with one text (a header line?)": 1,
                                 "text without a word (only invisible or control characters)": 1,
                                 "a text an earlier line gives another label (the first kept)": 1}
     assert any("x.tsv:15: a text an earlier line gives another label (the first kept): line 5 says 'yes', this one 'no'"
@@ -96,6 +96,21 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     assert dict(read_labelled(path)[2].classes) == {"pos": 2, "neg": 2}  # a header of other column names
     path.write_text("d1\ta\tone\n\ufeffd1\tb\ttwo\nd2\ta\tthree\n", encoding="utf-8")  # two files joined
     assert [s.doc_id for s in read_labelled(path)[0]] == ["d1", "d1", "d2"]
+    # Some lines of a two-column file with a document ID, a document of several lines among them: no ID
+    # becomes a class, no text carries its label.
+    rows = [f"{'ADE' if i % 3 else 'NEG'}\tline {i}" for i in range(12)] + ["D7\tADE\tseven", "D7\tNEG\teight",
+                                                                        "D8\tNEG\tnine"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    sentences, _, report = read_labelled(path)
+    assert dict(report.classes) == {"ADE": 8, "NEG": 4} and not any("\t" in s.text for s in sentences)
+    assert report.malformed == {"a document ID read as a label (the text begins with a class and a tab)": 3}
+    # Classes written two ways are kept as given, and the report says so.
+    path.write_text("ADE\tthe first\nade \tthe second\nNEG\tthe third\nneg\tthe fourth\n", encoding="utf-8")
+    report = read_labelled(path)[2]
+    assert set(report.classes) == {"ADE", "ade", "NEG", "neg"}
+    assert [line for line in report.summary() if line.startswith("note:")] == [
+        "note: the classes 'ADE', 'ade' differ only in case and are kept apart; write them one way if they are one class",
+        "note: the classes 'NEG', 'neg' differ only in case and are kept apart; write them one way if they are one class"]
 
 
 def test_a_document_stays_in_one_split_and_unseen_labels_are_dropped(tmp_path, capsys):

@@ -7,10 +7,11 @@ every line is split into as many columns, so a text may hold tabs of its own aft
 skipped. A line with too few columns, an empty label, an empty text or a text without a word, or a
 text an earlier line gives another label, is skipped and counted by reason, or, with ``strict``, an
 error naming the file and line (the rule of the ADE corpus reader); so is the one line of a class no
-other line has when it is a header (the first text, naming a column: one word, or label, text, ...)
-or a document ID read as a label where only some lines have one (its text begins with a class and a
-tab): it would add a class to the model. A text repeated with its label is kept once and counted (in
-two splits it would be scored on what was learnt).
+other line has when it is a header (the first text, naming a column: one word, or label, text, ...),
+and, where only some lines of a two-column file carry a document ID, each line whose ID was read as
+its label (its text begins with a class and a tab): either would add a class to the model. A text
+repeated with its label is kept once and counted (in two splits it would be scored on what was
+learnt). Classes whose names differ only in case are kept apart, and the report says so.
 """
 from __future__ import annotations
 
@@ -49,11 +50,21 @@ class LabelledReport:
         self.malformed[reason] += 1
         self.problems.append(f"{path}:{line}: {reason}{detail}")
 
+    def near_classes(self) -> list[str]:
+        """A note for each group of classes whose names differ only in case ("ADE" and "ade"): kept
+        apart, as given, but more likely one class written two ways."""
+        groups: dict[str, list[str]] = {}
+        for name in sorted(self.classes):
+            groups.setdefault(name.casefold(), []).append(name)
+        return [f"note: the classes {', '.join(map(repr, names))} differ only in case and are kept apart; "
+                "write them one way if they are one class" for names in groups.values() if len(names) > 1]
+
     def summary(self) -> list[str]:
         layout = "doc<TAB>label<TAB>text" if self.columns == 3 else "label<TAB>text"
         out = [f"read: {self.lines:,} lines as {layout} ({self.blank_lines:,} blank)",
                f"texts: {self.texts:,} in {self.documents:,} documents; classes: "
                + ", ".join(f"{c} {n:,}" for c, n in sorted(self.classes.items())),
+               *self.near_classes(),
                f"repeated texts skipped (same label, kept once): {self.duplicates:,}",
                f"malformed lines skipped: {sum(self.malformed.values()):,}"
                + "".join(f"; {reason}: {n:,}" for reason, n in sorted(self.malformed.items()))]
@@ -104,24 +115,31 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
             sentences.append(Sentence(text=text, doc_id=doc.strip(), label=label))
             numbers.append(number)
             report.classes[label] += 1
-    # A class of one text, among several, is a header when the first text read names a column (label,
-    # text, ...), or a document ID read as a label when its text begins with a class and a tab (where
-    # only some lines carry an ID); any other is a rare class, kept.
-    def stray(sentence: Sentence, number: int) -> bool:
-        header = number == numbers[0] and (bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
-                                           or len(sentence.text.split()) == 1)  # a column's name is one word
-        shifted = columns == 2 and "\t" in sentence.text and sentence.text.split("\t", 1)[0].strip() in report.classes
-        return report.classes[sentence.label] == 1 and (header or shifted)
+    # Where only some lines of a two-column file carry a document ID, the ID is read as the label and
+    # the real label starts the text: a line whose text begins with a class and a tab is such a line,
+    # however many lines its document has (its label would add a class, its text would carry the answer).
+    def shifted(sentence: Sentence) -> bool:
+        return columns == 2 and "\t" in sentence.text and sentence.text.split("\t", 1)[0].strip() in report.classes
 
-    alone = {s.label for s, number in zip(sentences, numbers) if stray(s, number)} if len(report.classes) > 2 else set()
-    for sentence, number in zip(sentences, numbers):
-        if sentence.label in alone:
-            report.skip(path, number, "a class with one text (a header line? a document ID read as a label?)",
-                        strict, f": {sentence.label!r}")
-            del report.classes[sentence.label]
-    if alone:
-        numbers = [n for s, n in zip(sentences, numbers) if s.label not in alone]
-        sentences = [s for s in sentences if s.label not in alone]
+    # A class of one text, among several, is a header when the first text read names a column (label,
+    # text, ...); any other is a rare class, kept.
+    def header(sentence: Sentence, number: int) -> bool:
+        return report.classes[sentence.label] == 1 and number == numbers[0] and (
+            bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
+            or len(sentence.text.split()) == 1)  # a column's name is one word
+
+    drop = [shifted(s) or (len(report.classes) > 2 and header(s, n)) for s, n in zip(sentences, numbers)]
+    for sentence, number, dropped in zip(sentences, numbers, drop):
+        if dropped:
+            report.skip(path, number, "a document ID read as a label (the text begins with a class and a tab)"
+                        if shifted(sentence) else "a class with one text (a header line?)", strict,
+                        f": {sentence.label!r}")
+    for sentence, dropped in zip(sentences, drop):
+        if dropped:
+            report.classes[sentence.label] -= 1
+    report.classes += Counter()  # drop the classes left without a text
+    numbers = [n for n, dropped in zip(numbers, drop) if not dropped]
+    sentences = [s for s, dropped in zip(sentences, drop) if not dropped]
     report.texts = len(sentences)
     report.documents = len({s.doc_id for s in sentences})
     return sentences, numbers, report
