@@ -201,6 +201,10 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         raise OptionError(f"--trials: expected at least 1, got {trials}")
     arch, task = base.arch, base.task
     space = searchable(parse_space(arch, task, list(space_overrides or [])), base, fixed_keys)
+    manifest = read_manifest(data_dir)
+    if not manifest["splits"]["train"].get("negative_sentences", 1) and space.pop("train.negative_fraction", None):
+        # Labelled text, or data prepared without ADE-NEG: the share drawn of sentences it lacks changes nothing.
+        say("train.negative_fraction is not searched: the training split holds no sentence without entities")
     from adelabel.precision import check_precision
     from adelabel.tagger import pick_device
 
@@ -224,7 +228,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise OptionError(f"--storage {storage}: cannot open it as a study ({first})") from None
     data_key = str(Path(data_dir).resolve())
-    data_files = read_manifest(data_dir).get("files", {})
+    data_files = manifest.get("files", {})
     base_values = {**base.to_dict()}
     # What every trial starts from besides the searched keys: a study's best config is written from it,
     # so a study carries on only from the settings its trials trained with.

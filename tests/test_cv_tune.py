@@ -680,3 +680,25 @@ def test_tune_refuses_an_out_in_a_missing_tune_folder_before_any_trial(capsys, s
                            "--storage", f"sqlite:///{tmp_path}/s.db", "--trials", "1")
     assert code == 2 and "--out tune/x.toml: folder" in err and "does not exist" in err, err
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "tune").exists()
+
+
+def test_tune_does_not_search_the_share_of_sentences_the_data_lacks(tmp_path, capsys, monkeypatch):
+    """Labelled text has no sentence without entities: train.negative_fraction would change nothing."""
+    import optuna
+
+    from adelabel import train as training
+    from adelabel.prepare import prepare
+
+    rows = [f"d{i // 3}\t{'ADE' if i % 2 else 'NEG'}\tsentence number {i} about {'rash' if i % 2 else 'cats'}"
+            for i in range(60)]
+    (tmp_path / "l.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    prepare(tmp_path / "l.tsv", tmp_path / "data", format="labelled", w2v_epochs=1, log=lambda _: None)
+    monkeypatch.setattr(training, "train", lambda *a, **k: {"dev": {"f1": 0.5}})
+    storage = f"sqlite:///{tmp_path}/s.db"
+    code, _, err = run_cli(capsys, "tune", "--task", "classify", "--arch", "bigru", "--data", tmp_path / "data",
+                           "--epochs", "1", "--trials", "1", "--storage", storage, "--out", tmp_path / "best.toml")
+    assert code == 0, err
+    assert "train.negative_fraction is not searched" in err
+    [study] = optuna.get_all_study_summaries(storage)
+    space = json.loads(optuna.load_study(study_name=study.study_name, storage=storage).user_attrs["space"])
+    assert "train.negative_fraction" not in space and "train.lr" in space
