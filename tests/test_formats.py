@@ -64,6 +64,23 @@ def test_conll_reads_documents_types_and_repairs_i_after_o(tmp_path):
         [(s.doc_id, s.text, s.spans) for s in sentences]
 
 
+def test_bioes_and_bilou_files_read_as_the_same_entities(tmp_path):
+    """flair writes BIOES, spaCy BILOU: S-/U- a one-token entity, E-/L- an entity's last token."""
+    from adelabel.corpus.conll import read_conll_corpus
+
+    iob2 = "Naproxen\tB-DRUG\ninduced\tO\nsevere\tB-AE\nrenal\tI-AE\nfailure\tI-AE\n.\tO\n"
+    bioes = "Naproxen\tS-DRUG\ninduced\tO\nsevere\tB-AE\nrenal\tI-AE\nfailure\tE-AE\n.\tO\n"
+    bilou = "Naproxen\tU-DRUG\ninduced\tO\nsevere\tB-AE\nrenal\tI-AE\nfailure\tL-AE\n.\tO\n"
+    read = {}
+    for name, text in (("iob2", iob2), ("bioes", bioes), ("bilou", bilou)):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        read[name] = read_conll_corpus(tmp_path / name)
+    spans = {name: [(s.text, s.spans) for s in sentences] for name, (sentences, _) in read.items()}
+    assert spans["bioes"] == spans["bilou"] == spans["iob2"] != []
+    assert [read[n][1].converted for n in ("iob2", "bioes", "bilou")] == [0, 2, 2]
+    assert "BIOES/BILOU tags read as IOB2 (S-/U- as B-, E-/L- as I-): 2" in read["bioes"][1].summary()
+
+
 def test_strict_refuses_an_i_tag_after_o_naming_the_line(capsys, tmp_path):
     path = tmp_path / "bc5.conll"
     path.write_text(CONLL, encoding="utf-8")

@@ -1,5 +1,6 @@
 """CoNLL-style BIO files: one ``token<TAB>tag`` per line (the token first, the tag last; columns between
-are ignored), a blank line between sentences, ``-DOCSTART-`` lines between documents.
+are ignored), a blank line between sentences, ``-DOCSTART-`` lines between documents. BIOES and BILOU
+tags are read as the IOB2 tags of the same entities.
 
 Reading turns tokens back into a sentence text (tokens joined by single spaces) with character spans,
 so CoNLL data flows through the same path as the ADE corpus. Entity types are whatever the tags name.
@@ -43,11 +44,14 @@ class ConllReport(EntityReport):
 
     lines: int = 0
     repaired: int = 0  # I-X tags that continued no X entity, read as B-X
+    converted: int = 0  # BIOES/BILOU tags (S-, E-, U-, L-) read as IOB2
     comments: int = 0  # lines starting "# " that are no token: skipped
 
     def summary(self) -> list[str]:
         return [f"read: {self.path} {self.lines:,} lines, {self.documents:,} documents", *self.counts(),
                 f"I- tags that continued no entity of their type, read as B- (an entity start): {self.repaired:,}",
+                *([f"BIOES/BILOU tags read as IOB2 (S-/U- as B-, E-/L- as I-): {self.converted:,}"]
+                  if self.converted else []),
                 *([f"comment lines (starting '# ') skipped: {self.comments:,}"] if self.comments else [])]
 
 
@@ -65,8 +69,13 @@ def _columns(line: str) -> list[str]:
     return [c for c in line.split(" ") if c]
 
 
+# BIOES (flair's) and BILOU (spaCy's) files name an entity's single token S-/U- and its last E-/L-; read
+# as IOB2 they are a start and a continuation, the same entities.
+AS_IOB2 = {"B-": "B-", "I-": "I-", "S-": "B-", "U-": "B-", "E-": "I-", "L-": "I-"}
+
+
 def _is_tag(tag: str) -> bool:
-    return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
+    return tag == "O" or (tag[:2] in AS_IOB2 and len(tag) > 2)
 
 
 def _token_of_hash(cols: list[str], width: int) -> bool:
@@ -137,7 +146,11 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             raise InputError(path, f"expected 'token tag', found {line!r}", number)
         tag, width = cols[-1], len(cols)
         if not _is_tag(tag):
-            raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE", number)
+            raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE (or BIOES's S-, E-, BILOU's U-, L-)",
+                             number)
+        if tag != "O" and AS_IOB2[tag[:2]] != tag[:2]:
+            report.converted += 1
+            tag = AS_IOB2[tag[:2]] + tag[2:]
         if tag.startswith("I-") and (not tags or tags[-1] == "O" or tags[-1][2:] != tag[2:]):
             if strict:
                 raise InputError(path, f"tag {tag} continues no {tag[2:]} entity (the tag before it is "
