@@ -170,6 +170,20 @@ def _gone(trial) -> bool:
     return host == socket.gethostname() and not _alive(int(pid))
 
 
+def _taken(study, trial, point: dict) -> bool:
+    """Whether another trial of the study has tried ``point`` (complete or pruned), or an earlier one
+    of a live search is trying it."""
+    import optuna
+
+    states = optuna.trial.TrialState
+    for other in study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.RUNNING)):
+        if other.number == trial.number or {k: other.params.get(k) for k in point} != point:
+            continue
+        if other.state != states.RUNNING or (other.number < trial.number and not _gone(other)):
+            return True
+    return False
+
+
 # A size whose layer a fixed key switches off changes nothing, so it is not searched.
 IDLE_WITHOUT = {"model.gate_size": ("model.gate", False), "model.char_size": ("model.chars", "none")}
 
@@ -333,6 +347,11 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             except BaseException:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
+            if sampler == "grid" and _taken(study, trial, {k: values[k] for k in searched}):
+                # Two searches of one study can enqueue the same point at once: the later trial gives way.
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                say(f"study trial #{trial.number}: its grid point is tried by another search; taking another")
+                continue
             shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
             left = f"; about {duration(sum(durations) / len(durations) * (trials - number + 1))} left" \
                 if durations else ""

@@ -702,3 +702,35 @@ def test_tune_does_not_search_the_share_of_sentences_the_data_lacks(tmp_path, ca
     [study] = optuna.get_all_study_summaries(storage)
     space = json.loads(optuna.load_study(study_name=study.study_name, storage=storage).user_attrs["space"])
     assert "train.negative_fraction" not in space and "train.lr" in space
+
+
+def test_a_grid_point_another_search_holds_is_given_up_by_the_later_trial():
+    """Two searches of one study can enqueue the same grid point at once; the later trial gives way to
+    an earlier one of a live search, or to one that finished, never to one whose process is gone."""
+    import os
+    import socket
+
+    import optuna
+
+    from adelabel import tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    point = {"train.lr": 0.001}
+
+    def running(process: str):
+        study.enqueue_trial(point, skip_if_exists=False)
+        trial = study.ask()
+        trial.set_user_attr(tune.PROCESS, process)
+        trial.suggest_float("train.lr", 1e-4, 1e-2)
+        return trial
+
+    host = socket.gethostname()
+    gone, live, mine = running(f"{host}:999999999"), running(f"{host}:{os.getppid()}"), running(f"{host}:{os.getpid()}")
+    assert tune._taken(study, mine, point)          # the live search's earlier trial holds it
+    assert not tune._taken(study, live, point)      # the earlier of the two keeps it (a gone one does not count)
+    assert not tune._taken(study, gone, {"train.lr": 0.002})
+    study.tell(live, state=optuna.trial.TrialState.FAIL)
+    assert not tune._taken(study, mine, point)      # failed: the point is free again
+    study.tell(gone, 0.5)
+    assert tune._taken(study, mine, point)          # tried already
