@@ -18,6 +18,8 @@ class Progress:
         """``initial``: work done before (a resumed run's), counted as done but not in the rate."""
         self.total, self.what, self.unit, self.done, self.initial = total, what, unit, initial, initial
         self.quiet, self.started, self.next_line = quiet, time.perf_counter(), 0.1
+        while total and self.next_line * total <= initial:  # the first line at the first tenth past what was done
+            self.next_line += 0.1
         self.bar = None
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm

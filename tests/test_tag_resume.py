@@ -157,3 +157,18 @@ def test_a_partial_output_longer_than_its_input_is_an_error_in_the_input(capsys,
     code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--output", out, "--resume", "-q")
     assert code == 2 and f"{source}: has 40 lines, fewer than the 55 records the partial output" in err, err
     assert not partial_path(out).exists() and not out.exists()
+
+
+def test_a_resumed_runs_progress_counts_only_its_own_work(capsys, monkeypatch):
+    """Without a terminal the bar is a line at every tenth: a resumed run's first line comes at the first
+    tenth past what was done before, and its rate leaves that work out."""
+    from adelabel import progress
+
+    clock = iter(range(100))  # a second passes between two readings of the clock
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: float(next(clock)))
+    bar = progress.Progress(1000, "tagging", "B", initial=650)
+    for _ in range(35):
+        bar.update(10)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["tagging: 70%", "tagging: 80%", "tagging: 90%", "tagging: 100%"]
+    assert lines[0] == "tagging: 70% (50 B/s, 6 s left)"  # this run's 50 bytes in its first second, not 700
