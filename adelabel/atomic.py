@@ -246,9 +246,7 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         with named_errors(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
             yield fh
             sync_file(fh)
-        with named_errors(target, target):
-            os.replace(tmp, target)
-            _sync_folder(target.absolute().parent)
+        replace_synced(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 

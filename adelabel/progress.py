@@ -18,8 +18,7 @@ class Progress:
         """``initial``: work done before (a resumed run's), counted as done but not in the rate."""
         self.total, self.what, self.unit, self.done, self.initial = total, what, unit, initial, initial
         self.quiet, self.started, self.next_line = quiet, time.perf_counter(), 0.1
-        while total and self.next_line * total <= initial:  # the first line at the first tenth past what was done
-            self.next_line += 0.1
+        self._pass_done()  # a resumed run's first line at the first tenth past what was done before
         self.bar = None
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
@@ -32,14 +31,18 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
         elif not self.quiet and self.total and self.done >= self.next_line * self.total:
-            while self.next_line * self.total <= self.done:
-                self.next_line += 0.1
+            self._pass_done()
             elapsed = time.perf_counter() - self.started
             rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
             left = (self.total - self.done) / rate if rate > 0 else 0.0
             pace = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a word2vec epoch takes seconds: not "0/s"
             print(f"{self.what}: {self.done / self.total:.0%} ({pace} {self.unit}/s, {duration(left)} left)",
                   file=sys.stderr, flush=True)
+
+    def _pass_done(self) -> None:
+        """The next tenth to print a line at: the first past the work done."""
+        while self.total and self.next_line * self.total <= self.done:
+            self.next_line += 0.1
 
     def close(self) -> None:
         if self.bar is not None:

@@ -89,7 +89,7 @@ class _Threshold:
     def __set__(self, obj, value) -> None:
         value = check_threshold(value)
         if value is not None:
-            obj._threshold_applies()
+            type(obj)._refuse_threshold(obj.model, f"this {type(obj).__name__.lower()}")
         obj.__dict__["_threshold"] = value
 
 
@@ -169,16 +169,18 @@ class Tagger:
             smallest = min(c["train"]["eval_batch_size"] for _, c, _ in loaded)
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
                       "ensemble": [str(p) for p in paths], "train": {**config["train"], "eval_batch_size": smallest}}
-        if threshold is not None and model.gate is None:
-            raise OptionError(f"threshold: {paths[0]} has no sentence gate (model.gate = false); it tags every sentence")
+        if threshold is not None:
+            cls._refuse_threshold(model, paths[0], None)
         if getattr(model, "onnx_quantized", False):
             backend = "onnx-int8"
         return cls(model, config, vocabs, dev, threshold, precision, backend)
 
-    def _threshold_applies(self) -> None:
-        if self.model.gate is None:
-            raise OptionError("threshold: this tagger has no sentence gate (model.gate = false); it tags every "
-                              "sentence", "threshold")
+    @staticmethod
+    def _refuse_threshold(model, name: str, argument: str | None = "threshold") -> None:
+        """A threshold refused where ``model`` (``name`` says which) has no gate to apply it to."""
+        if model.gate is None:
+            raise OptionError(f"threshold: {name} has no sentence gate (model.gate = false); it tags every sentence",
+                              argument)
 
     def analyze(self, text: str) -> Analysis:
         """Entities, relations and each sentence's probability of reporting an adverse drug event."""
@@ -326,15 +328,16 @@ class Classifier:
         if model_dir.task_of(path) == "tag":
             raise InputError(path, "is a tagger, not a sentence classifier; load it with adelabel.Tagger.load")
         model, config, vocabs = model_dir.load(path, dev)
-        if threshold is not None and model.positive is None:
-            raise OptionError(f"threshold: {path} decides among {len(model.classes)} classes by the most "
-                              "probable; a threshold applies to two-class models only", "threshold")
+        if threshold is not None:
+            cls._refuse_threshold(model, path)
         return cls(model, config, vocabs, dev, threshold, precision)
 
-    def _threshold_applies(self) -> None:
-        if self.model.positive is None:
-            raise OptionError(f"threshold: this classifier decides among {len(self.model.classes)} classes by the "
-                              "most probable; a threshold applies to two-class models only", "threshold")
+    @staticmethod
+    def _refuse_threshold(model, name: str, argument: str | None = "threshold") -> None:
+        """A threshold refused where ``model`` (``name`` says which) decides among more than two classes."""
+        if model.positive is None:
+            raise OptionError(f"threshold: {name} decides among {len(model.classes)} classes by the most "
+                              "probable; a threshold applies to two-class models only", argument)
 
     def __call__(self, text: str) -> Classification:
         return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)])[0]

@@ -72,8 +72,8 @@ def char_ids(chars: Vocab, word: str) -> list[int]:
 CACHED_SPELLINGS, CACHED_SPELLING_CHARS = 100_000, 64
 """How many distinct spellings :meth:`Vocabs.lookup` remembers before it starts afresh, and the longest
 it remembers (a URL or an encoded blob is looked up each time), so that its memory stays bounded over
-any input (about 20 MB when full of a corpus's spellings, under 100 MB of the longest); the corpus's 20,000 distinct sentences spell about 19,000 distinct
-tokens."""
+any input (about 20 MB when full of a corpus's spellings, under 100 MB of the longest); the corpus's
+20,000 distinct sentences spell about 19,000 distinct tokens."""
 
 
 @dataclass

@@ -128,18 +128,18 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
             bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
             or len(sentence.text.split()) == 1)  # a column's name is one word
 
-    drop = [shifted(s) or (len(report.classes) > 2 and header(s, n)) for s, n in zip(sentences, numbers)]
-    for sentence, number, dropped in zip(sentences, numbers, drop):
-        if dropped:
-            report.skip(path, number, "a document ID read as a label (the text begins with a class and a tab)"
-                        if shifted(sentence) else "a class with one text (a header line?)", strict,
-                        f": {sentence.label!r}")
-    for sentence, dropped in zip(sentences, drop):
-        if dropped:
+    drop = ["a document ID read as a label (the text begins with a class and a tab)" if shifted(s) else
+            "a class with one text (a header line?)" if len(report.classes) > 2 and header(s, n) else None
+            for s, n in zip(sentences, numbers)]
+    for sentence, number, reason in zip(sentences, numbers, drop):
+        if reason:
+            report.skip(path, number, reason, strict, f": {sentence.label!r}")
+    for sentence, reason in zip(sentences, drop):
+        if reason:
             report.classes[sentence.label] -= 1
     report.classes += Counter()  # drop the classes left without a text
-    numbers = [n for n, dropped in zip(numbers, drop) if not dropped]
-    sentences = [s for s, dropped in zip(sentences, drop) if not dropped]
+    numbers = [n for n, reason in zip(numbers, drop) if not reason]
+    sentences = [s for s, reason in zip(sentences, drop) if not reason]
     report.texts = len(sentences)
     report.documents = len({s.doc_id for s in sentences})
     return sentences, numbers, report
