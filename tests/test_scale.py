@@ -329,6 +329,74 @@ def test_a_worker_that_dies_is_one_line(tiny_model_dir, tmp_path):
     assert done.stdout == [".out.jsonl.partial", ".out.jsonl.partial.json", "in.txt"]
 
 
+def _load_dying_mid_message():
+    """In a worker: every result it sends stops half way, and the worker dies (as a kill -9 or the
+    out-of-memory killer can do while a large result is being written)."""
+    import struct
+    from multiprocessing.connection import Connection
+
+    def send(self, obj):
+        self._send(struct.pack("!i", 1 << 20) + b"the first bytes of a long message")
+        os._exit(9)
+
+    Connection.send = send
+    return lambda chunk: chunk
+
+
+def _load_echo():
+    return lambda chunk: [text.upper() for text in chunk]
+
+
+def _load_failing():
+    from adelabel.errors import InputError
+
+    def process(chunk):
+        if "bad" in chunk:
+            raise InputError("in.txt", "cannot be read", 3)
+        return chunk
+    return process
+
+
+def _in_workers_within(seconds: float, *args) -> object:
+    """What ``in_workers(*args)`` returns or raises, or a failure if it takes longer (a hang)."""
+    import threading
+
+    from adelabel.workers import in_workers
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(list(in_workers(*args)))
+        except Exception as error:  # noqa: BLE001
+            outcome.append(error)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"in_workers still running after {seconds} s"
+    return outcome[0]
+
+
+@pytest.mark.processes
+def test_a_worker_that_dies_half_way_through_a_result_is_an_error_not_a_hang():
+    """concurrent.futures' pool waited for the rest of such a message for ever."""
+    from adelabel.errors import AdelabelError
+
+    outcome = _in_workers_within(60, [["a"], ["b"], ["c"]], 2, _load_dying_mid_message, ())
+    assert isinstance(outcome, AdelabelError) and "a worker process died" in str(outcome), outcome
+
+
+@pytest.mark.processes
+def test_workers_keep_the_order_and_pass_errors_on():
+    from adelabel.errors import InputError
+
+    chunks = [[f"line {i}", f"more {i}"] for i in range(40)]
+    assert _in_workers_within(60, chunks, 3, _load_echo, ()) == [[t.upper() for t in c] for c in chunks]
+    assert _in_workers_within(60, [], 2, _load_echo, ()) == []
+    error = _in_workers_within(60, [["a"], ["bad"], ["c"]], 2, _load_failing, ())
+    assert isinstance(error, InputError) and str(error) == "in.txt:3: cannot be read"
+
+
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
 def test_the_dense_recurrent_path_equals_the_packed_one(cell):
     """On a CPU run_packed runs each direction on the dense batch (the backward one reversed within
