@@ -740,7 +740,8 @@ def run(argv: list[str] | None = None) -> int:
             say(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
         return 2
     except AdelabelError as err:
-        say(f"adelabel: error: {err.as_option() if isinstance(err, OptionError) else err}", file=sys.stderr)
+        say(f"adelabel: error: {_one_line(err.as_option() if isinstance(err, OptionError) else str(err))}",
+            file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         return 130
@@ -754,7 +755,7 @@ def run(argv: list[str] | None = None) -> int:
         if err.filename is not None and err.errno in REFUSALS:
             # What no check before it foresaw (a folder the system refuses, a disk gone read-only): the
             # file and the system's reason, in one line. A missing file, say, stays a bug's traceback.
-            say(f"adelabel: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+            say(f"adelabel: error: {_one_line(str(err.filename))}: {err.strerror or err}", file=sys.stderr)
             return 2
         if err.filename is not None or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
             raise
@@ -763,6 +764,13 @@ def run(argv: list[str] | None = None) -> int:
         print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line: a line break in it (a file's name can hold one) written as its escape."""
+    from adelabel.text import LINE_BREAKS
+
+    return message.translate({ord(c): ascii(c)[1:-1] for c in LINE_BREAKS})
 
 
 REFUSALS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})

@@ -17,7 +17,6 @@ Each output row is the input row with the fields of ``adelabel tag``'s JSONL rec
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -89,10 +88,13 @@ class _LineTagger(RayTagger):
         self.jsonl = jsonl
 
     def __call__(self, batch: dict) -> dict:
+        from adelabel.tagging_io import json_line, parse_record
+
         lines = [str(line) for line in batch["text"]]
-        fields = [json.loads(line) for line in lines] if self.jsonl else [{} for _ in lines]
-        texts = [f.pop("text") for f in fields] if self.jsonl else lines
-        from adelabel.tagging_io import json_line
+        # Checked line by line before the workers started; read here as tag reads them (a blank line
+        # is a record of no text).
+        records = [parse_record("input", 0, line) for line in lines] if self.jsonl else [(t, {}) for t in lines]
+        texts, fields = [t for t, _ in records], [f for _, f in records]
 
         return {"line": [json_line({**f, **r.to_dict()}) for f, r in zip(fields, self._process(texts))]}
 

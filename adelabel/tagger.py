@@ -266,7 +266,7 @@ def _chunks(method: str, texts: Iterator[str], batch_size: int, process) -> Iter
                 return
             try:
                 if not isinstance(text, str):
-                    raise ArgumentTypeError(f"{method}(): text {index} is a {type(text).__name__}, not a str")
+                    raise ArgumentTypeError(f"{method}(): text {index} is of type {type(text).__name__}, not a str")
                 _no_lone_surrogate(f"{method}(): text {index}", text)
             except AdelabelError as err:
                 wrong.append(err)  # raised once the texts before it are answered, not lost with their chunk

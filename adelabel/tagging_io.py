@@ -7,8 +7,8 @@ import os
 import sys
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import IO
 
@@ -32,11 +32,11 @@ from adelabel.tags import spans_to_tags
 WRITTEN = ("entities", "relations", "sentences", "ade", "label", "scores")
 
 
-def read_records(source: str) -> Iterator[tuple[str, dict]]:
+def read_records(source: str, warn: Callable[[str], None] | None = None) -> Iterator[tuple[str, dict]]:
     """``--input-format jsonl``: each line a JSON object with a ``text`` string; its other fields (an
     ``id``, a ``pmid``) are carried to the line's output record."""
     name = "<stdin>" if source == "-" else source
-    for number, line in read_lines(source):
+    for number, line in read_lines(source, streams=True, warn=warn):
         yield parse_record(name, number, line)
 
 
@@ -64,10 +64,14 @@ def _finite(text: str) -> float:
 
 def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
     """Line ``number`` of ``name`` as (text, the record's other fields), or an error naming the line."""
+    if not line.strip():  # a record of no text, as a blank line of text input: a line for a line
+        return "", {}
     try:
         record = json.loads(line, parse_constant=_not_a_number, parse_float=_finite, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
-        raise InputError(name, f"not a JSON object ({err.msg} at column {err.colno})", number) from None
+        # Some of json's messages end in "at" already ("Invalid control character at").
+        raise InputError(name, f"not a JSON object ({err.msg.removesuffix(' at')} at column {err.colno})",
+                         number) from None
     except (ValueError, RecursionError) as err:  # a number JSON has not; an integer of thousands of digits; nesting
         reason = "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
         raise InputError(name, f"not a JSON object adelabel can read ({reason})", number) from None
@@ -78,15 +82,23 @@ def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
         except UnicodeEncodeError:
             raise InputError(name, "a \\u escape names half of a surrogate pair, not a character", number) from None
     if not isinstance(record, dict):
-        raise InputError(name, f"expected a JSON object with a \"text\" field, got a {type(record).__name__}", number)
+        raise InputError(name, f"expected a JSON object with a \"text\" field, got {_json_kind(record)}", number)
     text = record.pop("text", None)
     if not isinstance(text, str):
         raise InputError(name, "no \"text\" string in the record" if text is None
-                         else f"\"text\" is a {type(text).__name__}, not a string", number)
+                         else f"\"text\" is {_json_kind(text)}, not a string", number)
     clash = [k for k in WRITTEN if k in record]
     if clash:
         raise InputError(name, f"field {clash[0]!r} is one adelabel writes; rename it in the input", number)
     return text, record
+
+
+def _json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words."""
+    if isinstance(value, bool):
+        return "true or false"
+    return {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
+        type(value), "null")
 
 
 def model_kind(models: Sequence[str | Path]) -> str:
@@ -182,7 +194,8 @@ def check_output(source: str, output: Path | None, fmt: str = "jsonl", models: S
     overwrite) the input or a model folder's file."""
     if fmt == "brat":
         if output is None:
-            raise OptionError("--format brat writes a folder of .txt/.ann files: give it with --output")
+            raise OptionError("--format brat writes a folder of .txt/.ann files, not standard output: "
+                              "name the folder with --output")
         check_output_dir(output, "--output", brat_folder)
         check_apart(output, "--output", [source, *models])
         _check_sidecar(output, source, models)
@@ -232,16 +245,18 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order.
     ``resume``: carry on the JSONL ``output`` a killed run left partial (adelabel/partial.py)."""
     check_input_options(input_format, workers)
-    resumable = fmt == "jsonl" and output is not None and source != "-" and not is_stream(output)
+    from_file = source != "-" and not is_stream(Path(source))
+    resumable = fmt == "jsonl" and output is not None and from_file and not is_stream(output)
     if resume and not resumable:
         raise OptionError("--resume: carries on jsonl written to a file (--output FILE) from an input file, "
-                          + ("not --format " + fmt if fmt != "jsonl" else "not standard input or output"))
+                          + ("not --format " + fmt if fmt != "jsonl" else "not standard input or output, a pipe "
+                             "or a device"))
     if input_format == "jsonl" and fmt == "brat":
         raise OptionError("--format brat: a .txt/.ann pair holds no record fields; tag JSONL input to jsonl or conll")
     models = [model] if isinstance(model, (str, Path)) else list(model)
     check_output(source, output, fmt, models)
     if source != "-":
-        check_file(source)
+        check_file(source, streams=True)  # a named pipe, or a shell's <(...): read once, as stdin
     kind = model_kind(models)
     check_backend(backend)  # the value first: a misspelt one is not "onnx" to a classifier
     if kind == "classify":
@@ -256,7 +271,9 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         tagger = Tagger.load(models, device=device, threshold=threshold, precision=precision, backend=backend)
         process = tagger.analyze_pipe
     meta = provenance(tagger, models[0] if len(models) == 1 else models)
-    records = read_records(source) if input_format == "jsonl" else ((line, {}) for _, line in read_lines(source))
+    warn = lambda message: print(f"adelabel: warning: {message}", file=sys.stderr, flush=True)  # noqa: E731
+    records = read_records(source, warn) if input_format == "jsonl" else \
+        ((line, {}) for _, line in read_lines(source, streams=True, warn=warn))
     fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
 
     def texts() -> Iterator[list[str]]:
@@ -265,7 +282,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             yield [t for t, _ in chunk]
 
     count = 0
-    size = Path(source).stat().st_size if source != "-" else None
+    size = Path(source).stat().st_size if from_file else None
     with ExitStack() as stack:
         skipped = 0
         if resumable:
@@ -295,6 +312,9 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         else:
             del tagger, process  # the workers load their own
             results = tag_in_workers(texts(), workers, kind, models, device, threshold, precision, backend)
+        # Closed on the way out of an error too, not whenever the traceback lets go of it: the
+        # workers stop before the partial output is set aside.
+        stack.enter_context(closing(results))
         for chunk in results:
             for analysis, extra in zip(chunk, fields.popleft()):
                 write(analysis, extra)

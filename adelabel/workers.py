@@ -7,17 +7,20 @@ chunks were read.
 
 Not ``concurrent.futures``: its pool reads every worker's results from one shared pipe, so a worker
 killed while sending a result leaves half a message there, and the pool's reader waits for the rest
-for ever (the parent, and then its exit, hang). Here each worker sends on a pipe of its own whose
-other writer is closed, so a death mid-message reads as the end of that pipe.
+for ever (the parent, and then its exit, hang). Here each worker has a pipe of its own each way, and
+each pipe one writer and one reader, so the death of either end, even half way through a message,
+reads as the end of the pipe at the other.
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
 import queue
 import signal
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
@@ -60,6 +63,20 @@ def tag_in_workers(chunks: Iterable[list[str]], workers: int, kind: str, models:
     return in_workers(chunks, workers, _load, load)
 
 
+class _Failed:
+    """A chunk whose processing raised ``error`` in a worker: raised when the output reaches it."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _RemoteTraceback(Exception):
+    """Where a worker's error was raised, as the worker's traceback (its ``__cause__`` here)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def _sendable(error: BaseException) -> BaseException:
     """``error`` if it survives pickling whole, else its message in an error that does."""
     try:
@@ -70,44 +87,58 @@ def _sendable(error: BaseException) -> BaseException:
         return kind(f"{type(error).__name__}: {error}")
 
 
-def _serve(load: Callable[..., Callable[[list], list]], args: tuple, tasks: Any, results: Connection) -> None:
-    # Ctrl-C reaches the whole process group: the parent stops the workers, and a worker that raised
-    # too would print a traceback each. (Inherited ignored already; this covers a parent that could not.)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _failure(index: int, error: BaseException) -> tuple:
+    return ("error", index, _sendable(error), "".join(traceback.format_exception(error)))
+
+
+def _reply(results: Connection, reply: tuple) -> None:
     try:
-        process = load(*args)
-    except Exception as error:
-        results.send(("error", -1, _sendable(error)))
-        return
-    while (task := _next(tasks)) is not None:
-        index, chunk = task
-        try:
-            reply = ("done", index, process(chunk))
-        except Exception as error:
-            reply = ("error", index, _sendable(error))
-        try:
-            results.send(reply)
-        except OSError:  # the parent is gone
-            return
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:  # a result that cannot be pickled is an error, not a death
+        data = pickle.dumps(_failure(reply[1], error), protocol=pickle.HIGHEST_PROTOCOL)
+    results.send_bytes(data)
 
 
-def _next(tasks: Any) -> tuple[int, list] | None:
-    """The next task, or None once told to end or once the parent is gone (killed: nobody else would
-    end this process)."""
+def _end_with(parent: Any) -> None:
+    """End this worker as soon as its parent is gone (killed: nobody else would), busy or not."""
+    parent.join()
+    os._exit(1)
+
+
+def _serve(load: Callable[..., Callable[[list], list]], args: tuple, tasks: Connection,
+           results: Connection) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers, and a worker that raised
+    # too would print a traceback each. (Born ignoring it already where the parent could arrange that.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
-    while True:
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+    try:
         try:
-            return tasks.get(timeout=1)
-        except queue.Empty:
-            if parent is not None and not parent.is_alive():
-                return None
+            process = load(*args)
+        except Exception as error:
+            _reply(results, _failure(-1, error))
+            return
+        while True:
+            try:
+                index, chunk = tasks.recv()
+            except EOFError:  # no more work
+                return
+            try:
+                reply = ("done", index, process(chunk))
+            except Exception as error:
+                reply = _failure(index, error)
+            _reply(results, reply)
+    except OSError:  # the parent closed its ends: it stopped us
+        return
 
 
 @contextmanager
 def _sigint_ignored() -> Iterator[None]:
     """SIGINT ignored while workers start, so they are born ignoring it (a Ctrl-C before a worker
-    reached its own setting printed a traceback from it)."""
-    if threading.current_thread() is not threading.main_thread():
+    reached its own setting printed a traceback from it). Only where the main thread's handler was
+    set from Python, so that it can be put back."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -117,81 +148,112 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class _Worker:
+    """One worker process, its two pipes, and a thread that sends it its chunks (a send to a busy
+    worker waits until it reads, and must not stall reading the others' results)."""
+
+    def __init__(self, context: Any, load: Callable, args: tuple) -> None:
+        task_reader, self.tasks = context.Pipe(duplex=False)
+        self.results, result_writer = context.Pipe(duplex=False)
+        self.process = context.Process(target=_serve, args=(load, args, task_reader, result_writer), daemon=True)
+        self.process.start()
+        task_reader.close()  # so that each pipe has one end here and one there
+        result_writer.close()
+        self.busy = 0
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send, daemon=True)
+        self._sender.start()
+
+    def _send(self) -> None:
+        while (data := self._outbox.get()) is not None:
+            try:
+                self.tasks.send_bytes(data)
+            except OSError:  # the worker is gone, which the parent sees by its exit
+                return
+
+    def submit(self, index: int, chunk: list) -> None:
+        self._outbox.put(pickle.dumps((index, chunk), protocol=pickle.HIGHEST_PROTOCOL))
+        self.busy += 1
+
+    def stop(self, finished: bool) -> None:
+        """Ended once its work is done (the end of its task pipe tells it); stopped at once otherwise."""
+        if not finished:
+            self.process.terminate()
+        self._outbox.put(None)
+        self._sender.join(timeout=30)
+        self.tasks.close()
+        self.process.join(timeout=30 if finished else 5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.results.close()
+
+
+_END = object()
+
+
 def in_workers(chunks: Iterable[list], workers: int, load: Callable[..., Callable[[list], list]],
                args: tuple) -> Iterator[list]:
-    """``load(*args)`` run once in each of ``workers`` processes gives the function each chunk goes
-    through there; the results come back in the chunks' order. ``load`` must be importable by name
-    (the workers are spawned). A worker's error is raised here as it was raised there; a worker's
-    death is an :class:`AdelabelError`."""
+    """``load(*args)`` run once in each of up to ``workers`` processes gives the function each chunk
+    goes through there; the results come back in the chunks' order. ``load`` must be importable by
+    name (the workers are spawned). A worker's error is raised here, in its chunk's place, with the
+    worker's traceback as its cause; a worker's death is an :class:`AdelabelError`."""
+    source = iter(chunks)
+    # No more workers than chunks: each one costs a process and a model's load.
+    first = list(itertools.islice(source, workers))
+    if not first:
+        return
     # spawn, not fork: a forked child inherits torch's thread pools in whatever state the parent left them.
     context = multiprocessing.get_context("spawn")
-    tasks = context.Queue()  # a put never blocks (a thread feeds the pipe), so a busy worker cannot stall us
-    tasks.cancel_join_thread()  # and that thread must not hold up our exit once workers are gone
-    processes, pipes = [], []
+    pool: list[_Worker] = []
     finished = False
     try:
         with _sigint_ignored():
-            for _ in range(workers):
-                reader, writer = context.Pipe(duplex=False)
-                process = context.Process(target=_serve, args=(load, args, tasks, writer), daemon=True)
-                process.start()
-                writer.close()  # the worker's copy is the only writer: its death ends the pipe
-                processes.append(process)
-                pipes.append(reader)
-        source = iter(chunks)
+            pool.extend(_Worker(context, load, args) for _ in range(len(first)))
+        source = itertools.chain(first, source)
         sent = given = 0
-        results: dict[int, list] = {}
+        results: dict[int, list | _Failed] = {}
         exhausted = False
         while True:
-            while not exhausted and sent - given < 2 * workers:
-                chunk = next(source, None)
-                if chunk is None:
+            while not exhausted and (idle := min(pool, key=lambda w: w.busy)).busy < 2:
+                chunk = next(source, _END)
+                if chunk is _END:
                     exhausted = True
                 else:
-                    tasks.put((sent, chunk))
+                    idle.submit(sent, chunk)
                     sent += 1
             if given in results:
-                yield results.pop(given)
+                result = results.pop(given)
+                if isinstance(result, _Failed):
+                    raise result.error
+                yield result
                 given += 1
             elif exhausted and given == sent:
                 break
             else:
-                _receive(pipes, processes, results)
+                _receive(pool, results)
         finished = True
     finally:
-        _stop(tasks, processes, pipes, finished)
+        for worker in pool:
+            worker.stop(finished)
 
 
-def _receive(pipes: list[Connection], processes: list, results: dict[int, list]) -> None:
-    """Wait for at least one result into ``results``; raise a worker's error or death."""
-    ready = wait([*pipes, *(p.sentinel for p in processes)])
-    for pipe, process in zip(pipes, processes):
+def _receive(pool: list[_Worker], results: dict) -> None:
+    """Wait for at least one result into ``results``; raise a worker's failure to start, or its death."""
+    ready = wait([*(w.results for w in pool), *(w.process.sentinel for w in pool)])
+    for worker in pool:
         # A worker's last message can be in its pipe when its exit is seen: read it first.
-        if pipe in ready or (process.sentinel in ready and pipe.poll()):
+        if worker.results in ready or (worker.process.sentinel in ready and worker.results.poll()):
             try:
-                kind, index, value = pipe.recv()
+                kind, index, value, *where = worker.results.recv()
             except (EOFError, OSError):  # it died, maybe half way through a message
                 raise AdelabelError(DIED) from None
+            worker.busy -= 1
             if kind == "error":
-                raise value
+                value.__cause__ = _RemoteTraceback(where[0])
+                if index < 0:  # it could not start
+                    raise value
+                value = _Failed(value)
             results[index] = value
-        elif process.sentinel in ready:
+        elif worker.process.sentinel in ready:
             raise AdelabelError(DIED)
-
-
-def _stop(tasks: Any, processes: list, pipes: list[Connection], finished: bool) -> None:
-    """Workers told to end once all is done; stopped at once on an error, a Ctrl-C or a caller that
-    left early (their work is no longer wanted)."""
-    if finished:
-        for _ in processes:
-            tasks.put(None)
-    for process in processes:
-        if finished:
-            process.join(timeout=30)
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join()
-    tasks.close()
-    for pipe in pipes:
-        pipe.close()

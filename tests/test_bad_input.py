@@ -214,7 +214,7 @@ CASES = [
     ("tag {t}/in.txt --model {m} --output {t}", "--output {t}: is a folder, not a file"),
     ("tag {t}/in.txt --model {m} --batch-size 0", "'--batch-size'"),
     ("tag {t}/in.txt --model {m} --format xml", "--format: expected jsonl, conll, brat or html, got 'xml'"),
-    ("tag {t}/in.txt --model {m} --format brat", "--format brat writes a folder of .txt/.ann files: give it with --output"),
+    ("tag {t}/in.txt --model {m} --format brat", "--format brat writes a folder of .txt/.ann files, not standard output: name the folder with --output"),
     ("tag {t}/in.txt --model {m} --format brat --output {t}/afile", "--output {t}/afile: is a file, not a folder"),
     ("tag {t}/in.txt --model {m} --format brat --output {t}", "--output {t}: a folder adelabel did not write"),
     ("tag {t}/in.txt --model {m} --threshold 1.5", "--threshold: expected a number between 0 and 1"),
@@ -429,7 +429,7 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
         tagger(["a", "b"])
     with pytest.raises(TypeError, match=r"not a single string; call tagger\(text\)"):
         tagger.pipe("a string")
-    with pytest.raises(TypeError, match=r"text 1 is a int, not a str"):
+    with pytest.raises(TypeError, match=r"text 1 is of type int, not a str"):
         list(tagger.pipe(["fine", 3]))
     with pytest.raises(OptionError, match="batch_size"):
         tagger.pipe(["fine"], batch_size=0)
@@ -460,7 +460,7 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
         tagger("Rash \udcff")
     # A bad text mid-stream: the texts before it are answered first, then the error names its index.
     answered = []
-    with pytest.raises(AdelabelError, match="text 5 is a NoneType"):
+    with pytest.raises(AdelabelError, match="text 5 is of type NoneType"):
         for entities in tagger.pipe(["Rash after naproxen."] * 5 + [None, "never read"]):
             answered.append(entities)
     assert len(answered) == 5

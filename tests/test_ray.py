@@ -48,7 +48,9 @@ def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir
     lines = (ROOT / "corpora/sample/example.txt").read_text(encoding="utf-8").splitlines()
     rows = [{"pmid": f"0{100 + i}", "n": i, "text": line} for i, line in enumerate(lines * 3)]
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # A blank line is a record of no text, as without Ray.
+    src.write_text("".join(json.dumps(r) + "\n" + ("\n" if i == 1 else "") for i, r in enumerate(rows)),
+                   encoding="utf-8")
     out = tmp_path / "tagged.jsonl"
     # The address file a `ray start` leaves (here of a cluster long gone): Ray would join it; --ray with no
     # RAY_ADDRESS starts its own. A short folder: Ray's socket paths must fit in 107 bytes.
@@ -61,15 +63,15 @@ def test_tag_on_a_local_ray_writes_what_tag_writes_in_input_order(tiny_model_dir
                            "--input-format", "jsonl", "--ray", "--workers", "1", "--batch-size", "4",
                            "--output", str(out)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{len(rows)} records written" in done.stderr
+    assert f"{len(rows) + 1} records written" in done.stderr
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     plain = subprocess.run([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir),
                             "--input-format", "jsonl"], capture_output=True, text=True, cwd=ROOT, check=True)
     expected = [json.loads(line) for line in plain.stdout.splitlines()]
-    assert [r["pmid"] for r in got] == [r["pmid"] for r in rows]
+    assert [r.get("pmid") for r in got] == [r["pmid"] for r in rows[:2]] + [None] + [r["pmid"] for r in rows[2:]]
     assert got == expected  # the same records as without Ray, the input's fields untouched
     meta = json.loads((tmp_path / "tagged.jsonl.meta.json").read_text())
-    assert meta["lines"] == len(rows) and meta["model"] == str(tiny_model_dir.resolve())
+    assert meta["lines"] == len(rows) + 1 and meta["model"] == str(tiny_model_dir.resolve())
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

@@ -229,11 +229,12 @@ def test_standard_output_is_utf8_whatever_the_locale(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ('{"text": "a"', "in.jsonl:2: not a JSON object"),
-    ('["text"]', 'in.jsonl:2: expected a JSON object with a "text" field, got a list'),
+    ('["text"]', 'in.jsonl:2: expected a JSON object with a "text" field, got an array'),
     ('{"id": 3}', 'in.jsonl:2: no "text" string in the record'),
-    ('{"text": 5}', 'in.jsonl:2: "text" is a int, not a string'),
+    ('{"text": 5}', 'in.jsonl:2: "text" is a number, not a string'),
+    ('{"text": [true]}', 'in.jsonl:2: "text" is an array, not a string'),
     ('{"text": "a", "entities": []}', "in.jsonl:2: field 'entities' is one adelabel writes"),
-    ("", "in.jsonl:2: not a JSON object"),
+    ('{"text": "a\tb"}', "in.jsonl:2: not a JSON object (Invalid control character at column 12)"),
 ])
 def test_bad_jsonl_input_is_one_line_naming_file_and_line(capsys, tiny_model_dir, tmp_path, line, message):
     src = tmp_path / "in.jsonl"
@@ -242,6 +243,65 @@ def test_bad_jsonl_input_is_one_line_naming_file_and_line(capsys, tiny_model_dir
     code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl", "--output", out)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_a_blank_jsonl_line_is_a_record_without_text(capsys, tiny_model_dir, tmp_path):
+    """As a blank line of text input is: one record per input line, whatever a JSONL export ends with
+    (one blank line aborted the run, after the hours it may have taken)."""
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "Rash after amoxicillin.", "id": 1}\n\n \t\n{"text": "fine", "id": 2}\n\n',
+                   encoding="utf-8")
+    code, out, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--input-format", "jsonl", "-q")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r.get("id") for r in records] == [1, None, None, 2, None], err
+    assert [r["text"] for r in records[1:3]] == ["", ""] and not records[1]["entities"] and records[1]["ade"] == 0
+
+
+def test_a_pipe_is_read_as_standard_input_is(capsys, tiny_model_dir, tmp_path):
+    """`adelabel tag <(zcat x.gz)` or a named pipe: read once, start to end (refused before as a file
+    not found); --resume, which needs the file again, is refused for it."""
+    import threading
+
+    line = "Rash after amoxicillin.\n"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "w", encoding="utf-8") as fh:
+            fh.write(line * 3)
+    writer = threading.Thread(target=feed)
+    writer.start()
+    code, out, err = run_cli(capsys, "tag", fifo, "--model", tiny_model_dir, "-q")
+    writer.join()
+    assert code == 0 and [json.loads(r)["text"] for r in out.splitlines()] == [line.strip()] * 3, err
+    code, _, err = run_cli(capsys, "tag", fifo, "--model", tiny_model_dir, "--output", tmp_path / "o.jsonl", "--resume")
+    assert code == 2 and "--resume: carries on jsonl written to a file (--output FILE) from an input file, not " \
+        "standard input or output, a pipe or a device" in err, err
+    # Where a file is read twice (a corpus), a pipe is refused as what it is.
+    from adelabel.corpus.files import check_file
+    from adelabel.errors import InputError
+
+    with pytest.raises(InputError, match="is a pipe or a device, not a file"):
+        check_file(fifo)
+
+
+def test_a_carriage_return_inside_a_line_is_kept_with_a_warning(capsys, tiny_model_dir, tmp_path):
+    """Old Mac line endings: lines end at line feeds only (as wc -l and every JSONL reader count them),
+    so such a file is one record; the user is told, once, where."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"Rash after amoxicillin.\r\nHepatitis after isoniazid.\rFever.\rNausea.\r\n")
+    code, out, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "-q")
+    assert code == 0 and [json.loads(r)["text"] for r in out.splitlines()] == \
+        ["Rash after amoxicillin.", "Hepatitis after isoniazid.\rFever.\rNausea."]
+    assert err.count("warning") == 1 and f"{src}:2: a carriage return inside the line is read as part of it" in err
+
+
+def test_an_error_naming_a_file_is_one_line_whatever_its_name(capsys, tmp_path):
+    src = tmp_path / "two\nlines.txt"
+    src.write_bytes(b"caf\xe9\n")
+    code, _, err = run_cli(capsys, "tag", src, "-q")
+    assert code == 2 and err.strip() == f"adelabel: error: {tmp_path}/two\\nlines.txt:1: not UTF-8 text (byte 3 of " \
+        "the line: b'\\xe9')", err
 
 
 def test_tag_options_are_checked(capsys, tiny_model_dir, tmp_path):
@@ -335,46 +395,55 @@ def _load_dying_mid_message():
     import struct
     from multiprocessing.connection import Connection
 
-    def send(self, obj):
+    def send_bytes(self, data):
         self._send(struct.pack("!i", 1 << 20) + b"the first bytes of a long message")
         os._exit(9)
 
-    Connection.send = send
+    Connection.send_bytes = Connection.send = send_bytes
     return lambda chunk: chunk
 
 
 def _load_echo():
-    return lambda chunk: [text.upper() for text in chunk]
+    return lambda chunk: None if chunk is None else [text.upper() for text in chunk]
 
 
 def _load_failing():
+    import time
+
     from adelabel.errors import InputError
 
     def process(chunk):
+        if "slow" in chunk:
+            time.sleep(1)
         if "bad" in chunk:
             raise InputError("in.txt", "cannot be read", 3)
+        if "unpicklable" in chunk:
+            return [lambda: None]
         return chunk
     return process
 
 
-def _in_workers_within(seconds: float, *args) -> object:
-    """What ``in_workers(*args)`` returns or raises, or a failure if it takes longer (a hang)."""
+def _load_refusing():
+    raise ValueError("no model here")
+
+
+def _in_workers_within(seconds: float, *args) -> tuple[list, Exception | None]:
+    """What ``in_workers(*args)`` yields, and what it raises, or a failure if it takes longer (a hang)."""
     import threading
 
     from adelabel.workers import in_workers
 
-    outcome = []
+    got, raised, done = [], [], threading.Event()
 
     def run():
         try:
-            outcome.append(list(in_workers(*args)))
+            got.extend(in_workers(*args))
         except Exception as error:  # noqa: BLE001
-            outcome.append(error)
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert outcome, f"in_workers still running after {seconds} s"
-    return outcome[0]
+            raised.append(error)
+        done.set()
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(seconds), f"in_workers still running after {seconds} s"
+    return got, (raised or [None])[0]
 
 
 @pytest.mark.processes
@@ -382,19 +451,50 @@ def test_a_worker_that_dies_half_way_through_a_result_is_an_error_not_a_hang():
     """concurrent.futures' pool waited for the rest of such a message for ever."""
     from adelabel.errors import AdelabelError
 
-    outcome = _in_workers_within(60, [["a"], ["b"], ["c"]], 2, _load_dying_mid_message, ())
-    assert isinstance(outcome, AdelabelError) and "a worker process died" in str(outcome), outcome
+    _, error = _in_workers_within(60, [["a"], ["b"], ["c"]], 2, _load_dying_mid_message, ())
+    assert isinstance(error, AdelabelError) and "a worker process died" in str(error), error
 
 
 @pytest.mark.processes
-def test_workers_keep_the_order_and_pass_errors_on():
+def test_workers_keep_the_order_and_raise_errors_in_their_place():
     from adelabel.errors import InputError
 
-    chunks = [[f"line {i}", f"more {i}"] for i in range(40)]
-    assert _in_workers_within(60, chunks, 3, _load_echo, ()) == [[t.upper() for t in c] for c in chunks]
-    assert _in_workers_within(60, [], 2, _load_echo, ()) == []
-    error = _in_workers_within(60, [["a"], ["bad"], ["c"]], 2, _load_failing, ())
-    assert isinstance(error, InputError) and str(error) == "in.txt:3: cannot be read"
+    chunks = [[f"line {i}", f"more {i}"] for i in range(40)] + [None]
+    got, error = _in_workers_within(60, chunks, 3, _load_echo, ())
+    assert got == [_load_echo()(c) for c in chunks] and error is None
+    # No input, no worker started (this load would fail in one).
+    assert _in_workers_within(60, [], 2, _load_refusing, ()) == ([], None)
+    got, error = _in_workers_within(60, [["a"]], 2, _load_refusing, ())
+    assert got == [] and isinstance(error, ValueError) and str(error) == "no model here"
+    # The slow first chunk is given before the second's error, raised with the worker's traceback.
+    got, error = _in_workers_within(60, [["slow"], ["bad"], ["c"]], 2, _load_failing, ())
+    assert got == [["slow"]] and isinstance(error, InputError) and str(error) == "in.txt:3: cannot be read"
+    assert "in process" in str(error.__cause__) and "raise InputError" in str(error.__cause__)
+    # A result that cannot be sent back is an error of its own, not a worker's death.
+    got, error = _in_workers_within(60, [["a"], ["unpicklable"]], 2, _load_failing, ())
+    assert got == [["a"]] and "pickle" in str(error).lower() and "died" not in str(error), error
+
+
+@pytest.mark.processes
+def test_workers_end_when_their_parent_is_killed(tiny_model_dir, tmp_path):
+    """Killed with -9, the parent cannot stop them: they must see it go, whatever they are doing."""
+    import signal
+    import time
+
+    pids = []
+    done = _tag_with_workers_then(lambda parent, workers: (pids.extend(workers), os.kill(parent, signal.SIGKILL)),
+                                  tiny_model_dir, tmp_path, 3)
+    assert done.returncode == -signal.SIGKILL and len(pids) == 2
+
+    def running(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    deadline = time.monotonic() + 20
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(running, pids))
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])

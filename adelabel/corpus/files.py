@@ -3,32 +3,40 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 from adelabel.errors import InputError
 
 
-def check_file(path: str | Path) -> Path:
-    """``path`` as a Path, or an :class:`InputError` naming it: nothing there, or a folder where a file
-    is read."""
+def check_file(path: str | Path, streams: bool = False) -> Path:
+    """``path`` as a Path, or an :class:`InputError` naming it: nothing there, a folder where a file is
+    read, or (unless ``streams``: read once, from start to end) a pipe or a device."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "is a folder, not a file" if path.is_dir() else "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a file")
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if not (streams or path.is_file()):
+        raise InputError(path, "is a pipe or a device, not a file: this is read more than once")
     return path
 
 
-def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` of a UTF-8 text file (stdin for ``-``), without the line ending,
-    read lazily.
+def read_lines(path: str | Path, streams: bool = False,
+               warn: Callable[[str], None] | None = None) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` of a UTF-8 text file (stdin for ``-``; with ``streams``, a named
+    pipe or a device too), without the line ending, read lazily.
 
-    Raises :class:`InputError` for a missing, empty or non-UTF-8 file, naming the offending line. Empty
-    stdin is no error: a pipe that had nothing to say, where an empty file is almost always a mistake (a
-    wrong name, a failed export).
+    Raises :class:`InputError` for a missing, empty or non-UTF-8 file, naming the offending line. An
+    empty stdin or pipe is no error: a pipe that had nothing to say, where an empty file is almost
+    always a mistake (a wrong name, a failed export). A line ends at a line feed (after a carriage
+    return or not); ``warn`` is told of the first carriage return found inside a line (old Mac or
+    mixed line endings), which stays in its line.
     """
     stdin = str(path) == "-"
-    name = "<stdin>" if stdin else check_file(path)
+    name = "<stdin>" if stdin else check_file(path, streams)
+    regular = not stdin and name.is_file()
     seen_any = False
     with ExitStack() as stack:
         fh = sys.stdin.buffer if stdin else stack.enter_context(name.open("rb"))
@@ -41,8 +49,14 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             if number == 1:
                 line = line.removeprefix("\ufeff")
             seen_any = True
-            yield number, line.rstrip("\r\n")
-    if not seen_any and not stdin:
+            line = line.rstrip("\r\n")
+            if warn is not None and "\r" in line:
+                warn(f"{name}:{number}: a carriage return inside the line is read as part of it (lines end at "
+                     "a line feed); if it should end a line (old Mac or mixed line endings), convert the file, "
+                     "for example with tr '\\r' '\\n'")
+                warn = None
+            yield number, line
+    if not seen_any and regular:
         raise InputError(name, "file is empty")
 
 
