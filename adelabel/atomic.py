@@ -98,6 +98,14 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     parent = path.absolute().parent
     if parent.exists() and not parent.is_dir():
         raise AdelabelError(f"{option} {path}: {parent} is not a folder")
+    # Inside another of adelabel's folders it would be a file that folder's manifest does not list, and
+    # be lost when that folder is written again.
+    for above in path.absolute().parents:
+        if above == path.absolute().parent and path.name in ADDED_LATER:  # a model's export, which it expects
+            continue
+        if found := next((what for what, test in KINDS if above.is_dir() and test(above)), None):
+            raise AdelabelError(f"{option} {path}: lies inside {above}, {found} (which is replaced whole when "
+                                "written again); give a folder outside it")
     if path.is_dir() and not ours(path, kind):
         other = foreign(path) if kind(path) else None
         if other is not None:

@@ -12,7 +12,7 @@ from typing import Annotated, Optional, TextIO
 
 import typer
 
-from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_SEED, Train
+from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_SEED, MAX_SIZE, Train
 from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
 from adelabel.errors import AdelabelError, OptionError
 
@@ -42,6 +42,13 @@ CORPUS_ENV = "ADELABEL_CORPUS"
 
 def default_corpus() -> Path:
     return Path(os.environ.get(CORPUS_ENV, "corpora/ade-v2"))
+
+
+def _not_a_file(path: Path, this: str = "") -> str:
+    """Why a file is not found at ``path``; ``this``: how the message names it."""
+    if path.is_dir():
+        return f"{this}is a folder, not a file"
+    return f"{this}is a pipe or a device, not a file (read more than once here)" if path.exists() else "file not found"
 
 
 def _log(quiet: bool):
@@ -97,7 +104,7 @@ def prepare(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for the document split and word2vec.")] = DEFAULT_SEED,
     types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
-    dim: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Dimension of word2vec trained on the corpus (default {W2V_DIM}; --vectors gives its own).")] = None,
+    dim: Annotated[Optional[int], typer.Option(min=1, max=MAX_SIZE, show_default=False, help=f"Dimension of word2vec trained on the corpus (default {W2V_DIM}; --vectors gives its own).")] = None,
     w2v_epochs: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Training epochs of word2vec on the corpus (default {W2V_EPOCHS}).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     overlaps: Overlaps = "outer",
@@ -116,7 +123,7 @@ def prepare(
     check_output_dir(out, "--out", is_data_dir)
     check_apart(out, "--out", [corpus, vectors])
     if vectors is not None and not vectors.is_file():
-        raise OptionError(f"--vectors {vectors}: {'is a folder, not a file' if vectors.is_dir() else 'file not found'}")
+        raise OptionError(f"--vectors {vectors}: {_not_a_file(vectors)}")
     for option, value in (("--dim", dim), ("--w2v-epochs", w2v_epochs)):
         if vectors is not None and value is not None:  # it would be ignored
             raise OptionError(f"{option}: applies to word2vec trained on the corpus, which --vectors replaces")
@@ -243,7 +250,7 @@ def cv(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help=f"Seed of the folds, word2vec and training; overrides the config's ({DEFAULT_SEED}).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
-    dim: Annotated[int, typer.Option(min=1, help="Dimension of each fold's word2vec.")] = W2V_DIM,
+    dim: Annotated[int, typer.Option(min=1, max=MAX_SIZE, help="Dimension of each fold's word2vec.")] = W2V_DIM,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = W2V_EPOCHS,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overlaps: Overlaps = "outer",
@@ -311,13 +318,13 @@ def _corpus_format(corpus: Path, format: str) -> str:
             format = "ade"
     if format == "conll" and not corpus.is_file():
         raise OptionError(f"--corpus {corpus}: --format conll reads a file of token<TAB>tag lines; "
-                          f"{'this is a folder' if corpus.is_dir() else 'file not found'}")
+                          f"{_not_a_file(corpus, 'this ')}")
     if format == "brat" and not corpus.is_dir():
         raise OptionError(f"--corpus {corpus}: --format brat reads a folder of .txt/.ann pairs; "
                           f"{'this is a file' if corpus.is_file() else 'folder not found'}")
     if format == "labelled" and not corpus.is_file():
         raise OptionError(f"--corpus {corpus}: --format labelled reads a file of label<TAB>text lines; "
-                          f"{'this is a folder' if corpus.is_dir() else 'file not found'}")
+                          f"{_not_a_file(corpus, 'this ')}")
     if format == "ade" and corpus.is_file():
         raise OptionError(f"--corpus {corpus}: the ADE corpus is a folder (of DRUG-AE.rel, DRUG-DOSE.rel, "
                           "ADE-NEG.txt); for a labelled text file use --format labelled")
@@ -364,6 +371,9 @@ def tune(
     if storage is None:
         storage = f"sqlite:///tune/{name}.db"
     elif storage.startswith("sqlite:///"):
+        if not storage.removeprefix("sqlite:///").strip() or storage.endswith("/"):
+            raise OptionError(f"--storage {storage}: names no file (expected sqlite:///PATH, e.g. "
+                              f"sqlite:///tune/{name}.db)")
         parent = Path(storage.removeprefix("sqlite:///")).parent
         if not parent.is_dir():
             raise OptionError(f"--storage {storage}: folder {parent} not found")

@@ -103,6 +103,13 @@ class Seq2SeqModel(_Heads, _WordInput):
                            json_schema_extra=SEARCH_DROPOUT)
 
 
+def _half_a_window(stride: int, info: ValidationInfo) -> int:
+    window = info.data.get("window")
+    if window is not None and stride > window // 2:
+        raise ValueError(f"two windows share at most half a window: expected at most {window // 2} (window = {window})")
+    return stride
+
+
 class TransformerModel(_Heads):
     """A pretrained encoder fine-tuned for token classification (first sub-token of each word)."""
 
@@ -112,6 +119,8 @@ class TransformerModel(_Heads):
     crf: bool = Field(True, description="a CRF over the token scores; false gives a softmax per token")
     window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
     stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
+
+    _stride = field_validator("stride")(_half_a_window)
 
 
 class _Pooled(Section):
@@ -138,6 +147,8 @@ class TransformerClassifier(_Pooled):
                            json_schema_extra={"search": {"low": 0.0, "high": 0.3}})
     window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
     stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
+
+    _stride = field_validator("stride")(_half_a_window)
 
 
 class Train(Section):

@@ -190,6 +190,8 @@ def saved_config(directory: str | Path) -> tuple[dict, Config]:
         raise InputError(directory, "model folder not found (train one with `adelabel train`)")
     config = _read_json(directory / CONFIG)
     version = config.get("format_version")
+    if type(version) is not int:  # 5.0 equals 5 and True equals 1, to Python
+        raise InputError(directory / CONFIG, f"format_version: expected a whole number, got {version!r}")
     if version != FORMAT_VERSION and version not in MIGRATES_FROM:
         arch = config.get("arch", "ARCH")
         data = config.get("data", {}).get("dir", "DATA") if isinstance(config.get("data"), dict) else "DATA"
@@ -209,7 +211,26 @@ def saved_config(directory: str | Path) -> tuple[dict, Config]:
         validated = validate_saved(config, str(directory / CONFIG))
     except AdelabelError as err:
         raise InputError(directory / CONFIG, str(err).removeprefix(f"{directory / CONFIG}: ")) from None
+    if version == FORMAT_VERSION:
+        _check_keys(config, validated.task, directory / CONFIG)
     return config, validated
+
+
+SAVED = frozenset({"format_version", "arch", "task", "seed", "model", "train", "embedding_dim", "data", "versions",
+                   "device", "processes", "teacher", "stored_in"})
+"""The top-level keys of a model's config.json (format 5) besides its head's (HEADS)."""
+HEADS = {"tag": {"tags"}, "classify": {"classes", "positive"}}
+
+
+def _check_keys(config: dict, task: str, path: Path) -> None:
+    """No key the format does not have (an edit's typo, or another task's head), and those read by
+    name of the kind they are read as."""
+    if unknown := sorted(set(config) - SAVED - HEADS[task]):
+        raise InputError(path, f"{unknown[0]}: unknown key in a {task} model's config")
+    if config.get("stored_in", "float16") != "float16":
+        raise InputError(path, f"stored_in: expected \"float16\" (or no key: float32), got {config['stored_in']!r}")
+    if not isinstance(config.get("data", {}), dict):
+        raise InputError(path, f"data: expected a table of the data's settings, got {config['data']!r}")
 
 
 def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict, Vocabs]:

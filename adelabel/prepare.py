@@ -48,8 +48,12 @@ def write_jsonl(path: Path, sentences: Sequence[Sentence]) -> None:
 
 def check_listed(data_dir: str | Path, path: Path) -> None:
     """``path`` of a prepared data folder as ``prepare`` wrote it: its checksum the manifest's."""
-    expected = read_manifest(data_dir).get("files", {}).get(path.name)
-    if expected is not None and path.is_file() and sha256(path) != expected:
+    files = read_manifest(data_dir).get("files")
+    expected = files.get(path.name) if isinstance(files, dict) else None
+    if expected is None and path.is_file():
+        raise InputError(Path(data_dir) / MANIFEST, f"does not list {path.name}, which `adelabel prepare` lists "
+                                                     "with its checksum; prepare the data again")
+    if path.is_file() and sha256(path) != expected:
         raise InputError(path, "checksum mismatch with manifest.json (changed since `adelabel prepare` wrote it)")
 
 
@@ -61,12 +65,17 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     if not path.is_file():
         raise InputError(path, "prepared split not found; run `adelabel prepare` first")
     check_listed(data_dir, path)
+    labels = set(read_manifest(data_dir)["labels"])
     out = []
     for number, line in read_lines(path):
         try:
-            out.append(Sentence.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as err:
+            sentence = Sentence.from_dict(json.loads(line))
+        except (ValueError, RecursionError) as err:
             raise InputError(path, f"not a prepared sentence ({err})", number) from None
+        if unknown := {kind for *_, kind in sentence.spans} - labels:
+            raise InputError(path, f"a span of type {sorted(unknown)[0]!r}, which manifest.json's labels "
+                                   f"({', '.join(sorted(labels))}) do not name", number)
+        out.append(sentence)
     return out
 
 
@@ -309,4 +318,9 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise InputError(path, f"corrupt manifest ({err})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("labels"), list):
         raise InputError(path, "not a data manifest (no list of labels)")
+    labels = manifest["labels"]
+    if not all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in labels) \
+            or len(set(labels)) < len(labels):
+        raise InputError(path, f"labels: expected entity types or classes, each once and without white space, "
+                               f"found {labels!r}")
     return manifest

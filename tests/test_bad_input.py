@@ -2,6 +2,7 @@
 option or the key, with exit status 2, and nothing half-written is left behind."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import struct
@@ -72,14 +73,19 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     raw = bytearray((vectors / "vectors.bin").read_bytes())
     raw[-5] ^= 0xFF
     (vectors / "vectors.bin").write_bytes(bytes(raw))
-    nan = t / "nan-vectors"  # damaged, its manifest entry gone with it
+    nan = t / "nan-vectors"  # damaged, its manifest entry made to match
     shutil.copytree(sample_data, nan)
-    manifest = json.loads((nan / "manifest.json").read_text())
-    del manifest["files"]["vectors.bin"]
-    (nan / "manifest.json").write_text(json.dumps(manifest))
     header, _, body = (nan / "vectors.bin").read_bytes().partition(b"\n")
     word_end = body.index(b" ") + 1
     (nan / "vectors.bin").write_bytes(header + b"\n" + body[:word_end] + struct.pack("<f", float("nan")) + body[word_end + 4:])
+    manifest = json.loads((nan / "manifest.json").read_text())
+    manifest["files"]["vectors.bin"] = hashlib.sha256((nan / "vectors.bin").read_bytes()).hexdigest()
+    (nan / "manifest.json").write_text(json.dumps(manifest))
+    unlisted = t / "unlisted"  # its checksum dropped, so that an edit would pass unseen
+    shutil.copytree(sample_data, unlisted)
+    manifest = json.loads((unlisted / "manifest.json").read_text())
+    del manifest["files"]["train.jsonl"]
+    (unlisted / "manifest.json").write_text(json.dumps(manifest))
     return {"t": t, "m": tiny_model_dir, "d": sample_data, "s": SAMPLE}
 
 
@@ -139,6 +145,8 @@ CASES = [
     ("train --data {d} --out {t}/o --set model.chars=lstm --set model.char_size=1",
      'model.char_size: with chars = "lstm" it is split between two directions: expected at least 2'),
     ("train --data {d} --out {t}/mine --config {t}/mine/my.toml", "--out {t}/mine: holds {t}/mine/my.toml"),
+    ("config --arch transformer --set model.window=100 --set model.stride=51",  # was cut to 50 unsaid
+     "--set: model.stride: two windows share at most half a window: expected at most 50 (window = 100), got '51'"),
     ("prepare --corpus {s} --types DRUG,DRUG --out {t}/o", "--types: expected types from DRUG, AE, DOSE, comma-separated, each once"),
     ("prepare --corpus {t}/in.txt --format labelled --no-negatives --out {t}/o",
      "--no-negatives: applies to annotated data"),
@@ -162,6 +170,7 @@ CASES = [
     ("prepare --corpus {s} --out {t}/nested-data", "--out {t}/nested-data: holds sample, which adelabel did not write there"),
     ("train --data {t}/tampered-vectors --out {t}/o", "{t}/tampered-vectors/vectors.bin: checksum mismatch"),
     ("train --data {t}/nan-vectors --out {t}/o", "{t}/nan-vectors/vectors.bin: holds NaN or infinite values"),
+    ("train --data {t}/unlisted --out {t}/o", "{t}/unlisted/manifest.json: does not list train.jsonl"),
     ("train --resume {t}/o", "{t}/o: no checkpoint of an unfinished run here"),
     ("train --resume {t}/o --set train.lr=1", "--resume carries on a run with the settings it started with; drop --set"),
     ("train --resume {t}/o --seed 0", "--resume carries on a run with the settings it started with; drop --seed"),
@@ -172,6 +181,9 @@ CASES = [
     ("config --config {t}/emptytable.toml", "{t}/emptytable.toml: trian: unknown key"),
     ("config --config {t}", "{t}: is a folder, not a config file"),
     ("prepare --corpus {s} --vectors {d} --out {t}/o", "--vectors {d}: is a folder, not a file"),
+    ("prepare --corpus {s} --vectors /dev/null --out {t}/o", "--vectors /dev/null: is a pipe or a device, not a file"),
+    ("train --data {d} --out {m}/sub", "--out {m}/sub: lies inside {m}, a model folder (which is replaced whole"),
+    ("prepare --corpus {s} --out {d}/sub/data", "--out {d}/sub/data: lies inside {d}, a prepared data folder"),
     ("train --data {d} --encoder {t} --out {t}/o", "--encoder: names the pretrained encoder of --arch transformer, not of bilstm"),
     ("evaluate --model {m} --data {d} --threshold nan", "--threshold: expected a number between 0 and 1, got nan"),
     ("tag {t}/twice.jsonl --model {m} --input-format jsonl", "{t}/twice.jsonl:1: not a JSON object adelabel can read (the key 'text' appears twice)"),
@@ -617,3 +629,62 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line(capsys, sample_data, tm
     code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", *TINY_RUN)
     assert code == 2 and "state.pt: cannot write ([enforce fail" in err and "--resume" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"text": 5}, '"text": expected a string with a word in it'),
+    ({"spans": [[0, 99, "DRUG"]]}, "span [0, 99, 'DRUG'] is not within the text's 14 characters"),
+    ({"spans": [[8, 2, "DRUG"]]}, "span [8, 2, 'DRUG'] is not within"),
+    ({"spans": [[0.5, 8, "DRUG"]]}, "spans: expected [start, end, type] each, found [0.5, 8, 'DRUG']"),
+    ({"negative": "no"}, '"negative" true or false'),
+    ({"relations": [[0, 0]]}, "relation [0, 0] names a span the sentence does not have, or one span twice"),
+    ({"negative": True}, "a negative sentence (no adverse event) with spans"),
+    ({"spans": [[0, 8, "DOSE"]]}, "a span of type 'DOSE', which manifest.json's labels (AE, DRUG) do not name"),
+    ({"labels": ["DRUG", "DRUG"]}, "manifest.json: labels: expected entity types or classes, each once"),
+])
+def test_a_prepared_line_edited_by_hand_is_refused_by_its_line(capsys, sample_data, tiny_model_dir, tmp_path,
+                                                               record, message):
+    """Even with its checksum made to match: such lines failed later with a KeyError or a TypeError,
+    or trained and scored as if they were sound."""
+    data = tmp_path / "data"
+    shutil.copytree(sample_data, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    if "labels" in record:
+        manifest["labels"] = record["labels"]
+    else:
+        lines = (data / "test.jsonl").read_text(encoding="utf-8").splitlines()
+        line = {"doc_id": "1", "text": "Valproic acid.", "spans": [[0, 8, "DRUG"]], "negative": False,
+                "relations": [], **record}
+        (data / "test.jsonl").write_text("\n".join([json.dumps(line)] + lines[1:]) + "\n", encoding="utf-8")
+        manifest["files"]["test.jsonl"] = hashlib.sha256((data / "test.jsonl").read_bytes()).hexdigest()
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, "evaluate", "--model", tiny_model_dir, "--data", data)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    if "labels" not in record:
+        assert f"{data / 'test.jsonl'}:1: not a prepared sentence (" in err or "test.jsonl:1: a span" in err, err
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"format_version": 5.0}, "config.json: format_version: expected a whole number, got 5.0"),
+    ({"format_version": True}, "config.json: format_version: expected a whole number, got True"),
+    ({"foo": 1}, "config.json: foo: unknown key in a tag model's config"),
+    ({"classes": ["ADE", "NEG"]}, "config.json: classes: unknown key in a tag model's config"),
+    ({"stored_in": "int8"}, "config.json: stored_in: expected \"float16\" (or no key: float32), got 'int8'"),
+    ({"data": None}, "config.json: data: expected a table of the data's settings, got None"),
+])
+def test_a_model_config_edited_by_hand_is_refused_by_its_key(capsys, tiny_model_dir, sample_data, tmp_path, edit,
+                                                             message):
+    """With its checksum made to match: these loaded (and a teacher's "data": null was a traceback)."""
+    from adelabel.atomic import sha256
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["config.json"] = sha256(folder / "config.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for args in (["tag", SAMPLE / "example.txt", "--model", folder],
+                 ["train", "--data", sample_data, "--teacher", folder, "--out", tmp_path / "o", "--epochs", "1"]):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and err.strip() == f"adelabel: error: {folder}/{message}", err

@@ -184,6 +184,10 @@ def test_overlaps_option_is_checked(capsys, tmp_path):
     ("1|A rash.|rash|9|5|A|3|4", "offsets 9-5 of 'rash' end before they begin"),
     ("1|A r\x00ash.|rash|5|9|A|3|4", "control character U+0000 at column 6"),
     ("PMC1|A rash.|rash|5|9|A|3|4", "PubMed ID 'PMC1' is not a number"),
+    ("\u0661|A rash.|rash|5|9|A|3|4", "PubMed ID '\u0661' is not a number"),  # int() reads an Arabic-Indic 1
+    ("1|A rash.|rash|5|9|A|3_|4", "offsets of 'A' are not integers: '3_', '4'"),
+    ("1|A rash.|rash| 5|9|A|3|4", "offsets of 'rash' are not integers: ' 5', '9'"),
+    ("1|A rash.|rash|\uff15|9|A|3|4", "not integers"),
     ("1||rash|5|9|A|3|4", "empty sentence"),
     ("1|A rash.|rash|5|9|A|3|4\r3|A rash.|rash|5|9|A|3|4", "a carriage return at column 25, inside the line"),
 ])
@@ -239,6 +243,14 @@ def test_offsets_outside_the_sentence_drop_their_line(tmp_path):
     assert pos.spans == [(0, 1, "DRUG"), (2, 6, "AE")]
     with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: offsets 905-909"):
         read_ade(corpus, strict=True)
+
+
+def test_an_id_written_with_leading_zeros_is_the_same_document(tmp_path):
+    """Else one abstract's sentences could land in two splits."""
+    corpus = write_corpus(tmp_path, ["0042|A rash.|rash|5|9|A|3|4", "42|Fever after aspirin.|Fever|3|8|aspirin|15|22"],
+                          ["00042 NEG Nothing happened."])
+    sentences, _ = read_ade(corpus)
+    assert {s.doc_id for s in sentences} == {"42"}
 
 
 def test_duplicate_negative_lines_are_counted_apart(tmp_path):

@@ -124,7 +124,7 @@ def test_cv_says_what_the_reader_skipped_and_takes_strict(capsys, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--folds", "1"], "--folds: cross-validation needs at least 2 folds, got 1"),
     (["--folds", "5000"], "--folds 5000: the corpus has only 150 documents, fewer than folds"),
-    (["--format", "labelled"], "--format labelled reads a file of label<TAB>text lines; this is a folder"),
+    (["--format", "labelled"], "--format labelled reads a file of label<TAB>text lines; this is a folder, not a file"),
     (["--set", "train.precision=fp16", "--device", "cpu"], "train.precision fp16: runs on a GPU only"),
 ])
 def test_cv_refuses_impossible_folds(args, message, capsys, tmp_path):
@@ -182,6 +182,7 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     assert code == 2 and "its study searched a space this version cannot train (model.dropout:" in err, err
     (tmp_path / "text.db").write_text("not a database")
     for storage, message in [("study.db", "expected a database URL"),
+                             ("sqlite:///", "--storage sqlite:///: names no file (expected sqlite:///PATH"),
                              (f"sqlite:///{tmp_path}/text.db", "cannot open it as a study")]:
         code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--storage", storage,
                                "--out", tmp_path / "x.toml", "--trials", "1")

@@ -220,7 +220,16 @@ def test_server_not_listening(tmp_path: Path) -> None:
     with pytest.raises(AdelabelError) as info:
         download_corpus(dest, base_url=url, files=spec(FIRST), timeout=TIMEOUT)
     assert FIRST[0] in str(info.value) and url in str(info.value)
+    assert not dest.exists()  # the folder it made for them goes with the failure
+    dest.mkdir()  # one that was there stays
+    with pytest.raises(AdelabelError):
+        download_corpus(dest, base_url=url, files=spec(FIRST), timeout=TIMEOUT)
     assert names_in(dest) == set()
+
+
+def test_a_data_or_model_folder_is_no_corpus_folder(sample_data, tmp_path: Path) -> None:
+    with pytest.raises(AdelabelError, match="is a prepared data folder, not a corpus folder"):
+        download_corpus(sample_data, base_url="http://127.0.0.1:9/", files={"a": ("0" * 64, 1)})
 
 
 def test_keyboard_interrupt_leaves_no_temp_file(fetch, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -172,6 +172,8 @@ def test_brat_errors_name_the_files(capsys, tmp_path):
     code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--out", tmp_path.parent / "d-brat")
     assert code == 2 and "a.ann:2: R1 names T2, which no earlier T line defines" in err, err
     for ann, message in (("T1\tAE 0 5\tShort\nT1\tAE 6 10\ttext\n", "a.ann:2: T1 is defined twice"),
+                         ("T1\tAE 0 5\tShort\nT2\tDRUG 6 10\ttext\nR1\tDRUG-AE Arg1:T2 Arg2:T1\n"
+                          "R1\tDRUG-AE Arg1:T2 Arg2:T2\n", "a.ann:4: R1 is defined twice"),
                          ("T1\tAE 5 0\tShort\n", "a.ann:1: T1 spans characters 5-0: its end is not after its start"),
                          ("T1\tAE 0 " + "9" * 5000 + "\tShort\n", "a.ann:1: not a brat annotation line")):
         (tmp_path / "a.ann").write_text(ann, encoding="utf-8")
@@ -307,6 +309,10 @@ def test_conll_columns_keep_tokens_whole_and_count_comments(tmp_path):
     # Lines ending in CR alone read as one line: refused at its tag, not split into tokens.
     path.write_bytes(b"Aspirin B-DRUG\rrash B-AE\r")
     with pytest.raises(InputError, match=r"t\.conll:1: a carriage return inside the line"):
+        read_conll_corpus(path)
+    # A type no brat .ann line could hold (tag's brat output, read back, failed on it).
+    path.write_text("Aspirin\tB-DR UG\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"t\.conll:1: entity type 'DR UG' holds white space"):
         read_conll_corpus(path)
 
 

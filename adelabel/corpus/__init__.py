@@ -32,12 +32,45 @@ class Sentence:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sentence":
-        spans = [(int(s), int(e), str(lab)) for s, e, lab in d["spans"]]
-        relations = [(int(a), int(b)) for a, b in d.get("relations", [])]
-        if any(not (0 <= a < len(spans) and 0 <= b < len(spans)) for a, b in relations):
-            raise ValueError("a relation names a span the sentence does not have")
-        return cls(text=d["text"], spans=spans, doc_id=str(d.get("doc_id", "")),
-                   negative=bool(d.get("negative", False)), relations=relations, label=str(d.get("label", "")))
+        """The sentence :meth:`to_dict` wrote, checked: a ``ValueError`` says what in it is not so (a
+        prepared file edited by hand would otherwise fail later, far from its line, or train on nonsense)."""
+        if not isinstance(d, dict):
+            raise ValueError("expected a JSON object")
+        text, negative = d.get("text"), d.get("negative", False)
+        doc_id, label = d.get("doc_id", ""), d.get("label", "")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError('"text": expected a string with a word in it')
+        if not (isinstance(doc_id, str) and isinstance(label, str) and isinstance(negative, bool)):
+            raise ValueError('"doc_id" and "label" are strings, "negative" true or false')
+        spans = []
+        for span in _list(d.get("spans"), "spans"):
+            if not (isinstance(span, list) and len(span) == 3 and all(_whole(x) for x in span[:2])
+                    and isinstance(span[2], str) and span[2].strip()):
+                raise ValueError(f"spans: expected [start, end, type] each, found {span!r}")
+            start, end, kind = span
+            if not 0 <= start < end <= len(text):
+                raise ValueError(f"span {span!r} is not within the text's {len(text)} characters, end after start")
+            spans.append((start, end, kind))
+        if negative and spans:
+            raise ValueError("a negative sentence (no adverse event) with spans")
+        relations = []
+        for pair in _list(d.get("relations", []), "relations"):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(_whole(x) for x in pair)):
+                raise ValueError(f"relations: expected [drug, other] span indices each, found {pair!r}")
+            if not all(0 <= i < len(spans) for i in pair) or pair[0] == pair[1]:
+                raise ValueError(f"relation {pair!r} names a span the sentence does not have, or one span twice")
+            relations.append((pair[0], pair[1]))
+        return cls(text=text, spans=spans, doc_id=doc_id, negative=negative, relations=relations, label=label)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _list(value: object, key: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: expected a list")
+    return value
 
 
 ADE_CLASS, NEG_CLASS = "ADE", "NEG"

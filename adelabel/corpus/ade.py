@@ -109,8 +109,13 @@ class Malformed(InputError):
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def _check_line(path: Path, number: int, line: str, pmid: str) -> None:
-    """What every corpus line must satisfy: a numeric PubMed ID, no control characters."""
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: int() also takes "3_2", " 32 " and other scripts' digits
+_OFFSET = re.compile(r"-?[0-9]+")  # a negative one is read, to be refused as what it is
+
+
+def _check_line(path: Path, number: int, line: str, pmid: str) -> str:
+    """What every corpus line must satisfy: a numeric PubMed ID, no control characters. Returns the ID
+    without leading zeros, so that "090000001" and "90000001" are one document (in one split)."""
     bad = _CONTROL.search(line)
     if bad and bad.group() == "\r":  # lines that end in CR alone read as one: each would be lost
         raise Malformed(path, number, "carriage return inside the line",
@@ -119,8 +124,9 @@ def _check_line(path: Path, number: int, line: str, pmid: str) -> None:
     if bad:
         raise Malformed(path, number, "control character", f"control character U+{ord(bad.group()):04X} "
                                                            f"at column {bad.start() + 1}")
-    if not pmid.isdigit():
+    if not _DIGITS.fullmatch(pmid):
         raise Malformed(path, number, "PubMed ID not a number", f"PubMed ID {pmid!r} is not a number")
+    return str(int(pmid))
 
 
 @dataclass
@@ -144,15 +150,14 @@ def _parse_relation(path: Path, number: int, line: str, label: str) -> tuple[str
     pmid, sentence = fields[0].strip(), "|".join(fields[1:-6])
     if not sentence.strip():
         raise Malformed(path, number, "empty sentence", "empty sentence")
-    _check_line(path, number, line, pmid)
+    pmid = _check_line(path, number, line, pmid)
     other, o_begin, o_end, drug, d_begin, d_end = fields[-6:]
     mentions = []
     for text, begin, end, lab in ((other, o_begin, o_end, label), (drug, d_begin, d_end, "DRUG")):
-        try:
-            b, e = int(begin), int(end)
-        except ValueError:
+        if not (_OFFSET.fullmatch(begin) and _OFFSET.fullmatch(end)):
             raise Malformed(path, number, "offsets not integers",
-                            f"offsets of {text!r} are not integers: {begin!r}, {end!r}") from None
+                            f"offsets of {text!r} are not integers: {begin!r}, {end!r}")
+        b, e = int(begin), int(end)
         if not text.strip():
             raise Malformed(path, number, "empty mention", "empty mention")
         if b < 0 or e < 0:
@@ -325,11 +330,11 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
                 if len(parts) != 3 or parts[1] != "NEG" or not parts[0].strip() or not parts[2].strip():
                     raise Malformed(path, number, "not 'PubMed-ID NEG sentence'",
                                     f"expected 'PubMed-ID NEG sentence', found {line[:60]!r}")
-                _check_line(path, number, line, parts[0])
+                pmid = _check_line(path, number, line, parts[0])
             except Malformed as err:
                 report.skip(err, strict)
                 continue
-            pmid, _, text = parts
+            text = parts[2]
             if (pmid, text) in negatives:
                 report.duplicate_negative_lines += 1
                 continue

@@ -97,13 +97,16 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
     entities: dict[str, tuple[int, int, str]] = {}
     relations: list[tuple[str, str, str]] = []  # (label, Arg1, Arg2)
     left: set[str] = set()  # entities left out (discontinuous), which relations may still name
+    named: set[str] = set()  # the ids of relations, events, attributes, ...: unique too
     # An empty .ann is a text with nothing annotated in it.
     for number, line in read_lines(ann) if ann.stat().st_size else ():
         if not line.strip():
             continue
         key = line.partition("\t")[0]
-        if key.startswith("T") and (key in entities or key in left):
+        if key in entities or key in left or key in named:
             raise InputError(ann, f"{key} is defined twice (ids are unique in a brat file)", number)
+        if key[:1] not in ("T", "*"):  # "*" lines (equivalences) have no id of their own
+            named.add(key)
         if m := _ENTITY.fullmatch(line):
             label, start, end, mention = m.group(2), int(m.group(3)), int(m.group(4)), m.group(5)
             if end <= start:

@@ -148,6 +148,9 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
         if not _is_tag(tag):
             raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE (or BIOES's S-, E-, BILOU's U-, L-)",
                              number)
+        if any(c.isspace() for c in tag):  # a tab-separated tag "B-DR UG": no brat .ann line could hold it
+            raise InputError(path, f"entity type {tag[2:]!r} holds white space, which the brat output (and "
+                                   "most tools) cannot carry; write it with _ or -", number)
         if tag != "O" and AS_IOB2[tag[:2]] != tag[:2]:
             report.converted += 1
             tag = AS_IOB2[tag[:2]] + tag[2:]

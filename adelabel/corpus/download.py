@@ -63,11 +63,28 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
     report = progress or (lambda _line: None)
     if dest.exists() and not dest.is_dir():
         raise AdelabelError(f"--out {dest}: is a file, not a folder")
+    from adelabel.atomic import KINDS
+
+    if found := next((what for what, test in KINDS if dest.is_dir() and test(dest)), None):
+        raise AdelabelError(f"--out {dest}: is {found}, not a corpus folder; choose another --out")
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AdelabelError(f"--out {dest}: cannot create the folder ({err.strerror or err})") from err
+    try:
+        return _download(dest, base_url, files, timeout, report, force)
+    except BaseException:
+        if created:  # a failure leaves no empty folder behind (one with verified files stays)
+            try:
+                dest.rmdir()
+            except OSError:
+                pass
+        raise
 
+
+def _download(dest: Path, base_url: str, files: dict[str, tuple[str, int]], timeout: float,
+              report: Callable[[str], None], force: bool) -> list[Path]:
     for name in files:
         # The name becomes both a path and part of a URL; anything but a bare file name could
         # write outside ``dest``.
