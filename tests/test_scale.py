@@ -379,6 +379,16 @@ def test_ctrl_c_stops_the_workers_quietly(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.processes
+def test_a_term_to_the_process_group_is_a_stop_not_a_death(tiny_model_dir, tmp_path):
+    """systemctl stop, or a scheduler, TERMs every process: the workers must leave stopping to the parent."""
+    import signal
+
+    done = _tag_with_workers_then(lambda parent, _: os.killpg(parent, signal.SIGTERM), tiny_model_dir, tmp_path, 2)
+    assert done.returncode == 130 and "died" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == [".out.jsonl.partial", ".out.jsonl.partial.json", "in.txt"]
+
+
+@pytest.mark.processes
 def test_a_worker_that_dies_is_one_line(tiny_model_dir, tmp_path):
     import signal
 
