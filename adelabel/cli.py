@@ -519,7 +519,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
     if "gate" in result:
         gate = result["gate"]
         pair = ", and a pair to relate" if pairs_decide(tagger.model) else ""
-        print(f"sentences reported (gate threshold {gate['threshold']:.2f}{pair}): "
+        print(f"sentences reported (gate threshold {gate['threshold']:.4g}{pair}): "
               f"{_shown(gate['annotated_sentences_passed'], '.1%')} of those with annotations"
               + (f", {gate['negative_sentences_passed']:.1%} of {neg_ones}" if negatives else
                  f" (this split holds {no_neg})"))

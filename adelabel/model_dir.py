@@ -165,6 +165,10 @@ def _check_vocab(data: dict, path: Path) -> Vocabs:
     for name, vocab in (("words", vocabs.words), ("chars", vocabs.chars)):
         if vocab.items[:2] != [PAD, UNK] or not all(isinstance(w, str) for w in vocab.items):
             raise InputError(path, f"{name}: must be strings starting with {PAD!r}, {UNK!r}")
+    # A word's characters are looked up one by one: a longer entry would never be found, and its row
+    # would stand for nothing.
+    if odd := next((c for c in vocabs.chars.items[2:] if len(c) != 1), None):
+        raise InputError(path, f"chars: {odd!r} is not one character")
     return vocabs
 
 

@@ -339,6 +339,7 @@ def _truncate(folder):
     (lambda f: (f / model_dir.MANIFEST).unlink(), False, r"manifest\.json: missing from the model folder"),
     (_edit_json("vocab.json", lambda v: {**v, "words": v["words"][::-1]}), True, r"vocab\.json: words: must be strings starting with '<pad>', '<unk>'"),
     (_edit_json("vocab.json", lambda v: {**v, "words": v["words"][:-1]}), True, r"model\.safetensors: weights do not match config\.json/vocab\.json"),
+    (_edit_json("vocab.json", lambda v: {**v, "chars": v["chars"][:-1] + ["ab"]}), True, r"vocab\.json: chars: 'ab' is not one character"),
     (_edit_json("config.json", lambda c: {**c, "tags": ["O", "I-DRUG", "B-DRUG", "B-AE", "I-AE"]}), True, r"config\.json: tags: .* are not IOB2 tags"),
     (_edit_json("config.json", lambda c: {**c, "tags": ["O", "B-AE", "I-AE", "B-DRUG", "I-DRUG"]}), True, r"config\.json: tags: .* do not match the data's labels"),
     (_edit_json("config.json", lambda c: {**c, "tags": ["O", "B-DRUG", "I-DRUG"], "data": {"labels": ["DRUG"]}}), True, r"model\.safetensors: weights do not match"),

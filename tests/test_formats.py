@@ -175,6 +175,7 @@ def test_brat_errors_name_the_files(capsys, tmp_path):
                          ("T1\tAE 0 5\tShort\nT2\tDRUG 6 10\ttext\nR1\tDRUG-AE Arg1:T2 Arg2:T1\n"
                           "R1\tDRUG-AE Arg1:T2 Arg2:T2\n", "a.ann:4: R1 is defined twice"),
                          ("T1\tAE 5 0\tShort\n", "a.ann:1: T1 spans characters 5-0: its end is not after its start"),
+                         ("T1\tAE 0 3;4\tShort\n", "a.ann:1: not a brat annotation line"),  # a fragment cut short
                          ("T1\tAE 0 " + "9" * 5000 + "\tShort\n", "a.ann:1: not a brat annotation line")):
         (tmp_path / "a.ann").write_text(ann, encoding="utf-8")
         code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--out", tmp_path.parent / "d-brat")

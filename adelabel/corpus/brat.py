@@ -28,6 +28,7 @@ from adelabel.text import LINE_BREAKS_TO_SPACE, split_sentences
 
 _ENTITY = re.compile(r"(T\d+)\t(\S+) (\d{1,18}) (\d{1,18})\t(.*)")  # 18 digits: more than any text holds
 _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
+_FRAGMENTS = re.compile(r"(T\d+)\t(\S+) \d{1,18} \d{1,18}(;\d{1,18} \d{1,18})+\t.*")  # a discontinuous entity
 
 
 @dataclass
@@ -123,7 +124,7 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             for arg in (m.group(3), m.group(4)):
                 if arg not in entities and arg not in left:
                     raise InputError(ann, f"{m.group(1)} names {arg}, which no earlier T line defines", number)
-        elif line.startswith("T") and ";" in line.partition("\t")[2].partition("\t")[0]:
+        elif _FRAGMENTS.fullmatch(line):
             if strict:
                 raise InputError(ann, "a discontinuous entity (offsets with ';'): adelabel tags contiguous spans",
                                  number)
