@@ -215,7 +215,7 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     assert only["support"] == scores["micro"]["support"] and only["recall"] >= scores["micro"]["recall"]
     assert "annotations only" in out.stdout
     gate = scores["gate"]
-    assert 0 < gate["threshold"] < 1 and f"threshold {gate['threshold']:.2f}" in out.stdout
+    assert 0 < gate["threshold"] < 1 and f"threshold {gate['threshold']:.4g}" in out.stdout
     # metrics.json says what it scored: which model, on which split of which data.
     assert scores["evaluated"]["model"] == str(sample_model.resolve()) and scores["evaluated"]["split"] == "test"
     assert scores["evaluated"]["data"] == str(sample_data.resolve())
