@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import ContextManager, TypeVar
+from typing import ContextManager, TypeVar, overload
 
 import torch
 
@@ -81,6 +81,12 @@ class _Threshold:
     """A model's ``threshold`` attribute, checked when set as ``load``'s argument is: a pipeline that sets
     it to 5 or "0.5" hears so, rather than getting no entities or a TypeError from deep inside."""
 
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> "_Threshold": ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> float | None: ...
+
     def __get__(self, obj, owner=None):
         if obj is None:
             return self
@@ -104,16 +110,18 @@ class Tagger:
 
     def __init__(self, model: SequenceLabeler, config: dict, vocabs: Vocabs, device: torch.device,
                  threshold: float | None = None, precision: str = "fp32", backend: str = "torch") -> None:
+        """Use :meth:`load`. ``model`` becomes this tagger's own: in bf16 on a CPU its recurrent layers
+        are cast in place."""
         self.model, self.config, self.vocabs, self.device = model, config, vocabs, device
         self.backend = backend
         self.tags: list[str] = list(config["tags"])
         self.threshold = threshold
-        self.precision = check_precision(precision, device)
+        self._precision = check_precision(precision, device)
         # bf16 on a CPU: a recurrent tagger's BiLSTMs in bf16, the rest fp32, no autocast (see lower_recurrent).
         self._lowered = precision == "bf16" and device.type == "cpu" and lower_recurrent(model)
 
     @classmethod
-    def load(cls, path: str | Path | Sequence[str | Path] | None = None, device: str = "auto",
+    def load(cls, path: str | Path | Sequence[str | Path] | None = None, device: str | torch.device = "auto",
              threshold: float | None = None, precision: str = "fp32", backend: str = "torch") -> "Tagger":
         """Load a saved model (default: ``models/bilstm`` if there is one, else the ready tagger shipped
         in the package, adelabel/pretrained), or several as an ensemble (adelabel/models/ensemble.py: taggers trained
@@ -209,7 +217,14 @@ class Tagger:
         with self.running():
             return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
 
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16, as loaded (fixed: bf16 on a CPU casts layers when the tagger is made)."""
+        return self.__dict__.get("_precision", self.__dict__.get("precision", "fp32"))
+
     def __call__(self, text: str) -> list[Entity]:
+        """The entities of the sentences of ``text`` that report an adverse drug event, with character
+        offsets into ``text``; :meth:`analyze` gives the relations and sentence probabilities too."""
         return self._analyze([_one_text("Tagger()", "tagger.pipe(texts)", text)])[0].entities
 
 
@@ -311,13 +326,19 @@ class Classifier:
 
     def __init__(self, model, config: dict, vocabs: Vocabs, device: torch.device,
                  threshold: float | None = None, precision: str = "fp32") -> None:
+        """Use :meth:`load`."""
         self.model, self.config, self.vocabs, self.device = model, config, vocabs, device
         self.classes: list[str] = list(config["classes"])
         self.threshold = threshold
-        self.precision = check_precision(precision, device)
+        self._precision = check_precision(precision, device)
+
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16, as loaded."""
+        return self.__dict__.get("_precision", self.__dict__.get("precision", "fp32"))
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", threshold: float | None = None,
+    def load(cls, path: str | Path, device: str | torch.device = "auto", threshold: float | None = None,
              precision: str = "fp32") -> "Classifier":
         """Load a saved classifier. ``threshold`` overrides, for a two-class model, the threshold on the
         positive class's probability tuned on dev; ``precision`` as for :meth:`Tagger.load`."""
@@ -340,6 +361,7 @@ class Classifier:
                               "probable; a threshold applies to two-class models only", argument)
 
     def __call__(self, text: str) -> Classification:
+        """``text`` classified as one text: its label and every class's probability."""
         return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)])[0]
 
     def pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[Classification]:

@@ -3,6 +3,10 @@ the training curves saved beside a model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
+import torch
 
 from conftest import ROOT, run_cli
 
@@ -81,3 +85,19 @@ def test_evaluate_reports_progress_unless_quiet(capsys, tiny_model_dir, sample_d
     assert code == 0 and "scoring: 100% (" in err and "micro" in out
     code, out, err = run_cli(capsys, "evaluate", "--model", tiny_model_dir, "--data", sample_data, "--quiet")
     assert code == 0 and err == "" and "micro" in out
+
+
+def test_the_python_api_is_typed_and_listed(tiny_model_dir):
+    """A type checker reads the hints of an installed copy only beside a py.typed; the lazily imported
+    names must still be what `dir(adelabel)` and editors list; a loaded tagger's precision is fixed."""
+    import adelabel
+    from adelabel import Tagger
+
+    assert (Path(adelabel.__file__).parent / "py.typed").is_file()
+    assert set(adelabel.__all__) <= set(dir(adelabel))
+    tagger = Tagger.load(tiny_model_dir, device=torch.device("cpu"))
+    with pytest.raises(AttributeError):
+        tagger.precision = "fp16"  # it failed deep in oneDNN at the next call
+    assert tagger.precision == "fp32"
+    with pytest.raises(AttributeError, match="has no attribute 'Tager'"):
+        adelabel.Tager
