@@ -183,11 +183,12 @@ def _sweep(target: Path) -> None:
 
 
 @contextmanager
-def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
+def atomic_dir(target: str | Path, kind: Kind, exclusive: bool = False) -> Iterator[Path]:
     """A fresh temporary folder beside ``target``; when the block completes it replaces ``target``,
     which must be missing, empty or a folder adelabel wrote (see :func:`ours`). A link is written
     through, as :func:`atomic_file` does: the folder it names is replaced, on its own disk, and the link
-    stays."""
+    stays. ``exclusive``: ``target`` must still be missing (or empty) when the block completes, else
+    :class:`Taken` (another process made it meanwhile), and nothing of another's is swept away."""
     target = Path(target).absolute()
     if target.is_symlink():
         target = Path(os.path.realpath(target))
@@ -196,7 +197,8 @@ def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
     check_output_dir(target, "output", kind)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _sweep(target)
+        if not exclusive:  # what another process is writing would look like what a killed one left
+            _sweep(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
         # mkdtemp makes a private folder; the result should have the permissions any new folder gets.
         tmp.chmod(0o777 & ~current_umask())
@@ -205,6 +207,14 @@ def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
     try:
         with named_errors(target, tmp):
             yield tmp
+        if exclusive:
+            try:
+                os.rename(tmp, target)  # never onto a folder with anything in it
+            except OSError:
+                if target.exists():
+                    raise Taken(f"{target}: made by another process just now") from None
+                raise
+            return
         with named_errors(target, target):
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
@@ -216,6 +226,10 @@ def atomic_dir(target: str | Path, kind: Kind) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Taken(AdelabelError):
+    """An exclusive :func:`atomic_dir`'s target, made by another process while this one wrote its own."""
 
 
 def is_stream(path: Path) -> bool:

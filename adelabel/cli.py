@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Annotated, Optional, TextIO
 
 import typer
@@ -201,7 +202,9 @@ def train(
             raise OptionError(f"--resume {resume}: {target}, where the run saves its model, holds what adelabel did "
                               "not write; move it away, then carry on")
         # The teacher it started with comes from its run file too (train.py, _teachers).
-        run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet), resume=True)
+        with _stopped_training(Path(saved["out"])):
+            run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet),
+                      resume=True)
         return
     data, device = data or Path("data"), device or "auto"
     _check_distil(set_, teacher)
@@ -233,7 +236,24 @@ def train(
     check_output_dir(out, "--out", model_dir.is_model_dir)
     check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
-    run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
+    with _stopped_training(out):
+        run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
+
+
+@contextlib.contextmanager
+def _stopped_training(out: Path) -> Iterator[None]:
+    """A training stopped by Ctrl-C or a TERM says how to carry on (typer ends the command with status
+    130 and says nothing)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from adelabel.train import RUN, checkpoint_dir
+
+        ckpt = checkpoint_dir(out)
+        if (ckpt / RUN).is_file() and os.environ.get("RANK", "0") == "0":
+            print(f"adelabel: training stopped; its checkpoint is kept in {ckpt}: `adelabel train --resume "
+                  f"{out}` carries on from its last finished epoch", file=sys.stderr)
+        raise
 
 
 @app.command()

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import pickle
 import random
 import sys
@@ -185,9 +186,15 @@ def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device:
     run = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "out": str(Path(out_dir).resolve()),
            "device": device, "data_files": read_manifest(data_dir).get("files", {}), "teacher": list(teacher),
            "teacher_files": _teacher_files(teacher)}
-    with atomic.atomic_dir(ckpt, atomic.json_with(RUN, "config", "data")) as tmp:
-        (tmp / RUN).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
-        (tmp / model_dir.LOG).touch()
+    try:
+        # Exclusive: of two runs started into one --out at once, one trains; the other would replace its
+        # checkpoint, and a resume could then mix the two runs' files.
+        with atomic.atomic_dir(ckpt, atomic.json_with(RUN, "config", "data"), exclusive=True) as tmp:
+            (tmp / RUN).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+            (tmp / model_dir.LOG).touch()
+    except atomic.Taken:
+        raise AdelabelError(f"{ckpt}: another `adelabel train` into {out_dir} started just now; let it finish, "
+                            "or give another --out") from None
     return ckpt
 
 
@@ -319,13 +326,16 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     """Train ``config.arch`` for ``config.task`` on a prepared data folder; save the best model (by dev
     F1: entity micro-F1 for a tagger, the positive class's or the macro F1 for a classifier) to
     ``out_dir`` and return its metrics. ``resume`` carries on the run whose checkpoint is beside
-    ``out_dir``. ``log=None`` trains silently. ``on_epoch(epoch, dev_f1)`` is called after each epoch
-    is checkpointed (``tune`` reports to its pruner there; an exception it raises ends the run).
+    ``out_dir``. ``log=None`` trains without a word of progress (warnings still go to stderr).
+    ``on_epoch(epoch, dev_f1)`` is called after each epoch is checkpointed (``tune`` reports to its
+    pruner there; an exception it raises ends the run).
     ``teacher``: model folders (one, or several as an ensemble) whose probabilities the model learns
     beside the gold labels, weighted by ``train.distil`` (adelabel/teacher.py). Under torchrun, each
     process trains on its share of the batches (adelabel/distributed.py)."""
     w = distributed.world()
     say = (log or (lambda _: None)) if w.main else (lambda _: None)
+    # Warnings are worth a line even where progress is silenced (--quiet, cv's and tune's runs).
+    warn = (log or (lambda message: print(message, file=sys.stderr, flush=True))) if w.main else (lambda _: None)
     hp, seed = config.train, config.seed
     dev_ = distributed.start(w, pick_device(device))
     check_precision(hp.precision, dev_, "train.precision")
@@ -370,7 +380,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             f"{f' x {w.size} processes' if w.size > 1 else ''}, {hp.precision}), {n_params:,} trainable "
             f"parameters; checkpoints in {ckpt}/")
         if task.dev_blind:
-            say(f"warning: {task.dev_blind}, so dev F1 is 0 whatever the model: the first epoch will be kept and "
+            warn(f"warning: {task.dev_blind}, so dev F1 is 0 whatever the model: the first epoch will be kept and "
                 "nothing is tuned on dev; prepare the data with another --seed, or from more documents")
         lr = optimizer.param_groups[0]["lr"]
         spent, epochs_here = 0.0, 0  # for the time left: this process's epochs, dev scoring included
@@ -395,7 +405,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                     raise Diverged(f"train: the loss became {loss} in epoch {run.epoch} (train.lr = {hp.lr}); the run "
                                    "diverged before any epoch scored on dev, and no model is saved: train again with "
                                    "a lower train.lr")
-                say(f"epoch {run.epoch:>3}  loss {loss}: the run diverged; stopping with the best epoch, "
+                warn(f"epoch {run.epoch:>3}  loss {loss}: the run diverged; stopping with the best epoch, "
                     f"{run.best_epoch} (a lower train.lr may train further)")
                 run.epoch -= 1  # this epoch's weights are not kept, nor counted
                 break
@@ -404,6 +414,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 tuned = task.tune(model, examples["dev"], "dev", hp.eval_batch_size, dev_)
                 dev = task.evaluate(model, examples["dev"], "dev", hp.eval_batch_size, dev_, tuned=tuned)
             f1 = distributed.agree(dev["f1"], w)
+            trained_at = lr
             improved = f1 > run.best_f1
             if improved:
                 run.best_f1, run.best_epoch, run.stale = f1, run.epoch, 0
@@ -416,7 +427,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                     group["lr"] = lr
             fields, summary = task.record(dev)
             run.records.append({"epoch": run.epoch, "loss": loss, "dev_f1": f1, **fields, "seconds": seconds,
-                                "sentences_per_second": len(sample) / seconds, "lr": lr,
+                                "sentences_per_second": len(sample) / seconds, "lr": trained_at,
                                 # a resumed run may go on elsewhere: each epoch says where it ran
                                 "device": str(dev_), "processes": w.size})
             # Each rank's own generator state (they drew different dropout masks): a resumed run restores
@@ -432,7 +443,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 on_epoch(run.epoch, f1)
         if run.stale >= hp.patience:
             say(f"no better dev F1 for {run.stale} epochs; stopped")
-        return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, teacher)
+        return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, teacher, warn)
 
 
 @contextmanager
@@ -443,7 +454,13 @@ def _owned(ckpt: Path, main: bool) -> Iterator[None]:
     if not main or fcntl is None:  # ranks past the first never write it; no fcntl on Windows
         yield
         return
-    with open(ckpt / RUN, "rb") as fh:
+    finished = InputError(ckpt, "no checkpoint of an unfinished run here (nothing to resume): the run "
+                                "finished just now")
+    try:
+        fh = open(ckpt / RUN, "rb")
+    except FileNotFoundError:
+        raise finished from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -451,6 +468,12 @@ def _owned(ckpt: Path, main: bool) -> Iterator[None]:
                                 "stop it before carrying the run on") from None
         except OSError:
             pass  # a file system without locks (Lustre, some NFS mounts): the run trains unguarded
+        try:  # held: but the run that held it before may have finished and removed the folder meanwhile
+            same = os.path.samestat(os.fstat(fh.fileno()), os.stat(ckpt / RUN))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise finished
         yield
 
 
@@ -516,11 +539,12 @@ def write_log(ckpt: Path, run: RunState) -> None:
 
 
 def _recorded_sums(ckpt: Path) -> list[str]:
-    """The SHA-256 sums a checkpoint's state may have (none recorded: a checkpoint from before they were)."""
+    """The SHA-256 sums a checkpoint's state may have."""
     try:
         sums = json.loads((ckpt / SUMS).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
+    except FileNotFoundError:  # written before every state: a state without it cannot be proved sound
+        raise InputError(ckpt / SUMS, "missing: the checkpoint's state cannot be checked, so it is taken for "
+                                      "damaged; delete the folder to start afresh") from None
     except (OSError, ValueError) as err:
         raise InputError(ckpt / SUMS, f"corrupt checksum file ({err}); the checkpoint is damaged") from None
     if not isinstance(sums, list) or not all(isinstance(x, str) for x in sums):
@@ -536,7 +560,7 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
     if not (ckpt / STATE).is_file():  # a folder, say: carrying on from nothing would silently start over
         raise InputError(ckpt / STATE, "not a file; the checkpoint is damaged (delete the folder to start afresh)")
     sums = _recorded_sums(ckpt)
-    if sums and atomic.sha256(ckpt / STATE) not in sums:
+    if atomic.sha256(ckpt / STATE) not in sums:
         raise InputError(ckpt / STATE, "corrupt checkpoint (its SHA-256 is not the one recorded when it was "
                                        "written: the file changed since); delete the folder to start afresh")
     try:
@@ -574,7 +598,7 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
 
 def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir, ckpt: Path,
            device: torch.device, w: distributed.World, say: Callable[[str], None],
-           teacher: Sequence[str] = ()) -> dict:
+           teacher: Sequence[str] = (), warn: Callable[[str], None] | None = None) -> dict:
     """The best epoch's weights, calibrated on dev, scored on dev and test and saved (by rank 0)."""
     hp = config.train
     model.load_state_dict(run.best_state)
@@ -596,7 +620,7 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
             f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
         if metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
-            say("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
+            (warn or say)("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
                 "train.lr")
     distributed.barrier(w)
     distributed.stop(w)

@@ -575,7 +575,7 @@ def test_a_run_that_diverges_after_a_kept_epoch_saves_that_epoch(capsys, sample_
 def test_the_learning_rate_decays_only_once_dev_f1_has_risen_above_zero(capsys, sample_data, tmp_path, monkeypatch):
     from adelabel import train as training
 
-    scores = iter([0.0, 0.0, 0.0, 0.5, 0.4])  # dev F1 by epoch: nothing found for three epochs
+    scores = iter([0.0, 0.0, 0.0, 0.5, 0.4, 0.3])  # dev F1 by epoch: nothing found for three epochs
     real = training.distributed.agree
 
     def scripted(value, w):
@@ -583,10 +583,10 @@ def test_the_learning_rate_decays_only_once_dev_f1_has_risen_above_zero(capsys, 
 
     monkeypatch.setattr(training.distributed, "agree", scripted)
     code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", *TINY_RUN[2:],
-                           "--epochs", "5", "--set", "train.patience=5", "--set", "train.lr=0.002")
+                           "--epochs", "6", "--set", "train.patience=6", "--set", "train.lr=0.002")
     assert code == 0, err
     log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
-    assert [r["lr"] for r in log] == [0.002, 0.002, 0.002, 0.002, 0.001]
+    assert [r["lr"] for r in log] == [0.002, 0.002, 0.002, 0.002, 0.002, 0.001]  # each epoch's own
     assert {(r["device"], r["processes"]) for r in log} == {("cpu", 1)}
 
 

@@ -71,12 +71,12 @@ def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
     (checkpoint / "state.pt").write_bytes(bytes(flipped))
     damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
     assert damaged.returncode == 2 and "corrupt checkpoint (its SHA-256" in damaged.stderr, damaged.stderr
-    # A checkpoint from before sums were recorded is still read, and checked as it was.
+    # Without its sums a state cannot be proved sound: one flipped inside a tensor resumed silently.
     sums = (checkpoint / "state.sha256").read_bytes()
     (checkpoint / "state.sha256").unlink()
-    (checkpoint / "state.pt").write_bytes(b"garbage\n" * 100)
     damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
-    assert damaged.returncode == 2 and "state.pt: corrupt checkpoint (UnpicklingError" in damaged.stderr, damaged.stderr
+    assert damaged.returncode == 2 and "state.sha256: missing: the checkpoint's state cannot be checked" \
+        in damaged.stderr, damaged.stderr
     (checkpoint / "state.sha256").write_bytes(sums)
     # A folder in its place is damage too, not "no epoch finished yet" (which would start over).
     (checkpoint / "state.pt").unlink()
@@ -355,3 +355,45 @@ def test_a_checkpoint_folder_adelabel_did_not_write_and_a_root_folder_are_one_li
     assert "--resume" not in err and len(err.strip().splitlines()) == 1, err
     code, _, err = run_cli(capsys, "train", "--resume", "/")
     assert code == 2 and "/: names no model folder" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_two_runs_into_one_folder_at_once_one_trains(sample_data, tmp_path, monkeypatch):
+    """Both passed the check for a checkpoint before either made one: the later one replaced the
+    earlier's, and a resume mixed the two runs' files."""
+    from adelabel import train as training
+    from adelabel.config import resolve
+    from adelabel.errors import AdelabelError
+
+    config = resolve("bilstm", None, [], "tag")
+    monkeypatch.setattr(training, "check_no_checkpoint", lambda out: None)  # as if at the same moment
+    ckpt = training.start_run(config, sample_data, tmp_path / "m", "cpu")
+    first = (ckpt / "run.json").read_bytes()
+    with pytest.raises(AdelabelError, match=r"another `adelabel train` into .*m started just now"):
+        training.start_run(config, sample_data, tmp_path / "m", "cpu")
+    assert (ckpt / "run.json").read_bytes() == first
+
+
+def test_a_resume_of_a_run_that_finished_meanwhile_is_one_line(tmp_path):
+    from adelabel import train as training
+    from adelabel.errors import InputError
+
+    ckpt = tmp_path / "m.checkpoint"
+    ckpt.mkdir()
+    with pytest.raises(InputError, match="nothing to resume\\): the run finished just now"):
+        with training._owned(ckpt, True):
+            pass
+
+
+def test_a_stopped_training_says_how_to_carry_on(capsys, sample_data, tmp_path, monkeypatch):
+    from adelabel import train as training
+    from conftest import run_cli
+
+    def stopped(config, data, out, **_):
+        (training.checkpoint_dir(out)).mkdir()
+        (training.checkpoint_dir(out) / training.RUN).write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", stopped)
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m")
+    assert code == 130 and err.strip() == f"adelabel: training stopped; its checkpoint is kept in " \
+        f"{tmp_path / 'm.checkpoint'}: `adelabel train --resume {tmp_path / 'm'}` carries on from its last finished epoch"

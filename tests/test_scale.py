@@ -158,7 +158,8 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
     whole = subprocess.run(torchrun + ["-m", "adelabel", *three, "-q"], capture_output=True, text=True, env=env,
                            cwd=tmp_path, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    assert whole.stderr == ""  # --quiet: no rank's progress, nor DDP's C++ warnings
+    # --quiet: no rank's progress, nor DDP's C++ warnings; only adelabel's own (a tiny model's dev F1 0, say)
+    assert all(line.startswith("warning: ") for line in whole.stderr.splitlines()), whole.stderr
     cut = tmp_path / "cut"
     run = subprocess.Popen(torchrun + ["-m", "adelabel", *[x if x != str(out) else str(cut) for x in three]],
                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path,
