@@ -241,6 +241,17 @@ def train(
 
 
 @contextlib.contextmanager
+def _stopped(message: str) -> Iterator[None]:
+    """A long command stopped by Ctrl-C or a TERM says what it keeps and how to carry on (typer ends
+    the command with status 130 and says nothing)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"adelabel: {message}", file=sys.stderr)
+        raise
+
+
+@contextlib.contextmanager
 def _stopped_training(out: Path) -> Iterator[None]:
     """A training stopped by Ctrl-C or a TERM says how to carry on (typer ends the command with status
     130 and says nothing)."""
@@ -312,10 +323,12 @@ def cv(
     from adelabel.atomic import check_apart
 
     check_apart(out, "--out", [corpus, config])
-    summary = cross_validate(cfg, corpus, out, folds=folds, seed=cfg.seed, format=format, labels=labels,
-                             include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, strict=strict,
-                             device=device, log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
-                             encoder_vectors=encoder_vectors)
+    with _stopped(f"cross-validation stopped; the folds finished (and the fold under way, from its last "
+                  f"epoch) are kept in {out}: the same command carries on"):
+        summary = cross_validate(cfg, corpus, out, folds=folds, seed=cfg.seed, format=format, labels=labels,
+                                 include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, strict=strict,
+                                 device=device, log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
+                                 encoder_vectors=encoder_vectors)
     print(format_summary(summary))
 
 
@@ -412,9 +425,11 @@ def tune(
         Path("tune").mkdir(exist_ok=True)  # only once every option passed
     # A key fixed with --set (or --epochs) is searched no more.
     fixed = [item.partition("=")[0].strip() for item in overrides]
-    result = run_tune(cfg, data, out, trials, storage, sampler=sampler, pruner=pruner,
-                      space_overrides=list(space or []), fixed_keys=fixed,
-                      device=device, report=report, log=_log(quiet))
+    with _stopped(f"search stopped; the study keeps its finished trials in {storage}: the same command "
+                  "carries on (the trial under way is recorded as failed)"):
+        result = run_tune(cfg, data, out, trials, storage, sampler=sampler, pruner=pruner,
+                          space_overrides=list(space or []), fixed_keys=fixed,
+                          device=device, report=report, log=_log(quiet))
     print(f"{result['complete']} trials complete, {result['pruned']} pruned; best: study trial #{result['best_trial']}, "
           f"dev F1 {result['best_value']:.4f}, " + ", ".join(f"{k}={v}" for k, v in result["best_params"].items()))
     print(f"its config: {result['config']} (adelabel train --config {result['config']})")

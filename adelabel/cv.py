@@ -161,8 +161,9 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             # A fold with a result, or with an epoch in its checkpoint (a mistyped resume would lose it).
             if any((p / RESULT).is_file() or (checkpoint_dir(p / "model") / "state.pt").is_file()
                    for p in out.glob("fold-*")):
-                raise AdelabelError(f"{out}: holds a cross-validation with other settings ({', '.join(changed)}); "
-                                    "give another --out, or delete it to start afresh")
+                raise AdelabelError(f"{out}: holds a cross-validation with other settings ("
+                                    f"{'; '.join(_differences(before, settings, changed))}); give another --out, "
+                                    "or delete it to start afresh")
             afresh = changed
     read: list[str] = []
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, read.append,
@@ -231,6 +232,22 @@ SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative",
 CORPUS_FILES = {"ade": (AE_FILE, DOSE_FILE, NEG_FILE), "brat": ("*.txt", "*.ann")}
 """What a corpus folder's reader reads, by format: a README, notes or an example text beside them
 change no fold."""
+
+
+def _differences(before: dict, now: dict, keys: list[str], prefix: str = "") -> list[str]:
+    """What differs between two settings, key by key down to the leaves: "config.train.batch_size 32
+    -> 16" (so that nobody has to compare settings.json by hand)."""
+    out = []
+    for key in keys:
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            inner = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            out += _differences(old, new, inner, f"{prefix}{key}.")
+        elif key.endswith("sha256"):  # a checksum's digits tell nobody anything
+            out.append(f"{prefix}{key}")
+        else:
+            out.append(f"{prefix}{key} {json.dumps(old)} -> {json.dumps(new)}")
+    return out
 
 
 def _same_corpus(recorded: str | None, corpus: Path, format: str, current: str) -> bool:

@@ -84,7 +84,7 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
         summary["summary"]["micro.f1"]["mean"])
     # Other settings into the same folder are refused rather than mixed with its folds.
     code, _, err = run_cli(capsys, *[a if a != "3" else "4" for a in args])
-    assert code == 2 and "holds a cross-validation with other settings (folds)" in err
+    assert code == 2 and "holds a cross-validation with other settings (folds 3 -> 4)" in err, err
     # So is a corpus whose content changed since (its checksum, not only its path, is recorded).
     settings = json.loads((out / "settings.json").read_text())
     assert len(settings["corpus_sha256"]) == 64
@@ -623,7 +623,7 @@ def test_cv_names_dropped_settings_and_starts_afresh_when_no_fold_finished(capsy
     state.parent.mkdir(parents=True)
     state.write_bytes(b"an epoch")
     code, _, err = run_cli(capsys, *args)
-    assert code == 2 and "holds a cross-validation with other settings (config, seed)" in err, err
+    assert code == 2 and "holds a cross-validation with other settings (config.seed 7 -> 13; seed 7 -> 13)" in err, err
     state.unlink()
     # Settings that cannot make folds are refused before the unfinished fold is removed.
     code, _, err = run_cli(capsys, *[a if a != "2" else "1000" for a in args])
@@ -642,7 +642,7 @@ def test_cv_names_dropped_settings_and_starts_afresh_when_no_fold_finished(capsy
     assert json.loads((tmp_path / "cv7" / "settings.json").read_text())["seed"] == 7
     (out / "settings.json").write_text(json.dumps({**settings, "teacher": ["elsewhere"]}))
     code, _, err = run_cli(capsys, *args)
-    assert code == 2 and "other settings (teacher)" in err, err
+    assert code == 2 and "other settings (teacher [\"elsewhere\"] -> null)" in err, err
 
 
 def test_cv_refuses_before_writing_a_thing_what_its_first_fold_would(capsys, tmp_path):
@@ -735,3 +735,22 @@ def test_a_grid_point_another_search_holds_is_given_up_by_the_later_trial():
     assert not tune._taken(study, mine, point)      # failed: the point is free again
     study.tell(gone, 0.5)
     assert tune._taken(study, mine, point)          # tried already
+
+
+def test_a_stopped_cv_or_tune_says_what_it_keeps(capsys, sample_data, tmp_path, monkeypatch):
+    """Ctrl-C or a TERM ended either with status 130 and not a word of how to carry on."""
+    from adelabel import cv, tune
+
+    def stop(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cv, "cross_validate", stop)
+    monkeypatch.setattr(tune, "tune", stop)
+    code, _, err = run_cli(capsys, "cv", "--corpus", SAMPLE, "--folds", "2", "--out", tmp_path / "cv")
+    assert code == 130 and err.strip() == "adelabel: cross-validation stopped; the folds finished (and the fold " \
+        f"under way, from its last epoch) are kept in {tmp_path / 'cv'}: the same command carries on", err
+    storage = f"sqlite:///{tmp_path}/s.db"
+    code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--storage", storage, "--out", tmp_path / "t.toml",
+                           "--trials", "1")
+    assert code == 130 and err.strip() == f"adelabel: search stopped; the study keeps its finished trials in " \
+        f"{storage}: the same command carries on (the trial under way is recorded as failed)", err
