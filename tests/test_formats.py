@@ -249,7 +249,7 @@ def test_cv_reads_a_conll_file_by_its_documents(capsys, sample_data, tmp_path):
         code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--format", "conll", "--folds", "2", "--epochs", "1",
                                "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q", "--set", "model.hidden_size=8",
                                "--set", "model.char_size=8", "--set", "model.gate_size=8")
-        assert code == 2 and "other settings (reader)" in err
+        assert code == 2 and "other settings (reader " in err and "-> 4)" in err, err
     (out / "settings.json").write_text(json.dumps(settings))
     assert json.loads((out / "fold-01" / "data" / "manifest.json").read_text())["labels"] == ["Chemical", "Disease"]
     assert "Chemical.f1" in json.loads((out / "cv.json").read_text())["summary"]
