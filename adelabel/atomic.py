@@ -64,6 +64,13 @@ KINDS: tuple[tuple[str, Kind], ...] = (("a prepared data folder", is_data_dir), 
                                        ("`tag --format brat` output", brat_folder))
 """The kinds a refused output folder is named by, when it is one of them but not of the kind asked for."""
 
+
+def kind_of(folder: Path, other_than: Kind | None = None) -> str | None:
+    """Which of adelabel's kinds of folder ``folder`` is (its name in KINDS), if any but ``other_than``."""
+    if not folder.is_dir():
+        return None
+    return next((what for what, test in KINDS if test is not other_than and test(folder)), None)
+
 LISTS = "manifest.json"
 """A model or data folder's list of the files adelabel wrote in it, under ``files``."""
 ADDED_LATER = frozenset({"onnx"})  # `adelabel export` writes onnx/ into a model folder after it
@@ -103,7 +110,7 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     for above in path.absolute().parents:
         if above == path.absolute().parent and path.name in ADDED_LATER:  # a model's export, which it expects
             continue
-        if found := next((what for what, test in KINDS if above.is_dir() and test(above)), None):
+        if found := kind_of(above):
             raise AdelabelError(f"{option} {path}: lies inside {above}, {found} (which is replaced whole when "
                                 "written again); give a folder outside it")
     if path.is_dir() and not ours(path, kind):
@@ -111,7 +118,7 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
         if other is not None:
             raise AdelabelError(f"{option} {path}: holds {other}, which adelabel did not write there (the folder is "
                                 "replaced whole); move it away, or give another folder")
-        found = next((what for what, test in KINDS if test is not kind and test(path)), None)
+        found = kind_of(path, other_than=kind)
         if found:
             raise AdelabelError(f"{option} {path}: is {found}, not what this command writes (its output replaces "
                                 "the folder whole); give a new or empty folder")

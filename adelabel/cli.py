@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Optional, TextIO
 
 import typer
@@ -46,10 +46,11 @@ def default_corpus() -> Path:
 
 
 def _not_a_file(path: Path, this: str = "") -> str:
-    """Why a file is not found at ``path``; ``this``: how the message names it."""
-    if path.is_dir():
-        return f"{this}is a folder, not a file"
-    return f"{this}is a pipe or a device, not a file (read more than once here)" if path.exists() else "file not found"
+    """Why a file is not found at ``path``; ``this``: how the message names what is there."""
+    from adelabel.corpus.files import not_a_file
+
+    why = not_a_file(path) or "is not a file"
+    return why if why == "file not found" else this + why
 
 
 def _log(quiet: bool):
@@ -241,30 +242,29 @@ def train(
 
 
 @contextlib.contextmanager
-def _stopped(message: str) -> Iterator[None]:
+def _stopped(message: str | Callable[[], str | None]) -> Iterator[None]:
     """A long command stopped by Ctrl-C or a TERM says what it keeps and how to carry on (typer ends
-    the command with status 130 and says nothing)."""
+    the command with status 130 and says nothing). ``message``, or what it returns when called then
+    (None: nothing to say)."""
     try:
         yield
     except KeyboardInterrupt:
-        print(f"adelabel: {message}", file=sys.stderr)
+        said = message() if callable(message) else message
+        if said is not None:
+            print(f"adelabel: {said}", file=sys.stderr)
         raise
 
 
-@contextlib.contextmanager
-def _stopped_training(out: Path) -> Iterator[None]:
-    """A training stopped by Ctrl-C or a TERM says how to carry on (typer ends the command with status
-    130 and says nothing)."""
-    try:
-        yield
-    except KeyboardInterrupt:
+def _stopped_training(out: Path) -> contextlib.AbstractContextManager[None]:
+    def said() -> str | None:
         from adelabel.train import RUN, checkpoint_dir
 
         ckpt = checkpoint_dir(out)
-        if (ckpt / RUN).is_file() and os.environ.get("RANK", "0") == "0":
-            print(f"adelabel: training stopped; its checkpoint is kept in {ckpt}: `adelabel train --resume "
-                  f"{out}` carries on from its last finished epoch", file=sys.stderr)
-        raise
+        if not (ckpt / RUN).is_file() or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 says it
+            return None
+        return f"training stopped; its checkpoint is kept in {ckpt}: `adelabel train --resume {out}` carries on " \
+               "from its last finished epoch"
+    return _stopped(said)
 
 
 @app.command()

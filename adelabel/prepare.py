@@ -46,9 +46,10 @@ def write_jsonl(path: Path, sentences: Sequence[Sentence]) -> None:
             fh.write(json.dumps(s.to_dict(), ensure_ascii=False) + "\n")
 
 
-def check_listed(data_dir: str | Path, path: Path) -> None:
-    """``path`` of a prepared data folder as ``prepare`` wrote it: its checksum the manifest's."""
-    files = read_manifest(data_dir).get("files")
+def check_listed(data_dir: str | Path, path: Path, manifest: dict | None = None) -> None:
+    """``path`` of a prepared data folder as ``prepare`` wrote it: its checksum the manifest's (the
+    folder's ``manifest``, read here unless given)."""
+    files = (manifest or read_manifest(data_dir)).get("files")
     expected = files.get(path.name) if isinstance(files, dict) else None
     if expected is None and path.is_file():
         raise InputError(Path(data_dir) / MANIFEST, f"does not list {path.name}, which `adelabel prepare` lists "
@@ -64,8 +65,9 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise InputError(path, "prepared split not found; run `adelabel prepare` first")
-    check_listed(data_dir, path)
-    labels = set(read_manifest(data_dir)["labels"])
+    manifest = read_manifest(data_dir)
+    check_listed(data_dir, path, manifest)
+    labels = set(manifest["labels"])
     out = []
     for number, line in read_lines(path):
         try:

@@ -99,14 +99,24 @@ class _Threshold:
         obj.__dict__["_threshold"] = value
 
 
-class Tagger:
+class _Loaded:
+    """What a loaded Tagger and Classifier share: the checked threshold attribute and the precision,
+    fixed at loading (bf16 on a CPU casts a tagger's layers when it is made)."""
+
+    threshold = _Threshold()
+
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16, as loaded."""
+        return self.__dict__.get("_precision", self.__dict__.get("precision", "fp32"))
+
+
+class Tagger(_Loaded):
     """A loaded model that turns text into entities with character offsets.
 
     >>> tagger = Tagger.load()   # models/bilstm, or the ready tagger shipped in the package
     >>> tagger("Intravenous azithromycin-induced ototoxicity.")
     """
-
-    threshold = _Threshold()
 
     def __init__(self, model: SequenceLabeler, config: dict, vocabs: Vocabs, device: torch.device,
                  threshold: float | None = None, precision: str = "fp32", backend: str = "torch") -> None:
@@ -217,11 +227,6 @@ class Tagger:
         with self.running():
             return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
 
-    @property
-    def precision(self) -> str:
-        """fp32, bf16 or fp16, as loaded (fixed: bf16 on a CPU casts layers when the tagger is made)."""
-        return self.__dict__.get("_precision", self.__dict__.get("precision", "fp32"))
-
     def __call__(self, text: str) -> list[Entity]:
         """The entities of the sentences of ``text`` that report an adverse drug event, with character
         offsets into ``text``; :meth:`analyze` gives the relations and sentence probabilities too."""
@@ -314,15 +319,13 @@ def _no_lone_surrogate(where: str, text: str) -> None:
                           "surrogate pair, not a character (decode the bytes as UTF-8, or with errors='replace')")
 
 
-class Classifier:
+class Classifier(_Loaded):
     """A loaded sentence classifier (``adelabel train --task classify``): each text gets a label and
     every class's calibrated probability.
 
     >>> classifier = Classifier.load("models/bigru-classify")
     >>> classifier("Intravenous azithromycin-induced ototoxicity.").label
     """
-
-    threshold = _Threshold()
 
     def __init__(self, model, config: dict, vocabs: Vocabs, device: torch.device,
                  threshold: float | None = None, precision: str = "fp32") -> None:
@@ -331,11 +334,6 @@ class Classifier:
         self.classes: list[str] = list(config["classes"])
         self.threshold = threshold
         self._precision = check_precision(precision, device)
-
-    @property
-    def precision(self) -> str:
-        """fp32, bf16 or fp16, as loaded."""
-        return self.__dict__.get("_precision", self.__dict__.get("precision", "fp32"))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto", threshold: float | None = None,

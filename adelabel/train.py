@@ -381,7 +381,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             f"parameters; checkpoints in {ckpt}/")
         if task.dev_blind:
             warn(f"warning: {task.dev_blind}, so dev F1 is 0 whatever the model: the first epoch will be kept and "
-                "nothing is tuned on dev; prepare the data with another --seed, or from more documents")
+                 "nothing is tuned on dev; prepare the data with another --seed, or from more documents")
         lr = optimizer.param_groups[0]["lr"]
         spent, epochs_here = 0.0, 0  # for the time left: this process's epochs, dev scoring included
         while run.epoch < hp.max_epochs and run.stale < hp.patience:
@@ -406,7 +406,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                                    "diverged before any epoch scored on dev, and no model is saved: train again with "
                                    "a lower train.lr")
                 warn(f"epoch {run.epoch:>3}  loss {loss}: the run diverged; stopping with the best epoch, "
-                    f"{run.best_epoch} (a lower train.lr may train further)")
+                     f"{run.best_epoch} (a lower train.lr may train further)")
                 run.epoch -= 1  # this epoch's weights are not kept, nor counted
                 break
             with autocast(dev_, hp.precision):
@@ -443,7 +443,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 on_epoch(run.epoch, f1)
         if run.stale >= hp.patience:
             say(f"no better dev F1 for {run.stale} epochs; stopped")
-        return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, teacher, warn)
+        return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, warn, teacher)
 
 
 @contextmanager
@@ -598,7 +598,7 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
 
 def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir, ckpt: Path,
            device: torch.device, w: distributed.World, say: Callable[[str], None],
-           teacher: Sequence[str] = (), warn: Callable[[str], None] | None = None) -> dict:
+           warn: Callable[[str], None], teacher: Sequence[str] = ()) -> dict:
     """The best epoch's weights, calibrated on dev, scored on dev and test and saved (by rank 0)."""
     hp = config.train
     model.load_state_dict(run.best_state)
@@ -620,8 +620,8 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
             f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
         if metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
-            (warn or say)("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
-                "train.lr")
+            warn("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
+                 "train.lr")
     distributed.barrier(w)
     distributed.stop(w)
     return metrics

@@ -63,9 +63,9 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
     report = progress or (lambda _line: None)
     if dest.exists() and not dest.is_dir():
         raise AdelabelError(f"--out {dest}: is a file, not a folder")
-    from adelabel.atomic import KINDS
+    from adelabel.atomic import kind_of
 
-    if found := next((what for what, test in KINDS if dest.is_dir() and test(dest)), None):
+    if found := kind_of(dest):
         raise AdelabelError(f"--out {dest}: is {found}, not a corpus folder; choose another --out")
     created = not dest.exists()
     try:

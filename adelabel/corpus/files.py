@@ -10,16 +10,23 @@ from pathlib import Path
 from adelabel.errors import InputError
 
 
-def check_file(path: str | Path, streams: bool = False) -> Path:
-    """``path`` as a Path, or an :class:`InputError` naming it: nothing there, a folder where a file is
-    read, or (unless ``streams``: read once, from start to end) a pipe or a device."""
-    path = Path(path)
+def not_a_file(path: Path, streams: bool = False) -> str | None:
+    """Why ``path`` cannot be read as a file, or None: nothing there, a folder, or (unless ``streams``:
+    read once, from start to end) a pipe or a device."""
     if path.is_dir():
-        raise InputError(path, "is a folder, not a file")
+        return "is a folder, not a file"
     if not path.exists():
-        raise InputError(path, "file not found")
+        return "file not found"
     if not (streams or path.is_file()):
-        raise InputError(path, "is a pipe or a device, not a file: this is read more than once")
+        return "is a pipe or a device, not a file (read more than once here)"
+    return None
+
+
+def check_file(path: str | Path, streams: bool = False) -> Path:
+    """``path`` as a Path, or an :class:`InputError` naming it and :func:`not_a_file`'s reason."""
+    path = Path(path)
+    if why := not_a_file(path, streams):
+        raise InputError(path, why)
     return path
 
 

@@ -134,8 +134,6 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     for sentence, number, reason in zip(sentences, numbers, drop):
         if reason:
             report.skip(path, number, reason, strict, f": {sentence.label!r}")
-    for sentence, reason in zip(sentences, drop):
-        if reason:
             report.classes[sentence.label] -= 1
     report.classes += Counter()  # drop the classes left without a text
     numbers = [n for n, reason in zip(numbers, drop) if not reason]
