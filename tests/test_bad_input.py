@@ -182,6 +182,8 @@ CASES = [
     ("config --config {t}", "{t}: is a folder, not a config file"),
     ("prepare --corpus {s} --vectors {d} --out {t}/o", "--vectors {d}: is a folder, not a file"),
     ("prepare --corpus {s} --vectors /dev/null --out {t}/o", "--vectors /dev/null: is a pipe or a device, not a file"),
+    ("prepare --corpus {s} --dim 100000 --out {t}/o", "Invalid value for '--dim': Input should be less than or equal to 8192"),
+    ("cv --corpus {s} --dim 100000 --out {t}/o", "Invalid value for '--dim': Input should be less than or equal to 8192"),
     ("train --data {d} --out {m}/sub", "--out {m}/sub: lies inside {m}, a model folder (which is replaced whole"),
     ("prepare --corpus {s} --out {d}/sub/data", "--out {d}/sub/data: lies inside {d}, a prepared data folder"),
     ("train --data {d} --encoder {t} --out {t}/o", "--encoder: names the pretrained encoder of --arch transformer, not of bilstm"),
