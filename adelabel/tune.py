@@ -398,7 +398,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         write_report(study, Path(report), say)
     return {"study": study.study_name, "trials": len(study.trials), "complete": len(complete),
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
-            "best_trial": best.number, "best_value": best.value, "best_params": best.params, "config": str(out)}
+            "best_trial": best.number, "best_value": best.value,
+            # values fixed with --space KEY=VALUE belong to the best configuration as much as the searched ones
+            "best_params": {**fixed, **best.params}, "config": str(out)}
 
 
 def _short(value) -> str:

@@ -187,6 +187,13 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
         code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--storage", storage,
                                "--out", tmp_path / "x.toml", "--trials", "1")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    # The best line names a value fixed with --space as well as the searched ones, as its TOML does.
+    monkeypatch.undo()  # trials are pruned no more
+    code, printed, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--trials", "1", *TINY,
+                                 "--storage", f"sqlite:///{tmp_path}/fixed.db", "--out", tmp_path / "fixed.toml",
+                                 "--space", "model.layers=2")
+    assert code == 0, err
+    assert "model.layers=2" in printed.splitlines()[0] and "layers = 2" in (tmp_path / "fixed.toml").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
