@@ -195,6 +195,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                     not isinstance(test.get("micro" if config.task == "tag" else "macro"), dict):
                 raise InputError(result_path, "corrupt fold result (no test scores); delete it to run the fold again")
             say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
+            if _number(results[-1].get("seconds")) and results[-1]["seconds"] > 0:
+                durations.append(results[-1]["seconds"])  # so a resumed run estimates its time left at once
             continue
         started = time.perf_counter()
         left = f", about {duration(sum(durations) / len(durations) * (folds - k + 1))} left" if durations else ""
@@ -215,9 +217,11 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                         teacher=teachers)
         result = {"fold": k, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
                   "test": metrics["test"]}
+        if not resume:  # a resumed fold's time here is only part of what it took
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            durations.append(result["seconds"])
         atomic.write_text(result_path, json.dumps(result, indent=2) + "\n")
         results.append(result)
-        durations.append(time.perf_counter() - started)
         # The summary so far, after every fold: a long run can be read before it ends.
         _write_summary(out, settings, results, folds)
     return _write_summary(out, settings, results, folds)

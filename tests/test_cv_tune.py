@@ -79,6 +79,8 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
     kept = (out / "fold-01" / "model" / "model.safetensors").stat().st_mtime_ns
     code, _, err = run_cli(capsys, *args)
     assert code == 0 and err.count("done before") == 2 and "fold 3/3: " in err
+    # Its time left is estimated from the folds done before, whose time their results keep.
+    assert re.search(r"fold 3/3: .*test sentences, about \d+ (s|min \d\d s) left", err), err
     assert (out / "fold-01" / "model" / "model.safetensors").stat().st_mtime_ns == kept
     assert json.loads((out / "cv.json").read_text())["summary"]["micro.f1"]["mean"] == pytest.approx(
         summary["summary"]["micro.f1"]["mean"])
