@@ -76,10 +76,23 @@ LISTS = "manifest.json"
 ADDED_LATER = frozenset({"onnx"})  # `adelabel export` writes onnx/ into a model folder after it
 
 
-def foreign(folder: Path) -> str | None:
-    """The first entry of ``folder`` that its ``manifest.json`` does not list (a user's notes, another
-    prepared data folder put inside it), which replacing the folder would delete; None when its
-    manifest lists all of them or it has none."""
+def holding(*required: str, only: Iterable[str]) -> Kind:
+    """The kind of folder, with no manifest of its own (a report), that holds the files ``required``
+    and nothing but names of ``only``: anything else in it is someone's, which replacing it would delete."""
+    def test(folder: Path) -> bool:
+        return all((folder / name).is_file() for name in required)
+    test.names = frozenset(only) | frozenset(required)  # type: ignore[attr-defined]
+    return test
+
+
+def foreign(folder: Path, kind: Kind | None = None) -> str | None:
+    """The first entry of ``folder`` that adelabel did not write there (a user's notes, another
+    prepared data folder put inside it), which replacing the folder would delete: one its
+    ``manifest.json`` does not list, or for a kind made by :func:`holding`, one not of its names; None
+    when there is none or the folder has no manifest."""
+    names = getattr(kind, "names", None)
+    if names is not None:
+        return next((p.name for p in sorted(folder.iterdir()) if p.name not in names), None)
     try:
         files = json.loads((folder / LISTS).read_text(encoding="utf-8")).get("files")
     except (OSError, ValueError, UnicodeDecodeError, RecursionError, AttributeError):
@@ -87,13 +100,21 @@ def foreign(folder: Path) -> str | None:
     if not isinstance(files, dict):
         return None
     listed = {name.split("/")[0] for name in files} | {LISTS} | ADDED_LATER
-    return next((p.name for p in sorted(folder.iterdir()) if p.name not in listed), None)
+    return next((p.name for p in sorted(folder.iterdir()) if p.name not in listed and not _leftover(p.name, listed)),
+                None)
+
+
+def _leftover(name: str, listed: set[str]) -> bool:
+    """Whether ``name`` is what a killed write of one of the ``listed`` entries left beside it (an
+    export's ``.onnx.tmp-...``): adelabel's own, swept by the next such write."""
+    match = re.fullmatch(r"\.(.+?)(?:\.tmp-|\.old-|\.gone-).*", name, re.DOTALL)
+    return match is not None and match.group(1) in listed
 
 
 def ours(folder: Path, kind: Kind) -> bool:
     """Whether ``folder`` may be replaced whole: it is empty, or adelabel wrote it as this kind and
     nothing else is in it."""
-    return not any(folder.iterdir()) or (kind(folder) and foreign(folder) is None)
+    return not any(folder.iterdir()) or (kind(folder) and foreign(folder, kind) is None)
 
 
 def check_output_dir(path: Path, option: str, kind: Kind) -> None:
@@ -105,16 +126,10 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     parent = path.absolute().parent
     if parent.exists() and not parent.is_dir():
         raise AdelabelError(f"{option} {path}: {parent} is not a folder")
-    # Inside another of adelabel's folders it would be a file that folder's manifest does not list, and
-    # be lost when that folder is written again.
-    for above in path.absolute().parents:
-        if above == path.absolute().parent and path.name in ADDED_LATER:  # a model's export, which it expects
-            continue
-        if found := kind_of(above):
-            raise AdelabelError(f"{option} {path}: lies inside {above}, {found} (which is replaced whole when "
-                                "written again); give a folder outside it")
+    check_not_inside(path, option, "folder")
+    check_writable(path, option)
     if path.is_dir() and not ours(path, kind):
-        other = foreign(path) if kind(path) else None
+        other = foreign(path, kind) if kind(path) else None
         if other is not None:
             raise AdelabelError(f"{option} {path}: holds {other}, which adelabel did not write there (the folder is "
                                 "replaced whole); move it away, or give another folder")
@@ -127,12 +142,45 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
 
 
 def check_output_file(path: Path, option: str) -> None:
-    """Refuse, before any work, an output file whose folder is missing or which names a folder."""
+    """Refuse, before any work, an output file whose folder is missing, which names a folder, or which
+    lies inside one of adelabel's folders."""
     if path.is_dir():
         raise AdelabelError(f"{option} {path}: is a folder, not a file")
     parent = path.absolute().parent
     if not parent.is_dir():
         raise AdelabelError(f"{option} {path}: folder {parent} does not exist")
+    check_not_inside(path, option, "file")
+    check_writable(path, option)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, an output whose folder (or the nearest one of its folders that exists,
+    for one to be made) cannot be written: a read-only disk or a folder without write permission would
+    otherwise be found only when the results are complete."""
+    above = Path(os.path.abspath(path)).parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        return  # named by the checks that follow, or by the write itself
+    try:  # a real write: permissions alone do not tell of a read-only disk, or of root on /sys
+        fd, probe = tempfile.mkstemp(prefix=f".adelabel{TMP_MARK}", dir=above)
+    except OSError as err:
+        raise AdelabelError(f"{option} {path}: cannot write in {above} ({err.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_not_inside(path: Path, option: str, what: str) -> None:
+    """Refuse an output inside a model, data or brat folder: it would overwrite one of that folder's
+    files, or be an entry its manifest does not list, lost (or in the way) when the folder is written
+    again. A model's ``onnx/`` export is expected there."""
+    full = Path(os.path.abspath(path))
+    for above in full.parents:
+        if above == full.parent and full.name in ADDED_LATER and what == "folder":
+            continue
+        if found := kind_of(above):
+            raise AdelabelError(f"{option} {path}: lies inside {above}, {found} (which is replaced whole when "
+                                f"written again); give a {what} outside it")
 
 
 def check_apart(output: str | Path, option: str, inputs: Iterable[str | Path | None],

@@ -320,9 +320,10 @@ def cv(
     if out.is_dir() and any(out.iterdir()) and not (out / "settings.json").is_file():
         raise OptionError(f"--out {out}: a folder that holds no cross-validation (no settings.json); give a new "
                           "or empty folder, or the --out of a cross-validation to carry on")
-    from adelabel.atomic import check_apart
+    from adelabel.atomic import check_apart, check_not_inside
 
     check_apart(out, "--out", [corpus, config])
+    check_not_inside(out, "--out", "folder")  # its folds' model and data folders would be written there
     with _stopped(f"cross-validation stopped; the folds finished (and the fold under way, from its last "
                   f"epoch) are kept in {out}: the same command carries on"):
         summary = cross_validate(cfg, corpus, out, folds=folds, seed=cfg.seed, format=format, labels=labels,
@@ -388,7 +389,7 @@ def tune(
     from adelabel.config import resolve
     from adelabel.prepare import read_manifest
     from adelabel.tagger import pick_device
-    from adelabel.tune import tune as run_tune
+    from adelabel.tune import is_tune_report, tune as run_tune
 
     _check_distil(set_, None, takes_teacher=False)
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
@@ -415,7 +416,7 @@ def tune(
     if study_file is not None:
         atomic.check_apart(study_file, "--storage", [data, config])
     if report is not None:
-        atomic.check_output_dir(report, "--report", lambda p: (p / "history.png").is_file())
+        atomic.check_output_dir(report, "--report", is_tune_report)
         atomic.check_apart(report, "--report", [data, config, study_file])
         atomic.check_apart(report, "--report", [out], "which this command writes; the report folder is replaced "
                                                      "whole, and it with it")
@@ -497,8 +498,8 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         raise OptionError(f"--split: expected train, dev or test, got {split!r}")
     model = model or [_default_model()]
     if isinstance(json_out, Path):
+        atomic.check_apart(json_out, "--json", [data, *model])  # first: it says what the command reads
         atomic.check_output_file(json_out, "--json")
-        atomic.check_apart(json_out, "--json", [data, *model])
     if report is not None:
         from adelabel.report import is_report
 

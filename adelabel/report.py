@@ -25,12 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from adelabel.atomic import atomic_dir
+from adelabel.atomic import atomic_dir, holding
 from adelabel.evaluate import calibration_bins
 
 
-def is_report(folder: Path) -> bool:
-    return (folder / "metrics.json").is_file() and (folder / "errors.jsonl").is_file()
+is_report = holding("metrics.json", "errors.jsonl", only=(
+    "per_type.png", "entity_confusion.png", "confusion.png", "roc.png", "pr.png", "reliability.png",
+    "entity_reliability.png", "relation_reliability.png"))
+"""A folder `evaluate --report` wrote: these files and nothing else (a user's own files in it are
+refused, not deleted with the folder)."""
 
 
 def _pyplot():

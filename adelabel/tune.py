@@ -403,6 +403,10 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             "best_params": {**fixed, **best.params}, "config": str(out)}
 
 
+is_tune_report = atomic.holding("history.png", only=("importances.png",))
+"""A folder `tune --report` wrote: its pictures and nothing else."""
+
+
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -433,9 +437,6 @@ def write_report(study, folder: Path, say: Callable[[str], None]) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, message=".*too small to compute importances.*")
     from matplotlib import pyplot as plt
     from optuna.visualization import matplotlib as plots
-
-    def is_tune_report(path: Path) -> bool:
-        return (path / "history.png").is_file()
 
     atomic.check_output_dir(folder, "--report", is_tune_report)
     with atomic.atomic_dir(folder, is_tune_report) as tmp:

@@ -65,6 +65,13 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     noted = t / "noted-model"  # a user's notes in a model folder: replacing it would delete them
     shutil.copytree(tiny_model_dir, noted)
     (noted / "notes.txt").write_text("mine")
+    report = t / "noted-report"  # the same in an evaluate --report folder, which has no manifest
+    report.mkdir()
+    for name in ("metrics.json", "errors.jsonl", "per_type.png", "notes.txt"):
+        (report / name).write_text("{}")
+    (t / "noted-tune").mkdir()
+    for name in ("history.png", "notes.txt"):
+        (t / "noted-tune" / name).write_text("")
     nested = t / "nested-data"  # a data folder prepared inside another
     shutil.copytree(sample_data, nested)
     shutil.copytree(sample_data, nested / "sample")
@@ -220,6 +227,20 @@ CASES = [
     ("tag {t}/in.txt --model {m} --output {t}/../{t.name}/in.txt", "is the input file"),
     ("tag {t}/in.txt --model {m} --output {t}/nodir/o.jsonl", "--output {t}/nodir/o.jsonl: folder"),
     ("tag {t}/in.txt --model {m} --output {m}/config.json", "--output {m}/config.json: lies inside {m}"),
+    # Into another model or data folder than the ones read: that folder's files would be overwritten.
+    ("tag {t}/in.txt --model {m} --output {t}/corrupt-model/model.safetensors",
+     "--output {t}/corrupt-model/model.safetensors: lies inside {t}/corrupt-model, a model folder"),
+    ("evaluate --model {m} --data {d} --json {t}/tampered-data/train.jsonl",
+     "--json {t}/tampered-data/train.jsonl: lies inside {t}/tampered-data, a prepared data folder"),
+    ("tune --data {d} --out {t}/corrupt-model/config.json --storage sqlite:///{t}/s.db",
+     "--out {t}/corrupt-model/config.json: lies inside {t}/corrupt-model, a model folder"),
+    ("cv --corpus {s} --out {t}/corrupt-model/cv", "--out {t}/corrupt-model/cv: lies inside {t}/corrupt-model, a model folder"),
+    # A place that cannot be written is refused before the work, not after it.
+    ("tag {t}/in.txt --model {m} --output /proc/adelabel.jsonl", "--output /proc/adelabel.jsonl: cannot write in /proc"),
+    ("evaluate --model {m} --data {d} --report /proc/adelabel-report", "--report /proc/adelabel-report: cannot write in /proc"),
+    ("evaluate --model {m} --data {d} --report {t}/noted-report", "--report {t}/noted-report: holds notes.txt, which adelabel did not write there"),
+    ("tune --data {d} --out {t}/best.toml --storage sqlite:///{t}/s.db --report {t}/noted-tune",
+     "--report {t}/noted-tune: holds notes.txt, which adelabel did not write there"),
     ("tag {t}/deep.jsonl --model {m} --input-format jsonl", "{t}/deep.jsonl:1: not a JSON object adelabel can read (nested too deeply)"),
     ("tag {t}/digits.jsonl --model {m} --input-format jsonl", "{t}/digits.jsonl:1: not a JSON object adelabel can read (Exceeds the limit"),
     ("tag {t}/half.jsonl --model {m} --input-format jsonl", "{t}/half.jsonl:2: a \\u escape names half of a surrogate pair"),

@@ -449,6 +449,12 @@ def test_a_save_replaces_the_old_folder_whole(tmp_path):
         model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs)
     assert (folder / "stray.txt").is_file() and (folder / "metrics.json").is_file()
     (folder / "stray.txt").unlink()
+    # What a killed `adelabel export` left (its temporary onnx folder) is adelabel's own: no obstacle.
+    (folder / ".onnx.tmp-k1ll3d").mkdir()
+    (folder / ".notes.tmp-x").mkdir()  # but a name that only looks like one, of no entry of the folder, is not
+    with pytest.raises(AdelabelError, match="holds .notes.tmp-x, which adelabel did not write there"):
+        model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs)
+    (folder / ".notes.tmp-x").rmdir()
     model_dir.save(folder, tiny_model(vocabs), {"tags": TAGS, "embedding_dim": 8}, vocabs)
     # Nothing of the first save survives, not its metrics.
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "manifest.json", "model.safetensors", "vocab.json"]

@@ -7,6 +7,9 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+from adelabel.errors import AdelabelError
 from conftest import ROOT
 
 
@@ -19,6 +22,11 @@ def test_the_ready_tagger_is_small_and_loads_proved(monkeypatch, tmp_path):
     assert json.loads((READY / "config.json").read_text())["stored_in"] == "float16"
     monkeypatch.chdir(tmp_path)  # no models/bilstm here
     assert default_model() == READY
+    # A damaged models/bilstm is named, not quietly replaced by the ready tagger.
+    (tmp_path / "models" / "bilstm").mkdir(parents=True)
+    with pytest.raises(AdelabelError, match="models/bilstm"):
+        Tagger.load(device="cpu")
+    (tmp_path / "models" / "bilstm").rmdir()
     tagger = Tagger.load(device="cpu")
     assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in tagger.model.parameters())
     analysis = tagger.analyze("Severe hepatitis developed two weeks after isoniazid was started.")

@@ -7,6 +7,7 @@ the user trained), else this one, so both work right after ``pip install``.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 READY = Path(__file__).resolve().parent / "ade-bilstm"
@@ -14,5 +15,7 @@ USER_DEFAULT = Path("models/bilstm")
 
 
 def default_model() -> Path:
-    """``models/bilstm`` if there is a model folder there, else the ready tagger."""
-    return USER_DEFAULT if (USER_DEFAULT / "manifest.json").is_file() else READY
+    """``models/bilstm`` if there is anything by that name, else the ready tagger. Anything: a damaged
+    model there (a file missing, a broken link) is then refused by name, where quietly tagging with
+    another model would hand the user results they did not ask for."""
+    return USER_DEFAULT if os.path.lexists(USER_DEFAULT) else READY
