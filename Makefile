@@ -14,7 +14,7 @@ setup: setup-core
 
 demo: setup-core
 	@echo "== 1. The ready tagger shipped in the package, on sentences we wrote (corpora/sample/example.txt):"
-	$(PYTHON) -m adelabel tag corpora/sample/example.txt --quiet | $(PYTHON) -c "import json, sys; [print(json.dumps({k: r[k] for k in ('text', 'entities', 'relations', 'ade')})[:400]) for r in map(json.loads, sys.stdin)]"
+	$(PYTHON) -m adelabel tag corpora/sample/example.txt --model adelabel/pretrained/ade-bilstm --quiet | $(PYTHON) -c "import json, sys; [print(json.dumps({k: r[k] for k in ('text', 'entities', 'relations', 'ade')})[:400]) for r in map(json.loads, sys.stdin)]"
 	@echo "== 2. The commands that made it, on a toy corpus (corpora/sample, 725 training sentences; about half a minute)."
 	@echo "==    A toy: trained on so little, its tags are poor. Train on the real corpus for a useful model."
 	$(PYTHON) -m adelabel prepare --corpus corpora/sample --out data-sample --quiet

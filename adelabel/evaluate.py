@@ -71,11 +71,19 @@ def _entity_tags(predicted: Sequence[Prediction], kept: Sequence[int], tags: Seq
 
 def fit_platt(probs, labels) -> tuple[float, float]:
     """``(scale, shift)`` of the Platt scaling ``sigmoid(scale * logit(p) + shift)`` that best predicts
-    ``labels`` (log loss); the identity when the labels hold one class only."""
+    ``labels`` (log loss); the identity when the labels hold one class only.
+
+    The targets are Platt's own, (N+ + 1) / (N+ + 2) for a positive and 1 / (N- + 2) for a negative,
+    not 1 and 0: on a dev split the model separates perfectly (a small corpus, a model that learnt it
+    by heart), a fit to 1 and 0 grows its scale without bound and every probability comes out 0 or 1;
+    these keep it finite, and on a few thousand examples change nothing else."""
     p = torch.as_tensor(probs, dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
     y = torch.as_tensor(labels, dtype=torch.float64)
     if len(y) == 0 or y.min() == y.max():
         return 1.0, 0.0
+    positives = float(y.sum())
+    negatives = len(y) - positives
+    y = torch.where(y > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2)).to(torch.float64)
     raw = torch.logit(p)
     scale = torch.ones((), dtype=torch.float64, requires_grad=True)
     shift = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -202,6 +210,7 @@ def tune_gate(model: SequenceLabeler, examples: Sequence[Example], negative: Seq
     scale, shift = fit_platt(p, labels)
     model.gate_scale.fill_(scale)
     model.gate_shift.fill_(shift)
+    scale, shift = float(model.gate_scale), float(model.gate_shift)  # as stored (float32), as tagging reads them
     calibrated = torch.sigmoid(raw * scale + shift).tolist()
     for i, q in zip(kept, calibrated):
         predicted[i] = predicted[i]._replace(sentence=q)

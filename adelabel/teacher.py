@@ -37,6 +37,7 @@ SAME_SPLIT = ("corpus", "seed", "labels", "splits")
 class Teacher(NamedTuple):
     tagger: Tagger
     batch_size: int  # sentences per batch, the smallest its members score with
+    order: list[int]  # the teacher's column of each of the student's tags
 
 
 def check_task(task: str) -> None:
@@ -50,7 +51,8 @@ def load_teacher(paths: Sequence[str | Path], manifest: dict, tags: Sequence[str
     model folder (an ensemble's members share their tags); refused, in one line, when it tags other
     types or was trained on another split of the data than ``manifest`` describes."""
     tagger = Tagger.load([str(p) for p in paths], device=str(device))
-    if list(tagger.tags) != list(tags):
+    # The same tags in another order (the same corpus read from its CoNLL files, say) teach as well.
+    if sorted(tagger.tags) != sorted(tags):
         raise InputError(paths[0], f"--teacher: tags {', '.join(tagger.tags)}, the data {', '.join(tags)}")
     sizes = []
     for path in paths:
@@ -62,7 +64,7 @@ def load_teacher(paths: Sequence[str | Path], manifest: dict, tags: Sequence[str
             raise InputError(path, f"--teacher: trained on another split of the data ({', '.join(differ)} "
                                    "differ); it may have seen this run's dev or test documents")
         sizes.append(validate_saved(config, str(source)).train.eval_batch_size)
-    return Teacher(tagger, min(sizes))
+    return Teacher(tagger, min(sizes), [list(tagger.tags).index(t) for t in tags])
 
 
 def _same(key: str, theirs, ours) -> bool:
@@ -87,7 +89,7 @@ def teach(teacher: Teacher, sentences: Sequence[Sentence], examples: Sequence[Ex
         for indices, batch in bucketed(theirs, teacher.batch_size):
             batch = batch.to(device)
             out = model(batch)
-            tags = out.scores.float().exp().cpu()
+            tags = out.scores.float().exp().cpu()[..., teacher.order]
             sentence = torch.sigmoid(out.sentence.float()).cpu() if out.sentence is not None else None
             pairs = model.relate(out, batch.pairs).float().cpu() if model.relation is not None else None
             row_of = batch.pairs[:, 0].cpu()

@@ -195,17 +195,18 @@ def test_gate_threshold_closes_sentences_and_is_saved(tmp_path):
 
 def test_the_gate_threshold_is_half_the_best_sentence_f1_on_dev(monkeypatch):
     """tune_gate calibrates the gate, then sets the threshold that maximises F1 for a calibrated
-    probability: half the best sentence-decision F1 on dev. Here two groups of dev sentences: 5 the gate
-    rates 0.8 (4 report an ADE) and 6 it rates 0.2 (1 does). Calibrated, they read 0.8 and 1/6;
-    passing the first group gives F1 0.8 (passing both 0.625), so the threshold is 0.4."""
+    probability: half the best sentence-decision F1 on dev. Here two groups of dev sentences: 250 the
+    gate rates 0.8 (200 report an ADE) and 300 it rates 0.2 (50 do). Calibrated, they read about 0.8
+    and 1/6 (Platt's targets pull them a little towards 1/2); passing the first group gives F1 0.8
+    (passing both 0.625), so the threshold is 0.4."""
     from adelabel import evaluate
     from adelabel.data import encode
     from adelabel.inference import Prediction
 
     vocabs = tiny_vocabs()
     model = tiny_model(vocabs, gate=True)
-    rated = [0.8] * 5 + [0.2] * 6
-    reports_ade = [True] * 4 + [False] + [True] + [False] * 5
+    rated = [0.8] * 250 + [0.2] * 300
+    reports_ade = [True] * 200 + [False] * 50 + [True] * 50 + [False] * 250
     examples = [encode("rash after naproxen", vocabs) for _ in rated]
     pair = [(0, 1, "DRUG"), (2, 3, "AE")]
     monkeypatch.setattr(evaluate, "predict", lambda *a, **k: [
@@ -214,7 +215,7 @@ def test_the_gate_threshold_is_half_the_best_sentence_f1_on_dev(monkeypatch):
     assert float(model.gate_threshold) == pytest.approx(0.4)
     calibrated = torch.sigmoid(torch.logit(torch.tensor([0.8, 0.2], dtype=torch.float64)) * float(model.gate_scale)
                                + float(model.gate_shift))
-    assert calibrated.tolist() == pytest.approx([0.8, 1 / 6], abs=1e-3)
+    assert calibrated.tolist() == pytest.approx([0.8, 1 / 6], abs=3e-3)
     # A model that finds no pair in any sentence: every threshold's F1 is 0, and half of it, 0, would
     # open the gate to every sentence. The threshold stays a real one.
     monkeypatch.setattr(evaluate, "decision_f1s", lambda *a: dict.fromkeys(evaluate.GATE_THRESHOLDS, 0.0))
@@ -244,17 +245,18 @@ def test_scoring_dev_reuses_the_predictions_tuning_made():
     tuned = evaluate.tune_gate(model, examples, negative, 4, cpu)
     assert len(tuned) == len(examples) and float(model.gate_scale) != 1.0
     again = evaluate.predict(model, examples, 4, cpu, threshold=0.0)
-    assert [p.sentence for p in tuned] == pytest.approx([p.sentence for p in again], abs=1e-6)
+    # To float32 rounding: tuning reads the logit back from a float32 probability near 1.
+    assert [p.sentence for p in tuned] == pytest.approx([p.sentence for p in again], abs=1e-5)
     assert [p.spans for p in tuned] == [p.spans for p in again]
     reused = evaluate.evaluate_examples(model, examples, negative, TAGS, 4, cpu, predicted=tuned)
     fresh = evaluate.evaluate_examples(model, examples, negative, TAGS, 4, cpu)
 
-    def rounded(value):  # the calibrated probabilities agree to float rounding
+    def flat(value, key=""):  # the calibrated probabilities agree to float rounding
         if isinstance(value, dict):
-            return {k: rounded(v) for k, v in value.items()}
-        return round(value, 6) if isinstance(value, float) else value
+            return {k: v for name, inner in value.items() for k, v in flat(inner, f"{key}.{name}").items()}
+        return {key: value}
 
-    assert rounded(reused) == rounded(fresh)
+    assert flat(reused) == pytest.approx(flat(fresh), abs=1e-5)
 
 
 def reseal(folder):
@@ -437,6 +439,11 @@ def test_platt_scaling_makes_overconfident_scores_honest():
     assert before["ece"] > 0.1 and after["ece"] < 0.03 and 0.2 < scale < 0.35
     assert after["roc_auc"] == pytest.approx(before["roc_auc"])  # a monotone map keeps the ranking
     assert fit_platt([0.9, 0.8], [True, True]) == (1.0, 0.0)  # one class: nothing to fit
+    # A dev split the model separates perfectly (a toy corpus) keeps probabilities, not 0 and 1.
+    sure = torch.tensor([1 - 1e-6] * 10 + [1e-6] * 10, dtype=torch.float64)
+    scale, shift = fit_platt(sure, [True] * 10 + [False] * 10)
+    fixed = platt(sure, torch.tensor([scale, shift]))
+    assert 0.85 < float(fixed[0]) < 0.95 and 0.05 < float(fixed[-1]) < 0.15, (scale, shift)
 
 
 def test_a_save_replaces_the_old_folder_whole(tmp_path):

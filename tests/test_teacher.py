@@ -44,6 +44,26 @@ def test_the_teacher_gives_every_training_sentence_its_probabilities(taught):
     assert sum(holds) / len(holds) > sum(empty) / len(empty) + 0.2
 
 
+def test_a_teacher_of_the_same_tags_in_another_order_teaches_them_in_the_students(taught, sample_data, sample_model):
+    """The same corpus prepared from its CoNLL files names its tags in the order they first appear."""
+    from adelabel.data import encode_sentences
+    from adelabel.errors import InputError
+    from adelabel.teacher import load_teacher, teach
+
+    student, examples = taught
+    order = list(reversed(student.tags))
+    sentences = read_split(sample_data, "train")
+    other = encode_sentences(sentences, student.vocabs, order)
+    teacher = load_teacher([sample_model], read_manifest(sample_data), order, torch.device("cpu"))
+    teach(teacher, sentences, other, torch.device("cpu"))
+    columns = [list(student.tags).index(t) for t in order]
+    for mine, theirs in zip(examples, other):
+        if mine.words:
+            assert torch.equal(theirs.soft_tags, mine.soft_tags[:, columns])
+    with pytest.raises(InputError, match="--teacher: tags"):
+        load_teacher([sample_model], read_manifest(sample_data), [*student.tags, "B-DOSE"], torch.device("cpu"))
+
+
 def test_the_loss_mixes_gold_and_teacher_by_the_weight(taught):
     student, examples = taught
     model = student.model
