@@ -768,12 +768,16 @@ def run(argv: list[str] | None = None) -> int:
     disk). Anything else is a bug in adelabel and keeps its traceback.
     """
     stdout = sys.stdout
+    words = sys.argv[1:] if argv is None else argv
+    training = next((str(a) for a in words if not str(a).startswith("-")), None) == "train"
 
     def say(*args, **kwargs) -> None:
         # Under torchrun every rank meets the same bad option or file, and rank 0 says so; once the
-        # ranks join their group, an error may be one rank's own, and it says so itself.
+        # ranks join their group, an error may be one rank's own, and it says so itself. Only train runs
+        # under torchrun: another command in an environment that sets RANK (a job's) speaks for itself.
         rank, joining = os.environ.get("RANK", "0"), getattr(sys.modules.get("adelabel.distributed"), "JOINING", False)
-        if not (rank.isdigit() and int(rank) > 0 and os.environ.get("WORLD_SIZE", "1") != "1" and not joining):
+        if not (training and rank.isdigit() and int(rank) > 0 and os.environ.get("WORLD_SIZE", "1") != "1"
+                and not joining):
             print(*args, **kwargs)
 
     try:

@@ -16,7 +16,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from adelabel.errors import OptionError
+from adelabel.errors import AdelabelError, OptionError
 
 T = TypeVar("T")
 
@@ -61,8 +61,17 @@ def start(w: World, device: torch.device) -> torch.device:
         device = torch.device("cuda", w.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        try:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        except ValueError as err:  # RANK and WORLD_SIZE set by hand (or by a job), without torchrun's others
+            raise AdelabelError(f"WORLD_SIZE {w.size}, RANK {w.rank}: cannot join the other processes "
+                                f"({_one_line(str(err))}); start several with torchrun, or unset WORLD_SIZE "
+                                "and RANK to train in one process") from None
     return device
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 class Loss(torch.nn.Module):

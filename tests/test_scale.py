@@ -554,16 +554,27 @@ def test_a_reader_that_stops_early_ends_tag_quietly(tiny_model_dir, tmp_path):
     assert proc.wait(timeout=120) == 141 and err == b"", err
 
 
-def test_under_torchrun_rank_0_says_what_every_rank_meets_and_other_ranks_their_own(capsys, monkeypatch, tmp_path):
+def test_under_torchrun_rank_0_says_what_every_rank_meets_and_other_ranks_their_own(capsys, monkeypatch, tmp_path,
+                                                                                    sample_data):
     from adelabel import distributed
 
-    missing = tmp_path / "missing.txt"
+    train = ["train", "--data", sample_data, "--out", tmp_path / "m", "--set", "model.hiden_size=3"]
     monkeypatch.setenv("RANK", "1")
-    code, _, err = run_cli(capsys, "tag", missing)
-    assert code == 2 and "missing.txt: file not found" in err  # no group: RANK alone silences nothing
+    code, _, err = run_cli(capsys, *train)
+    assert code == 2 and "model.hiden_size: unknown key" in err  # RANK alone silences nothing
     monkeypatch.setenv("WORLD_SIZE", "2")
-    code, _, err = run_cli(capsys, "tag", missing)
-    assert code == 2 and err == ""  # rank 0 met the same file and said so
+    code, _, err = run_cli(capsys, *train)
+    assert code == 2 and err == ""  # rank 0 met the same misspelt key and said so
+    # Only train runs under torchrun: another command in a job's environment that sets both speaks.
+    code, _, err = run_cli(capsys, "tag", tmp_path / "missing.txt")
+    assert code == 2 and "missing.txt: file not found" in err
+    # Set by hand, without torchrun's rendezvous: one line on every rank, not a traceback.
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("RANK", "0")
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--epochs", "1", "-q")
+    assert code == 2 and "WORLD_SIZE 2, RANK 0: cannot join the other processes" in err, err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("RANK", "1")
     monkeypatch.setattr(distributed, "JOINING", True)
-    code, _, err = run_cli(capsys, "tag", missing)
-    assert code == 2 and "missing.txt: file not found" in err  # past joining, an error may be this rank's alone
+    code, _, err = run_cli(capsys, *train)
+    assert code == 2 and "model.hiden_size: unknown key" in err  # past joining, an error may be this rank's alone
