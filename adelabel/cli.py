@@ -13,7 +13,7 @@ from typing import Annotated, Optional, TextIO
 
 import typer
 
-from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_SEED, MAX_SIZE, Train
+from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_EPOCHS, MAX_SEED, MAX_SIZE, Train
 from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
 from adelabel.errors import AdelabelError, OptionError
 
@@ -42,7 +42,7 @@ CORPUS_ENV = "ADELABEL_CORPUS"
 
 
 def default_corpus() -> Path:
-    return Path(os.environ.get(CORPUS_ENV, "corpora/ade-v2"))
+    return Path(os.environ.get(CORPUS_ENV) or "corpora/ade-v2")  # set but empty: as if unset, as shells treat it
 
 
 def _not_a_file(path: Path, this: str = "") -> str:
@@ -167,7 +167,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH, or models/ARCH-classify for --task classify)", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Overrides the config's seed.", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs.", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): mixed precision by autocast; overrides train.precision " f"(default {Train.model_fields['precision'].default}).", show_default=False)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
@@ -280,7 +280,7 @@ def cv(
     config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help=f"Seed of the folds, word2vec and training; overrides the config's ({DEFAULT_SEED}).", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs.", show_default=False)] = None,
     dim: Annotated[int, typer.Option(min=1, max=MAX_SIZE, help="Dimension of each fold's word2vec.")] = W2V_DIM,
     w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = W2V_EPOCHS,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -379,7 +379,7 @@ def tune(
     report: Annotated[Optional[Path], typer.Option(help="Write history.png and importances.png here.", show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file the trials start from.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fix a config value for every trial: section.key=value (repeatable).", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Overrides train.max_epochs of every trial.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs of every trial.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     quiet: Quiet = False,
 ) -> None:

@@ -36,6 +36,10 @@ MAX_SIZE = 8192
 """The largest layer size (units, features, beam) a config may ask for: past it a typo's extra digits
 would be an allocation the machine cannot make, reported as a bad value rather than a crash."""
 MAX_LAYERS = 32
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+"""Epochs and batch sizes past these are typos (a run of 10**26 epochs, a batch no memory holds), not
+settings: refused as bad values, which TOML's 64-bit integers can also write back."""
 # Search ranges the recurrent taggers, seq2seq and the recurrent classifiers share (adelabel tune).
 SEARCH_UNITS = {"search": {"choices": [100, 200, 300]}}
 SEARCH_LAYERS = {"search": {"choices": [1, 2]}}
@@ -152,19 +156,19 @@ class TransformerClassifier(_Pooled):
 
 
 class Train(Section):
-    batch_size: int = Field(32, ge=1, description="sentences per training batch",
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="sentences per training batch",
                             json_schema_extra={"search": {"choices": [16, 32, 64]}})
     lr: float = Field(0.001, gt=0.0, description="Adam learning rate",
                       json_schema_extra={"search": {"low": 0.0003, "high": 0.003, "log": True}})
     lr_decay: float = Field(0.5, gt=0.0, le=1.0, description="multiply the learning rate by this after every epoch without a better dev F1 (once one is above 0)")
-    max_epochs: int = Field(30, ge=1, description="epochs at most")
-    patience: int = Field(5, ge=1, description="epochs without a better dev F1 before stopping")
+    max_epochs: int = Field(30, ge=1, le=MAX_EPOCHS, description="epochs at most")
+    patience: int = Field(5, ge=1, le=MAX_EPOCHS, description="epochs without a better dev F1 before stopping")
     clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")
     word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk> (recurrent and seq2seq models: the transformer reads sub-word pieces)",
                                 json_schema_extra={"search": {"low": 0.0, "high": 0.15}})
     negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences (without entities; a classifier's NEG class) drawn afresh each epoch",
                                      json_schema_extra={"search": {"low": 0.2, "high": 1.0}})
-    eval_batch_size: int = Field(256, ge=1, description="sentences per batch when scoring")
+    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="sentences per batch when scoring")
     distil: float = Field(0.9, ge=0.0, le=1.0, description="with `train --teacher`: weight of the teacher's probabilities against the gold labels")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="fp32, or mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with loss scaling)")
@@ -379,6 +383,9 @@ class ConfigBuilder:
                 if not isinstance(data[section], dict):
                     raise AdelabelError(f"{source} {key}: {section!r} is not a section")
                 data[section][leaf] = raw
+            elif isinstance(data.get(key), dict):  # seed.x=2 then seed=1: the first must not vanish
+                raise AdelabelError(f"{source} {item.strip()}: {key} is given keys too ({key}.{next(iter(data[key]))}); "
+                                    "it is either a section or a value")
             else:
                 data[key] = raw
         return self.add(data, source)
@@ -428,7 +435,7 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
             from adelabel.model_dir import saved_config
 
             path, data = folder / "config.json", saved_config(folder)[1].to_dict()
-        elif not path.is_file():
+        elif not path.exists() or path.is_dir():  # a pipe (`--config <(...)`) is read once, as a file is
             raise InputError(path, "is a folder, not a config file" if path.is_dir() else "config file not found")
         else:
             data = _read_config_file(path)

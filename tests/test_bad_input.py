@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -146,6 +147,9 @@ CASES = [
     ("train --config {t}/wrongtype.toml", "{t}/wrongtype.toml: model.crf: expected true or false, got 'sometimes'"),
     ("train --config {t}/quoted.toml", "{t}/quoted.toml: model.hidden_size: expected a whole number, got '200'"),
     ("train --data {d} --out {t}/o --set model.hidden_size=1000000000000", "--set: model.hidden_size: must be <= 8192"),
+    ("train --data {d} --out {t}/o --epochs 100000000000000000000000000", "Invalid value for '--epochs'"),
+    ("config --set train.eval_batch_size=10000000", "--set: train.eval_batch_size: must be <= 65536"),
+    ("config --set seed.x=2 --set seed=1", "--set seed=1: seed is given keys too (seed.x); it is either a section or a value"),
     ("train --arch bilstm --config {t}/gru.toml", "{t}/gru.toml: arch: this config is for 'gru', but --arch says 'bilstm'"),
     ("train --config {t}/foo.toml", "{t}/foo.toml: arch: unknown architecture 'foo'"),
     ("train --config {t}/s2s-classify.toml", "{t}/s2s-classify.toml: arch 'seq2seq' has no classify model"),
@@ -441,6 +445,14 @@ def test_a_config_printed_is_a_config_train_takes(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "config", "--arch", "gru", "--set", "model.layers=2")
     (tmp_path / "gru.toml").write_text(out)
     assert resolve(None, tmp_path / "gru.toml") == resolve("gru", overrides=["model.layers=2"])
+    # A pipe, as a shell's `--config <(...)` gives, is read as the file would be.
+    import threading
+
+    os.mkfifo(tmp_path / "pipe")
+    writer = threading.Thread(target=(tmp_path / "pipe").write_text, args=(out,), daemon=True)
+    writer.start()
+    assert resolve(None, tmp_path / "pipe") == resolve("gru", overrides=["model.layers=2"])
+    writer.join()
 
 
 def test_a_model_folder_is_a_config_train_takes(tmp_path, capsys, tiny_model_dir):
