@@ -152,7 +152,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                                      provenance, write_sidecar)
 
     ray = _ray()
-    check_input_options(input_format, workers)
+    check_input_options(input_format, workers, cluster=True)
     check_output(source, output, "jsonl", model)
     kind = model_kind(model)
     if source == "-" or not Path(source).is_file():

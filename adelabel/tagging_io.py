@@ -109,15 +109,16 @@ def model_kind(models: Sequence[str | Path]) -> str:
     return kind
 
 
-def check_input_options(input_format: str, workers: int) -> None:
-    """``--input-format`` and ``--workers``, as every way of tagging takes them."""
+def check_input_options(input_format: str, workers: int, cluster: bool = False) -> None:
+    """``--input-format`` and ``--workers``, as every way of tagging takes them; ``cluster``: the
+    workers are Ray's, on a cluster RAY_ADDRESS may name, not processes of this machine."""
     if input_format not in ("text", "jsonl"):
         raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
     if not isinstance(workers, int) or workers < 1:
         raise OptionError(f"--workers: expected a whole number of at least 1, got {workers!r}")
     # On this machine (not a Ray cluster RAY_ADDRESS names), a process more than its cores only slows the
     # others, and each holds a model and chunks in flight: 100,000 of them exhausted memory.
-    if workers > cores() and not os.environ.get("RAY_ADDRESS"):
+    if workers > cores() and not (cluster and os.environ.get("RAY_ADDRESS")):
         raise OptionError(f"--workers {workers}: more than this machine's {cores()} core(s); processes past one "
                           "per core slow each other down")
 

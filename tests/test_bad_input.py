@@ -723,3 +723,10 @@ def test_a_model_config_edited_by_hand_is_refused_by_its_key(capsys, tiny_model_
                  ["train", "--data", sample_data, "--teacher", folder, "--out", tmp_path / "o", "--epochs", "1"]):
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and err.strip() == f"adelabel: error: {folder}/{message}", err
+
+
+def test_a_ray_cluster_lifts_the_cap_on_workers_only_for_ray(place, capsys, monkeypatch):
+    """RAY_ADDRESS names a cluster for `--ray`; without it the workers are this machine's processes."""
+    monkeypatch.setenv("RAY_ADDRESS", "ray://nowhere:10001")
+    code, _, err = run_cli(capsys, "tag", f"{place['t']}/in.txt", "--model", place["m"], "--workers", "100000")
+    assert code == 2 and "--workers 100000: more than this machine's" in err, err

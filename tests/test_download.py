@@ -221,6 +221,9 @@ def test_server_not_listening(tmp_path: Path) -> None:
         download_corpus(dest, base_url=url, files=spec(FIRST), timeout=TIMEOUT)
     assert FIRST[0] in str(info.value) and url in str(info.value)
     assert not dest.exists()  # the folder it made for them goes with the failure
+    with pytest.raises(AdelabelError):
+        download_corpus(dest / "a" / "b", base_url=url, files=spec(FIRST), timeout=TIMEOUT)
+    assert not dest.exists()  # and so do the folders above it that it made
     dest.mkdir()  # one that was there stays
     with pytest.raises(AdelabelError):
         download_corpus(dest, base_url=url, files=spec(FIRST), timeout=TIMEOUT)
@@ -230,6 +233,9 @@ def test_server_not_listening(tmp_path: Path) -> None:
 def test_a_data_or_model_folder_is_no_corpus_folder(sample_data, tmp_path: Path) -> None:
     with pytest.raises(AdelabelError, match="is a prepared data folder, not a corpus folder"):
         download_corpus(sample_data, base_url="http://127.0.0.1:9/", files={"a": ("0" * 64, 1)})
+    with pytest.raises(AdelabelError, match="lies inside .*, a prepared data folder"):
+        download_corpus(sample_data / "corpus", base_url="http://127.0.0.1:9/", files={"a": ("0" * 64, 1)})
+    assert not (sample_data / "corpus").exists()
 
 
 def test_keyboard_interrupt_leaves_no_temp_file(fetch, monkeypatch: pytest.MonkeyPatch) -> None:

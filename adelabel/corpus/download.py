@@ -63,11 +63,13 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
     report = progress or (lambda _line: None)
     if dest.exists() and not dest.is_dir():
         raise AdelabelError(f"--out {dest}: is a file, not a folder")
-    from adelabel.atomic import kind_of
+    from adelabel.atomic import check_not_inside, kind_of
 
     if found := kind_of(dest):
         raise AdelabelError(f"--out {dest}: is {found}, not a corpus folder; choose another --out")
-    created = not dest.exists()
+    check_not_inside(dest, "--out", "folder")
+    # The folders this call makes, deepest first: a failure removes them again.
+    created = [p for p in [dest, *dest.absolute().parents] if not p.exists()]
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -75,11 +77,11 @@ def download_corpus(dest: Path = DEFAULT_DEST, base_url: str = DEFAULT_BASE_URL,
     try:
         return _download(dest, base_url, files, timeout, report, force)
     except BaseException:
-        if created:  # a failure leaves no empty folder behind (one with verified files stays)
+        for folder in created:  # a failure leaves no empty folder behind (one with verified files stays)
             try:
-                dest.rmdir()
+                folder.rmdir()
             except OSError:
-                pass
+                break
         raise
 
 
