@@ -155,7 +155,11 @@ class _Session:
 
     def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
         feed = {k: v.cpu().numpy() for k, v in inputs.items() if k in self.inputs}
-        return [torch.from_numpy(a) for a in self.session.run(None, feed)]
+        try:
+            return [torch.from_numpy(a) for a in self.session.run(None, feed)]
+        except Exception as err:  # a graph that does not fit the model folder (another export put in its place)
+            raise InputError(self.path, f"the graph failed on this model's input ({str(err).splitlines()[0][:200]}); "
+                                        "export again") from None
 
 
 class _OnnxForward:

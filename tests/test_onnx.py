@@ -84,6 +84,21 @@ def test_a_quantized_export_loads_and_tags(exported, tmp_path):
     assert Tagger.load(folder, backend="onnx").analyze("Rash after lamotrigine.").sentences
 
 
+def test_a_graph_that_fails_on_the_models_input_is_one_line(capsys, exported, monkeypatch):
+    """Another export's graph put in place (and listed so) passes every check at load, then meets word
+    ids past its table: onnxruntime's failure is named by its graph, not a traceback."""
+    import onnxruntime
+
+    def fails(self, *args, **kwargs):
+        raise onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument(
+            "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : indices element out of data bounds, idx=71")
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", fails)
+    code, _, err = run_cli(capsys, "tag", ROOT / "corpora/sample/example.txt", "--model", exported, "--backend", "onnx")
+    assert code == 2 and "encoder.onnx: the graph failed on this model's input ([ONNXRuntimeError]" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_bad_exports_and_options_are_one_line_errors(capsys, exported, tiny_model_dir, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(exported, folder)
