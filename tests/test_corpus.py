@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from adelabel.corpus.ade import read_ade, resolve_overlaps
@@ -11,6 +12,7 @@ from adelabel.errors import InputError
 from adelabel.split import split_by_document
 from adelabel.tags import spans_to_tags, tags_to_spans
 from adelabel.text import tokenize
+from conftest import SAMPLE
 
 SENT = "naproxen rash: we saw rash after naproxen."
 
@@ -329,6 +331,9 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
     ("3 2\nrash 0.1 0.2\n\nfever 0.3 0.4\n", r"v\.txt:3: a blank line between vectors"),
     ("rash 0.1 0.2\nfever 0.3 0.4\n\n", r"v\.txt:3: a blank line, which a file without a 'count dim' header"),
     ("", r"v\.txt: file is empty"),
+    ("2 0\nrash\nfever\n", r"v\.txt:1: its header gives vectors of dimension 0"),
+    ("rash\nfever\n", r"v\.txt:1: a word without numbers"),
+    ("99999999999999 200\nrash 0.1\n", r"v\.txt:1: its header says 99,999,999,999,999 vectors of 200 numbers: more than"),
 ])
 def test_a_bad_vectors_file_is_named_with_its_line(tmp_path, content, message):
     from adelabel.embeddings import read_pretrained
@@ -352,3 +357,42 @@ def test_vectors_without_a_header_twice_given_or_not_utf8_are_read_and_counted(t
 
     (tmp_path / "v.vec.gz").write_bytes(gzip.compress(b"2 2\nfe\tver 0.1 0.2\nrash 0.3 0.4 \n"))
     assert read_pretrained(tmp_path / "v.vec.gz").kv.index_to_key == ["fe\tver", "rash"]
+
+
+def test_the_text_vectors_reader_reads_what_gensim_reads(tmp_path):
+    """Our one-pass reader of text vectors gives gensim's words and vectors, header or none."""
+    from gensim.models import KeyedVectors
+
+    from adelabel.embeddings import read_pretrained
+
+    rng = np.random.default_rng(0)
+    words = ["rash", "Naproxen", "fe\tver", "naïve", "x" * 40, "1,5-dihydro", "\u00e9t\u00e9"]
+    vectors = rng.standard_normal((len(words), 7)).astype(np.float32)
+    body = "".join(f"{w} " + " ".join(repr(float(x)) for x in row) + (" \r\n" if i % 2 else "\n")
+                   for i, (w, row) in enumerate(zip(words, vectors)))
+    for name, text in (("head.txt", f"{len(words)} 7\n" + body), ("glove.txt", body)):
+        (tmp_path / name).write_text(text, encoding="utf-8", newline="")
+        ours = read_pretrained(tmp_path / name).kv
+        theirs = KeyedVectors.load_word2vec_format(str(tmp_path / name), binary=False, no_header=name == "glove.txt")
+        assert ours.index_to_key == theirs.index_to_key == words
+        assert np.array_equal(ours.vectors, theirs.vectors)
+
+
+def test_prepare_with_a_text_vectors_file_keeps_its_first_entries_and_the_corpus_words(tmp_path):
+    """`prepare --vectors FILE`: the file's first entries (by frequency) and every corpus word it holds
+    are kept, each with the file's vector, and what was left out is said."""
+    from adelabel.embeddings import read_vectors
+    from adelabel.prepare import prepare
+
+    rows = {"zzfrequent": [0.5, -0.5, 0.25], "zzrare": [1.0, 1.0, 1.0], "pancreatitis": [0.1, 0.2, 0.3],
+            "ciprofloxacin": [0.4, 0.5, 0.6]}
+    (tmp_path / "v.txt").write_text(f"{len(rows)} 3\n" + "".join(f"{w} {' '.join(map(str, v))}\n"
+                                                                 for w, v in rows.items()), encoding="utf-8")
+    said: list[str] = []
+    prepare(SAMPLE, tmp_path / "data", vectors=tmp_path / "v.txt", max_vectors=1, log=said.append)
+    words, matrix = read_vectors(tmp_path / "data" / "vectors.bin")
+    kept = dict(zip(words, matrix.tolist()))
+    assert "zzrare" not in kept and kept["zzfrequent"] == pytest.approx(rows["zzfrequent"])
+    assert kept["pancreatitis"] == pytest.approx(rows["pancreatitis"])
+    assert kept["ciprofloxacin"] == pytest.approx(rows["ciprofloxacin"])
+    assert any("3 of its 4 entries kept; 1 left out" in line for line in said), said
