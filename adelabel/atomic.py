@@ -67,9 +67,12 @@ KINDS: tuple[tuple[str, Kind], ...] = (("a prepared data folder", is_data_dir), 
 
 def kind_of(folder: Path, other_than: Kind | None = None) -> str | None:
     """Which of adelabel's kinds of folder ``folder`` is (its name in KINDS), if any but ``other_than``."""
-    if not folder.is_dir():
+    try:
+        if not folder.is_dir():
+            return None
+        return next((what for what, test in KINDS if test is not other_than and test(folder)), None)
+    except OSError:  # a folder that can be entered but not listed: none of adelabel's, as far as can be told
         return None
-    return next((what for what, test in KINDS if test is not other_than and test(folder)), None)
 
 LISTS = "manifest.json"
 """A model or data folder's list of the files adelabel wrote in it, under ``files``."""
@@ -126,7 +129,7 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     parent = path.absolute().parent
     if parent.exists() and not parent.is_dir():
         raise AdelabelError(f"{option} {path}: {parent} is not a folder")
-    check_not_inside(path, option, "folder")
+    check_not_inside(path, option, "folder", export=getattr(kind, "export", False))
     check_writable(path, option)
     if path.is_dir() and not ours(path, kind):
         other = foreign(path, kind) if kind(path) else None
@@ -149,6 +152,8 @@ def check_output_file(path: Path, option: str) -> None:
     parent = path.absolute().parent
     if not parent.is_dir():
         raise AdelabelError(f"{option} {path}: folder {parent} does not exist")
+    if is_stream(path):  # /dev/stdout, /dev/fd/N, a pipe: written in place, by a descriptor already open
+        return
     check_not_inside(path, option, "file")
     check_writable(path, option)
 
@@ -157,26 +162,29 @@ def check_writable(path: Path, option: str) -> None:
     """Refuse, before any work, an output whose folder (or the nearest one of its folders that exists,
     for one to be made) cannot be written: a read-only disk or a folder without write permission would
     otherwise be found only when the results are complete."""
-    above = Path(os.path.abspath(path)).parent
+    child = Path(os.path.realpath(path))  # a link is written through, where it leads
+    above = child.parent
     while not above.exists() and above != above.parent:
-        above = above.parent
+        above, child = above.parent, above
     if not above.is_dir():
         return  # named by the checks that follow, or by the write itself
     try:  # a real write: permissions alone do not tell of a read-only disk, or of root on /sys
-        fd, probe = tempfile.mkstemp(prefix=f".adelabel{TMP_MARK}", dir=above)
+        # Named as a killed write of the output leaves its temporary files, so that one a kill left
+        # here is swept by the next write, and is no stranger in a model folder (export's onnx/).
+        fd, probe = tempfile.mkstemp(prefix=f".{child.name}{TMP_MARK}", dir=above)
     except OSError as err:
         raise AdelabelError(f"{option} {path}: cannot write in {above} ({err.strerror})") from None
     os.close(fd)
     os.unlink(probe)
 
 
-def check_not_inside(path: Path, option: str, what: str) -> None:
+def check_not_inside(path: Path, option: str, what: str, export: bool = False) -> None:
     """Refuse an output inside a model, data or brat folder: it would overwrite one of that folder's
     files, or be an entry its manifest does not list, lost (or in the way) when the folder is written
-    again. A model's ``onnx/`` export is expected there."""
-    full = Path(os.path.abspath(path))
+    again. ``export``: the output is a model's ``onnx/`` export, which the model folder expects."""
+    full = Path(os.path.realpath(path))  # a link is written through, where it leads
     for above in full.parents:
-        if above == full.parent and full.name in ADDED_LATER and what == "folder":
+        if export and above == full.parent and full.name in ADDED_LATER:
             continue
         if found := kind_of(above):
             raise AdelabelError(f"{option} {path}: lies inside {above}, {found} (which is replaced whole when "

@@ -462,10 +462,21 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
     return builder.set(list(overrides or [])).build()
 
 
+_STREAMED: dict[str, str] = {}
+"""The text of each config read from a pipe (`--config <(...)`), which a second read would find empty:
+a command that resolves its config twice (train, to check --encoder against the arch) reads it once."""
+
+
 def _read_config_file(path: Path) -> dict:
     """A TOML config file."""
     try:
-        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a BOM some editors write
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+        else:
+            if str(path) not in _STREAMED:
+                _STREAMED[str(path)] = path.read_text(encoding="utf-8")
+            text = _STREAMED[str(path)]
+        text = text.removeprefix("\ufeff")  # a BOM some editors write
     except UnicodeDecodeError as err:
         raise InputError(path, f"not UTF-8 text (byte {err.start})") from None
     try:

@@ -36,6 +36,9 @@ def _replaceable(folder: Path) -> bool:
     return True
 
 
+_replaceable.export = True  # type: ignore[attr-defined]  # the one output a model folder holds inside it
+
+
 def _onnx():
     try:
         import onnx  # noqa: F401  (the exporter writes through it)
@@ -155,11 +158,13 @@ class _Session:
 
     def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
         feed = {k: v.cpu().numpy() for k, v in inputs.items() if k in self.inputs}
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
         try:
             return [torch.from_numpy(a) for a in self.session.run(None, feed)]
-        except Exception as err:  # a graph that does not fit the model folder (another export put in its place)
-            raise InputError(self.path, f"the graph failed on this model's input ({str(err).splitlines()[0][:200]}); "
-                                        "export again") from None
+        except InvalidArgument as err:  # a graph that does not fit the model folder (another export put in its place)
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise InputError(self.path, f"the graph failed on this model's input ({first}); export again") from None
 
 
 class _OnnxForward:

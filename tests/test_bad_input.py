@@ -66,6 +66,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     noted = t / "noted-model"  # a user's notes in a model folder: replacing it would delete them
     shutil.copytree(tiny_model_dir, noted)
     (noted / "notes.txt").write_text("mine")
+    (t / "link-into-model.jsonl").symlink_to(t / "corrupt-model" / "metrics.json")
     report = t / "noted-report"  # the same in an evaluate --report folder, which has no manifest
     report.mkdir()
     for name in ("metrics.json", "errors.jsonl", "per_type.png", "notes.txt"):
@@ -239,9 +240,13 @@ CASES = [
     ("tune --data {d} --out {t}/corrupt-model/config.json --storage sqlite:///{t}/s.db",
      "--out {t}/corrupt-model/config.json: lies inside {t}/corrupt-model, a model folder"),
     ("cv --corpus {s} --out {t}/corrupt-model/cv", "--out {t}/corrupt-model/cv: lies inside {t}/corrupt-model, a model folder"),
+    # A model folder expects its onnx/ export, from `adelabel export` only.
+    ("cv --corpus {s} --out {t}/corrupt-model/onnx", "--out {t}/corrupt-model/onnx: lies inside {t}/corrupt-model, a model folder"),
+    # Through a link, where the link leads.
+    ("tag {t}/in.txt --model {m} --output {t}/link-into-model.jsonl", "--output {t}/link-into-model.jsonl: lies inside {t}/corrupt-model, a model folder"),
     # A place that cannot be written is refused before the work, not after it.
-    ("tag {t}/in.txt --model {m} --output /proc/adelabel.jsonl", "--output /proc/adelabel.jsonl: cannot write in /proc"),
-    ("evaluate --model {m} --data {d} --report /proc/adelabel-report", "--report /proc/adelabel-report: cannot write in /proc"),
+    ("tag {t}/in.txt --model {m} --output /sys/adelabel.jsonl", "--output /sys/adelabel.jsonl: cannot write in /sys"),
+    ("evaluate --model {m} --data {d} --report /sys/adelabel-report", "--report /sys/adelabel-report: cannot write in /sys"),
     ("evaluate --model {m} --data {d} --report {t}/noted-report", "--report {t}/noted-report: holds notes.txt, which adelabel did not write there"),
     ("tune --data {d} --out {t}/best.toml --storage sqlite:///{t}/s.db --report {t}/noted-tune",
      "--report {t}/noted-tune: holds notes.txt, which adelabel did not write there"),
@@ -453,6 +458,13 @@ def test_a_config_printed_is_a_config_train_takes(tmp_path, capsys):
     writer.start()
     assert resolve(None, tmp_path / "pipe") == resolve("gru", overrides=["model.layers=2"])
     writer.join()
+    # train resolves its config twice (to check --encoder against the arch): the pipe is read once (a
+    # second read would wait for a writer that never comes).
+    again: list = []
+    reader = threading.Thread(target=lambda: again.append(resolve(None, tmp_path / "pipe")), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert again == [resolve("gru", overrides=["model.layers=2"])]
 
 
 def test_a_model_folder_is_a_config_train_takes(tmp_path, capsys, tiny_model_dir):

@@ -554,6 +554,20 @@ def test_a_reader_that_stops_early_ends_tag_quietly(tiny_model_dir, tmp_path):
     assert proc.wait(timeout=120) == 141 and err == b"", err
 
 
+@pytest.mark.processes
+def test_an_output_named_by_a_descriptor_is_written_in_place(tiny_model_dir, tmp_path):
+    """`--output /dev/stdout` (or /dev/fd/1) is the descriptor the shell opened: no folder to check or
+    probe, nothing to rename."""
+    src = tmp_path / "in.txt"
+    src.write_text("Rash after naproxen.\n", encoding="utf-8")
+    for output in ("/dev/stdout", "/dev/fd/1"):
+        done = subprocess.run([sys.executable, "-m", "adelabel", "tag", str(src), "--model", str(tiny_model_dir),
+                               "--output", output, "-q"], capture_output=True, cwd=ROOT, timeout=120,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0 and done.stderr == b"", done.stderr
+        assert json.loads(done.stdout)["text"] == "Rash after naproxen."
+
+
 def test_under_torchrun_rank_0_says_what_every_rank_meets_and_other_ranks_their_own(capsys, monkeypatch, tmp_path,
                                                                                     sample_data):
     from adelabel import distributed
