@@ -78,7 +78,7 @@ def _text_header(path: Path) -> tuple[int, int] | None:
     return None
 
 
-def _read_text(path: Path, header: tuple[int, int] | None) -> tuple[list[str], np.ndarray, int]:
+def _read_text(path: Path, header: tuple[int, int] | None, quiet: bool = True) -> tuple[list[str], np.ndarray, int]:
     """A text vectors file's words, their vectors and how many words it gave twice (the first is
     kept), in one pass; the first line that is not a word and ``dim`` numbers is an error naming it.
 
@@ -100,8 +100,19 @@ def _read_text(path: Path, header: tuple[int, int] | None) -> tuple[list[str], n
                                "machine's memory holds; correct the count", 1) from None
     duplicates = lines = 0
     blank = None
-    with _open(path) as fh:
+    # A multi-gigabyte file takes minutes: its bytes read, in steps, against its size (a compressed
+    # one's lines against its header's count, where it has one).
+    packed = path.name.endswith((".gz", ".bz2"))
+    total, unit = (header[0] if header else None, "vector") if packed else (path.stat().st_size, "B")
+    from adelabel.progress import Progress
+
+    with _open(path) as fh, Progress(total, f"reading {path.name}", unit, quiet=quiet, scale=True) as bar:
+        step = 0
         for number, raw in enumerate(fh, start=1):
+            step += 1 if packed else len(raw)
+            if number % 4096 == 0:
+                bar.update(step)
+                step = 0
             if header and number == 1:
                 continue
             fields = _fields(raw)
@@ -134,6 +145,7 @@ def _read_text(path: Path, header: tuple[int, int] | None) -> tuple[list[str], n
             else:
                 rows.append(row)
             words.append(word)
+        bar.update(step)
     if blank and not header:
         raise InputError(path, "a blank line, which a file without a 'count dim' header cannot end in", blank)
     if header and lines != header[0]:
@@ -154,10 +166,11 @@ def _number(value: bytes) -> bool:
     return True
 
 
-def read_pretrained(path: str | Path) -> Pretrained:
+def read_pretrained(path: str | Path, quiet: bool = True) -> Pretrained:
     """A word2vec binary (``.bin``) or text file (with its ``count dim`` header, or without one as GloVe
     writes them), checked: a line that is not a word and its numbers, a header that undercounts its
-    lines, or NaN is an error naming the file (and the line, in a text file)."""
+    lines, or NaN is an error naming the file (and the line, in a text file). ``quiet``: no progress
+    of reading a text file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "vectors file not found")
@@ -167,7 +180,7 @@ def read_pretrained(path: str | Path) -> Pretrained:
     if binary:
         kv, duplicates = _read_binary(path)
     else:
-        words, matrix, duplicates = _read_text(path, _text_header(path))
+        words, matrix, duplicates = _read_text(path, _text_header(path), quiet)
         kv = make_keyed_vectors(words, matrix, copy=False)
     bad = np.flatnonzero(~np.isfinite(kv.vectors).all(axis=1))
     if len(bad):  # a model reading one would tag nothing but NaN

@@ -148,7 +148,7 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = DEFAULT_SEED, label
     data.
     Everything is written into a temporary folder beside ``out`` that replaces it when complete, so a
     killed run leaves the old data folder or none, never new splits beside an old manifest."""
-    pretrained = read_pretrained(vectors) if vectors else None  # a bad file is refused before any work
+    pretrained = read_pretrained(vectors, quiet=not progress) if vectors else None  # a bad file is refused before any work
     encoder = None
     if encoder_vectors:  # loaded before any work, so a bad one is refused first
         from adelabel.encoder_vectors import Encoder

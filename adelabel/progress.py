@@ -8,6 +8,7 @@ adelabel prints around it stay readable.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -17,6 +18,7 @@ class Progress:
                  scale: bool = False, initial: int = 0) -> None:
         """``initial``: work done before (a resumed run's), counted as done but not in the rate."""
         self.total, self.what, self.unit, self.done, self.initial = total, what, unit, initial, initial
+        self.scale = scale
         self.quiet, self.started, self.next_line = quiet, time.perf_counter(), 0.1
         self._pass_done()  # a resumed run's first line at the first tenth past what was done before
         self.bar = None
@@ -36,7 +38,11 @@ class Progress:
             rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
             left = (self.total - self.done) / rate if rate > 0 else 0.0
             pace = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a word2vec epoch takes seconds: not "0/s"
-            print(f"{self.what}: {self.done / self.total:.0%} ({pace} {self.unit}/s, {duration(left)} left)",
+            speed = f"{pace} {self.unit}/s"
+            if self.scale and rate >= 1000:  # bytes: 95.1 MB/s, not 95,074,996 B/s
+                power = min(int(math.log10(rate) // 3), 4)
+                speed = f"{rate / 1000 ** power:.1f} {' kMGT'[power]}{self.unit}/s"
+            print(f"{self.what}: {self.done / self.total:.0%} ({speed}, {duration(left)} left)",
                   file=sys.stderr, flush=True)
 
     def _pass_done(self) -> None:

@@ -396,3 +396,20 @@ def test_prepare_with_a_text_vectors_file_keeps_its_first_entries_and_the_corpus
     assert kept["pancreatitis"] == pytest.approx(rows["pancreatitis"])
     assert kept["ciprofloxacin"] == pytest.approx(rows["ciprofloxacin"])
     assert any("3 of its 4 entries kept; 1 left out" in line for line in said), said
+
+
+def test_reading_a_text_vectors_file_shows_its_progress_in_bytes(tmp_path, capsys, monkeypatch):
+    from adelabel import progress
+    from adelabel.embeddings import read_pretrained
+
+    (tmp_path / "v.txt").write_text("2 2\nrash 0.1 0.2\nfever 0.3 0.4\n", encoding="utf-8")
+    clock = iter([0.0, 0.5])  # the bar starts at 0 s; the file is read by 0.5 s
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock, 0.5))
+    read_pretrained(tmp_path / "v.txt", quiet=False)
+    size = (tmp_path / "v.txt").stat().st_size
+    assert capsys.readouterr().err == f"reading v.txt: 100% ({2 * size} B/s, 0 s left)\n"
+    bar = progress.Progress(10**9, "reading", "B", scale=True)
+    clock = iter([1.0])
+    bar.started = 0.0
+    bar.update(2 * 10**8)  # 200 MB in its first second
+    assert capsys.readouterr().err == "reading: 20% (200.0 MB/s, 4 s left)\n"
