@@ -4,7 +4,6 @@ loads and runs anywhere; only a recurrent tagger tagging in bf16 on a CPU holds 
 in bf16 (:func:`lower_recurrent`)."""
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import ContextManager
 
 import torch
@@ -29,9 +28,11 @@ def check_precision(precision: str, device: torch.device, name: str = "precision
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
-    """Where the forward pass (and loss) run: autocast to the precision's dtype, or nothing for fp32."""
+    """Where the forward pass (and loss) run: autocast to the precision's dtype, or for fp32 autocast
+    off, so that a caller's own ``torch.autocast`` around a call does not change an fp32 model's
+    results (a precision is fixed when a model is loaded)."""
     if precision == "fp32":
-        return nullcontext()
+        return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=_DTYPES[precision])
 
 

@@ -7,7 +7,6 @@ import itertools
 import numbers
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import ContextManager, TypeVar, overload
 
@@ -26,7 +25,7 @@ __all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analy
 
 T = TypeVar("T")
 
-_DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
+_DEVICE = re.compile(r"auto|cpu(?::\d+)?|cuda(?::\d+)?")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -38,6 +37,8 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
         raise OptionError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}", "device")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cpu"):  # torch's "cpu:0": one CPU device whatever the index
+        return torch.device("cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise OptionError(f"device {device}: torch sees no CUDA device on this machine", "device")
@@ -65,8 +66,9 @@ def check_backend(backend: str) -> str:
 
 
 def _folders(method: str, path) -> list[str | Path]:
-    """The model folders ``path`` names: one str or Path, or a list or tuple of them (an ensemble)."""
-    paths = [path] if isinstance(path, (str, Path)) else list(path) if isinstance(path, (list, tuple)) else None
+    """The model folders ``path`` names: one str or Path, or a sequence of them (an ensemble)."""
+    paths = [path] if isinstance(path, (str, Path)) else \
+        list(path) if isinstance(path, Sequence) and not isinstance(path, (bytes, bytearray)) else None
     if paths is None or not all(isinstance(p, (str, Path)) for p in paths):
         wrong = path if paths is None else next(p for p in paths if not isinstance(p, (str, Path)))
         raise ArgumentTypeError(f"{method}: a model folder is a str or Path, not a {type(wrong).__name__}")
@@ -221,7 +223,8 @@ class Tagger(_Loaded):
 
     def running(self) -> ContextManager:
         """The context this tagger's forward passes run in at its precision."""
-        return nullcontext() if self._lowered else autocast(self.device, self.precision)
+        # Lowered bf16 layers run as cast, with autocast off as for fp32 (a caller's own would change them).
+        return autocast(self.device, "fp32" if self._lowered else self.precision)
 
     def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
         with self.running():
@@ -247,7 +250,7 @@ def checked_stream(method: str, one: str, texts: Iterable[str], batch_size: int,
     except TypeError:
         raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}") from None
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}")
+        raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}", "batch_size")
     return _chunks(method, texts, int(batch_size), process)
 
 

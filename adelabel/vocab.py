@@ -101,6 +101,10 @@ class Vocabs:
             chars.append(known[1])
         return words, chars
 
+    def __getstate__(self) -> dict:
+        # A copy sent to a worker (pickled) need not carry up to CACHED_SPELLINGS spellings looked up here.
+        return {**self.__dict__, "_seen": {}}
+
     def to_json(self) -> dict:
         return {"words": self.words.items, "chars": self.chars.items}
 

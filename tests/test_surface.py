@@ -101,3 +101,26 @@ def test_the_python_api_is_typed_and_listed(tiny_model_dir):
     assert tagger.precision == "fp32"
     with pytest.raises(AttributeError, match="has no attribute 'Tager'"):
         adelabel.Tager
+
+
+def test_a_loaded_tagger_answers_alike_however_it_is_called(tiny_model_dir):
+    """A caller's own autocast changes no fp32 result; torch's "cpu:0" and any sequence of folders are
+    taken; a pickled copy (a worker's) carries the model, not the spellings looked up so far."""
+    import collections
+    import pickle
+
+    from adelabel import Tagger
+    from adelabel.errors import OptionError
+
+    text = "Severe rash and fever after lamotrigine. Nausea followed naproxen."
+    tagger = Tagger.load(tiny_model_dir, device="cpu")
+    plain = tagger.analyze(text).to_dict()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert tagger.analyze(text).to_dict() == plain
+    assert Tagger.load(collections.UserList([tiny_model_dir]), device=torch.device("cpu", 0)).analyze(text).to_dict() \
+        == plain
+    assert tagger.vocabs._seen and not pickle.loads(pickle.dumps(tagger)).vocabs._seen
+    assert pickle.loads(pickle.dumps(tagger)).analyze(text).to_dict() == plain
+    with pytest.raises(OptionError) as caught:
+        list(tagger.pipe([text], batch_size=0))
+    assert caught.value.as_option().startswith("--batch-size: ")
