@@ -15,7 +15,7 @@ import typer
 
 from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_EPOCHS, MAX_SEED, MAX_SIZE, Train
 from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
-from adelabel.errors import AdelabelError, OptionError
+from adelabel.errors import AdelabelError, InputError, OptionError
 
 # Plain help (click's), not rich's boxes: a box crops what does not fit its column, at 80 columns a
 # file format's spelling or an install hint.
@@ -344,6 +344,8 @@ def _corpus_format(corpus: Path, format: str) -> str:
     if format not in formats:
         raise OptionError(f"--format: expected {', '.join(formats[:-1])} or {formats[-1]}, got {format!r}")
     if format == "auto":
+        if not corpus.exists() and corpus.suffix:  # a file's name (triage.tsv), not the ADE corpus's folder
+            raise InputError(corpus, "file not found")
         if corpus.is_file():
             format = "conll" if corpus.suffix.lower() in CONLL_SUFFIXES else "labelled"
         elif corpus.is_dir() and not (corpus / "DRUG-AE.rel").exists() and any(corpus.glob("*.ann")):

@@ -108,6 +108,9 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
     if not sentences:
         first = f"; the first line skipped: {report.problems[0]}" if report.problems else ""
         raise AdelabelError(f"{corpus}: no sentences read{first}")
+    if format == "labelled" and len({s.label for s in sentences}) < 2:  # nothing a classifier could learn
+        raise AdelabelError(f"{corpus}: every text has the label {sentences[0].label!r}; a classifier needs at "
+                            "least two classes")
     for line in report.summary():
         log(line)
     if warn is not None and report.problems:

@@ -24,6 +24,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "in.txt").write_text("Rash after naproxen.\n", encoding="utf-8")
     (t / "bad.txt").write_bytes(b"fine\n\xff\xfe\n")
     (t / "empty.txt").write_bytes(b"")
+    (t / "oneclass.tsv").write_text("a\tRash after naproxen.\na\tFever on day 3.\na\tNo event here.\n")
     (t / "afile").write_text("x")
     (t / "nolabel.tsv").write_text("A\tfine\n\tno label\n", encoding="utf-8")
     (t / "notext.tsv").write_text("A\t \n", encoding="utf-8")
@@ -101,6 +102,8 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
 CASES = [
     # prepare
     ("prepare --corpus {t}/nowhere --out {t}/o", "{t}/nowhere: corpus folder not found"),
+    ("prepare --corpus {t}/triage.tsv --out {t}/o", "{t}/triage.tsv: file not found"),
+    ("prepare --corpus {t}/oneclass.tsv --out {t}/o", "{t}/oneclass.tsv: every text has the label 'a'; a classifier needs at least two classes"),
     ("prepare --corpus {t}/afile --out {t}/o", "{t}/afile: no sentences read; the first line skipped: {t}/afile:1: missing tab"),
     ("prepare --corpus {t}/afile --format ade --out {t}/o", "--corpus {t}/afile: the ADE corpus is a folder"),
     ("prepare --corpus {t}/in.txt --format labelled --strict --out {t}/o", "{t}/in.txt:1: missing tab (expected 2 tab-separated columns)"),
