@@ -233,9 +233,9 @@ READERS = {"conll": 4, "brat": 3, "labelled": 2}
 SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps", "reader")
 
 
-CORPUS_FILES = {"ade": (AE_FILE, DOSE_FILE, NEG_FILE), "brat": ("*.txt", "*.ann")}
+CORPUS_FILES = {"ade": (AE_FILE, DOSE_FILE, NEG_FILE)}
 """What a corpus folder's reader reads, by format: a README, notes or an example text beside them
-change no fold."""
+change no fold (a brat folder's: each .ann and the .txt beside it, :func:`_content_sha256`)."""
 
 
 def _differences(before: dict, now: dict, keys: list[str], prefix: str = "") -> list[str]:
@@ -257,7 +257,8 @@ def _differences(before: dict, now: dict, keys: list[str], prefix: str = "") -> 
 def _same_corpus(recorded: str | None, corpus: Path, format: str, current: str) -> bool:
     """Whether a cross-validation's recorded corpus checksum is this corpus's: absent (a run from before
     it was recorded), today's, or the one runs before today's recipe took over every .rel, .txt and .ann."""
-    return recorded in (None, current) or recorded == _content_sha256(corpus, format, ("*.rel", "*.txt", "*.ann"))
+    return recorded in (None, current) or any(recorded == _content_sha256(corpus, format, older)
+                                              for older in (("*.rel", "*.txt", "*.ann"), ("*.txt", "*.ann")))
 
 
 def _content_sha256(corpus: Path, format: str, patterns: Sequence[str] | None = None) -> str:
@@ -267,8 +268,13 @@ def _content_sha256(corpus: Path, format: str, patterns: Sequence[str] | None = 
         if corpus.is_file():
             return atomic.sha256(corpus)
         digest = hashlib.sha256()
-        patterns = patterns or CORPUS_FILES.get(format, ("*",))
-        for path in sorted({p for pattern in patterns for p in corpus.glob(pattern) if p.is_file()}):
+        if format == "brat" and patterns is None:  # a .txt without its .ann is a note the reader leaves out
+            files = {p for ann in corpus.glob("*.ann") if ann.is_file() for p in (ann, ann.with_suffix(".txt"))
+                     if p.is_file()}
+        else:
+            patterns = patterns or CORPUS_FILES.get(format, ("*",))
+            files = {p for pattern in patterns for p in corpus.glob(pattern) if p.is_file()}
+        for path in sorted(files):
             digest.update(f"{path.name}\0{atomic.sha256(path)}\n".encode())
         return digest.hexdigest()
     except OSError as err:

@@ -35,6 +35,8 @@ header h1 { font-size: 1.2em; margin: 0; } .model { color: #666; font-size: .85e
 .ade { float: right; font-size: .8em; color: #666; } .sentence[data-reports="1"] .ade { color: #d7301f; font-weight: 600; }
 mark { border-radius: 3px; padding: 0 2px; } mark::after { content: attr(data-label); font-size: .65em;
   margin-left: 3px; color: #555; vertical-align: super; }
+/* A direction override in the text (U+202E) must not turn an entity or its label around, nor run on. */
+.text, mark, mark::after, .relations li { unicode-bidi: isolate; }
 .relations { margin: .1em 0 .2em 1em; padding: 0; list-style: none; font-size: .9em; color: #444; }
 body.only-ade .sentence[data-reports="0"] { display: none; }
 """

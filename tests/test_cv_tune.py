@@ -609,6 +609,19 @@ def test_the_corpus_checksum_covers_what_the_reader_reads_only(tmp_path):
     with (corpus / "DRUG-AE.rel").open("a") as fh:
         fh.write("\n")
     assert cv._content_sha256(corpus, "ade") != before
+    # A brat folder: each .ann and the .txt beside it; a .txt without one is a note the reader leaves out.
+    brat = tmp_path / "brat"
+    brat.mkdir()
+    (brat / "1.txt").write_text("Rash after naproxen.")
+    (brat / "1.ann").write_text("T1\tAE 0 4\tRash\n")
+    before = cv._content_sha256(brat, "brat")
+    (brat / "notes.txt").write_text("read me")
+    now = cv._content_sha256(brat, "brat")
+    assert now == before
+    # A cross-validation recorded under the recipe before, which took every .txt, is still this corpus.
+    assert cv._same_corpus(cv._content_sha256(brat, "brat", ("*.txt", "*.ann")), brat, "brat", now)
+    (brat / "1.txt").write_text("Rash after ibuprofen.")
+    assert cv._content_sha256(brat, "brat") != before
 
 
 def test_cv_names_dropped_settings_and_starts_afresh_when_no_fold_finished(capsys, tmp_path, monkeypatch):

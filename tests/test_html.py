@@ -92,6 +92,24 @@ def test_marks_keep_their_place_after_characters_a_browser_would_fold(capsys, br
     assert len(places) >= 4 and all(at == start and shown == length for at, start, shown, length in places), places
 
 
+def test_a_direction_override_in_the_text_turns_no_entity_around(capsys, browser, tmp_path):
+    """U+202E (right-to-left override) at a line's start reverses its plain text, as it says; each
+    entity, drawn from its first character to its last, still reads left to right."""
+    src, page = tmp_path / "rlo.txt", tmp_path / "rlo.html"
+    src.write_text("\u202eSevere hepatitis developed two weeks after isoniazid was started.\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "tag", src, "--format", "html", "--output", page,
+                           "--model", ROOT / "adelabel/pretrained/ade-bilstm", "--threshold", "0")
+    assert code == 0, err
+    browser.get(page.as_uri())
+    ends = browser.execute_script("""
+        return Array.from(document.querySelectorAll('mark')).map(m => {
+            const text = m.firstChild, at = i => { const r = document.createRange();
+                r.setStart(text, i); r.setEnd(text, i + 1); return r.getBoundingClientRect().left; };
+            return [at(0), at(text.length - 1)];
+        });""")
+    assert ends and all(first < last for first, last in ends), ends
+
+
 def test_other_types_never_take_the_colour_of_drug_ae_or_dose():
     from adelabel.html_view import FIXED, colour
 
