@@ -8,6 +8,7 @@ renames leaves no folder under the name, never a mix of old and new files.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -171,7 +172,7 @@ def check_writable(path: Path, option: str) -> None:
     try:  # a real write: permissions alone do not tell of a read-only disk, or of root on /sys
         # Named as a killed write of the output leaves its temporary files, so that one a kill left
         # here is swept by the next write, and is no stranger in a model folder (export's onnx/).
-        fd, probe = tempfile.mkstemp(prefix=f".{child.name}{TMP_MARK}", dir=above)
+        fd, probe = tempfile.mkstemp(prefix=f".{child.name}{TMP_MARK}{os.getpid()}-", dir=above)
     except OSError as err:
         raise AdelabelError(f"{option} {path}: cannot write in {above} ({err.strerror})") from None
     os.close(fd)
@@ -321,8 +322,9 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         return
     if target.is_symlink():
         target = Path(os.path.realpath(target))  # realpath, unlike resolve, leaves a loop for the write to name
+    _sweep_dead(target)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.absolute().parent)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}{os.getpid()}-", dir=target.absolute().parent)
     except OSError as err:
         raise AdelabelError(f"{target}: cannot write here ({err.strerror})") from None
     tmp = Path(name)
@@ -334,6 +336,23 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         replace_synced(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sweep_dead(target: Path) -> None:
+    """Remove the temporary files of ``target`` that a killed write left beside it: each names the
+    process that wrote it, and only those of processes gone are removed (another may be writing now)."""
+    if os.name != "posix":  # os.kill(pid, 0) asks whether a process lives on POSIX only (Windows ends it)
+        return
+    for stale in target.absolute().parent.glob(f".{glob.escape(target.name)}{TMP_MARK}*"):
+        pid = stale.name[len(target.name) + 1 + len(TMP_MARK):].partition("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or not stale.is_file():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except OSError:  # alive, another user's
+            pass
 
 
 def sync_file(fh: IO) -> None:

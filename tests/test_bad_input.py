@@ -745,3 +745,29 @@ def test_a_ray_cluster_lifts_the_cap_on_workers_only_for_ray(place, capsys, monk
     monkeypatch.setenv("RAY_ADDRESS", "ray://nowhere:10001")
     code, _, err = run_cli(capsys, "tag", f"{place['t']}/in.txt", "--model", place["m"], "--workers", "100000")
     assert code == 2 and "--workers 100000: more than this machine's" in err, err
+
+
+@pytest.mark.processes
+def test_a_write_sweeps_what_a_killed_write_of_the_same_file_left(tmp_path):
+    """A temporary file names the process writing it: the next write of the same file removes those of
+    processes gone (a kill -9 leaves them) and leaves a living writer's alone."""
+    import subprocess
+    import sys
+
+    from adelabel import atomic
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead_tmp = tmp_path / f".out.html.tmp-{gone.pid}-k1ll3d"
+        live_tmp = tmp_path / f".out.html.tmp-{alive.pid}-wr1t1ng"
+        other = tmp_path / f".other.html.tmp-{gone.pid}-k1ll3d"
+        for path in (dead_tmp, live_tmp, other):
+            path.write_text("partial")
+        atomic.write_text(tmp_path / "out.html", "done")
+        assert not dead_tmp.exists() and live_tmp.exists() and other.exists()
+        assert (tmp_path / "out.html").read_text() == "done"
+    finally:
+        alive.kill()
+        alive.wait()
