@@ -632,6 +632,15 @@ def test_only_a_drug_and_another_type_make_the_pair_decide():
                             embedding_dim=8, **{**PLAIN, "gate": True, "relations": True})
         assert pairs_decide(model) == decides
         assert reports(model, no_pair, 0.5) != decides
+    # A drug and its dose alone report no adverse event, where the model knows an effect type.
+    dosed = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE", "B-DOSE", "I-DOSE"]
+    for tags, expected in ((dosed, [True, False]), (["O", "B-DRUG", "I-DRUG", "B-DOSE", "I-DOSE"], [None, True])):
+        model = build_model("bilstm", tags=tags, vocab_size=len(vocabs.words), char_vocab_size=len(vocabs.chars),
+                            embedding_dim=8, **{**PLAIN, "gate": True, "relations": True})
+        for other, want in zip(("AE", "DOSE"), expected):
+            if want is not None:
+                pair = Prediction([0, 0], [1.0, 1.0], 0.9, [(0, 1, "DRUG"), (1, 2, other)], [(0, 1, 0.2)])
+                assert reports(model, pair, 0.5) == want, (tags, other)
     plain = tiny_model(vocabs)  # no gate
     assert not pairs_decide(plain)
     analysis = analyze(plain.eval(), vocabs, ["Rash after naproxen. A long sentence"], torch.device("cpu"))[0]
