@@ -22,6 +22,11 @@ from typing import IO
 
 from adelabel.errors import AdelabelError, OptionError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, and no sweeping of what a killed write left
+    fcntl = None
+
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
 GONE_MARK = ".gone-"  # a folder being deleted: swept, never put back
@@ -176,7 +181,7 @@ def check_writable(path: Path, option: str) -> None:
     except OSError as err:
         raise AdelabelError(f"{option} {path}: cannot write in {above} ({err.strerror})") from None
     os.close(fd)
-    os.unlink(probe)
+    Path(probe).unlink(missing_ok=True)
 
 
 def check_not_inside(path: Path, option: str, what: str, export: bool = False) -> None:
@@ -328,6 +333,7 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
     except OSError as err:
         raise AdelabelError(f"{target}: cannot write here ({err.strerror})") from None
     tmp = Path(name)
+    held = _hold(tmp)  # while this process writes, no other's sweep may take its temporary file
     try:
         os.chmod(fd, 0o666 & ~current_umask())
         with named_errors(target, tmp), os.fdopen(fd, mode, **encoding) as fh:
@@ -336,23 +342,42 @@ def atomic_file(target: str | Path, mode: str = "w") -> Iterator[IO]:
         replace_synced(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+        if held is not None:
+            os.close(held)
+
+
+def _hold(path: Path) -> int | None:
+    """A descriptor holding an exclusive lock on ``path`` until it is closed (the lock also ends with
+    the process, however it ends); None where there are no such locks (Windows)."""
+    if fcntl is None:
+        return None
+    held = os.open(path, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    return held
 
 
 def _sweep_dead(target: Path) -> None:
-    """Remove the temporary files of ``target`` that a killed write left beside it: each names the
-    process that wrote it, and only those of processes gone are removed (another may be writing now)."""
-    if os.name != "posix":  # os.kill(pid, 0) asks whether a process lives on POSIX only (Windows ends it)
+    """Remove the temporary files of ``target`` that a killed write left beside it: a writer holds a
+    lock on its own while it writes (:func:`_hold`), which its end releases, so a file whose lock can be
+    taken was left by a writer gone, in any process, container or host sharing the folder. Only names
+    this module makes (``.NAME.tmp-PID-XXXXXXXX``) are looked at."""
+    if fcntl is None:
         return
+    pattern = re.compile(re.escape(f".{target.name}{TMP_MARK}") + r"[0-9]{1,12}-[a-z0-9_]{8}")
     for stale in target.absolute().parent.glob(f".{glob.escape(target.name)}{TMP_MARK}*"):
-        pid = stale.name[len(target.name) + 1 + len(TMP_MARK):].partition("-")[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or not stale.is_file():
+        if not pattern.fullmatch(stale.name):
             continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            stale.unlink(missing_ok=True)
-        except OSError:  # alive, another user's
+            probe = os.open(stale, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, a link, or not ours to read
+            continue
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stale.unlink()
+        except OSError:  # held by a living writer, or not ours to remove
             pass
+        finally:
+            os.close(probe)
 
 
 def sync_file(fh: IO) -> None:

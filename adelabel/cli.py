@@ -344,8 +344,8 @@ def _corpus_format(corpus: Path, format: str) -> str:
     if format not in formats:
         raise OptionError(f"--format: expected {', '.join(formats[:-1])} or {formats[-1]}, got {format!r}")
     if format == "auto":
-        if not corpus.exists() and corpus.suffix:  # a file's name (triage.tsv), not the ADE corpus's folder
-            raise InputError(corpus, "file not found")
+        if not corpus.exists() and corpus.suffix.lower() in (*CONLL_SUFFIXES, ".tsv", ".txt", ".csv", ".tab"):
+            raise InputError(corpus, "file not found")  # a file's name (triage.tsv), not the ADE corpus's folder
         if corpus.is_file():
             format = "conll" if corpus.suffix.lower() in CONLL_SUFFIXES else "labelled"
         elif corpus.is_dir() and not (corpus / "DRUG-AE.rel").exists() and any(corpus.glob("*.ann")):

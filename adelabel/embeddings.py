@@ -102,11 +102,13 @@ def _read_text(path: Path, header: tuple[int, int] | None, quiet: bool = True) -
     blank = None
     # A multi-gigabyte file takes minutes: its bytes read, in steps, against its size (a compressed
     # one's lines against its header's count, where it has one).
-    packed = path.name.endswith((".gz", ".bz2"))
-    total, unit = (header[0] if header else None, "vector") if packed else (path.stat().st_size, "B")
+    from smart_open.compression import get_supported_extensions
+
     from adelabel.progress import Progress
 
-    with _open(path) as fh, Progress(total, f"reading {path.name}", unit, quiet=quiet, scale=True) as bar:
+    packed = Path(path.name.lower()).suffix in get_supported_extensions()  # as smart_open decides to unpack
+    total, unit = (header[0] if header else None, "vector") if packed else (path.stat().st_size, "B")
+    with _open(path) as fh, Progress(total, f"reading {path.name}", unit, quiet=quiet, scale=not packed) as bar:
         step = 0
         for number, raw in enumerate(fh, start=1):
             step += 1 if packed else len(raw)

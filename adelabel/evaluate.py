@@ -13,7 +13,7 @@ from seqeval.scheme import IOB2
 from adelabel.data import Example
 from adelabel.models.base import SequenceLabeler
 from adelabel.data import token_spans
-from adelabel.inference import Prediction, predict, reported_pairs, reports
+from adelabel.inference import Prediction, effect_types, predict, reported_pairs, reports
 from adelabel.tags import OUTSIDE
 
 
@@ -294,8 +294,8 @@ def _relations(example: Example, tags: Sequence[str]) -> set:
     return {(*pair, tags[example.tags[pair[2]]][2:]) for pair, g in zip(example.pairs, example.pair_gold) if g}
 
 
-def _predicted_relations(prediction: Prediction, every_pair: bool = False) -> set:
-    pairs = prediction.pairs if every_pair else reported_pairs(prediction.pairs)
+def _predicted_relations(prediction: Prediction, tags: Sequence[str], every_pair: bool = False) -> set:
+    pairs = prediction.pairs if every_pair else reported_pairs(prediction, effect_types(tuple(tags)))
     return {(*prediction.spans[d][:2], *prediction.spans[o][:2], prediction.spans[o][2]) for d, o, _ in pairs}
 
 
@@ -325,12 +325,12 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     open_gate = _entity_tags(predicted, kept, tags, [True] * len(kept))
     result["annotated_only"] = score([gold[k] for k in annotated], [open_gate[k] for k in annotated])
     gold_relations = [_relations(examples[i], tags) for i in kept]
-    found = [_predicted_relations(predicted[i]) for i in kept]
+    found = [_predicted_relations(predicted[i], tags) for i in kept]
     result["relations"] = relation_scores(gold_relations, [f if o else set() for f, o in zip(found, opened)])
     result["annotated_only"]["relations"] = relation_scores([gold_relations[k] for k in annotated],
                                                             [found[k] for k in annotated])
     # The rule the head replaces, on the same spans: every drug paired with every effect.
-    every = [_predicted_relations(predicted[i], every_pair=True) for i in kept]
+    every = [_predicted_relations(predicted[i], tags, every_pair=True) for i in kept]
     result["annotated_only"]["relations_every_pair"] = relation_scores([gold_relations[k] for k in annotated],
                                                                        [every[k] for k in annotated])
     rows = [kept[k] for k in annotated]
@@ -371,7 +371,7 @@ def errors(model: SequenceLabeler, sentences, examples: Sequence[Example], predi
         found = {(*chars(a, b), label) for a, b, label in pred.spans} if opened else set()
         # Gold as the scorer sees it: from the gold tags, so a boundary inside a token is widened alike.
         gold = {(*chars(a, b), label) for a, b, label in token_spans([tags[t] for t in example.tags])}
-        rel_found = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _predicted_relations(pred)} \
+        rel_found = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _predicted_relations(pred, tags)} \
             if opened else set()
         rel_gold = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _relations(example, tags)}
         if found == gold and rel_found == rel_gold:

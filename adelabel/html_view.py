@@ -98,8 +98,8 @@ class HtmlWriter:
                 pos = ent.end
             html.append(escape(text[pos:e]))
             pairs = [r for _, r in sorted(p for k in range(first, end) for p in by_drug.get(k, ()))]
-            relations = "".join(f"<li>{escape(analysis.entities[r.drug].text)} &rarr; "
-                                f"{escape(analysis.entities[r.effect].text)} <small>{escape(r.type)} {r.score:.2f}</small></li>"
+            relations = "".join(f"<li><bdi>{escape(analysis.entities[r.drug].text)}</bdi> &rarr; "
+                                f"<bdi>{escape(analysis.entities[r.effect].text)}</bdi> <small>{escape(r.type)} {r.score:.2f}</small></li>"
                                 for r in pairs)
             reports = int(sentence.reported)
             parts.append(f'<div class="sentence" data-start="{s}" data-end="{e}" data-ade="{sentence.ade}" '

@@ -78,7 +78,7 @@ def _pairs_types(tags: tuple[str, ...]) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _effects(tags: tuple[str, ...]) -> frozenset[str]:
+def effect_types(tags: tuple[str, ...]) -> frozenset[str]:
     """The types a drug's pair must reach for a sentence to report an event: all but DRUG, and not DOSE
     beside an effect type (a drug and its dose alone report no adverse event)."""
     others = {t[2:] for t in tags if t != "O"} - {"DRUG"}
@@ -98,7 +98,7 @@ def reports(model: SequenceLabeler, prediction: Prediction, threshold: float) ->
         return False
     if not pairs_decide(model):
         return True
-    effects = _effects(tuple(model.tags))
+    effects = effect_types(tuple(model.tags))
     return any(prediction.spans[o][2] in effects for _, o, _ in prediction.pairs)
 
 
@@ -261,11 +261,14 @@ def classify_texts(model, vocabs: Vocabs, texts: Sequence[str], device: torch.de
     return out
 
 
-def reported_pairs(pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-    """The pairs a sentence reports: those the head scores at least 0.5, else the best one."""
+def reported_pairs(prediction: Prediction, effects: frozenset[str] = frozenset()) -> list[tuple[int, int, float]]:
+    """The pairs a sentence reports: those the head scores at least 0.5, else the best one, a drug and
+    an effect where there is one (``effects``: :func:`effect_types`), since that pair reported it."""
+    pairs = prediction.pairs
     chosen = [p for p in pairs if p[2] >= RELATION_THRESHOLD]
     if not chosen and pairs:
-        chosen = [max(pairs, key=lambda p: p[2])]
+        effect = [p for p in pairs if prediction.spans[p[1]][2] in effects]
+        chosen = [max(effect or pairs, key=lambda p: p[2])]
     return chosen
 
 
@@ -361,6 +364,7 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
     examples = [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for _, (a, b) in ps]
     predictions = iter(predict(model, examples, batch_size, device, threshold))
     examples_iter = iter(examples)
+    effects = effect_types(tuple(model.tags))
     out = []
     for text, sents, ps in zip(texts, sentences, parts):
         result = Analysis(text)
@@ -373,7 +377,7 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
             for (a, b, label), score in zip(pred.spans, pred.span_scores):
                 start, end = offset + example.tokens[a][0], offset + example.tokens[b - 1][1]
                 result.entities.append(Entity(start, end, label, text[start:end], round(score, 4)))
-            for d, o, p in reported_pairs(pred.pairs):
+            for d, o, p in reported_pairs(pred, effects):
                 kind = f"DRUG-{pred.spans[o][2]}"
                 result.relations.append(Relation(first + d, first + o, kind, round(p, 4)))
         result.sentences = [SentenceScore(s, e, round(p, 4), r) for (s, e), p, r in zip(sents, ade, reported)]

@@ -39,8 +39,10 @@ class Progress:
             left = (self.total - self.done) / rate if rate > 0 else 0.0
             pace = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a word2vec epoch takes seconds: not "0/s"
             speed = f"{pace} {self.unit}/s"
-            if self.scale and rate >= 1000:  # bytes: 95.1 MB/s, not 95,074,996 B/s
+            if self.scale and rate >= 999.95:  # bytes: 95.1 MB/s, not 95,074,996 B/s
                 power = min(int(math.log10(rate) // 3), 4)
+                if power < 4 and round(rate / 1000 ** power, 1) >= 1000:  # 999,960 B/s: 1.0 MB/s, not 1000.0 kB/s
+                    power += 1
                 speed = f"{rate / 1000 ** power:.1f} {' kMGT'[power]}{self.unit}/s"
             print(f"{self.what}: {self.done / self.total:.0%} ({speed}, {duration(left)} left)",
                   file=sys.stderr, flush=True)

@@ -103,6 +103,7 @@ CASES = [
     # prepare
     ("prepare --corpus {t}/nowhere --out {t}/o", "{t}/nowhere: corpus folder not found"),
     ("prepare --corpus {t}/triage.tsv --out {t}/o", "{t}/triage.tsv: file not found"),
+    ("prepare --corpus {t}/ade-v2.1 --out {t}/o", "{t}/ade-v2.1: corpus folder not found"),
     ("prepare --corpus {t}/oneclass.tsv --out {t}/o", "{t}/oneclass.tsv: every text has the label 'a'; a classifier needs at least two classes"),
     ("prepare --corpus {t}/afile --out {t}/o", "{t}/afile: no sentences read; the first line skipped: {t}/afile:1: missing tab"),
     ("prepare --corpus {t}/afile --format ade --out {t}/o", "--corpus {t}/afile: the ADE corpus is a folder"),
@@ -749,25 +750,29 @@ def test_a_ray_cluster_lifts_the_cap_on_workers_only_for_ray(place, capsys, monk
 
 @pytest.mark.processes
 def test_a_write_sweeps_what_a_killed_write_of_the_same_file_left(tmp_path):
-    """A temporary file names the process writing it: the next write of the same file removes those of
-    processes gone (a kill -9 leaves them) and leaves a living writer's alone."""
+    """A writer holds a lock on its temporary file while it writes: the next write of the same file
+    removes those whose lock is free (a kill -9 frees it) and leaves a living writer's alone, and
+    another file's, whose name only begins alike."""
     import subprocess
     import sys
 
     from adelabel import atomic
 
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead_tmp = tmp_path / ".out.html.tmp-4242-k1ll3d00"
+    live_tmp = tmp_path / ".out.html.tmp-4343-wr1t1ng0"
+    other = tmp_path / ".out.html.tmp-2024-05.html.tmp-4444-abcdefgh"  # another output's
+    for path in (dead_tmp, live_tmp, other):
+        path.write_text("partial")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(live_tmp)],
+                              stdout=subprocess.PIPE, text=True)
     try:
-        dead_tmp = tmp_path / f".out.html.tmp-{gone.pid}-k1ll3d"
-        live_tmp = tmp_path / f".out.html.tmp-{alive.pid}-wr1t1ng"
-        other = tmp_path / f".other.html.tmp-{gone.pid}-k1ll3d"
-        for path in (dead_tmp, live_tmp, other):
-            path.write_text("partial")
+        assert holder.stdout.readline().strip() == "held"
         atomic.write_text(tmp_path / "out.html", "done")
         assert not dead_tmp.exists() and live_tmp.exists() and other.exists()
         assert (tmp_path / "out.html").read_text() == "done"
     finally:
-        alive.kill()
-        alive.wait()
+        holder.kill()
+        holder.wait()
+    atomic.write_text(tmp_path / "out.html", "again")  # the writer gone, its file goes too
+    assert not live_tmp.exists() and other.exists()

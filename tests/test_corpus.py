@@ -413,3 +413,8 @@ def test_reading_a_text_vectors_file_shows_its_progress_in_bytes(tmp_path, capsy
     bar.started = 0.0
     bar.update(2 * 10**8)  # 200 MB in its first second
     assert capsys.readouterr().err == "reading: 20% (200.0 MB/s, 4 s left)\n"
+    bar = progress.Progress(9_999_600, "reading", "B", scale=True)
+    clock = iter([1.0])
+    bar.started = 0.0
+    bar.update(999_960)  # rounds up to the next unit, not to "1000.0 kB/s"
+    assert capsys.readouterr().err == "reading: 10% (1.0 MB/s, 9 s left)\n"

@@ -641,6 +641,12 @@ def test_only_a_drug_and_another_type_make_the_pair_decide():
             if want is not None:
                 pair = Prediction([0, 0], [1.0, 1.0], 0.9, [(0, 1, "DRUG"), (1, 2, other)], [(0, 1, 0.2)])
                 assert reports(model, pair, 0.5) == want, (tags, other)
+    # The pair a reported sentence carries, when none reaches 0.5, is the drug and effect that reported it.
+    from adelabel.inference import effect_types, reported_pairs
+
+    both = Prediction([0] * 3, [1.0] * 3, 0.9, [(0, 1, "DRUG"), (1, 2, "AE"), (2, 3, "DOSE")], [(0, 1, 0.2), (0, 2, 0.4)])
+    assert reported_pairs(both, effect_types(tuple(dosed))) == [(0, 1, 0.2)]
+    assert reported_pairs(both._replace(pairs=[(0, 2, 0.4)]), effect_types(tuple(dosed))) == [(0, 2, 0.4)]
     plain = tiny_model(vocabs)  # no gate
     assert not pairs_decide(plain)
     analysis = analyze(plain.eval(), vocabs, ["Rash after naproxen. A long sentence"], torch.device("cpu"))[0]

@@ -537,9 +537,9 @@ def test_html_and_conll_give_each_sentence_its_own_entities_and_pairs():
     page.write(analysis, {})
     page.close()
     first, second = out.getvalue().split('<div class="sentence"')[1:]
-    assert re.findall(r'data-label="(\w+)"', first) == ["DRUG", "AE"] and "Aspirin &rarr; rash" in first
+    assert re.findall(r'data-label="(\w+)"', first) == ["DRUG", "AE"] and "<bdi>Aspirin</bdi> &rarr; <bdi>rash</bdi>" in first
     assert re.findall(r'data-label="(\w+)"', second) == ["DRUG", "AE", "AE"]
-    assert re.findall(r"<li>(\w+) &rarr; (\w+)", second) == [("Lithium", "acne"), ("Lithium", "tremor")]  # as given
+    assert re.findall(r"<li><bdi>(\w+)</bdi> &rarr; <bdi>(\w+)</bdi>", second) == [("Lithium", "acne"), ("Lithium", "tremor")]  # as given
     out = io.StringIO()
     write_conll(out, analysis, {})
     tags = [line.split("\t")[1] for line in out.getvalue().splitlines() if "\t" in line]
