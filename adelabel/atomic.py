@@ -116,7 +116,8 @@ def foreign(folder: Path, kind: Kind | None = None) -> str | None:
 def _leftover(name: str, listed: set[str]) -> bool:
     """Whether ``name`` is what a killed write of one of the ``listed`` entries left beside it (an
     export's ``.onnx.tmp-...``): adelabel's own, swept by the next such write."""
-    match = re.fullmatch(r"\.(.+?)(?:\.tmp-|\.old-|\.gone-).*", name, re.DOTALL)
+    marks = "|".join(map(re.escape, (TMP_MARK, OLD_MARK, GONE_MARK)))
+    match = re.fullmatch(rf"\.(.+?)(?:{marks}).*", name, re.DOTALL)
     return match is not None and match.group(1) in listed
 
 

@@ -65,13 +65,10 @@ def start(w: World, device: torch.device) -> torch.device:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         except ValueError as err:  # RANK and WORLD_SIZE set by hand (or by a job), without torchrun's others
             raise AdelabelError(f"WORLD_SIZE {w.size}, RANK {w.rank}: cannot join the other processes "
-                                f"({_one_line(str(err))}); start several with torchrun, or unset WORLD_SIZE "
+                                f"({err}); start several with torchrun, or unset WORLD_SIZE "
                                 "and RANK to train in one process") from None
     return device
 
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 class Loss(torch.nn.Module):

@@ -78,8 +78,9 @@ def _text_header(path: Path) -> tuple[int, int] | None:
     return None
 
 
-def _read_text(path: Path, header: tuple[int, int] | None, quiet: bool = True) -> tuple[list[str], np.ndarray, int]:
-    """A text vectors file's words, their vectors and how many words it gave twice (the first is
+def _read_text(path: Path, header: tuple[int, int] | None,
+               quiet: bool = True) -> tuple[list[str], dict[str, int], np.ndarray, int]:
+    """A text vectors file's words, each word's row, their vectors and how many words it gave twice (the first is
     kept), in one pass; the first line that is not a word and ``dim`` numbers is an error naming it.
 
     Our own reader rather than gensim's: gensim reads a line one number short without a word (numpy
@@ -157,7 +158,7 @@ def _read_text(path: Path, header: tuple[int, int] | None, quiet: bool = True) -
         matrix = np.stack(rows) if rows else np.zeros((0, dim or 0), dtype=np.float32)
     elif len(words) < len(matrix):  # words given twice: the rows kept, in a matrix of their own
         matrix = matrix[:len(words)].copy()
-    return words, matrix, duplicates
+    return words, index, matrix, duplicates
 
 
 def _number(value: bytes) -> bool:
@@ -182,8 +183,8 @@ def read_pretrained(path: str | Path, quiet: bool = True) -> Pretrained:
     if binary:
         kv, duplicates = _read_binary(path)
     else:
-        words, matrix, duplicates = _read_text(path, _text_header(path), quiet)
-        kv = make_keyed_vectors(words, matrix, copy=False)
+        words, index, matrix, duplicates = _read_text(path, _text_header(path), quiet)
+        kv = make_keyed_vectors(words, matrix, index)
     bad = np.flatnonzero(~np.isfinite(kv.vectors).all(axis=1))
     if len(bad):  # a model reading one would tag nothing but NaN
         raise InputError(path, f"the vector of {kv.index_to_key[bad[0]]!r} (and {len(bad) - 1:,} more) holds NaN "
@@ -233,18 +234,17 @@ def select_vectors(kv, keep: Iterable[str] = (), max_words: int | None = None):
     return make_keyed_vectors(words, kv.vectors[rows]), merged
 
 
-def make_keyed_vectors(words: Sequence[str], vectors: np.ndarray, copy: bool = True):
-    """gensim ``KeyedVectors`` of ``words`` (each once) and their rows; ``copy=False`` takes ``vectors``
-    as they are (float32, one row a word), where a copy of a large file's matrix would double it."""
+def make_keyed_vectors(words: Sequence[str], vectors: np.ndarray, index: dict[str, int] | None = None):
+    """gensim ``KeyedVectors`` of ``words`` (each once) and their rows. With ``index`` (each word's
+    row, as a reader built it) ``words``, ``index`` and ``vectors`` (float32) are taken as they are,
+    where a copy of a large file's matrix would double it."""
     from gensim.models import KeyedVectors
 
     kv = KeyedVectors(vector_size=vectors.shape[1])
-    if copy:
+    if index is None:
         kv.add_vectors(list(words), np.asarray(vectors, dtype=np.float32))
     else:
-        kv.index_to_key = list(words)
-        kv.key_to_index = {w: i for i, w in enumerate(kv.index_to_key)}
-        kv.vectors = vectors
+        kv.index_to_key, kv.key_to_index, kv.vectors = list(words), index, vectors
     return kv
 
 
