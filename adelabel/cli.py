@@ -680,10 +680,10 @@ def export(
 
 @app.command()
 def tag(
-    file: Annotated[str, typer.Argument(metavar="FILE", help="Text file, one text per line (a line may hold several sentences), or JSONL records with --input-format jsonl; - for stdin.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Text file, one text per line (a line may hold several sentences), JSONL records with --input-format jsonl, or hard-wrapped text with --input-format paragraphs; - for stdin.")],
     model: Annotated[Optional[list[Path]], typer.Option(show_default=False, help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package): a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = None,
     format: Annotated[str, typer.Option(help="jsonl, conll, brat (a folder of .txt/.ann pairs, one per input line, given by --output), or html (one self-contained page to read in a browser).")] = "jsonl",
-    input_format: Annotated[str, typer.Option(help="text (one text per line) or jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record).")] = "text",
+    input_format: Annotated[str, typer.Option(help="text (one text per line), jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record) or paragraphs (each run of lines up to a blank line one text, its line breaks kept, with its first line's number as \"line\": hard-wrapped narratives and abstracts).")] = "text",
     workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
     ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes jsonl as without it.")] = False,

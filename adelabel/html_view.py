@@ -67,8 +67,9 @@ def colour(label: str, order: dict[str, int]) -> str:
 class HtmlWriter:
     """Writes the page's head, then one section per tagged line, then the filter's script."""
 
-    def __init__(self, out: IO[str], meta: dict) -> None:
-        self.out, self.number, self.colours = out, 0, {}
+    def __init__(self, out: IO[str], meta: dict, unit: str = "line") -> None:
+        # ``unit``: what one record of the input is, "line" or "paragraph", as each section is headed.
+        self.out, self.number, self.colours, self.unit = out, 0, {}, unit
         out.write(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>adelabel</title>'
                   f"<style>{_STYLE}</style></head>\n<body>\n<header><h1>adelabel</h1>"
                   f'<p class="model">{escape(json.dumps(meta))}</p>'
@@ -85,7 +86,7 @@ class HtmlWriter:
         by_drug: dict[int, list] = {}
         for number, r in enumerate(analysis.relations):
             by_drug.setdefault(r.drug, []).append((number, r))
-        parts = [f'<section class="line" data-line="{self.number}"><div class="line-number">line {self.number} {head}</div>']
+        parts = [f'<section class="line" data-line="{self.number}"><div class="line-number">{self.unit} {self.number} {head}</div>']
         for sentence in analysis.sentences:
             s, e = sentence.start, sentence.end
             first, end = bisect_left(starts, s), bisect_left(starts, e)

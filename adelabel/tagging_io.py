@@ -40,6 +40,27 @@ def read_records(source: str, warn: Callable[[str], None] | None = None) -> Iter
         yield parse_record(name, number, line)
 
 
+def read_paragraphs(source: str, warn: Callable[[str], None] | None = None) -> Iterator[tuple[str, dict]]:
+    """``--input-format paragraphs``: each run of non-blank lines one text, its lines joined by line
+    feeds (a narrative or abstract hard-wrapped to a width, whose sentences cross line ends), with the
+    number of its first line as the record's ``line``. Blank lines, or lines of white space only, end
+    a paragraph and are no text of their own."""
+    lines: list[str] = []
+    first = 0
+    for number, line in read_lines(source, streams=True, warn=warn):
+        if line.strip():
+            first = first if lines else number
+            lines.append(line)
+        elif lines:
+            yield "\n".join(lines), {"line": first}
+            lines = []
+    if lines:
+        yield "\n".join(lines), {"line": first}
+
+
+INPUT_FORMATS = ("text", "jsonl", "paragraphs")
+
+
 # Python's json reads NaN, Infinity and 1e400 (as inf), which JSON has not: echoed into an output
 # record they would make it invalid JSON for every strict reader.
 def _not_a_number(name: str):
@@ -112,8 +133,11 @@ def model_kind(models: Sequence[str | Path]) -> str:
 def check_input_options(input_format: str, workers: int, cluster: bool = False) -> None:
     """``--input-format`` and ``--workers``, as every way of tagging takes them; ``cluster``: the
     workers are Ray's, on a cluster RAY_ADDRESS may name, not processes of this machine."""
-    if input_format not in ("text", "jsonl"):
-        raise OptionError(f"--input-format: expected text or jsonl, got {input_format!r}")
+    if input_format not in INPUT_FORMATS:
+        raise OptionError(f"--input-format: expected text, jsonl or paragraphs, got {input_format!r}")
+    if cluster and input_format == "paragraphs":
+        raise OptionError("--input-format paragraphs: --ray reads one text per line; tag paragraphs without "
+                          "--ray, or write them as JSONL records (--input-format jsonl)")
     if not isinstance(workers, int) or workers < 1:
         raise OptionError(f"--workers: expected a whole number of at least 1, got {workers!r}")
     # On this machine (not a Ray cluster RAY_ADDRESS names), a process more than its cores only slows the
@@ -273,8 +297,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         process = tagger.analyze_pipe
     meta = provenance(tagger, models[0] if len(models) == 1 else models)
     warn = lambda message: print(f"adelabel: warning: {message}", file=sys.stderr, flush=True)  # noqa: E731
-    records = read_records(source, warn) if input_format == "jsonl" else \
-        ((line, {}) for _, line in read_lines(source, streams=True, warn=warn))
+    records = read_records(source, warn) if input_format == "jsonl" else read_paragraphs(source, warn) \
+        if input_format == "paragraphs" else ((line, {}) for _, line in read_lines(source, streams=True, warn=warn))
     fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
 
     def texts() -> Iterator[list[str]]:
@@ -299,7 +323,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             if fmt == "html":
                 from adelabel.html_view import HtmlWriter
 
-                page = HtmlWriter(out, meta)
+                page = HtmlWriter(out, meta, unit="paragraph" if input_format == "paragraphs" else "line")
                 write = page.write
             else:
                 writer = write_jsonl if fmt == "jsonl" else write_conll

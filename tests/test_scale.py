@@ -308,7 +308,7 @@ def test_an_error_naming_a_file_is_one_line_whatever_its_name(capsys, tmp_path):
 def test_tag_options_are_checked(capsys, tiny_model_dir, tmp_path):
     text = ROOT / "corpora/sample/example.txt"
     for args, message in ((["--workers", "0"], "--workers: expected a whole number of at least 1, got 0"),
-                          (["--input-format", "csv"], "--input-format: expected text or jsonl, got 'csv'"),
+                          (["--input-format", "csv"], "--input-format: expected text, jsonl or paragraphs, got 'csv'"),
                           (["--input-format", "jsonl", "--format", "brat", "--output", str(tmp_path / "b")],
                            "--format brat: a .txt/.ann pair holds no record fields")):
         code, _, err = run_cli(capsys, "tag", text, "--model", tiny_model_dir, *args)
