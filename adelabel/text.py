@@ -35,11 +35,27 @@ _TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}]+(?:[[\p{Cf}\p{DI}]--\u200b]+[^\W_\p{
 # following word is lower-case ("approx. 5 mg", "vs. placebo"). Single letters with dots ("i.v.",
 # "p.o.", "U.S.") never end one: a drug and its dose or effect split apart could not be related, where
 # two sentences run together still can.
-_SENTENCE_END = re.compile(r"""(?<=[.!?])(?P<close>["')\]”’»]*)\s+(?=[A-Z0-9(\["'“‘«])""")
-# Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis.
-_ABBREVIATIONS = re.compile(r"(?:\b(?i:vs|prof|figs?|et al|approx|cf|resp|incl|refs?)\.|\b(?:Dr|Mr|Mrs|Ms|St|No|ca)\."
+# Upper case is any script's ("Ödem", "Éosinophilie"), and a lower-case Greek letter starts a sentence
+# too: "α-interferon", "β-blockers" begin sentences of biomedical text as their names.
+_SENTENCE_END = regex.compile(r"""(?<=[.!?])(?P<close>["')\]”’»]*)\s+(?=[\p{Lu}\p{Lt}α-ω0-9(\["'“‘«])""")
+# Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis. The
+# clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12") may end a sentence now and then,
+# where two run together; splitting one at them parted a drug from its effect far more often.
+_ABBREVIATIONS = re.compile(r"(?:\b(?i:vs|prof|figs?|et al|approx|cf|resp|incl|refs?|max|min|wks?|mos?|yrs?|pts?"
+                            r"|nos?|vol|pp|vit|wt|ht|tabs?|inj)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
                             r"|(?<![\w.])(?:[^\W\d_]\.){2,})$")
 _LONGEST_ABBREVIATION = 12  # characters before a break that can hold one ("U.S.A.", "approx.") and its boundary
+# A sentence so far that is only a list item's number ("1.", "12.") is no sentence of its own.
+_ITEM_NUMBER = re.compile(r"\s*\(?\d{1,3}\.")
+# Inside brackets opened this close to a break, the break is no sentence end: "(max. ALT 900 U/L)",
+# "(see Table 2. Grade 3)". Farther back, an opener never closed (a typo, a smiley) stops holding.
+_BRACKET_REACH = 250
+_LINE_BREAK = r"(?:\r\n|\r(?!\n)|[\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029])"  # CRLF one break, not two
+# Where a text always breaks, whatever comes before: a blank line, and a line break before a list item
+# (a bullet, or a number or letter with a stop or bracket, then a space). A single line break is white
+# space, as in text hard-wrapped to a width, whose sentences cross line ends.
+_HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*{_LINE_BREAK})+"
+                            rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*•▪◦‣∙·–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)")
 _SOFT_BREAKS = frozenset(";,:")
 
 
@@ -72,16 +88,12 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
     Each span is trimmed of surrounding white space; a text of only white space has no sentences.
     """
-    spans = []
-    start = 0
-    for m in _SENTENCE_END.finditer(text):
-        # Only the few characters before the break can hold an abbreviation: searching from the
-        # text's start made splitting quadratic in a line's length.
-        if _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start()):
-            continue
-        spans.append((start, m.end("close")))
-        start = m.end()
-    spans.append((start, len(text)))
+    spans: list[tuple[int, int]] = []
+    block = 0
+    for hard in [*_HARD_BREAK.finditer(text), None]:
+        end = hard.start() if hard else len(text)
+        _split_block(text, block, end, spans)
+        block = hard.end() if hard else end
     out = []
     for s, e in spans:
         piece = text[s:e]
@@ -90,6 +102,29 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             lead = len(piece) - len(piece.lstrip())
             out.append((s + lead, s + lead + len(stripped)))
     return out
+
+
+def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    """The sentences of ``text[start:end]``, a stretch with no hard break, appended to ``spans``."""
+    opened: list[int] = []  # where the brackets still open in the sentence so far were opened
+    scanned = start
+    for m in _SENTENCE_END.finditer(text, start, end):
+        for k in range(scanned, m.end("close")):
+            if text[k] in "([":
+                opened.append(k)
+            elif text[k] in ")]" and opened:
+                opened.pop()
+        scanned = m.end("close")
+        # Only the few characters before the break can hold an abbreviation: searching from the
+        # text's start made splitting quadratic in a line's length.
+        if (_ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start())
+                or _ITEM_NUMBER.fullmatch(text, start, m.start())
+                or (opened and m.start() - opened[-1] <= _BRACKET_REACH)):
+            continue
+        spans.append((start, m.end("close")))
+        start, opened = m.end(), []
+        scanned = start
+    spans.append((start, end))
 
 
 def windows(text: str, tokens: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:

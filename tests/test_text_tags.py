@@ -114,3 +114,34 @@ def test_vocab_lookup_caches_a_bounded_number_of_spellings(monkeypatch):
     # on entries then bounds the memory too.
     blob = "QUJD" * 5_000
     assert vocabs.lookup([blob])[1] == [tuple(char_ids(vocabs.chars, blob))] and blob not in vocabs._seen
+
+
+def test_sentences_of_clinical_text_lists_and_paragraphs():
+    """Found by a user's narratives: a split inside brackets or after a clinical shorthand parted an
+    effect from its drug; a blank line or a list item never ended a sentence, so an effect ran across
+    the items of a list; a sentence beginning with a Greek letter or an accented capital ran into the
+    one before, relating a drug to the next sentence's effect."""
+    cases = {"Hepatotoxicity (max. ALT 900 U/L) occurred after isoniazid.":
+                 ["Hepatotoxicity (max. ALT 900 U/L) occurred after isoniazid."],
+             "Rash (see Table 2. Grade 3) occurred. Fever followed.":
+                 ["Rash (see Table 2. Grade 3) occurred.", "Fever followed."],
+             "Agranulocytosis (at wk. 6) in pts. 1 and 3, case no. 2 (vol. 3, pp. 12-15).":
+                 ["Agranulocytosis (at wk. 6) in pts. 1 and 3, case no. 2 (vol. 3, pp. 12-15)."],
+             "Neutropenia developed after clozapine. \u03b1-interferon induced depression.":
+                 ["Neutropenia developed after clozapine.", "\u03b1-interferon induced depression."],
+             "\u00d6dem nach Gabe. \u00c9osinophilie.": ["\u00d6dem nach Gabe.", "\u00c9osinophilie."],
+             "1. Rash after amoxicillin. 2. Fever.": ["1. Rash after amoxicillin.", "2. Fever."],
+             "Adverse events\n\nRash after amoxicillin": ["Adverse events", "Rash after amoxicillin"],
+             "Reactions\n\u2022 rash\n- angioedema\n2) fever\n(b) nausea\nDrug: lisinopril":
+                 ["Reactions", "\u2022 rash", "- angioedema", "2) fever", "(b) nausea\nDrug: lisinopril"],
+             # One line break is white space (hard-wrapped text), CRLF included; a blank line of spaces breaks.
+             "He was treated with\nAmoxicillin. Then\r\nrash. More\r\n \t\r\nNext":
+                 ["He was treated with\nAmoxicillin.", "Then\r\nrash.", "More", "Next"],
+             "a\u2028b \u2029\u2029c": ["a\u2028b", "c"]}
+    for text, expected in cases.items():
+        spans = split_sentences(text)
+        assert [text[s:e] for s, e in spans] == expected, text
+        assert all(any(s <= a and b <= e for s, e in spans) for a, b in tokenize(text)), text
+    # A bracket left open far back no longer holds sentences together.
+    text = "(" + "word " * 60 + "end. Next one. And another."
+    assert [text[s:e] for s, e in split_sentences(text)][1:] == ["Next one.", "And another."]
