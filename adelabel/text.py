@@ -29,15 +29,23 @@ _TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}]+(?:[[\p{Cf}\p{DI}]--\u200b]+[^\W_\p{
                        r"|[^\w\s\p{Cf}\p{Cc}\p{DI}]|_", regex.V1)
 
 # A sentence ends at . ! or ? (with the closing quotes and brackets after it, which belong to it) when
-# whitespace and then an upper-case letter, digit, opening bracket or quote follows. A rule rather than
+# whitespace and then an upper-case letter (of any script), a lower-case Greek letter ("α-interferon",
+# "β-blockers" begin sentences as their names), a digit, an opening bracket or quote follows. A rule rather than
 # nltk's Punkt because Punkt needs a trained model (a download) to know biomedical abbreviations, and
 # its untrained default splits after "i.v." and "e.g."; the rule also keeps a sentence intact when the
 # following word is lower-case ("approx. 5 mg", "vs. placebo"). Single letters with dots ("i.v.",
 # "p.o.", "U.S.") never end one: a drug and its dose or effect split apart could not be related, where
 # two sentences run together still can.
-# Upper case is any script's ("Ödem", "Éosinophilie"), and a lower-case Greek letter starts a sentence
-# too: "α-interferon", "β-blockers" begin sentences of biomedical text as their names.
-_SENTENCE_END = regex.compile(r"""(?<=[.!?])(?P<close>["')\]”’»]*)\s+(?=[\p{Lu}\p{Lt}α-ω0-9(\["'“‘«])""")
+# (The lookahead turns away ASCII lower case, nearly every continuation, at the speed of `re`;
+# _starts_sentence judges what it lets through.)
+_SENTENCE_END = re.compile(r"""(?<=[.!?])(?P<close>["')\]”’»]*)\s+(?=[^\sa-z])""")
+_OPENERS = frozenset("0123456789([\"'“‘«")
+
+
+def _starts_sentence(c: str) -> bool:
+    return c in _OPENERS or c.isupper() or c.istitle() or "α" <= c <= "ω"
+
+
 # Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis. The
 # clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12") may end a sentence now and then,
 # where two run together; splitting one at them parted a drug from its effect far more often.
@@ -50,10 +58,12 @@ _ITEM_NUMBER = re.compile(r"\s*\(?\d{1,3}\.")
 # Inside brackets opened this close to a break, the break is no sentence end: "(max. ALT 900 U/L)",
 # "(see Table 2. Grade 3)". Farther back, an opener never closed (a typo, a smiley) stops holding.
 _BRACKET_REACH = 250
+_BRACKET = re.compile(r"[()\[\]]")
 _LINE_BREAK = r"(?:\r\n|\r(?!\n)|[\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029])"  # CRLF one break, not two
 # Where a text always breaks, whatever comes before: a blank line, and a line break before a list item
 # (a bullet, or a number or letter with a stop or bracket, then a space). A single line break is white
 # space, as in text hard-wrapped to a width, whose sentences cross line ends.
+_ANY_LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*{_LINE_BREAK})+"
                             rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*•▪◦‣∙·–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)")
 _SOFT_BREAKS = frozenset(";,:")
@@ -90,7 +100,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     """
     spans: list[tuple[int, int]] = []
     block = 0
-    for hard in [*_HARD_BREAK.finditer(text), None]:
+    hard_breaks = list(_HARD_BREAK.finditer(text)) if _ANY_LINE_BREAK.search(text) else []
+    for hard in [*hard_breaks, None]:
         end = hard.start() if hard else len(text)
         _split_block(text, block, end, spans)
         block = hard.end() if hard else end
@@ -109,15 +120,16 @@ def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) 
     opened: list[int] = []  # where the brackets still open in the sentence so far were opened
     scanned = start
     for m in _SENTENCE_END.finditer(text, start, end):
-        for k in range(scanned, m.end("close")):
-            if text[k] in "([":
-                opened.append(k)
-            elif text[k] in ")]" and opened:
+        for b in _BRACKET.finditer(text, scanned, m.end("close")):  # few: not a loop over every character
+            if b.group() in "([":
+                opened.append(b.start())
+            elif opened:
                 opened.pop()
         scanned = m.end("close")
         # Only the few characters before the break can hold an abbreviation: searching from the
         # text's start made splitting quadratic in a line's length.
-        if (_ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start())
+        if (not _starts_sentence(text[m.end()])
+                or _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start())
                 or _ITEM_NUMBER.fullmatch(text, start, m.start())
                 or (opened and m.start() - opened[-1] <= _BRACKET_REACH)):
             continue
