@@ -44,6 +44,8 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "emptytable.toml").write_text('arch = "bilstm"\n[trian]\n')
     (t / "nan.jsonl").write_text('{"id": NaN, "text": "x"}\n', encoding="utf-8")
     (t / "twice.jsonl").write_text('{"text": "Rash.", "text": "Fever."}\n', encoding="utf-8")
+    (t / "utf16.txt").write_text("Rash after naproxen.\n", encoding="utf-16")  # with its byte-order mark
+    (t / "utf16le.txt").write_text("Rash after naproxen.\n", encoding="utf-16-le")  # without
     newer = t / "newer-model"
     shutil.copytree(tiny_model_dir, newer)
     (newer / "config.json").write_text(json.dumps({**json.loads((newer / "config.json").read_text()), "format_version": 99}))
@@ -205,6 +207,10 @@ CASES = [
     ("train --data {d} --encoder {t} --out {t}/o", "--encoder: names the pretrained encoder of --arch transformer, not of bilstm"),
     ("evaluate --model {m} --data {d} --threshold nan", "--threshold: expected a number between 0 and 1, got nan"),
     ("tag {t}/twice.jsonl --model {m} --input-format jsonl", "{t}/twice.jsonl:1: not a JSON object adelabel can read (the key 'text' appears twice)"),
+    ("tag {t}/utf16.txt --model {m}", "{t}/utf16.txt:1: is UTF-16 text (it begins with a UTF-16 byte-order mark); "
+                                       "adelabel reads UTF-8: convert it"),
+    ("tag {t}/utf16le.txt --model {m} --input-format paragraphs", "{t}/utf16le.txt:1: is UTF-16 text (a zero byte "
+                                                                   "beside every letter)"),
     ("tag {t}/nan.jsonl --model {m} --input-format jsonl", "{t}/nan.jsonl:1: not a JSON object adelabel can read (NaN is not a JSON number)"),
     ("tag {t}/in.txt --model {t}/newer-model", "{t}/newer-model/config.json: model format 99 was made by a newer adelabel"),
     ("config --set model.hidden=3", "model.hidden: unknown key (did you mean model.hidden_size?)"),

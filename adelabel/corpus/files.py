@@ -48,6 +48,8 @@ def read_lines(path: str | Path, streams: bool = False,
     with ExitStack() as stack:
         fh = sys.stdin.buffer if stdin else stack.enter_context(name.open("rb"))
         for number, raw in enumerate(fh, start=1):
+            if number == 1:
+                _refuse_utf16(name, raw)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -65,6 +67,17 @@ def read_lines(path: str | Path, streams: bool = False,
             yield number, line
     if not seen_any and regular:
         raise InputError(name, "file is empty")
+
+
+def _refuse_utf16(name: str | Path, first: bytes) -> None:
+    """UTF-16 text, as Windows tools save it: with its byte-order mark it is no UTF-8, and without one
+    its ASCII reads as valid UTF-8 with a zero byte after every letter, which would be tagged as
+    garbage without a word said."""
+    bom = first.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if bom or (len(first) >= 8 and first.count(0) * 3 >= len(first)):
+        how = "it begins with a UTF-16 byte-order mark" if bom else "a zero byte beside every letter"
+        raise InputError(name, f"is UTF-16 text ({how}); adelabel reads UTF-8: convert it, for example with "
+                               "iconv -f UTF-16 -t UTF-8", 1)
 
 
 def read_json_object(path: str | Path) -> dict:
