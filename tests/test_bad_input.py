@@ -424,7 +424,7 @@ def test_a_folder_set_aside_by_a_kill_is_put_back(tmp_path):
     (aside / "data" / "manifest.json").write_text("{}")
     atomic._sweep(tmp_path / "data")
     assert (tmp_path / "data" / "manifest.json").read_text() == "{}" and not aside.exists()
-    with pytest.raises(Exception, match="a folder adelabel did not write"):
+    with pytest.raises(AdelabelError, match="a folder adelabel did not write"):
         with atomic.atomic_dir(".", atomic.brat_folder):
             pass
 

@@ -170,11 +170,16 @@ def test_overlaps_drop_removes_both_mentions_and_their_relation(tmp_path):
 def test_overlaps_option_is_checked(capsys, tmp_path):
     from conftest import run_cli
 
-    assert run_cli(capsys, "prepare", "--overlaps", "inner", "--out", str(tmp_path / "d"))[0] == 2
+    from conftest import SAMPLE
+
+    code, _, err = run_cli(capsys, "prepare", "--corpus", SAMPLE, "--overlaps", "inner", "--out", tmp_path / "d")
+    assert code == 2 and err.strip() == "adelabel: error: --overlaps: expected outer or drop, got 'inner'", err
     conll = tmp_path / "x.conll"
     conll.write_text("Rash\tB-AE\n", encoding="utf-8")
     code, _, err = run_cli(capsys, "prepare", "--corpus", str(conll), "--overlaps", "drop", "--out", str(tmp_path / "d"))
-    assert code == 2 and "applies to the ADE corpus" in err
+    assert code == 2 and err.strip() == \
+        "adelabel: error: --overlaps drop: applies to the ADE corpus's files, not to conll data", err
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize("line, message", [

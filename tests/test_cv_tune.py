@@ -159,7 +159,13 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     assert study.trials[0].params != study.trials[1].params  # the sampler varied the searched keys
     assert study.trials[2].params not in (study.trials[0].params, study.trials[1].params)  # not drawn again
     assert all("model.hidden_size" not in t.params for t in study.trials)  # a --set key is searched no more
-    # The best config is one `train --config` takes, and retrained it scores what its trial scored.
+    # The best config holds the best trial's values of the searched keys, is one `train --config` takes,
+    # and retrained it scores what its trial scored.
+    import tomllib
+
+    best_config = tomllib.loads((tmp_path / "best.toml").read_text(encoding="utf-8"))
+    assert study.best_params and all(best_config[key.split(".")[0]][key.split(".")[1]] == value
+                                     for key, value in study.best_params.items()), (best_config, study.best_params)
     code, _, err = run_cli(capsys, "train", "--config", tmp_path / "best.toml", "--data", sample_data,
                            "--out", tmp_path / "m", "--epochs", "1", "--quiet")
     assert code == 0, err

@@ -109,11 +109,13 @@ def test_training_words_a_vectors_file_lacks_still_get_the_encoder_s_part(checkp
 def test_a_bad_encoder_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "prepare", "--corpus", SAMPLE, "--out", tmp_path / "d",
                            "--encoder-vectors", tmp_path / "nowhere")
-    assert code == 2 and "--encoder-vectors" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--encoder-vectors {tmp_path / 'nowhere'}: expected minilm or an encoder checkpoint folder" in err, err
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(capsys, "prepare", "--corpus", SAMPLE, "--out", tmp_path / "d",
                            "--encoder-vectors", tmp_path / "empty")
-    assert code == 2 and "empty" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'empty'}: cannot load a Hugging Face encoder from it" in err, err
     assert not (tmp_path / "d").exists()
 
 

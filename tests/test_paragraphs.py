@@ -91,9 +91,10 @@ def test_a_killed_paragraphs_run_resumes(capsys, monkeypatch, tmp_path, tiny_mod
     assert len(partial_path(out).read_text(encoding="utf-8").splitlines()) == 9
     code, _, err = run_cli(capsys, *tag, "--output", out, "--resume")
     assert code == 0, err
-    whole = (tmp_path / "whole.jsonl").read_text(encoding="utf-8")
-    assert out.read_text(encoding="utf-8") == whole and len(whole.splitlines()) == 21
-    assert [json.loads(line)["line"] for line in whole.splitlines()][:3] == [1, 5, 10]
+    from test_tag_resume import spans
+
+    assert spans(out) == spans(tmp_path / "whole.jsonl") and len(spans(out)) == 21
+    assert [record[0] for record in spans(out)][:3] == [1, 5, 10]
 
 
 def test_paragraphs_options_are_checked(capsys, tmp_path, tiny_model_dir):

@@ -105,7 +105,9 @@ def test_evaluate_in_bf16_scores_like_fp32(capsys, sample_model, sample_data, tm
         code, _, err = run_cli(capsys, "evaluate", "--model", sample_model, "--data", sample_data, "--device", "cpu",
                                "--precision", precision, "--json", tmp_path / f"{precision}.json")
         assert code == 0, err
-        scores[precision] = json.loads((tmp_path / f"{precision}.json").read_text())["annotated_only"]["micro"]["f1"]
+        scored = json.loads((tmp_path / f"{precision}.json").read_text())
+        assert scored["evaluated"]["precision"] == precision  # the option reached the run
+        scores[precision] = scored["annotated_only"]["micro"]["f1"]
     assert scores["fp32"] > 0.3
     assert abs(scores["bf16"] - scores["fp32"]) <= 0.05, scores
 

@@ -17,9 +17,13 @@ LINES = [f"Patient {i} developed a rash after taking carbamazepine. Fever resolv
 
 
 def spans(path: Path) -> list:
+    """Each record's text, entities, relations and sentences, the sentences' probabilities to 2 decimals
+    (a tiny model finds few entities; its probabilities still tell the records apart, and a batch made
+    up otherwise moves them in the last digits)."""
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return [(r["text"], [(e["start"], e["end"], e["label"]) for e in r["entities"]],
-             [(p["drug"], p["effect"]) for p in r["relations"]]) for r in records]
+    return [(r.get("line"), r["text"], [(e["start"], e["end"], e["label"]) for e in r["entities"]],
+             [(p["drug"], p["effect"]) for p in r["relations"]],
+             [(s["start"], s["end"], s["reported"], round(s["ade"], 2)) for s in r["sentences"]]) for r in records]
 
 
 def interrupt_after(monkeypatch, records: int) -> None:

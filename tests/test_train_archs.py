@@ -41,8 +41,8 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
     # The saved model scores exactly what the trained one scored: nothing is lost in the format.
     assert {**reloaded, "f1": reloaded["micro"]["f1"]} == metrics["test"]
     lines = (SAMPLE / "example.txt").read_text(encoding="utf-8").splitlines()
-    found = [e for line, ents in zip(lines, Tagger.load(out, threshold=0.0).pipe(lines)) for e in ents
-             if line[e.start:e.end] == e.text]
+    found = [(line, e) for line, ents in zip(lines, Tagger.load(out, threshold=0.0).pipe(lines)) for e in ents]
+    assert all(line[e.start:e.end] == e.text for line, e in found)
     # The tiny test transformer reads every word as [UNK] and cannot find anything; the others do.
     assert found or arch == "transformer"
 

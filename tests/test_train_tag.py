@@ -193,9 +193,7 @@ def test_the_python_api_analyzes_sentences_and_relations(sample_model):
     assert result.ade == max(s.ade for s in result.sentences)
     assert [e.text for e in result.entities] == [e.text for e in tagger(text)]
     assert all(text[e.start:e.end] == e.text for e in result.entities)
-    # A reported sentence with a drug and an effect carries at least its best pair.
-    if {e.label for e in result.entities} == {"DRUG", "AE"}:
-        assert result.relations and result.relations[0].type == "DRUG-AE"
+    # A reported sentence with a drug and an effect carries its pair.
     both = tagger.analyze("Clozapine-induced agranulocytosis was diagnosed in a 24-year-old man.")
     assert [(both.entities[r.drug].text, both.entities[r.effect].text) for r in both.relations] == \
         [("Clozapine", "agranulocytosis")]
@@ -261,11 +259,11 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["tag", "nofile.txt", "--model", "{model}"], "nofile.txt: file not found"),
     (["tag", "{bad}", "--model", "{model}"], "bad.txt:2: not UTF-8"),
-    (["tag", "{bad}", "--model", "{tmp}/nomodel"], "model folder not found"),
+    (["tag", "{bad}", "--model", "{tmp}/nomodel"], "{tmp}/nomodel: model folder not found"),
     (["tag", "{bad}", "--model", "{model}", "--threshold", "1.5"], "--threshold: expected a number between 0 and 1"),
     (["train", "--arch", "nosuch"], "--arch: unknown architecture 'nosuch'"),
-    (["prepare", "--corpus", "{tmp}/nocorpus"], "corpus folder not found"),
-    (["evaluate", "--model", "{model}", "--data", "{tmp}"], "prepared split not found"),
+    (["prepare", "--corpus", "{tmp}/nocorpus"], "{tmp}/nocorpus: corpus folder not found"),
+    (["evaluate", "--model", "{model}", "--data", "{tmp}"], "{tmp}/test.jsonl: prepared split not found"),
 ])
 def test_cli_errors_are_one_clear_line(sample_model, tmp_path, args, message):
     bad = tmp_path / "bad.txt"
@@ -273,7 +271,7 @@ def test_cli_errors_are_one_clear_line(sample_model, tmp_path, args, message):
     args = [a.format(model=sample_model, bad=bad, tmp=tmp_path) for a in args]
     out = run_cli(*args, cwd=tmp_path)
     assert out.returncode == 2
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert message.format(tmp=tmp_path) in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_an_ensemble_scores_at_its_smallest_members_batch_in_any_order(tiny_model_dir, sample_data, tmp_path):
