@@ -47,10 +47,10 @@ def _starts_sentence(c: str) -> bool:
 
 
 # Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis. The
-# clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12") may end a sentence now and then,
+# clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12", "Grindelia spp.") may end a sentence now and then,
 # where two run together; splitting one at them parted a drug from its effect far more often.
 _ABBREVIATIONS = re.compile(r"(?:\b(?i:vs|prof|figs?|et al|approx|cf|resp|incl|refs?|max|min|wks?|mos?|yrs?|pts?"
-                            r"|nos?|vol|pp|vit|wt|ht|tabs?|inj)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
+                            r"|nos?|vol|pp|vit|wt|ht|tabs?|inj|spp)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
                             r"|(?<![\w.])(?:[^\W\d_]\.){2,})$")
 _LONGEST_ABBREVIATION = 12  # characters before a break that can hold one ("U.S.A.", "approx.") and its boundary
 # A sentence so far that is only a list item's number ("1.", "12.") is no sentence of its own.

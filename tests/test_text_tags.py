@@ -129,6 +129,7 @@ def test_sentences_of_clinical_text_lists_and_paragraphs():
                  ["Agranulocytosis (at wk. 6) in pts. 1 and 3, case no. 2 (vol. 3, pp. 12-15)."],
              "Neutropenia developed after clozapine. \u03b1-interferon induced depression.":
                  ["Neutropenia developed after clozapine.", "\u03b1-interferon induced depression."],
+             "Dermatitis treated with Grindelia spp. (Gumweed).": ["Dermatitis treated with Grindelia spp. (Gumweed)."],
              "\u00d6dem nach Gabe. \u00c9osinophilie.": ["\u00d6dem nach Gabe.", "\u00c9osinophilie."],
              "1. Rash after amoxicillin. 2. Fever.": ["1. Rash after amoxicillin.", "2. Fever."],
              "Adverse events\n\nRash after amoxicillin": ["Adverse events", "Rash after amoxicillin"],
