@@ -72,7 +72,7 @@ def _file_path(value: str) -> Path:
     return Path(value)
 
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but results, warnings and errors.")]
 Overlaps = Annotated[str, typer.Option(help="The ADE corpus's overlapping mentions: outer (keep the outer of nested ones, "
                                             "the longer of crossing ones) or drop (remove both, with their relations: the "
                                             "published results' variant).")]
@@ -85,7 +85,7 @@ EncoderVectors = Annotated[Optional[str], typer.Option(
          "checkpoint folder (BioBERT, PubMedBERT).", show_default=False)]
 
 
-@app.command()
+@app.command(short_help="Fetch the ADE corpus v2 files, checked against pinned checksums.")
 def download(
     out: Annotated[Path, typer.Option(help="Folder to put the three corpus files in.")] = Path("corpora/ade-v2"),
     force: Annotated[bool, typer.Option(help="Download every file again, replacing what is there (a present file that is not the pinned version is otherwise refused).")] = False,
@@ -97,7 +97,7 @@ def download(
     download_corpus(out, force=force, progress=_log(quiet))
 
 
-@app.command()
+@app.command(short_help="Read a corpus, split it by document, train word vectors: a data folder.")
 def prepare(
     corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), a labelled text file, a CoNLL file or a brat folder.")] = None,
     format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), conll (a token<TAB>tag BIO file, any entity types), brat (a folder of .txt/.ann pairs, relations too), or auto: a folder is ade (brat if it holds .ann files), a .conll/.bio/.iob/.iob2 file conll, another file labelled.")] = "auto",
@@ -158,21 +158,21 @@ TASK_HELP = ("tag (entities, relations and the sentence decision) or classify (a
              "Default: the --config file's task, else tag.")
 
 
-@app.command()
+@app.command(short_help="Train a tagger or a sentence classifier on a prepared data folder.")
 def train(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults (see `adelabel config`).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults (see `adelabel config`), or a model folder to train again with its settings.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: data).", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH, or models/ARCH-classify for --task classify)", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH, or models/ARCH-classify for --task classify).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Overrides the config's seed.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs.", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): mixed precision by autocast; overrides train.precision " f"(default {Train.model_fields['precision'].default}).", show_default=False)] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
-    teacher: Annotated[Optional[list[Path]], typer.Option(help="A trained tagger (repeatable: an ensemble) whose probabilities this one learns beside the gold labels, weighted by train.distil; trained on the same data folder.", show_default=False)] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option.", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, or mixed precision by autocast: bf16 (CPU or GPU) or fp16 (GPU); overrides train.precision " f"(default {Train.model_fields['precision'].default}).", show_default=False)] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="A trained tagger (repeatable: an ensemble) whose probabilities this one learns beside the gold labels, weighted by train.distil; trained on the same data folder.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option but -q.", show_default=False)] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a tagger (or, with --task classify, a sentence classifier) on prepared data; the best epoch
@@ -267,7 +267,7 @@ def _stopped_training(out: Path) -> contextlib.AbstractContextManager[None]:
     return _stopped(said)
 
 
-@app.command()
+@app.command(short_help="Cross-validate by document: each fold prepared, trained and scored.")
 def cv(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
@@ -276,9 +276,9 @@ def cv(
     format: Annotated[str, typer.Option(help="As prepare's: ade, labelled, conll, brat, or auto (a folder is ade, or brat when it holds .ann files; a .conll/.bio/.iob/.iob2 file conll, another file labelled).")] = "auto",
     types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH); a killed run carries on from it.", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH, or cv/ARCH-classify for --task classify); a killed run carries on from it.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file overriding the architecture's defaults, or a model folder to reuse its settings.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help=f"Seed of the folds, word2vec and training; overrides the config's ({DEFAULT_SEED}).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs.", show_default=False)] = None,
     dim: Annotated[int, typer.Option(min=1, max=MAX_SIZE, help="Dimension of each fold's word2vec.")] = W2V_DIM,
@@ -286,7 +286,7 @@ def cv(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overlaps: Overlaps = "outer",
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
-    teacher: Annotated[Optional[list[Path]], typer.Option(help="A finished cv folder of the same folds (repeatable: an ensemble): each fold's tagger learns its fold's model's probabilities beside the gold labels (train.distil).", show_default=False)] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="A finished cv folder of the same folds (repeatable: an ensemble): each fold's tagger learns its fold's model's probabilities beside the gold labels (train.distil).", show_default=False)] = None,
     encoder_vectors: EncoderVectors = None,
     quiet: Quiet = False,
 ) -> None:
@@ -367,20 +367,20 @@ def _corpus_format(corpus: Path, format: str) -> str:
     return format
 
 
-@app.command()
+@app.command(short_help="Search hyperparameters with optuna; writes the best config.")
 def tune(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     trials: Annotated[int, typer.Option(min=1, help="Finished trials the study should hold (a resumed study counts those it has).")] = 20,
     sampler: Annotated[str, typer.Option(help="tpe, random or grid (a range's ends and middle).")] = "tpe",
     pruner: Annotated[str, typer.Option(help="hyperband, median or none: stop trials that trail on dev F1 after an epoch.")] = "hyperband",
-    storage: Annotated[Optional[str], typer.Option(help="The study's database, e.g. sqlite:///tune/bilstm.db (default: tune/ARCH.db); a killed search carries on from it; optuna-dashboard reads it.", show_default=False)] = None,
-    space: Annotated[Optional[list[str]], typer.Option("--space", help="Change the searched range of a key: KEY=LOW..HIGH, KEY=log:LOW..HIGH, KEY=A,B,C or KEY=VALUE (repeatable).", show_default=False)] = None,
+    storage: Annotated[Optional[str], typer.Option(help="The study's database URL (default: sqlite:///tune/ARCH.db, ARCH-classify for --task classify); a killed search carries on from it; optuna-dashboard reads it.", show_default=False)] = None,
+    space: Annotated[Optional[list[str]], typer.Option("--space", metavar="KEY=RANGE", help="Change the searched range of a key: KEY=LOW..HIGH, KEY=log:LOW..HIGH, KEY=A,B,C or KEY=VALUE (repeatable).", show_default=False)] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
-    out: Annotated[Optional[Path], typer.Option(parser=_file_path, metavar="FILE", help="The best config, as TOML for train --config (default: tune/ARCH.toml).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(parser=_file_path, metavar="FILE", help="The best config, as TOML for train --config (default: tune/ARCH.toml, ARCH-classify for --task classify).", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write history.png and importances.png here.", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file the trials start from.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Fix a config value for every trial: section.key=value (repeatable).", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file the trials start from, or a model folder whose settings they start from.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Fix a config value for every trial: section.key=value (repeatable).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs of every trial.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     quiet: Quiet = False,
@@ -391,7 +391,7 @@ def tune(
     from adelabel.config import resolve
     from adelabel.prepare import read_manifest
     from adelabel.tagger import pick_device
-    from adelabel.tune import is_tune_report, tune as run_tune
+    from adelabel.tune import checked_space, is_tune_report, tune as run_tune
 
     _check_distil(set_, None, takes_teacher=False)
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
@@ -424,10 +424,11 @@ def tune(
                                                      "whole, and it with it")
     read_manifest(data)
     pick_device(device)
-    if default_folder:
-        Path("tune").mkdir(exist_ok=True)  # only once every option passed
     # A key fixed with --set (or --epochs) is searched no more.
     fixed = [item.partition("=")[0].strip() for item in overrides]
+    checked_space(cfg, data, trials, storage, sampler, pruner, list(space or []), device, fixed)
+    if default_folder:
+        Path("tune").mkdir(exist_ok=True)  # only once every option passed
     with _stopped(f"search stopped; the study keeps its finished trials in {storage}: the same command "
                   "carries on (the trial under way is recorded as failed)"):
         result = run_tune(cfg, data, out, trials, storage, sampler=sampler, pruner=pruner,
@@ -438,12 +439,12 @@ def tune(
     print(f"its config: {result['config']} (adelabel train --config {result['config']})")
 
 
-@app.command("config")
+@app.command("config", short_help="Print a run's resolved config as TOML.")
 def show_config(
     arch: Annotated[Optional[str], typer.Option(help=ARCH_HELP + f". Default: the --config file's arch, else {DEFAULT_ARCH}.", show_default=False)] = None,
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file layered on the architecture's defaults.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="section.key=value overrides (repeatable).", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file layered on the architecture's defaults, or a model folder (its settings).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="section.key=value overrides (repeatable).", show_default=False)] = None,
 ) -> None:
     """Print the resolved config of a run as TOML (a file `train --config` takes)."""
     from adelabel.config import resolve, to_toml
@@ -451,17 +452,17 @@ def show_config(
     print(to_toml(resolve(arch, config, list(set_ or []), task)), end="")
 
 
-@app.command()
+@app.command(short_help="Score a model on a split of prepared data.")
 def evaluate(
-    model: Annotated[Optional[list[Path]], typer.Option(help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package); repeat it to score an ensemble of taggers trained on the same data.", show_default=False)] = None,
+    model: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package); repeat it to score an ensemble of taggers trained on the same data.", show_default=False)] = None,
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data"),
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     json_out: Annotated[Optional[Path], typer.Option("--json", parser=_file_path, metavar="FILE", help="Also write the scores as JSON here (- for stdout, the tables then going to stderr).", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder: metrics.json and errors.jsonl (a tagger: each sentence's false positives and negatives, with per_type.png, entity_confusion.png and the reliability diagrams; a classifier: each text it got wrong, with confusion.png, and roc.png, pr.png and the reliability diagram for two classes).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Override the decision threshold tuned on dev: a tagger's sentence gate, or a two-class classifier's threshold on its positive class.", show_default=False)] = None,
-    backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
-    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",
+    backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU, fp32, one model).")] = "torch",
+    precision: Annotated[str, typer.Option(help="fp32, or a faster forward pass in lower precision: bf16 (CPU or GPU) or fp16 (GPU).")] = "fp32",
     quiet: Quiet = False,
 ) -> None:
     """Score a model on a split: a tagger by seqeval (strict IOB2, entity-level P/R/F1 per type, micro
@@ -660,7 +661,7 @@ def _relation_line(title: str, r: dict) -> str:
     return "\n".join([line] + [_relation_line(f"  {kind}", s) for kind, s in types.items() if len(types) > 1])
 
 
-@app.command()
+@app.command(short_help="Export a recurrent tagger as ONNX graphs for serving.")
 def export(
     model: Annotated[Path, typer.Option(help="Model folder (a recurrent tagger) to export.")] = Path("models/bilstm"),
     format: Annotated[str, typer.Option(help="onnx: the forward pass and the relation head as ONNX graphs, written into MODEL/onnx/.")] = "onnx",
@@ -678,26 +679,26 @@ def export(
         print(f"written {written}/", file=sys.stderr)
 
 
-@app.command()
+@app.command(short_help="Tag text: entities, drug -> effect pairs, each sentence's ADE probability.")
 def tag(
     file: Annotated[str, typer.Argument(metavar="FILE", help="Text file, one text per line (a line may hold several sentences), JSONL records with --input-format jsonl, or hard-wrapped text with --input-format paragraphs; - for stdin.")],
-    model: Annotated[Optional[list[Path]], typer.Option(show_default=False, help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package): a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = None,
-    format: Annotated[str, typer.Option(help="jsonl, conll, brat (a folder of .txt/.ann pairs, one per input line, given by --output), or html (one self-contained page to read in a browser).")] = "jsonl",
-    input_format: Annotated[str, typer.Option(help="text (one text per line), jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record) or paragraphs (each run of lines up to a blank line one text, its line breaks kept, with its first line's number as \"line\": hard-wrapped narratives and abstracts).")] = "text",
+    model: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", show_default=False, help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package): a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = None,
+    format: Annotated[str, typer.Option(help="jsonl, conll, brat (a folder of .txt/.ann pairs, one per input text, given by --output), or html (one self-contained page to read in a browser).")] = "jsonl",
+    input_format: Annotated[str, typer.Option(help="text (one text per line), jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record) or paragraphs (each run of lines up to a blank line is one text, its line breaks kept, with its first line's number as \"line\": hard-wrapped narratives and abstracts).")] = "text",
     workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
-    backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU).")] = "torch",
-    ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes jsonl as without it.")] = False,
+    backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU, fp32, one model).")] = "torch",
+    ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes the same jsonl as plain tag.")] = False,
     quiet: Quiet = False,
     output: Annotated[Optional[str], typer.Option(metavar="PATH", help="Write here instead of stdout (- is stdout).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters, except under --ray; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 (CPU or GPU) or fp16 (GPU): the forward pass under autocast.")] = "fp32",
-    resume: Annotated[bool, typer.Option("--resume", help="Carry on the jsonl --output a killed run of the same command left partial, from its last complete record.")] = False,
+    precision: Annotated[str, typer.Option(help="fp32, or a faster forward pass in lower precision: bf16 (CPU or GPU) or fp16 (GPU).")] = "fp32",
+    resume: Annotated[bool, typer.Option("--resume", help="Resume a killed run of the same command: keep the complete records of its partial jsonl --output and tag the rest.")] = False,
 ) -> None:
-    """Tag text: one JSON object per input line with entities (character offsets into the line), drug ->
-    effect relations and each sentence's probability of reporting an adverse drug event; with a
-    classifier, each line's label and class probabilities."""
+    """Tag text: one JSON object per input text (a line, a JSONL record or a paragraph) with entities
+    (character offsets into that text), drug -> effect relations and each sentence's probability of
+    reporting an adverse drug event; with a classifier, each text's label and class probabilities."""
     from adelabel.tagging_io import tag_stream
 
     if format not in ("jsonl", "conll", "brat", "html"):

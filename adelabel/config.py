@@ -17,7 +17,10 @@ location we can name; with dataclasses we would write and test each of those our
 from __future__ import annotations
 
 import difflib
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10, before the standard library read TOML: its backport
+    import tomli as tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +60,7 @@ class _Heads(Section):
 
 
 class _WordInput(Section):
-    freeze_embeddings: bool = Field(False, description="keep the word vectors fixed (<unk> and training words without a vector still learn)")
+    freeze_embeddings: bool = Field(False, description="keep the word vectors fixed (`<unk>` and training words without a vector still learn)")
     chars: Literal["cnn", "lstm", "none"] = Field("cnn", description="character features of each word",
                                                   json_schema_extra={"search": {"choices": ["cnn", "lstm", "none"]}})
     char_size: int = Field(50, ge=1, le=MAX_SIZE, description="size of the character features (with `chars = "
@@ -164,7 +167,7 @@ class Train(Section):
     max_epochs: int = Field(30, ge=1, le=MAX_EPOCHS, description="epochs at most")
     patience: int = Field(5, ge=1, le=MAX_EPOCHS, description="epochs without a better dev F1 before stopping")
     clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")
-    word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by <unk> (recurrent and seq2seq models: the transformer reads sub-word pieces)",
+    word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by `<unk>` (recurrent and seq2seq models: the transformer reads sub-word pieces)",
                                 json_schema_extra={"search": {"low": 0.0, "high": 0.15}})
     negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences (without entities; a classifier's NEG class) drawn afresh each epoch",
                                      json_schema_extra={"search": {"low": 0.2, "high": 1.0}})

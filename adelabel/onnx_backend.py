@@ -72,6 +72,18 @@ def check_exportable(config: dict, directory: Path, what: str) -> None:
                           "characters with an LSTM (model.chars = lstm)", argument)
 
 
+_COPY_READY = ("copy it out of the package and export the copy: cp -r {} ready-tagger && adelabel export "
+               "--model ready-tagger --format onnx")
+
+
+def _is_ready(directory: Path) -> bool:
+    """Whether ``directory`` is the ready tagger inside the installed package, where an export would
+    write into site-packages (read-only there for many, and left behind by `pip uninstall`)."""
+    from adelabel.pretrained import READY
+
+    return directory.resolve() == READY.resolve()
+
+
 def export(directory: str | Path, quantize: bool = False) -> Path:
     """Write ``directory/onnx/`` for the recurrent tagger saved in ``directory``; returns that folder.
     ``quantize``: dynamic int8 weights (onnxruntime's quantize_dynamic)."""
@@ -80,6 +92,9 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
 
     _onnx()
     directory = Path(directory)
+    if _is_ready(directory):
+        raise OptionError(f"--model {directory}: is the ready tagger, inside the installed package; "
+                          + _COPY_READY.format(directory))
     model, config, _ = model_dir.load(directory, "cpu")
     check_exportable(config, directory, "--format onnx: exports")
     target = directory / ONNX
@@ -209,6 +224,8 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
     directory = Path(directory)
     folder = directory / ONNX
     if not (folder / META).is_file():
+        if _is_ready(directory):
+            raise InputError(directory, f"the ready tagger has no ONNX export; {_COPY_READY.format(directory)}")
         raise InputError(directory, "has no ONNX export; make one with `adelabel export --model "
                                     f"{directory} --format onnx`")
     try:

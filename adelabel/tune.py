@@ -54,7 +54,7 @@ def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]
         key, sep, raw = item.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep or not key or not raw:
-            raise OptionError(f"--space {item!r}: expected KEY=LOW..HIGH, KEY=A,B,C or KEY=VALUE")
+            raise OptionError(f"--space {item!r}: expected KEY=LOW..HIGH, KEY=log:LOW..HIGH, KEY=A,B,C or KEY=VALUE")
         if key not in known:
             near = difflib.get_close_matches(key, list(known), n=1)
             raise OptionError(f"--space {key}: unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
@@ -195,6 +195,48 @@ def searchable(space: dict[str, dict], base: Config, fixed_keys: Sequence[str]) 
     return {k: v for k, v in space.items() if k not in fixed_keys and k not in idle}
 
 
+def _one_of(names) -> str:
+    names = list(names)
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def check_precisions(base: Config, space: dict, device: str) -> None:
+    """As train checks the precision, but before a study records a thing: fp16 on a CPU would fail
+    every trial."""
+    from adelabel.precision import check_precision
+    from adelabel.tagger import pick_device
+
+    where = pick_device(device)
+    for value in space.get("train.precision", {}).get("choices", [base.train.precision]):
+        check_precision(value, where, "--space train.precision" if "train.precision" in space else "train.precision")
+
+
+def checked_space(base: Config, data_dir: str | Path, trials: int, storage: str, sampler: str, pruner: str,
+                  space_overrides: list[str] | None, device: str, fixed_keys: Sequence[str] = (),
+                  say: Callable[[str], None] = lambda _: None) -> dict:
+    """The space a search of ``base`` runs over, once every option of it is checked: the command line
+    calls it before it makes the folder a search writes into, so a wrong option leaves nothing behind."""
+    from adelabel.prepare import read_manifest
+
+    _optuna()
+    if sampler not in SAMPLERS:
+        raise OptionError(f"--sampler: expected {_one_of(SAMPLERS)}, got {sampler!r}")
+    if pruner not in PRUNERS:
+        raise OptionError(f"--pruner: expected {_one_of(PRUNERS)}, got {pruner!r}")
+    if trials < 1:
+        raise OptionError(f"--trials: expected at least 1, got {trials}")
+    arch, task = base.arch, base.task
+    space = searchable(parse_space(arch, task, list(space_overrides or [])), base, fixed_keys)
+    manifest = read_manifest(data_dir)
+    if not manifest["splits"]["train"].get("negative_sentences", 1) and space.pop("train.negative_fraction", None):
+        # Labelled text, or data prepared without ADE-NEG: the share drawn of sentences it lacks changes nothing.
+        say("train.negative_fraction is not searched: the training split holds no sentence without entities")
+    check_precisions(base, space, device)
+    if "://" not in storage:
+        raise OptionError(f"--storage {storage}: expected a database URL, e.g. sqlite:///tune/{arch}.db")
+    return space
+
+
 def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, storage: str, sampler: str = "tpe",
          pruner: str = "hyperband", space_overrides: list[str] | None = None, device: str = "auto",
          report: str | Path | None = None, log: Callable[[str], None] | None = print,
@@ -207,31 +249,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
 
     optuna = _optuna()
     say = log or (lambda _: None)
-    if sampler not in SAMPLERS:
-        raise OptionError(f"--sampler: expected {', '.join(SAMPLERS)}, got {sampler!r}")
-    if pruner not in PRUNERS:
-        raise OptionError(f"--pruner: expected {', '.join(PRUNERS)}, got {pruner!r}")
-    if trials < 1:
-        raise OptionError(f"--trials: expected at least 1, got {trials}")
+    space = checked_space(base, data_dir, trials, storage, sampler, pruner, space_overrides, device, fixed_keys, say)
     arch, task = base.arch, base.task
-    space = searchable(parse_space(arch, task, list(space_overrides or [])), base, fixed_keys)
     manifest = read_manifest(data_dir)
-    if not manifest["splits"]["train"].get("negative_sentences", 1) and space.pop("train.negative_fraction", None):
-        # Labelled text, or data prepared without ADE-NEG: the share drawn of sentences it lacks changes nothing.
-        say("train.negative_fraction is not searched: the training split holds no sentence without entities")
-    from adelabel.precision import check_precision
-    from adelabel.tagger import pick_device
-
-    where = pick_device(device)
-
-    def check_precisions(space: dict) -> None:
-        # As train checks it, but before the study records a thing: fp16 on a CPU would fail every trial.
-        for value in space.get("train.precision", {}).get("choices", [base.train.precision]):
-            check_precision(value, where, "--space train.precision" if "train.precision" in space else "train.precision")
-
-    check_precisions(space)
-    if "://" not in storage:
-        raise OptionError(f"--storage {storage}: expected a database URL, e.g. sqlite:///tune/{arch}.db")
     pruners = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=base.train.max_epochs),
                "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
                "none": lambda: optuna.pruners.NopPruner()}
@@ -273,7 +293,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             raise OptionError(f"--storage {storage}: its study searched a space this version cannot train "
                               f"({str(err).removeprefix('--space ')}); use a new storage file") from None
         say(f"carrying on the study in {storage} over the space it began with: {', '.join(sorted(space))}")
-        check_precisions(space)
+        check_precisions(base, space, device)
     if study.user_attrs.get("data") != data_key:
         raise OptionError(f"--storage {storage}: its study trained on {study.user_attrs.get('data')}, not "
                           f"--data {data_dir}")

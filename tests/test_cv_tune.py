@@ -135,6 +135,20 @@ def test_cv_refuses_impossible_folds(args, message, capsys, tmp_path):
     assert not (tmp_path / "o").exists()  # a cv folder keeps its first settings: none may be written
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--sampler", "bogus"], "--sampler: expected tpe, random or grid, got 'bogus'"),
+    (["--pruner", "x"], "--pruner: expected hyperband, median or none, got 'x'"),
+    (["--space", "foo"], "--space 'foo': expected KEY=LOW..HIGH, KEY=log:LOW..HIGH, KEY=A,B,C or KEY=VALUE"),
+    (["--storage", "foo.db"], "--storage foo.db: expected a database URL"),
+])
+def test_a_wrong_tune_option_leaves_no_folder(capsys, monkeypatch, tmp_path, sample_data, args, message):
+    """The default --out and --storage live in tune/: made only once every option passed."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "tune", "--data", sample_data, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.training
 def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_data, tmp_path, capsys, monkeypatch):
     import optuna
@@ -161,7 +175,7 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     assert all("model.hidden_size" not in t.params for t in study.trials)  # a --set key is searched no more
     # The best config holds the best trial's values of the searched keys, is one `train --config` takes,
     # and retrained it scores what its trial scored.
-    import tomllib
+    from adelabel.config import tomllib  # the standard library's, or its backport on Python 3.10
 
     best_config = tomllib.loads((tmp_path / "best.toml").read_text(encoding="utf-8"))
     assert study.best_params and all(best_config[key.split(".")[0]][key.split(".")[1]] == value

@@ -113,6 +113,21 @@ def test_the_ready_tagger_scores_what_its_metrics_say(real_corpus):
         assert got == pytest.approx(want, abs=1e-6), path
 
 
+def test_the_ready_tagger_is_exported_from_a_copy_not_inside_the_package(capsys, tmp_path):
+    """An export writes its graphs into the model folder: inside site-packages, often read-only and left
+    behind by `pip uninstall`. Both commands say to copy the tagger out first."""
+    from adelabel.pretrained import READY
+    from conftest import run_cli
+
+    code, _, err = run_cli(capsys, "export", "--model", READY, "--format", "onnx")
+    assert code == 2 and f"--model {READY}: is the ready tagger, inside the installed package; copy it out" in err
+    assert not (READY / "onnx").exists()
+    (tmp_path / "in.txt").write_text("Rash after naproxen.\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "tag", tmp_path / "in.txt", "--model", READY, "--backend", "onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"the ready tagger has no ONNX export; copy it out of the package and export the copy: cp -r {READY}" in err
+
+
 def test_no_entity_holds_an_emoji_or_another_symbol_alone():
     """Patients' and social-media text: a pictograph, a mark without a letter or a private-use character
     is never part of an entity (no entity of the corpus holds one, so the model never learnt where one
