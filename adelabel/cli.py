@@ -13,7 +13,7 @@ from typing import Annotated, Optional, TextIO
 
 import typer
 
-from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_EPOCHS, MAX_SEED, MAX_SIZE, Train
+from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_SIZE, Train
 from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
 from adelabel.errors import AdelabelError, InputError, OptionError
 
@@ -87,14 +87,14 @@ EncoderVectors = Annotated[Optional[str], typer.Option(
 
 @app.command(short_help="Fetch the ADE corpus v2 files, checked against pinned checksums.")
 def download(
-    out: Annotated[Path, typer.Option(help="Folder to put the three corpus files in.")] = Path("corpora/ade-v2"),
+    out: Annotated[Optional[Path], typer.Option(help=f"Folder to put the three corpus files in (default: ${CORPUS_ENV} or corpora/ade-v2, where prepare and cv read them).", show_default=False)] = None,
     force: Annotated[bool, typer.Option(help="Download every file again, replacing what is there (a present file that is not the pinned version is otherwise refused).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Fetch the ADE corpus v2 files and check their SHA-256 against the pinned version."""
     from adelabel.corpus.download import download_corpus
 
-    download_corpus(out, force=force, progress=_log(quiet))
+    download_corpus(out or default_corpus(), force=force, progress=_log(quiet))
 
 
 @app.command(short_help="Read a corpus, split it by document, train word vectors: a data folder.")
@@ -107,7 +107,7 @@ def prepare(
     types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
     dim: Annotated[Optional[int], typer.Option(min=1, max=MAX_SIZE, show_default=False, help=f"Dimension of word2vec trained on the corpus (default {W2V_DIM}; --vectors gives its own).")] = None,
-    w2v_epochs: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Training epochs of word2vec on the corpus (default {W2V_EPOCHS}).")] = None,
+    w2v_epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, show_default=False, help=f"Training epochs of word2vec on the corpus (default {W2V_EPOCHS}).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     overlaps: Overlaps = "outer",
     encoder_vectors: EncoderVectors = None,
@@ -166,7 +166,7 @@ def train(
     data: Annotated[Optional[Path], typer.Option(help="Prepared data folder (default: data).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Model folder (default: models/ARCH, or models/ARCH-classify for --task classify).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Overrides the config's seed.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Seed of the initialisation, batch order and dropout (the split is prepare's --seed); overrides the config's.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs.", show_default=False)] = None,
     encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, or mixed precision by autocast: bf16 (CPU or GPU) or fp16 (GPU); overrides train.precision " f"(default {Train.model_fields['precision'].default}).", show_default=False)] = None,
@@ -282,7 +282,7 @@ def cv(
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help=f"Seed of the folds, word2vec and training; overrides the config's ({DEFAULT_SEED}).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs.", show_default=False)] = None,
     dim: Annotated[int, typer.Option(min=1, max=MAX_SIZE, help="Dimension of each fold's word2vec.")] = W2V_DIM,
-    w2v_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each fold's word2vec.")] = W2V_EPOCHS,
+    w2v_epochs: Annotated[int, typer.Option(min=1, max=MAX_EPOCHS, help="Training epochs of each fold's word2vec.")] = W2V_EPOCHS,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overlaps: Overlaps = "outer",
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
@@ -685,14 +685,14 @@ def tag(
     model: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", show_default=False, help="Model folder (default: models/bilstm if there is one, else the ready tagger shipped in the package): a tagger, or a sentence classifier (which writes {\"text\", \"label\", \"scores\"} per line); repeat it to tag with an ensemble of taggers trained on the same data.")] = None,
     format: Annotated[str, typer.Option(help="jsonl, conll, brat (a folder of .txt/.ann pairs, one per input text, given by --output), or html (one self-contained page to read in a browser).")] = "jsonl",
     input_format: Annotated[str, typer.Option(help="text (one text per line), jsonl (one JSON object per line with a \"text\" field; its other fields, an id say, are copied to the line's output record) or paragraphs (each run of lines up to a blank line is one text, its line breaks kept, with its first line's number as \"line\": hard-wrapped narratives and abstracts).")] = "text",
-    workers: Annotated[int, typer.Option(help="Processes tagging at once, each with its share of the cores; output stays in input order.")] = 1,
+    workers: Annotated[int, typer.Option(help="Processes tagging at once, at most one per core (a Ray cluster's actors under --ray), each with its share of the cores; output stays in input order.")] = 1,
     backend: Annotated[str, typer.Option(help="torch, or onnx: the forward pass in onnxruntime, from `adelabel export --format onnx` (recurrent taggers, CPU, fp32, one model).")] = "torch",
     ray: Annotated[bool, typer.Option("--ray", help="Tag on Ray Data (the cluster RAY_ADDRESS names, else one started here), --workers being the number of model actors; writes the same jsonl as plain tag.")] = False,
     quiet: Quiet = False,
     output: Annotated[Optional[str], typer.Option(metavar="PATH", help="Write here instead of stdout (- is stdout).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Lines read and tagged at a time, at most (a chunk also ends at 200,000 characters, except under --ray; memory is bounded by one chunk).")] = 1024,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Texts read and tagged at a time, at most (a chunk also ends at 200,000 characters, except under --ray; memory is bounded by one chunk).")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold (default: the one tuned in training); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Sentence gate threshold between 0 and 1 (default: the one tuned on dev); lower finds more entities and more false ones, 0 tags every sentence. For a two-class classifier: the threshold on its positive class.")] = None,
     precision: Annotated[str, typer.Option(help="fp32, or a faster forward pass in lower precision: bf16 (CPU or GPU) or fp16 (GPU).")] = "fp32",
     resume: Annotated[bool, typer.Option("--resume", help="Resume a killed run of the same command: keep the complete records of its partial jsonl --output and tag the rest.")] = False,
 ) -> None:

@@ -272,3 +272,18 @@ def test_pinned_corpus_files() -> None:
                                      1_423_024)
     assert all(len(sha) == 64 and size > 0 for sha, size in CORPUS_FILES.values())
     assert DEFAULT_BASE_URL.startswith("https://") and DEFAULT_BASE_URL.endswith("/")
+
+
+def test_the_command_downloads_where_prepare_reads(capsys, monkeypatch, tmp_path) -> None:
+    """$ADELABEL_CORPUS names the corpus folder prepare and cv read: download writes there too (it wrote
+    to corpora/ade-v2 whatever the variable said, and prepare then read an empty folder)."""
+    from conftest import run_cli
+
+    where = []
+    monkeypatch.setattr(download, "download_corpus", lambda dest, **kw: where.append(Path(dest)) or [])
+    monkeypatch.setenv("ADELABEL_CORPUS", str(tmp_path / "ade"))
+    assert run_cli(capsys, "download", "-q")[0] == 0
+    assert run_cli(capsys, "download", "-q", "--out", tmp_path / "elsewhere")[0] == 0
+    monkeypatch.delenv("ADELABEL_CORPUS")
+    assert run_cli(capsys, "download", "-q")[0] == 0
+    assert where == [tmp_path / "ade", tmp_path / "elsewhere", Path("corpora/ade-v2")]
