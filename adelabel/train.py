@@ -284,6 +284,10 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
     """The prepared splits encoded for ``config.task``, with the vocabulary and its embedding matrix."""
     manifest = read_manifest(data_dir)
     splits = {name: read_split(data_dir, name) for name in ("train", "dev", "test")}
+    if config.task == "tag" and config.train.dose_copies > 0:
+        from adelabel.augment import dose_copies
+
+        splits["train"] = splits["train"] + dose_copies(splits["train"], config.train.dose_copies, config.seed)
     task = TASKS[config.task](manifest, splits, data_dir)
     check_listed(data_dir, Path(data_dir) / VECTORS)  # the vocabulary and the model's rows come from it
     words, vectors = read_vectors(Path(data_dir) / VECTORS)
