@@ -48,12 +48,12 @@ def main() -> None:
     print(f"{len(chosen)} annotated sentences of {args.data / args.split} with a drug standing as a word")
     for model in args.model:
         tagger = Tagger.load(model, device="cpu")
-        print(f"\n{model}\n{'written after the drug':24s} mean ade  reported")
+        print(f"\n{model}\n{'written after the drug':28s} mean ade  reported")
         for phrase in [None, *PHRASES]:
             texts = [r["text"] if phrase is None else with_phrase(r, phrase) for r in chosen]
             results = list(tagger.analyze_pipe(texts))
             reported = sum(any(s.reported for s in a.sentences) for a in results)
-            print(f"{phrase or '(nothing)':24s} {sum(a.ade for a in results) / len(results):8.3f}  {reported:5d} "
+            print(f"{phrase or '(nothing)':28s} {sum(a.ade for a in results) / len(results):8.3f}  {reported:5d} "
                   f"({reported / len(results):.1%})")
 
 
