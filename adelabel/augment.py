@@ -2,8 +2,8 @@
 
 Safety narratives give doses after drug names ("warfarin 5 mg daily caused bleeding") far more often
 than the ADE corpus's adverse-event sentences do, so a tagger trained on the corpus alone reads a dose
-as a sign that no event is reported: on the test split a dose after the drug took the sentences the
-default tagger reports from 74% to 53-62% (``benchmarks/dose_probe.py``). A share of each class's
+as a sign that no event is reported: on the test split a dose after the drug took the probed
+sentences the default tagger reports from 73% to 54-65% (``benchmarks/dose_probe.py``, README). A share of each class's
 training sentences is copied with a dose phrase written after a drug, the gold spans moved past it:
 the same share of the sentences with and without events, so that a dose tells nothing of the class.
 """
