@@ -100,7 +100,7 @@ def download(
 @app.command(short_help="Read a corpus, split it by document, train word vectors: a data folder.")
 def prepare(
     corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), a labelled text file, a CoNLL file or a brat folder.")] = None,
-    format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), conll (a token<TAB>tag BIO file, any entity types), brat (a folder of .txt/.ann pairs, relations too), or auto: a folder is ade (brat if it holds .ann files), a .conll/.bio/.iob/.iob2 file conll, another file labelled.")] = "auto",
+    format: Annotated[str, typer.Option(help="ade (the ADE corpus folder), labelled (a file of label<TAB>text or doc<TAB>label<TAB>text lines, for --task classify), conll (a token<TAB>tag BIO file, any entity types), brat (a folder of .txt/.ann pairs, relations too), or auto: a folder is ade (brat if it holds .ann files and no DRUG-AE.rel), a .conll/.bio/.iob/.iob2 file conll, another file labelled.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the prepared data.")] = Path("data"),
     vectors: Annotated[Optional[Path], typer.Option(help="Pretrained word2vec vectors (.bin binary, else text format) instead of training word2vec.")] = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed for the document split and word2vec.")] = DEFAULT_SEED,
@@ -273,7 +273,7 @@ def cv(
     task: Annotated[Optional[str], typer.Option(help=TASK_HELP, show_default=False)] = None,
     folds: Annotated[int, typer.Option(help="Folds (by document: no abstract in two).")] = 10,
     corpus: Annotated[Optional[Path], typer.Option(help=f"ADE corpus folder (default: ${CORPUS_ENV} or corpora/ade-v2), a labelled text file, a CoNLL file or a brat folder.", show_default=False)] = None,
-    format: Annotated[str, typer.Option(help="As prepare's: ade, labelled, conll, brat, or auto (a folder is ade, or brat when it holds .ann files; a .conll/.bio/.iob/.iob2 file conll, another file labelled).")] = "auto",
+    format: Annotated[str, typer.Option(help="As prepare's: ade, labelled, conll, brat, or auto (a folder is ade, or brat when it holds .ann files and no DRUG-AE.rel; a .conll/.bio/.iob/.iob2 file conll, another file labelled).")] = "auto",
     types: Types = None,
     negatives: Annotated[bool, typer.Option(help="Include ADE-NEG sentences (conll and brat: sentences without entities).")] = True,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the folds and cv.json (default: cv/ARCH, or cv/ARCH-classify for --task classify); a killed run carries on from it.", show_default=False)] = None,
@@ -385,7 +385,7 @@ def tune(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Search hyperparameters with optuna; each trial trains as train does and is pruned on dev F1;
+    """Search hyperparameters with optuna; each trial trains as train does and can be pruned on dev F1;
     the best config is written for train --config."""
     from adelabel import atomic
     from adelabel.config import resolve
