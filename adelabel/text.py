@@ -59,12 +59,17 @@ _ITEM_NUMBER = re.compile(r"\s*\(?\d{1,3}\.")
 # "(see Table 2. Grade 3)". Farther back, an opener never closed (a typo, a smiley) stops holding.
 _BRACKET_REACH = 250
 _BRACKET = re.compile(r"[()\[\]]")
-_LINE_BREAK = r"(?:\r\n|\r(?!\n)|[\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029])"  # CRLF one break, not two
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""Where a line-based reader (Python's str.splitlines, Ray's read_text, brat's) ends a line."""
+_BREAKS = re.escape(LINE_BREAKS)
+# One line break: CRLF is one, not two (a lone \r only where no \n follows, so that a blank line is
+# never a CRLF taken for two breaks).
+_LINE_BREAK = rf"(?:\r\n|\r(?!\n)|[{re.escape(LINE_BREAKS.replace(chr(13), ''))}])"
 # Where a text always breaks, whatever comes before: a blank line, and a line break before a list item
 # (a bullet, or a number or letter with a stop or bracket, then a space). A single line break is white
 # space, as in text hard-wrapped to a width, whose sentences cross line ends.
-_ANY_LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-_HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*{_LINE_BREAK})+"
+_ANY_LINE_BREAK = re.compile(rf"[{_BREAKS}]")
+_HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
                             rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*•▪◦‣∙·–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)")
 _SOFT_BREAKS = frozenset(";,:")
 
@@ -84,9 +89,6 @@ def outside_entities(piece: str) -> bool:
     """Whether a token is one no entity may hold (see _NO_ENTITY)."""
     return _NO_ENTITY.fullmatch(piece) is not None
 
-
-LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-"""Where a line-based reader (Python's str.splitlines, Ray's read_text, brat's) ends a line."""
 
 # Written into a line of its own (a brat T line's entity text, a CoNLL comment), each line break becomes
 # a space, as brat itself writes a mention that spans a line break.
