@@ -15,7 +15,7 @@ import typer
 
 from adelabel.config import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_SEED, MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_SIZE, Train
 from adelabel.embeddings import W2V_DIM, W2V_EPOCHS
-from adelabel.errors import AdelabelError, InputError, OptionError
+from adelabel.errors import AdelabelError, InputError, OptionError, one_of
 
 # Plain help (click's), not rich's boxes: a box crops what does not fit its column, at 80 columns a
 # file format's spelling or an install hint.
@@ -342,7 +342,7 @@ def _corpus_format(corpus: Path, format: str) -> str:
     labelled (a .tsv too: labelled texts often come as one)."""
     formats = ("auto", "ade", "labelled", "conll", "brat")
     if format not in formats:
-        raise OptionError(f"--format: expected {', '.join(formats[:-1])} or {formats[-1]}, got {format!r}")
+        raise OptionError(f"--format: expected {one_of(formats)}, got {format!r}")
     if format == "auto":
         if not corpus.exists() and corpus.suffix.lower() in (*CONLL_SUFFIXES, ".tsv", ".txt", ".csv", ".tab"):
             raise InputError(corpus, "file not found")  # a file's name (triage.tsv), not the ADE corpus's folder

@@ -49,3 +49,9 @@ class OptionError(AdelabelError, ValueError):
 
 class ArgumentTypeError(AdelabelError, TypeError):
     """An API argument of a type it cannot take (a list where a text is expected, a number for a path)."""
+
+
+def one_of(names) -> str:
+    """Allowed values as an error message lists them: "a, b or c"."""
+    names = list(names)
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)

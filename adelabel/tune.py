@@ -26,7 +26,7 @@ from pathlib import Path
 
 from adelabel import atomic
 from adelabel.config import MAX_SEED, Config, ConfigBuilder, search_space, to_toml
-from adelabel.errors import AdelabelError, OptionError
+from adelabel.errors import AdelabelError, OptionError, one_of
 from adelabel.progress import duration
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -195,11 +195,6 @@ def searchable(space: dict[str, dict], base: Config, fixed_keys: Sequence[str]) 
     return {k: v for k, v in space.items() if k not in fixed_keys and k not in idle}
 
 
-def _one_of(names) -> str:
-    names = list(names)
-    return f"{', '.join(names[:-1])} or {names[-1]}"
-
-
 def check_precisions(base: Config, space: dict, device: str) -> None:
     """As train checks the precision, but before a study records a thing: fp16 on a CPU would fail
     every trial."""
@@ -220,9 +215,9 @@ def checked_space(base: Config, data_dir: str | Path, trials: int, storage: str,
 
     _optuna()
     if sampler not in SAMPLERS:
-        raise OptionError(f"--sampler: expected {_one_of(SAMPLERS)}, got {sampler!r}")
+        raise OptionError(f"--sampler: expected {one_of(SAMPLERS)}, got {sampler!r}")
     if pruner not in PRUNERS:
-        raise OptionError(f"--pruner: expected {_one_of(PRUNERS)}, got {pruner!r}")
+        raise OptionError(f"--pruner: expected {one_of(PRUNERS)}, got {pruner!r}")
     if trials < 1:
         raise OptionError(f"--trials: expected at least 1, got {trials}")
     arch, task = base.arch, base.task
