@@ -61,6 +61,17 @@ def read_paragraphs(source: str, warn: Callable[[str], None] | None = None) -> I
 INPUT_FORMATS = ("text", "jsonl", "paragraphs")
 
 
+def read_texts(source: str, input_format: str, warn: Callable[[str], None] | None = None
+               ) -> Iterator[tuple[str, dict]]:
+    """Each input text of ``source`` with the fields its output record carries, as ``input_format``
+    reads them: a line, a JSONL record or a paragraph."""
+    if input_format == "jsonl":
+        return read_records(source, warn)
+    if input_format == "paragraphs":
+        return read_paragraphs(source, warn)
+    return ((line, {}) for _, line in read_lines(source, streams=True, warn=warn))
+
+
 # Python's json reads NaN, Infinity and 1e400 (as inf), which JSON has not: echoed into an output
 # record they would make it invalid JSON for every strict reader.
 def _not_a_number(name: str):
@@ -297,8 +308,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         process = tagger.analyze_pipe
     meta = provenance(tagger, models[0] if len(models) == 1 else models)
     warn = lambda message: print(f"adelabel: warning: {message}", file=sys.stderr, flush=True)  # noqa: E731
-    records = read_records(source, warn) if input_format == "jsonl" else read_paragraphs(source, warn) \
-        if input_format == "paragraphs" else ((line, {}) for _, line in read_lines(source, streams=True, warn=warn))
+    records = read_texts(source, input_format, warn)
     fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
 
     def texts() -> Iterator[list[str]]:
