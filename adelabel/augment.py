@@ -39,7 +39,7 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
     return text[end:end + 1] == " " and (start == 0 or text[start - 1] == " ")
 
 
-def _drug_end(sentence: Sentence, drugs: set[str]) -> int | None:
+def drug_end(sentence: Sentence, drugs: set[str]) -> int | None:
     """Where a dose can follow a drug: after the sentence's first annotated drug that stands as a word,
     else after the first word that names a drug of the training split (the ADE-NEG sentences annotate
     none)."""
@@ -53,7 +53,8 @@ def _drug_end(sentence: Sentence, drugs: set[str]) -> int | None:
     return None
 
 
-def _with_phrase(sentence: Sentence, at: int, phrase: str) -> Sentence:
+def with_phrase(sentence: Sentence, at: int, phrase: str) -> Sentence:
+    """``sentence`` with ``phrase`` written at character ``at`` (after a space), its spans moved past it."""
     shift = len(phrase) + 1
     spans = [(s + (shift if s >= at else 0), e + (shift if e > at else 0), label) for s, e, label in sentence.spans]
     return replace(sentence, text=f"{sentence.text[:at]} {phrase}{sentence.text[at:]}", spans=spans)
@@ -72,7 +73,7 @@ def dose_copies(sentences: Sequence[Sentence], share: float, seed: int) -> list[
     out = []
     for negative in (False, True):
         group = [s for s in sentences if s.negative == negative]
-        places = [(s, at) for s in group if (at := _drug_end(s, drugs)) is not None]
+        places = [(s, at) for s in group if (at := drug_end(s, drugs)) is not None]
         chosen = rng.sample(places, min(len(places), round(share * len(group))))
-        out += [_with_phrase(s, at, dose_phrase(rng)) for s, at in chosen]
+        out += [with_phrase(s, at, dose_phrase(rng)) for s, at in chosen]
     return out

@@ -12,7 +12,6 @@ the same event.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -25,15 +24,6 @@ PHRASES = ["therapy", "tablets", "2 x 500 mg", "7.5 mg/day", "(35 mg orally twic
            "0.1 mg/kg every 12 hours"]
 
 
-def with_phrase(record: dict, phrase: str) -> str | None:
-    """The sentence with ``phrase`` after its first drug that stands between spaces; None without one."""
-    text = record["text"]
-    for start, end, label in sorted(record["spans"]):
-        if label == "DRUG" and text[end:end + 1] == " " and (start == 0 or text[start - 1] == " "):
-            return f"{text[:end]} {phrase}{text[end:]}"
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data")
@@ -42,15 +32,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     from adelabel import Tagger
+    from adelabel.augment import drug_end, with_phrase
+    from adelabel.prepare import read_split
 
-    records = [json.loads(line) for line in (args.data / f"{args.split}.jsonl").read_text(encoding="utf-8").splitlines()]
-    chosen = [r for r in records if not r["negative"] and with_phrase(r, "x")]
+    # Where training's dose copies write a dose: after the first annotated drug that stands as a word.
+    chosen = [(s, at) for s in read_split(args.data, args.split)
+              if not s.negative and (at := drug_end(s, set())) is not None]
     print(f"{len(chosen)} annotated sentences of {args.data / args.split} with a drug standing as a word")
     for model in args.model:
         tagger = Tagger.load(model, device="cpu")
         print(f"\n{model}\n{'written after the drug':28s} mean ade  reported")
         for phrase in [None, *PHRASES]:
-            texts = [r["text"] if phrase is None else with_phrase(r, phrase) for r in chosen]
+            texts = [s.text if phrase is None else with_phrase(s, at, phrase).text for s, at in chosen]
             results = list(tagger.analyze_pipe(texts))
             reported = sum(any(s.reported for s in a.sentences) for a in results)
             print(f"{phrase or '(nothing)':28s} {sum(a.ade for a in results) / len(results):8.3f}  {reported:5d} "
