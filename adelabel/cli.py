@@ -168,8 +168,8 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: auto).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="Seed of the initialisation, batch order and dropout (the split is prepare's --seed); overrides the config's.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs.", show_default=False)] = None,
-    encoder: Annotated[Optional[Path], typer.Option(help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of all-MiniLM-L6-v2.", show_default=False)] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, or mixed precision by autocast: bf16 (CPU or GPU) or fp16 (GPU); overrides train.precision " f"(default {Train.model_fields['precision'].default}).", show_default=False)] = None,
+    encoder: Encoder = None,
+    precision: Precision = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config value: section.key=value (repeatable).", show_default=False)] = None,
     teacher: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="A trained tagger (repeatable: an ensemble) whose probabilities this one learns beside the gold labels, weighted by train.distil; trained on the same data folder.", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Carry on a killed run from its last finished epoch: its model folder (or the .checkpoint folder beside it); takes no other option but -q.", show_default=False)] = None,
@@ -214,19 +214,7 @@ def train(
         overrides.append(f"seed={seed}")
     if epochs is not None:
         overrides.append(f"train.max_epochs={epochs}")
-    if precision is not None:
-        from adelabel.precision import PRECISIONS
-
-        if precision not in PRECISIONS:
-            raise OptionError(f"--precision: expected {', '.join(PRECISIONS)}, got {precision!r}")
-        overrides.append(f"train.precision={precision}")
-    if encoder is not None:
-        if not encoder.is_dir():
-            raise OptionError(f"--encoder {encoder}: folder not found")
-        planned = resolve(arch, config, overrides, task).arch
-        if planned != "transformer":
-            raise OptionError(f"--encoder: names the pretrained encoder of --arch transformer, not of {planned}")
-        overrides.append(f"model.encoder={encoder.resolve()}")
+    overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     from adelabel.precision import check_precision
@@ -239,6 +227,36 @@ def train(
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     with _stopped_training(out):
         run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
+
+
+def _encoder_precision(arch: str | None, config: Path | None, overrides: list[str], task: str | None,
+                       encoder: Path | None, precision: str | None) -> list[str]:
+    """The overrides ``--encoder`` and ``--precision`` stand for (train, cv and tune take both), checked."""
+    from adelabel.config import resolve
+
+    more = []
+    if precision is not None:
+        from adelabel.precision import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise OptionError(f"--precision: expected {', '.join(PRECISIONS)}, got {precision!r}")
+        more.append(f"train.precision={precision}")
+    if encoder is not None:
+        if not encoder.is_dir():
+            raise OptionError(f"--encoder {encoder}: folder not found")
+        planned = resolve(arch, config, overrides + more, task).arch
+        if planned != "transformer":
+            raise OptionError(f"--encoder: names the pretrained encoder of --arch transformer, not of {planned}")
+        more.append(f"model.encoder={encoder.resolve()}")
+    return more
+
+
+Encoder = Annotated[Optional[Path], typer.Option(
+    help="--arch transformer: a local Hugging Face checkpoint folder (BioBERT, PubMedBERT) instead of "
+         "all-MiniLM-L6-v2.", show_default=False)]
+Precision = Annotated[Optional[str], typer.Option(
+    help="fp32, or mixed precision by autocast: bf16 (CPU or GPU) or fp16 (GPU); overrides train.precision "
+         f"(default {Train.model_fields['precision'].default}).", show_default=False)]
 
 
 @contextlib.contextmanager
@@ -288,6 +306,8 @@ def cv(
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed corpus line.")] = False,
     teacher: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="A finished cv folder of the same folds (repeatable: an ensemble): each fold's tagger learns its fold's model's probabilities beside the gold labels (train.distil).", show_default=False)] = None,
     encoder_vectors: EncoderVectors = None,
+    encoder: Encoder = None,
+    precision: Precision = None,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate by document: each fold trained and scored as train/evaluate do, with its own dev
@@ -299,6 +319,7 @@ def cv(
     overrides = ([f"seed={seed}"] if seed is not None else []) + list(set_ or []) \
         + ([f"train.max_epochs={epochs}"] if epochs else [])
     _check_distil(set_, teacher)
+    overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
         raise OptionError(f"--folds: cross-validation needs at least 2 folds, got {folds}")
@@ -310,7 +331,7 @@ def cv(
     from adelabel.precision import check_precision
 
     # Before the first fold is written: a cv folder keeps the settings it started with.
-    check_precision(cfg.train.precision, pick_device(device), "train.precision")
+    check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     _check_encoder_vectors(encoder_vectors)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     if out.exists() and not out.is_dir():
@@ -383,6 +404,8 @@ def tune(
     set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Fix a config value for every trial: section.key=value (repeatable).", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="Overrides train.max_epochs of every trial.", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    encoder: Encoder = None,
+    precision: Precision = None,
     quiet: Quiet = False,
 ) -> None:
     """Search hyperparameters with optuna; each trial trains as train does and can be pruned on dev F1;
@@ -395,6 +418,7 @@ def tune(
 
     _check_distil(set_, None, takes_teacher=False)
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
+    overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     name = cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}"
     default_folder = out is None or storage is None
@@ -423,6 +447,10 @@ def tune(
         atomic.check_apart(report, "--report", [out], "which this command writes; the report folder is replaced "
                                                      "whole, and it with it")
     read_manifest(data)
+    if precision is not None:  # named as given; a precision from --config or --set is checked with the space
+        from adelabel.precision import check_precision
+
+        check_precision(cfg.train.precision, pick_device(device), "--precision")
     pick_device(device)
     # A key fixed with --set (or --epochs) is searched no more.
     fixed = [item.partition("=")[0].strip() for item in overrides]

@@ -796,3 +796,35 @@ def test_a_stopped_cv_or_tune_says_what_it_keeps(capsys, sample_data, tmp_path, 
                            "--trials", "1")
     assert code == 130 and err.strip() == f"adelabel: search stopped; the study keeps its finished trials in " \
         f"{storage}: the same command carries on (the trial under way is recorded as failed)", err
+
+
+@pytest.mark.parametrize("command", ["cv", "tune"])
+def test_cv_and_tune_take_train_s_encoder_and_precision(command, capsys, tmp_path, sample_data, monkeypatch):
+    """--encoder and --precision mean in cv and tune what they mean in train: the run's config carries
+    them (each fold's or trial's training reads its config), and a wrong value is refused alike."""
+    from adelabel import cv, tune
+
+    seen = []
+    monkeypatch.setattr(cv, "cross_validate", lambda cfg, *a, **k: seen.append(cfg) or {})
+    monkeypatch.setattr(cv, "format_summary", lambda summary: "")
+    monkeypatch.setattr(tune, "tune", lambda cfg, *a, **k: seen.append(cfg) or {
+        "complete": 0, "pruned": 0, "best_trial": 0, "best_value": 0.0, "best_params": {}, "config": "x"})
+    where = (["--corpus", SAMPLE, "--out", tmp_path / "cv"] if command == "cv"
+             else ["--data", sample_data, "--out", tmp_path / "best.toml", "--storage", f"sqlite:///{tmp_path}/s.db"])
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    code, _, err = run_cli(capsys, command, *where, "--arch", "transformer", "--encoder", encoder,
+                           "--precision", "bf16", "--device", "cpu")
+    assert code == 0, err
+    assert seen[0].arch == "transformer" and seen[0].model.encoder == str(encoder.resolve())
+    assert seen[0].train.precision == "bf16"
+    for args, message in ((["--encoder", encoder], "--encoder: names the pretrained encoder of --arch transformer, "
+                                                   "not of bilstm"),
+                          (["--arch", "transformer", "--encoder", tmp_path / "none"], f"--encoder {tmp_path / 'none'}: "
+                                                                                      "folder not found"),
+                          (["--precision", "half"], "--precision: expected fp32, bf16, fp16, got 'half'"),
+                          (["--precision", "fp16", "--device", "cpu"], "--precision fp16: runs on a GPU only; on the "
+                                                                        "CPU use bf16")):
+        code, _, err = run_cli(capsys, command, *where, *args)
+        assert code == 2 and err.strip() == f"adelabel: error: {message}", err
+    assert len(seen) == 1
