@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ContextManager, TypeVar, overload
 
@@ -106,11 +106,24 @@ class _Loaded:
     fixed at loading (bf16 on a CPU casts a tagger's layers when it is made)."""
 
     threshold = _Threshold()
+    folders: list[Path] = []
+    """The model folders loaded (an ensemble's members in order), absolute: what a pipeline logs as the
+    source of its tags."""
 
     @property
     def precision(self) -> str:
         """fp32, bf16 or fp16, as loaded."""
         return self.__dict__.get("_precision", self.__dict__.get("precision", "fp32"))
+
+    @property
+    def decision_threshold(self) -> float | None:
+        """The threshold in force: ``threshold`` where set, else the one tuned on dev and saved with the
+        model (a tagger's sentence gate, a two-class classifier's positive class); None where the model
+        decides without one (a tagger without a gate, a classifier of more than two classes)."""
+        if self.threshold is not None:
+            return self.threshold
+        saved = self._saved_threshold()
+        return None if saved is None else float(saved)
 
 
 class Tagger(_Loaded):
@@ -193,7 +206,12 @@ class Tagger(_Loaded):
             cls._refuse_threshold(model, paths[0], None)
         if getattr(model, "onnx_quantized", False):
             backend = "onnx-int8"
-        return cls(model, config, vocabs, dev, threshold, precision, backend)
+        tagger = cls(model, config, vocabs, dev, threshold, precision, backend)
+        tagger.folders = [Path(p).resolve() for p in paths]
+        return tagger
+
+    def _saved_threshold(self):
+        return self.model.gate_threshold if self.model.gate is not None else None
 
     @staticmethod
     def _refuse_threshold(model, name: str, argument: str | None = "threshold") -> None:
@@ -245,6 +263,13 @@ def checked_stream(method: str, one: str, texts: Iterable[str], batch_size: int,
     if isinstance(texts, (str, bytes)):
         raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a single string; "
                                 f"call {one} for one text")
+    # Iterated, these give their keys or column names: two texts would come back as one empty answer.
+    if isinstance(texts, Mapping):
+        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}, whose "
+                                "iteration gives its keys; pass its values")
+    if hasattr(texts, "columns") and hasattr(texts, "iloc"):
+        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}, whose "
+                                "iteration gives its column names; pass the column of texts (df['text'])")
     try:
         texts = iter(texts)
     except TypeError:
@@ -352,7 +377,12 @@ class Classifier(_Loaded):
         model, config, vocabs = model_dir.load(path, dev)
         if threshold is not None:
             cls._refuse_threshold(model, path)
-        return cls(model, config, vocabs, dev, threshold, precision)
+        classifier = cls(model, config, vocabs, dev, threshold, precision)
+        classifier.folders = [Path(path).resolve()]
+        return classifier
+
+    def _saved_threshold(self):
+        return self.model.threshold if self.model.positive is not None else None
 
     @staticmethod
     def _refuse_threshold(model, name: str, argument: str | None = "threshold") -> None:

@@ -392,14 +392,12 @@ def provenance(tagger: Tagger | Classifier, model: str | Path | list[Path]) -> d
         positive = tagger.model.positive
         return {"model": where, "weights": weights, "arch": tagger.config["arch"], "task": "classify",
                 "classes": tagger.classes,
-                **({"positive": tagger.classes[positive],
-                    "threshold": tagger.threshold if tagger.threshold is not None
-                    else float(tagger.model.threshold)} if positive is not None else {}),
+                **({"positive": tagger.classes[positive], "threshold": tagger.decision_threshold}
+                   if positive is not None else {}),
                 "precision": tagger.precision, "adelabel": __version__}
     gate = tagger.model.gate is not None
     return {"model": where, "weights": weights, "arch": tagger.config["arch"],
-            "sentence_threshold": tagger.threshold if tagger.threshold is not None
-            else float(tagger.model.gate_threshold) if gate else 0.0,
+            "sentence_threshold": tagger.decision_threshold if gate else 0.0,
             "relation_threshold": RELATION_THRESHOLD, "precision": tagger.precision, "backend": tagger.backend,
             "adelabel": __version__}
 

@@ -65,12 +65,16 @@ _BREAKS = re.escape(LINE_BREAKS)
 # One line break: CRLF is one, not two (a lone \r only where no \n follows, so that a blank line is
 # never a CRLF taken for two breaks).
 _LINE_BREAK = rf"(?:\r\n|\r(?!\n)|[{re.escape(LINE_BREAKS.replace(chr(13), ''))}])"
-# Where a text always breaks, whatever comes before: a blank line, and a line break before a list item
-# (a bullet, or a number or letter with a stop or bracket, then a space). A single line break is white
-# space, as in text hard-wrapped to a width, whose sentences cross line ends.
+# Where a text always breaks, whatever comes before: a blank line, a line break before a list item
+# (a bullet, or a number or letter with a stop or bracket, then a space), and the characters that
+# end a paragraph or page however many there are (U+2029, which word processors write between
+# paragraphs; a form feed, which PDF extraction writes between pages; the separators U+001C-U+001E).
+# A single line break is white space, as in text hard-wrapped to a width, whose sentences cross line ends.
 _ANY_LINE_BREAK = re.compile(rf"[{_BREAKS}]")
+_PARAGRAPH_END = "\x0c\x1c\x1d\x1e\u2029"
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
-                            rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*•▪◦‣∙·–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)")
+                            rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*•▪◦‣∙·–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
+                            rf"|[{_PARAGRAPH_END}]")
 _SOFT_BREAKS = frozenset(";,:")
 
 

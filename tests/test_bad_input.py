@@ -500,6 +500,24 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
         tagger.pipe("a string")
     with pytest.raises(TypeError, match=r"text 1 is of type int, not a str"):
         list(tagger.pipe(["fine", 3]))
+    # Iterated, a dict gives its keys and a DataFrame its column names: two texts answered as one.
+    with pytest.raises(TypeError, match=r"not a dict, whose iteration gives its keys; pass its values"):
+        tagger.pipe({"a": "Rash after aspirin."})
+
+    class DataFrame:  # what pandas' has that a column of texts has not
+        columns, iloc = ["text"], None
+
+        def __iter__(self):
+            return iter(self.columns)
+
+    with pytest.raises(TypeError, match=r"not a DataFrame, whose iteration gives its column names; pass the "
+                                        r"column of texts \(df\['text'\]\)"):
+        tagger.analyze_pipe(DataFrame())
+    # What it was loaded from, and the threshold in force (the saved one until another is set).
+    assert tagger.folders == [Path(tiny_model_dir).resolve()] and tagger.threshold is None
+    assert tagger.decision_threshold == pytest.approx(float(tagger.model.gate_threshold))
+    tagger.threshold = 0.25
+    assert tagger.decision_threshold == 0.25
     with pytest.raises(OptionError, match="batch_size"):
         tagger.pipe(["fine"], batch_size=0)
     # Each is an AdelabelError too, the one type a pipeline catches for bad input; and refused when

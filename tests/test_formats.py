@@ -338,16 +338,21 @@ def test_a_corpus_named_by_numbers_is_not_taken_for_tag_s_brat_output(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "n2c2").iterdir())[0] == "100035.ann"
 
 
-def test_a_brat_text_is_read_line_by_line_as_tag_reads_it(tmp_path, capsys):
+def test_a_brat_text_is_split_as_tag_splits_a_paragraph(tmp_path, capsys):
+    """A single line break is white space (wrapped notes: an entity may cross it); a blank line or a list
+    item ends a sentence."""
     from adelabel.corpus.brat import read_brat
 
     folder = tmp_path / "b"
     folder.mkdir()
-    (folder / "t.txt").write_text("Case report\nAspirin caused rash.\n", encoding="utf-8")
-    (folder / "t.ann").write_text("T1\tDRUG 12 19\tAspirin\nT2\tAE 27 31\trash\nR1\tADE Arg1:T1 Arg2:T2\n")
-    sentences, _ = read_brat(folder)
-    assert [s.text for s in sentences] == ["Case report", "Aspirin caused rash."]
-    assert sentences[1].spans == [(0, 7, "DRUG"), (15, 19, "AE")] and sentences[1].relations == [(0, 1)]
+    text = "Aspirin caused severe\nrash. It was\r\nstopped.\n\nNo fever\n- Warfarin"
+    (folder / "t.txt").write_bytes(text.encode("utf-8"))
+    (folder / "t.ann").write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 26\tsevere rash\nR1\tADE Arg1:T1 Arg2:T2\n"
+                                  "T3\tDRUG 57 65\tWarfarin\n")
+    sentences, report = read_brat(folder)
+    assert [s.text for s in sentences] == ["Aspirin caused severe rash.", "It was  stopped.", "No fever", "- Warfarin"]
+    assert sentences[0].spans == [(0, 7, "DRUG"), (15, 26, "AE")] and sentences[0].relations == [(0, 1)]
+    assert sentences[3].spans == [(2, 10, "DRUG")] and report.relations == 1 and not report.left_out
     (folder / "u.txt").write_text("x")
     (folder / "u.ann").symlink_to(tmp_path / "gone.ann")  # a link to nothing
     code, _, err = run_cli(capsys, "prepare", "--corpus", folder, "--out", tmp_path / "o", "-q")

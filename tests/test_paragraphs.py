@@ -64,6 +64,19 @@ def test_paragraphs_in_every_output_format(capsys, tmp_path):
     assert sorted(p.name for p in brat.iterdir()) == [f"00000{i}.{s}" for i in (1, 2, 3) for s in ("ann", "txt")]
     assert (brat / "000002.txt").read_text(encoding="utf-8") == PARAGRAPHS[1]
     assert "T1\tAE 36 47\tsevere rash\n" in (brat / "000002.ann").read_text(encoding="utf-8")
+    # Read back by prepare's brat reader, each paragraph keeps what tag found: every entity (the one across a
+    # line break too) and every relation.
+    from adelabel.corpus.brat import read_brat
+
+    code, out, err = run_cli(capsys, "tag", src, "--model", READY, "--input-format", "paragraphs", "-q")
+    assert code == 0, err
+    sentences, report = read_brat(brat)
+    assert not report.left_out
+    for number, record in enumerate(map(json.loads, out.splitlines()), 1):
+        back = [s for s in sentences if s.doc_id == f"{number:06d}"]
+        assert sorted((s.text[a:b], label) for s in back for a, b, label in s.spans) == \
+            sorted((e["text"].replace("\n", " "), e["label"]) for e in record["entities"])
+        assert sum(len(s.relations) for s in back) == len(record["relations"])
     page = tmp_path / "page.html"
     code, _, err = run_cli(capsys, "tag", src, "--model", READY, "--input-format", "paragraphs", "--format", "html",
                            "--output", page, "-q")

@@ -138,7 +138,10 @@ def test_sentences_of_clinical_text_lists_and_paragraphs():
              # One line break is white space (hard-wrapped text), CRLF included; a blank line of spaces breaks.
              "He was treated with\nAmoxicillin. Then\r\nrash. More\r\n \t\r\nNext":
                  ["He was treated with\nAmoxicillin.", "Then\r\nrash.", "More", "Next"],
-             "a\u2028b \u2029\u2029c": ["a\u2028b", "c"]}
+             "a\u2028b \u2029\u2029c": ["a\u2028b", "c"],
+             # A paragraph separator (word processors) or a form feed (PDF pages) ends a paragraph alone.
+             "BACKGROUND\u2029Clozapine-induced agranulocytosis\u2029\u2022 rash\x0cResults":
+                 ["BACKGROUND", "Clozapine-induced agranulocytosis", "\u2022 rash", "Results"]}
     for text, expected in cases.items():
         spans = split_sentences(text)
         assert [text[s:e] for s, e in spans] == expected, text

@@ -2,8 +2,10 @@
 character offsets and text; ``R`` lines: a relation between two entities), the layout annotation
 tools open and ``adelabel tag --format brat`` writes.
 
-Each text is one document, read as ``tag`` reads its input: line by line, each line split into
-sentences; an entity keeps its type (the
+Each text is one document, split into sentences as ``tag --input-format paragraphs`` splits a
+paragraph: a single line break is white space (wrapped text, and what ``tag`` writes from paragraphs,
+keeps its sentences and the entities that cross a line end), a blank line or a list item ends a
+sentence; an entity keeps its type (the
 types are whatever the files name), a relation its two entities as a pair from the DRUG (whichever
 argument names it: some schemes write the effect first, ``ADE-Drug Arg1:effect Arg2:drug``). A relation's label is
 counted, not learnt: the relation head tells related pairs from unrelated ones, so two labels between
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,16 +85,6 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
     return sentences, report
 
 
-def _sentences(text: str) -> Iterator[tuple[int, int]]:
-    """The sentences of a text as ``tag`` sees them: line by line (a title without a full stop is a
-    sentence of its own), each line split into sentences."""
-    start = 0
-    for line in text.split("\n"):
-        for s, e in split_sentences(line):
-            yield start + s, start + e
-        start += len(line) + 1
-
-
 def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool) -> list[Sentence]:
     entities: dict[str, tuple[int, int, str]] = {}
     relations: list[tuple[str, str, str]] = []  # (label, Arg1, Arg2)
@@ -135,7 +126,7 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         else:
             raise InputError(ann, f"not a brat annotation line: {line[:80]!r}", number)
     out, where, alias = [], {}, {}
-    for k, (s, e) in enumerate(_sentences(text)):
+    for k, (s, e) in enumerate(split_sentences(text)):
         inside = {key: span for key, span in entities.items() if s <= span[0] and span[1] <= e}
         # Tags hold one entity per token: of nested or crossing entities the ADE reader's rule keeps one.
         kept = set(resolve_overlaps(list(inside.values())))
@@ -157,7 +148,10 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         for key in keys:
             where[key] = (len(out), keys.index(key))
         spans = [(inside[key][0] - s, inside[key][1] - s, inside[key][2]) for key in keys]
-        out.append(Sentence(text=text[s:e], spans=spans, doc_id=ann.stem, negative=not spans))
+        # A line break inside a sentence is white space to the tokeniser; as a space it keeps the CoNLL
+        # files' "# text =" lines whole and every offset where it was.
+        out.append(Sentence(text=text[s:e].translate(LINE_BREAKS_TO_SPACE), spans=spans, doc_id=ann.stem,
+                            negative=not spans))
     report.left_out["entities across a sentence break"] += len(entities) - len(where) - len(alias)
     for label, a, b in relations:
         a, b = alias.get(a, a), alias.get(b, b)
