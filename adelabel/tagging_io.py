@@ -164,7 +164,7 @@ def check_input_options(input_format: str, workers: int, cluster: bool = False) 
 _JSON_LINE_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in LINE_BREAKS if ord(c) >= 0x20})
 
 
-def json_line(record: dict) -> str:
+def json_line(record: dict | str) -> str:
     """``record`` as one line of JSON, whatever line-based reader splits it."""
     return json.dumps(record, ensure_ascii=False).translate(_JSON_LINE_BREAKS)
 
@@ -179,7 +179,7 @@ def write_jsonl(out: IO[str], analysis, fields: dict) -> None:
 def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
     """Each sentence of the line as ``token<TAB>tag``, a blank line after it. Comment lines carry the
     line (``# text =``), each sentence's probability of reporting an ADE (``# sentence =``) and the
-    relations (``# relation =``, entities numbered in order of the line) and, for JSONL input, the
+    relations (``# relation =``, entities numbered in order of the line, their texts as JSON strings) and, for JSONL input, the
     record's other fields (``# fields =``); a blank input line is a
     ``# text =`` comment and a blank line, so line numbers can be recovered."""
     text = analysis.text
@@ -188,7 +188,10 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
         out.write(f"# fields = {json_line(fields)}\n")
     for r in analysis.relations:
         drug, effect = analysis.entities[r.drug], analysis.entities[r.effect]
-        out.write(f"# relation = {r.type} {r.drug} {drug.text!r} -> {r.effect} {effect.text!r} {r.score}\n")
+        # Entity texts as JSON strings, which any language reads back (an invisible or line-break
+        # character escaped, the rest as written).
+        out.write(f"# relation = {r.type} {r.drug} {json_line(drug.text)} -> {r.effect} {json_line(effect.text)} "
+                  f"{r.score}\n")
     spans = [(e.start, e.end, e.label) for e in analysis.entities]
     starts = [sp[0] for sp in spans]  # in order of the text: a sentence's entities are a slice
     if not analysis.sentences:

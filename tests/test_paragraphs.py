@@ -57,6 +57,8 @@ def test_paragraphs_in_every_output_format(capsys, tmp_path):
     assert [line for line in out.splitlines() if line.startswith("# fields = ")] == \
         ['# fields = {"line": 1}', '# fields = {"line": 4}', '# fields = {"line": 8}']
     assert "# text = Intravenous azithromycin-induced ototoxicity in a child." in out.splitlines()
+    # An entity across a line break: its text a JSON string on the relation's one line.
+    assert any(line.startswith('# relation = DRUG-AE 1 "lamotrigine" -> 0 "severe\\nrash" ') for line in out.splitlines())
     brat = tmp_path / "brat"
     code, _, err = run_cli(capsys, "tag", src, "--model", READY, "--input-format", "paragraphs", "--format", "brat",
                            "--output", brat, "-q")

@@ -134,7 +134,7 @@ def test_cli_tag_jsonl_and_conll(sample_model, tmp_path):
     meta = json.loads(lines[0].removeprefix("# model = "))
     assert meta["arch"] == "bilstm" and 0 < meta["sentence_threshold"] < 1 and meta["relation_threshold"] == 0.5
     assert lines[1] == "# text = Clozapine-induced agranulocytosis was diagnosed in a 24-year-old man."
-    assert any(line.startswith("# relation = DRUG-AE ") and "'Clozapine'" in line for line in lines)
+    assert any(line.startswith("# relation = DRUG-AE ") and '"Clozapine"' in line for line in lines)
     assert "Clozapine\tB-DRUG" in lines
     # A blank input line is its comment and a blank line: it never runs into the next sentence.
     blank = lines.index("# text = ")
