@@ -83,10 +83,11 @@ def tokenize(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _TOKEN.finditer(text)]
 
 
-# Tokens made only of pictographs and other symbols (emoji, ★, ™, °), modifiers, marks without a letter
-# or private-use characters. No entity of the ADE corpus holds one, so a model has never learnt where
-# they end one: left to it, "ototoxicity 😀" came out as one effect. Tagged O whatever the model says.
-_NO_ENTITY = regex.compile(r"[\p{So}\p{Sk}\p{Mn}\p{Me}\p{Co}\p{Cn}]+")
+# Tokens made only of pictographs and other symbols (emoji, ★, ™, °), modifiers, marks without a letter,
+# private-use characters or list bullets (•, ‣, ∙, ⁃; ▪ and ◦ are symbols already). No entity of the ADE
+# corpus holds one, so a model has never learnt where they end one: left to it, "ototoxicity 😀" came
+# out as one effect, and a bulleted "• Fever" as an effect of two tokens. Tagged O whatever the model says.
+_NO_ENTITY = regex.compile(r"[\p{So}\p{Sk}\p{Mn}\p{Me}\p{Co}\p{Cn}•‣∙⁃]+")
 
 
 def outside_entities(piece: str) -> bool:

@@ -136,7 +136,7 @@ def test_no_entity_holds_an_emoji_or_another_symbol_alone():
     from adelabel.pretrained import READY
     from adelabel.text import outside_entities
 
-    assert all(map(outside_entities, ["😀", "★", "™", "°", "\u0301\u0301", "\ue000", "🏽"]))
+    assert all(map(outside_entities, ["😀", "★", "™", "°", "\u0301\u0301", "\ue000", "🏽", "•", "▪", "‣"]))
     assert not any(map(outside_entities, ["+", "<", "=", "a\u0301", "2", "-", "µ"]))
     tagger = Tagger.load(str(READY), device="cpu")
     for symbol in ("😀", "★", "™"):
@@ -144,6 +144,8 @@ def test_no_entity_holds_an_emoji_or_another_symbol_alone():
         assert [(e.text, e.label) for e in tagger(text)] == [("Azithromycin", "DRUG"), ("ototoxicity", "AE")], symbol
     tagger.threshold = 0.0
     assert tagger("\u0301\u0301\u0301 \u0301") == []
+    # A bulleted line (a user's list of reactions): the bullet is no part of the effect.
+    assert ("Fever", "AE") in [(e.text, e.label) for e in tagger("\u2022 Fever after vancomycin.")]
 
 
 def test_a_symbol_forced_out_of_an_entity_leaves_valid_tags():
