@@ -854,8 +854,10 @@ def _one_line(message: str) -> str:
     return message.translate({ord(c): ascii(c)[1:-1] for c in LINE_BREAKS})
 
 
-REFUSALS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
-"""The errors by which a system refuses a file operation (not ones a bug in adelabel would cause)."""
+REFUSALS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO,
+                      errno.ENAMETOOLONG, errno.ELOOP})
+"""The errors by which a system refuses a file operation or a path given to one (not ones a bug in
+adelabel would cause)."""
 
 
 def _terminated(signum: int, frame) -> None:

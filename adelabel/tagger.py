@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import ContextManager, TypeVar, overload
 
@@ -106,9 +106,9 @@ class _Loaded:
     fixed at loading (bf16 on a CPU casts a tagger's layers when it is made)."""
 
     threshold = _Threshold()
-    folders: list[Path] = []
+    folders: tuple[Path, ...] = ()
     """The model folders loaded (an ensemble's members in order), absolute: what a pipeline logs as the
-    source of its tags."""
+    source of its tags (empty for one made otherwise than by ``load``, or unpickled from an earlier adelabel)."""
 
     @property
     def precision(self) -> str:
@@ -207,7 +207,7 @@ class Tagger(_Loaded):
         if getattr(model, "onnx_quantized", False):
             backend = "onnx-int8"
         tagger = cls(model, config, vocabs, dev, threshold, precision, backend)
-        tagger.folders = [Path(p).resolve() for p in paths]
+        tagger.folders = tuple(Path(p).resolve() for p in paths)
         return tagger
 
     def _saved_threshold(self):
@@ -263,10 +263,8 @@ def checked_stream(method: str, one: str, texts: Iterable[str], batch_size: int,
     if isinstance(texts, (str, bytes)):
         raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a single string; "
                                 f"call {one} for one text")
-    # Iterated, these give their keys or column names: two texts would come back as one empty answer.
-    if isinstance(texts, Mapping):
-        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}, whose "
-                                "iteration gives its keys; pass its values")
+    # Iterated, a DataFrame gives its column names: a column of texts would come back as one empty answer.
+    # (A dict gives its keys, which may well be the texts: dict.fromkeys(lines) drops repeated ones.)
     if hasattr(texts, "columns") and hasattr(texts, "iloc"):
         raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}, whose "
                                 "iteration gives its column names; pass the column of texts (df['text'])")
@@ -378,7 +376,7 @@ class Classifier(_Loaded):
         if threshold is not None:
             cls._refuse_threshold(model, path)
         classifier = cls(model, config, vocabs, dev, threshold, precision)
-        classifier.folders = [Path(path).resolve()]
+        classifier.folders = (Path(path).resolve(),)
         return classifier
 
     def _saved_threshold(self):

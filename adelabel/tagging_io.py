@@ -188,8 +188,8 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
         out.write(f"# fields = {json_line(fields)}\n")
     for r in analysis.relations:
         drug, effect = analysis.entities[r.drug], analysis.entities[r.effect]
-        # Entity texts as JSON strings, which any language reads back (an invisible or line-break
-        # character escaped, the rest as written).
+        # Entity texts as JSON strings, which any language reads back (a line break escaped, so the
+        # comment stays one line; the rest as written).
         out.write(f"# relation = {r.type} {r.drug} {json_line(drug.text)} -> {r.effect} {json_line(effect.text)} "
                   f"{r.score}\n")
     spans = [(e.start, e.end, e.label) for e in analysis.entities]

@@ -72,8 +72,10 @@ _LINE_BREAK = rf"(?:\r\n|\r(?!\n)|[{re.escape(LINE_BREAKS.replace(chr(13), ''))}
 # A single line break is white space, as in text hard-wrapped to a width, whose sentences cross line ends.
 _ANY_LINE_BREAK = re.compile(rf"[{_BREAKS}]")
 _PARAGRAPH_END = "\x0c\x1c\x1d\x1e\u2029"
+BULLETS = "•▪◦‣∙·⁃"
+"""Characters that open a list item (beside "-", "*" and "–", which are also a word's hyphen or a dash)."""
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
-                            rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*•▪◦‣∙·–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
+                            rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*{BULLETS}–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
                             rf"|[{_PARAGRAPH_END}]")
 _SOFT_BREAKS = frozenset(";,:")
 
@@ -84,10 +86,10 @@ def tokenize(text: str) -> list[tuple[int, int]]:
 
 
 # Tokens made only of pictographs and other symbols (emoji, ★, ™, °), modifiers, marks without a letter,
-# private-use characters or list bullets (•, ‣, ∙, ⁃; ▪ and ◦ are symbols already). No entity of the ADE
+# private-use characters or list bullets (BULLETS: •, ·, ▪, ...). No entity of the ADE
 # corpus holds one, so a model has never learnt where they end one: left to it, "ototoxicity 😀" came
 # out as one effect, and a bulleted "• Fever" as an effect of two tokens. Tagged O whatever the model says.
-_NO_ENTITY = regex.compile(r"[\p{So}\p{Sk}\p{Mn}\p{Me}\p{Co}\p{Cn}•‣∙⁃]+")
+_NO_ENTITY = regex.compile(rf"[\p{{So}}\p{{Sk}}\p{{Mn}}\p{{Me}}\p{{Co}}\p{{Cn}}{BULLETS}]+")
 
 
 def outside_entities(piece: str) -> bool:

@@ -136,7 +136,7 @@ def test_no_entity_holds_an_emoji_or_another_symbol_alone():
     from adelabel.pretrained import READY
     from adelabel.text import outside_entities
 
-    assert all(map(outside_entities, ["😀", "★", "™", "°", "\u0301\u0301", "\ue000", "🏽", "•", "▪", "‣"]))
+    assert all(map(outside_entities, ["😀", "★", "™", "°", "\u0301\u0301", "\ue000", "🏽", "•", "·", "‣", "∙", "⁃"]))
     assert not any(map(outside_entities, ["+", "<", "=", "a\u0301", "2", "-", "µ"]))
     tagger = Tagger.load(str(READY), device="cpu")
     for symbol in ("😀", "★", "™"):

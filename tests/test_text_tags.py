@@ -133,15 +133,15 @@ def test_sentences_of_clinical_text_lists_and_paragraphs():
              "\u00d6dem nach Gabe. \u00c9osinophilie.": ["\u00d6dem nach Gabe.", "\u00c9osinophilie."],
              "1. Rash after amoxicillin. 2. Fever.": ["1. Rash after amoxicillin.", "2. Fever."],
              "Adverse events\n\nRash after amoxicillin": ["Adverse events", "Rash after amoxicillin"],
-             "Reactions\n\u2022 rash\n- angioedema\n2) fever\n(b) nausea\nDrug: lisinopril":
-                 ["Reactions", "\u2022 rash", "- angioedema", "2) fever", "(b) nausea\nDrug: lisinopril"],
+             "Reactions\n\u2022 rash\n- angioedema\n2) fever\n(b) nausea\nDrug: lisinopril\n\u2043 fever":
+                 ["Reactions", "\u2022 rash", "- angioedema", "2) fever", "(b) nausea\nDrug: lisinopril", "\u2043 fever"],
              # One line break is white space (hard-wrapped text), CRLF included; a blank line of spaces breaks.
              "He was treated with\nAmoxicillin. Then\r\nrash. More\r\n \t\r\nNext":
                  ["He was treated with\nAmoxicillin.", "Then\r\nrash.", "More", "Next"],
              "a\u2028b \u2029\u2029c": ["a\u2028b", "c"],
              # A paragraph separator (word processors) or a form feed (PDF pages) ends a paragraph alone.
-             "BACKGROUND\u2029Clozapine-induced agranulocytosis\u2029\u2022 rash\x0cResults":
-                 ["BACKGROUND", "Clozapine-induced agranulocytosis", "\u2022 rash", "Results"]}
+             "BACKGROUND\u2029Clozapine-induced agranulocytosis\u2029\u2022 rash\x0cResults\x1eEnd":
+                 ["BACKGROUND", "Clozapine-induced agranulocytosis", "\u2022 rash", "Results", "End"]}
     for text, expected in cases.items():
         spans = split_sentences(text)
         assert [text[s:e] for s, e in spans] == expected, text
