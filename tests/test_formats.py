@@ -170,7 +170,7 @@ def test_brat_errors_name_the_files(capsys, tmp_path):
     assert code == 2 and "a.ann:1: T1 spans characters 0-40, past the end of" in err and "a.txt" in err, err
     (tmp_path / "a.ann").write_text("T1\tAE 0 5\tShort\nR1\tDRUG-AE Arg1:T2 Arg2:T1\n", encoding="utf-8")
     code, _, err = run_cli(capsys, "prepare", "--corpus", tmp_path, "--out", tmp_path.parent / "d-brat")
-    assert code == 2 and "a.ann:2: R1 names T2, which no earlier T line defines" in err, err
+    assert code == 2 and "a.ann:2: R1 names T2, which no T line defines" in err, err
     for ann, message in (("T1\tAE 0 5\tShort\nT1\tAE 6 10\ttext\n", "a.ann:2: T1 is defined twice"),
                          ("T1\tAE 0 5\tShort\nT2\tDRUG 6 10\ttext\nR1\tDRUG-AE Arg1:T2 Arg2:T1\n"
                           "R1\tDRUG-AE Arg1:T2 Arg2:T2\n", "a.ann:4: R1 is defined twice"),
@@ -269,7 +269,7 @@ def test_brat_overlaps_duplicates_crlf_and_discontinuous_entities(tmp_path):
         "T2\tAE 15 28\tsevere nausea\n"
         "T3\tAE 22 28\tnausea\n"          # nested in T2: the outer one is kept
         "T4\tAE 15 28\tsevere nausea\n"   # T2 again: one entity
-        "T5\tAE 31 33;34 41\tIt stopped\n"  # discontinuous: left out, relations to it too
+        "T5\tAE 31 33;35 41\tIt topped\n"  # discontinuous: left out, relations to it too
         "R1\tCause Arg1:T1 Arg2:T4\n"
         "R2\tCause Arg1:T1 Arg2:T5\n"
         "R3\tCause Arg1:T1 Arg2:T3\n"
@@ -549,3 +549,30 @@ def test_html_and_conll_give_each_sentence_its_own_entities_and_pairs():
     write_conll(out, analysis, {})
     tags = [line.split("\t")[1] for line in out.getvalue().splitlines() if "\t" in line]
     assert tags == ["B-DRUG", "O", "B-AE", "O", "B-DRUG", "O", "B-AE", "O", "B-AE", "O"]
+
+
+def test_brat_as_annotation_tools_write_it(tmp_path):
+    """brat's editor writes a mention across a line end as two fragments, and a relation may come before
+    the entities it names; n2c2's drugs are typed "Drug", which relations do not go from."""
+    from adelabel.corpus.brat import read_brat
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "n.txt").write_text("Lisinopril for essential\nhypertension caused cough.\n", encoding="utf-8")
+    (folder / "n.ann").write_text("R1\tADE-Drug Arg1:T3 Arg2:T1\n"
+                                  "T1\tDRUG 0 10\tLisinopril\n"
+                                  "T2\tReason 15 24;25 37\tessential hypertension\n"
+                                  "T3\tADE 45 50\tcough\n"
+                                  "T4\tADE 0 3;45 50\tLis cough\n", encoding="utf-8")  # discontinuous indeed
+    [sentence], report = read_brat(folder)
+    assert sentence.spans == [(0, 10, "DRUG"), (15, 37, "Reason"), (45, 50, "ADE")]
+    assert sentence.relations == [(0, 2)] and report.left_out == {"discontinuous entities": 1}
+    (folder / "n.ann").write_text("T1\tDrug 0 10\tLisinopril\nT3\tADE 45 50\tcough\nR1\tADE-Drug Arg1:T3 Arg2:T1\n",
+                                  encoding="utf-8")
+    _, report = read_brat(folder)
+    assert report.relations == 0
+    assert "note: relations go from entities of type DRUG, and Drug is another type; rename it DRUG in the .ann " \
+           "files to learn its relations" in report.summary()
+    (folder / "n.ann").write_text("R1\tADE-Drug Arg1:T3 Arg2:T9\nT3\tADE 45 50\tcough\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"n\.ann:1: R1 names T9, which no T line defines"):
+        read_brat(folder)

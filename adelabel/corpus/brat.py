@@ -29,7 +29,10 @@ from adelabel.text import LINE_BREAKS_TO_SPACE, split_sentences
 
 _ENTITY = re.compile(r"(T\d+)\t(\S+) (\d{1,18}) (\d{1,18})\t(.*)")  # 18 digits: more than any text holds
 _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
-_FRAGMENTS = re.compile(r"(T\d+)\t(\S+) \d{1,18} \d{1,18}(;\d{1,18} \d{1,18})+\t.*")  # a discontinuous entity
+_FRAGMENTS = re.compile(r"(T\d+)\t(\S+) (\d{1,18} \d{1,18}(?:;\d{1,18} \d{1,18})+)\t(.*)")  # a discontinuous entity
+
+
+NOT_FROM_A_DRUG = "relations not between a DRUG and another type (relations go from a drug)"
 
 
 @dataclass
@@ -45,6 +48,11 @@ class BratReport(EntityReport):
         merged = [f"note: the relation labels {', '.join(sorted(labels))} of {pair} pairs are learnt as one "
                   "(a drug related to another entity); prepare one label's relations to tell them apart"
                   for pair, labels in sorted(self.labels_by_pair.items()) if len(labels) > 1]
+        # Relations go from the type named DRUG exactly; n2c2's "Drug" is another type to it.
+        drug_like = sorted(t for t in self.entities if t.upper() == "DRUG" and t != "DRUG")
+        if drug_like and self.left_out[NOT_FROM_A_DRUG]:
+            merged.append(f"note: relations go from entities of type DRUG, and {drug_like[0]} is another type; "
+                          f"rename it DRUG in the .ann files to learn its relations")
         return [f"read: {self.path}: {self.documents:,} documents (.txt with .ann)", *self.counts(),
                 f"relations: {self.relations:,}" + (f" ({labels})" if labels else ""), *merged,
                 *(f"left out: {n:,} {reason}" for reason, n in sorted(self.left_out.items()))]
@@ -85,11 +93,25 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
     return sentences, report
 
 
+def _contiguous(text: str, fragments: str, mention: str) -> tuple[int, int] | None:
+    """The span of a fragmented entity whose fragments only white space parts ("essential\\nhypertension"
+    annotated across a line end), if its offsets and text hold; else None."""
+    spans = [tuple(map(int, piece.split())) for piece in fragments.split(";")]
+    if any(e <= s or e > len(text) for s, e in spans) or any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
+        return None
+    if any(text[a[1]:b[0]].strip() for a, b in zip(spans, spans[1:])):
+        return None
+    if " ".join(text[s:e] for s, e in spans).split() != mention.split():
+        return None
+    return spans[0][0], spans[-1][1]
+
+
 def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool) -> list[Sentence]:
     entities: dict[str, tuple[int, int, str]] = {}
     relations: list[tuple[str, str, str]] = []  # (label, Arg1, Arg2)
     left: set[str] = set()  # entities left out (discontinuous), which relations may still name
     named: set[str] = set()  # the ids of relations, events, attributes, ...: unique too
+    arguments: list[tuple[int, str, str, str]] = []  # (line, relation id, Arg1, Arg2): checked after reading
     # An empty .ann is a text with nothing annotated in it.
     for number, line in read_lines(ann) if ann.stat().st_size else ():
         if not line.strip():
@@ -112,10 +134,12 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             entities[key] = (start, end, label)
         elif m := _RELATION.fullmatch(line):
             relations.append((m.group(2), m.group(3), m.group(4)))
-            for arg in (m.group(3), m.group(4)):
-                if arg not in entities and arg not in left:
-                    raise InputError(ann, f"{m.group(1)} names {arg}, which no earlier T line defines", number)
-        elif _FRAGMENTS.fullmatch(line):
+            arguments.append((number, m.group(1), m.group(3), m.group(4)))
+        elif (m := _FRAGMENTS.fullmatch(line)) and (span := _contiguous(text, m.group(3), m.group(4))):
+            # Fragments parted by white space alone are one span: brat's editor writes a mention across a
+            # line break of wrapped text so.
+            entities[key] = (*span, m.group(2))
+        elif m:
             if strict:
                 raise InputError(ann, "a discontinuous entity (offsets with ';'): adelabel tags contiguous spans",
                                  number)
@@ -125,6 +149,11 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             report.left_out["event, attribute, normalisation or note lines"] += 1
         else:
             raise InputError(ann, f"not a brat annotation line: {line[:80]!r}", number)
+    # brat files need not define an entity before a relation names it: checked once every line is read.
+    for number, relation, *args in arguments:
+        for arg in args:
+            if arg not in entities and arg not in left:
+                raise InputError(ann, f"{relation} names {arg}, which no T line defines", number)
     out, where, alias = [], {}, {}
     for k, (s, e) in enumerate(split_sentences(text)):
         inside = {key: span for key, span in entities.items() if s <= span[0] and span[1] <= e}
@@ -163,7 +192,7 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             elif types[0] != "DRUG" or types[1] == "DRUG":
                 # The relation head scores a DRUG against each other entity of its sentence (adelabel/data.py,
                 # candidate_pairs): kept, such a relation would be counted and never learnt.
-                report.left_out["relations not between a DRUG and another type (relations go from a drug)"] += 1
+                report.left_out[NOT_FROM_A_DRUG] += 1
                 continue
             pair = (where[a][1], where[b][1])
             if pair in sentence.relations:  # written twice, or over two ids of one span (merged above)
