@@ -811,6 +811,15 @@ def run(argv: list[str] | None = None) -> int:
                 and not joining):
             print(*args, **kwargs)
 
+    # An empty value means nothing any option takes, and as a path it would be the working folder
+    # (`--out "$OUT"` with $OUT unset trained into it, replacing the model folder one stood in).
+    for i, word in enumerate(map(str, words)):
+        if word == "" or (word.startswith("--") and word.endswith("=")):
+            before = str(words[i - 1]) if i else ""
+            option = word[:-1] if word else before if before.startswith("-") and before not in _flags() else None
+            say(f"adelabel: error: {option or 'an argument'}: an empty value (an unset shell variable?)",
+                file=sys.stderr)
+            return 2
     try:
         result = app(args=argv, prog_name="adelabel", standalone_mode=False)
         sys.stdout.flush()  # here, where a failed write can still be reported
@@ -845,6 +854,13 @@ def run(argv: list[str] | None = None) -> int:
         print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _flags() -> set[str]:
+    """The options that take no value (--quiet, --ray, ...), of every command."""
+    command = typer.main.get_command(app)
+    return {name for sub in command.commands.values() for p in sub.params if getattr(p, "is_flag", False)
+            for name in (*p.opts, *p.secondary_opts)}
 
 
 def _one_line(message: str) -> str:

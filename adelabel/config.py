@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
-from adelabel.errors import AdelabelError, InputError
+from adelabel.errors import AdelabelError, InputError, one_of
 
 
 MAX_SEED = 2**32 - 1
@@ -360,6 +360,11 @@ class ConfigBuilder:
                                         f"{getattr(self, key)!r}")
                 continue
             if key not in self.keys:
+                # A key of another architecture (a seq2seq config given to bilstm): said so, not a near name.
+                owners = [a for a in architectures(self.task)
+                          if key in _known_keys(FAMILIES[self.task][ARCHITECTURES[a][0]])]
+                if owners:
+                    raise AdelabelError(f"{source}: {key}: a key of {one_of(owners)}, which {self.arch} does not take")
                 known = [k for k in self.keys if source != "--set" or k != "arch"]
                 near = _nearest(key, known)
                 hint = f" (did you mean {near}?)" if near else f"; known keys: {', '.join(known)}"

@@ -64,7 +64,7 @@ class Progress:
 
 
 def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = int(round(seconds)) or int(seconds > 0)  # work left is never "0 s" left
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:

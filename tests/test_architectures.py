@@ -116,7 +116,9 @@ def test_scheduled_sampling_lowers_the_teacher_forcing_ratio_over_training():
 
 
 @pytest.mark.parametrize("arch, options, message", [
-    ("seq2seq", {"crf": True}, "model.crf: unknown key"),
+    ("seq2seq", {"crf": True}, "model.crf: a key of bilstm, lstm, bigru, gru, birnn, rnn or transformer, which "
+                               "seq2seq does not take"),
+    ("bilstm", {"decoder_size": 8}, "model.decoder_size: a key of seq2seq, which bilstm does not take"),
     ("seq2seq", {"attention": "cosine"}, "model.attention: expected 'additive' or 'multiplicative', got 'cosine'"),
     ("bilstm", {"chars": "bpe"}, "model.chars: expected 'cnn', 'lstm' or 'none', got 'bpe'"),
     ("bilstm", {"no_such_option": 1}, "model.no_such_option: unknown key"),

@@ -802,3 +802,18 @@ def test_a_write_sweeps_what_a_killed_write_of_the_same_file_left(tmp_path):
         holder.wait()
     atomic.write_text(tmp_path / "out.html", "again")  # the writer gone, its file goes too
     assert not live_tmp.exists() and other.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--out", ""], "--out: an empty value"),
+    (["train", "--out="], "--out: an empty value"),
+    (["evaluate", "--model", ""], "--model: an empty value"),
+    (["config", "--arch", ""], "--arch: an empty value"),
+    (["tag", "-q", ""], "an argument: an empty value"),  # -q takes none: the empty word is the FILE
+])
+def test_an_empty_value_is_refused_not_read_as_the_working_folder(args, message, capsys, tmp_path, monkeypatch):
+    """`--out "$OUT"` with $OUT unset trained into the working folder, replacing the model folder it was."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and err.strip() == f"adelabel: error: {message} (an unset shell variable?)", err
+    assert list(tmp_path.iterdir()) == []

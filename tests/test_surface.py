@@ -124,3 +124,10 @@ def test_a_loaded_tagger_answers_alike_however_it_is_called(tiny_model_dir):
     with pytest.raises(OptionError) as caught:
         list(tagger.pipe([text], batch_size=0))
     assert caught.value.as_option().startswith("--batch-size: ")
+
+
+def test_time_left_is_never_written_as_none_while_work_is_left():
+    from adelabel.progress import duration
+
+    assert [duration(s) for s in (0, 0.1, 0.6, 59.6, 61, 3700)] == \
+        ["0 s", "1 s", "1 s", "1 min 00 s", "1 min 01 s", "1 h 01 min"]
