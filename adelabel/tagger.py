@@ -203,7 +203,7 @@ class Tagger(_Loaded):
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
                       "ensemble": [str(p) for p in paths], "train": {**config["train"], "eval_batch_size": smallest}}
         if threshold is not None:
-            cls._refuse_threshold(model, paths[0], None)
+            cls._refuse_threshold(model, paths[0])
         if getattr(model, "onnx_quantized", False):
             backend = "onnx-int8"
         tagger = cls(model, config, vocabs, dev, threshold, precision, backend)

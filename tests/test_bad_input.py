@@ -579,7 +579,7 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
     assert type(tagger.analyze("Rash after naproxen.").sentences[0]) is SentenceScore
 
 
-def test_an_ensemble_of_gated_and_ungated_taggers_is_refused(sample_data, tiny_model_dir, tmp_path):
+def test_an_ensemble_of_gated_and_ungated_taggers_is_refused(sample_data, tiny_model_dir, tmp_path, capsys):
     # Averaged with a member that reports every sentence, the ensemble would silently drop the gate.
     from conftest import train_small
 
@@ -592,6 +592,9 @@ def test_an_ensemble_of_gated_and_ungated_taggers_is_refused(sample_data, tiny_m
     with pytest.raises(OptionError, match="threshold: this tagger has no sentence gate"):
         alone.threshold = 0.3
     alone.threshold = None
+    # The command line names the option its user typed.
+    code, _, err = run_cli(capsys, "evaluate", "--model", ungated, "--data", sample_data, "--threshold", "0.3")
+    assert code == 2 and f"adelabel: error: --threshold: {ungated} has no sentence gate" in err, err
 
 
 def test_a_huge_line_is_tagged_in_windows_with_probabilities(tiny_model_dir):
