@@ -235,9 +235,6 @@ CASES = [
     ("evaluate --model {m} --data {d} --device gpu", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
     # tag
     ("tag {t}/none.txt --model {m}", "{t}/none.txt: file not found"),
-    # A name longer than the system takes: its refusal, not a traceback.
-    ("tag {t}/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn.txt --model {m}", "{t}/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn.txt: File name too long"),
-    ("cv --arch transformer --encoder {t}/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee --out {t}/o", "{t}/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee: File name too long"),
     ("tag {t} --model {m}", "{t}: is a folder, not a file"),
     ("tag {t}/bad.txt --model {m}", "{t}/bad.txt:2: not UTF-8 text"),
     ("tag {t}/empty.txt --model {m}", "{t}/empty.txt: file is empty"),
@@ -820,3 +817,12 @@ def test_an_empty_value_is_refused_not_read_as_the_working_folder(args, message,
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and err.strip() == f"adelabel: error: {message} (an unset shell variable?)", err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_longer_than_the_system_takes_is_one_line(capsys, tmp_path, tiny_model_dir):
+    """The system's refusal of the name, not a traceback (cv and tune check --encoder as train does)."""
+    long_file, long_folder = tmp_path / ("n" * 300 + ".txt"), tmp_path / ("e" * 300)
+    for args, path in ((["tag", long_file, "--model", tiny_model_dir], long_file),
+                       (["cv", "--arch", "transformer", "--encoder", long_folder, "--out", tmp_path / "o"], long_folder)):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and err.strip() == f"adelabel: error: {path}: File name too long", err
