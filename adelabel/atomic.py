@@ -76,9 +76,18 @@ def kind_of(folder: Path, other_than: Kind | None = None) -> str | None:
     try:
         if not folder.is_dir():
             return None
-        return next((what for what, test in KINDS if test is not other_than and test(folder)), None)
+        return next((what for what, test in (*KINDS, *_reports()) if test is not other_than and test(folder)), None)
     except OSError:  # a folder that can be entered but not listed: none of adelabel's, as far as can be told
         return None
+
+def _reports() -> tuple[tuple[str, Kind], ...]:
+    """The report folders' kinds, which their modules define with :func:`holding` (imported here when a
+    folder is to be named, not at start: they import this module)."""
+    from adelabel.report import is_report
+    from adelabel.tune import is_tune_report
+
+    return ("an `evaluate --report` folder", is_report), ("a `tune --report` folder", is_tune_report)
+
 
 LISTS = "manifest.json"
 """A model or data folder's list of the files adelabel wrote in it, under ``files``."""

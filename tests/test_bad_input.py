@@ -226,6 +226,7 @@ CASES = [
     ("evaluate --model {m} --data {d} --json {t}/nodir/s.json", "--json {t}/nodir/s.json: folder"),
     ("evaluate --model {m} --data {d} --json {t}", "--json {t}: is a folder, not a file"),
     ("evaluate --model {m} --data {d} --report {d}", "--report {d}: is a prepared data folder, not what this command writes"),
+    ("train --data {d} --out {t}/noted-report", "--out {t}/noted-report: is an `evaluate --report` folder, not what this command writes"),
     ("prepare --corpus {s} --out {m}", "--out {m}: is a model folder, not what this command writes"),
     ("evaluate --model {m} --data {d} --json {d}/test.jsonl", "--json {d}/test.jsonl: lies inside {d}, which this command reads"),
     ("evaluate --model {m} --data {d} --json {m}/config.json", "--json {m}/config.json: lies inside {m}"),
