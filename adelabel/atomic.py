@@ -76,17 +76,20 @@ def kind_of(folder: Path, other_than: Kind | None = None) -> str | None:
     try:
         if not folder.is_dir():
             return None
-        return next((what for what, test in (*KINDS, *_reports()) if test is not other_than and test(folder)), None)
+        return next((what for what, test in KINDS if test is not other_than and test(folder)), None)
     except OSError:  # a folder that can be entered but not listed: none of adelabel's, as far as can be told
         return None
 
-def _reports() -> tuple[tuple[str, Kind], ...]:
-    """The report folders' kinds, which their modules define with :func:`holding` (imported here when a
-    folder is to be named, not at start: they import this module)."""
-    from adelabel.report import is_report
+def _report_kind(folder: Path, other_than: Kind) -> str | None:
+    """Whether a folder refused as an output is a report of another command, to name it so. Only here:
+    a report is known by a file or two (a folder holding a history.png is not thereby tune's), too
+    little to refuse outputs inside such folders by, as check_not_inside does for KINDS."""
+    from adelabel.report import is_report  # here, not at start: these modules import this one
     from adelabel.tune import is_tune_report
 
-    return ("an `evaluate --report` folder", is_report), ("a `tune --report` folder", is_tune_report)
+    return next((what for what, test in (("an `evaluate --report` folder", is_report),
+                                         ("a `tune --report` folder", is_tune_report))
+                 if test is not other_than and test(folder)), None)
 
 
 LISTS = "manifest.json"
@@ -152,7 +155,7 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
         if other is not None:
             raise AdelabelError(f"{option} {path}: holds {other}, which adelabel did not write there (the folder is "
                                 "replaced whole); move it away, or give another folder")
-        found = kind_of(path, other_than=kind)
+        found = kind_of(path, other_than=kind) or _report_kind(path, kind)
         if found:
             raise AdelabelError(f"{option} {path}: is {found}, not what this command writes (its output replaces "
                                 "the folder whole); give a new or empty folder")
