@@ -25,7 +25,9 @@ import regex
 # The joiners U+200C and U+200D count as word characters (\w) too: kept out of a word's ends all the same.
 # Other default-ignorable characters (\p{DI}: a variation selector after a word, a combining grapheme
 # joiner, Hangul fillers) are invisible too, and read as format characters are.
-_TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}]+(?:[[\p{Cf}\p{DI}]--\u200b]+[^\W_\p{Cf}\p{DI}]+)*"
+# A word does not begin with a combining mark: one left at a word's start (PDF debris, "\u0301Clozapine")
+# is skipped as the invisible characters are, so no entity starts on it.
+_TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}\p{M}][^\W_\p{Cf}\p{DI}]*(?:[[\p{Cf}\p{DI}]--\u200b]+[^\W_\p{Cf}\p{DI}]+)*"
                        r"|[^\w\s\p{Cf}\p{Cc}\p{DI}]|_", regex.V1)
 
 # A sentence ends at . ! or ? (with the closing quotes and brackets after it, which belong to it) when

@@ -17,6 +17,8 @@ def test_tokenizer_splits_hyphens_and_slashes_and_keeps_offsets():
 def test_tokenizer_keeps_combining_marks_and_splits_underscores():
     # A decomposed accent stays in its word (the models were trained so); "_" is a token of its own.
     assert words("Re\u0301sume\u0301 of 5\u00a0mg_kg \u00bd") == ["Re\u0301sume\u0301", "of", "5", "mg", "_", "kg", "\u00bd"]
+    # A mark left at a word's start (PDF debris) is no part of the word, so no entity starts on it.
+    assert words("\u0301Clozapine \u0301\u0301 x\u0301") == ["Clozapine", "x\u0301"]
 
 
 def test_invisible_characters_stay_inside_words_and_make_no_tokens():
