@@ -71,14 +71,16 @@ KINDS: tuple[tuple[str, Kind], ...] = (("a prepared data folder", is_data_dir), 
 """The kinds a refused output folder is named by, when it is one of them but not of the kind asked for."""
 
 
-def kind_of(folder: Path, other_than: Kind | None = None) -> str | None:
-    """Which of adelabel's kinds of folder ``folder`` is (its name in KINDS), if any but ``other_than``."""
+def kind_of(folder: Path, other_than: Kind | None = None,
+            kinds: tuple[tuple[str, Kind], ...] = KINDS) -> str | None:
+    """Which of adelabel's kinds of folder ``folder`` is (its name in ``kinds``), if any but ``other_than``."""
     try:
         if not folder.is_dir():
             return None
-        return next((what for what, test in KINDS if test is not other_than and test(folder)), None)
+        return next((what for what, test in kinds if test is not other_than and test(folder)), None)
     except OSError:  # a folder that can be entered but not listed: none of adelabel's, as far as can be told
         return None
+
 
 def _report_kind(folder: Path, other_than: Kind) -> str | None:
     """Whether a folder refused as an output is a report of another command, to name it so. Only here:
@@ -87,9 +89,8 @@ def _report_kind(folder: Path, other_than: Kind) -> str | None:
     from adelabel.report import is_report  # here, not at start: these modules import this one
     from adelabel.tune import is_tune_report
 
-    return next((what for what, test in (("an `evaluate --report` folder", is_report),
-                                         ("a `tune --report` folder", is_tune_report))
-                 if test is not other_than and test(folder)), None)
+    return kind_of(folder, other_than, (("an `evaluate --report` folder", is_report),
+                                        ("a `tune --report` folder", is_tune_report)))
 
 
 LISTS = "manifest.json"
