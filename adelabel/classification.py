@@ -102,7 +102,11 @@ def classifier_metrics(model, examples: Sequence[Example], batch_size: int, devi
     classes = list(model.classes)
     decided = model.decide(torch.from_numpy(p), threshold).numpy() if len(rows) else np.zeros(0, dtype=np.int64)
     labels = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(gold, decided, labels=labels, zero_division=0)
+    if len(rows):
+        precision, recall, f1, support = precision_recall_fscore_support(gold, decided, labels=labels, zero_division=0)
+    else:  # sklearn refuses an empty split; nothing scored is a zero of each, as for the tagger
+        precision = recall = f1 = np.zeros(len(labels))
+        support = np.zeros(len(labels), dtype=np.int64)
     present = np.isin(labels, np.concatenate([gold, decided]))
     result: dict = {
         "task": "classify", "classes": classes, "texts": len(rows),
@@ -129,9 +133,10 @@ def classifier_metrics(model, examples: Sequence[Example], batch_size: int, devi
         # Undefined (None) unless the split holds both classes.
         "roc_auc": float(roc_auc_score(is_positive, score)) if both else None,
         "average_precision": float(average_precision_score(is_positive, score)) if both else None,
-        "brier": float(((score - is_positive) ** 2).mean()) if len(rows) else 0.0,
+        # None on an empty split, as the tagger's: a 0.0 would read as a perfect calibration.
+        "brier": float(((score - is_positive) ** 2).mean()) if len(rows) else None,
         "ece": sum(n / len(score) * abs(mean - rate)
-                   for mean, rate, n in calibration_bins(is_positive.tolist(), score.tolist())) if len(rows) else 0.0,
+                   for mean, rate, n in calibration_bins(is_positive.tolist(), score.tolist())) if len(rows) else None,
     })
     return result
 
@@ -150,11 +155,11 @@ def format_classification(result: dict) -> str:
              f"{'':<{width}}" + "".join(f"{c:>{width}}" for c in classes)]
     rows += [f"{c:<{width}}" + "".join(f"{n:>{width}}" for n in line) for c, line in zip(classes, result["confusion"])]
     if "positive" in result:
-        shown = lambda v: "undefined (one class)" if v is None else f"{v:.4f}"  # noqa: E731
+        shown = lambda v, why="one class": f"undefined ({why})" if v is None else f"{v:.4f}"  # noqa: E731
         rows += ["", f"{result['positive']} (positive class, threshold {result['threshold']:.2f}): "
                      f"F1 {result['f1']:.4f}, ROC-AUC {shown(result['roc_auc'])}, average precision "
-                     f"{shown(result['average_precision'])}; its probability: ECE {result['ece']:.4f}, "
-                     f"Brier {result['brier']:.4f}"]
+                     f"{shown(result['average_precision'])}; its probability: ECE {shown(result['ece'], 'no text')}, "
+                     f"Brier {shown(result['brier'], 'no text')}"]
     return "\n".join(rows)
 
 

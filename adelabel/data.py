@@ -171,7 +171,11 @@ def encode_sentences(sentences: Sequence[Sentence], vocab: Vocabs, tags: Sequenc
         # Token ranges of the gold spans, in the order of s.spans (which the relations index).
         # A token belongs to a span when they overlap, as in spans_to_tags (which tags it).
         covered = [[i for i, (a, b) in enumerate(tokens) if a < end and b > start] for start, end, _ in s.spans]
-        ranges = [(c[0], c[-1] + 1, label) if c else None for c, (_, _, label) in zip(covered, s.spans)]
+        # A span the tags cannot hold (on no token, or on a token another entity takes: two mentions in
+        # one word) is no gold entity, so no pair of it is gold either: prepare says how many were lost.
+        held = set(token_spans(tag_names))
+        ranges = [(c[0], c[-1] + 1, label) if c and (c[0], c[-1] + 1, label) in held else None
+                  for c, (_, _, label) in zip(covered, s.spans)]
         related = set(s.relations)
         pairs = [(d, o) for d, o in candidate_pairs([r or (0, 0, "") for r in ranges])
                  if ranges[d] is not None and ranges[o] is not None]

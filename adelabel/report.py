@@ -106,7 +106,8 @@ def type_bars(result: dict, path: Path) -> None:
     for ax, (title, scores) in zip(axes, (("all sentences, as `tag` outputs them", result),
                                           ("annotated sentences, gate open", result["annotated_only"]))):
         for k, measure in enumerate(("precision", "recall", "f1")):
-            values = [scores[t][measure] for t in types]
+            # A type predicted only in ADE-NEG sentences has no row among the annotated ones: none found there.
+            values = [scores.get(t, {}).get(measure, 0.0) for t in types]
             bars = ax.bar([x + (k - 1) * 0.27 for x in range(len(types))], values, width=0.27, label=measure)
             ax.bar_label(bars, fmt="%.2f", fontsize=7)
         ax.set_xticks(range(len(types)), types)

@@ -405,6 +405,22 @@ def test_texts_without_a_word_are_counted_as_unscored(binary):
     assert "(1 texts without a word not scored)" in format_classification(result)
 
 
+def test_a_split_of_texts_without_a_word_scores_zeros_not_a_crash(binary):
+    """sklearn refuses an empty split: nothing scored is a zero of each score, and the calibration
+    scores are undefined, not a perfect 0."""
+    from adelabel.classification import classifier_metrics, format_classification
+    from adelabel.corpus import Sentence
+    from adelabel.data import encode_labelled
+
+    classifier = Classifier.load(binary["model"], device="cpu")
+    texts = [Sentence(text="\u200b", label="ade")]
+    result = classifier_metrics(classifier.model, encode_labelled(texts, classifier.vocabs, classifier.classes), 8,
+                                classifier.device)
+    assert result["texts"] == 0 and result["unscored"] == 1
+    assert result["f1"] == 0.0 and result["macro"]["f1"] == 0.0 and result["ece"] is None and result["brier"] is None
+    assert "ECE undefined (no text), Brier undefined (no text)" in format_classification(result)
+
+
 @pytest.mark.parametrize("positive", [0, 1])
 def test_calibration_on_a_dev_split_the_model_separates_keeps_its_ranking(monkeypatch, positive):
     """Likelihood drives the temperature of a perfectly separating model towards 0: fitted inside its

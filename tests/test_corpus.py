@@ -139,6 +139,21 @@ def test_a_span_inside_a_token_keeps_its_relation():
     assert example.pairs == [(3, 4, 1, 2)] and example.pair_gold == [1]
 
 
+def test_two_mentions_in_one_token_give_no_gold_pair_no_prediction_could_match():
+    """The tags hold one entity per token: of a drug and its effect written as one word, the later
+    takes the token. The pair is no gold pair (prepare counts the lost entity): kept, it had the
+    effect's token range for both ends, and recall counted a miss no tagger could avoid."""
+    from adelabel.corpus import Sentence
+    from adelabel.data import encode_sentences
+    from adelabel.tags import tag_set
+    from adelabel.vocab import Vocab, Vocabs
+
+    text = "Oxaliplatinneurotoxicity was seen after cisplatin."
+    sentence = Sentence(text, [(0, 11, "DRUG"), (11, 24, "AE"), (40, 49, "DRUG")], relations=[(0, 1), (2, 1)])
+    [example] = encode_sentences([sentence], Vocabs(Vocab.for_words([]), Vocab.for_words([])), tag_set(["DRUG", "AE"]))
+    assert example.pairs == [(4, 5, 0, 1)] and example.pair_gold == [1]
+
+
 def test_a_nested_drug_loses_its_relation_and_is_counted(tmp_path):
     text = "Heparin-induced thrombocytopenia."
     sentences, report = read_ade(write_corpus(tmp_path, [f"7|{text}|Heparin-induced thrombocytopenia|3|35|Heparin|3|10"]))

@@ -405,3 +405,17 @@ def test_evaluate_scores_in_the_models_own_eval_batch_size(sample_model, sample_
     code, _, err = run_cli(capsys, "evaluate", "--model", folder, "--data", sample_data)
     assert code == 0, err
     assert sizes and set(sizes) == {7}
+
+
+def test_the_type_bars_draw_a_type_predicted_only_in_ade_neg_sentences(tmp_path):
+    """A type with no gold entity in the split, predicted only in an ADE-NEG sentence, has a row over
+    every sentence and none over the annotated ones: drawn there as nothing found, not a KeyError
+    that lost the whole report."""
+    from adelabel.report import type_bars
+
+    row = {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 2}
+    none = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    result = {"DRUG": row, "DOSE": none, "micro": row,
+              "annotated_only": {"DRUG": row, "micro": row}}
+    type_bars(result, tmp_path / "per_type.png")
+    assert (tmp_path / "per_type.png").stat().st_size > 0
