@@ -167,14 +167,16 @@ def probability_scores(labels: Sequence[bool], probs: Sequence[float], bins: int
     """How well probabilities predict outcomes: expected calibration error (``bins`` equal-width
     bins), Brier score, ROC-AUC, and how many there were. A score that is undefined (nothing scored;
     for ROC-AUC, outcomes of one kind only) is None, not a number that could be read as a result."""
+    from sklearn.metrics import roc_auc_score
+
     y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
     if not len(p):
         return {"ece": None, "brier": None, "roc_auc": None, "count": 0}
     ece = sum(n / len(p) * abs(mean - rate) for mean, rate, n in calibration_bins(labels, probs, bins))
-    # ROC-AUC as the probability that a random positive outranks a random negative (ties count half).
-    pos, neg = p[y == 1], p[y == 0]
-    auc = (float((pos[:, None] > neg[None, :]).sum()) + 0.5 * float((pos[:, None] == neg[None, :]).sum())) \
-        / (len(pos) * len(neg)) if len(pos) and len(neg) else None
+    # sklearn's ROC-AUC sorts once; comparing every positive with every negative, as before, needed
+    # gigabytes on a split of 100,000 sentences.
+    both = 0 < int(y.sum()) < len(y)
+    auc = float(roc_auc_score(y.numpy(), p.numpy())) if both else None
     return {"ece": ece, "brier": float(((p - y) ** 2).mean()), "roc_auc": auc, "count": len(p)}
 
 
@@ -268,6 +270,8 @@ def calibration_bins(labels: Sequence[bool], probs: Sequence[float], bins: int =
     """For each non-empty one of ``bins`` equal-width bins of ``probs``: the mean probability, the share
     of positive labels and the count. What the expected calibration error and the reliability
     diagram are made of."""
+    from sklearn.metrics import roc_auc_score
+
     y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
     which = (p * bins).long().clamp(max=bins - 1)
     return [(float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
@@ -279,6 +283,8 @@ def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: f
     """The sentence decision: precision, recall and F1 of "reports an ADE", as ``decided`` (by default
     the probability reaching ``threshold``); and of the probability itself, the expected calibration
     error (``bins`` equal-width bins), Brier score and ROC-AUC."""
+    from sklearn.metrics import roc_auc_score
+
     y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
     decided = p >= threshold if decided is None else torch.tensor(list(decided), dtype=torch.bool)
     tp = float((decided & (y == 1)).sum())
