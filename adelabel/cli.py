@@ -876,6 +876,19 @@ REFUSALS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errn
 adelabel would cause)."""
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output when the process was started with it closed."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        raise AdelabelError("standard output is closed: nothing can be written there (give --output FILE, "
+                            "or start adelabel with it open)")
+
+
 def _terminated(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
@@ -886,6 +899,12 @@ def main() -> None:
     # A kill's TERM (not KILL) unwinds like Ctrl-C, so temporary files beside an unfinished output are
     # removed on the way out rather than left for the next run to sweep.
     signal.signal(signal.SIGTERM, _terminated)
+    # Started with a stream closed (`>&-`, a daemon's spawn): a command that writes nothing there runs, one
+    # that would write its records there says so; a closed stderr only loses the messages.
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     # Records and reports are data, UTF-8 whatever the locale (a Windows code page refused a β with a
     # traceback and wrote an è as one byte); messages keep the terminal's encoding, escaping what it
     # cannot show.

@@ -130,7 +130,7 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
             fh = _open_locked(partial, output, resume)
         except OSError as err:
             raise AdelabelError(f"{output}: cannot write here ({err.strerror})") from None
-        with fh:
+        with _closing(fh):
             if resume:
                 done, length = _kept_records(partial)
                 fh.truncate(length)  # a record cut short by the kill
@@ -159,6 +159,21 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
             # have made a partial file and state of its own.
             state_file.unlink(missing_ok=True)
             replace_synced(partial, output)
+
+
+@contextmanager
+def _closing(fh: IO[str]) -> Iterator[IO[str]]:
+    """``fh``, closed on the way out; when an error is already on its way, one from the close (a full
+    disk refusing the buffer's rest again) does not replace it: its message says what is kept."""
+    try:
+        yield fh
+    except BaseException:
+        try:
+            fh.close()
+        except OSError:
+            pass
+        raise
+    fh.close()
 
 
 def _flush(fh: IO[str]) -> None:

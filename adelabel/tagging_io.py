@@ -56,6 +56,9 @@ def read_paragraphs(source: str, warn: Callable[[str], None] | None = None) -> I
             lines = []
     if lines:
         yield "\n".join(lines), {"line": first}
+    elif not first and source != "-" and Path(source).is_file():
+        # As an empty file is (read_lines): a file of blank lines would give no record, without a word.
+        raise InputError(source, "holds only blank lines: no paragraph to tag")
 
 
 INPUT_FORMATS = ("text", "jsonl", "paragraphs")
@@ -115,9 +118,10 @@ def parse_record(name: str, number: int, line: str) -> tuple[str, dict]:
             raise InputError(name, "a \\u escape names half of a surrogate pair, not a character", number) from None
     if not isinstance(record, dict):
         raise InputError(name, f"expected a JSON object with a \"text\" field, got {_json_kind(record)}", number)
-    text = record.pop("text", None)
+    missing = object()
+    text = record.pop("text", missing)
     if not isinstance(text, str):
-        raise InputError(name, "no \"text\" string in the record" if text is None
+        raise InputError(name, "no \"text\" string in the record" if text is missing
                          else f"\"text\" is {_json_kind(text)}, not a string", number)
     clash = [k for k in WRITTEN if k in record]
     if clash:

@@ -46,6 +46,12 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "twice.jsonl").write_text('{"text": "Rash.", "text": "Fever."}\n', encoding="utf-8")
     (t / "utf16.txt").write_text("Rash after naproxen.\n", encoding="utf-16")  # with its byte-order mark
     (t / "utf16le.txt").write_text("Rash after naproxen.\n", encoding="utf-16-le")  # without
+    # A blank first line is one byte in UTF-16 ("\n", its zero byte starting line 2): the first bytes tell.
+    (t / "utf16-blank.txt").write_text("\nRash after naproxen.\n", encoding="utf-16-le")
+    (t / "utf32.txt").write_text("Rash after naproxen.\n", encoding="utf-32-le")
+    (t / "bom-only.txt").write_bytes(b"\xef\xbb\xbf")  # what an editor saves for an empty file
+    (t / "blank-lines.txt").write_text("\n  \n\t\n", encoding="utf-8")
+    (t / "zeros.txt").write_bytes(bytes(100) + b"Rash after naproxen.\n")
     newer = t / "newer-model"
     shutil.copytree(tiny_model_dir, newer)
     (newer / "config.json").write_text(json.dumps({**json.loads((newer / "config.json").read_text()), "format_version": 99}))
@@ -207,6 +213,13 @@ CASES = [
     ("train --data {d} --encoder {t} --out {t}/o", "--encoder: names the pretrained encoder of --arch transformer, not of bilstm"),
     ("evaluate --model {m} --data {d} --threshold nan", "--threshold: expected a number between 0 and 1, got nan"),
     ("tag {t}/twice.jsonl --model {m} --input-format jsonl", "{t}/twice.jsonl:1: not a JSON object adelabel can read (the key 'text' appears twice)"),
+    ("tag {t}/utf16-blank.txt --model {m}", "{t}/utf16-blank.txt:1: is UTF-16 text (a zero byte beside every letter)"),
+    ("tag {t}/in.txt --model {m} --output {t}/in.txt/out.jsonl", "--output {t}/in.txt/out.jsonl: {t}/in.txt is a file, not a folder"),
+    ("tag {t}/utf32.txt --model {m}", "{t}/utf32.txt:1: is UTF-32 text (three zero bytes beside every letter); "
+                                       "adelabel reads UTF-8: convert it, for example with iconv -f UTF-32"),
+    ("tag {t}/bom-only.txt --model {m}", "{t}/bom-only.txt: file is empty"),
+    ("tag {t}/blank-lines.txt --model {m} --input-format paragraphs", "{t}/blank-lines.txt: holds only blank lines: no paragraph to tag"),
+    ("tag {t}/zeros.txt --model {m}", "{t}/zeros.txt:1: begins with zero bytes, not text"),
     ("tag {t}/utf16.txt --model {m}", "{t}/utf16.txt:1: is UTF-16 text (it begins with a UTF-16 byte-order mark); "
                                        "adelabel reads UTF-8: convert it"),
     ("tag {t}/utf16le.txt --model {m} --input-format paragraphs", "{t}/utf16le.txt:1: is UTF-16 text (a zero byte "
@@ -827,3 +840,26 @@ def test_a_name_longer_than_the_system_takes_is_one_line(capsys, tmp_path, tiny_
                        (["cv", "--arch", "transformer", "--encoder", long_folder, "--out", tmp_path / "o"], long_folder)):
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and err.strip() == f"adelabel: error: {path}: File name too long", err
+
+
+def test_a_closed_standard_stream_is_one_line_not_a_traceback(tiny_model_dir, tmp_path):
+    """Started with stdin or stdout closed (`<&-`, `>&-`, a daemon's spawn): reading from or writing
+    records to it says so; a command whose output goes to --output runs."""
+    import subprocess
+    import sys
+
+    (tmp_path / "in.txt").write_text("Rash after naproxen.\n", encoding="utf-8")
+    tag = f"{sys.executable} -m adelabel tag {{}} --model {tiny_model_dir} -q"
+
+    def shell(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+
+    closed_in = shell(tag.format("-") + " <&-")
+    assert closed_in.returncode == 2 and closed_in.stderr.strip() == \
+        "adelabel: error: <stdin>: standard input is closed: nothing to read", closed_in.stderr
+    closed_out = shell(tag.format("in.txt") + " >&-")
+    assert closed_out.returncode == 2 and closed_out.stderr.strip().startswith(
+        "adelabel: error: standard output is closed"), closed_out.stderr
+    to_file = shell(tag.format("in.txt") + " --output out.jsonl >&-")
+    assert to_file.returncode == 0 and to_file.stderr == "" and json.loads((tmp_path / "out.jsonl").read_text())

@@ -234,6 +234,7 @@ def test_standard_output_is_utf8_whatever_the_locale(tiny_model_dir, tmp_path):
     ('{"text": "a"', "in.jsonl:2: not a JSON object"),
     ('["text"]', 'in.jsonl:2: expected a JSON object with a "text" field, got an array'),
     ('{"id": 3}', 'in.jsonl:2: no "text" string in the record'),
+    ('{"text": null}', 'in.jsonl:2: "text" is null, not a string'),
     ('{"text": 5}', 'in.jsonl:2: "text" is a number, not a string'),
     ('{"text": [true]}', 'in.jsonl:2: "text" is an array, not a string'),
     ('{"text": "a", "entities": []}', "in.jsonl:2: field 'entities' is one adelabel writes"),
@@ -303,8 +304,9 @@ def test_an_error_naming_a_file_is_one_line_whatever_its_name(capsys, tmp_path):
     src = tmp_path / "two\nlines.txt"
     src.write_bytes(b"caf\xe9\n")
     code, _, err = run_cli(capsys, "tag", src, "-q")
-    assert code == 2 and err.strip() == f"adelabel: error: {tmp_path}/two\\nlines.txt:1: not UTF-8 text (byte 3 of " \
-        "the line: b'\\xe9')", err
+    assert code == 2 and err.strip() == f"adelabel: error: {tmp_path}/two\\nlines.txt:1: not UTF-8 text (byte 4 of " \
+        "the line: b'\\xe9'); save it as UTF-8, for example with iconv -f ITS-ENCODING -t UTF-8 (often " \
+        "WINDOWS-1252 or LATIN1)", err
 
 
 def test_tag_options_are_checked(capsys, tiny_model_dir, tmp_path):

@@ -176,3 +176,48 @@ def test_a_resumed_runs_progress_counts_only_its_own_work(capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(" (")[0] for line in lines] == ["tagging: 70%", "tagging: 80%", "tagging: 90%", "tagging: 100%"]
     assert lines[0] == "tagging: 70% (50 B/s, 6 s left)"  # this run's 50 bytes in its first second, not 700
+
+
+def test_a_full_disk_keeps_its_resume_hint_when_the_close_fails_again(capsys, monkeypatch, tmp_path, source,
+                                                                     tiny_model_dir):
+    """A full disk refuses the buffer's rest again when the file is closed: that second refusal must not
+    replace the message that says what is kept and how to carry on."""
+    import errno
+
+    from adelabel import partial
+
+    class FullDisk:
+        """The partial file on a disk that fills after 2,000 characters: what is refused stays buffered."""
+
+        def __init__(self, fh):
+            self.fh, self.pending = fh, ""
+
+        def write(self, text: str) -> int:
+            self.pending += text
+            self.flush()
+            return len(text)
+
+        def flush(self) -> None:
+            room = 2000 - self.fh.tell()
+            self.fh.write(self.pending[:max(room, 0)])
+            self.fh.flush()
+            self.pending = self.pending[max(room, 0):]
+            if self.pending:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            try:
+                self.flush()
+            finally:
+                self.fh.close()
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    opened = partial._open_locked
+    monkeypatch.setattr(partial, "_open_locked", lambda *a: FullDisk(opened(*a)))
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--output", out, "-q")
+    assert code == 2 and err == f"adelabel: error: {out}: cannot write (No space left on device); the records " \
+        f"tagged so far are kept beside {out}: the same command with --resume carries on\n", err
+    assert not out.exists() and 0 < partial_path(out).stat().st_size <= 2000

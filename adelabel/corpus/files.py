@@ -45,19 +45,25 @@ def read_lines(path: str | Path, streams: bool = False,
     name = "<stdin>" if stdin else check_file(path, streams)
     regular = not stdin and name.is_file()
     seen_any = False
+    if stdin and sys.stdin is None:  # started with its standard input closed (`<&-`)
+        raise InputError(name, "standard input is closed: nothing to read")
     with ExitStack() as stack:
         fh = sys.stdin.buffer if stdin else stack.enter_context(name.open("rb"))
+        # The first bytes, not the first line: a UTF-16 file's blank or short first line is one byte
+        # ("\n", its zero byte starting line 2) and told nothing.
+        _refuse_wide(name, fh.peek(_SNIFFED)[:_SNIFFED] if hasattr(fh, "peek") else b"")
         for number, raw in enumerate(fh, start=1):
-            if number == 1:
-                _refuse_utf16(name, raw)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise InputError(name, f"not UTF-8 text (byte {err.start} of the line: "
-                                       f"{raw[err.start:err.start + 1]!r})", number) from None
+                # Counted from 1, as lines and JSON columns are.
+                raise InputError(name, f"not UTF-8 text (byte {err.start + 1} of the line: "
+                                       f"{raw[err.start:err.start + 1]!r}); save it as UTF-8, for example with "
+                                       "iconv -f ITS-ENCODING -t UTF-8 (often WINDOWS-1252 or LATIN1)",
+                                 number) from None
             if number == 1:
                 line = line.removeprefix("\ufeff")
-            seen_any = True
+            seen_any = seen_any or raw != b"\xef\xbb\xbf"  # what an editor saves for an empty file
             line = line.rstrip("\r\n")
             if warn is not None and "\r" in line:
                 warn(f"{name}:{number}: a carriage return inside the line is read as part of it (lines end at "
@@ -69,15 +75,30 @@ def read_lines(path: str | Path, streams: bool = False,
         raise InputError(name, "file is empty")
 
 
-def _refuse_utf16(name: str | Path, first: bytes) -> None:
-    """UTF-16 text, as Windows tools save it: with its byte-order mark it is no UTF-8, and without one
-    its ASCII reads as valid UTF-8 with a zero byte after every letter, which would be tagged as
-    garbage without a word said."""
-    bom = first.startswith((b"\xff\xfe", b"\xfe\xff"))
-    if bom or (len(first) >= 8 and first.count(0) * 3 >= len(first)):
-        how = "it begins with a UTF-16 byte-order mark" if bom else "a zero byte beside every letter"
-        raise InputError(name, f"is UTF-16 text ({how}); adelabel reads UTF-8: convert it, for example with "
-                               "iconv -f UTF-16 -t UTF-8", 1)
+_SNIFFED = 64  # bytes looked at for a wide encoding
+
+
+def _refuse_wide(name: str | Path, head: bytes) -> None:
+    """UTF-16 or UTF-32 text, as Windows tools save it: with its byte-order mark it is no UTF-8, and
+    without one its ASCII reads as valid UTF-8 with zero bytes beside every letter, which would be
+    tagged as garbage without a word said. So would a file that begins with zero bytes only (one cut
+    short by a crash)."""
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if head.startswith(bom):
+            raise InputError(name, f"is {encoding} text (it begins with a {encoding} byte-order mark); adelabel "
+                                   f"reads UTF-8: convert it, for example with iconv -f {encoding} -t UTF-8", 1)
+    if not head:
+        return
+    zeros = head.count(0)
+    if zeros == len(head):
+        raise InputError(name, "begins with zero bytes, not text (a file cut short by a crash?)", 1)
+    # ASCII in UTF-32 is three zero bytes in four, in UTF-16 one in two.
+    encoding = "UTF-32" if zeros * 10 >= len(head) * 7 else "UTF-16" if zeros * 3 >= len(head) else None
+    if encoding is not None:
+        beside = "three zero bytes" if encoding == "UTF-32" else "a zero byte"
+        raise InputError(name, f"is {encoding} text ({beside} beside every letter); adelabel reads UTF-8: "
+                               f"convert it, for example with iconv -f {encoding} -t UTF-8", 1)
 
 
 def read_json_object(path: str | Path) -> dict:
