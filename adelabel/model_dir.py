@@ -102,6 +102,8 @@ def _check_manifest(directory: Path) -> None:
             raise InputError(directory / MANIFEST, f"does not list {name}")
     for name, digest in files.items():
         path = directory / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:  # a checksum of a file outside proves nothing
+            raise InputError(directory / MANIFEST, f"lists {name!r}, which is not a file of the model folder")
         if not path.is_file():
             raise InputError(path, "missing from the model folder (listed in manifest.json)")
         if sha256(path) != digest:
@@ -127,6 +129,10 @@ def _check_tags(tags, labels, path: Path) -> list[str]:
     if tags != tag_set(found) or len(set(found)) != len(found):
         raise InputError(path, f"tags: {tags} are not IOB2 tags in the order training writes them "
                                "(O, then B-X and I-X for each type)")
+    odd = next((t for t in found if not t or any(c.isspace() for c in t)), None)
+    if odd is not None:
+        # As the corpus readers refuse: brat's T lines and CoNLL's columns could not hold it.
+        raise InputError(path, f"tags: entity type {odd!r} is empty or holds white space")
     if labels is not None and list(labels) != found:
         raise InputError(path, f"tags: {tags} do not match the data's labels {labels}")
     return tags
@@ -145,6 +151,9 @@ def task_of(directory: str | Path) -> str | None:
     """The task of a model folder ("tag" or "classify") as its config says, read before loading it
     whole (which checks everything); None when that cannot be read, for :func:`load` to explain."""
     directory = Path(directory)
+    # Only regular files: a pipe would wait forever, /dev/zero hash forever (load names either).
+    if not (directory / CONFIG).is_file() or ((directory / MANIFEST).exists() and not (directory / MANIFEST).is_file()):
+        return None
     try:
         if (directory / MANIFEST).exists():
             # An edited config.json must be reported as damage by load, not believed here.
@@ -167,7 +176,7 @@ def _check_vocab(data: dict, path: Path) -> Vocabs:
             raise InputError(path, f"{name}: must be strings starting with {PAD!r}, {UNK!r}")
     # A word's characters are looked up one by one: a longer entry would never be found, and its row
     # would stand for nothing.
-    if odd := next((c for c in vocabs.chars.items[2:] if len(c) != 1), None):
+    if (odd := next((c for c in vocabs.chars.items[2:] if len(c) != 1), None)) is not None:
         raise InputError(path, f"chars: {odd!r} is not one character")
     return vocabs
 
@@ -263,6 +272,10 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
     except (SafetensorError, OSError, ValueError) as err:
         raise InputError(weights, f"corrupt weights file ({err})") from None
     for name, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32):
+            # save writes these two; float8's kinds cannot even be checked for NaN here.
+            raise InputError(weights, f"{name}: stored as {tensor.dtype}, which adelabel never writes (float16 "
+                                      "or float32)")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise InputError(weights, f"{name}: holds NaN or infinite values")
     if config.get("format_version") != FORMAT_VERSION:

@@ -156,6 +156,7 @@ class _Session:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # its own errors come to us as exceptions, said in our one line
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for a damaged graph
@@ -178,7 +179,8 @@ class _Session:
         try:
             return [torch.from_numpy(a) for a in self.session.run(None, feed)]
         except InvalidArgument as err:  # a graph that does not fit the model folder (another export put in its place)
-            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            first = first if len(first) <= 300 else first[:300] + "..."
             raise InputError(self.path, f"the graph failed on this model's input ({first}); export again") from None
 
 
@@ -249,12 +251,23 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
         if atomic.sha256(folder / name) != graphs[name]:
             raise InputError(folder / name, f"checksum mismatch with {META}: the graph was changed or replaced "
                                             "since it was exported; export again")
+    outputs = ["scores", "states"] + (["sentence"] if model.gate is not None else [])
+    # Written by export with the graphs and not covered by their checksums: an edit is refused, not believed.
+    for key, want in (("arch", model.arch), ("outputs", outputs), ("opset", 17)):
+        if meta.get(key) != want:
+            raise InputError(folder / META, f"{key}: {meta.get(key)!r}, where this model's export has {want!r}; "
+                                            "export again")
+    if not isinstance(meta.get("quantized"), bool):
+        raise InputError(folder / META, f"quantized: expected true or false, got {meta.get('quantized')!r}")
     encoder = _Session(folder / "encoder.onnx")
     if "words" not in encoder.inputs or not encoder.inputs <= set(ENCODER_INPUTS):
         raise InputError(folder / "encoder.onnx", "not a tagger's encoder graph (its inputs are "
                                                   f"{', '.join(sorted(encoder.inputs))})")
+    if (found := [o.name for o in encoder.session.get_outputs()]) != outputs:
+        raise InputError(folder / "encoder.onnx", f"not this tagger's encoder graph (its outputs are "
+                                                  f"{', '.join(found) or 'none'}, not {', '.join(outputs)}); export again")
     model.forward = _OnnxForward(encoder, gate=model.gate is not None)
-    model.onnx_quantized = bool(meta.get("quantized"))  # said in each output's provenance
+    model.onnx_quantized = meta["quantized"]  # said in each output's provenance
     model.screen = _no_screen
     if model.relation is not None:
         model.relation.forward = _OnnxRelation(_Session(folder / "relation.onnx"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import struct
@@ -778,6 +779,75 @@ def test_a_model_config_edited_by_hand_is_refused_by_its_key(capsys, tiny_model_
     for args in (["tag", SAMPLE / "example.txt", "--model", folder],
                  ["train", "--data", sample_data, "--teacher", folder, "--out", tmp_path / "o", "--epochs", "1"]):
         code, _, err = run_cli(capsys, *args)
+        assert code == 2 and err.strip() == f"adelabel: error: {folder}/{message}", err
+
+
+def _signed_copy(source: Path, folder: Path, edit) -> Path:
+    """A copy of a model folder changed by ``edit(folder)``, its manifest's checksums made to match."""
+    from adelabel.atomic import sha256
+
+    shutil.copytree(source, folder)
+    edit(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {name: sha256(folder / name) if (folder / name).is_file() else digest
+                         for name, digest in manifest["files"].items()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _edit_json(name: str, change):
+    def edit(folder: Path) -> None:
+        data = json.loads((folder / name).read_text())
+        change(data)
+        (folder / name).write_text(json.dumps(data))
+    return edit
+
+
+def _float8(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    name = "words.embedding.weight"
+    save_file({**state, name: state[name].to(torch.float8_e4m3fn)}, str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_float8, "model.safetensors: words.embedding.weight: stored as torch.float8_e4m3fn, which adelabel never writes "
+     "(float16 or float32)"),
+    (_edit_json("vocab.json", lambda v: v["chars"].__setitem__(5, "")), "vocab.json: chars: '' is not one character"),
+    (_edit_json("config.json", lambda c: (c.__setitem__("tags", ["O", "B-", "I-", *c["tags"][3:]]),
+                                          c["data"].__setitem__("labels", ["", *c["data"]["labels"][1:]]))),
+     "config.json: tags: entity type '' is empty or holds white space"),
+    (_edit_json("config.json", lambda c: (c.__setitem__("tags", ["O", "B-DR\nUG", "I-DR\nUG", *c["tags"][3:]]),
+                                          c["data"].__setitem__("labels", ["DR\nUG", *c["data"]["labels"][1:]]))),
+     "config.json: tags: entity type 'DR\\nUG' is empty or holds white space"),
+    (_edit_json("manifest.json", lambda m: m["files"].__setitem__("/etc/hostname", "0" * 64)),
+     "manifest.json: lists '/etc/hostname', which is not a file of the model folder"),
+], ids=["float8", "empty-char", "empty-type", "type-with-newline", "absolute-name"])
+def test_a_model_folder_signed_again_after_an_edit_is_still_refused(capsys, tiny_model_dir, tmp_path, edit, message):
+    """Checksums made to match the edit: the checks past them refuse what adelabel never writes (these
+    loaded, or were a traceback)."""
+    folder = _signed_copy(tiny_model_dir, tmp_path / "m", edit)
+    code, _, err = run_cli(capsys, "tag", SAMPLE / "example.txt", "--model", folder)
+    assert code == 2 and err.strip() == f"adelabel: error: {folder}/{message}", err
+    with pytest.raises(InputError, match="^" + re.escape(f"{folder}/{message}")):
+        Tagger.load(folder)
+
+
+def test_a_pipe_or_device_in_a_model_folder_is_named_not_waited_on(capsys, tiny_model_dir, tmp_path):
+    """Read before the folder is checked (to tell a classifier from a tagger), a pipe as manifest.json
+    waited forever and /dev/zero as config.json was hashed forever."""
+    pipe = tmp_path / "pipe"
+    shutil.copytree(tiny_model_dir, pipe)
+    (pipe / "manifest.json").unlink()
+    os.mkfifo(pipe / "manifest.json")
+    zero = tmp_path / "zero"
+    shutil.copytree(tiny_model_dir, zero)
+    (zero / "config.json").unlink()
+    (zero / "config.json").symlink_to("/dev/zero")
+    for folder, message in ((pipe, "manifest.json: missing from the model folder"),
+                            (zero, "config.json: missing from the model folder")):
+        code, _, err = run_cli(capsys, "tag", SAMPLE / "example.txt", "--model", folder)
         assert code == 2 and err.strip() == f"adelabel: error: {folder}/{message}", err
 
 

@@ -191,3 +191,41 @@ def test_a_character_lstm_tagger_is_refused_before_export(capsys, sample_data, t
     assert not (folder / "onnx").exists()
     code, _, err = run_cli(capsys, "tag", ROOT / "corpora/sample/example.txt", "--model", folder, "--backend", "onnx")
     assert code == 2 and "--backend onnx: runs taggers whose character features are cnn or none" in err, err
+
+
+def test_an_export_edited_or_replaced_by_hand_is_refused(capsys, exported, tmp_path):
+    """What onnx.json says beside the checksums (arch, outputs, opset, quantized) is checked, not
+    believed, and a graph whose outputs are not this tagger's is named before it runs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from adelabel.atomic import sha256
+
+    folder = tmp_path / "m"
+    shutil.copytree(exported, folder)
+    meta = folder / "onnx" / "onnx.json"
+    signed = json.loads(meta.read_text())
+    text = ROOT / "corpora/sample/example.txt"
+    for edit, message in (({"quantized": "no"}, "quantized: expected true or false, got 'no'"),
+                          ({"arch": "bigru"}, "arch: 'bigru', where this model's export has 'bilstm'"),
+                          ({"outputs": ["scores"]}, "outputs: ['scores'], where this model's export has")):
+        meta.write_text(json.dumps({**signed, **edit}))
+        code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    # A graph that reads the words and returns them: the inputs of an encoder, one output.
+    graph = helper.make_graph([helper.make_node("Identity", ["words"], ["scores"])], "g",
+                              [helper.make_tensor_value_info("words", TensorProto.INT64, ["b", "t"])],
+                              [helper.make_tensor_value_info("scores", TensorProto.INT64, ["b", "t"])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "onnx" / "encoder.onnx")
+    meta.write_text(json.dumps({**signed, "graphs": {**signed["graphs"], "encoder.onnx": sha256(folder / "onnx" / "encoder.onnx")}}))
+    code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx")
+    assert code == 2 and "encoder.onnx: not this tagger's encoder graph (its outputs are scores, not scores, " \
+        "states, sentence)" in err, err
+
+
+def test_onnxruntime_keeps_its_own_log_lines_off_stderr(exported):
+    """A graph's failure reaches the user as adelabel's one line: onnxruntime's own coloured log line
+    (written to the process's stderr, past Python) would be a second."""
+    from adelabel.onnx_backend import _Session
+
+    assert _Session(exported / "onnx" / "encoder.onnx").session.get_session_options().log_severity_level == 3
