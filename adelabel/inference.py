@@ -266,9 +266,13 @@ def reported_pairs(prediction: Prediction, effects: frozenset[str] = frozenset()
     an effect where there is one (``effects``: :func:`effect_types`), since that pair reported it."""
     pairs = prediction.pairs
     chosen = [p for p in pairs if p[2] >= RELATION_THRESHOLD]
-    if not chosen and pairs:
-        effect = [p for p in pairs if prediction.spans[p[1]][2] in effects]
-        chosen = [max(effect or pairs, key=lambda p: p[2])]
+    effect = [p for p in pairs if prediction.spans[p[1]][2] in effects]
+    if effect and not any(p in effect for p in chosen):
+        # A drug-dose pair scored high does not stand in for the effect that reported the sentence.
+        best = max(effect, key=lambda p: p[2])
+        chosen = sorted([*chosen, best], key=pairs.index)
+    elif not chosen and pairs:
+        chosen = [max(pairs, key=lambda p: p[2])]
     return chosen
 
 

@@ -647,6 +647,9 @@ def test_only_a_drug_and_another_type_make_the_pair_decide():
     both = Prediction([0] * 3, [1.0] * 3, 0.9, [(0, 1, "DRUG"), (1, 2, "AE"), (2, 3, "DOSE")], [(0, 1, 0.2), (0, 2, 0.4)])
     assert reported_pairs(both, effect_types(tuple(dosed))) == [(0, 1, 0.2)]
     assert reported_pairs(both._replace(pairs=[(0, 2, 0.4)]), effect_types(tuple(dosed))) == [(0, 2, 0.4)]
+    # A drug-dose pair above 0.5 keeps the best drug-effect pair beside it: that one reported the sentence.
+    assert reported_pairs(both._replace(pairs=[(0, 1, 0.48), (0, 2, 0.62)]), effect_types(tuple(dosed))) == \
+        [(0, 1, 0.48), (0, 2, 0.62)]
     plain = tiny_model(vocabs)  # no gate
     assert not pairs_decide(plain)
     analysis = analyze(plain.eval(), vocabs, ["Rash after naproxen. A long sentence"], torch.device("cpu"))[0]
