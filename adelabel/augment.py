@@ -53,17 +53,30 @@ def drug_end(sentence: Sentence, drugs: set[str]) -> int | None:
     return None
 
 
-def with_phrase(sentence: Sentence, at: int, phrase: str) -> Sentence:
-    """``sentence`` with ``phrase`` written at character ``at`` (after a space), its spans moved past it."""
+def with_phrase(sentence: Sentence, at: int, phrase: str, dose_label: str | None = None) -> Sentence:
+    """``sentence`` with ``phrase`` written at character ``at`` (after a space), its spans moved past it.
+    With ``dose_label`` (data prepared with doses), the phrase, its brackets aside, is a span of that
+    type related to the annotated drug it follows, as the corpus annotates a dose: unlabelled, it
+    taught the tagger that a dose is none."""
     shift = len(phrase) + 1
     spans = [(s + (shift if s >= at else 0), e + (shift if e > at else 0), label) for s, e, label in sentence.spans]
-    return replace(sentence, text=f"{sentence.text[:at]} {phrase}{sentence.text[at:]}", spans=spans)
+    copy = replace(sentence, text=f"{sentence.text[:at]} {phrase}{sentence.text[at:]}", spans=spans)
+    drug = next((k for k, (_, e, label) in enumerate(sentence.spans) if label == "DRUG" and e == at), None)
+    if dose_label is None or drug is None:
+        return copy
+    bracketed = phrase.startswith("(")
+    dose = (at + 1 + bracketed, at + 1 + len(phrase) - bracketed, dose_label)
+    order = sorted([*spans, dose])
+    index = {span: order.index(span) for span in order}
+    relations = [(index[spans[d]], index[spans[o]]) for d, o in sentence.relations] + [(index[spans[drug]], index[dose])]
+    return replace(copy, spans=order, relations=relations)
 
 
-def dose_copies(sentences: Sequence[Sentence], share: float, seed: int) -> list[Sentence]:
+def dose_copies(sentences: Sequence[Sentence], share: float, seed: int, dose_label: str | None = None) -> list[Sentence]:
     """Copies of ``share`` of the sentences with events and ``share`` of those without (as many as
     have a drug to write a dose after), each with a dose after its drug; the same ``seed`` draws the
-    same copies."""
+    same copies. ``dose_label``: the data's dose type, which a dose after an annotated drug is given
+    (:func:`with_phrase`); the ADE-NEG sentences annotate nothing, so their doses stay unlabelled."""
     if share <= 0:
         return []
     drugs = {s.text[a:b].lower() for s in sentences for a, b, label in s.spans if label == "DRUG"}
@@ -75,5 +88,5 @@ def dose_copies(sentences: Sequence[Sentence], share: float, seed: int) -> list[
         group = [s for s in sentences if s.negative == negative]
         places = [(s, at) for s in group if (at := drug_end(s, drugs)) is not None]
         chosen = rng.sample(places, min(len(places), round(share * len(group))))
-        out += [with_phrase(s, at, dose_phrase(rng)) for s, at in chosen]
+        out += [with_phrase(s, at, dose_phrase(rng), dose_label) for s, at in chosen]
     return out

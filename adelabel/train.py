@@ -287,7 +287,8 @@ def load_data(config: Config, data_dir: str | Path) -> Setup:
     if config.task == "tag" and config.train.dose_copies > 0:
         from adelabel.augment import dose_copies
 
-        splits["train"] = splits["train"] + dose_copies(splits["train"], config.train.dose_copies, config.seed)
+        dose = "DOSE" if "DOSE" in manifest.get("labels", []) else None
+        splits["train"] = splits["train"] + dose_copies(splits["train"], config.train.dose_copies, config.seed, dose)
     task = TASKS[config.task](manifest, splits, data_dir)
     check_listed(data_dir, Path(data_dir) / VECTORS)  # the vocabulary and the model's rows come from it
     words, vectors = read_vectors(Path(data_dir) / VECTORS)

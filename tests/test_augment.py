@@ -58,3 +58,41 @@ def test_training_reads_the_copies_beside_the_split(sample_data):
     assert copied.task.negatives["train"][len(train):] == [s.negative for s in added]
     # The splits scored are the corpus's own.
     assert len(copied.examples["dev"]) == len(plain.examples["dev"])
+
+
+def test_with_doses_in_the_data_a_dose_written_after_an_annotated_drug_is_a_related_dose():
+    """Data prepared with --types DRUG,AE,DOSE: an unlabelled dose taught the tagger that a dose is
+    none (0 DOSE spans on test sentences, against 10 without copies). The ADE-NEG copies annotate
+    nothing, as the corpus's ADE-NEG sentences do; the same seed draws the same copies either way."""
+    sentences = corpus()
+    plain, dosed = dose_copies(sentences, 0.5, 3), dose_copies(sentences, 0.5, 3, "DOSE")
+    assert [s.text for s in plain] == [s.text for s in dosed]
+    for copy in dosed:
+        if copy.negative:
+            assert copy.spans == [] and copy.relations == []
+            continue
+        named = [(copy.text[a:b], label) for a, b, label in copy.spans]
+        dose = next(k for k, (_, label) in enumerate(named) if label == "DOSE")
+        assert named[dose][0] in copy.text and not named[dose][0].startswith("(") and not named[dose][0].endswith(")")
+        pairs = {(named[d][0], named[o][0]) for d, o in copy.relations}
+        assert pairs == {("warfarin", "bleeding"), ("warfarin", named[dose][0])}, copy
+    assert any(not s.negative for s in dosed)
+
+
+def test_training_labels_the_doses_of_data_with_doses(sample_data, tmp_path):
+    import json
+    import shutil
+
+    from adelabel.config import resolve
+    from adelabel.train import load_data
+
+    data = tmp_path / "dose-data"
+    shutil.copytree(sample_data, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    (data / "manifest.json").write_text(json.dumps({**manifest, "labels": ["DRUG", "AE", "DOSE"]}))
+    setup = load_data(resolve("bilstm", overrides=["train.dose_copies=0.3"]), data)
+    from adelabel.prepare import read_split
+
+    tags = setup.task.tags
+    copies = setup.examples["train"][len(read_split(data, "train")):]
+    assert copies and any(tags[t] == "B-DOSE" for e in copies for t in e.tags)
