@@ -132,7 +132,8 @@ def predict(model: SequenceLabeler, examples: Sequence[Example], batch_size: int
         decoded = model.decode(output, batch, threshold)
         tags, conf, sentence = (t.cpu().tolist() for t in decoded)
         for row, i in enumerate(indices):
-            tags[row] = _symbols_outside(tags[row][:len(examples[i].pieces)], examples[i].pieces, model.tags)
+            tags[row] = _whole_numbers(_symbols_outside(tags[row][:len(examples[i].pieces)], examples[i].pieces,
+                                                        model.tags), examples[i].tokens, examples[i].pieces, model.tags)
         spans = [token_spans([model.tags[t] for t in tags[row]]) for row in range(len(indices))]
         candidates = [candidate_pairs(s) for s in spans]
         rows = [(row, *spans[row][d][:2], *spans[row][o][:2]) for row, pairs in enumerate(candidates)
@@ -166,6 +167,38 @@ def _symbols_outside(tags: list[int], texts: Sequence[str], names: Sequence[str]
         if forced is not None and names[t] == f"I-{forced}":
             out[k] = names.index(f"B-{forced}")
         forced = None
+    return out
+
+
+def _in_number(k: int, tokens: Sequence[tuple[int, int]], texts: Sequence[str]) -> bool:
+    """Whether tokens ``k - 1`` and ``k`` are parts of one number written without spaces: the
+    tokeniser cuts "0.25" into 0 . 25 and "1,000" into 1 , 000."""
+    def joined(a: int) -> bool:  # tokens a and a + 1 touch
+        return 0 <= a and a + 1 < len(tokens) and tokens[a][1] == tokens[a + 1][0]
+
+    if not joined(k - 1):
+        return False
+    if texts[k] in ".," and joined(k):
+        return texts[k - 1][-1].isdigit() and texts[k + 1][0].isdigit()
+    return texts[k - 1] in ".," and joined(k - 2) and texts[k - 2][-1].isdigit() and texts[k][0].isdigit()
+
+
+def _whole_numbers(tags: list[int], tokens: Sequence[tuple[int, int]], texts: Sequence[str],
+                   names: Sequence[str]) -> list[int]:
+    """``tags`` with each entity that begins or ends inside a number widened over the number's other
+    parts (where they are tagged O): a dose cut to "25 mg/day" from "0.25 mg/day", or to "000 mg" from
+    "1,000 mg", states another dose, where the whole number is what the text says."""
+    if not any(tags) or not any(t in ".," for t in texts):
+        return tags
+    out = list(tags)
+    for a, b, label in token_spans([names[t] for t in tags]):
+        start, end = a, b
+        while start > 0 and out[start - 1] == 0 and _in_number(start, tokens, texts):
+            start -= 1
+        while end < len(out) and out[end] == 0 and _in_number(end, tokens, texts):
+            end += 1
+        if (start, end) != (a, b):
+            out[start:end] = [names.index(f"B-{label}")] + [names.index(f"I-{label}")] * (end - start - 1)
     return out
 
 

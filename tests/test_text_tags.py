@@ -1,3 +1,5 @@
+import pytest
+
 from adelabel.tags import spans_to_tags, tag_set, tags_to_spans
 from adelabel.text import split_sentences, tokenize
 
@@ -151,3 +153,29 @@ def test_sentences_of_clinical_text_lists_and_paragraphs():
     # A bracket left open far back no longer holds sentences together.
     text = "(" + "word " * 60 + "end. Next one. And another."
     assert [text[s:e] for s, e in split_sentences(text)][1:] == ["Next one.", "And another."]
+
+
+@pytest.mark.parametrize("text, tagged, expected", [
+    ("He took 0.25 mg/day of lithium.", ["25", "mg", "/", "day"], "0.25 mg/day"),
+    ("He took 1,000 mg of lithium.", ["000", "mg"], "1,000 mg"),
+    ("He took 1.5g of lithium.", ["5g"], "1.5g"),
+    ("He took 2.5", ["2"], "2.5"),
+    ("He took 1, 2 and 5 mg.", ["5", "mg"], "5 mg"),        # a space: no number runs on
+    ("He took 2 mg. 5 patients", ["2", "mg"], "2 mg"),     # a sentence's stop, a space after it
+])
+def test_an_entity_is_never_cut_inside_a_number(text, tagged, expected):
+    """The tokeniser cuts "0.25" into 0 . 25: a dose the model began on 25 would state another dose.
+    The entity takes the number's other parts (tagged O) in, at either end."""
+    from adelabel.inference import _whole_numbers
+    from adelabel.text import tokenize
+
+    names = ["O", "B-DOSE", "I-DOSE"]
+    tokens = tokenize(text)
+    pieces = [text[a:b] for a, b in tokens]
+    first = pieces.index(tagged[0])
+    tags = [0] * len(pieces)
+    tags[first:first + len(tagged)] = [1] + [2] * (len(tagged) - 1)
+    out = _whole_numbers(tags, tokens, pieces, names)
+    begun = out.index(1)
+    end = next((k for k in range(begun + 1, len(out)) if out[k] != 2), len(out))
+    assert text[tokens[begun][0]:tokens[end - 1][1]] == expected and out.count(1) == 1
