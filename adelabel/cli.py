@@ -682,8 +682,9 @@ def _shown(value: float | None, spec: str = ".4f") -> str:
 def _relation_line(title: str, r: dict) -> str:
     from adelabel.evaluate import no_pairs
 
-    if no_pairs(r):
-        return f"{title}: n/a (no gold pair)"
+    if no_pairs(r):  # pairs predicted all the same are each a false one, not to be hidden
+        found = r.get("predicted", 0)
+        return f"{title}: n/a (no gold pair" + (f"; {found:,} predicted, each a false positive)" if found else ")")
     line = f"{title}: P {r['precision']:.4f} R {r['recall']:.4f} F1 {r['f1']:.4f} ({r['support']:,} gold pairs)"
     types = r.get("types", {})  # one type's line would say the pooled one again
     return "\n".join([line] + [_relation_line(f"  {kind}", s) for kind, s in types.items() if len(types) > 1])

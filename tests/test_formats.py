@@ -520,7 +520,9 @@ def test_evaluate_prints_each_pair_type_under_the_pooled_relations():
     ae, dose = (0, 1, 3, 4, "AE"), (0, 1, 7, 8, "DOSE")
     pooled, *types = _relation_line("relations", relation_scores([{ae}], [{ae, dose}])).splitlines()
     assert pooled == "relations: P 0.5000 R 1.0000 F1 0.6667 (1 gold pairs)"
-    assert types == ["  DRUG-AE: P 1.0000 R 1.0000 F1 1.0000 (1 gold pairs)", "  DRUG-DOSE: n/a (no gold pair)"]
+    # A type with no gold pair says how many were predicted all the same: each one false.
+    assert types == ["  DRUG-AE: P 1.0000 R 1.0000 F1 1.0000 (1 gold pairs)",
+                     "  DRUG-DOSE: n/a (no gold pair; 1 predicted, each a false positive)"]
 
 
 def test_html_and_conll_give_each_sentence_its_own_entities_and_pairs():
