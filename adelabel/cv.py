@@ -74,6 +74,10 @@ def _leaves(result: dict, prefix: str = "") -> dict[str, float]:
     split holds none of (which seqeval reports, as 0, when the model predicted one), and the precision
     of a class or pair type never predicted either."""
     out = {}
+    if not prefix and result.get("positive") in result.get("per_class", {}) and \
+            not result["per_class"][result["positive"]].get("support"):
+        # The positive class's F1, undefined in a fold whose test split holds none of it (not a 0).
+        result = {k: v for k, v in result.items() if k != "f1"}
     if not prefix and "per_class" in result and result.get("confusion"):
         predicted = [sum(column) for column in zip(*result["confusion"])]
         result = {**result, "per_class": {
@@ -188,12 +192,12 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     for k, split in enumerate(splits, start=1):
         fold = out / f"fold-{k:02d}"
         result_path = fold / RESULT
+        if result_path.exists() and not result_path.is_file():
+            raise InputError(result_path, "is not a file (where the fold's result is written); remove it")
         if result_path.is_file():
             results.append(read_json_object(result_path))
-            test = results[-1].get("test")
-            if not isinstance(test, dict) or not _number(test.get("f1")) or \
-                    not isinstance(test.get("micro" if config.task == "tag" else "macro"), dict):
-                raise InputError(result_path, "corrupt fold result (no test scores); delete it to run the fold again")
+            if why := _fold_result_fault(results[-1], k, config.task):
+                raise InputError(result_path, f"corrupt fold result ({why}); delete it to run the fold again")
             say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
             if _number(results[-1].get("seconds")) and results[-1]["seconds"] > 0:
                 durations.append(results[-1]["seconds"])  # so a resumed run estimates its time left at once
@@ -285,6 +289,37 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+_SHARES = frozenset({"precision", "recall", "f1", "accuracy", "roc_auc", "average_precision", "ece", "brier",
+                     "threshold"})
+_COUNTS = frozenset({"support", "predicted"})
+
+
+def _fold_result_fault(result: dict, fold: int, task: str) -> str | None:
+    """What is wrong with a finished fold's result as read back (an edit, a damaged disk), or None: its
+    scores are averaged as they are, so a NaN or a precision of 5 would reach the table unseen."""
+    if result.get("fold") != fold:
+        return f"fold {result.get('fold')!r}, not {fold}"
+    test = result.get("test")
+    head = "micro" if task == "tag" else "macro"
+    if not isinstance(test, dict) or not isinstance(test.get(head), dict):
+        return "no test scores"
+    if not all(_number(test[head].get(k)) for k in ("precision", "recall", "f1")) or not _number(test.get("f1")):
+        return f"test.{head} lacks a precision, recall or F1"
+
+    def fault(scores: dict, where: str) -> str | None:
+        for key, value in scores.items():
+            if isinstance(value, dict):
+                if found := fault(value, f"{where}{key}."):
+                    return found
+            elif key in _SHARES and value is not None and not (_number(value) and 0 <= value <= 1):
+                return f"{where}{key} is {value!r}, not a number from 0 to 1"
+            elif key in _COUNTS and not (_number(value) and value >= 0 and value == int(value)):
+                return f"{where}{key} is {value!r}, not a count"
+        return None
+
+    return fault(test, "test.")
+
+
 def fold_key(settings: dict) -> dict:
     """What fixes a cross-validation's folds and their data (``overlaps`` is written only when not the
     default)."""
@@ -355,14 +390,19 @@ def format_summary(summary: dict) -> str:
         # Recall and F1 are undefined in a fold that holds none of the row's type: n/a where no fold does.
         cells = "".join(f"{stats[prefix + m]['mean']:>10.4f} ± {stats[prefix + m]['std']:.4f}"
                         if prefix + m in stats else f"{'n/a':>18}" for m in ("precision", "recall", "f1"))
-        rows.append(f"{title:<34}{cells}{_over(stats.get(prefix + 'f1') or stats[prefix + 'precision'], folds)}")
+        counts = {m: stats[prefix + m].get("folds", folds) for m in ("precision", "recall", "f1") if prefix + m in stats}
+        if len(set(counts.values())) > 1:  # precision is defined in folds where recall and F1 are not
+            note = "  (" + ", ".join(f"{m} over {n} of {folds} folds" for m, n in counts.items()) + ")"
+        else:
+            note = _over(stats.get(prefix + "f1") or stats[prefix + "precision"], folds)
+        rows.append(f"{title:<34}{cells}{note}")
 
     if summary["settings"]["config"]["task"] == "classify":
         per_class = _named(stats, "per_class.")
         for name in per_class:
             row(name, f"per_class.{name}.")
         row("macro", "macro.")
-        for key in ("roc_auc", "average_precision", "accuracy"):
+        for key in ("roc_auc", "average_precision", "accuracy", "ece", "brier"):
             if key in stats:
                 rows.append(f"{key:<34}{stats[key]['mean']:>10.4f} ± {stats[key]['std']:.4f}{_over(stats[key], folds)}")
         return "\n".join(rows)

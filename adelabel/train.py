@@ -327,7 +327,8 @@ def _heads_the_data_can_train(config: Config, train: Sequence, out_dir, resume: 
 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
           log: Callable[[str], None] | None = print, resume: bool = False,
-          on_epoch: Callable[[int, float], None] | None = None, teacher: Sequence[str | Path] = ()) -> dict:
+          on_epoch: Callable[[int, float], None] | None = None, teacher: Sequence[str | Path] = (),
+          score_test: bool = True) -> dict:
     """Train ``config.arch`` for ``config.task`` on a prepared data folder; save the best model (by dev
     F1: entity micro-F1 for a tagger, the positive class's or the macro F1 for a classifier) to
     ``out_dir`` and return its metrics. ``resume`` carries on the run whose checkpoint is beside
@@ -336,7 +337,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     pruner there; an exception it raises ends the run).
     ``teacher``: model folders (one, or several as an ensemble) whose probabilities the model learns
     beside the gold labels, weighted by ``train.distil`` (adelabel/teacher.py). Under torchrun, each
-    process trains on its share of the batches (adelabel/distributed.py)."""
+    process trains on its share of the batches (adelabel/distributed.py). ``score_test=False`` (a tune
+    trial, chosen on dev) leaves the test split unread."""
     w = distributed.world()
     say = (log or (lambda _: None)) if w.main else (lambda _: None)
     # Warnings are worth a line even where progress is silenced (--quiet, cv's and tune's runs).
@@ -448,7 +450,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 on_epoch(run.epoch, f1)
         if run.stale >= hp.patience:
             say(f"no better dev F1 for {run.stale} epochs; stopped")
-        return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, warn, teacher)
+        return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, warn, teacher, score_test)
 
 
 @contextmanager
@@ -603,7 +605,7 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
 
 def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir, ckpt: Path,
            device: torch.device, w: distributed.World, say: Callable[[str], None],
-           warn: Callable[[str], None], teacher: Sequence[str] = ()) -> dict:
+           warn: Callable[[str], None], teacher: Sequence[str] = (), score_test: bool = True) -> dict:
     """The best epoch's weights, calibrated on dev, scored on dev and test and saved (by rank 0)."""
     hp = config.train
     model.load_state_dict(run.best_state)
@@ -611,7 +613,7 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
     if w.main:
         with autocast(device, hp.precision):
             data.task.calibrate(model, data.examples["dev"], "dev", hp.eval_batch_size, device)
-            for name in ("dev", "test"):
+            for name in ("dev", "test") if score_test else ("dev",):
                 metrics[name] = data.task.evaluate(model, data.examples[name], name, hp.eval_batch_size, device)
         manifest = data.manifest
         saved = {**config.to_dict(), **data.task.saved(), "embedding_dim": int(data.matrix.shape[1]),
@@ -622,8 +624,8 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         write_log(ckpt, run)
         model_dir.save(out_dir, model, saved, data.vocabs, metrics=metrics, log=ckpt / model_dir.LOG)
         atomic.remove_dir(ckpt)
-        say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, "
-            f"test F1 {metrics['test']['f1']:.4f}; saved to {out_dir}/")
+        tested = f"test F1 {metrics['test']['f1']:.4f}; " if score_test else ""
+        say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, {tested}saved to {out_dir}/")
         if metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
             warn("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
                  "train.lr")

@@ -355,7 +355,15 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
                 study.enqueue_trial(todo[0], skip_if_exists=False)
             trial = study.ask()
             trial.set_user_attr(PROCESS, _this_process())
-            values = {k: _suggest(trial, k, spec, integer[k]) for k, spec in searched.items()}
+            values = {}
+            # Switches first: a key its switch's value makes idle (char_size with chars = none) is not drawn,
+            # so a trial neither reports nor is told apart by a value it never used. A grid keeps every
+            # key: its points are whole combinations.
+            for k, spec in sorted(searched.items(), key=lambda item: item[0] in IDLE_WITHOUT):
+                switch, off = IDLE_WITHOUT.get(k, (None, None))
+                if sampler != "grid" and switch in values and values[switch] == off:
+                    continue
+                values[k] = _suggest(trial, k, spec, integer[k])
             values.update(fixed)
             try:
                 config = _config(base_values, values, arch, task)
@@ -383,7 +391,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
 
             epoch_log = (lambda line: say(f"  trial {number}/{trials} {line}")) if log is not None else None
             try:
-                metrics = train(config, data_dir, model, device=device, log=epoch_log, on_epoch=report_epoch)
+                # Not scored on test: a search picks by dev, and a test F1 beside each trial invites picking by it.
+                metrics = train(config, data_dir, model, device=device, log=epoch_log, on_epoch=report_epoch,
+                                score_test=False)
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 say(f"trial {number}/{trials}: pruned")

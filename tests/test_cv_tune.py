@@ -100,6 +100,34 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "fold-01/result.json: corrupt fold result" in err.strip().splitlines()[-1], err
     assert "Traceback" not in err
+    # So is one edited deep inside: a NaN, a precision of 5, a deleted F1, a word, another fold's number
+    # reached the table (or dropped the fold from a row) before.
+    kept = json.loads(kept_result)
+
+    def edited(change) -> dict:
+        result = json.loads(kept_result)
+        change(result)
+        return result
+
+    some = next(k for k in kept["test"] if isinstance(kept["test"][k], dict) and k not in ("micro", "macro"))
+    for result, why in ((edited(lambda r: r["test"][some].__setitem__("f1", float("nan"))), f"test.{some}.f1 is nan"),
+                        (edited(lambda r: r["test"][some].__setitem__("precision", 5)), f"test.{some}.precision is 5"),
+                        (edited(lambda r: r["test"][some].__setitem__("recall", "x")), f"test.{some}.recall is 'x'"),
+                        (edited(lambda r: r["test"][some].__setitem__("support", -2)), f"test.{some}.support is -2"),
+                        (edited(lambda r: r["test"]["micro"].pop("f1")), "test.micro lacks a precision, recall or F1"),
+                        (edited(lambda r: r.__setitem__("fold", 2)), "fold 2, not 1")):
+        (out / "fold-01" / "result.json").write_text(json.dumps(result))
+        code, _, err = run_cli(capsys, *args)
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and f"fold-01/result.json: corrupt fold result ({why}" in last, err
+        assert last.endswith("; delete it to run the fold again")
+    # A folder where the result is written: named before any training, not a traceback after it.
+    (out / "fold-01" / "result.json").unlink()
+    (out / "fold-01" / "result.json").mkdir()
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and err.strip().splitlines()[-1].endswith("fold-01/result.json: is not a file (where the fold's "
+                                                               "result is written); remove it"), err
+    (out / "fold-01" / "result.json").rmdir()
     (out / "fold-01" / "result.json").write_text(kept_result)
 
 
@@ -216,6 +244,15 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
                                  "--space", "model.layers=2")
     assert code == 0, err
     assert "model.layers=2" in printed.splitlines()[0] and "layers = 2" in (tmp_path / "fixed.toml").read_text()
+    # A size whose layer a trial switched off is not drawn in that trial (nor reported as its value).
+    code, printed, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--trials", "1",
+                                 "--set", "model.hidden_size=8", "--set", "model.dense_size=8", "--sampler", "random",
+                                 "--storage", f"sqlite:///{tmp_path}/idle.db", "--out", tmp_path / "idle.toml",
+                                 "--space", "model.chars=none,none", "--space", "model.char_size=8..16")
+    assert code == 0, err
+    assert "model.chars=none" in printed.splitlines()[0] and "char_size" not in printed.splitlines()[0], printed
+    # A trial is chosen on dev: the test split is not scored beside it (nor read at all).
+    assert "trial 1/1 best epoch 1: dev F1" in err and "test F1" not in err, err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -828,3 +865,28 @@ def test_cv_and_tune_take_train_s_encoder_and_precision(command, capsys, tmp_pat
         code, _, err = run_cli(capsys, command, *where, *args)
         assert code == 2 and err.strip() == f"adelabel: error: {message}", err
     assert len(seen) == 1
+
+
+def test_cv_summary_counts_each_score_over_the_folds_that_define_it():
+    """A classifier's F1 of its positive class is undefined (not 0) in a fold whose test split holds
+    none of it; the note of a row whose precision is defined in more folds than its F1 says so per
+    score; the classifier's table shows its calibration scores too."""
+    from adelabel.cv import format_summary, summarise
+
+    def fold(support: int, f1: float, predicted: int) -> dict:
+        pos = {"precision": 0.5 if predicted else 0.0, "recall": f1, "f1": f1, "support": support}
+        neg = {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 10}
+        return {"task": "classify", "classes": ["ADE", "NEG"], "positive": "ADE", "f1": f1, "accuracy": 0.9,
+                "per_class": {"ADE": pos, "NEG": neg}, "macro": neg,
+                "confusion": [[support, 0], [predicted, 10 - predicted]], "ece": 0.05, "brier": 0.1,
+                "roc_auc": None, "average_precision": None}
+
+    results = [fold(4, 0.8, 1), fold(4, 0.6, 1), fold(0, 0.0, 2)]
+    stats = summarise(results)
+    assert stats["f1"] == {"mean": pytest.approx(0.7), "std": pytest.approx(0.1414, abs=1e-4), "folds": 2}
+    printed = format_summary({"settings": {"config": {"task": "classify"}, "folds": 3}, "summary": stats,
+                              "folds": results})
+    ade = next(line for line in printed.splitlines() if line.startswith("ADE"))
+    assert ade.endswith("(precision over 3 of 3 folds, recall over 2 of 3 folds, f1 over 2 of 3 folds)"), printed
+    assert any(line.startswith("ece") for line in printed.splitlines())
+    assert any(line.startswith("brier") for line in printed.splitlines())
