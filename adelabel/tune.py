@@ -229,7 +229,27 @@ def checked_space(base: Config, data_dir: str | Path, trials: int, storage: str,
     check_precisions(base, space, device)
     if "://" not in storage:
         raise OptionError(f"--storage {storage}: expected a database URL, e.g. sqlite:///tune/{arch}.db")
+    _check_not_another_database(storage)
     return space
+
+
+def _check_not_another_database(storage: str) -> None:
+    """Refuse an SQLite file that holds tables but no optuna study: optuna would add its own beside
+    another program's."""
+    import sqlite3
+
+    path = Path(storage.removeprefix("sqlite:///")) if storage.startswith("sqlite:///") else None
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    except sqlite3.Error:
+        return  # not a database at all: optuna says so, in its words ("cannot open it as a study")
+    if tables and "studies" not in tables:
+        shown = ", ".join(tables[:3]) + (", ..." if len(tables) > 3 else "")
+        raise OptionError(f"--storage {storage}: a database of something else (tables {shown}), not an optuna "
+                          "study; give a new file")
 
 
 def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, storage: str, sampler: str = "tpe",

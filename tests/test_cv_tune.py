@@ -231,7 +231,13 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     code, _, err = run_cli(capsys, *base, "--trials", "5")
     assert code == 2 and "its study searched a space this version cannot train (model.dropout:" in err, err
     (tmp_path / "text.db").write_text("not a database")
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "other.db") as other:  # another program's: optuna would add its tables
+        other.execute("CREATE TABLE patients (id INTEGER)")
     for storage, message in [("study.db", "expected a database URL"),
+                             (f"sqlite:///{tmp_path}/other.db", "a database of something else (tables patients), not an "
+                                                                "optuna study; give a new file"),
                              ("sqlite:///", "--storage sqlite:///: names no file (expected sqlite:///PATH"),
                              (f"sqlite:///{tmp_path}/text.db", "cannot open it as a study")]:
         code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--storage", storage,
