@@ -140,7 +140,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # another user's live process
         return True
-    return True
+    try:  # killed but not yet reaped by its parent (a driver script's): a zombie runs nothing
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):  # no /proc (macOS): the signal's answer stands
+        return True
 
 
 def _sweep_work_folders() -> None:

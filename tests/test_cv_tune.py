@@ -896,3 +896,24 @@ def test_cv_summary_counts_each_score_over_the_folds_that_define_it():
     assert ade.endswith("(precision over 3 of 3 folds, recall over 2 of 3 folds, f1 over 2 of 3 folds)"), printed
     assert any(line.startswith("ece") for line in printed.splitlines())
     assert any(line.startswith("brier") for line in printed.splitlines())
+
+
+def test_a_killed_search_not_yet_reaped_is_no_live_one():
+    """A search killed by a driver script that has not waited for it stays a zombie for a while: its
+    trial and folder are to be swept by the next run, not left as another search's."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from adelabel.tune import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _alive(child.pid)
+        child.send_signal(signal.SIGKILL)
+        time.sleep(0.5)  # dead, not waited for: a zombie
+        assert not _alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
