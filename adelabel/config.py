@@ -163,7 +163,7 @@ class Train(Section):
                             json_schema_extra={"search": {"choices": [16, 32, 64]}})
     lr: float = Field(0.001, gt=0.0, description="Adam learning rate",
                       json_schema_extra={"search": {"low": 0.0003, "high": 0.003, "log": True}})
-    lr_decay: float = Field(0.5, gt=0.0, le=1.0, description="multiply the learning rate by this after every epoch without a better dev F1 (once one is above 0)")
+    lr_decay: float = Field(0.5, gt=0.0, le=1.0, description="multiply the learning rate by this after every epoch without a better dev F1 (once one is above what a constant answer scores: 0 for a tagger, every text positive for a classifier)")
     max_epochs: int = Field(30, ge=1, le=MAX_EPOCHS, description="epochs at most")
     patience: int = Field(5, ge=1, le=MAX_EPOCHS, description="epochs without a better dev F1 before stopping")
     clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")

@@ -31,6 +31,7 @@ class TagTask:
         self.negatives = {name: [s.negative for s in sents] for name, sents in splits.items()}
         # What dev lacks for its F1 to tell one epoch from another (None: nothing).
         self.dev_blind = None if any(s.spans for s in splits["dev"]) else "the dev split holds no entity"
+        self.floor = 0.0  # the dev F1 of a tagger that finds nothing
 
     def encode(self, sentences: Sequence[Sentence], vocabs: Vocabs) -> list[Example]:
         return encode_sentences(sentences, vocabs, self.tags)
@@ -89,6 +90,23 @@ def positive_class(counts: Counter, format: str = "labelled") -> str | None:
     return min(reversed(sorted(counts)), key=lambda c: counts[c]) if len(counts) == 2 else None
 
 
+def constant_f1(gold: Sequence[str], classes: Sequence[str], positive: str | None) -> float:
+    """The best dev F1 a classifier reaches by giving every text one class, as epochs are chosen by
+    (the positive class's F1; the macro F1 over the classes dev holds or the model predicts): an
+    untrained model's threshold, tuned on dev, gets it by calling every text positive."""
+    if not gold:
+        return 0.0
+    counts = Counter(gold)
+
+    def f1(c: str) -> float:  # of class c when every text is given c: precision its share, recall 1
+        share = counts[c] / len(gold)
+        return 2 * share / (1 + share)
+
+    if positive is not None:
+        return f1(positive)
+    return max(f1(c) / len(set(counts) | {c}) for c in classes)
+
+
 class ClassifyTask:
     name = "classify"
 
@@ -109,6 +127,8 @@ class ClassifyTask:
                 raise AdelabelError(f"{data_dir}/{name}.jsonl: classes {unseen} are not in the training split")
         self.negatives = {name: [s.negative for s in sents] for name, sents in splits.items()}
         self.dev_blind = None
+        self.floor = constant_f1([sentence_class(s) for s in splits["dev"] if s.text.strip()], self.classes,
+                                 self.positive)
         if self.positive is not None and all(sentence_class(s) != self.positive for s in splits["dev"]):
             self.dev_blind = f"the dev split holds no text of the positive class, {self.positive}"
 

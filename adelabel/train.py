@@ -428,8 +428,10 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 # A dev F1 that stopped rising usually means steps too large to settle into a minimum; one
-                # still at 0 means a model that has found nothing yet, which smaller steps would only slow.
-                run.stale, lr = run.stale + 1, lr * (hp.lr_decay if run.best_f1 > 0 else 1.0)
+                # no better than a constant answer (0 for a tagger, every text positive for a classifier) means
+                # a model that has learnt nothing yet, which smaller steps would only slow: on 242 texts a
+                # classifier's rate halved from its first epoch's every-text-positive F1 down to 6e-8.
+                run.stale, lr = run.stale + 1, lr * (hp.lr_decay if run.best_f1 > task.floor else 1.0)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             fields, summary = task.record(dev)
@@ -629,6 +631,9 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         if metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
             warn("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
                  "train.lr")
+        elif 0 < metrics["dev"]["f1"] <= data.task.floor and not data.task.dev_blind:
+            warn(f"warning: the saved model scores F1 {metrics['dev']['f1']:.4f} on dev, no better than giving every "
+                 "text one class (it has learnt nothing yet): more epochs, a higher train.patience, or another train.lr")
     distributed.barrier(w)
     distributed.stop(w)
     return metrics

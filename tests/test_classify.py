@@ -94,6 +94,12 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     assert dict(read_labelled(path)[2].classes) == {"a": 2, "b": 1}
     path.write_text("sentiment\treview\npos\tgood film\npos\tgreat\nneg\tbad film\nneg\tdull\n", encoding="utf-8")
     assert dict(read_labelled(path)[2].classes) == {"pos": 2, "neg": 2}  # a header of other column names
+    path.write_text("is_ade\tsentence text\n1\tgood film\n1\tgreat\n0\tbad film\n0\tdull\n", encoding="utf-8")
+    assert dict(read_labelled(path)[2].classes) == {"1": 2, "0": 2}  # a header whose text is column words
+    # A spreadsheet's export with an empty last column: trailing tabs are no third column.
+    path.write_text("pos\tgood film\t\npos\tgreat\t\nneg\tbad film\t\nneg\tdull\t\n", encoding="utf-8")
+    sentences, _, report = read_labelled(path)
+    assert report.columns == 2 and dict(report.classes) == {"pos": 2, "neg": 2} and not report.malformed
     path.write_text("d1\ta\tone\n\ufeffd1\tb\ttwo\nd2\ta\tthree\n", encoding="utf-8")  # two files joined
     assert [s.doc_id for s in read_labelled(path)[0]] == ["d1", "d1", "d2"]
     # Some lines of a two-column file with a document ID, a document of several lines among them: no ID
@@ -448,3 +454,35 @@ def test_calibration_on_a_dev_split_the_model_separates_keeps_its_ranking(monkey
     assert q[gold == positive].min() > q[gold != positive].max()        # the ranking kept
     assert ((q >= float(model.threshold)) == (gold == positive)).all()  # and the decision right on every text
     assert 0.05 <= float(model.temperature) <= 20.0
+
+
+def test_constant_f1_is_what_one_class_for_every_text_scores():
+    from adelabel.tasks import constant_f1
+
+    # 1 positive in 3: every text positive gives precision 1/3, recall 1, F1 0.5.
+    assert constant_f1(["ade", "other", "other"], ["ade", "other"], "ade") == pytest.approx(0.5)
+    # Three classes, the macro F1 over those dev holds: the majority class alone, averaged over three.
+    assert constant_f1(["a", "a", "b", "c"], ["a", "b", "c"], None) == pytest.approx((2 * 0.5 / 1.5) / 3)
+    assert constant_f1([], ["a", "b"], "a") == 0.0
+
+
+def test_a_classifier_no_better_than_one_class_keeps_its_learning_rate_and_is_warned_of(binary, monkeypatch):
+    """An untrained classifier's dev threshold calls every text positive, an F1 above 0: the rate was
+    halved from the first epoch on as if that were progress (6e-8 by epoch 25 on 242 texts), and the
+    model it saved labelled everything positive without a word."""
+    from adelabel import tasks
+    from adelabel.config import resolve
+    from adelabel.train import train
+
+    scored = tasks.ClassifyTask.evaluate
+    monkeypatch.setattr(tasks.ClassifyTask, "evaluate",
+                        lambda self, *a, **k: {**scored(self, *a, **k), "f1": self.floor})
+    said: list[str] = []
+    out = binary["t"] / "floor-model"
+    config = resolve("bigru", task="classify", overrides=["train.max_epochs=3", "model.hidden_size=8",
+                                                          "model.char_size=8"])
+    train(config, binary["data"], out, device="cpu", log=said.append)
+    rates = [json.loads(line)["lr"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(rates) == 3 and len(set(rates)) == 1, rates
+    assert any(line.startswith("warning: the saved model scores F1") and "no better than giving every text one "
+               "class" in line for line in said), said

@@ -83,7 +83,9 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     lines = read_lines(path)
     first = list(itertools.islice(lines, LAYOUT_LINES))
     filled = [line for _, line in first if line.strip()]
-    columns = report.columns = 3 if 2 * sum(line.count("\t") >= 2 for line in filled) > len(filled) else 2
+    # Trailing tabs (a spreadsheet's empty last column) are no column: counted, they made every line of a
+    # two-column export a three-column one, and every text empty.
+    columns = report.columns = 3 if 2 * sum(line.rstrip().count("\t") >= 2 for line in filled) > len(filled) else 2
     seen: dict[str, tuple[str, int]] = {}  # text, white space normalised -> its label and line
     for number, line in itertools.chain(first, lines):
         report.lines += 1
@@ -126,6 +128,7 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     def header(sentence: Sentence, number: int) -> bool:
         return report.classes[sentence.label] == 1 and number == numbers[0] and (
             bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
+            or set(sentence.text.lower().replace("_", " ").split()) <= HEADER_WORDS  # "sentence text"
             or len(sentence.text.split()) == 1)  # a column's name is one word
 
     drop = ["a document ID read as a label (the text begins with a class and a tab)" if shifted(s) else
