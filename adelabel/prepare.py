@@ -167,7 +167,8 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = DEFAULT_SEED, label
         raise InputError(corpus, str(err)) from None
     if format == "labelled":
         drop_unseen_classes(splits, numbers, corpus, strict, log)
-    settings = {"corpus": str(corpus), "format": format, "seed": seed, "labels": list(labels),
+    # As typed, "corpora/sample" meant nothing from another folder and made two same data folders differ.
+    settings = {"corpus": str(Path(corpus).resolve()), "format": format, "seed": seed, "labels": list(labels),
                 "include_negative": include_negative, "overlaps": overlaps, "report": report}
     from adelabel.tasks import positive_class
 

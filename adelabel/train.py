@@ -619,7 +619,8 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
                 metrics[name] = data.task.evaluate(model, data.examples[name], name, hp.eval_batch_size, device)
         manifest = data.manifest
         saved = {**config.to_dict(), **data.task.saved(), "embedding_dim": int(data.matrix.shape[1]),
-                 "data": {"dir": str(data_dir), **{k: manifest[k] for k in ("corpus", "seed", "labels", "splits")},
+                 # Resolved, as a resumed run passes it: the same run records the same folder however it went.
+                 "data": {"dir": str(Path(data_dir).resolve()), **{k: manifest[k] for k in ("corpus", "seed", "labels", "splits")},
                           "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
                  "versions": versions(), "device": str(device), "processes": w.size,
                  **({"teacher": list(teacher)} if teacher else {})}

@@ -397,3 +397,21 @@ def test_a_stopped_training_says_how_to_carry_on(capsys, sample_data, tmp_path, 
     code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m")
     assert code == 130 and err.strip() == f"adelabel: training stopped; its checkpoint is kept in " \
         f"{tmp_path / 'm.checkpoint'}: `adelabel train --resume {tmp_path / 'm'}` carries on from its last finished epoch"
+
+
+def test_folders_are_recorded_resolved_however_they_were_typed(sample_data, tmp_path, monkeypatch):
+    """`--data ../data` meant nothing from another folder, and a resumed run (which passes the path it
+    recorded, resolved) wrote another config.json than the uninterrupted run: both record the folder."""
+    import json
+    import shutil
+
+    from conftest import ROOT, train_small
+    from adelabel.prepare import prepare
+
+    monkeypatch.chdir(ROOT)
+    prepare("corpora/sample", tmp_path / "prepared", dim=8, w2v_epochs=1, log=lambda _: None)
+    assert json.loads((tmp_path / "prepared" / "manifest.json").read_text())["corpus"] == str(ROOT / "corpora" / "sample")
+    shutil.copytree(sample_data, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    train_small(Path("data"), tmp_path / "m", "train.max_epochs=1", "model.hidden_size=8", "model.char_size=8")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["data"]["dir"] == str(tmp_path / "data")
