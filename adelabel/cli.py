@@ -217,6 +217,10 @@ def train(
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
+    if config is not None and not teacher and (taught := _taught_by(config)):
+        # A teacher is an input, as --data is, not a setting --config carries: said, not dropped unseen.
+        print(f"warning: {config} was trained with --teacher {' '.join(taught)}; this run learns from the gold "
+              "labels alone unless it is given --teacher too", file=sys.stderr)
     from adelabel.precision import check_precision
 
     # Under torchrun every rank checks (a rank that went on alone would wait for the others for ever):
@@ -227,6 +231,16 @@ def train(
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     with _stopped_training(out):
         run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
+
+
+def _taught_by(config: Path) -> list[str]:
+    """The teachers a model folder given as --config was trained with (none for a config file)."""
+    folder = config if config.is_dir() else config.parent if config.name == "config.json" else None
+    try:
+        taught = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("teacher") if folder else None
+    except (OSError, ValueError, AttributeError):
+        return []  # resolve has read and checked it: nothing more to say here
+    return [str(t) for t in taught] if isinstance(taught, list) else []
 
 
 def _encoder_precision(arch: str | None, config: Path | None, overrides: list[str], task: str | None,

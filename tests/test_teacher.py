@@ -188,6 +188,10 @@ def test_train_with_a_teacher_records_it_and_checks_it(sample_data, sample_model
         assert len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "train", "--resume", out, "--teacher", sample_model)
     assert code == 2 and "drop --teacher" in err
+    # Retrained from its folder (--config), the student's teacher is not carried over unsaid.
+    code, _, err = run_cli(capsys, "train", "--config", out, "--data", sample_data, "--out", tmp_path / "again", "-q")
+    assert code == 0 and f"warning: {out} was trained with --teacher {sample_model.resolve()}; this run learns from " \
+        "the gold labels alone unless it is given --teacher too" in err, err
 
 
 def test_cv_teaches_each_fold_with_the_same_fold_of_another_cv(tmp_path, capsys):
