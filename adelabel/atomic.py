@@ -452,5 +452,13 @@ def remove_dir(target: str | Path) -> None:
         _sweep(target)
     if target.exists():
         gone = Path(tempfile.mkdtemp(prefix=f".{target.name}{GONE_MARK}", dir=target.parent))
-        os.replace(target, gone / target.name)
-        shutil.rmtree(gone, ignore_errors=True)
+        try:
+            os.replace(target, gone / target.name)
+        finally:
+            # Past the rename, a Ctrl-C or TERM (raised here as KeyboardInterrupt) still lets the removal
+            # end: left aside, a checkpoint's state stayed on disk until the next run of the same name.
+            try:
+                shutil.rmtree(gone, ignore_errors=True)
+            except KeyboardInterrupt:
+                shutil.rmtree(gone, ignore_errors=True)
+                raise

@@ -460,6 +460,29 @@ def test_a_folder_half_deleted_by_a_kill_is_swept_not_put_back(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_removal_interrupted_by_ctrl_c_still_ends(tmp_path, monkeypatch):
+    """Ctrl-C or a TERM while a finished run's checkpoint is deleted: the deletion ends, then the stop
+    goes on (the checkpoint, with its optimiser state, stayed aside until the next run of the name)."""
+    import shutil as shutil_module
+
+    from adelabel import atomic
+
+    (tmp_path / "m.checkpoint").mkdir()
+    (tmp_path / "m.checkpoint" / "state.pt").write_bytes(b"0" * 1000)
+    real, calls = shutil_module.rmtree, []
+
+    def interrupted(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.remove_dir(tmp_path / "m.checkpoint")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_resolved_config_parses_values_by_type(capsys):
     code, out, _ = run_cli(capsys, "config", "--set", "model.crf=False", "--set", "model.gate=0",
                            "--set", "train.lr=2e-3", "--set", "model.chars=none")
