@@ -578,7 +578,14 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
         kinds = {"epoch": int, "best_epoch": int, "stale": int, "best_f1": (int, float), "best": dict, "records": list}
         if not isinstance(state, dict) or not all(isinstance(state.get(k), t) for k, t in kinds.items()):
             raise ValueError(f"{', '.join(kinds)}: one is missing or of the wrong type")
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            # A sound file of another model (run.json edited, a checkpoint copied in): not "corrupt".
+            lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+            raise InputError(ckpt / STATE, "holds the weights of another model than run.json describes ("
+                                           f"{lines[0][:200] if lines else err}); delete the folder to start "
+                                           "afresh") from None
         try:
             optimizer.load_state_dict(state["optimizer"])
         except ValueError as err:

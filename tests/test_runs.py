@@ -85,6 +85,16 @@ def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
     assert damaged.returncode == 2 and "state.pt: not a file; the checkpoint is damaged" in damaged.stderr
     (checkpoint / "state.pt").rmdir()
     (checkpoint / "state.pt").write_bytes(saved)
+    # A sound state of another model than run.json describes is named as such, not as corrupt.
+    run = (checkpoint / "run.json").read_text()
+    edited = json.loads(run)
+    edited["config"]["model"]["hidden_size"] = 16
+    (checkpoint / "run.json").write_text(json.dumps(edited))
+    other = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    assert other.returncode == 2 and "state.pt: holds the weights of another model than run.json describes (" \
+        in other.stderr and "corrupt" not in other.stderr, other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+    (checkpoint / "run.json").write_text(run)
 
     resumed = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
