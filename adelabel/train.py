@@ -378,8 +378,9 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     with _owned(ckpt, w.main):
         run = load_checkpoint(ckpt, model, optimizer, scaler, dev_, w) if resume else RunState()
         if resume:
-            say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} (best dev F1 {run.best_f1:.4f} "
-                f"at epoch {run.best_epoch})")
+            best = (f"best dev F1 {run.best_f1:.4f} at epoch {run.best_epoch}" if run.best_epoch
+                    else "no epoch scored yet")  # not "best dev F1 -1.0000 at epoch 0"
+            say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} ({best})")
         model.distil = hp.distil if teacher else 0.0
         loss_of = distributed.wrap(model, w, dev_)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad) - frozen

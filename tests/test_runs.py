@@ -425,3 +425,11 @@ def test_folders_are_recorded_resolved_however_they_were_typed(sample_data, tmp_
     monkeypatch.chdir(tmp_path)
     train_small(Path("data"), tmp_path / "m", "train.max_epochs=1", "model.hidden_size=8", "model.char_size=8")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["data"]["dir"] == str(tmp_path / "data")
+
+
+def test_a_run_killed_in_its_first_epoch_resumes_saying_none_was_scored(sample_data, tmp_path):
+    killed = tmp_path / "first"
+    kill_when(train_cmd(sample_data, killed), lambda line: line.startswith("training "))
+    resumed = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "after epoch 0 (no epoch scored yet)" in resumed.stderr and "-1.0000" not in resumed.stderr, resumed.stderr
