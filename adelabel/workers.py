@@ -192,6 +192,10 @@ class _Worker:
 _END = object()
 
 
+AHEAD = 4
+"""Chunks a worker may be ahead of the one the output waits for: room for uneven chunks, memory bounded."""
+
+
 def in_workers(chunks: Iterable[list], workers: int, load: Callable[..., Callable[[list], list]],
                args: tuple) -> Iterator[list]:
     """``load(*args)`` run once in each of up to ``workers`` processes gives the function each chunk
@@ -215,7 +219,11 @@ def in_workers(chunks: Iterable[list], workers: int, load: Callable[..., Callabl
         results: dict[int, list | _Failed] = {}
         exhausted = False
         while True:
-            while not exhausted and (idle := min(pool, key=lambda w: w.busy)).busy < 2:
+            # At most two chunks a worker in flight, and at most AHEAD a worker sent and not yet given
+            # back: results that come back early wait here for a slow one (a line of 75,000 characters),
+            # and without the second bound the other workers were fed the whole input meanwhile.
+            while not exhausted and sent - given < AHEAD * len(pool) and \
+                    (idle := min(pool, key=lambda w: w.busy)).busy < 2:
                 chunk = next(source, _END)
                 if chunk is _END:
                     exhausted = True

@@ -491,6 +491,29 @@ def test_workers_keep_the_order_and_raise_errors_in_their_place():
 
 
 @pytest.mark.processes
+def test_workers_read_no_further_ahead_than_a_slow_chunk_allows():
+    """Results that come back early wait for a slow one in order: the input is read at most twice the
+    workers' number of chunks times AHEAD ahead of what was given back, however long the slow one takes (the other
+    workers were fed the whole input before)."""
+    from adelabel.workers import AHEAD, in_workers
+
+    read: list[int] = []
+
+    def chunks():
+        yield ["slow"]
+        for i in range(100):
+            read.append(i)
+            yield [f"c{i}"]
+
+    results = in_workers(chunks(), 2, _load_failing, ())
+    try:
+        assert next(results) == ["slow"] and len(read) <= AHEAD * 2, len(read)
+        assert list(results) == [[f"c{i}"] for i in range(100)]
+    finally:
+        results.close()
+
+
+@pytest.mark.processes
 def test_workers_end_when_their_parent_is_killed(tiny_model_dir, tmp_path):
     """Killed with -9, the parent cannot stop them: they must see it go, whatever they are doing."""
     import signal
