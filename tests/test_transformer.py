@@ -1,8 +1,10 @@
 """The transformer tagger, on a tiny random BERT written by the test (and the default encoder once)."""
 from __future__ import annotations
 
+import re
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,3 +206,40 @@ def test_a_roberta_style_encoder_gets_windows_its_positions_can_number(checkpoin
     with torch.no_grad():
         scores = model(collate([encode(" ".join([LONG] * 3), tiny_vocabs())])).scores
     assert scores.shape[1] == 33 and torch.isfinite(scores).all()
+
+
+def test_damaged_or_wrong_checkpoints_are_named_not_a_traceback(tmp_path):
+    """A truncated model.safetensors (SafetensorError), bytes that are no pickle as pytorch_model.bin
+    (UnpicklingError), a folder without its tokeniser files (every word [UNK], without a word said) and
+    a checkpoint of a decoder: each one error naming the folder."""
+    import json
+    import shutil
+
+    from adelabel.models.transformer import default_encoder, load_encoder
+
+    source = default_encoder()
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(source, target)
+        return target
+
+    truncated = copy("truncated")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1_000_000])
+    unpickled = copy("unpickled")
+    weights = unpickled / "model.safetensors"
+    weights.unlink()
+    (unpickled / "pytorch_model.bin").write_bytes(bytes(range(256)) * 20)
+    untokenised = copy("untokenised")
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (untokenised / name).unlink(missing_ok=True)
+    decoder = copy("decoder")
+    config = json.loads((decoder / "config.json").read_text())
+    (decoder / "config.json").write_text(json.dumps({**config, "is_decoder": True}))
+    for folder, message in ((truncated, "cannot load a Hugging Face encoder from it (SafetensorError"),
+                            (unpickled, "cannot load a Hugging Face encoder from it (UnpicklingError"),
+                            (untokenised, "holds no tokeniser files"),
+                            (decoder, "its bert checkpoint is a decoder (is_decoder), not an encoder")):
+        with pytest.raises(AdelabelError, match=re.escape(f"{folder}: {message}")):
+            load_encoder(str(folder), None)

@@ -64,12 +64,29 @@ def load_encoder(encoder: str, assets: Path | None):
             # float32 whatever the checkpoint was stored in: the heads and the CRF are float32.
             encoder_model = transformers.AutoModel.from_pretrained(str(source), local_files_only=True,
                                                                    dtype=torch.float32)
-    except (OSError, ValueError) as err:
-        reason = " ".join(str(err).split())  # transformers' messages run over several lines
-        raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({reason})") from None
+    except Exception as err:  # noqa: BLE001 - OSError, ValueError, safetensors' and pickle's own errors of a damaged file
+        reason = " ".join(str(err).split())[:300]  # transformers' messages run over several lines
+        raise AdelabelError(f"{source}: cannot load a Hugging Face encoder from it ({type(err).__name__}: "
+                            f"{reason})") from None
     if not getattr(tokenizer, "is_fast", False):
         raise AdelabelError(f"{source}: needs a fast (Rust) tokeniser, which maps sub-tokens to words")
+    if not any((source / name).is_file() for name in TOKENISER_FILES):
+        # Without them transformers makes a tokeniser of a few special tokens: every word [UNK], unsaid.
+        raise AdelabelError(f"{source}: holds no tokeniser files ({', '.join(TOKENISER_FILES[:2])}, ...)")
+    kind = encoder_model.config
+    if getattr(kind, "is_encoder_decoder", False) or getattr(kind, "is_decoder", False) or \
+            getattr(kind, "model_type", "") in DECODERS:
+        what = ("an encoder-decoder" if getattr(kind, "is_encoder_decoder", False) else
+                "a decoder (is_decoder)" if getattr(kind, "is_decoder", False) else "a decoder")
+        raise AdelabelError(f"{source}: its {kind.model_type} checkpoint is {what}, not an encoder of whole "
+                            "sentences (BERT, RoBERTa, PubMedBERT, ...)")
     return tokenizer, encoder_model
+
+
+TOKENISER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+DECODERS = frozenset({"gpt2", "gpt_neo", "gptj", "llama", "mistral", "opt", "bloom", "falcon", "qwen2", "phi",
+                      "gemma", "t5", "mt5", "bart", "mbart", "pegasus"})
+"""Model types whose checkpoints read text left to right (or write it): no encoder of a whole sentence."""
 
 
 class EncoderReader:
