@@ -180,6 +180,9 @@ def read_pretrained(path: str | Path, quiet: bool = True) -> Pretrained:
     binary = path.name.endswith((".bin", ".bin.gz", ".bin.bz2"))
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty")
+    if binary and _text_after_header(path):
+        raise InputError(path, "holds word2vec text, not binary, though its name ends in .bin: rename it (.txt, "
+                               "or .txt.gz) so that it is read as text")
     if binary:
         kv, duplicates = _read_binary(path)
     else:
@@ -190,6 +193,22 @@ def read_pretrained(path: str | Path, quiet: bool = True) -> Pretrained:
         raise InputError(path, f"the vector of {kv.index_to_key[bad[0]]!r} (and {len(bad) - 1:,} more) holds NaN "
                                "or infinite values")
     return Pretrained(kv, duplicates, sum("\ufffd" in w for w in kv.index_to_key))
+
+
+def _text_after_header(path: Path) -> bool:
+    """Whether a file named as word2vec binary holds text rows after its ``count dim`` header: read as
+    binary, their digits became a vocabulary of fragments with values like 1e+29, without a word said."""
+    from gensim import utils
+
+    try:
+        with utils.open(str(path), "rb") as fh:
+            dim = int(fh.readline().split()[1])
+            row = fh.read(min(4 * dim + 1000, 1 << 20)).split(b"\n", 1)[0]
+        parts = row.decode("utf-8").split()
+        [float(x) for x in parts[1:]]
+    except (OSError, ValueError, IndexError, EOFError):  # UnicodeDecodeError is a ValueError: binary rows
+        return False
+    return len(parts) == dim + 1
 
 
 def _read_binary(path: Path):

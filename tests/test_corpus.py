@@ -334,6 +334,13 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
     bad.write_bytes(b"not vectors at all")
     with pytest.raises(InputError, match=r"vec\.bin: cannot read as word2vec binary format"):
         read_pretrained(bad)
+    # Text under a binary name: its digits read as bytes gave words like '00' and values like 1e+29.
+    (tmp_path / "text.bin").write_bytes(good.read_bytes())
+    with pytest.raises(InputError, match=r"text\.bin: holds word2vec text, not binary, though its name ends in \.bin"):
+        read_pretrained(tmp_path / "text.bin")
+    # A true binary file (gensim's own writer) is read as one.
+    read_pretrained(good).kv.save_word2vec_format(str(tmp_path / "true.bin"), binary=True)
+    assert sorted(read_pretrained(tmp_path / "true.bin").kv.index_to_key) == ["Naproxen", "naproxen", "rash"]
     nan = tmp_path / "nan.txt"
     nan.write_text("2 2\nrash 0.1 0.2\nfever nan 0.5\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"nan\.txt: the vector of 'fever' \(and 0 more\) holds NaN"):
