@@ -211,6 +211,22 @@ def _text_after_header(path: Path) -> bool:
     return len(parts) == dim + 1
 
 
+def _refuse_rows_past_header(path: Path, kv) -> None:
+    """gensim reads the rows the header counts and stops: rows past them were dropped without a word.
+    Each row is its word's bytes, a space and dim float32 values (a line feed may precede a word), so an
+    uncompressed file's size tells; where a word's bytes are not known (one read with replacement
+    characters, or given twice), the check is skipped."""
+    words = kv.index_to_key
+    if path.name.endswith((".gz", ".bz2")) or any(w is None or "\ufffd" in w for w in words):
+        return
+    with open(path, "rb") as fh:
+        header = len(fh.readline())
+    expected = header + sum(len(w.encode("utf-8")) + 1 + 4 * kv.vector_size for w in words)
+    if path.stat().st_size - expected > len(words):  # more than a line feed a row
+        raise InputError(path, f"holds more than the {len(words):,} rows its header counts (its first line); "
+                               "correct the count")
+
+
 def _read_binary(path: Path):
     """A word2vec binary file through gensim, and how many words it gave twice (the first kept)."""
     from gensim.models import KeyedVectors
@@ -220,6 +236,7 @@ def _read_binary(path: Path):
     except Exception as err:  # gensim raises bare ValueError/EOFError/UnicodeError on bad files
         raise InputError(path, f"cannot read as word2vec binary format ({type(err).__name__}: "
                                f"{str(err)[:200]})") from None
+    _refuse_rows_past_header(path, kv)
     # gensim keeps the first of a word given twice and leaves an empty slot (None) for the other.
     keep = [i for i, w in enumerate(kv.index_to_key) if w is not None]
     duplicates = len(kv.index_to_key) - len(keep)

@@ -341,6 +341,11 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
     # A true binary file (gensim's own writer) is read as one.
     read_pretrained(good).kv.save_word2vec_format(str(tmp_path / "true.bin"), binary=True)
     assert sorted(read_pretrained(tmp_path / "true.bin").kv.index_to_key) == ["Naproxen", "naproxen", "rash"]
+    # A header that undercounts its rows: the rows past its count were dropped, unsaid.
+    raw = (tmp_path / "true.bin").read_bytes()
+    (tmp_path / "fewer.bin").write_bytes(raw.replace(b"3 2\n", b"2 2\n", 1))
+    with pytest.raises(InputError, match=r"fewer\.bin: holds more than the 2 rows its header counts"):
+        read_pretrained(tmp_path / "fewer.bin")
     nan = tmp_path / "nan.txt"
     nan.write_text("2 2\nrash 0.1 0.2\nfever nan 0.5\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"nan\.txt: the vector of 'fever' \(and 0 more\) holds NaN"):
