@@ -171,7 +171,7 @@ def check_output_file(path: Path, option: str) -> None:
         raise AdelabelError(f"{option} {path}: is a folder, not a file")
     parent = path.absolute().parent
     if not parent.is_dir():
-        above = next((a for a in parent.parents if a.exists()), None) if not parent.exists() else parent
+        above = next((a for a in (parent, *parent.parents) if a.exists()), None)
         if above is not None and not above.is_dir():  # out.txt/result.jsonl: a file where a folder should be
             raise AdelabelError(f"{option} {path}: {above} is a file, not a folder")
         raise AdelabelError(f"{option} {path}: folder {parent} does not exist")

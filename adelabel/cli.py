@@ -235,7 +235,9 @@ def train(
 
 def _taught_by(config: Path) -> list[str]:
     """The teachers a model folder given as --config was trained with (none for a config file)."""
-    folder = config if config.is_dir() else config.parent if config.name == "config.json" else None
+    from adelabel.config import model_folder
+
+    folder = model_folder(config)
     try:
         taught = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("teacher") if folder else None
     except (OSError, ValueError, AttributeError):

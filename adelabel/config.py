@@ -429,6 +429,12 @@ class ConfigBuilder:
         return AdelabelError(f"{self.origin.get(key, 'config')}: {key}: {_describe(first)}")
 
 
+def model_folder(path: Path) -> Path | None:
+    """The model folder a ``--config`` names (the folder or its config.json), or None for a config file."""
+    folder = path if path.is_dir() else path.parent if path.name == "config.json" else None
+    return folder if folder is not None and (folder / "config.json").is_file() else None
+
+
 def resolve(arch: str | None = None, path: str | Path | None = None, overrides: list[str] | None = None,
             task: str | None = None) -> Config:
     """The config of a run: ``arch`` (or the file's ``arch``, else bilstm) for ``task`` (or the file's,
@@ -437,8 +443,8 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
     data: dict = {}
     if path is not None:
         path = Path(path)
-        folder = path if path.is_dir() else path.parent if path.name == "config.json" else None
-        if folder is not None and (folder / "config.json").is_file():
+        folder = model_folder(path)
+        if folder is not None:
             # A model folder: train again with the settings it was trained with, read as loading reads
             # them (checked, and completed as its format had them).
             from adelabel.model_dir import saved_config

@@ -270,8 +270,6 @@ def calibration_bins(labels: Sequence[bool], probs: Sequence[float], bins: int =
     """For each non-empty one of ``bins`` equal-width bins of ``probs``: the mean probability, the share
     of positive labels and the count. What the expected calibration error and the reliability
     diagram are made of."""
-    from sklearn.metrics import roc_auc_score
-
     y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
     which = (p * bins).long().clamp(max=bins - 1)
     return [(float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
@@ -283,8 +281,6 @@ def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: f
     """The sentence decision: precision, recall and F1 of "reports an ADE", as ``decided`` (by default
     the probability reaching ``threshold``); and of the probability itself, the expected calibration
     error (``bins`` equal-width bins), Brier score and ROC-AUC."""
-    from sklearn.metrics import roc_auc_score
-
     y, p = torch.tensor(labels, dtype=torch.float64), torch.tensor(probs, dtype=torch.float64)
     decided = p >= threshold if decided is None else torch.tensor(list(decided), dtype=torch.bool)
     tp = float((decided & (y == 1)).sum())

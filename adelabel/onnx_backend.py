@@ -104,7 +104,7 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
     words = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
     example = (words, torch.tensor([[0, 0], [1, 2], [2, 3]]), torch.tensor([[1, 2, 1, 0], [2, 1, 0, 0]]),
                torch.tensor([3, 2]), words != 0)
-    outputs = ["scores", "states"] + (["sentence"] if model.gate is not None else [])
+    outputs = _outputs(model)
     dynamic = {"words": {0: "batch", 1: "time"}, "chars": {0: "spellings", 1: "width"},
                "spellings": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "mask": {0: "batch", 1: "time"},
                "scores": {0: "batch", 1: "time"}, "states": {0: "batch", 1: "time"}, "sentence": {0: "batch"}}
@@ -142,6 +142,11 @@ def export(directory: str | Path, quantize: bool = False) -> Path:
     finally:
         base.DENSE_FILL = fill
     return target
+
+
+def _outputs(model: nn.Module) -> list[str]:
+    """The encoder graph's outputs, in order: what export names and attach expects."""
+    return ["scores", "states"] + (["sentence"] if model.gate is not None else [])
 
 
 def _states_dim(model: nn.Module) -> int:
@@ -251,7 +256,7 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
         if atomic.sha256(folder / name) != graphs[name]:
             raise InputError(folder / name, f"checksum mismatch with {META}: the graph was changed or replaced "
                                             "since it was exported; export again")
-    outputs = ["scores", "states"] + (["sentence"] if model.gate is not None else [])
+    outputs = _outputs(model)
     # Written by export with the graphs and not covered by their checksums: an edit is refused, not believed.
     for key, want in (("arch", model.arch), ("outputs", outputs), ("opset", 17)):
         if meta.get(key) != want:

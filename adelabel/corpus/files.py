@@ -83,22 +83,20 @@ def _refuse_wide(name: str | Path, head: bytes) -> None:
     without one its ASCII reads as valid UTF-8 with zero bytes beside every letter, which would be
     tagged as garbage without a word said. So would a file that begins with zero bytes only (one cut
     short by a crash)."""
-    for bom, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
-                          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
-        if head.startswith(bom):
-            raise InputError(name, f"is {encoding} text (it begins with a {encoding} byte-order mark); adelabel "
-                                   f"reads UTF-8: convert it, for example with iconv -f {encoding} -t UTF-8", 1)
-    if not head:
-        return
-    zeros = head.count(0)
-    if zeros == len(head):
-        raise InputError(name, "begins with zero bytes, not text (a file cut short by a crash?)", 1)
-    # ASCII in UTF-32 is three zero bytes in four, in UTF-16 one in two.
-    encoding = "UTF-32" if zeros * 10 >= len(head) * 7 else "UTF-16" if zeros * 3 >= len(head) else None
+    boms = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+            (b"\xfe\xff", "UTF-16"))
+    encoding = next((e for bom, e in boms if head.startswith(bom)), None)
+    how = f"it begins with a {encoding} byte-order mark"
+    if encoding is None and head:
+        zeros = head.count(0)
+        if zeros == len(head):
+            raise InputError(name, "begins with zero bytes, not text (a file cut short by a crash?)", 1)
+        # ASCII in UTF-32 is three zero bytes in four, in UTF-16 one in two.
+        encoding = "UTF-32" if zeros * 10 >= len(head) * 7 else "UTF-16" if zeros * 3 >= len(head) else None
+        how = f"{'three zero bytes' if encoding == 'UTF-32' else 'a zero byte'} beside every letter"
     if encoding is not None:
-        beside = "three zero bytes" if encoding == "UTF-32" else "a zero byte"
-        raise InputError(name, f"is {encoding} text ({beside} beside every letter); adelabel reads UTF-8: "
-                               f"convert it, for example with iconv -f {encoding} -t UTF-8", 1)
+        raise InputError(name, f"is {encoding} text ({how}); adelabel reads UTF-8: convert it, for example with "
+                               f"iconv -f {encoding} -t UTF-8", 1)
 
 
 def read_json_object(path: str | Path) -> dict:

@@ -127,8 +127,8 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     # text, ...); any other is a rare class, kept.
     def header(sentence: Sentence, number: int) -> bool:
         return report.classes[sentence.label] == 1 and number == numbers[0] and (
-            bool({sentence.label.lower(), sentence.text.strip().lower()} & HEADER_WORDS)
-            or set(sentence.text.lower().replace("_", " ").split()) <= HEADER_WORDS  # "sentence text"
+            sentence.label.lower() in HEADER_WORDS
+            or set(sentence.text.lower().replace("_", " ").split()) <= HEADER_WORDS  # "text", "sentence text"
             or len(sentence.text.split()) == 1)  # a column's name is one word
 
     drop = ["a document ID read as a label (the text begins with a class and a tab)" if shifted(s) else

@@ -74,10 +74,10 @@ def load_encoder(encoder: str, assets: Path | None):
         # Without them transformers makes a tokeniser of a few special tokens: every word [UNK], unsaid.
         raise AdelabelError(f"{source}: holds no tokeniser files ({', '.join(TOKENISER_FILES[:2])}, ...)")
     kind = encoder_model.config
-    if getattr(kind, "is_encoder_decoder", False) or getattr(kind, "is_decoder", False) or \
-            getattr(kind, "model_type", "") in DECODERS:
-        what = ("an encoder-decoder" if getattr(kind, "is_encoder_decoder", False) else
-                "a decoder (is_decoder)" if getattr(kind, "is_decoder", False) else "a decoder")
+    what = ("an encoder-decoder" if getattr(kind, "is_encoder_decoder", False) else
+            "a decoder (is_decoder)" if getattr(kind, "is_decoder", False) else
+            "a decoder" if getattr(kind, "model_type", "") in DECODERS else None)
+    if what is not None:
         raise AdelabelError(f"{source}: its {kind.model_type} checkpoint is {what}, not an encoder of whole "
                             "sentences (BERT, RoBERTa, PubMedBERT, ...)")
     return tokenizer, encoder_model
