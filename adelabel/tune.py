@@ -81,7 +81,30 @@ def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]
                 raise OptionError(f"--space {key}: an empty choice in {raw!r}")
             space[key] = {"choices": choices}
     check_space(arch, task, space)
-    return space
+    return typed(arch, task, space)
+
+
+def typed(arch: str, task: str, space: dict[str, dict]) -> dict[str, dict]:
+    """``space`` with each choice as the schema reads it (``--space model.layers=1,2`` gives 1 and 2, not
+    "1" and "2"), so that the study, its dashboard and ``best_params`` hold numbers and true/false."""
+    out = {}
+    for key, spec in space.items():
+        if "choices" in spec:
+            section, _, leaf = key.partition(".")
+            values = [getattr(getattr(ConfigBuilder(arch, task).add({section: {leaf: c}}, "--space").build(), section),
+                              leaf) for c in spec["choices"]]
+            # optuna holds None, bool, int, float and str; a value of another type keeps its spelling.
+            spec = {"choices": [v if v is None or isinstance(v, (bool, int, float, str)) else c
+                                for v, c in zip(values, spec["choices"])]}
+        out[key] = spec
+    return out
+
+
+def _same_once_typed(stored: str, space: dict[str, dict], arch: str, task: str) -> bool:
+    try:
+        return typed(arch, task, json.loads(stored)) == space
+    except (AdelabelError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def check_space(arch: str, task: str, space: dict[str, dict]) -> None:
@@ -300,7 +323,11 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
         raise OptionError(f"--storage {storage}: holds a study of {study.user_attrs.get('task')} "
                           f"{study.user_attrs.get('arch')!r}, not of {task} {arch!r}")
     elif study.user_attrs.get("space") != json.dumps(space, sort_keys=True):
-        if space_overrides:
+        if space_overrides and _same_once_typed(study.user_attrs["space"], space, arch, task):
+            # Begun by a version that kept --space choices as text: optuna refuses a parameter's choices
+            # changing, so the study carries on with its own spelling of the same values.
+            space = json.loads(study.user_attrs["space"])
+        elif space_overrides:
             raise OptionError(f"--storage {storage}: its study searched another space; use a new storage file "
                               "(or the --space it was started with)")
         # Begun by a version whose default space differed: it carries on over its own space, where every

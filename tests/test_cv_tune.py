@@ -759,6 +759,25 @@ def test_cv_prints_classes_whose_names_hold_a_dot():
     assert any(line.startswith("v1.neg") and "0.9000" in line for line in printed.splitlines()), printed
 
 
+def test_space_choices_are_held_as_the_schema_reads_them(sample_data, tmp_path, capsys):
+    import optuna
+
+    from adelabel.tune import _same_once_typed, parse_space
+
+    space = parse_space("bilstm", "tag", ["model.layers=1,2", "train.lr=0.001,2e-3", "model.gate=true,false"])
+    assert space["model.layers"] == {"choices": [1, 2]} and space["train.lr"] == {"choices": [0.001, 0.002]}
+    assert space["model.gate"] == {"choices": [True, False]} and space["model.chars"] == {"choices": ["cnn", "lstm", "none"]}
+    # A study an older version began kept the same choices as text: it is the same space, not another.
+    older = {**space, "model.layers": {"choices": ["1", "2"]}}
+    assert _same_once_typed(json.dumps(older), space, "bilstm", "tag")
+    assert not _same_once_typed(json.dumps({**older, "model.layers": {"choices": ["1", "3"]}}), space, "bilstm", "tag")
+    storage = f"sqlite:///{tmp_path}/typed.db"
+    code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--trials", "1", *TINY,
+                           "--storage", storage, "--out", tmp_path / "typed.toml", "--space", "model.layers=1,2")
+    assert code == 0, err
+    assert optuna.load_study(study_name="adelabel", storage=storage).trials[0].params["model.layers"] in (1, 2)
+
+
 def test_tune_refuses_an_out_in_a_missing_tune_folder_before_any_trial(capsys, sample_data, tmp_path, monkeypatch):
     """Only the default tune/ folder is made for the run; an --out named into it, with --storage given
     elsewhere, is refused up front, not after the study when the config cannot be written."""
