@@ -283,9 +283,12 @@ def atomic_dir(target: str | Path, kind: Kind, exclusive: bool = False) -> Itera
     check_output_dir(target, "output", kind)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not exclusive:  # what another process is writing would look like what a killed one left
+        if exclusive:  # another process may be writing its own: only the folders of writers gone
+            _sweep_dead_folders(target)
+        else:
             _sweep(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+        held = _hold(tmp) if exclusive else None
         # mkdtemp makes a private folder; the result should have the permissions any new folder gets.
         tmp.chmod(0o777 & ~current_umask())
     except OSError as err:
@@ -312,6 +315,27 @@ def atomic_dir(target: str | Path, kind: Kind, exclusive: bool = False) -> Itera
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if held is not None:
+            os.close(held)
+
+
+def _sweep_dead_folders(target: Path) -> None:
+    """Remove the temporary folders of ``target`` that killed exclusive writes left: such a writer holds
+    a lock on its folder (:func:`_hold`) until it ends, however it ends."""
+    if fcntl is None:
+        return
+    for stale in target.parent.glob(f".{glob.escape(target.name)}{TMP_MARK}*"):
+        try:
+            probe = os.open(stale, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, a file or a link, or not ours to read
+            continue
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(stale, ignore_errors=True)
+        except OSError:  # held by a living writer
+            pass
+        finally:
+            os.close(probe)
 
 
 class Taken(AdelabelError):

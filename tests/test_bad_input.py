@@ -911,6 +911,39 @@ def test_a_write_sweeps_what_a_killed_write_of_the_same_file_left(tmp_path):
     assert not live_tmp.exists() and other.exists()
 
 
+def test_an_exclusive_folder_write_sweeps_only_what_killed_writers_left(tmp_path):
+    """A run's checkpoint folder is made exclusively (two runs into one --out: one trains), so what
+    another process is writing must stay; a folder a kill -9 left, whose lock is free, goes."""
+    import subprocess
+    import sys
+
+    from adelabel import atomic
+
+    dead, live = tmp_path / ".m.checkpoint.tmp-k1ll3d00", tmp_path / ".m.checkpoint.tmp-wr1t1ng0"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "run.json").write_text("{}")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(live)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with atomic.atomic_dir(tmp_path / "m.checkpoint", atomic.json_with("run.json"), exclusive=True) as tmp:
+            (tmp / "run.json").write_text("{}")
+        assert not dead.exists() and live.exists() and (tmp_path / "m.checkpoint" / "run.json").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    with atomic.atomic_dir(tmp_path / "n.checkpoint", atomic.json_with("run.json"), exclusive=True) as tmp:
+        (tmp / "run.json").write_text("{}")
+    assert live.exists()  # another target's sweep leaves it
+    (tmp_path / "m.checkpoint" / "run.json").unlink()
+    with atomic.atomic_dir(tmp_path / "m.checkpoint", atomic.json_with("run.json"), exclusive=True) as tmp:
+        (tmp / "run.json").write_text("{}")
+    assert not live.exists()  # its writer gone, its folder goes too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.checkpoint", "n.checkpoint"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--out", ""], "--out: an empty value"),
     (["train", "--out="], "--out: an empty value"),
