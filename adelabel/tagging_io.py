@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from bisect import bisect_left
 from collections import Counter, deque
@@ -210,13 +211,34 @@ def write_conll(out: IO[str], analysis: Analysis, fields: dict) -> None:
         out.write("\n")
 
 
+_UNBROKEN = re.compile(f"[^{re.escape(LINE_BREAKS)}]+")
+
+
+def brat_fragments(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The span ``start``-``end`` of ``text`` as brat holds a mention: one ``(start, end)`` for each piece
+    between line breaks, trimmed of white space. brat checks a ``T`` line's text against its pieces joined
+    by spaces, and its editor marks a mention across a line end so; one span with a space where the
+    text has a line break is refused there."""
+    pieces = []
+    for m in _UNBROKEN.finditer(text, start, end):
+        a = m.start() + len(m.group()) - len(m.group().lstrip())
+        b = m.end() - (len(m.group()) - len(m.group().rstrip()))
+        if b > a:
+            pieces.append((a, b))
+    return pieces
+
+
+def _brat_entity(i: int, text: str, label: str, start: int, end: int) -> str:
+    pieces = brat_fragments(text, start, end)
+    return f"T{i}\t{label} {';'.join(f'{a} {b}' for a, b in pieces)}\t{' '.join(text[a:b] for a, b in pieces)}"
+
+
 def write_brat(folder: Path, number: int, analysis: Analysis) -> None:
     """Input line ``number`` as brat standoff: ``NNNNNN.txt`` (the line) and ``NNNNNN.ann`` (a ``T`` line
     per entity, an ``R`` line per relation), the layout annotation tools open."""
     stem = folder / f"{number:0{atomic.BRAT_DIGITS}d}"
     stem.with_suffix(".txt").write_text(analysis.text, encoding="utf-8")
-    lines = [f"T{i}\t{e.label} {e.start} {e.end}\t{e.text.translate(LINE_BREAKS_TO_SPACE)}"
-             for i, e in enumerate(analysis.entities, start=1)]
+    lines = [_brat_entity(i, analysis.text, e.label, e.start, e.end) for i, e in enumerate(analysis.entities, start=1)]
     lines += [f"R{i}\t{r.type} Arg1:T{r.drug + 1} Arg2:T{r.effect + 1}" for i, r in enumerate(analysis.relations, start=1)]
     stem.with_suffix(".ann").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 

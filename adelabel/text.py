@@ -99,8 +99,8 @@ def outside_entities(piece: str) -> bool:
     return _NO_ENTITY.fullmatch(piece) is not None
 
 
-# Written into a line of its own (a brat T line's entity text, a CoNLL comment), each line break becomes
-# a space, as brat itself writes a mention that spans a line break.
+# Written into a line of its own (a CoNLL comment), each line break becomes a space, which keeps every
+# offset of the line.
 LINE_BREAKS_TO_SPACE = str.maketrans(dict.fromkeys(LINE_BREAKS, " "))
 
 

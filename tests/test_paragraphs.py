@@ -65,7 +65,7 @@ def test_paragraphs_in_every_output_format(capsys, tmp_path):
     assert code == 0, err
     assert sorted(p.name for p in brat.iterdir()) == [f"00000{i}.{s}" for i in (1, 2, 3) for s in ("ann", "txt")]
     assert (brat / "000002.txt").read_text(encoding="utf-8") == PARAGRAPHS[1]
-    assert "T1\tAE 36 47\tsevere rash\n" in (brat / "000002.ann").read_text(encoding="utf-8")
+    assert "T1\tAE 36 42;43 47\tsevere rash\n" in (brat / "000002.ann").read_text(encoding="utf-8")
     # Read back by prepare's brat reader, each paragraph keeps what tag found: every entity (the one across a
     # line break too) and every relation.
     from adelabel.corpus.brat import read_brat

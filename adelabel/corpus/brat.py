@@ -128,7 +128,8 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
             if end > len(text):
                 raise InputError(ann, f"{key} spans characters {start}-{end}, past the end of {txt} "
                                       f"({len(text):,} characters)", number)
-            # A mention across a line break is written with a space there (by brat, and by tag).
+            # A mention across a line break, written with a space there (by some tools, and by tag before it
+            # wrote such a mention as brat does, in pieces: below).
             if text[start:end].translate(LINE_BREAKS_TO_SPACE) != mention.translate(LINE_BREAKS_TO_SPACE):
                 raise InputError(ann, f"{key}: {txt} has {text[start:end]!r} at {start}-{end}, not {mention!r}", number)
             entities[key] = (start, end, label)
