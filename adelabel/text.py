@@ -104,11 +104,27 @@ def outside_entities(piece: str) -> bool:
 LINE_BREAKS_TO_SPACE = str.maketrans(dict.fromkeys(LINE_BREAKS, " "))
 
 
+# The sentence rule reads invisible characters (format and control characters, default-ignorables, a
+# combining mark after no letter) as spaces, as the tokens do: "cisplatin.\u200b Hearing loss" is two
+# sentences, and no sentence starts or ends on one. One character for one keeps every offset.
+_INVISIBLE = regex.compile(r"[\p{Cf}\p{DI}[\p{Cc}--[\t " + "".join(f"\\u{ord(c):04x}" for c in LINE_BREAKS)
+                           + r"]]]|(?<![\p{L}\p{N}\p{M}])\p{M}+", regex.V1)
+_ASCII_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f]")
+
+
+def _as_visible(text: str) -> str:
+    if text.isascii() and not _ASCII_INVISIBLE.search(text):
+        return text
+    return _INVISIBLE.sub(lambda m: " " * len(m.group()), text)
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (a line that may hold a whole abstract).
 
-    Each span is trimmed of surrounding white space; a text of only white space has no sentences.
+    Each span is trimmed of surrounding white space (and invisible characters); a text of only white
+    space has no sentences.
     """
+    text = _as_visible(text)
     spans: list[tuple[int, int]] = []
     block = 0
     hard_breaks = list(_HARD_BREAK.finditer(text)) if _ANY_LINE_BREAK.search(text) else []

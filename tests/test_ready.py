@@ -50,6 +50,24 @@ def test_invisible_characters_change_no_decision_and_no_entity_ends_on_one():
     assert got.ade == want.ade and [e.score for e in got.entities] == [e.score for e in want.entities]
 
 
+@pytest.mark.parametrize("between", [" \u200b", "\u200b ", "\u00ad ", " \ufeff", "\x00 ", " \u2060", " \u200e",
+                                     " \u0301"])
+def test_an_invisible_character_after_a_full_stop_still_ends_the_sentence(between):
+    """Read as absent by the sentence rule too: one sentence of two made a drug of the first the cause of
+    the second's effect."""
+    from adelabel import Tagger
+    from adelabel.pretrained import READY
+    from adelabel.text import split_sentences
+
+    first, second = "Patients were treated with cisplatin.", "Hearing loss was reported in a patient receiving ibuprofen."
+    text = first + between + second
+    assert split_sentences(text) == [(0, len(first)), (len(first) + len(between), len(text))]
+    tagger = Tagger.load(str(READY), device="cpu")
+    got, want = tagger.analyze(text), tagger.analyze(first + " " + second)
+    pairs = lambda a: [(a.entities[r.drug].text, a.entities[r.effect].text) for r in a.relations]  # noqa: E731
+    assert pairs(got) == pairs(want) == [("ibuprofen", "Hearing loss")]
+
+
 def test_the_readmes_first_steps_run(tmp_path):
     """The commands the README gives right after installing, run as written (abstracts.txt being
     sentences of our own)."""
