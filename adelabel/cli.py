@@ -332,7 +332,8 @@ def cv(
     from adelabel.cv import cross_validate, format_summary
     from adelabel.tagger import pick_device
 
-    overrides = ([f"seed={seed}"] if seed is not None else []) + list(set_ or []) \
+    # The options that stand for keys come after --set, as in train: `--seed 7 --set seed=5` runs seed 7.
+    overrides = list(set_ or []) + ([f"seed={seed}"] if seed is not None else []) \
         + ([f"train.max_epochs={epochs}"] if epochs else [])
     _check_distil(set_, teacher)
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)

@@ -125,7 +125,8 @@ class TransformerModel(_Heads):
                            json_schema_extra={"search": {"low": 0.0, "high": 0.3}})
     crf: bool = Field(True, description="a CRF over the token scores; false gives a softmax per token")
     window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
-    stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
+    stride: int = Field(64, ge=0, validate_default=True,  # the rule binds the default too (window = 100 alone)
+                        description="sub-tokens two windows share (at most half a window)")
 
     _stride = field_validator("stride")(_half_a_window)
 
@@ -153,7 +154,8 @@ class TransformerClassifier(_Pooled):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout before the output layer",
                            json_schema_extra={"search": {"low": 0.0, "high": 0.3}})
     window: int = Field(256, ge=8, description="sub-tokens read at once (at most the encoder's positions)")
-    stride: int = Field(64, ge=0, description="sub-tokens two windows share (at most half a window)")
+    stride: int = Field(64, ge=0, validate_default=True,  # the rule binds the default too (window = 100 alone)
+                        description="sub-tokens two windows share (at most half a window)")
 
     _stride = field_validator("stride")(_half_a_window)
 
@@ -498,6 +500,10 @@ def _read_config_file(path: Path) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise InputError(path, f"not valid TOML ({err})") from None
+    except RecursionError:
+        raise InputError(path, "not a config: nested deeper than Python reads") from None
+    except ValueError:  # tomllib's only other ValueError: an integer of more digits than Python converts
+        raise InputError(path, "not a config: holds an integer of thousands of digits") from None
 
 
 SAVED_KEYS = ("arch", "task", "seed", "model", "train")

@@ -31,6 +31,8 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "notext.tsv").write_text("A\t \n", encoding="utf-8")
     (t / "twodocs.tsv").write_text("A\tone\nB\ttwo\n", encoding="utf-8")
     (t / "broken.toml").write_text("[train\nlr = 1\n")
+    (t / "huge.toml").write_text("[model]\nlayers = " + "1" * 5000 + "\n")  # past Python's 4,300 digits
+    (t / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     (t / "typo.toml").write_text("[train]\npatiance = 3\n")
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
     (t / "quoted.toml").write_text("[model]\nhidden_size = \"200\"\n")
@@ -157,6 +159,10 @@ CASES = [
     ("train --data {d} --out {d}", "--out {d}: is {d}, which this command reads"),
     ("train --config {t}/none.toml", "{t}/none.toml: config file not found"),
     ("train --config {t}/broken.toml", "{t}/broken.toml: not valid TOML"),
+    ("train --config {t}/huge.toml", "{t}/huge.toml: not a config: holds an integer of thousands of digits"),
+    ("train --config {t}/deep.toml", "{t}/deep.toml: not a config: nested deeper than Python reads"),
+    ("config --arch transformer --set model.window=100",  # its default stride too: saved so, no model could load
+     "model.stride: two windows share at most half a window: expected at most 50 (window = 100), got 64"),
     ("train --config {t}/typo.toml", "{t}/typo.toml: train.patiance: unknown key (did you mean train.patience?)"),
     ("train --config {t}/wrongtype.toml", "{t}/wrongtype.toml: model.crf: expected true or false, got 'sometimes'"),
     ("train --config {t}/quoted.toml", "{t}/quoted.toml: model.hidden_size: expected a whole number, got '200'"),

@@ -937,3 +937,19 @@ def test_a_killed_search_not_yet_reaped_is_no_live_one():
     finally:
         child.kill()
         child.wait()
+
+
+def test_cv_seed_wins_over_set_seed_as_in_train(capsys, monkeypatch, tmp_path):
+    """The options that stand for keys come after --set: `cv --seed 7 --set seed=5` ran seed 5, unsaid."""
+    import adelabel.cv
+
+    seen = {}
+
+    def stop(cfg, *args, **kwargs):
+        seen["seed"] = (cfg.seed, kwargs["seed"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adelabel.cv, "cross_validate", stop)
+    run_cli(capsys, "cv", "--corpus", ROOT / "corpora" / "sample", "--out", tmp_path / "cv", "--seed", "7",
+            "--set", "seed=5")
+    assert seen["seed"] == (7, 7)
