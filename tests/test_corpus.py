@@ -284,6 +284,20 @@ def test_duplicate_negative_lines_are_counted_apart(tmp_path):
     assert [s.text for s in sentences if s.negative] == ["Nothing happened."]
 
 
+def test_every_line_is_counted_blank_repeated_or_control_ones_too(tmp_path):
+    """Blank lines and a line repeating a relation were dropped with no count of their own; a line of only
+    separator characters (U+001C-U+001F, which str.strip() takes for white space) passed as blank."""
+    corpus = write_corpus(tmp_path, ["1|A rash.|rash|5|9|A|3|4", "", " \t", "1|A rash.|rash|5|9|A|3|4", "\x1c"],
+                          ["1 NEG Nothing happened.", "", "\x1d\x1e"])
+    sentences, report = read_ade(corpus)
+    assert report.blank_lines == 3 and report.duplicate_relation_lines == 1 and report.relations == 1
+    assert report.malformed_lines == 2 and report.lines == {"DRUG-AE.rel": 5, "ADE-NEG.txt": 3}
+    assert "blank lines skipped: 3" in report.summary() and any("lines repeating a pair: 1" in line
+                                                                for line in report.summary())
+    with pytest.raises(InputError, match=r"DRUG-AE\.rel:5:"):
+        read_ade(corpus, strict=True)
+
+
 def test_malformed_negative_line(tmp_path):
     corpus = write_corpus(tmp_path, ["2|Fever after aspirin.|Fever|3|8|aspirin|15|22"], ["1 POS oops", "1 NEG fine."])
     with pytest.raises(InputError, match=r"ADE-NEG\.txt:1: expected 'PubMed-ID NEG sentence', found '1 POS oops'"):

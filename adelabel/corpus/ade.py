@@ -46,7 +46,9 @@ class CorpusReport:
     unlocatable: int = 0
     malformed_lines: int = 0
     malformed: Counter = field(default_factory=Counter)  # reason -> lines skipped for it
+    blank_lines: int = 0
     duplicate_negative_lines: int = 0
+    duplicate_relation_lines: int = 0
     duplicate_spans: int = 0
     nested_dropped: int = 0
     crossing_dropped: int = 0
@@ -81,6 +83,7 @@ class CorpusReport:
             f"malformed lines skipped: {self.malformed_lines:,}"
             + (" (" + ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.malformed.items())) + ")"
                if self.malformed else ""),
+            f"blank lines skipped: {self.blank_lines:,}",
             f"duplicate ADE-NEG lines skipped: {self.duplicate_negative_lines:,}",
             f"duplicate spans merged: {self.duplicate_spans:,}; nested spans dropped (outer kept): "
             f"{self.nested_dropped:,}; crossing spans dropped (longer kept): {self.crossing_dropped:,}; "
@@ -89,8 +92,9 @@ class CorpusReport:
                if self.overlapping_dropped else ""),
             f"ADE-NEG sentences also listed with relations (kept once, as positive): "
             f"{self.negative_also_positive:,}",
-            f"relations kept: {self.relations:,} (distinct pairs per sentence); lost with a span the overlap "
-            f"policy dropped: {self.relations_dropped:,}",
+            f"relations kept: {self.relations:,} (distinct pairs per sentence; lines repeating a pair: "
+            f"{self.duplicate_relation_lines:,}); lost with a span the overlap policy dropped: "
+            f"{self.relations_dropped:,}",
         ]
         out += self.problems[:MAX_PROBLEMS_SHOWN]
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
@@ -236,6 +240,8 @@ def _relations(located: list[tuple[_Mention, Span]], spans: list[Span],
         drug, other = index.get(line["drug"]), index.get(line["other"])
         if drug is None or other is None:
             report.relations_dropped += 1
+        elif (drug, other) in pairs:
+            report.duplicate_relation_lines += 1
         else:
             pairs.add((drug, other))
     report.relations += len(pairs)
@@ -300,7 +306,8 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
         count = 0
         for number, line in read_lines(path):
             count += 1
-            if not line.strip():
+            if not line.strip(" \t"):  # str.strip() would also take U+001C-U+001F, which are malformed
+                report.blank_lines += 1
                 continue
             try:
                 pmid, sentence, mentions = _parse_relation(path, number, line, label)
@@ -323,7 +330,8 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
         negatives: set[tuple[str, str]] = set()
         for number, line in read_lines(path):
             count += 1
-            if not line.strip():
+            if not line.strip(" \t"):  # str.strip() would also take U+001C-U+001F, which are malformed
+                report.blank_lines += 1
                 continue
             parts = line.split(" ", 2)
             try:
