@@ -293,6 +293,7 @@ def atomic_dir(target: str | Path, kind: Kind, exclusive: bool = False) -> Itera
         tmp.chmod(0o777 & ~current_umask())
     except OSError as err:
         raise AdelabelError(f"{target}: cannot write here ({err.strerror})") from None
+    complete = False
     try:
         with named_errors(target, tmp):
             yield tmp
@@ -304,6 +305,7 @@ def atomic_dir(target: str | Path, kind: Kind, exclusive: bool = False) -> Itera
                     raise Taken(f"{target}: made by another process just now") from None
                 raise
             return
+        complete = True
         with named_errors(target, target):
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
@@ -313,6 +315,13 @@ def atomic_dir(target: str | Path, kind: Kind, exclusive: bool = False) -> Itera
             else:
                 os.replace(tmp, target)
     finally:
+        if complete and tmp.exists() and not os.path.lexists(target):
+            # Ctrl-C or a TERM between moving the old folder aside and renaming the new one in: the new one
+            # is whole, so it takes the name (the next write sweeps the old one away).
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                pass  # the next write of target puts the old one back
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if held is not None:
@@ -336,6 +345,24 @@ def _sweep_dead_folders(target: Path) -> None:
             pass
         finally:
             os.close(probe)
+
+
+def restore_aside(target: str | Path) -> bool:
+    """Put back the folder a killed replacement of ``target`` moved aside (``.NAME.old-*/NAME``) when
+    nothing holds the name: a kill between the two renames leaves it so, and a reader would otherwise
+    find no folder (or take another). Whether one was put back."""
+    target = Path(target).absolute()
+    if os.path.lexists(target):
+        return False
+    for aside in sorted(target.parent.glob(f".{glob.escape(target.name)}{OLD_MARK}*")):
+        if (aside / target.name).is_dir():
+            try:
+                os.replace(aside / target.name, target)
+            except OSError:
+                return False
+            shutil.rmtree(aside, ignore_errors=True)
+            return True
+    return False
 
 
 class Taken(AdelabelError):

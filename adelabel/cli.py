@@ -130,10 +130,12 @@ def prepare(
         if vectors is not None and value is not None:  # it would be ignored
             raise OptionError(f"{option}: applies to word2vec trained on the corpus, which --vectors replaces")
     _check_encoder_vectors(encoder_vectors)
-    run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors, dim=dim or W2V_DIM,
-                w2v_epochs=w2v_epochs or W2V_EPOCHS, strict=strict, log=_log(quiet) or (lambda _: None), format=format,
-                progress=not quiet, overlaps=overlaps, encoder_vectors=encoder_vectors,
-                warn=_log(False) if quiet else None)  # data left out is worth a line even under --quiet
+    with _stopped(f"stopped; {out} is as it was before (nothing of this run is written there)"):
+        run_prepare(corpus, out, seed=seed, labels=labels, include_negative=negatives, vectors=vectors,
+                    dim=dim or W2V_DIM, w2v_epochs=w2v_epochs or W2V_EPOCHS, strict=strict,
+                    log=_log(quiet) or (lambda _: None), format=format, progress=not quiet, overlaps=overlaps,
+                    encoder_vectors=encoder_vectors,
+                    warn=_log(False) if quiet else None)  # data left out is worth a line even under --quiet
 
 
 def _check_encoder_vectors(encoder_vectors: str | None) -> None:
@@ -273,6 +275,10 @@ Encoder = Annotated[Optional[Path], typer.Option(
 Precision = Annotated[Optional[str], typer.Option(
     help="fp32, or mixed precision by autocast: bf16 (CPU or GPU) or fp16 (GPU); overrides train.precision "
          f"(default {Train.model_fields['precision'].default}).", show_default=False)]
+
+
+STOPPED = "stopped; no output was left part-written (each is as it was before, or complete)"
+"""What Ctrl-C or a TERM leaves of a command whose outputs are written whole (adelabel.atomic)."""
 
 
 @contextlib.contextmanager
@@ -513,12 +519,13 @@ def evaluate(
     """Score a model on a split: a tagger by seqeval (strict IOB2, entity-level P/R/F1 per type, micro
     and macro) with relation and sentence scores; a classifier by per-class P/R/F1, confusion matrix,
     ROC-AUC and average precision."""
-    if json_out is not None and str(json_out) == "-":  # the JSON on stdout, for a pipe; the tables to stderr
-        stdout = sys.stdout
-        with contextlib.redirect_stdout(sys.stderr):
-            _evaluate(model, data, split, stdout, report, device, threshold, backend, precision, quiet)
-    else:
-        _evaluate(model, data, split, json_out, report, device, threshold, backend, precision, quiet)
+    with _stopped(STOPPED):
+        if json_out is not None and str(json_out) == "-":  # the JSON on stdout, for a pipe; the tables to stderr
+            stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                _evaluate(model, data, split, stdout, report, device, threshold, backend, precision, quiet)
+        else:
+            _evaluate(model, data, split, json_out, report, device, threshold, backend, precision, quiet)
 
 
 def _write_scores(json_out: Path | TextIO, result: dict) -> None:
@@ -720,7 +727,8 @@ def export(
         raise OptionError(f"--format: expected onnx, got {format!r}")
     from adelabel.onnx_backend import export as run_export
 
-    written = run_export(model, quantize=quantize)
+    with _stopped(STOPPED):
+        written = run_export(model, quantize=quantize)
     if not quiet:
         print(f"written {written}/", file=sys.stderr)
 

@@ -200,7 +200,8 @@ def saved_config(directory: str | Path) -> tuple[dict, Config]:
     if not directory.is_dir():
         if directory.exists():
             raise InputError(directory, "is a file, not a model folder")
-        raise InputError(directory, "model folder not found (train one with `adelabel train`)")
+        if not atomic.restore_aside(directory):  # a retraining killed between its two renames left it aside
+            raise InputError(directory, "model folder not found (train one with `adelabel train`)")
     config = _read_json(directory / CONFIG)
     version = config.get("format_version")
     if type(version) is not int:  # 5.0 equals 5 and True equals 1, to Python

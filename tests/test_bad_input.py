@@ -917,6 +917,72 @@ def test_a_write_sweeps_what_a_killed_write_of_the_same_file_left(tmp_path):
     assert not live_tmp.exists() and other.exists()
 
 
+def test_a_stop_between_a_replacements_two_renames_keeps_the_new_folder(tmp_path, monkeypatch):
+    """Ctrl-C or a TERM just after the old folder was moved aside deleted the complete new one and left the
+    name empty; the new one now takes the name."""
+    from adelabel import atomic
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "run.json").write_text('{"v": "old"}')
+    calls, replace = [], atomic.os.replace
+
+    def interrupted(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:  # the signal lands after the old folder went aside, before the new one is in
+            raise KeyboardInterrupt
+        replace(a, b)
+
+    monkeypatch.setattr(atomic.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_dir(target, atomic.json_with("run.json")) as tmp:
+            (tmp / "run.json").write_text('{"v": "new"}')
+    assert (target / "run.json").read_text() == '{"v": "new"}'
+    monkeypatch.undo()
+    with atomic.atomic_dir(tmp_path / "out", atomic.json_with("run.json")) as tmp:
+        (tmp / "run.json").write_text('{"v": "newer"}')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old one swept
+
+
+def test_a_model_folder_a_kill_left_aside_is_put_back_not_replaced_by_the_ready_tagger(tmp_path, monkeypatch,
+                                                                                        tiny_model_dir):
+    """A kill between the two renames of a retraining leaves models/.bilstm.old-*/bilstm and no models/bilstm:
+    tag and evaluate quietly took the ready tagger instead of the user's model."""
+    import shutil
+
+    from adelabel.model_dir import saved_config
+    from adelabel.pretrained import USER_DEFAULT, default_model
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / ".bilstm.old-k1ll3d" / "bilstm")
+    assert default_model() == USER_DEFAULT and (tmp_path / "models" / "bilstm" / "config.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["bilstm"]
+    shutil.copytree(tiny_model_dir, tmp_path / "elsewhere" / ".m.old-k1ll3d" / "m")
+    saved_config(tmp_path / "elsewhere" / "m")  # --model names it: put back too
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("command", ["prepare", "evaluate", "export"])
+def test_ctrl_c_in_a_command_that_writes_whole_outputs_says_so(command, capsys, monkeypatch, sample_data,
+                                                               tiny_model_dir, tmp_path):
+    """They ended with status 130 and not a word."""
+    import adelabel.evaluate
+    import adelabel.onnx_backend
+    import adelabel.prepare
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adelabel.prepare, "prepare", stop)
+    monkeypatch.setattr(adelabel.evaluate, "evaluate_examples", stop)
+    monkeypatch.setattr(adelabel.onnx_backend, "export", stop)
+    args = {"prepare": ["prepare", "--corpus", SAMPLE, "--out", tmp_path / "d"],
+            "evaluate": ["evaluate", "--model", tiny_model_dir, "--data", sample_data, "--quiet"],
+            "export": ["export", "--model", tiny_model_dir]}[command]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 130 and err.startswith("adelabel: stopped; ") and len(err.strip().splitlines()) == 1, err
+
+
 def test_an_exclusive_folder_write_sweeps_only_what_killed_writers_left(tmp_path):
     """A run's checkpoint folder is made exclusively (two runs into one --out: one trains), so what
     another process is writing must stay; a folder a kill -9 left, whose lock is free, goes."""

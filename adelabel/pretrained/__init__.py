@@ -18,4 +18,7 @@ def default_model() -> Path:
     """``models/bilstm`` if there is anything by that name, else the ready tagger. Anything: a damaged
     model there (a file missing, a broken link) is then refused by name, where quietly tagging with
     another model would hand the user results they did not ask for."""
+    from adelabel.atomic import restore_aside
+
+    restore_aside(USER_DEFAULT)  # a retraining killed between its two renames left it aside, not gone
     return USER_DEFAULT if os.path.lexists(USER_DEFAULT) else READY
