@@ -155,10 +155,19 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
                 _flush(fh)
                 raise AdelabelError(f"{output}: cannot write ({err.strerror or err}); {kept}") from None
             sync_file(fh)
-            # Before the rename, while the name holds the file this run has locked: after it, a new run may
-            # have made a partial file and state of its own.
-            state_file.unlink(missing_ok=True)
             replace_synced(partial, output)
+            # After the rename: a kill between the two leaves the finished output and a state with no partial
+            # file (a resume says the run finished), where the other order left a finished output under the
+            # partial name that no resume would take. A run begun in between wrote a state of its own: it stays.
+            _drop_state(state_file, state)
+
+
+def _drop_state(path: Path, state: dict) -> None:
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) == state:
+            path.unlink()
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
 
 
 @contextmanager

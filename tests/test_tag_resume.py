@@ -163,6 +163,24 @@ def test_a_partial_output_longer_than_its_input_is_an_error_in_the_input(capsys,
     assert not partial_path(out).exists() and not out.exists()
 
 
+def test_a_kill_as_a_run_finishes_leaves_its_whole_output_under_the_name(capsys, monkeypatch, tmp_path, source,
+                                                                         tiny_model_dir):
+    """The state went first and the rename second: a kill between them left every record under the partial
+    name, which a resume refused for want of the state. The rename now goes first."""
+    from adelabel import partial
+
+    out = tmp_path / "out.jsonl"
+    with monkeypatch.context() as patch:
+        patch.setattr(partial, "_drop_state", lambda *args: None)  # killed just after the rename
+        code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--output", out, "-q")
+    assert code == 0 and len(out.read_text(encoding="utf-8").splitlines()) == len(LINES)
+    assert not partial_path(out).exists() and (tmp_path / ".out.jsonl.partial.json").is_file()
+    code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--output", out, "--resume", "-q")
+    assert code == 2 and "no partial output of an earlier run to carry on (it finished" in err, err
+    code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--output", out, "-q")
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl", "out.jsonl.meta.json"]
+
+
 def test_a_resumed_runs_progress_counts_only_its_own_work(capsys, monkeypatch):
     """Without a terminal the bar is a line at every tenth: a resumed run's first line comes at the first
     tenth past what was done before, and its rate leaves that work out."""
