@@ -938,4 +938,10 @@ def main() -> None:
         sys.stdout.reconfigure(encoding="utf-8", errors=sys.stdout.errors)  # surrogateescape: a path's odd bytes
     if isinstance(sys.stderr, io.TextIOWrapper):
         sys.stderr.reconfigure(errors="backslashreplace")
-    sys.exit(run())
+    code = run()
+    # The work is done and written: a Ctrl-C or TERM while the interpreter shuts down (torch's and Ray's
+    # exit hooks take a moment) ends the process as the signal does, not with an "Exception ignored in
+    # atexit callback" traceback after the output.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.exit(code)

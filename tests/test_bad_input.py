@@ -1061,3 +1061,18 @@ def test_a_closed_standard_stream_is_one_line_not_a_traceback(tiny_model_dir, tm
         "adelabel: error: standard output is closed"), closed_out.stderr
     to_file = shell(tag.format("in.txt") + " --output out.jsonl >&-")
     assert to_file.returncode == 0 and to_file.stderr == "" and json.loads((tmp_path / "out.jsonl").read_text())
+
+
+def test_a_ctrl_c_while_the_interpreter_shuts_down_is_no_traceback(tmp_path):
+    """The work done and written, a signal in an exit hook (torch's take a moment) printed "Exception
+    ignored in atexit callback" and a traceback, and exited 0."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "late.py"
+    script.write_text("import atexit, os, signal, sys, time\n"
+                      "sys.argv = ['adelabel', 'config', '--arch', 'gru']\n"
+                      "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(1)))\n"
+                      "from adelabel.cli import main\nmain()\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert 'arch = "gru"' in done.stdout and done.stderr == "" and done.returncode == -2, (done.returncode, done.stderr)
