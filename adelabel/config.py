@@ -367,6 +367,10 @@ class ConfigBuilder:
                           if key in _known_keys(FAMILIES[self.task][ARCHITECTURES[a][0]])]
                 if owners:
                     raise AdelabelError(f"{source}: {key}: a key of {one_of(owners)}, which {self.arch} does not take")
+                other = next(t for t in FAMILIES if t != self.task)  # a tagger's key given to a classifier, or back
+                if any(key in _known_keys(section) for section in FAMILIES[other].values()):
+                    raise AdelabelError(f"{source}: {key}: a key of the {other} task's models, not of --task "
+                                        f"{self.task}")
                 known = [k for k in self.keys if source != "--set" or k != "arch"]
                 near = _nearest(key, known)
                 hint = f" (did you mean {near}?)" if near else f"; known keys: {', '.join(known)}"

@@ -139,7 +139,7 @@ CASES = [
     ("train --arch nosuch --data {d}", "--arch: unknown architecture 'nosuch'"),
     ("train --task sort --data {d}", "--task: expected tag or classify, got 'sort'"),
     ("train --task classify --arch seq2seq --data {d}", "--arch seq2seq: has no classify model"),
-    ("train --task classify --data {d} --out {t}/o --set model.crf=true", "model.crf: unknown key"),
+    ("train --task classify --data {d} --out {t}/o --set model.crf=true", "model.crf: a key of the tag task's models, not of --task classify"),
     ("train --data {d} --out {t}/o --set train.patiance=3", "train.patiance: unknown key (did you mean train.patience?)"),
     ("train --data {d} --out {t}/o --set trian.lr=1", "trian.lr: unknown key (did you mean train.lr?)"),
     ("train --data {d} --out {t}/o --set train.lr=abc", "train.lr: expected a number, got 'abc'"),
@@ -169,6 +169,9 @@ CASES = [
     ("train --data {d} --out {t}/o --set model.hidden_size=1000000000000", "--set: model.hidden_size: must be <= 8192"),
     ("train --data {d} --out {t}/o --epochs 100000000000000000000000000", "Invalid value for '--epochs'"),
     ("config --set train.eval_batch_size=10000000", "--set: train.eval_batch_size: must be <= 65536"),
+    ("config --task classify --arch bigru --set model.crf=false",  # was "did you mean model.chars?"
+     "--set: model.crf: a key of the tag task's models, not of --task classify"),
+    ("config --arch bilstm --set model.pooling=max", "--set: model.pooling: a key of the classify task's models, not of --task tag"),
     ("config --set seed.x=2 --set seed=1", "--set seed=1: seed is given keys too (seed.x); it is either a section or a value"),
     ("train --arch bilstm --config {t}/gru.toml", "{t}/gru.toml: arch: this config is for 'gru', but --arch says 'bilstm'"),
     ("train --config {t}/foo.toml", "{t}/foo.toml: arch: unknown architecture 'foo'"),
