@@ -262,9 +262,8 @@ def _sweep(target: Path) -> None:
     for mark in (TMP_MARK, GONE_MARK):
         for stale in target.parent.glob(f".{target.name}{mark}*"):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    restore_aside(target)
     for aside in target.parent.glob(f".{target.name}{OLD_MARK}*"):
-        if not target.exists() and (aside / target.name).is_dir():
-            os.replace(aside / target.name, target)
         shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -334,17 +333,7 @@ def _sweep_dead_folders(target: Path) -> None:
     if fcntl is None:
         return
     for stale in target.parent.glob(f".{glob.escape(target.name)}{TMP_MARK}*"):
-        try:
-            probe = os.open(stale, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:  # gone meanwhile, a file or a link, or not ours to read
-            continue
-        try:
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(stale, ignore_errors=True)
-        except OSError:  # held by a living writer
-            pass
-        finally:
-            os.close(probe)
+        _remove_if_abandoned(stale, folder=True)
 
 
 def restore_aside(target: str | Path) -> bool:
@@ -433,19 +422,24 @@ def _sweep_dead(target: Path) -> None:
         return
     pattern = re.compile(re.escape(f".{target.name}{TMP_MARK}") + r"[0-9]{1,12}-[a-z0-9_]{8}")
     for stale in target.absolute().parent.glob(f".{glob.escape(target.name)}{TMP_MARK}*"):
-        if not pattern.fullmatch(stale.name):
-            continue
-        try:
-            probe = os.open(stale, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:  # gone meanwhile, a link, or not ours to read
-            continue
-        try:
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            stale.unlink()
-        except OSError:  # held by a living writer, or not ours to remove
-            pass
-        finally:
-            os.close(probe)
+        if pattern.fullmatch(stale.name):
+            _remove_if_abandoned(stale, folder=False)
+
+
+def _remove_if_abandoned(stale: Path, folder: bool) -> None:
+    """Remove ``stale`` (a temporary file, or a ``folder``) unless its writer still holds its lock
+    (:func:`_hold`): the lock ends with the writer however it ends, so a free one means a writer gone."""
+    try:
+        probe = os.open(stale, os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if folder else 0))
+    except OSError:  # gone meanwhile, a link (or not of the kind looked for), or not ours to read
+        return
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(stale, ignore_errors=True) if folder else stale.unlink()
+    except OSError:  # held by a living writer, or not ours to remove
+        pass
+    finally:
+        os.close(probe)
 
 
 def sync_file(fh: IO) -> None:

@@ -80,43 +80,35 @@ def parse_space(arch: str, task: str, assignments: list[str]) -> dict[str, dict]
             if any(not c for c in choices):
                 raise OptionError(f"--space {key}: an empty choice in {raw!r}")
             space[key] = {"choices": choices}
-    check_space(arch, task, space)
-    return typed(arch, task, space)
-
-
-def typed(arch: str, task: str, space: dict[str, dict]) -> dict[str, dict]:
-    """``space`` with each choice as the schema reads it (``--space model.layers=1,2`` gives 1 and 2, not
-    "1" and "2"), so that the study, its dashboard and ``best_params`` hold numbers and true/false."""
-    out = {}
-    for key, spec in space.items():
-        if "choices" in spec:
-            section, _, leaf = key.partition(".")
-            values = [getattr(getattr(ConfigBuilder(arch, task).add({section: {leaf: c}}, "--space").build(), section),
-                              leaf) for c in spec["choices"]]
-            # optuna holds None, bool, int, float and str; a value of another type keeps its spelling.
-            spec = {"choices": [v if v is None or isinstance(v, (bool, int, float, str)) else c
-                                for v, c in zip(values, spec["choices"])]}
-        out[key] = spec
-    return out
+    return check_space(arch, task, space)
 
 
 def _same_once_typed(stored: str, space: dict[str, dict], arch: str, task: str) -> bool:
     try:
-        return typed(arch, task, json.loads(stored)) == space
+        return check_space(arch, task, json.loads(stored)) == space
     except (AdelabelError, ValueError, TypeError, AttributeError):
         return False
 
 
-def check_space(arch: str, task: str, space: dict[str, dict]) -> None:
+def check_space(arch: str, task: str, space: dict[str, dict]) -> dict[str, dict]:
     """Every value of ``space`` must be one the schema takes for ``arch`` (a choice of "abc" for a
-    number, a range past a bound, a key it refuses)."""
+    number, a range past a bound, a key it refuses). Returns ``space`` with each choice as the schema
+    reads it (``--space model.layers=1,2`` gives 1 and 2, not "1" and "2"), so that the study, its
+    dashboard and ``best_params`` hold numbers and true/false."""
+    out = {}
     for key, spec in space.items():
+        section, _, leaf = key.partition(".")
+        read = []
         for value in spec.get("choices", [spec.get("low"), spec.get("high")]):
-            section, _, leaf = key.partition(".")
             try:
-                ConfigBuilder(arch, task).add({section: {leaf: value}}, f"--space {key}").build()
+                config = ConfigBuilder(arch, task).add({section: {leaf: value}}, f"--space {key}").build()
             except AdelabelError as err:
                 raise OptionError(str(err).replace(f"--space {key}: {key}:", f"--space {key}:")) from None
+            schema = getattr(getattr(config, section), leaf)
+            # optuna holds None, bool, int, float and str; a value of another type keeps its spelling.
+            read.append(schema if schema is None or isinstance(schema, (bool, int, float, str)) else value)
+        out[key] = {"choices": read} if "choices" in spec else spec
+    return out
 
 
 def _integer(key: str, arch: str, task: str) -> bool:
