@@ -57,12 +57,22 @@ def _log(quiet: bool):
     return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
-def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teacher: bool = True) -> None:
-    """``--set train.distil=W`` weighs a teacher's probabilities: without ``--teacher`` it would be
-    recorded and change nothing."""
-    if not teacher and any(item.partition("=")[0].strip() == "train.distil" for item in set_ or []):
-        raise OptionError("--set train.distil: weighs the probabilities of a --teacher; "
-                          + ("give one, or drop it" if takes_teacher else "tune trains without one"))
+def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teacher: bool = True,
+                  config: Path | None = None) -> None:
+    """``train.distil`` weighs a teacher's probabilities: set with ``--set`` or in a config file, without
+    ``--teacher`` it would be recorded and change nothing. (A model folder given as --config carries the
+    distil it was trained with; its teacher is warned about where it is read.)"""
+    if teacher:
+        return
+    what = "give one, or drop it" if takes_teacher else "tune trains without one"
+    if any(item.partition("=")[0].strip() == "train.distil" for item in set_ or []):
+        raise OptionError(f"--set train.distil: weighs the probabilities of a --teacher; {what}")
+    from adelabel.config import model_folder, read_config_file
+
+    if config is not None and config.exists() and not config.is_dir() and model_folder(config) is None:
+        train = read_config_file(config).get("train")
+        if isinstance(train, dict) and "distil" in train:
+            raise InputError(config, f"train.distil: weighs the probabilities of a --teacher; {what}")
 
 
 def _file_path(value: str) -> Path:
@@ -210,7 +220,7 @@ def train(
                       resume=True)
         return
     data, device = data or Path("data"), device or "auto"
-    _check_distil(set_, teacher)
+    _check_distil(set_, teacher, config=config)
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
@@ -341,7 +351,7 @@ def cv(
     # The options that stand for keys come after --set, as in train: `--seed 7 --set seed=5` runs seed 7.
     overrides = list(set_ or []) + ([f"seed={seed}"] if seed is not None else []) \
         + ([f"train.max_epochs={epochs}"] if epochs else [])
-    _check_distil(set_, teacher)
+    _check_distil(set_, teacher, config=config)
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
@@ -439,7 +449,7 @@ def tune(
     from adelabel.tagger import pick_device
     from adelabel.tune import checked_space, is_tune_report, tune as run_tune
 
-    _check_distil(set_, None, takes_teacher=False)
+    _check_distil(set_, None, takes_teacher=False, config=config)
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
@@ -846,6 +856,10 @@ def run(argv: list[str] | None = None) -> int:
             say(f"adelabel: error: {option or 'an argument'}: an empty value (an unset shell variable?)",
                 file=sys.stderr)
             return 2
+    twice = _given_twice([str(w) for w in words])
+    if twice:
+        say(f"adelabel: error: {twice}: given twice; give it once (the last would silently win)", file=sys.stderr)
+        return 2
     try:
         result = app(args=argv, prog_name="adelabel", standalone_mode=False)
         sys.stdout.flush()  # here, where a failed write can still be reported
@@ -880,6 +894,33 @@ def run(argv: list[str] | None = None) -> int:
         print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _given_twice(words: list[str]) -> str | None:
+    """The first option of the command in ``words`` that takes one value and is given twice (`--config
+    a.toml --config b.toml`, `--epochs 3 ... --epochs 5`), which click would take the last of unsaid."""
+    name = next((w for w in words if not w.startswith("-")), None)
+    command = typer.main.get_command(app).commands.get(name) if name else None
+    if command is None:
+        return None  # no command, or an unknown one: click says so
+    options = [p for p in command.params if p.param_type_name == "option" and not p.is_flag]
+    valued = {opt: p for p in options for opt in p.opts}
+    seen: set[str] = set()
+    rest = iter(words[words.index(name) + 1:])
+    for word in rest:
+        if word == "--":
+            break
+        option, has_value, _ = word.partition("=")
+        if option not in valued:
+            continue
+        if not has_value:
+            next(rest, None)  # its value, which may start with a dash (--set train.lr=-1)
+        first = valued[option].opts[0]
+        if not valued[option].multiple:
+            if first in seen:
+                return first
+            seen.add(first)
+    return None
 
 
 def _flags() -> set[str]:

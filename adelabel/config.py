@@ -459,7 +459,7 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
         elif not path.exists() or path.is_dir():  # a pipe (`--config <(...)`) is read once, as a file is
             raise InputError(path, "is a folder, not a config file" if path.is_dir() else "config file not found")
         else:
-            data = _read_config_file(path)
+            data = read_config_file(path)
         file_arch = data.get("arch")
         if file_arch is not None and not isinstance(file_arch, str):
             raise InputError(path, f"arch: expected a string, got {file_arch!r}")
@@ -488,7 +488,7 @@ _STREAMED: dict[str, str] = {}
 a command that resolves its config twice (train, to check --encoder against the arch) reads it once."""
 
 
-def _read_config_file(path: Path) -> dict:
+def read_config_file(path: Path) -> dict:
     """A TOML config file."""
     try:
         if path.is_file():

@@ -34,6 +34,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "huge.toml").write_text("[model]\nlayers = " + "1" * 5000 + "\n")  # past Python's 4,300 digits
     (t / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     (t / "typo.toml").write_text("[train]\npatiance = 3\n")
+    (t / "distil.toml").write_text("[train]\ndistil = 0.5\n")
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
     (t / "quoted.toml").write_text("[model]\nhidden_size = \"200\"\n")
     (t / "gru.toml").write_text('arch = "gru"\n')
@@ -151,6 +152,11 @@ CASES = [
     ("train --data {d} --out {t}/o --set train.distil=0.5", "--set train.distil: weighs the probabilities of a --teacher"),
     ("cv --corpus {s} --out {t}/cv --set train.distil=0.5", "--set train.distil: weighs the probabilities of a --teacher"),
     ("tune --data {d} --set train.distil=0.5", "--set train.distil: weighs the probabilities of a --teacher; tune trains without one"),
+    ("train --data {d} --out {t}/o --config {t}/gru.toml --set seed=2 --config {t}/typo.toml", "--config: given twice; give it once"),
+    ("tag {t}/in.txt --output {t}/a.jsonl --set x --output={t}/b.jsonl", "--output: given twice; give it once"),
+    ("train --data {d} --out {t}/o --config {t}/distil.toml", "{t}/distil.toml: train.distil: weighs the probabilities of a --teacher; give one"),
+    ("cv --corpus {s} --out {t}/cv --config {t}/distil.toml", "{t}/distil.toml: train.distil: weighs the probabilities of a --teacher"),
+    ("tune --data {d} --config {t}/distil.toml", "{t}/distil.toml: train.distil: weighs the probabilities of a --teacher; tune trains without one"),
     ("train --data {d} --out {t}/o --epochs 0", "'--epochs'"),
     ("train --data {d} --out {t}/o --device tpu", "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("train --data {d} --out {t}/o --device cuda:x", "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
