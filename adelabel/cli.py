@@ -229,7 +229,7 @@ def train(
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
-    if config is not None and not teacher and (taught := _taught_by(config)):
+    if config is not None and not teacher and (taught := _taught_by(config)) and os.environ.get("RANK", "0") in ("", "0"):
         # A teacher is an input, as --data is, not a setting --config carries: said, not dropped unseen.
         print(f"warning: {config} was trained with --teacher {' '.join(taught)}; this run learns from the gold "
               "labels alone unless it is given --teacher too", file=sys.stderr)
@@ -836,15 +836,17 @@ def run(argv: list[str] | None = None) -> int:
     """
     stdout = sys.stdout
     words = sys.argv[1:] if argv is None else argv
-    training = next((str(a) for a in words if not str(a).startswith("-")), None) == "train"
+    command = next((str(a) for a in words if not str(a).startswith("-")), None)
+    several = os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+    torchrun = several and bool(os.environ.get("TORCHELASTIC_RUN_ID"))  # torchrun's agent sets it, a job's env not
 
     def say(*args, **kwargs) -> None:
         # Under torchrun every rank meets the same bad option or file, and rank 0 says so; once the
         # ranks join their group, an error may be one rank's own, and it says so itself. Only train runs
-        # under torchrun: another command in an environment that sets RANK (a job's) speaks for itself.
+        # under torchrun (another is refused there, by rank 0): another command in an environment that sets
+        # RANK (a job's) speaks for itself.
         rank, joining = os.environ.get("RANK", "0"), getattr(sys.modules.get("adelabel.distributed"), "JOINING", False)
-        if not (training and rank.isdigit() and int(rank) > 0 and os.environ.get("WORLD_SIZE", "1") != "1"
-                and not joining):
+        if not ((command == "train" or torchrun) and rank.isdigit() and int(rank) > 0 and several and not joining):
             print(*args, **kwargs)
 
     # An empty value means nothing any option takes, and as a path it would be the working folder
@@ -856,6 +858,11 @@ def run(argv: list[str] | None = None) -> int:
             say(f"adelabel: error: {option or 'an argument'}: an empty value (an unset shell variable?)",
                 file=sys.stderr)
             return 2
+    if torchrun and command not in (None, "train"):
+        # Each process torchrun starts would run the whole command, racing the others on the same files.
+        say(f"adelabel: error: {command}: only train runs under torchrun (as {os.environ['WORLD_SIZE']} processes); "
+            f"run adelabel {command} as one process", file=sys.stderr)
+        return 2
     twice = _given_twice([str(w) for w in words])
     if twice:
         say(f"adelabel: error: {twice}: given twice; give it once (the last would silently win)", file=sys.stderr)
@@ -870,11 +877,21 @@ def run(argv: list[str] | None = None) -> int:
             say(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
         return 2
     except AdelabelError as err:
+        if err.every_rank and several and os.environ.get("RANK", "0") not in ("", "0"):
+            return 2  # rank 0 met it too, and says so
         say(f"adelabel: error: {_one_line(err.as_option() if isinstance(err, OptionError) else str(err))}",
             file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         return 130
+    except RuntimeError as err:
+        if not (several and getattr(sys.modules.get("adelabel.distributed"), "JOINING", False) and _collective(err)):
+            raise
+        # Another rank stopped (its own error, said in its own line, or a kill) while this one waited for
+        # it in a collective step: gloo's or NCCL's words for that, without their traceback.
+        say(f"adelabel: error: rank {os.environ.get('RANK', '?')}: lost the other processes of this run (one "
+            "stopped; its message says why)", file=sys.stderr)
+        return 2
     except (BrokenPipeError, SystemExit) as err:  # the reader stopped (`adelabel tag ... | head`)
         # click meets a broken pipe first, and exits 1 having swapped the streams for quiet wrappers.
         if isinstance(err, SystemExit) and not (err.code == 1 and sys.stdout is not stdout):
@@ -894,6 +911,18 @@ def run(argv: list[str] | None = None) -> int:
         print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _collective(err: BaseException) -> bool:
+    """Whether ``err`` was raised by one of torch.distributed's steps (a barrier, a gather, DDP's
+    gradient averaging), where a rank learns that another has gone."""
+    tb = err.__traceback__
+    while tb is not None:
+        if f"torch{os.sep}distributed{os.sep}" in tb.tb_frame.f_code.co_filename or "torch/nn/parallel/" in \
+                tb.tb_frame.f_code.co_filename.replace(os.sep, "/"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _given_twice(words: list[str]) -> str | None:

@@ -54,10 +54,16 @@ def start(w: World, device: torch.device) -> torch.device:
     global JOINING
     if w.size == 1:
         return device
+    if device.type == "cuda":
+        # Checked by every rank alike (before joining, rank 0 speaks for all): a rank left without a GPU
+        # would otherwise fail alone, and the others wait for it until torchrun kills them.
+        here, seen = int(os.environ.get("LOCAL_WORLD_SIZE", w.local_rank + 1)), torch.cuda.device_count()
+        if max(here, w.local_rank + 1) > seen:
+            raise OptionError(f"--device cuda: {max(here, w.local_rank + 1)} processes on this machine, one GPU "
+                              f"each, but torch sees {seen} CUDA device(s); start at most {seen} "
+                              "(torchrun --nproc_per_node)")
     JOINING = True
     if device.type == "cuda":
-        if w.local_rank >= torch.cuda.device_count():
-            raise OptionError(f"LOCAL_RANK {w.local_rank}: torch sees {torch.cuda.device_count()} CUDA device(s)")
         device = torch.device("cuda", w.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -67,6 +73,9 @@ def start(w: World, device: torch.device) -> torch.device:
             raise AdelabelError(f"WORLD_SIZE {w.size}, RANK {w.rank}: cannot join the other processes "
                                 f"({err}); start several with torchrun, or unset WORLD_SIZE "
                                 "and RANK to train in one process") from None
+        # Every rank here before any goes on to write (NCCL joins lazily; gloo's rendezvous may let the
+        # first rank run ahead), so an error one rank meets at the start is met before rank 0 writes.
+        dist.barrier()
     return device
 
 
@@ -98,9 +107,13 @@ def wrap(model: torch.nn.Module, w: World, device: torch.device) -> torch.nn.Mod
 
 def shard(batches: Sequence[T], w: World) -> list[T]:
     """This rank's batches: every ``size``-th, the same count on every rank (DDP waits for each rank's
-    backward pass, so unequal counts would hang); the last ``len % size`` batches are left out."""
-    usable = len(batches) - len(batches) % w.size
-    return list(batches[w.rank:usable:w.size])
+    backward pass, so unequal counts would hang). When they do not divide evenly, the epoch's first
+    batches are taken again to fill the last round (as torch's DistributedSampler pads), so that no
+    batch is left out: with fewer batches than processes, leaving the rest out trained on nothing."""
+    if not batches:
+        return []
+    rounds = -(-len(batches) // w.size)
+    return [batches[i % len(batches)] for i in range(w.rank, rounds * w.size, w.size)]
 
 
 def agree(value: T, w: World) -> T:

@@ -11,6 +11,9 @@ from pathlib import Path
 class AdelabelError(Exception):
     """An error caused by input or environment, with a message meant for the user."""
 
+    every_rank = False
+    """Met by every process of a torchrun run alike, where each could meet its own: rank 0 says it."""
+
 
 class InputError(AdelabelError):
     """Bad content in a file, located by file name and (where known) line number."""

@@ -157,7 +157,9 @@ def run_epoch(loss_of: torch.nn.Module, model, optimizer, scaler: torch.amp.Grad
 
 
 class Diverged(AdelabelError):
-    """The loss became NaN or infinite before any epoch could be kept."""
+    """The loss became NaN or infinite before any epoch could be kept (judged on every rank's loss)."""
+
+    every_rank = True
 
 
 # Dropout masks (and seq2seq's scheduled sampling) draw from torch's global generator; its state is
@@ -344,7 +346,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     # Warnings are worth a line even where progress is silenced (--quiet, cv's and tune's runs).
     warn = (log or (lambda message: print(message, file=sys.stderr, flush=True))) if w.main else (lambda _: None)
     hp, seed = config.train, config.seed
-    dev_ = distributed.start(w, pick_device(device))
+    dev_ = pick_device(device)
     check_precision(hp.precision, dev_, "train.precision")
     seed_everything(seed)
     data = load_data(config, data_dir)
@@ -354,6 +356,9 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         # The gate would learn to pass every sentence, a classifier would never meet its NEG class.
         raise AdelabelError(f"train.negative_fraction: 0 never shows the training split's {held:,} sentences "
                             "without entities; prepare the data with --no-negatives to leave them out")
+    # Joined after the checks every rank meets alike (the data, the settings), which rank 0 alone then
+    # reports; past joining each rank speaks for itself.
+    dev_ = distributed.start(w, dev_)
     config = _heads_the_data_can_train(config, examples["train"], out_dir, resume, say)
     teacher = _teachers(teacher, out_dir, resume)
     if teacher:
@@ -404,7 +409,11 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 loss = run_epoch(loss_of, model, optimizer, scaler, mine, config,
                                  epoch_generator(seed, run.epoch, stream=1 + w.rank), unk, dev_, lambda n, total: bar.update())
             seconds = time.perf_counter() - started
-            if distributed.agree(not math.isfinite(loss), w):  # rank 0's word, so every rank stops at once
+            # The mean over ranks (each trained on as many batches), the same on every rank: a NaN on any
+            # one rank has reached every rank's weights through the averaged gradients, and every rank stops.
+            losses = distributed.gather(loss, w)
+            loss = sum(losses) / len(losses)
+            if not math.isfinite(loss):
                 # The weights are NaN or infinite from here on, and every later epoch's would be too: the run
                 # stops, keeping the best epoch before it if there was one.
                 if run.best_state is None:

@@ -186,6 +186,15 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
 
     assert log_without_timings(cut) == log_without_timings(out)
 
+    # Fewer batches than processes: each rank trains on a batch (the epoch's first again where they run
+    # short), where leaving the rest out trained on nothing and saved the starting weights.
+    few = subprocess.run(torchrun + ["-m", "adelabel", *[x if x != str(out) else str(tmp_path / "few") for x in args],
+                                     "--set", "train.batch_size=1000"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert few.returncode == 0, few.stderr[-3000:]
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "few" / "train_log.jsonl").read_text().splitlines()]
+    assert all(loss > 0.1 for loss in losses), losses
+
 
 def test_jsonl_input_carries_its_fields_to_each_record(capsys, tiny_model_dir, tmp_path):
     src = tmp_path / "in.jsonl"
@@ -619,3 +628,57 @@ def test_under_torchrun_rank_0_says_what_every_rank_meets_and_other_ranks_their_
     monkeypatch.setattr(distributed, "JOINING", True)
     code, _, err = run_cli(capsys, *train)
     assert code == 2 and "model.hiden_size: unknown key" in err  # past joining, an error may be this rank's alone
+
+
+def test_every_rank_gets_as_many_batches_and_none_is_left_out():
+    from adelabel.distributed import World, shard
+
+    for n in range(1, 12):
+        for size in (1, 2, 3, 8):
+            shares = [shard(list(range(n)), World(rank, size)) for rank in range(size)]
+            assert len({len(share) for share in shares}) == 1, (n, size, shares)
+            assert set().union(*shares) == set(range(n))
+            assert sum(map(len, shares)) < n + size  # a round's worth taken again at most
+    assert shard([], World(1, 2)) == []
+
+
+def test_more_gpu_processes_on_a_machine_than_gpus_is_one_line_on_every_rank(monkeypatch):
+    from adelabel import distributed
+    from adelabel.errors import OptionError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed, "JOINING", False)  # an earlier test's train joined (by hand, and failed)
+    for rank in (0, 1):  # rank 0, which has a GPU, refuses too: it would wait for rank 1 for ever
+        with pytest.raises(OptionError, match="2 processes on this machine, one GPU each, but torch sees 1"):
+            distributed.start(distributed.World(rank, 2, rank), torch.device("cuda"))
+        assert not distributed.JOINING
+
+
+def test_under_torchrun_only_train_runs_and_a_lost_peer_is_one_line(capsys, monkeypatch, tmp_path):
+    from adelabel import cli, distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setattr(distributed, "JOINING", False)  # an earlier test's train joined (by hand, and failed)
+    for rank, said in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        code, _, err = run_cli(capsys, "tag", tmp_path / "in.txt")
+        assert code == 2 and ("tag: only train runs under torchrun" in err) == said, err
+    # A rank waiting in a collective step when another stops: gloo's error, said in one line.
+    code_in_torch = compile("raise RuntimeError('Connection closed by peer')",
+                            os.path.join("site-packages", "torch", "distributed", "distributed_c10d.py"), "exec")
+
+    def waits(*args, **kwargs):
+        exec(code_in_torch)
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")  # a job's environment, where evaluate runs (on its own, say)
+    monkeypatch.setattr(distributed, "JOINING", True)
+    monkeypatch.setattr(cli, "_evaluate", waits)
+    code, _, err = run_cli(capsys, "evaluate", "--model", tmp_path, "--data", tmp_path)
+    assert code == 2 and err.strip() == ("adelabel: error: rank 1: lost the other processes of this run (one stopped; "
+                                         "its message says why)"), err
+    # Any other RuntimeError stays a bug's traceback.
+    monkeypatch.setattr(cli, "_evaluate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_cli(capsys, "evaluate", "--model", tmp_path, "--data", tmp_path)
