@@ -162,6 +162,13 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _trial_seed(seed: int, before: int) -> int:
+    """The sampler's seed for the trial that has ``before`` trials before it in a study of ``seed``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, before]).generate_state(1)[0]) % (MAX_SEED + 1)
+
+
 def _sweep_work_folders() -> None:
     """Remove the trial folders of searches whose process is gone (killed: nothing removed them then);
     they hold a trial's weights and optimiser state."""
@@ -354,8 +361,6 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
                 "grid": lambda seed: optuna.samplers.RandomSampler(seed=seed)}
     if "base" not in study.user_attrs:  # a study begun before the settings were recorded
         study.set_user_attr("base", settings)
-    # Seeded as at the start, a carried-on search would draw its first trials' settings again.
-    study.sampler = samplers[sampler]((base.seed + len(study.trials)) % (MAX_SEED + 1))
     # Trials a killed search left running will never report: they failed.
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if _gone(stale):
@@ -396,6 +401,12 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
                     say("every point of the grid is tried, or being tried by another search of this study")
                     break
                 study.enqueue_trial(todo[0], skip_if_exists=False)
+            # Seeded afresh for each trial, by the study's seed and the trials before it (counted, or live in
+            # another search of the study): a search killed and carried on draws the settings the
+            # uninterrupted one would (the killed trial's again), and so does a study extended by --trials.
+            alive = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                     if not _gone(t)]
+            study.sampler = samplers[sampler](_trial_seed(base.seed, done + len(alive)))
             trial = study.ask()
             trial.set_user_attr(PROCESS, _this_process())
             values = {}

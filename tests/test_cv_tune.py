@@ -953,3 +953,40 @@ def test_cv_seed_wins_over_set_seed_as_in_train(capsys, monkeypatch, tmp_path):
     run_cli(capsys, "cv", "--corpus", ROOT / "corpora" / "sample", "--out", tmp_path / "cv", "--seed", "7",
             "--set", "seed=5")
     assert seen["seed"] == (7, 7)
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_search_killed_and_carried_on_draws_what_the_uninterrupted_one_draws(sampler, sample_data, tmp_path, capsys,
+                                                                              monkeypatch):
+    """Each trial's sampler is seeded by the study's seed and the trials before it: a killed trial's
+    settings are drawn again, and extending a study by --trials draws what a longer search would."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+
+    from adelabel import train as training
+
+    scores = iter(range(100))  # the trials' dev F1s: TPE reads them, so both searches must see the same
+    monkeypatch.setattr(training, "train", lambda *a, **k: {"dev": {"f1": next(scores) % 7 / 10}})
+
+    def search(name: str, trials: int) -> None:
+        code, _, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--storage",
+                               f"sqlite:///{tmp_path}/{name}.db", "--out", tmp_path / f"{name}.toml", "--sampler",
+                               sampler, "--trials", str(trials), *TINY)
+        assert code == 0, err
+
+    search("whole", 4)
+    scores = iter(range(100))
+    search("cut", 2)
+    study = optuna.load_study(study_name="adelabel", storage=f"sqlite:///{tmp_path}/cut.db")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study.sampler = optuna.samplers.RandomSampler(seed=99)  # what the killed trial drew does not matter
+    killed = study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    killed.set_user_attr("process", f"{socket.gethostname()}:{gone.stdout.strip()}")
+    search("cut", 4)
+    params = lambda name: [t.params for t in optuna.load_study(  # noqa: E731
+        study_name="adelabel", storage=f"sqlite:///{tmp_path}/{name}.db").trials if t.state.name == "COMPLETE"]
+    assert len(params("whole")) == 4 and params("cut") == params("whole")
