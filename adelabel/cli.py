@@ -207,6 +207,15 @@ def train(
                  if value is not None]
         if given:
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
+        from adelabel.train import RUN, checkpoint_dir
+
+        if not (resume / RUN).is_file() and not (checkpoint_dir(resume) / RUN).is_file() and resume.is_dir() \
+                and model_dir.is_model_dir(resume):
+            # Killed after its model was saved (a TERM in the process's last moment), the run is done: a
+            # retry that resumes it succeeds, as the run itself would have.
+            if not quiet:
+                print(f"{resume}: its run finished, and its model is saved there; nothing to resume", file=sys.stderr)
+            return
         _, saved = read_run(resume)
         pick_device(saved["device"])
         # Before the epochs left, not after them: something in the run's place would refuse its model.

@@ -433,3 +433,22 @@ def test_a_run_killed_in_its_first_epoch_resumes_saying_none_was_scored(sample_d
     resumed = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "after epoch 0 (no epoch scored yet)" in resumed.stderr and "-1.0000" not in resumed.stderr, resumed.stderr
+
+
+def test_resuming_a_run_whose_model_is_saved_succeeds_and_changes_nothing(capsys, tiny_model_dir, tmp_path):
+    """A TERM in the process's last moment, after the model was saved, reads as a kill: the retry that
+    resumes it finds the run done, as the run itself was."""
+    import shutil
+
+    from conftest import run_cli
+
+    done = tmp_path / "done"
+    shutil.copytree(tiny_model_dir, done)
+    before = {p.name: p.read_bytes() for p in done.iterdir() if p.is_file()}
+    code, _, err = run_cli(capsys, "train", "--resume", done)
+    assert code == 0 and "its run finished, and its model is saved there; nothing to resume" in err, err
+    assert {p.name: p.read_bytes() for p in done.iterdir() if p.is_file()} == before
+    code, _, err = run_cli(capsys, "train", "--resume", done, "-q")
+    assert code == 0 and err == "", err
+    code, _, err = run_cli(capsys, "train", "--resume", tmp_path)  # no model, no checkpoint: still an error
+    assert code == 2 and "no checkpoint of an unfinished run here" in err, err
