@@ -541,7 +541,9 @@ def evaluate(
     with _stopped(STOPPED):
         if json_out is not None and str(json_out) == "-":  # the JSON on stdout, for a pipe; the tables to stderr
             stdout = sys.stdout
-            with contextlib.redirect_stdout(sys.stderr):
+            # The tables repeat the JSON's scores: with --quiet, only the JSON is printed.
+            with (open(os.devnull, "w") if quiet else contextlib.nullcontext(sys.stderr)) as tables, \
+                    contextlib.redirect_stdout(tables):
                 _evaluate(model, data, split, stdout, report, device, threshold, backend, precision, quiet)
         else:
             _evaluate(model, data, split, json_out, report, device, threshold, backend, precision, quiet)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -112,6 +113,10 @@ def summarise(results: Sequence[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: int = 10, seed: int = DEFAULT_SEED,
                    format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
                    dim: int = W2V_DIM, w2v_epochs: int = W2V_EPOCHS, strict: bool = False, device: str = "auto",
@@ -170,8 +175,9 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                                     "or delete it to start afresh")
             afresh = changed
     read: list[str] = []
+    skipped: list[str] = []  # the reader's one line on malformed lines, said even under --quiet (as prepare does)
     sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, read.append,
-                                             overlaps)
+                                             overlaps, skipped.append if log is None else None)
     sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
     splits = fold_splits(sentences, folds, seed)
     if afresh:
@@ -183,6 +189,8 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             atomic.remove_dir(fold)
     for line in read:  # what the reader skipped or repaired, as prepare says it, once the folds can be made
         say(line)
+    for line in skipped:
+        _stderr(line)
     counts = Counter(map(sentence_class, sentences))
     classifier = {"classes": sorted(counts), "positive": positive_class(counts, format)}
     out.mkdir(parents=True, exist_ok=True)
@@ -218,7 +226,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         fold_log = (lambda line: say(f"  fold {k}/{folds} {line}")) if log is not None else None
         teachers = [root / f"fold-{k:02d}" / "model" for root in teacher]
         metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume,
-                        teacher=teachers)
+                        teacher=teachers, warn=lambda line: (log or _stderr)(f"fold {k}/{folds}: {line}"))
         result = {"fold": k, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
                   "test": metrics["test"]}
         if not resume:  # a resumed fold's time here is only part of what it took

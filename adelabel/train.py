@@ -330,7 +330,7 @@ def _heads_the_data_can_train(config: Config, train: Sequence, out_dir, resume: 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
           log: Callable[[str], None] | None = print, resume: bool = False,
           on_epoch: Callable[[int, float], None] | None = None, teacher: Sequence[str | Path] = (),
-          score_test: bool = True) -> dict:
+          score_test: bool = True, warn: Callable[[str], None] | None = None) -> dict:
     """Train ``config.arch`` for ``config.task`` on a prepared data folder; save the best model (by dev
     F1: entity micro-F1 for a tagger, the positive class's or the macro F1 for a classifier) to
     ``out_dir`` and return its metrics. ``resume`` carries on the run whose checkpoint is beside
@@ -340,11 +340,13 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     ``teacher``: model folders (one, or several as an ensemble) whose probabilities the model learns
     beside the gold labels, weighted by ``train.distil`` (adelabel/teacher.py). Under torchrun, each
     process trains on its share of the batches (adelabel/distributed.py). ``score_test=False`` (a tune
-    trial, chosen on dev) leaves the test split unread."""
+    trial, chosen on dev) leaves the test split unread, and says nothing of a saved model that learnt
+    nothing (the trial's score says it). ``warn``: where warnings go (default: ``log``, else stderr,
+    for they are worth a line where progress is silenced); cv names the fold in them."""
     w = distributed.world()
     say = (log or (lambda _: None)) if w.main else (lambda _: None)
     # Warnings are worth a line even where progress is silenced (--quiet, cv's and tune's runs).
-    warn = (log or (lambda message: print(message, file=sys.stderr, flush=True))) if w.main else (lambda _: None)
+    warn = (warn or log or (lambda message: print(message, file=sys.stderr, flush=True))) if w.main else (lambda _: None)
     hp, seed = config.train, config.seed
     dev_ = pick_device(device)
     check_precision(hp.precision, dev_, "train.precision")
@@ -646,7 +648,9 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         atomic.remove_dir(ckpt)
         tested = f"test F1 {metrics['test']['f1']:.4f}; " if score_test else ""
         say(f"best epoch {run.best_epoch}: dev F1 {metrics['dev']['f1']:.4f}, {tested}saved to {out_dir}/")
-        if metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
+        if not score_test:
+            pass  # a tune trial: its folder goes, and the search prints its dev F1
+        elif metrics["dev"]["f1"] == 0 and not data.task.dev_blind:
             warn("warning: the saved model scores F1 0 on dev (it finds nothing right yet): more epochs, or another "
                  "train.lr")
         elif 0 < metrics["dev"]["f1"] <= data.task.floor and not data.task.dev_blind:

@@ -149,6 +149,13 @@ def test_cv_says_what_the_reader_skipped_and_takes_strict(capsys, tmp_path):
     code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--out", tmp_path / "o", "--folds", "3", "--epochs", "1",
                            "--dim", "8", "--w2v-epochs", "1", "--set", "model.hidden_size=8", "--device", "cpu")
     assert code == 0 and "malformed lines skipped: 1" in err and err.index("malformed") < err.index("fold 1/3"), err
+    # --quiet silences progress, not data left out: one line, as prepare -q says it.
+    code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--out", tmp_path / "q", "--folds", "3", "--epochs", "1",
+                           "--dim", "8", "--w2v-epochs", "1", "--set", "model.hidden_size=8", "--device", "cpu", "-q")
+    assert code == 0 and "1 malformed line(s) skipped (first: " in err and "DRUG-AE.rel:2" in err, err
+    # A fold's warnings name the fold (a model this tiny learns nothing in an epoch).
+    warnings = [line for line in err.splitlines() if "warning:" in line]
+    assert warnings and all(line.startswith("fold ") for line in warnings), err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -990,3 +997,10 @@ def test_a_search_killed_and_carried_on_draws_what_the_uninterrupted_one_draws(s
     params = lambda name: [t.params for t in optuna.load_study(  # noqa: E731
         study_name="adelabel", storage=f"sqlite:///{tmp_path}/{name}.db").trials if t.state.name == "COMPLETE"]
     assert len(params("whole")) == 4 and params("cut") == params("whole")
+
+
+def test_a_quiet_search_says_nothing_of_each_trial_s_discarded_model(sample_data, tmp_path, capsys):
+    code, printed, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--trials", "1", "-q",
+                                 "--storage", f"sqlite:///{tmp_path}/s.db", "--out", tmp_path / "best.toml", *TINY,
+                                 "--set", "train.lr=0.00001")  # learns nothing in an epoch: dev F1 0
+    assert code == 0 and "dev F1 0.0000" in printed and err == "", (printed, err)

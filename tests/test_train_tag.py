@@ -221,12 +221,16 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     # The relation head pairs what the tagger finds; with the gate open on annotated sentences it finds
     # most pairs of this regular sample.
     assert scores["annotated_only"]["relations"]["f1"] > 0.6 and scores["relations"]["support"] > 0
-    # --json - is stdout, for a pipe: the JSON alone there, the tables on stderr, no file named '-'.
-    piped = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data), "--json", "-", "-q",
+    # --json - is stdout, for a pipe: the JSON alone there, the tables on stderr (none with -q, which
+    # leaves the JSON alone), no file named '-'.
+    piped = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data), "--json", "-",
                     cwd=tmp_path)
     assert piped.returncode == 0, piped.stderr
     assert json.loads(piped.stdout)["micro"] == scores["micro"] and "annotations only" in piped.stderr
     assert not (tmp_path / "-").exists()
+    quiet = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data), "--json", "-", "-q",
+                    cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == piped.stdout, quiet.stderr
     assert "relations (drug -> effect, both spans exact)" in out.stdout
     assert not re.search(r"^(relations\w*|sentences)\s+\d", out.stdout, re.M)  # not rows of the entity tables
     sentences = scores["sentences"]
