@@ -122,7 +122,7 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
                          if not isinstance(saved, dict) or saved.get(k) != state.get(k))
         if differs:
             raise _refuse(output, f"the earlier run differs in {', '.join(differs)} (the input changed, or "
-                                  "another model, threshold, precision or backend)")
+                                  "another model, threshold, precision, backend or adelabel code)")
     kept = (f"the records tagged so far are kept beside {output}: the same command with --resume "
             "carries on")
     with named_errors(output, partial):

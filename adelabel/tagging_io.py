@@ -17,7 +17,7 @@ from adelabel import atomic
 from adelabel.atomic import (atomic_dir, atomic_file, brat_folder, check_apart, check_output_dir, check_output_file,
                              is_stream, write_text)
 from adelabel.inference import RELATION_THRESHOLD
-from adelabel.versions import __version__
+from adelabel.versions import __version__, code_fingerprint
 from adelabel.workers import cores, tag_in_workers
 from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError, OptionError
@@ -423,12 +423,12 @@ def provenance(tagger: Tagger | Classifier, model: str | Path | list[Path]) -> d
                 "classes": tagger.classes,
                 **({"positive": tagger.classes[positive], "threshold": tagger.decision_threshold}
                    if positive is not None else {}),
-                "precision": tagger.precision, "adelabel": __version__}
+                "precision": tagger.precision, "adelabel": __version__, "adelabel_code": code_fingerprint()}
     gate = tagger.model.gate is not None
     return {"model": where, "weights": weights, "arch": tagger.config["arch"],
             "sentence_threshold": tagger.decision_threshold if gate else 0.0,
             "relation_threshold": RELATION_THRESHOLD, "precision": tagger.precision, "backend": tagger.backend,
-            "adelabel": __version__}
+            "adelabel": __version__, "adelabel_code": code_fingerprint()}
 
 
 def _weights(folder: str | Path) -> str | None:

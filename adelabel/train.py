@@ -187,7 +187,7 @@ def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device:
     # The data's checksums too: a run resumes only on the data it started with.
     run = {"config": config.to_dict(), "data": str(Path(data_dir).resolve()), "out": str(Path(out_dir).resolve()),
            "device": device, "data_files": read_manifest(data_dir).get("files", {}), "teacher": list(teacher),
-           "teacher_files": _teacher_files(teacher)}
+           "teacher_files": _teacher_files(teacher), "versions": versions()}
     try:
         # Exclusive: of two runs started into one --out at once, one trains; the other would replace its
         # checkpoint, and a resume could then mix the two runs' files.
@@ -198,6 +198,25 @@ def start_run(config: Config, data_dir: str | Path, out_dir: str | Path, device:
         raise AdelabelError(f"{ckpt}: another `adelabel train` into {out_dir} started just now; let it finish, "
                             "or give another --out") from None
     return ckpt
+
+
+def _run_file(ckpt: Path) -> dict:
+    """The run file of a checkpoint already read and checked by :func:`read_run` (or just written)."""
+    try:
+        run = json.loads((ckpt / RUN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
+def _versions_moved(ckpt: Path) -> str:
+    """What of the versions a run started under differs now (``torch 2.13.0 -> 2.14.0``), or ''. A run
+    file from before versions were recorded in it says nothing."""
+    started, now = _run_file(ckpt).get("versions"), versions()
+    if not isinstance(started, dict):
+        return ""
+    return ", ".join(f"{k} {started.get(k, 'unrecorded')} -> {now.get(k, 'none')}"
+                     for k in sorted(set(started) | set(now)) if started.get(k) != now.get(k))
 
 
 def read_run(path: str | Path) -> tuple[Path, dict]:
@@ -388,6 +407,12 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             best = (f"best dev F1 {run.best_f1:.4f} at epoch {run.best_epoch}" if run.best_epoch
                     else "no epoch scored yet")  # not "best dev F1 -1.0000 at epoch 0"
             say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} ({best})")
+            moved = _versions_moved(ckpt)
+            if moved:
+                # Not refused (an upgrade between a kill and its resume is the user's to make), but said,
+                # and recorded beside the model: its epochs before and after ran different code.
+                warn(f"warning: this run started under other versions ({moved}); its epochs from here on run "
+                     "under these, and the model folder's config.json records both")
         model.distil = hp.distil if teacher else 0.0
         loss_of = distributed.wrap(model, w, dev_)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad) - frozen
@@ -643,6 +668,8 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
                           "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
                  "versions": versions(), "device": str(device), "processes": w.size,
                  **({"teacher": list(teacher)} if teacher else {})}
+        if _versions_moved(ckpt):
+            saved["versions_at_start"] = _run_file(ckpt).get("versions")
         write_log(ckpt, run)
         model_dir.save(out_dir, model, saved, data.vocabs, metrics=metrics, log=ckpt / model_dir.LOG)
         atomic.remove_dir(ckpt)

