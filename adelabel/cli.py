@@ -71,7 +71,8 @@ def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teac
 
     if config is not None and config.exists() and not config.is_dir() and model_folder(config) is None:
         train = read_config_file(config).get("train")
-        if isinstance(train, dict) and "distil" in train:
+        # The default is no setting: a whole config written out (`adelabel config`, tune's best) holds it.
+        if isinstance(train, dict) and "distil" in train and train["distil"] != Train.model_fields["distil"].default:
             raise InputError(config, f"train.distil: weighs the probabilities of a --teacher; {what}")
 
 
@@ -876,7 +877,8 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     twice = _given_twice([str(w) for w in words])
     if twice:
-        say(f"adelabel: error: {twice}: given twice; give it once (the last would silently win)", file=sys.stderr)
+        say(f"adelabel: error: {twice}: given twice; give one config file (or model folder), and --set for the "
+            "settings to change on it", file=sys.stderr)
         return 2
     try:
         result = app(args=argv, prog_name="adelabel", standalone_mode=False)
@@ -937,15 +939,15 @@ def _collective(err: BaseException) -> bool:
 
 
 def _given_twice(words: list[str]) -> str | None:
-    """The first option of the command in ``words`` that takes one value and is given twice (`--config
-    a.toml --config b.toml`, `--epochs 3 ... --epochs 5`), which click would take the last of unsaid."""
+    """``--config`` if the command in ``words`` is given it twice. Another option given twice takes its
+    last value, as shells' wrappers rely on (a default in an alias, the user's after it); two config files
+    read as if both applied, where click would silently use the last alone."""
     name = next((w for w in words if not w.startswith("-")), None)
     command = typer.main.get_command(app).commands.get(name) if name else None
     if command is None:
         return None  # no command, or an unknown one: click says so
-    options = [p for p in command.params if p.param_type_name == "option" and not p.is_flag]
-    valued = {opt: p for p in options for opt in p.opts}
-    seen: set[str] = set()
+    valued = {opt for p in command.params if p.param_type_name == "option" and not p.is_flag for opt in p.opts}
+    seen = 0
     rest = iter(words[words.index(name) + 1:])
     for word in rest:
         if word == "--":
@@ -955,11 +957,9 @@ def _given_twice(words: list[str]) -> str | None:
             continue
         if not has_value:
             next(rest, None)  # its value, which may start with a dash (--set train.lr=-1)
-        first = valued[option].opts[0]
-        if not valued[option].multiple:
-            if first in seen:
-                return first
-            seen.add(first)
+        seen += option == "--config"
+        if seen == 2:
+            return option
     return None
 
 
