@@ -265,6 +265,14 @@ def test_offsets_outside_the_sentence_drop_their_line(tmp_path):
     assert pos.spans == [(0, 1, "DRUG"), (2, 6, "AE")]
     with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: offsets 905-909"):
         read_ade(corpus, strict=True)
+    # --strict names the first malformed line in the files' order, though a line whose offsets fall outside
+    # its sentence is found only after every line is read.
+    corpus = write_corpus(tmp_path, [good, stray, "1|A rash.|rash"], ["x NEG Bad id."])
+    with pytest.raises(InputError, match=r"DRUG-AE\.rel:2: offsets 905-909"):
+        read_ade(corpus, strict=True)
+    corpus = write_corpus(tmp_path, ["1|A rash.|rash"], ["x NEG Bad id."])
+    with pytest.raises(InputError, match=r"DRUG-AE\.rel:1: "):
+        read_ade(corpus, strict=True)
 
 
 def test_an_id_written_with_leading_zeros_is_the_same_document(tmp_path):

@@ -59,14 +59,20 @@ class CorpusReport:
     relations_dropped: int = 0
     entities: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    first_malformed: "Malformed | None" = field(default=None, repr=False)
+    """Under ``--strict``, the earliest malformed line found so far, in the files' order (a line whose
+    offsets fall outside its sentence is found only once every line of the sentence is read)."""
 
     def problem(self, path: Path, line: int, message: str) -> None:
         self.problems.append(f"{path}:{line}: {message}")
 
     def skip(self, err: "Malformed", strict: bool) -> None:
-        """A malformed line: an error under ``strict``, else skipped and counted by its reason."""
+        """A malformed line: under ``strict`` kept as the error to raise if it is the earliest (see
+        :func:`read_ade`), else skipped and counted by its reason."""
         if strict:
-            raise err
+            if self.first_malformed is None or _place(err) < _place(self.first_malformed):
+                self.first_malformed = err
+            return
         self.malformed_lines += 1
         self.malformed[err.kind] += 1
         self.problems.append(str(err))
@@ -100,6 +106,13 @@ class CorpusReport:
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
             out.append(f"... and {len(self.problems) - MAX_PROBLEMS_SHOWN:,} more problems")
         return out
+
+
+def _place(err: "Malformed") -> tuple[int, int]:
+    """Where a malformed line stands in the corpus: its file in reading order, then its line."""
+    order = (AE_FILE, DOSE_FILE, NEG_FILE)
+    name = Path(err.path).name
+    return (order.index(name) if name in order else len(order), err.line or 0)
 
 
 class Malformed(InputError):
@@ -288,7 +301,8 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
 
     ``labels`` picks the entity types (any of DRUG, AE, DOSE); ``overlaps`` the policy for
     overlapping mentions (:data:`OVERLAPS`). Malformed lines are skipped and
-    reported; with ``strict`` the first one raises :class:`InputError`.
+    reported; with ``strict`` the first one (in the files' order, once all are read) raises
+    :class:`InputError`.
     """
     corpus_dir = Path(corpus_dir)
     unknown = set(labels) - set(ALL_LABELS)
@@ -353,6 +367,8 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
             sentences.append(Sentence(text=text, doc_id=pmid, negative=True))
         report.lines[NEG_FILE] = count
 
+    if report.first_malformed is not None:
+        raise report.first_malformed
     report.sentences = len(sentences)
     report.negative_sentences = sum(s.negative for s in sentences)
     for s in sentences:
