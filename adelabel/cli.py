@@ -59,9 +59,9 @@ def _log(quiet: bool):
 
 def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teacher: bool = True,
                   config: Path | None = None) -> None:
-    """``train.distil`` weighs a teacher's probabilities: set with ``--set`` or in a config file, without
-    ``--teacher`` it would be recorded and change nothing. (A model folder given as --config carries the
-    distil it was trained with; its teacher is warned about where it is read.)"""
+    """``train.distil`` weighs a teacher's probabilities: without ``--teacher`` it would be recorded and
+    change nothing. ``--set`` is refused; a config file's is warned about. (A model folder given as
+    --config carries the distil it was trained with; its teacher is warned about where it is read.)"""
     if teacher:
         return
     what = "give one, or drop it" if takes_teacher else "tune trains without one"
@@ -71,9 +71,13 @@ def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teac
 
     if config is not None and config.exists() and not config.is_dir() and model_folder(config) is None:
         train = read_config_file(config).get("train")
-        # The default is no setting: a whole config written out (`adelabel config`, tune's best) holds it.
-        if isinstance(train, dict) and "distil" in train and train["distil"] != Train.model_fields["distil"].default:
-            raise InputError(config, f"train.distil: weighs the probabilities of a --teacher; {what}")
+        # Said, not refused: a whole config adelabel wrote (`adelabel config`, tune's best, from a taught
+        # model) holds the distil it was taught with, and the default is no setting at all.
+        if isinstance(train, dict) and "distil" in train and train["distil"] != Train.model_fields["distil"].default \
+                and os.environ.get("RANK", "0") in ("", "0"):
+            print(f"warning: {config}: train.distil = {train['distil']} weighs the probabilities of a --teacher; "
+                  f"{'this run has none' if takes_teacher else 'tune trains without one'}, so it changes nothing",
+                  file=sys.stderr)
 
 
 def _file_path(value: str) -> Path:
@@ -208,15 +212,6 @@ def train(
                  if value is not None]
         if given:
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
-        from adelabel.train import RUN, checkpoint_dir
-
-        if not (resume / RUN).is_file() and not (checkpoint_dir(resume) / RUN).is_file() and resume.is_dir() \
-                and model_dir.is_model_dir(resume):
-            # Killed after its model was saved (a TERM in the process's last moment), the run is done: a
-            # retry that resumes it succeeds, as the run itself would have.
-            if not quiet:
-                print(f"{resume}: its run finished, and its model is saved there; nothing to resume", file=sys.stderr)
-            return
         _, saved = read_run(resume)
         pick_device(saved["device"])
         # Before the epochs left, not after them: something in the run's place would refuse its model.
@@ -858,7 +853,11 @@ def run(argv: list[str] | None = None) -> int:
         # under torchrun (another is refused there, by rank 0): another command in an environment that sets
         # RANK (a job's) speaks for itself.
         rank, joining = os.environ.get("RANK", "0"), getattr(sys.modules.get("adelabel.distributed"), "JOINING", False)
-        if not ((command == "train" or torchrun) and rank.isdigit() and int(rank) > 0 and several and not joining):
+        # On several machines the first process of each speaks too: a file missing on one machine only is
+        # met by its ranks alone.
+        node_first = os.environ.get("LOCAL_RANK") == "0"
+        if not ((command == "train" or torchrun) and rank.isdigit() and int(rank) > 0 and several and not joining
+                and not node_first):
             print(*args, **kwargs)
 
     # An empty value means nothing any option takes, and as a path it would be the working folder
@@ -926,16 +925,26 @@ def run(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker", "NCCL communicator was aborted")
+"""How gloo and NCCL say that another process of the group has gone."""
+
+
 def _collective(err: BaseException) -> bool:
-    """Whether ``err`` was raised by one of torch.distributed's steps (a barrier, a gather, DDP's
-    gradient averaging), where a rank learns that another has gone."""
-    tb = err.__traceback__
+    """Whether ``err`` is a collective step's (a barrier, a gather, DDP's gradient averaging) learning
+    that another rank has gone: raised inside torch.distributed, or in its backends' words. A rank's own
+    failure that passed through DDP's forward (out of memory, a bug) is not one."""
+    if isinstance(err, torch_oom()):
+        return False
+    tb, innermost = err.__traceback__, None
     while tb is not None:
-        if f"torch{os.sep}distributed{os.sep}" in tb.tb_frame.f_code.co_filename or "torch/nn/parallel/" in \
-                tb.tb_frame.f_code.co_filename.replace(os.sep, "/"):
-            return True
-        tb = tb.tb_next
-    return False
+        innermost, tb = tb.tb_frame.f_code.co_filename, tb.tb_next
+    raised_in = (innermost or "").replace(os.sep, "/")
+    return "/torch/distributed/" in raised_in or any(words in str(err) for words in PEER_LOST)
+
+
+def torch_oom() -> type[BaseException] | tuple[()]:
+    torch = sys.modules.get("torch")
+    return getattr(torch, "OutOfMemoryError", ()) if torch is not None else ()
 
 
 def _given_twice(words: list[str]) -> str | None:

@@ -75,7 +75,8 @@ def start(w: World, device: torch.device) -> torch.device:
                                 "and RANK to train in one process") from None
         # Every rank here before any goes on to write (NCCL joins lazily; gloo's rendezvous may let the
         # first rank run ahead), so an error one rank meets at the start is met before rank 0 writes.
-        dist.barrier()
+        # NCCL's barrier is told its GPU (else torch warns, whatever --quiet says).
+        dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
     return device
 
 

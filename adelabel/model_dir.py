@@ -231,7 +231,7 @@ def saved_config(directory: str | Path) -> tuple[dict, Config]:
 
 
 SAVED = frozenset({"format_version", "arch", "task", "seed", "model", "train", "embedding_dim", "data", "versions",
-                   "device", "processes", "teacher", "stored_in"})
+                   "device", "processes", "teacher", "stored_in", "versions_at_start"})
 """The top-level keys of a model's config.json (format 5) besides its head's (HEADS)."""
 HEADS = {"tag": {"tags"}, "classify": {"classes", "positive"}}
 

@@ -224,7 +224,13 @@ def read_run(path: str | Path) -> tuple[Path, dict]:
     path = Path(path)
     ckpt = path if (path / RUN).is_file() else checkpoint_dir(path)
     if not (ckpt / RUN).is_file():
-        raise InputError(path, "no checkpoint of an unfinished run here (nothing to resume)")
+        # A whole model folder and no checkpoint: its run finished (a kill that came after it was saved
+        # says killed), or a new run into it was killed before its first checkpoint. Which, nothing here
+        # tells, so no resume claims success.
+        whole = path.is_dir() and atomic.is_model_dir(path)
+        raise InputError(path, "no checkpoint of an unfinished run here (nothing to resume)" + (
+            "; it holds a whole model: a run that finished, or one stopped before it saved a checkpoint, "
+            "which trains again from the start" if whole else ""))
     try:
         run = json.loads((ckpt / RUN).read_text(encoding="utf-8"))
         if not isinstance(run, dict) or not isinstance(run.get("config"), dict) or not all(

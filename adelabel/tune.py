@@ -162,6 +162,10 @@ def _alive(pid: int) -> bool:
         return True
 
 
+FAILED_BY = "failed_by"
+"""A trial's user attribute: the error that failed it (a trial a kill stopped has none)."""
+
+
 def _trial_seed(seed: int, before: int) -> int:
     """The sampler's seed for the trial that has ``before`` trials before it in a study of ``seed``."""
     import numpy as np
@@ -406,7 +410,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             # uninterrupted one would (the killed trial's again), and so does a study extended by --trials.
             alive = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
                      if not _gone(t)]
-            study.sampler = samplers[sampler](_trial_seed(base.seed, done + len(alive)))
+            erred = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+                     if FAILED_BY in t.user_attrs]
+            study.sampler = samplers[sampler](_trial_seed(base.seed, done + len(alive) + len(erred)))
             trial = study.ask()
             trial.set_user_attr(PROCESS, _this_process())
             values = {}
@@ -421,7 +427,9 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             values.update(fixed)
             try:
                 config = _config(base_values, values, arch, task)
-            except BaseException:
+            except BaseException as err:
+                if isinstance(err, Exception):
+                    trial.set_user_attr(FAILED_BY, type(err).__name__)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             if sampler == "grid" and _taken(study, trial, {k: values[k] for k in searched}):
@@ -454,6 +462,12 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             except Diverged:  # settings this search may draw (a learning rate too high): a trial that lost
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 say(f"trial {number}/{trials}: diverged (its loss became NaN before any epoch was kept)")
+            except Exception as err:
+                # Failed by an error, not a kill: the search carried on draws past its settings, where a
+                # killed trial's are drawn again (below, the seed).
+                trial.set_user_attr(FAILED_BY, type(err).__name__)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
             except BaseException:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise

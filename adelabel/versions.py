@@ -16,11 +16,13 @@ def code_fingerprint() -> str:
     version number moves at releases; this moves with every change of the code, so a record of it tells
     apart two runs of one version number, and a resume under changed code is noticed."""
     root = Path(__file__).parent
-    digest = hashlib.sha256()
+    digest, found = hashlib.sha256(), False
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml") and p.is_file()
                        and "__pycache__" not in p.parts):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+        found = True
+    # Imported from a zip, there are no files to read: "unknown", not the same digest for every version.
+    return digest.hexdigest()[:16] if found else "unknown"
 
 
 def versions() -> dict[str, str]:

@@ -34,7 +34,6 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "huge.toml").write_text("[model]\nlayers = " + "1" * 5000 + "\n")  # past Python's 4,300 digits
     (t / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     (t / "typo.toml").write_text("[train]\npatiance = 3\n")
-    (t / "distil.toml").write_text("[train]\ndistil = 0.5\n")
     (t / "wrongtype.toml").write_text("[model]\ncrf = \"sometimes\"\n")
     (t / "quoted.toml").write_text("[model]\nhidden_size = \"200\"\n")
     (t / "gru.toml").write_text('arch = "gru"\n')
@@ -154,9 +153,6 @@ CASES = [
     ("tune --data {d} --set train.distil=0.5", "--set train.distil: weighs the probabilities of a --teacher; tune trains without one"),
     ("train --data {d} --out {t}/o --config {t}/gru.toml --set seed=2 --config={t}/typo.toml", "--config: given twice; give one config file"),
     ("cv --corpus {s} --config {t}/gru.toml --out {t}/cv --config {t}/typo.toml", "--config: given twice; give one config file"),
-    ("train --data {d} --out {t}/o --config {t}/distil.toml", "{t}/distil.toml: train.distil: weighs the probabilities of a --teacher; give one"),
-    ("cv --corpus {s} --out {t}/cv --config {t}/distil.toml", "{t}/distil.toml: train.distil: weighs the probabilities of a --teacher"),
-    ("tune --data {d} --config {t}/distil.toml", "{t}/distil.toml: train.distil: weighs the probabilities of a --teacher; tune trains without one"),
     ("train --data {d} --out {t}/o --epochs 0", "'--epochs'"),
     ("train --data {d} --out {t}/o --device tpu", "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("train --data {d} --out {t}/o --device cuda:x", "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
@@ -1085,3 +1081,20 @@ def test_a_ctrl_c_while_the_interpreter_shuts_down_is_no_traceback(tmp_path):
                       "from adelabel.cli import main\nmain()\n", encoding="utf-8")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert 'arch = "gru"' in done.stdout and done.stderr == "" and done.returncode == -2, (done.returncode, done.stderr)
+
+
+def test_a_config_file_s_distil_without_a_teacher_is_said_not_refused(capsys, tmp_path, monkeypatch):
+    """A whole config adelabel wrote from a taught model (adelabel config, tune's best) holds its distil."""
+    from adelabel.cli import _check_distil
+
+    (tmp_path / "taught.toml").write_text("[train]\ndistil = 0.5\n")
+    (tmp_path / "default.toml").write_text("[train]\ndistil = 0.9\n")
+    _check_distil(None, None, config=tmp_path / "taught.toml")
+    assert capsys.readouterr().err.startswith(f"warning: {tmp_path / 'taught.toml'}: train.distil = 0.5 weighs the "
+                                              "probabilities of a --teacher; this run has none, so it changes nothing")
+    _check_distil(None, [tmp_path], config=tmp_path / "taught.toml")  # with a teacher it weighs it
+    _check_distil(None, None, config=tmp_path / "default.toml")  # the default is no setting
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "1")  # under torchrun, rank 0 says it
+    _check_distil(None, None, config=tmp_path / "taught.toml")
+    assert capsys.readouterr().err == ""

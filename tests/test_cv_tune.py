@@ -1004,3 +1004,28 @@ def test_a_quiet_search_says_nothing_of_each_trial_s_discarded_model(sample_data
                                  "--storage", f"sqlite:///{tmp_path}/s.db", "--out", tmp_path / "best.toml", *TINY,
                                  "--set", "train.lr=0.00001")  # learns nothing in an epoch: dev F1 0
     assert code == 0 and "dev F1 0.0000" in printed and err == "", (printed, err)
+
+
+def test_a_trial_that_failed_by_an_error_is_not_drawn_again_one_killed_is(sample_data, tmp_path, capsys, monkeypatch):
+    import optuna
+
+    from adelabel import train as training
+    from adelabel.errors import AdelabelError
+
+    def failing(kind):
+        def train(*a, **k):
+            raise kind("the disk is full") if kind is AdelabelError else kind()
+        return train
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    args = ["tune", "--data", sample_data, "--epochs", "1", "--storage", storage, "--out", tmp_path / "best.toml",
+            "--sampler", "random", "--trials", "1", *TINY]
+    for kind, code in ((AdelabelError, 2), (AdelabelError, 2), (KeyboardInterrupt, 130)):
+        monkeypatch.setattr(training, "train", failing(kind))
+        assert run_cli(capsys, *args)[0] == code
+    monkeypatch.setattr(training, "train", lambda *a, **k: {"dev": {"f1": 0.5}})
+    assert run_cli(capsys, *args)[0] == 0
+    trials = optuna.load_study(study_name="adelabel", storage=storage).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "FAIL", "COMPLETE"]
+    assert trials[0].params != trials[1].params  # an error's settings are not retried for ever
+    assert trials[2].params != trials[1].params and trials[3].params == trials[2].params  # a kill's are

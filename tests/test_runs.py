@@ -435,23 +435,15 @@ def test_a_run_killed_in_its_first_epoch_resumes_saying_none_was_scored(sample_d
     assert "after epoch 0 (no epoch scored yet)" in resumed.stderr and "-1.0000" not in resumed.stderr, resumed.stderr
 
 
-def test_resuming_a_run_whose_model_is_saved_succeeds_and_changes_nothing(capsys, tiny_model_dir, tmp_path):
-    """A TERM in the process's last moment, after the model was saved, reads as a kill: the retry that
-    resumes it finds the run done, as the run itself was."""
-    import shutil
-
+def test_resuming_a_folder_with_a_whole_model_and_no_checkpoint_says_what_it_holds(capsys, tiny_model_dir, tmp_path):
+    """A TERM after the model was saved, or a new run into the folder killed before its first checkpoint:
+    nothing tells the two apart, so the resume does not claim success, and says what the folder holds."""
     from conftest import run_cli
 
-    done = tmp_path / "done"
-    shutil.copytree(tiny_model_dir, done)
-    before = {p.name: p.read_bytes() for p in done.iterdir() if p.is_file()}
-    code, _, err = run_cli(capsys, "train", "--resume", done)
-    assert code == 0 and "its run finished, and its model is saved there; nothing to resume" in err, err
-    assert {p.name: p.read_bytes() for p in done.iterdir() if p.is_file()} == before
-    code, _, err = run_cli(capsys, "train", "--resume", done, "-q")
-    assert code == 0 and err == "", err
-    code, _, err = run_cli(capsys, "train", "--resume", tmp_path)  # no model, no checkpoint: still an error
-    assert code == 2 and "no checkpoint of an unfinished run here" in err, err
+    code, _, err = run_cli(capsys, "train", "--resume", tiny_model_dir)
+    assert code == 2 and "no checkpoint of an unfinished run here (nothing to resume); it holds a whole model" in err
+    code, _, err = run_cli(capsys, "train", "--resume", tmp_path)  # nothing there at all
+    assert code == 2 and err.strip().endswith("no checkpoint of an unfinished run here (nothing to resume)"), err
 
 
 def test_a_run_resumed_under_other_code_says_so_and_records_both(capsys, sample_data, tmp_path, monkeypatch):
@@ -475,3 +467,5 @@ def test_a_run_resumed_under_other_code_says_so_and_records_both(capsys, sample_
                                         f"{started['adelabel_code']} -> 0000000000000000, torch "), err
     saved = json.loads((out / "config.json").read_text())
     assert saved["versions"] == upgraded and saved["versions_at_start"] == started
+    code, _, err = run_cli(capsys, "evaluate", "--model", out, "--data", sample_data, "-q")  # and it loads
+    assert code == 0, err

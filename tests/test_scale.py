@@ -661,10 +661,13 @@ def test_under_torchrun_only_train_runs_and_a_lost_peer_is_one_line(capsys, monk
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
     monkeypatch.setattr(distributed, "JOINING", False)  # an earlier test's train joined (by hand, and failed)
-    for rank, said in (("0", True), ("1", False)):
+    for rank, local, said in (("0", "0", True), ("1", "1", False), ("4", "0", True)):  # the last: another machine's first
         monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local)
         code, _, err = run_cli(capsys, "tag", tmp_path / "in.txt")
         assert code == 2 and ("tag: only train runs under torchrun" in err) == said, err
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
     # A rank waiting in a collective step when another stops: gloo's error, said in one line.
     code_in_torch = compile("raise RuntimeError('Connection closed by peer')",
                             os.path.join("site-packages", "torch", "distributed", "distributed_c10d.py"), "exec")
@@ -678,7 +681,19 @@ def test_under_torchrun_only_train_runs_and_a_lost_peer_is_one_line(capsys, monk
     code, _, err = run_cli(capsys, "evaluate", "--model", tmp_path, "--data", tmp_path)
     assert code == 2 and err.strip() == ("adelabel: error: rank 1: lost the other processes of this run (one stopped; "
                                          "its message says why)"), err
-    # Any other RuntimeError stays a bug's traceback.
-    monkeypatch.setattr(cli, "_evaluate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
-    with pytest.raises(RuntimeError, match="a bug"):
-        run_cli(capsys, "evaluate", "--model", tmp_path, "--data", tmp_path)
+    # Any other RuntimeError stays a bug's traceback: one raised in the model's forward, which DDP's
+    # wrapper calls, or running out of memory, are the rank's own.
+    ddp = {}
+    exec(compile("def forward(step):\n    return step()\n", os.path.join("site-packages", "torch", "nn", "parallel",
+                                                                      "distributed.py"), "exec"), ddp)
+
+    def model_step():
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    for failing in (lambda *a, **k: ddp["forward"](model_step),
+                    lambda *a, **k: ddp["forward"](lambda: exec(compile("raise torch.OutOfMemoryError('CUDA out of memory')",
+                                                                        os.path.join("site-packages", "torch", "distributed", "x.py"),
+                                                                        "exec")))):
+        monkeypatch.setattr(cli, "_evaluate", failing)
+        with pytest.raises(RuntimeError, match="shapes cannot|out of memory"):
+            run_cli(capsys, "evaluate", "--model", tmp_path, "--data", tmp_path)
