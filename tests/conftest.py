@@ -22,7 +22,10 @@ torch.set_num_threads(2)
 
 
 def real_corpus_dir() -> Path:
-    return Path(os.environ.get("ADELABEL_REAL_CORPUS", ROOT.parent / "shared" / "corpora" / "ade-v2"))
+    """The real corpus: ADELABEL_REAL_CORPUS, else ADELABEL_CORPUS (what adelabel itself reads), else
+    ../shared/corpora/ade-v2 (where CI has it)."""
+    given = os.environ.get("ADELABEL_REAL_CORPUS") or os.environ.get("ADELABEL_CORPUS")
+    return Path(given) if given else ROOT.parent / "shared" / "corpora" / "ade-v2"
 
 
 def pytest_collection_modifyitems(items):
@@ -39,7 +42,8 @@ def real_corpus() -> Path:
     path = real_corpus_dir()
     if not (path / "DRUG-AE.rel").is_file():
         # CI always has the corpus; a developer without it is told, not silently skipped past.
-        pytest.fail(f"real ADE corpus not found at {path}; set ADELABEL_REAL_CORPUS")
+        pytest.fail(f"real ADE corpus not found at {path}; set ADELABEL_CORPUS (or ADELABEL_REAL_CORPUS, "
+                    "for the tests alone) to its folder")
     return path
 
 

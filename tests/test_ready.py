@@ -84,6 +84,8 @@ def test_the_readmes_first_steps_run(tmp_path):
         done = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=tmp_path)
         assert done.returncode == 0, (command, done.stderr)
         outputs.append(done.stdout)
+        if " tag " in command:  # the model it chose is named: a short run of train would change it
+            assert "tagging with " in done.stderr and "(the ready tagger); --model chooses another" in done.stderr
     # `tag`: a record per line of the file, entities in them; the Python line: the drug and its effect.
     records = [json.loads(line) for line in outputs[0].splitlines()]
     assert len(records) == len((tmp_path / "abstracts.txt").read_text(encoding="utf-8").splitlines())

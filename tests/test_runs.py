@@ -469,3 +469,15 @@ def test_a_run_resumed_under_other_code_says_so_and_records_both(capsys, sample_
     assert saved["versions"] == upgraded and saved["versions_at_start"] == started
     code, _, err = run_cli(capsys, "evaluate", "--model", out, "--data", sample_data, "-q")  # and it loads
     assert code == 0, err
+
+
+def test_training_into_a_folder_holding_a_model_says_it_will_replace_it(capsys, sample_data, tmp_path):
+    from conftest import run_cli
+
+    args = ["train", "--data", sample_data, "--out", tmp_path / "m", "--epochs", "1", "--set", "model.hidden_size=8"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and "holds a model" not in err, err
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and err.startswith(f"{tmp_path / 'm'} holds a model; this run replaces it when it finishes"), err
+    code, _, err = run_cli(capsys, *args, "-q")
+    assert code == 0 and "holds a model" not in err, err

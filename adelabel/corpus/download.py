@@ -96,8 +96,9 @@ def _download(dest: Path, base_url: str, files: dict[str, tuple[str, int]], time
                for name, (sha256, size) in files.items()}
     for name, intact in present.items():
         if not force and not intact and (dest / name).exists():
-            raise AdelabelError(f"{dest / name}: present, but not the pinned version of the corpus (another copy, or "
-                                "edited); nothing was downloaded. --force replaces it, or choose another --out")
+            raise AdelabelError(f"{dest / name}: present, but not the pinned version of the corpus (another copy, a "
+                                "portion of it, or edited); nothing was downloaded. Files you have can be used as "
+                                "they are (prepare --corpus reads them); --force replaces them, or choose another --out")
     paths = []
     for name, (sha256, size) in files.items():
         target = dest / name
