@@ -21,6 +21,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _one_process(monkeypatch):
+    """Each test starts as a process that has joined no torchrun group: a test whose train tried to join
+    (by hand, and failed) set the module's flag for every later one."""
+    from adelabel import distributed
+
+    monkeypatch.setattr(distributed, "JOINING", False)
+
+
+DEVELOPMENT_PORTION = "d6814804939db2e3356c4b7063a573c6d0fddcef9379f9fbf25e5c50539be241"
+"""SHA-256 of the development portion's DRUG-AE.rel: the tests' counts and stored scores are its."""
+
+
 def real_corpus_dir() -> Path:
     """The real corpus: ADELABEL_REAL_CORPUS, else ADELABEL_CORPUS (what adelabel itself reads), else
     ../shared/corpora/ade-v2 (where CI has it)."""
@@ -44,6 +57,11 @@ def real_corpus() -> Path:
         # CI always has the corpus; a developer without it is told, not silently skipped past.
         pytest.fail(f"real ADE corpus not found at {path}; set ADELABEL_CORPUS (or ADELABEL_REAL_CORPUS, "
                     "for the tests alone) to its folder")
+    import hashlib
+
+    if hashlib.sha256((path / "DRUG-AE.rel").read_bytes()).hexdigest() != DEVELOPMENT_PORTION:
+        pytest.fail(f"{path}: not the development portion of the corpus (../shared/corpora/ade-v2), whose counts "
+                    "and scores the tests check; set ADELABEL_REAL_CORPUS to that portion's folder")
     return path
 
 

@@ -138,7 +138,7 @@ def test_cv_writes_into_no_folder_of_other_things(capsys, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-def test_cv_says_what_the_reader_skipped_and_takes_strict(capsys, tmp_path):
+def test_cv_says_what_the_reader_skipped_and_takes_strict(capsys, tmp_path, monkeypatch):
     corpus = tmp_path / "c"
     corpus.mkdir()
     (corpus / "DRUG-AE.rel").write_text("1|Rash after aspirin.|Rash|0|4|aspirin|11|18\n1|Bad line\n"
@@ -150,12 +150,16 @@ def test_cv_says_what_the_reader_skipped_and_takes_strict(capsys, tmp_path):
                            "--dim", "8", "--w2v-epochs", "1", "--set", "model.hidden_size=8", "--device", "cpu")
     assert code == 0 and "malformed lines skipped: 1" in err and err.index("malformed") < err.index("fold 1/3"), err
     # --quiet silences progress, not data left out: one line, as prepare -q says it.
+    from adelabel import tasks
+
+    scored = tasks.TagTask.evaluate  # models that learnt nothing: each fold warns
+    monkeypatch.setattr(tasks.TagTask, "evaluate", lambda self, *a, **k: {**scored(self, *a, **k), "f1": 0.0})
     code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--out", tmp_path / "q", "--folds", "3", "--epochs", "1",
                            "--dim", "8", "--w2v-epochs", "1", "--set", "model.hidden_size=8", "--device", "cpu", "-q")
     assert code == 0 and "1 malformed line(s) skipped (first: " in err and "DRUG-AE.rel:2" in err, err
-    # A fold's warnings name the fold (a model this tiny learns nothing in an epoch).
+    # A fold's warnings name the fold.
     warnings = [line for line in err.splitlines() if "warning:" in line]
-    assert warnings and all(line.startswith("fold ") for line in warnings), err
+    assert [line.split(": warning: ")[0] for line in warnings] == ["fold 1/3", "fold 2/3", "fold 3/3"], err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -999,10 +1003,13 @@ def test_a_search_killed_and_carried_on_draws_what_the_uninterrupted_one_draws(s
     assert len(params("whole")) == 4 and params("cut") == params("whole")
 
 
-def test_a_quiet_search_says_nothing_of_each_trial_s_discarded_model(sample_data, tmp_path, capsys):
+def test_a_quiet_search_says_nothing_of_each_trial_s_discarded_model(sample_data, tmp_path, capsys, monkeypatch):
+    from adelabel import tasks
+
+    scored = tasks.TagTask.evaluate  # a model that learnt nothing: the warning train would give
+    monkeypatch.setattr(tasks.TagTask, "evaluate", lambda self, *a, **k: {**scored(self, *a, **k), "f1": 0.0})
     code, printed, err = run_cli(capsys, "tune", "--data", sample_data, "--epochs", "1", "--trials", "1", "-q",
-                                 "--storage", f"sqlite:///{tmp_path}/s.db", "--out", tmp_path / "best.toml", *TINY,
-                                 "--set", "train.lr=0.00001")  # learns nothing in an epoch: dev F1 0
+                                 "--storage", f"sqlite:///{tmp_path}/s.db", "--out", tmp_path / "best.toml", *TINY)
     assert code == 0 and "dev F1 0.0000" in printed and err == "", (printed, err)
 
 

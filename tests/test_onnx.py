@@ -32,7 +32,7 @@ def test_the_onnx_backend_gives_torchs_spans_relations_and_scores(exported, samp
     onnx_tagger = Tagger.load(exported, backend="onnx")
     assert onnx_tagger.backend == "onnx"  # not torch's run again under another name
     onnx = list(onnx_tagger.analyze_pipe(texts, batch_size=7))
-    assert sum(len(a.entities) for a in torch_) > 10
+    assert sum(len(a.entities) for a in torch_) > 10 and len(onnx) == len(torch_) == len(texts)
     for a, b in zip(torch_, onnx):
         assert [(e.start, e.end, e.label) for e in a.entities] == [(e.start, e.end, e.label) for e in b.entities]
         assert [(r.drug, r.effect, r.type) for r in a.relations] == [(r.drug, r.effect, r.type) for r in b.relations]

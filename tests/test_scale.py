@@ -648,7 +648,6 @@ def test_more_gpu_processes_on_a_machine_than_gpus_is_one_line_on_every_rank(mon
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.setattr(distributed, "JOINING", False)  # an earlier test's train joined (by hand, and failed)
     for rank in (0, 1):  # rank 0, which has a GPU, refuses too: it would wait for rank 1 for ever
         with pytest.raises(OptionError, match="2 processes on this machine, one GPU each, but torch sees 1"):
             distributed.start(distributed.World(rank, 2, rank), torch.device("cuda"))
@@ -660,7 +659,6 @@ def test_under_torchrun_only_train_runs_and_a_lost_peer_is_one_line(capsys, monk
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
-    monkeypatch.setattr(distributed, "JOINING", False)  # an earlier test's train joined (by hand, and failed)
     for rank, local, said in (("0", "0", True), ("1", "1", False), ("4", "0", True)):  # the last: another machine's first
         monkeypatch.setenv("RANK", rank)
         monkeypatch.setenv("LOCAL_RANK", local)

@@ -41,7 +41,10 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
     # The saved model scores exactly what the trained one scored: nothing is lost in the format.
     assert {**reloaded, "f1": reloaded["micro"]["f1"]} == metrics["test"]
     lines = (SAMPLE / "example.txt").read_text(encoding="utf-8").splitlines()
-    found = [(line, e) for line, ents in zip(lines, Tagger.load(out, threshold=0.0).pipe(lines)) for e in ents]
+    results = list(Tagger.load(out, threshold=0.0).analyze_pipe(lines))
+    assert len(results) == len(lines)
+    assert all([(s.start, s.end) for s in a.sentences] and a.sentences[-1].end <= len(line) for line, a in zip(lines, results))
+    found = [(line, e) for line, a in zip(lines, results) for e in a.entities]
     assert all(line[e.start:e.end] == e.text for line, e in found)
     # The tiny test transformer reads every word as [UNK] and cannot find anything; the others do.
     assert found or arch == "transformer"

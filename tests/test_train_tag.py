@@ -375,7 +375,10 @@ def test_a_terminated_tag_keeps_its_records_for_resume_and_nothing_under_the_rea
     source.write_text("Clozapine-induced agranulocytosis after lithium, with tremor and rash.\n" * 40_000, encoding="utf-8")
     run = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "tag", str(source), "--output", str(tmp_path / "o.jsonl"),
                             "-q"], stderr=subprocess.PIPE, text=True)
-    time.sleep(4)  # the model loaded and tagging under way, on any machine that tags 10,000 lines a minute
+    partial = tmp_path / ".o.jsonl.partial"
+    deadline = time.monotonic() + 120
+    while not (partial.is_file() and partial.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until tagging is under way, however fast the machine loads the model
     run.send_signal(signal.SIGTERM)
     assert run.wait(60) == 130
     assert run.stderr.read() == f"adelabel: stopped; the records tagged so far are kept beside {tmp_path / 'o.jsonl'}: " \
