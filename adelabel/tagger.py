@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -13,6 +14,15 @@ from typing import ContextManager, TypeVar, overload
 import torch
 
 from adelabel import model_dir
+
+_CURRENT = object()
+"""A call's threshold when none is passed: the tagger's attribute at that moment."""
+
+if hasattr(os, "register_at_fork"):
+    # A process forked from one whose torch ran a parallel region (a pipeline's Pool on Linux, whose
+    # default start is fork) inherits a thread pool it cannot use, and hangs in its first forward pass
+    # for ever; one thread in the child runs, and its siblings use the other cores.
+    os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 from adelabel.errors import AdelabelError, ArgumentTypeError, InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler
@@ -237,16 +247,22 @@ class Tagger(_Loaded):
 
     def _checked_pipe(self, name: str, texts: Iterable[str], batch_size: int) -> Iterator[Analysis]:
         one = "tagger.analyze(text)" if name == "analyze_pipe" else "tagger(text)"
-        return checked_stream(f"Tagger.{name}", one, texts, batch_size, self._analyze)
+        # The threshold as it is now: a stream read later, or another thread setting the attribute
+        # meanwhile, does not change what this one reports.
+        threshold = self.threshold
+        return checked_stream(f"Tagger.{name}", one, texts, batch_size,
+                              lambda chunk: self._analyze(chunk, threshold))
 
     def running(self) -> ContextManager:
         """The context this tagger's forward passes run in at its precision."""
         # Lowered bf16 layers run as cast, with autocast off as for fp32 (a caller's own would change them).
         return autocast(self.device, "fp32" if self._lowered else self.precision)
 
-    def _analyze(self, texts: Sequence[str]) -> list[Analysis]:
+    def _analyze(self, texts: Sequence[str], threshold: float | None | object = _CURRENT) -> list[Analysis]:
+        """``threshold``: the one a stream was started with; by default the tagger's at this call."""
         with self.running():
-            return analyze(self.model, self.vocabs, texts, self.device, self.threshold)
+            return analyze(self.model, self.vocabs, texts, self.device,
+                           self.threshold if threshold is _CURRENT else threshold)
 
     def __call__(self, text: str) -> list[Entity]:
         """The entities of the sentences of ``text`` that report an adverse drug event, with character
@@ -395,8 +411,11 @@ class Classifier(_Loaded):
 
     def pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[Classification]:
         """Each text's :class:`Classification`, in input order, streaming ``batch_size`` at a time."""
-        return checked_stream("Classifier.pipe", "classifier(text)", texts, batch_size, self._classify)
+        threshold = self.threshold  # as for Tagger.pipe: the threshold the stream was started with
+        return checked_stream("Classifier.pipe", "classifier(text)", texts, batch_size,
+                              lambda chunk: self._classify(chunk, threshold))
 
-    def _classify(self, texts: Sequence[str]) -> list[Classification]:
+    def _classify(self, texts: Sequence[str], threshold: float | None | object = _CURRENT) -> list[Classification]:
         with autocast(self.device, self.precision):
-            return classify_texts(self.model, self.vocabs, texts, self.device, self.threshold)
+            return classify_texts(self.model, self.vocabs, texts, self.device,
+                                  self.threshold if threshold is _CURRENT else threshold)

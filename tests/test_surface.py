@@ -131,3 +131,40 @@ def test_time_left_is_never_written_as_none_while_work_is_left():
 
     assert [duration(s) for s in (0, 0.1, 0.6, 59.6, 61, 3700)] == \
         ["0 s", "1 s", "1 s", "1 min 00 s", "1 min 01 s", "1 h 01 min"]
+
+
+def _tag_in_child(text: str) -> list:
+    return [(e.start, e.end, e.label) for e in _FORKED(text)]
+
+
+_FORKED = None
+
+
+def test_a_tagger_loaded_before_a_fork_tags_in_the_forked_workers(tiny_model_dir):
+    """multiprocessing's default start on Linux is fork: a child inherited torch's thread pool of a
+    parent that had run a parallel region, and hung in its first forward pass for ever."""
+    import multiprocessing
+
+    from adelabel import Tagger
+
+    global _FORKED
+    _FORKED = Tagger.load("adelabel/pretrained/ade-bilstm", device="cpu", threshold=0.0)
+    texts = ["Intravenous azithromycin-induced ototoxicity.", "Clozapine-induced agranulocytosis."] * 2
+    torch.set_num_threads(2)
+    expected = [_tag_in_child(t) for t in texts]  # the parent's pool runs, as a pipeline's would
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map_async(_tag_in_child, texts).get(timeout=120) == expected
+    assert torch.get_num_threads() == 2  # the parent keeps its threads
+
+
+def test_a_stream_keeps_the_threshold_it_was_started_with(tiny_model_dir):
+    from adelabel import Tagger
+
+    tagger = Tagger.load("adelabel/pretrained/ade-bilstm", device="cpu")
+    texts = ["Intravenous azithromycin-induced ototoxicity.", "Clozapine-induced agranulocytosis."] * 3
+    tagger.threshold = 1.0  # nothing reported
+    strict = tagger.analyze_pipe(texts, batch_size=2)
+    tagger.threshold = 0.0  # every sentence
+    loose = tagger.pipe(texts, batch_size=2)
+    assert not any(s.reported for a in strict for s in a.sentences)
+    assert all(loose_entities for loose_entities in loose)
