@@ -81,7 +81,7 @@ def _folders(method: str, path) -> list[str | Path]:
         list(path) if isinstance(path, Sequence) and not isinstance(path, (bytes, bytearray)) else None
     if paths is None or not all(isinstance(p, (str, Path)) for p in paths):
         wrong = path if paths is None else next(p for p in paths if not isinstance(p, (str, Path)))
-        raise ArgumentTypeError(f"{method}: a model folder is a str or Path, not a {type(wrong).__name__}")
+        raise ArgumentTypeError(f"{method}: a model folder is a str or Path, not {_a(type(wrong).__name__)}")
     if not paths:
         raise OptionError(f"{method}: no model folder given")
     if any(p == "" for p in paths):
@@ -282,12 +282,12 @@ def checked_stream(method: str, one: str, texts: Iterable[str], batch_size: int,
     # Iterated, a DataFrame gives its column names: a column of texts would come back as one empty answer.
     # (A dict gives its keys, which may well be the texts: dict.fromkeys(lines) drops repeated ones.)
     if hasattr(texts, "columns") and hasattr(texts, "iloc"):
-        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}, whose "
+        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not {_a(type(texts).__name__)}, whose "
                                 "iteration gives its column names; pass the column of texts (df['text'])")
     try:
         texts = iter(texts)
     except TypeError:
-        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not a {type(texts).__name__}") from None
+        raise ArgumentTypeError(f"{method}() takes an iterable of texts, not {_a(type(texts).__name__)}") from None
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise OptionError(f"batch_size: expected a whole number of at least 1, got {batch_size!r}", "batch_size")
     return _chunks(method, texts, int(batch_size), process)
@@ -328,7 +328,8 @@ def _chunks(method: str, texts: Iterator[str], batch_size: int, process) -> Iter
                 return
             try:
                 if not isinstance(text, str):
-                    raise ArgumentTypeError(f"{method}(): text {index} is of type {type(text).__name__}, not a str")
+                    raise ArgumentTypeError(f"{method}(): text {index} is of type "
+                                            f"{type(text).__name__}, not a str{_missing(text)}")
                 _no_lone_surrogate(f"{method}(): text {index}", text)
             except AdelabelError as err:
                 wrong.append(err)  # raised once the texts before it are answered, not lost with their chunk
@@ -345,9 +346,24 @@ def _one_text(method: str, several: str, text) -> str:
     """``text`` if it is a str; else a TypeError naming its type (pointing a list to ``several``)."""
     if not isinstance(text, str):
         hint = f"; for several texts use {several}" if isinstance(text, (list, tuple)) else ""
-        raise ArgumentTypeError(f"{method} takes a str, not a {type(text).__name__}{hint}")
+        raise ArgumentTypeError(f"{method} takes a str, not {_a(type(text).__name__)}{hint or _missing(text)}")
     _no_lone_surrogate(method, text)
     return text
+
+
+def _a(name: str) -> str:
+    """A type's name with its article: a float, an int."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _missing(value) -> str:
+    """A hint when ``value`` is how pandas marks a missing text (NaN, None, pd.NA)."""
+    try:
+        missing = value is None or value != value or type(value).__name__ == "NAType"
+    except TypeError:  # pd.NA refuses to be a bool
+        missing = True
+    return "; a missing value (NaN, None)? drop or fill those first: texts.dropna() or texts.fillna('')" \
+        if missing else ""
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

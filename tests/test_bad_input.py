@@ -541,7 +541,7 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
     with pytest.raises(OptionError, match="threshold: expected a number between 0 and 1, got 5"):
         Tagger.load(tiny_model_dir, threshold=5)
     tagger = Tagger.load(tiny_model_dir, device="cpu")
-    with pytest.raises(TypeError, match="takes a str, not a NoneType"):
+    with pytest.raises(TypeError, match="takes a str, not a NoneType; a missing value \\(NaN, None\\)\\? drop or fill"):
         tagger(None)
     with pytest.raises(TypeError, match=r"not a list; for several texts use tagger\.pipe"):
         tagger(["a", "b"])
