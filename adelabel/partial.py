@@ -162,6 +162,17 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
             _drop_state(state_file, state)
 
 
+def keep_records(fh: IO[str], partial: Path, count: int) -> int:
+    """The partial output ``fh`` (open on ``partial``) cut back to its first ``count`` records; ``count``."""
+    length = 0
+    with open(partial, "rb") as whole:
+        for _ in range(count):
+            length += len(next(whole))
+    fh.flush()
+    fh.truncate(length)
+    return count
+
+
 def _drop_state(path: Path, state: dict) -> None:
     try:
         if json.loads(path.read_text(encoding="utf-8")) == state:

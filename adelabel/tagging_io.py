@@ -22,7 +22,7 @@ from adelabel.workers import cores, tag_in_workers
 from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
-from adelabel.partial import input_identity, resumable_file
+from adelabel.partial import input_identity, keep_records, partial_path, resumable_file
 from adelabel.progress import Progress
 from adelabel.tagger import Analysis, Classifier, Tagger, check_backend, chunked
 from adelabel.text import LINE_BREAKS, LINE_BREAKS_TO_SPACE, tokenize
@@ -353,6 +353,12 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
             out, count = stack.enter_context(resumable_file(
                 output, {**input_identity(source, input_format), "provenance": meta}, resume))
             write = lambda analysis, extra: write_jsonl(out, analysis, extra)  # noqa: E731
+            if count:
+                # Back to the start of the chunk the kill cut into: the rest is tagged in the chunks an
+                # uninterrupted run made, and so comes out byte for byte as that run wrote it (a chunk
+                # is sorted and batched as a whole, and a batch's makeup moves scores in the last digits).
+                count = keep_records(out, partial_path(output), _chunk_start(
+                    read_texts(source, input_format, lambda _: None), count, batch_size, source, output))
             skipped = _skip(records, count, source, output)
         elif fmt == "brat":
             folder = stack.enter_context(atomic_dir(output, brat_folder))
@@ -395,6 +401,21 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     if fmt not in ("conll", "html"):  # which carry it in their first lines
         write_sidecar(output, meta, count)
     return count
+
+
+def _chunk_start(records: Iterator[tuple[str, dict]], count: int, batch_size: int, source: str,
+                 output: Path) -> int:
+    """The number of records before the chunk that record ``count`` (from 0) falls in, as ``tag`` makes
+    its chunks from the input's start."""
+    start = 0
+    for chunk in chunked(records, batch_size, lambda record: len(record[0])):
+        if start + len(chunk) > count:
+            return start
+        start += len(chunk)
+    if start < count:
+        raise InputError(source, f"has {start:,} lines, fewer than the {count:,} records the partial output "
+                                 f"of {output} holds: it changed since")
+    return start
 
 
 def _skip(records: Iterator[tuple[str, dict]], count: int, source: str, output: Path) -> int:

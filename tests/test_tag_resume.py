@@ -57,8 +57,17 @@ def test_a_killed_run_resumes_to_the_output_of_an_uninterrupted_one(capsys, monk
     assert not out.exists() and len(partial_path(out).read_text().splitlines()) == 13
     with open(partial_path(out), "a", encoding="utf-8") as fh:
         fh.write('{"text": "Patient 13 devel')  # a record the kill cut short
+    from adelabel.tagger import Tagger
+
+    chunks, analyze_pipe = [], Tagger.analyze_pipe
+    monkeypatch.setattr(Tagger, "analyze_pipe", lambda self, texts, **k: chunks.append(list(texts)) or
+                        analyze_pipe(self, chunks[-1], **k))
     code, _, err = run_cli(capsys, *tag, "--output", out, "--resume")
     assert code == 0, err
+    # Carried on from the start of the chunk the kill cut into (records 8 to 15, in chunks of 8), so the
+    # chunks are those of the uninterrupted run, and so are the bytes, scores included.
+    assert [c[0] for c in chunks] == [LINES[8], LINES[16], LINES[24], LINES[32]]
+    assert out.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
     assert spans(out) == spans(tmp_path / "whole.jsonl")
     assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["lines"] == len(LINES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl", "out.jsonl.meta.json",
