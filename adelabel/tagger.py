@@ -135,6 +135,17 @@ class _Loaded:
         saved = self._saved_threshold()
         return None if saved is None else float(saved)
 
+    def __repr__(self) -> str:
+        """What a pipeline's log should say of it: the folders, the device, and the threshold in force."""
+        folders = [str(f) for f in self.folders] or "(not loaded from a folder)"
+        threshold = self.decision_threshold
+        backend = getattr(self, "backend", None)
+        return (f"{type(self).__name__}({folders if isinstance(folders, str) else ', '.join(folders)}; "
+                f"{self.config.get('arch', '?')}, {self.device}, {self.precision}"
+                + (f", {backend}" if backend and backend != "torch" else "")
+                + (f"; threshold {threshold:.4g}" + (" (set)" if self.threshold is not None else " (the model's)")
+                   if threshold is not None else "") + ")")
+
 
 class Tagger(_Loaded):
     """A loaded model that turns text into entities with character offsets.

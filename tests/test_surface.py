@@ -168,3 +168,13 @@ def test_a_stream_keeps_the_threshold_it_was_started_with(tiny_model_dir):
     loose = tagger.pipe(texts, batch_size=2)
     assert not any(s.reported for a in strict for s in a.sentences)
     assert all(loose_entities for loose_entities in loose)
+
+
+def test_a_tagger_says_what_it_is_in_a_log():
+    from adelabel import Tagger
+    from adelabel.pretrained import READY
+
+    tagger = Tagger.load(READY, device="cpu")
+    assert repr(tagger) == f"Tagger({READY}; bilstm, cpu, fp32; threshold {tagger.decision_threshold:.4g} (the model's))"
+    tagger.threshold = 0.25
+    assert str(tagger).endswith("; threshold 0.25 (set))")
