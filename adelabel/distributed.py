@@ -9,7 +9,7 @@ weights are the same) and rank 0's score decides, so early stopping agrees every
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -124,6 +124,33 @@ def agree(value: T, w: World) -> T:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class Refused(AdelabelError):
+    """Rank 0's error, raised on the other ranks too: each stops as rank 0 does, which says why."""
+
+    every_rank = True
+
+
+def on_main(w: World, action: Callable[[], T]) -> T | None:
+    """``action()`` on rank 0 alone (what writes the run's files), its result there and None on the
+    others. An error it meets (a full disk, a folder put in the model's place) stops every rank at once,
+    rank 0 saying it, where the others would wait for rank 0 in their next collective step and learn
+    only that it had gone."""
+    if w.size == 1:
+        return action()
+    result, failure = None, None
+    if w.main:
+        try:
+            result = action()
+        except (AdelabelError, OSError) as err:
+            failure = err
+    message = agree(None if failure is None else str(failure), w)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise Refused(message)
+    return result
 
 
 def gather(value: T, w: World) -> list[T]:

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -405,9 +405,10 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     if resume:
         ckpt = checkpoint_dir(out_dir)
     else:
-        ckpt = start_run(config, data_dir, out_dir, device, teacher) if w.main else checkpoint_dir(out_dir)
-        distributed.barrier(w)
-    with _owned(ckpt, w.main):
+        ckpt = distributed.on_main(w, lambda: start_run(config, data_dir, out_dir, device, teacher)) \
+            or checkpoint_dir(out_dir)
+    with ExitStack() as held:
+        distributed.on_main(w, lambda: held.enter_context(_owned(ckpt, True)))
         run = load_checkpoint(ckpt, model, optimizer, scaler, dev_, w) if resume else RunState()
         if resume:
             best = (f"best dev F1 {run.best_f1:.4f} at epoch {run.best_epoch}" if run.best_epoch
@@ -485,8 +486,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             # Each rank's own generator state (they drew different dropout masks): a resumed run restores
             # each rank's, so that it goes on as the uninterrupted run would.
             states = distributed.gather(_random_states(dev_), w)
-            if w.main:
-                save_checkpoint(ckpt, run, model, optimizer, scaler, states)
+            distributed.on_main(w, lambda: save_checkpoint(ckpt, run, model, optimizer, scaler, states))
             spent += time.perf_counter() - started
             left = spent / epochs_here * (hp.max_epochs - run.epoch) if run.stale < hp.patience else 0.0
             say(f"epoch {run.epoch:>3}  loss {loss:.4f}  {summary}  {len(sample) / seconds:,.0f} sent/s  "
@@ -662,7 +662,8 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
     hp = config.train
     model.load_state_dict(run.best_state)
     metrics = {"best_epoch": run.best_epoch, "epochs_run": run.epoch}
-    if w.main:
+
+    def save() -> None:
         with autocast(device, hp.precision):
             data.task.calibrate(model, data.examples["dev"], "dev", hp.eval_batch_size, device)
             for name in ("dev", "test") if score_test else ("dev",):
@@ -689,6 +690,8 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
         elif 0 < metrics["dev"]["f1"] <= data.task.floor and not data.task.dev_blind:
             warn(f"warning: the saved model scores F1 {metrics['dev']['f1']:.4f} on dev, no better than giving every "
                  "text one class (it has learnt nothing yet): more epochs, a higher train.patience, or another train.lr")
+
+    distributed.on_main(w, save)
     distributed.barrier(w)
     distributed.stop(w)
     return metrics

@@ -138,6 +138,21 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert refused.returncode != 0 and refused.stderr.count("adelabel: error: --out") == 1, refused.stderr[-3000:]
     assert "via 9" not in refused.stderr, refused.stderr[-3000:]  # torchrun had to kill a rank left waiting
+    # Refused after joining, by rank 0 alone (something put in the model's place while it trained): every
+    # rank stops at once, and only rank 0 says why (the others learnt only that it had gone).
+    taken = tmp_path / "taken"
+    run = subprocess.Popen(torchrun + ["-m", "adelabel", *[x if x != str(out) else str(taken) for x in args]],
+                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
+    said = []
+    for line in run.stderr:
+        said.append(line)
+        if line.startswith("epoch   1 "):
+            taken.mkdir()
+            (taken / "keep.txt").write_text("mine")
+    assert run.wait(timeout=300) != 0
+    errors = [line for line in said if "adelabel: error" in line]
+    assert len(errors) == 1 and "a folder adelabel did not write" in errors[0], "".join(said)[-3000:]
+    assert "Traceback" not in "".join(line for line in said if line.startswith("[rank")), "".join(said)[-3000:]
 
     # A one-process run killed after its first epoch carries on under torchrun.
     from test_runs import kill_when
