@@ -246,10 +246,6 @@ def train(
     check_output_dir(out, "--out", model_dir.is_model_dir)
     check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
-    if not quiet and out.is_dir() and any(out.iterdir()) and os.environ.get("RANK", "0") in ("", "0"):
-        # Said at the start, while there is time to stop: tag and evaluate use models/bilstm by default.
-        print(f"{out} holds a model; this run replaces it when it finishes (--out chooses another folder)",
-              file=sys.stderr)
     with _stopped_training(out):
         run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
 
@@ -781,14 +777,15 @@ def tag(
     from adelabel.tagger import check_threshold
 
     check_threshold(threshold, "--threshold")
+    note = None
     if not model:
         model = [_default_model()]
         if not quiet:  # which one matters: a short test run of train replaces models/bilstm, and with it this
             from adelabel.pretrained import READY
 
-            mine = model[0] != READY
-            print(f"tagging with {model[0]}{' (yours: models/bilstm is the default when there is one)' if mine else ' (the ready tagger)'}; "
-                  "--model chooses another", file=sys.stderr)
+            note = (f"tagging with {model[0]}" + (" (yours: models/bilstm is the default when there is one)"
+                                                   if model[0] != READY else " (the ready tagger)")
+                    + "; --model chooses another")
     if output is not None and output.endswith("/") and format != "brat":
         raise OptionError(f"--output {output}: names a folder (it ends in /); --format {format} writes a file")
     output = None if output in (None, "-") else Path(output)  # "-": standard output, as for the input
@@ -801,6 +798,8 @@ def tag(
             raise OptionError("--ray: runs the torch backend")
         if resume:
             raise OptionError("--resume: carries on what plain `tag` wrote; --ray writes its output whole")
+        if note:
+            print(note, file=sys.stderr)
         count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision,
                              quiet=quiet)
         if not quiet:
@@ -808,7 +807,7 @@ def tag(
         return
     try:
         tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers,
-                   backend, quiet=quiet, resume=resume)
+                   backend, quiet=quiet, resume=resume, note=note)
     except KeyboardInterrupt as stop:  # typer ends the command with status 130 and says nothing
         if stop.args:  # what the stopped command keeps, and how to carry on
             print(f"adelabel: {stop.args[0]}", file=sys.stderr)

@@ -143,12 +143,13 @@ def on_main(w: World, action: Callable[[], T]) -> T | None:
     if w.main:
         try:
             result = action()
-        except (AdelabelError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - whatever it is, the others must hear of it
             failure = err
-    message = agree(None if failure is None else str(failure), w)
-    if failure is not None:
-        raise failure
+    message = agree(None if failure is None else f"{type(failure).__name__}: {failure}", w)
     if message is not None:
+        stop(w)  # left to the exit, a live group can abort the process as it goes
+        if failure is not None:
+            raise failure
         raise Refused(message)
     return result
 

@@ -63,7 +63,10 @@ def save(directory: str | Path, model: SequenceLabeler, config: dict, vocabs: Vo
     with atomic.atomic_dir(directory, is_model_dir) as tmp:
         (tmp / CONFIG).write_text(_json(config), encoding="utf-8")
         (tmp / VOCAB).write_text(json.dumps(vocabs.to_json(), ensure_ascii=False), encoding="utf-8")
-        save_file(state, str(tmp / WEIGHTS))
+        try:
+            save_file(state, str(tmp / WEIGHTS))
+        except SafetensorError as err:  # a full disk or a file-size limit, in safetensors' words
+            raise AdelabelError(f"{directory / WEIGHTS}: cannot write ({err})") from None
         # safetensors makes its file private (0600); the weights are as readable as the rest of the folder.
         (tmp / WEIGHTS).chmod((tmp / CONFIG).stat().st_mode & 0o777)
         if metrics is not None:

@@ -369,10 +369,11 @@ def _a(name: str) -> str:
 
 def _missing(value) -> str:
     """A hint when ``value`` is how pandas marks a missing text (NaN, None, pd.NA)."""
-    try:
-        missing = value is None or value != value or type(value).__name__ == "NAType"
-    except TypeError:  # pd.NA refuses to be a bool
-        missing = True
+    try:  # a number that is not equal to itself is NaN; an array or a Series is none of these
+        missing = value is None or type(value).__name__ == "NAType" or (
+            isinstance(value, numbers.Number) and bool(value != value))
+    except Exception:
+        missing = False
     return "; a missing value (NaN, None)? drop or fill those first: texts.dropna() or texts.fillna('')" \
         if missing else ""
 

@@ -22,7 +22,7 @@ from adelabel.workers import cores, tag_in_workers
 from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError, OptionError
 from adelabel.model_dir import task_of
-from adelabel.partial import input_identity, keep_records, partial_path, resumable_file
+from adelabel.partial import input_identity, keep_records, resumable_file
 from adelabel.progress import Progress
 from adelabel.tagger import Analysis, Classifier, Tagger, check_backend, chunked
 from adelabel.text import LINE_BREAKS, LINE_BREAKS_TO_SPACE, tokenize
@@ -304,11 +304,13 @@ def write_sidecar(output: Path | None, meta: dict, count: int) -> None:
 
 def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Path | None, batch_size: int,
                device: str, threshold: float | None = None, precision: str = "fp32", input_format: str = "text",
-               workers: int = 1, backend: str = "torch", quiet: bool = True, resume: bool = False) -> int:
+               workers: int = 1, backend: str = "torch", quiet: bool = True, resume: bool = False,
+               note: str | None = None) -> int:
     """Tag every line of ``source`` (text, or JSONL records with a ``text`` field); returns the number of
     lines written. An ``output`` file is written under a temporary name and renamed when complete, so
     it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order.
-    ``resume``: carry on the JSONL ``output`` a killed run left partial (adelabel/partial.py)."""
+    ``resume``: carry on the JSONL ``output`` a killed run left partial (adelabel/partial.py). ``note``:
+    a line for stderr once the options and files are checked (which model the command chose)."""
     check_input_options(input_format, workers)
     from_file = source != "-" and not is_stream(Path(source))
     resumable = fmt == "jsonl" and output is not None and from_file and not is_stream(output)
@@ -324,6 +326,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         check_file(source, streams=True)  # a named pipe, or a shell's <(...): read once, as stdin
     kind = model_kind(models)
     check_backend(backend)  # the value first: a misspelt one is not "onnx" to a classifier
+    if note:
+        print(note, file=sys.stderr, flush=True)
     if kind == "classify":
         if backend != "torch":
             raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")
@@ -357,7 +361,7 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
                 # Back to the start of the chunk the kill cut into: the rest is tagged in the chunks an
                 # uninterrupted run made, and so comes out byte for byte as that run wrote it (a chunk
                 # is sorted and batched as a whole, and a batch's makeup moves scores in the last digits).
-                count = keep_records(out, partial_path(output), _chunk_start(
+                count = keep_records(out, Path(out.name), _chunk_start(
                     read_texts(source, input_format, lambda _: None), count, batch_size, source, output))
             skipped = _skip(records, count, source, output)
         elif fmt == "brat":

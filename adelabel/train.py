@@ -383,6 +383,9 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         # The gate would learn to pass every sentence, a classifier would never meet its NEG class.
         raise AdelabelError(f"train.negative_fraction: 0 never shows the training split's {held:,} sentences "
                             "without entities; prepare the data with --no-negatives to leave them out")
+    if not resume and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
+        # Said once the data is read, while there is time to stop: tag and evaluate use models/bilstm.
+        say(f"{out_dir} holds a model; this run replaces it when it finishes (--out chooses another folder)")
     # Joined after the checks every rank meets alike (the data, the settings), which rank 0 alone then
     # reports; past joining each rank speaks for itself.
     dev_ = distributed.start(w, dev_)

@@ -35,10 +35,15 @@ DEVELOPMENT_PORTION = "d6814804939db2e3356c4b7063a573c6d0fddcef9379f9fbf25e5c505
 
 
 def real_corpus_dir() -> Path:
-    """The real corpus: ADELABEL_REAL_CORPUS, else ADELABEL_CORPUS (what adelabel itself reads), else
-    ../shared/corpora/ade-v2 (where CI has it)."""
-    given = os.environ.get("ADELABEL_REAL_CORPUS") or os.environ.get("ADELABEL_CORPUS")
-    return Path(given) if given else ROOT.parent / "shared" / "corpora" / "ade-v2"
+    """The development portion of the corpus: ADELABEL_REAL_CORPUS if set; else ../shared/corpora/ade-v2
+    (where CI has it) if it is there; else ADELABEL_CORPUS (what adelabel itself reads), which may name
+    another copy, whose counts are then refused by name."""
+    if os.environ.get("ADELABEL_REAL_CORPUS"):
+        return Path(os.environ["ADELABEL_REAL_CORPUS"])
+    shared = ROOT.parent / "shared" / "corpora" / "ade-v2"
+    if (shared / "DRUG-AE.rel").is_file() or not os.environ.get("ADELABEL_CORPUS"):
+        return shared
+    return Path(os.environ["ADELABEL_CORPUS"])
 
 
 def pytest_collection_modifyitems(items):

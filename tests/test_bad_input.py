@@ -541,6 +541,11 @@ def test_the_python_api_says_what_is_wrong(tiny_model_dir):
     with pytest.raises(OptionError, match="threshold: expected a number between 0 and 1, got 5"):
         Tagger.load(tiny_model_dir, threshold=5)
     tagger = Tagger.load(tiny_model_dir, device="cpu")
+    import numpy as np
+
+    for many in (np.array(["a", "b"]), torch.tensor([1, 2])):  # no missing value, whatever == says of them
+        with pytest.raises(TypeError, match=f"takes a str, not an? {type(many).__name__}$"):
+            tagger(many)
     with pytest.raises(TypeError, match="takes a str, not a NoneType; a missing value \\(NaN, None\\)\\? drop or fill"):
         tagger(None)
     with pytest.raises(TypeError, match=r"not a list; for several texts use tagger\.pipe"):

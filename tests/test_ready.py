@@ -86,6 +86,10 @@ def test_the_readmes_first_steps_run(tmp_path):
         outputs.append(done.stdout)
         if " tag " in command:  # the model it chose is named: a short run of train would change it
             assert "tagging with " in done.stderr and "(the ready tagger); --model chooses another" in done.stderr
+            # but not before an error, which stays one line
+            missing = subprocess.run(command.replace("abstracts.txt", "missing.txt"), shell=True, capture_output=True,
+                                     text=True, cwd=tmp_path)
+            assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
     # `tag`: a record per line of the file, entities in them; the Python line: the drug and its effect.
     records = [json.loads(line) for line in outputs[0].splitlines()]
     assert len(records) == len((tmp_path / "abstracts.txt").read_text(encoding="utf-8").splitlines())

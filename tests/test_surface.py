@@ -140,15 +140,16 @@ def _tag_in_child(text: str) -> list:
 _FORKED = None
 
 
-def test_a_tagger_loaded_before_a_fork_tags_in_the_forked_workers(tiny_model_dir):
+def test_a_tagger_loaded_before_a_fork_tags_in_the_forked_workers():
     """multiprocessing's default start on Linux is fork: a child inherited torch's thread pool of a
     parent that had run a parallel region, and hung in its first forward pass for ever."""
     import multiprocessing
 
     from adelabel import Tagger
+    from adelabel.pretrained import READY
 
     global _FORKED
-    _FORKED = Tagger.load("adelabel/pretrained/ade-bilstm", device="cpu", threshold=0.0)
+    _FORKED = Tagger.load(READY, device="cpu", threshold=0.0)
     texts = ["Intravenous azithromycin-induced ototoxicity.", "Clozapine-induced agranulocytosis."] * 2
     torch.set_num_threads(2)
     expected = [_tag_in_child(t) for t in texts]  # the parent's pool runs, as a pipeline's would
@@ -157,10 +158,11 @@ def test_a_tagger_loaded_before_a_fork_tags_in_the_forked_workers(tiny_model_dir
     assert torch.get_num_threads() == 2  # the parent keeps its threads
 
 
-def test_a_stream_keeps_the_threshold_it_was_started_with(tiny_model_dir):
+def test_a_stream_keeps_the_threshold_it_was_started_with():
     from adelabel import Tagger
+    from adelabel.pretrained import READY
 
-    tagger = Tagger.load("adelabel/pretrained/ade-bilstm", device="cpu")
+    tagger = Tagger.load(READY, device="cpu")
     texts = ["Intravenous azithromycin-induced ototoxicity.", "Clozapine-induced agranulocytosis."] * 3
     tagger.threshold = 1.0  # nothing reported
     strict = tagger.analyze_pipe(texts, batch_size=2)

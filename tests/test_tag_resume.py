@@ -252,3 +252,22 @@ def test_a_full_disk_keeps_its_resume_hint_when_the_close_fails_again(capsys, mo
     assert code == 2 and err == f"adelabel: error: {out}: cannot write (No space left on device); the records " \
         f"tagged so far are kept beside {out}: the same command with --resume carries on\n", err
     assert not out.exists() and 0 < partial_path(out).stat().st_size <= 2000
+
+
+def test_a_resume_through_a_linked_output_carries_on_the_file_it_writes(capsys, monkeypatch, tmp_path, source,
+                                                                        tiny_model_dir):
+    """A link given as --output is written through: the partial file sits beside what it names, and the
+    resume cuts back that file, not a stale one beside the link."""
+    tag = ["tag", source, "--model", tiny_model_dir, "--batch-size", "8", "-q"]
+    assert run_cli(capsys, *tag, "--output", tmp_path / "whole.jsonl")[0] == 0
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(tmp_path / "real" / "target.jsonl")
+    partial_path(link).write_text("{}\n" * 20)  # stale, beside the link
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 13)
+        with pytest.raises(KeyboardInterrupt):
+            tagging_io.tag_stream(str(source), tiny_model_dir, "jsonl", link, 8, "cpu")
+    code, _, err = run_cli(capsys, *tag, "--output", link, "--resume")
+    assert code == 0, err
+    assert (tmp_path / "real" / "target.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
