@@ -710,3 +710,26 @@ def test_under_torchrun_only_train_runs_and_a_lost_peer_is_one_line(capsys, monk
         monkeypatch.setattr(cli, "_evaluate", failing)
         with pytest.raises(RuntimeError, match="shapes cannot|out of memory"):
             run_cli(capsys, "evaluate", "--model", tmp_path, "--data", tmp_path)
+
+
+def test_rank_0_s_own_step_stops_every_rank_with_its_error(monkeypatch):
+    """What rank 0 alone does (saving) forwards any error it meets, safetensors' full disk included, so
+    the other ranks stop too; each closes the group first (left open at exit, it could abort)."""
+    from adelabel import distributed
+
+    stopped, told = [], {}
+    monkeypatch.setattr(distributed, "stop", lambda w: stopped.append(w.rank))
+    monkeypatch.setattr(distributed, "agree", lambda value, w: told.setdefault("message", value))
+
+    def save():
+        raise RuntimeError("Error while serializing: I/O error: File too large")
+
+    with pytest.raises(RuntimeError, match="File too large"):  # rank 0: its own error, as it was raised
+        distributed.on_main(distributed.World(0, 2), save)
+    assert told["message"] == "RuntimeError: Error while serializing: I/O error: File too large"
+    with pytest.raises(distributed.Refused, match="File too large") as refused:  # rank 1: told by rank 0
+        distributed.on_main(distributed.World(1, 2), save)
+    assert refused.value.every_rank and stopped == [0, 1]
+    told.clear()
+    told["message"] = None  # nothing went wrong on rank 0: rank 1 goes on, the group open
+    assert distributed.on_main(distributed.World(1, 2), save) is None and stopped == [0, 1]
