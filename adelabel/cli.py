@@ -943,7 +943,7 @@ def _collective(err: BaseException) -> bool:
     """Whether ``err`` is a collective step's (a barrier, a gather, DDP's gradient averaging) learning
     that another rank has gone: raised inside torch.distributed, or in its backends' words. A rank's own
     failure that passed through DDP's forward (out of memory, a bug) is not one."""
-    if isinstance(err, torch_oom()):
+    if isinstance(err, _torch_oom()):
         return False
     tb, innermost = err.__traceback__, None
     while tb is not None:
@@ -952,7 +952,7 @@ def _collective(err: BaseException) -> bool:
     return "/torch/distributed/" in raised_in or any(words in str(err) for words in PEER_LOST)
 
 
-def torch_oom() -> type[BaseException] | tuple[()]:
+def _torch_oom() -> type[BaseException] | tuple[()]:
     torch = sys.modules.get("torch")
     return getattr(torch, "OutOfMemoryError", ()) if torch is not None else ()
 
