@@ -74,10 +74,15 @@ def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teac
         # Said, not refused: a whole config adelabel wrote (`adelabel config`, tune's best, from a taught
         # model) holds the distil it was taught with, and the default is no setting at all.
         if isinstance(train, dict) and "distil" in train and train["distil"] != Train.model_fields["distil"].default \
-                and os.environ.get("RANK", "0") in ("", "0"):
+                and _first_rank():
             print(f"warning: {config}: train.distil = {train['distil']} weighs the probabilities of a --teacher; "
                   f"{'this run has none' if takes_teacher else 'tune trains without one'}, so it changes nothing",
                   file=sys.stderr)
+
+
+def _first_rank() -> bool:
+    """Whether this process speaks for a torchrun run (RANK 0, or no RANK at all)."""
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 def _file_path(value: str) -> Path:
@@ -234,7 +239,7 @@ def train(
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     out = out or Path("models") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
-    if config is not None and not teacher and (taught := _taught_by(config)) and os.environ.get("RANK", "0") in ("", "0"):
+    if config is not None and not teacher and (taught := _taught_by(config)) and _first_rank():
         # A teacher is an input, as --data is, not a setting --config carries: said, not dropped unseen.
         print(f"warning: {config} was trained with --teacher {' '.join(taught)}; this run learns from the gold "
               "labels alone unless it is given --teacher too", file=sys.stderr)
@@ -899,7 +904,7 @@ def run(argv: list[str] | None = None) -> int:
             say(message if "\n" in message else f"adelabel: error: {message}", file=sys.stderr)
         return 2
     except AdelabelError as err:
-        if err.every_rank and several and os.environ.get("RANK", "0") not in ("", "0"):
+        if err.every_rank and several and not _first_rank():
             return 2  # rank 0 met it too, and says so
         say(f"adelabel: error: {_one_line(err.as_option() if isinstance(err, OptionError) else str(err))}",
             file=sys.stderr)
@@ -961,6 +966,8 @@ def _given_twice(words: list[str]) -> str | None:
     """``--config`` if the command in ``words`` is given it twice. Another option given twice takes its
     last value, as shells' wrappers rely on (a default in an alias, the user's after it); two config files
     read as if both applied, where click would silently use the last alone."""
+    if sum(w == "--config" or w.startswith("--config=") for w in words) < 2:
+        return None  # the common case, decided without building every command's options
     name = next((w for w in words if not w.startswith("-")), None)
     command = typer.main.get_command(app).commands.get(name) if name else None
     if command is None:

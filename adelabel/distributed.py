@@ -163,11 +163,6 @@ def gather(value: T, w: World) -> list[T]:
     return values
 
 
-def barrier(w: World) -> None:
-    if w.size > 1:
-        dist.barrier()
-
-
 def stop(w: World) -> None:
     if w.size > 1 and dist.is_initialized():
         dist.destroy_process_group()

@@ -1,6 +1,7 @@
 """``adelabel tag``: stream lines of text through a :class:`Tagger` and write JSONL or CoNLL."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -361,9 +362,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
                 # Back to the start of the chunk the kill cut into: the rest is tagged in the chunks an
                 # uninterrupted run made, and so comes out byte for byte as that run wrote it (a chunk
                 # is sorted and batched as a whole, and a batch's makeup moves scores in the last digits).
-                count = keep_records(out, Path(out.name), _chunk_start(
-                    read_texts(source, input_format, lambda _: None), count, batch_size, source, output))
-            skipped = _skip(records, count, source, output)
+                start, skipped, records = _skip_to_chunk(records, count, batch_size, source, output)
+                count = keep_records(out, Path(out.name), start)
         elif fmt == "brat":
             folder = stack.enter_context(atomic_dir(output, brat_folder))
             write = lambda analysis, _: write_brat(folder, count + 1, analysis)  # noqa: E731
@@ -407,32 +407,21 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     return count
 
 
-def _chunk_start(records: Iterator[tuple[str, dict]], count: int, batch_size: int, source: str,
-                 output: Path) -> int:
-    """The number of records before the chunk that record ``count`` (from 0) falls in, as ``tag`` makes
-    its chunks from the input's start."""
-    start = 0
+def _skip_to_chunk(records: Iterator[tuple[str, dict]], count: int, batch_size: int, source: str,
+                   output: Path) -> tuple[int, int, Iterator[tuple[str, dict]]]:
+    """Read past the whole chunks (as ``tag`` makes them from the input's start) before record ``count``
+    (from 0) of a resumed output: the number of records they hold, their characters (for the bar), and
+    the records from that chunk's start on."""
+    start = length = 0
     for chunk in chunked(records, batch_size, lambda record: len(record[0])):
         if start + len(chunk) > count:
-            return start
+            return start, length, itertools.chain(chunk, records)
         start += len(chunk)
+        length += sum(len(text) + 1 for text, _ in chunk)
     if start < count:
         raise InputError(source, f"has {start:,} lines, fewer than the {count:,} records the partial output "
                                  f"of {output} holds: it changed since")
-    return start
-
-
-def _skip(records: Iterator[tuple[str, dict]], count: int, source: str, output: Path) -> int:
-    """Read past the ``count`` records a resumed output holds already; their characters, for the bar."""
-    length = 0
-    for number in range(count):
-        try:
-            text, _ = next(records)
-        except StopIteration:
-            raise InputError(source, f"has {number:,} lines, fewer than the {count:,} records the partial output "
-                                     f"of {output} holds: it changed since") from None
-        length += len(text) + 1
-    return length
+    return start, length, records
 
 
 def provenance(tagger: Tagger | Classifier, model: str | Path | list[Path]) -> dict:

@@ -209,10 +209,10 @@ def _run_file(ckpt: Path) -> dict:
     return run if isinstance(run, dict) else {}
 
 
-def _versions_moved(ckpt: Path) -> str:
-    """What of the versions a run started under differs now (``torch 2.13.0 -> 2.14.0``), or ''. A run
-    file from before versions were recorded in it says nothing."""
-    started, now = _run_file(ckpt).get("versions"), versions()
+def _versions_moved(started) -> str:
+    """What of the versions a run started under (its run file's) differs now (``torch 2.13.0 -> 2.14.0``),
+    or ''. A run file from before versions were recorded in it says nothing."""
+    now = versions()
     if not isinstance(started, dict):
         return ""
     return ", ".join(f"{k} {started.get(k, 'unrecorded')} -> {now.get(k, 'none')}"
@@ -417,7 +417,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             best = (f"best dev F1 {run.best_f1:.4f} at epoch {run.best_epoch}" if run.best_epoch
                     else "no epoch scored yet")  # not "best dev F1 -1.0000 at epoch 0"
             say(f"resuming {config.arch} from {ckpt} after epoch {run.epoch} ({best})")
-            moved = _versions_moved(ckpt)
+            moved = _versions_moved(_run_file(ckpt).get("versions"))
             if moved:
                 # Not refused (an upgrade between a kill and its resume is the user's to make), but said,
                 # and recorded beside the model: its epochs before and after ran different code.
@@ -678,8 +678,9 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
                           "vectors": {k: v for k, v in manifest["vectors"].items() if k != "coverage"}},
                  "versions": versions(), "device": str(device), "processes": w.size,
                  **({"teacher": list(teacher)} if teacher else {})}
-        if _versions_moved(ckpt):
-            saved["versions_at_start"] = _run_file(ckpt).get("versions")
+        started = _run_file(ckpt).get("versions")
+        if _versions_moved(started):
+            saved["versions_at_start"] = started
         write_log(ckpt, run)
         model_dir.save(out_dir, model, saved, data.vocabs, metrics=metrics, log=ckpt / model_dir.LOG)
         atomic.remove_dir(ckpt)
@@ -694,7 +695,6 @@ def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir,
             warn(f"warning: the saved model scores F1 {metrics['dev']['f1']:.4f} on dev, no better than giving every "
                  "text one class (it has learnt nothing yet): more epochs, a higher train.patience, or another train.lr")
 
-    distributed.on_main(w, save)
-    distributed.barrier(w)
+    distributed.on_main(w, save)  # a collective step: every rank is past the save here
     distributed.stop(w)
     return metrics
