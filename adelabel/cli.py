@@ -199,7 +199,7 @@ def train(
 ) -> None:
     """Train a tagger (or, with --task classify, a sentence classifier) on prepared data; the best epoch
     (dev F1) is saved with its config and metrics."""
-    if quiet or os.environ.get("RANK", "0") != "0":
+    if quiet or not _first_rank():
         # Under torchrun, DDP's reducer warns from C++ that it found no unused parameter in a batch (the
         # relation head sits out only some). Torch reads this level when it is first imported, which
         # is below: --quiet silences that warning, and every rank but the first leaves it to rank 0.
@@ -320,7 +320,7 @@ def _stopped_training(out: Path) -> contextlib.AbstractContextManager[None]:
         from adelabel.train import RUN, checkpoint_dir
 
         ckpt = checkpoint_dir(out)
-        if not (ckpt / RUN).is_file() or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 says it
+        if not (ckpt / RUN).is_file() or not _first_rank():  # under torchrun, rank 0 says it
             return None
         return f"training stopped; its checkpoint is kept in {ckpt}: `adelabel train --resume {out}` carries on " \
                "from its last finished epoch"

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from adelabel import atomic
+from adelabel import atomic, model_dir
 from adelabel.config import DEFAULT_SEED, Config
 from adelabel.corpus import Sentence, sentence_class
 from adelabel.corpus.ade import AE_FILE, DOSE_FILE, NEG_FILE
@@ -205,10 +205,17 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         if result_path.is_file():
             results.append(read_json_object(result_path))
             if why := _fold_result_fault(results[-1], k, config.task):
-                raise InputError(result_path, f"corrupt fold result ({why}); delete it to run the fold again")
+                raise InputError(result_path, f"corrupt fold result ({why}); delete {fold.name}/ to run the fold "
+                                              "again")
             say(f"fold {k}/{folds}: done before (test F1 {results[-1]['test']['f1']:.4f})")
             if _number(results[-1].get("seconds")) and results[-1]["seconds"] > 0:
                 durations.append(results[-1]["seconds"])  # so a resumed run estimates its time left at once
+            continue
+        if (result := _saved_result(fold / "model", k, config.task)) is not None:
+            atomic.write_text(result_path, json.dumps(result, indent=2) + "\n")
+            results.append(result)
+            say(f"fold {k}/{folds}: trained before the run stopped (test F1 {result['test']['f1']:.4f}); its "
+                "result read from its model")
             continue
         started = time.perf_counter()
         left = f", about {duration(sum(durations) / len(durations) * (folds - k + 1))} left" if durations else ""
@@ -291,6 +298,22 @@ def _content_sha256(corpus: Path, format: str, patterns: Sequence[str] | None = 
         return digest.hexdigest()
     except OSError as err:
         raise InputError(err.filename or corpus, f"cannot read ({err.strerror or err})") from None
+
+
+def _saved_result(model: Path, fold: int, task: str) -> dict | None:
+    """The result of a fold stopped after its model was saved and before its result was written, read
+    from the model's own metrics (those ``train`` returned), or None where it has no whole model. The
+    model is this run's: a folder of other settings is refused or cleared above, and a model folder
+    appears whole or not at all."""
+    if checkpoint_dir(model).is_dir() or not model_dir.is_model_dir(model):
+        return None
+    model_dir.check_files(model)
+    metrics = read_json_object(model / model_dir.METRICS)
+    result = {"fold": fold, **{key: metrics.get(key) for key in ("best_epoch", "epochs_run", "test")}}
+    if why := _fold_result_fault(result, fold, task):
+        raise InputError(model / model_dir.METRICS, f"corrupt metrics ({why}); delete {model.parent.name}/ to run "
+                                                    "the fold again")
+    return result
 
 
 def _number(value) -> bool:

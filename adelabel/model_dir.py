@@ -95,7 +95,9 @@ def _read_json(path: Path) -> dict:
     return read_json_object(path)
 
 
-def _check_manifest(directory: Path) -> None:
+def check_files(directory: Path) -> None:
+    """Refuse a model folder whose files are not those its manifest lists (missing, changed, added to
+    its tokeniser's assets), naming the first."""
     manifest = _read_json(directory / MANIFEST)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
@@ -221,7 +223,7 @@ def saved_config(directory: str | Path) -> tuple[dict, Config]:
     # Formats 4 and 5 always have a manifest; one beside an older format is checked too, or editing the
     # format in config.json would pass files its checksums no longer match.
     if version == FORMAT_VERSION or version == 4 or (directory / MANIFEST).exists():
-        _check_manifest(directory)
+        check_files(directory)
     elif isinstance(config.get("model"), dict):
         config["model"].setdefault("relations", False)  # format 3 had no relation head
     try:

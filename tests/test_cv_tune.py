@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,26 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
         assert again["own"]["annotated_only"]["micro"]["f1"] == pytest.approx(
             recorded["annotated_only"]["micro"]["f1"], abs=1e-12)
 
-    # A killed run carries on: folds with a result are kept, the missing one is trained again.
+    # A run stopped after fold 3's model was saved and before its result was written: the result is read
+    # from the model, nothing is trained again.
+    before = json.loads((out / "fold-03" / "result.json").read_text())
     (out / "fold-03" / "result.json").unlink()
+    kept = (out / "fold-03" / "model" / "model.safetensors").stat().st_mtime_ns
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and err.count("done before") == 2, err
+    assert "fold 3/3: trained before the run stopped" in err and "test sentences" not in err, err
+    assert (out / "fold-03" / "model" / "model.safetensors").stat().st_mtime_ns == kept
+    assert json.loads((out / "fold-03" / "result.json").read_text()) == {k: v for k, v in before.items() if k != "seconds"}
+    # Such a model is checked first: its metrics changed since it was saved are named, not averaged.
+    (out / "fold-03" / "result.json").unlink()
+    metrics = (out / "fold-03" / "model" / "metrics.json").read_text()
+    (out / "fold-03" / "model" / "metrics.json").write_text(metrics.replace('"f1": 0', '"f1": 1', 1))
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        "fold-03/model/metrics.json: checksum mismatch (changed or damaged since it was saved)"), err
+    # A killed run carries on: folds with a result are kept, the one without a result or a model is
+    # trained again.
+    shutil.rmtree(out / "fold-03" / "model")
     kept = (out / "fold-01" / "model" / "model.safetensors").stat().st_mtime_ns
     code, _, err = run_cli(capsys, *args)
     assert code == 0 and err.count("done before") == 2 and "fold 3/3: " in err
@@ -120,7 +139,7 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
         code, _, err = run_cli(capsys, *args)
         last = err.strip().splitlines()[-1]
         assert code == 2 and f"fold-01/result.json: corrupt fold result ({why}" in last, err
-        assert last.endswith("; delete it to run the fold again")
+        assert last.endswith("; delete fold-01/ to run the fold again")
     # A folder where the result is written: named before any training, not a traceback after it.
     (out / "fold-01" / "result.json").unlink()
     (out / "fold-01" / "result.json").mkdir()
