@@ -28,7 +28,7 @@ import torch
 
 from adelabel.data import Example, bucketed, candidate_pairs, collate, encode, token_spans
 from adelabel.models.base import SequenceLabeler, gate_passes
-from adelabel.text import outside_entities, split_sentences, tokenize, windows
+from adelabel.text import bullets_for_marks, outside_entities, split_sentences, tokenize, windows
 from adelabel.vocab import Vocabs
 
 MAX_TOKENS = 256
@@ -398,7 +398,7 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
     buckets, and map entities, relations and sentence probabilities back to each text's offsets."""
     sentences = [split_sentences(t) for t in texts]
     parts = [[(k, p) for k, (s, e) in enumerate(sents) for p in pieces(t, s, e)] for t, sents in zip(texts, sentences)]
-    examples = [encode(t[a:b], vocabs) for t, ps in zip(texts, parts) for _, (a, b) in ps]
+    examples = [encode(bullets_for_marks(t[a:b]), vocabs) for t, ps in zip(texts, parts) for _, (a, b) in ps]
     predictions = iter(predict(model, examples, batch_size, device, threshold))
     examples_iter = iter(examples)
     effects = effect_types(tuple(model.tags))

@@ -30,9 +30,11 @@ import regex
 _TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}\p{M}][^\W_\p{Cf}\p{DI}]*(?:[[\p{Cf}\p{DI}]--\u200b]+[^\W_\p{Cf}\p{DI}]+)*"
                        r"|[^\w\s\p{Cf}\p{Cc}\p{DI}]|_", regex.V1)
 
-# A sentence ends at . ! or ? (with the closing quotes and brackets after it, which belong to it) when
-# whitespace and then an upper-case letter (of any script), a lower-case Greek letter ("α-interferon",
-# "β-blockers" begin sentences as their names), a digit, an opening bracket or quote follows. A rule rather than
+# A sentence ends at . ! ? or an ellipsis (with the closing quotes and brackets after it, which belong
+# to it) when whitespace and then an upper-case letter (of any script), a lower-case Greek letter
+# ("α-interferon", "β-blockers" begin sentences as their names), a name that is lower-case only at its
+# start ("rHuEPO", "mAb", "tPA", "pH", "d-Penicillamine", "alpha-interferon"), a digit, an opening
+# bracket or quote follows. A rule rather than
 # nltk's Punkt because Punkt needs a trained model (a download) to know biomedical abbreviations, and
 # its untrained default splits after "i.v." and "e.g."; the rule also keeps a sentence intact when the
 # following word is lower-case ("approx. 5 mg", "vs. placebo"). Single letters with dots ("i.v.",
@@ -40,46 +42,74 @@ _TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}\p{M}][^\W_\p{Cf}\p{DI}]*(?:[[\p{Cf}\p
 # two sentences run together still can.
 # (The lookahead turns away ASCII lower case, nearly every continuation, at the speed of `re`;
 # _starts_sentence judges what it lets through.)
-_SENTENCE_END = re.compile(r"""(?<=[.!?])(?P<close>["')\]”’»]*)\s+(?=[^\sa-z])""")
+_LOWER_START = r"[a-z]+[A-Z]|(?:alpha|beta|gamma|delta|kappa|[dl])-[A-Za-z]"
+_SENTENCE_END = re.compile(rf"""(?<=[.!?…．。])(?P<close>["')\]”’»]*)\s+(?=[^\sa-z]|{_LOWER_START})""")
 _OPENERS = frozenset("0123456789([\"'“‘«")
+_LOWER_STARTS = re.compile(_LOWER_START)
 
 
-def _starts_sentence(c: str) -> bool:
-    return c in _OPENERS or c.isupper() or c.istitle() or "α" <= c <= "ω"
+def _starts_sentence(text: str, i: int) -> bool:
+    c = text[i]
+    return (c in _OPENERS or c.isupper() or c.istitle() or "α" <= c <= "ω"
+            or (c.islower() and _LOWER_STARTS.match(text, i) is not None))
 
 
 # Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis. The
-# clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12", "Grindelia spp.") may end a sentence now and then,
-# where two run together; splitting one at them parted a drug from its effect far more often.
-_ABBREVIATIONS = re.compile(r"(?:\b(?i:vs|prof|figs?|et al|approx|cf|resp|incl|refs?|max|min|wks?|mos?|yrs?|pts?"
-                            r"|nos?|vol|pp|vit|wt|ht|tabs?|inj|spp)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
+# clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12", "Grindelia spp.", "Cap.
+# Amoxicillin", "serum conc. 45 mg/L") may end a sentence now and then, where two run together;
+# splitting one at them parted a drug from its effect far more often. Written in capitals they are
+# words ("inhaled NO.", "with CF."), and a time after a number or a slash is a unit ("for 3 min.",
+# "3 mug/kg/min."): those end sentences.
+_ABBREVIATIONS = re.compile(r"(?:\b(?![A-Z]{2,}\.)(?i:vs|prof|et al|approx|cf|resp|incl|refs?|max|pts?|nos?|vol|pp"
+                            r"|vit|wt|ht|tabs?|caps?|inj|syp|susp|oint|conc|avg|suppl|spp)\."
+                            r"|\b(?<!\d )(?<![\d/])(?![A-Z]{2,}\.)(?i:min|wks?|mos?|yrs?)\."
+                            r"|\b(?i:figs?)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
                             r"|(?<![\w.])(?:[^\W\d_]\.){2,})$")
 _LONGEST_ABBREVIATION = 12  # characters before a break that can hold one ("U.S.A.", "approx.") and its boundary
 # A sentence so far that is only a list item's number ("1.", "12.") is no sentence of its own.
 _ITEM_NUMBER = re.compile(r"\s*\(?\d{1,3}\.")
 # Inside brackets opened this close to a break, the break is no sentence end: "(max. ALT 900 U/L)",
-# "(see Table 2. Grade 3)". Farther back, an opener never closed (a typo, a smiley) stops holding.
+# "(see Table 2. Grade 3)". An opener with no closer within that reach (a typo, a smiley, a bracket
+# the text never closes) holds nothing.
 _BRACKET_REACH = 250
 _BRACKET = re.compile(r"[()\[\]]")
+_CLOSER = re.compile(r"[)\]]")
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 """Where a line-based reader (Python's str.splitlines, Ray's read_text, brat's) ends a line."""
 _BREAKS = re.escape(LINE_BREAKS)
 # One line break: CRLF is one, not two (a lone \r only where no \n follows, so that a blank line is
 # never a CRLF taken for two breaks).
 _LINE_BREAK = rf"(?:\r\n|\r(?!\n)|[{re.escape(LINE_BREAKS.replace(chr(13), ''))}])"
-# Where a text always breaks, whatever comes before: a blank line, a line break before a list item
-# (a bullet, or a number or letter with a stop or bracket, then a space), and the characters that
-# end a paragraph or page however many there are (U+2029, which word processors write between
-# paragraphs; a form feed, which PDF extraction writes between pages; the separators U+001C-U+001E).
-# A single line break is white space, as in text hard-wrapped to a width, whose sentences cross line ends.
+# Where a text breaks: always at a blank line and at the characters that end a paragraph or page
+# however many there are (U+2029, which word processors write between paragraphs; a form feed, which
+# PDF extraction writes between pages; the separators U+001C-U+001E); and at a line break before a list
+# item (a bullet, or a number or letter with a stop or bracket, then a space), except in a list whose
+# lead-in ends with a colon ("Adverse reactions to lamotrigine:"), where the items stay with it until
+# one ends a sentence (:func:`_list_breaks`). A single line break is white space, as in text
+# hard-wrapped to a width, whose sentences cross line ends.
 _ANY_LINE_BREAK = re.compile(rf"[{_BREAKS}]")
 _PARAGRAPH_END = "\x0c\x1c\x1d\x1e\u2029"
-BULLETS = "•▪◦‣∙·⁃"
-"""Characters that open a list item (beside "-", "*" and "–", which are also a word's hyphen or a dash)."""
+BULLETS = "•▪◦‣∙·⁃●■□►▶➢➤✓✔"
+"""Characters that open a list item (beside "-", "*", "–" and "—", which are also a word's hyphen or a dash)."""
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
-                            rf"|{_LINE_BREAK}(?=[ \t]*(?:[-*{BULLETS}–]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
+                            rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*(?:[-*{BULLETS}–—]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
                             rf"|[{_PARAGRAPH_END}]")
+_ENDS_SENTENCE = re.compile(r"""[.!?…．。]["')\]”’»]*\s*$""")
 _SOFT_BREAKS = frozenset(";,:")
+
+
+_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[-*–—](?=\s)")
+
+
+def bullets_for_marks(text: str) -> str:
+    """``text`` with each list item's dash or star (first on its line, before white space) written as a
+    bullet, one character for one so that every offset holds. A bullet is in no entity
+    (:func:`outside_entities`): the items under a lead-in that ends with a colon are one sentence with
+    it, and an effect listed there ends at its own line ("- toxic epidermal necrolysis\n- hepatitis"
+    is two effects, not one across the dash)."""
+    if "-" not in text and "*" not in text and "–" not in text and "—" not in text:
+        return text
+    return _ITEM_MARK.sub(lambda m: m.group(1) + "•", text)
 
 
 def tokenize(text: str) -> list[tuple[int, int]]:
@@ -127,7 +157,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     text = _as_visible(text)
     spans: list[tuple[int, int]] = []
     block = 0
-    hard_breaks = list(_HARD_BREAK.finditer(text)) if _ANY_LINE_BREAK.search(text) else []
+    hard_breaks = _list_breaks(text, _HARD_BREAK.finditer(text)) if _ANY_LINE_BREAK.search(text) else []
     for hard in [*hard_breaks, None]:
         end = hard.start() if hard else len(text)
         _split_block(text, block, end, spans)
@@ -140,6 +170,25 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             lead = len(piece) - len(piece.lstrip())
             out.append((s + lead, s + lead + len(stripped)))
     return out
+
+
+def _list_breaks(text: str, breaks) -> list:
+    """The hard breaks that break: a list item's is skipped while the line before it ends with a colon,
+    or is an item of such a list that ends no sentence, so that "Adverse reactions to lamotrigine:" and
+    the effects listed under it are one sentence, whose drug and effects can be related."""
+    kept, after, listing = [], 0, False
+    for hard in breaks:
+        line = text[after:hard.start()]
+        if hard.group("item") is not None:
+            lead = line.rstrip().endswith(":")
+            if lead or (listing and not _ENDS_SENTENCE.search(line)):
+                listing = True
+                after = hard.end()
+                continue
+        listing = False
+        kept.append(hard)
+        after = hard.end()
+    return kept
 
 
 def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
@@ -155,10 +204,11 @@ def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) 
         scanned = m.end("close")
         # Only the few characters before the break can hold an abbreviation: searching from the
         # text's start made splitting quadratic in a line's length.
-        if (not _starts_sentence(text[m.end()])
+        if (not _starts_sentence(text, m.end())
                 or _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start())
                 or _ITEM_NUMBER.fullmatch(text, start, m.start())
-                or (opened and m.start() - opened[-1] <= _BRACKET_REACH)):
+                or (opened and m.start() - opened[-1] <= _BRACKET_REACH
+                    and _CLOSER.search(text, m.end(), min(end, opened[-1] + _BRACKET_REACH)))):
             continue
         spans.append((start, m.end("close")))
         start, opened = m.end(), []

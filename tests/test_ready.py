@@ -172,6 +172,24 @@ def test_no_entity_holds_an_emoji_or_another_symbol_alone():
     assert ("Fever", "AE") in [(e.text, e.label) for e in tagger("\u2022 Fever after vancomycin.")]
 
 
+def test_effects_listed_under_a_lead_in_are_related_to_its_drug_one_by_one():
+    """A safety narrative's list: "Adverse reactions to lamotrigine:" and a dashed item per effect. Each
+    item on a sentence of its own lost its drug; kept with the lead-in, the model ran one effect across
+    the dash into the next item's."""
+    from adelabel import Tagger
+    from adelabel.pretrained import READY
+
+    tagger = Tagger.load(str(READY), device="cpu")
+    for mark in "-*–—•":
+        text = f"Adverse reactions to lamotrigine:\n{mark} toxic epidermal necrolysis\n{mark} hepatitis"
+        analysis = tagger.analyze(text)
+        names = [(e.text, e.label) for e in analysis.entities]
+        assert names == [("lamotrigine", "DRUG"), ("toxic epidermal necrolysis", "AE"), ("hepatitis", "AE")], mark
+        assert [(names[r.drug][0], names[r.effect][0]) for r in analysis.relations] == [
+            ("lamotrigine", "toxic epidermal necrolysis"), ("lamotrigine", "hepatitis")], mark
+        assert all(text[e.start:e.end] == e.text for e in analysis.entities)
+
+
 def test_a_symbol_forced_out_of_an_entity_leaves_valid_tags():
     """The entity a model ran on past a symbol begins again after it (strict IOB2 would drop it)."""
     from adelabel.inference import _symbols_outside

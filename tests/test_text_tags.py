@@ -155,6 +155,54 @@ def test_sentences_of_clinical_text_lists_and_paragraphs():
     assert [text[s:e] for s, e in split_sentences(text)][1:] == ["Next one.", "And another."]
 
 
+def test_sentences_of_narratives_abbreviations_units_names_and_lists():
+    """Found by a review of safety-narrative text: a drug form or a measure's shorthand ("Cap.",
+    "conc.") cut a drug from its effect; a time after a number ("3 min."), a word in capitals ("inhaled
+    NO.") or a name lower-case at its start ("rHuEPO") ran two sentences together, as did an ellipsis
+    and a bracket the text never closes; effects listed under a lead-in ending with a colon each lost
+    their drug. The corpus's own sentences: 24 more of them found whole."""
+    cases = {"Patient developed urticaria after Cap. Amoxicillin 500 mg.":
+                 ["Patient developed urticaria after Cap. Amoxicillin 500 mg."],
+             "Severe hepatotoxicity occurred with a serum conc. 45 mg/L of valproate.":
+                 ["Severe hepatotoxicity occurred with a serum conc. 45 mg/L of valproate."],
+             "Treated for 3 min. The infusion caused hypotension. Body wt. 70 kg.":
+                 ["Treated for 3 min.", "The infusion caused hypotension.", "Body wt. 70 kg."],
+             "Dobutamine 3 mug/kg/min. The myoclonus began. Warfarin 22.5 mg/wk. Bleeding.":
+                 ["Dobutamine 3 mug/kg/min.", "The myoclonus began.", "Warfarin 22.5 mg/wk.", "Bleeding."],
+             "Hypotension (min. 70 mmHg) and 5 mos. later (see Fig. 2) rash.":
+                 ["Hypotension (min. 70 mmHg) and 5 mos. later (see Fig. 2) rash."],
+             "He was treated with inhaled NO. Methemoglobinemia developed after dapsone.":
+                 ["He was treated with inhaled NO.", "Methemoglobinemia developed after dapsone."],
+             "Cisplatin was given. rHuEPO caused hypertension. alpha-Interferon too. d-Penicillamine also. pH fell.":
+                 ["Cisplatin was given.", "rHuEPO caused hypertension.", "alpha-Interferon too.", "d-Penicillamine also.",
+                  "pH fell."],
+             "The dose was 5 mg. then raised, e.g. mAb.": ["The dose was 5 mg. then raised, e.g. mAb."],
+             "Rash followed\u2026 Amoxicillin was stopped.": ["Rash followed\u2026", "Amoxicillin was stopped."],
+             "Hepatitis occurred (ALT 900 U/L. Amiodarone was withdrawn.":
+                 ["Hepatitis occurred (ALT 900 U/L.", "Amiodarone was withdrawn."],
+             "Reactions\n\u25cf rash\n\u25a0 angioedema\n\u2014 fever":
+                 ["Reactions", "\u25cf rash", "\u25a0 angioedema", "\u2014 fever"],
+             # Under a lead-in with a colon the items stay with it until one ends a sentence.
+             "Adverse reactions to lamotrigine:\n- toxic epidermal necrolysis\n- hepatitis\n\nNext":
+                 ["Adverse reactions to lamotrigine:\n- toxic epidermal necrolysis\n- hepatitis", "Next"],
+             "Findings:\n- Rash after amoxicillin.\n- Fever after isoniazid.\n1) Nausea":
+                 ["Findings:\n- Rash after amoxicillin.", "- Fever after isoniazid.", "1) Nausea"]}
+    for text, expected in cases.items():
+        spans = split_sentences(text)
+        assert [text[s:e] for s, e in spans] == expected, text
+        assert all(any(s <= a and b <= e for s, e in spans) for a, b in tokenize(text)), text
+
+
+def test_a_list_items_dash_reads_as_a_bullet_one_character_for_one():
+    from adelabel.text import bullets_for_marks, outside_entities
+
+    text = "Reactions:\n- rash\n  * fever\r\n\u2013 x\nanti-TNF - not\n-- y\n-z"
+    marked = bullets_for_marks(text)
+    assert marked == "Reactions:\n\u2022 rash\n  \u2022 fever\r\n\u2022 x\nanti-TNF - not\n-- y\n-z"
+    assert len(marked) == len(text) and outside_entities("\u2022")
+    assert bullets_for_marks("- rash") == "\u2022 rash" and bullets_for_marks("no marks") == "no marks"
+
+
 @pytest.mark.parametrize("text, tagged, expected", [
     ("He took 0.25 mg/day of lithium.", ["25", "mg", "/", "day"], "0.25 mg/day"),
     ("He took 1,000 mg of lithium.", ["000", "mg"], "1,000 mg"),
