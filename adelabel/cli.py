@@ -597,6 +597,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         return
     tagger = Tagger.load(model, device=device, threshold=threshold, precision=precision, backend=backend)
     made_by = _evaluated(tagger, model, data, split)
+    _trained_elsewhere(model, data, split)
     model = " + ".join(map(str, model))
     if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
@@ -625,13 +626,14 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         ("without entities", "sentences without entities", "those without entities", "no sentence without entities"))
     print(f"{model} on {data}/{split}: {len(sentences):,} sentences ({len(sentences) - negatives:,} with "
           f"annotations, {negatives:,} {neg})")
+    _dev_note(split)
     print("\nall sentences, as `adelabel tag` outputs them:")
     print(format_table(result))
     if negatives:  # with none (data prepared without negatives), the rates below have nothing to count
         print(f"entities predicted per 1,000 {neg_sentences}: {result['entities_per_1000_negative']:.1f}")
     if "gate" in result:
         gate = result["gate"]
-        pair = ", and a pair to relate" if pairs_decide(tagger.model) else ""
+        pair = ", and a pair to relate" if pairs_decide(tagger.model) and gate["threshold"] > 0 else ""
         print(f"sentences reported (gate threshold {gate['threshold']:.4g}{pair}): "
               f"{_shown(gate['annotated_sentences_passed'], '.1%')} of those with annotations"
               + (f", {gate['negative_sentences_passed']:.1%} of {neg_ones}" if negatives else
@@ -700,7 +702,9 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
         probs = classify(classifier.model, examples, batch, classifier.device)
         result = classifier_metrics(classifier.model, examples, batch, classifier.device, threshold, probs)
     result["evaluated"] = _evaluated(classifier, [model], data, split)
+    _trained_elsewhere([model], data, split)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")
+    _dev_note(split)
     print(format_classification(result))
     if json_out is not None:
         _write_scores(json_out, result)
@@ -711,6 +715,35 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
                                  classifier.model, threshold)
         kept = [i for i, p in enumerate(probs) if p is not None]
         write_classifier_report(report, result, mistakes, [examples[i].label for i in kept], [probs[i] for i in kept])
+
+
+def _trained_elsewhere(models: list[Path], data: Path, split: str) -> None:
+    """Warn where a model was trained on data split otherwise than ``data`` (another seed, other
+    documents): its dev or test split may then hold sentences the model trained on, and score high for it."""
+    from adelabel.corpus.files import read_json_object
+    from adelabel.prepare import read_manifest
+
+    if split == "train":
+        return
+    manifest = read_manifest(data)
+
+    def split_by(recorded: dict) -> tuple:
+        splits = recorded.get("splits") if isinstance(recorded.get("splits"), dict) else {}
+        return recorded.get("seed"), sorted((name, s.get("documents"), s.get("sentences"))
+                                            for name, s in splits.items() if isinstance(s, dict))
+
+    for m in models:
+        trained = read_json_object(Path(m) / "config.json").get("data")
+        if isinstance(trained, dict) and split_by(trained) != split_by(manifest):
+            print(f"warning: {m} was trained on data split otherwise than {data} (seed {trained.get('seed')} "
+                  f"against {manifest.get('seed')}, or other documents): its {split} split may hold sentences the "
+                  "model trained on, which score high", file=sys.stderr)
+
+
+def _dev_note(split: str) -> None:
+    if split == "dev":
+        print("(dev chose the model's epoch, thresholds and calibration: its scores flatter the model; the test "
+              "split's do not)")
 
 
 def _evaluated(tagger, model: list[Path], data: Path, split: str) -> dict:

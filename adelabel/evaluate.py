@@ -380,8 +380,10 @@ def errors(model: SequenceLabeler, sentences, examples: Sequence[Example], predi
             continue
         show = lambda spans: [{"start": a, "end": b, "label": lab, "text": sentence.text[a:b]}  # noqa: E731
                               for a, b, lab in sorted(spans)]
-        pairs = lambda rels: [{"drug": sentence.text[a:b], "effect": sentence.text[c:d], "type": f"DRUG-{k}"}  # noqa: E731
-                              for a, b, c, d, k in sorted(rels)]
+        # With their offsets: a drug or an effect named twice in a sentence is two mentions, whose pairs
+        # would read alike by their texts alone (one found and one missed looked like a contradiction).
+        pairs = lambda rels: [{"drug": sentence.text[a:b], "drug_start": a, "drug_end": b, "effect": sentence.text[c:d],  # noqa: E731
+                               "effect_start": c, "effect_end": d, "type": f"DRUG-{k}"} for a, b, c, d, k in sorted(rels)]
         out.append({"doc_id": sentence.doc_id, "text": sentence.text, "reports_ade": not sentence.negative,
                     "ade": round(pred.sentence, 4), "reported": bool(opened),
                     "false_positives": show(found - gold), "false_negatives": show(gold - found),

@@ -260,6 +260,33 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
         in out.stderr and (report / "metrics.json").is_file()
 
 
+def test_evaluate_says_what_its_scores_mean(sample_model, sample_data, tmp_path):
+    """Found by a review of evaluate's outputs: relation errors named by their texts alone could not tell
+    two mentions apart; a model scored on a split of data prepared with another seed (its own training
+    documents among them) scored high without a word; dev's scores were printed as test's; with the gate
+    open, the threshold line still said a pair was needed."""
+    from adelabel.prepare import prepare
+
+    report = tmp_path / "open"
+    out = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data), "--threshold", "0",
+                  "--report", str(report), "--split", "dev")
+    assert out.returncode == 0, out.stderr
+    assert "(gate threshold 0)" in out.stdout and "a pair to relate" not in out.stdout
+    assert "dev chose the model's epoch, thresholds and calibration" in out.stdout and "warning" not in out.stderr
+    mistakes = [json.loads(line) for line in (report / "errors.jsonl").read_text().splitlines()]
+    assert any(m["relations_false_positives"] or m["relations_false_negatives"] for m in mistakes)
+    for m in mistakes:
+        for p in m["relations_false_positives"] + m["relations_false_negatives"]:
+            assert m["text"][p["drug_start"]:p["drug_end"]] == p["drug"]
+            assert m["text"][p["effect_start"]:p["effect_end"]] == p["effect"]
+    other = tmp_path / "seed7"
+    prepare(SAMPLE, other, seed=7, w2v_epochs=1, log=lambda _: None)
+    out = run_cli("evaluate", "--model", str(sample_model), "--data", str(other))
+    assert out.returncode == 0, out.stderr
+    assert f"warning: {sample_model} was trained on data split otherwise than {other} (seed 13 against 7" in out.stderr
+    assert "dev chose" not in out.stdout and "(gate threshold 0." in out.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["tag", "nofile.txt", "--model", "{model}"], "nofile.txt: file not found"),
     (["tag", "{bad}", "--model", "{model}"], "bad.txt:2: not UTF-8"),
