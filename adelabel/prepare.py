@@ -108,6 +108,7 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
     if not sentences:
         first = f"; the first line skipped: {report.problems[0]}" if report.problems else ""
         raise AdelabelError(f"{corpus}: no sentences read{first}")
+    _refuse_overlong(corpus, sentences, numbers)
     if format == "labelled" and len({s.label for s in sentences}) < 2:  # nothing a classifier could learn
         raise AdelabelError(f"{corpus}: every text has the label {sentences[0].label!r}; a classifier needs at "
                             "least two classes")
@@ -116,6 +117,27 @@ def read_corpus(corpus: str | Path, format: str = "ade", labels: Sequence[str] =
     if warn is not None and report.problems:
         warn(f"{corpus}: {len(report.problems):,} malformed line(s) skipped (first: {report.problems[0]})")
     return sentences, numbers, report.summary()
+
+
+LONGEST_SENTENCE = 1_000
+"""Tokens a sentence to tag may hold in a corpus (the ADE corpus's longest holds 131): training and
+scoring pad a batch to its longest sentence, so one line of a million words (a file without sentence
+breaks) took every batch it joined past any memory. ``tag`` reads such lines in windows; a corpus must
+break them into sentences."""
+
+
+def _refuse_overlong(corpus: str | Path, sentences: Sequence[Sentence], numbers: dict[int, int]) -> None:
+    from adelabel.inference import MAX_TEXT_TOKENS
+    from adelabel.text import tokenize
+
+    for s in sentences:
+        limit, what = (MAX_TEXT_TOKENS, "text") if s.label else (LONGEST_SENTENCE, "sentence")
+        if len(s.text) > limit and (n := len(tokenize(s.text))) > limit:  # no more tokens than characters
+            document = "" if id(s) in numbers else f"document {s.doc_id}: "
+            raise InputError(corpus, f"{document}a {what} of {n:,} tokens (it begins {s.text[:40]!r}), more than "
+                                     f"the {limit:,} a model trains on at once; "
+                                     + ("break it into sentences" if what == "sentence" else "cut it into shorter texts"),
+                             line=numbers.get(id(s)))
 
 
 def own_types(corpus: str | Path, format: str, sentences: list[Sentence], labels: Sequence[str],

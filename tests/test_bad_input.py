@@ -107,6 +107,13 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     manifest = json.loads((unlisted / "manifest.json").read_text())
     del manifest["files"]["train.jsonl"]
     (unlisted / "manifest.json").write_text(json.dumps(manifest))
+    long = t / "long-ade"  # a line of a corpus without sentence breaks
+    long.mkdir()
+    for name in ("DRUG-AE.rel", "DRUG-DOSE.rel", "ADE-NEG.txt"):
+        shutil.copy(Path(SAMPLE) / name, long / name)
+    with (long / "ADE-NEG.txt").open("a", encoding="utf-8") as fh:
+        fh.write("90000099 NEG " + "word " * 1200 + "\n")
+    (t / "long.tsv").write_text("ADE\tRash after naproxen.\nNEG\tNo event.\nNEG\t" + "word " * 20_001 + "\n")
     return {"t": t, "m": tiny_model_dir, "d": sample_data, "s": SAMPLE}
 
 
@@ -297,6 +304,10 @@ CASES = [
     ("tag {t}/in.txt --model {m} --format brat", "--format brat writes a folder of .txt/.ann files, not standard output: name the folder with --output"),
     ("tag {t}/in.txt --model {m} --format brat --output {t}/afile", "--output {t}/afile: is a file, not a folder"),
     ("tag {t}/in.txt --model {m} --format brat --output {t}", "--output {t}: a folder adelabel did not write"),
+    # A sentence that would take every batch it joined past any memory, in training and scoring.
+    ("prepare --corpus {t}/long-ade --out {t}/o", "{t}/long-ade: document 90000099: a sentence of 1,200 tokens (it "
+                                                  "begins 'word word"),
+    ("prepare --corpus {t}/long.tsv --out {t}/o", "{t}/long.tsv:3: a text of 20,001 tokens"),
     ("tag {t}/in.txt --model {m} --threshold 1.5", "--threshold: expected a number between 0 and 1"),
     ("tag {t}/in.txt --model {m} --threshold abc", "'--threshold'"),
     ("tag {t}/in.txt --model {t}/corrupt-model", "{t}/corrupt-model/model.safetensors: checksum mismatch"),
