@@ -181,12 +181,16 @@ def prepare(corpus: str | Path, out: str | Path, seed: int = DEFAULT_SEED, label
         encoder = Encoder(encoder_vectors)
     if format == "labelled":
         labels, include_negative = (), False
-    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps, warn)
+    skipped: list[str] = []  # the reader's one line on malformed lines, said once the corpus proves usable
+    sentences, numbers, report = read_corpus(corpus, format, labels, include_negative, strict, log, overlaps,
+                                             None if warn is None else skipped.append)
     sentences, labels = own_types(corpus, format, sentences, labels, include_negative)
     try:
         splits = split_by_document(sentences, seed)
     except AdelabelError as err:  # too few documents: said of the corpus that has them
         raise InputError(corpus, str(err)) from None
+    for line in skipped:
+        warn(line)
     if format == "labelled":
         drop_unseen_classes(splits, numbers, corpus, strict, log)
     # As typed, "corpora/sample" meant nothing from another folder and made two same data folders differ.

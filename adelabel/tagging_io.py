@@ -311,7 +311,8 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     lines written. An ``output`` file is written under a temporary name and renamed when complete, so
     it never holds a partial result. ``workers`` > 1 tags in that many processes, in input order.
     ``resume``: carry on the JSONL ``output`` a killed run left partial (adelabel/partial.py). ``note``:
-    a line for stderr once the options and files are checked (which model the command chose)."""
+    a line for stderr once the options, the model and the input's first chunk are read (which model the
+    command chose), so that a bad one stays a one-line error."""
     check_input_options(input_format, workers)
     from_file = source != "-" and not is_stream(Path(source))
     resumable = fmt == "jsonl" and output is not None and from_file and not is_stream(output)
@@ -327,8 +328,6 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
         check_file(source, streams=True)  # a named pipe, or a shell's <(...): read once, as stdin
     kind = model_kind(models)
     check_backend(backend)  # the value first: a misspelt one is not "onnx" to a classifier
-    if note:
-        print(note, file=sys.stderr, flush=True)
     if kind == "classify":
         if backend != "torch":
             raise OptionError("--backend onnx: runs the recurrent taggers; this is a sentence classifier")
@@ -346,7 +345,11 @@ def tag_stream(source: str, model: str | Path | list[Path], fmt: str, output: Pa
     fields: deque[list[dict]] = deque()  # each chunk's input fields, until its results are written
 
     def texts() -> Iterator[list[str]]:
+        said = not note
         for chunk in chunked(records, batch_size, lambda record: len(record[0])):
+            if not said:
+                print(note, file=sys.stderr, flush=True)
+                said = True
             fields.append([f for _, f in chunk])
             yield [t for t, _ in chunk]
 

@@ -30,6 +30,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "nolabel.tsv").write_text("A\tfine\n\tno label\n", encoding="utf-8")
     (t / "notext.tsv").write_text("A\t \n", encoding="utf-8")
     (t / "twodocs.tsv").write_text("A\tone\nB\ttwo\n", encoding="utf-8")
+    (t / "twodocs-skipped.tsv").write_text("A\tone\nB\ttwo\nno tab\n", encoding="utf-8")
     (t / "broken.toml").write_text("[train\nlr = 1\n")
     (t / "huge.toml").write_text("[model]\nlayers = " + "1" * 5000 + "\n")  # past Python's 4,300 digits
     (t / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
@@ -128,6 +129,8 @@ CASES = [
     ("prepare --corpus {t}/in.txt --format labelled --strict --out {t}/o", "{t}/in.txt:1: missing tab (expected 2 tab-separated columns)"),
     ("prepare --corpus {t}/nolabel.tsv --strict --out {t}/o", "{t}/nolabel.tsv:2: empty label"),
     ("prepare --corpus {t}/twodocs.tsv --out {t}/o -q", "{t}/twodocs.tsv: holds 2 document(s); splitting into train/dev/test needs at least 3"),
+    # The line on what the reader skipped, said under -q, is said only of a corpus that can be split.
+    ("prepare --corpus {t}/twodocs-skipped.tsv --out {t}/o -q", "{t}/twodocs-skipped.tsv: holds 2 document(s)"),
     ("prepare --corpus {t}/notext.tsv --strict --out {t}/o", "{t}/notext.tsv:1: empty text"),
     ("prepare --corpus {t}/bad.txt --out {t}/o", "{t}/bad.txt:2: not UTF-8 text"),
     ("prepare --corpus {t}/empty.txt --out {t}/o", "{t}/empty.txt: file is empty"),

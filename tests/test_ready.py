@@ -90,6 +90,13 @@ def test_the_readmes_first_steps_run(tmp_path):
             missing = subprocess.run(command.replace("abstracts.txt", "missing.txt"), shell=True, capture_output=True,
                                      text=True, cwd=tmp_path)
             assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
+            # nor before an error the input's first lines hold (an empty file, another encoding)
+            (tmp_path / "empty.txt").write_bytes(b"")
+            (tmp_path / "utf16.txt").write_text("Rash after naproxen.\n", encoding="utf-16")
+            for bad in ("empty.txt", "utf16.txt"):
+                refused = subprocess.run(command.replace("abstracts.txt", bad), shell=True, capture_output=True,
+                                         text=True, cwd=tmp_path)
+                assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     # `tag`: a record per line of the file, entities in them; the Python line: the drug and its effect.
     records = [json.loads(line) for line in outputs[0].splitlines()]
     assert len(records) == len((tmp_path / "abstracts.txt").read_text(encoding="utf-8").splitlines())
