@@ -57,6 +57,18 @@ def _log(quiet: bool):
     return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
+def _set_under_option(set_: list[str] | None, options: dict[str, tuple[str, object]]) -> list[str]:
+    """A warning for each --set key that an option standing for it also gives, with another value: the
+    option wins (wrappers pass both), and the --set value would otherwise go unsaid."""
+    notes = []
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        option = options.get(key.strip())
+        if option is not None and option[1] is not None and str(option[1]) != value.strip() and _first_rank():
+            notes.append(f"warning: {option[0]} {option[1]} is used, not --set {key.strip()}={value.strip()}")
+    return notes
+
+
 def _check_distil(set_: list[str] | None, teacher: list[Path] | None, takes_teacher: bool = True,
                   config: Path | None = None) -> None:
     """``train.distil`` weighs a teacher's probabilities: without ``--teacher`` it would be recorded and
@@ -231,6 +243,8 @@ def train(
         return
     data, device = data or Path("data"), device or "auto"
     _check_distil(set_, teacher, config=config)
+    notes = _set_under_option(set_, {"seed": ("--seed", seed), "train.max_epochs": ("--epochs", epochs),
+                                     "train.precision": ("--precision", precision)})
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
@@ -252,7 +266,7 @@ def train(
     check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     with _stopped_training(out):
-        run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or ())
+        run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or (), notes=notes)
 
 
 def _taught_by(config: Path) -> list[str]:
@@ -362,6 +376,8 @@ def cv(
     overrides = list(set_ or []) + ([f"seed={seed}"] if seed is not None else []) \
         + ([f"train.max_epochs={epochs}"] if epochs else [])
     _check_distil(set_, teacher, config=config)
+    notes = _set_under_option(set_, {"seed": ("--seed", seed), "train.max_epochs": ("--epochs", epochs),
+                                     "train.precision": ("--precision", precision)})
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
@@ -393,7 +409,7 @@ def cv(
         summary = cross_validate(cfg, corpus, out, folds=folds, seed=cfg.seed, format=format, labels=labels,
                                  include_negative=negatives, dim=dim, w2v_epochs=w2v_epochs, strict=strict,
                                  device=device, log=_log(quiet), overlaps=overlaps, teacher=teacher or (),
-                                 encoder_vectors=encoder_vectors)
+                                 encoder_vectors=encoder_vectors, notes=notes)
     print(format_summary(summary))
 
 
@@ -460,6 +476,8 @@ def tune(
     from adelabel.tune import checked_space, is_tune_report, tune as run_tune
 
     _check_distil(set_, None, takes_teacher=False, config=config)
+    notes = _set_under_option(set_, {"train.max_epochs": ("--epochs", epochs),
+                                     "train.precision": ("--precision", precision)})
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
@@ -495,9 +513,15 @@ def tune(
 
         check_precision(cfg.train.precision, pick_device(device), "--precision")
     pick_device(device)
-    # A key fixed with --set (or --epochs) is searched no more.
+    # A key fixed with --set (or --epochs) is searched no more: one also given a range is a contradiction.
     fixed = [item.partition("=")[0].strip() for item in overrides]
+    for item in space or []:
+        if (key := item.partition("=")[0].strip()) in fixed:
+            given = "--epochs" if key == "train.max_epochs" and epochs else f"--set {key}"
+            raise OptionError(f"--space {key}: {given} fixes it; search it or fix it, not both")
     checked_space(cfg, data, trials, storage, sampler, pruner, list(space or []), device, fixed)
+    for note in notes:  # once the data and the space passed: an error stays one line
+        print(note, file=sys.stderr)
     if default_folder:
         Path("tune").mkdir(exist_ok=True)  # only once every option passed
     with _stopped(f"search stopped; the study keeps its finished trials in {storage}: the same command "

@@ -121,10 +121,12 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                    format: str = "ade", labels: Sequence[str] = ("DRUG", "AE"), include_negative: bool = True,
                    dim: int = W2V_DIM, w2v_epochs: int = W2V_EPOCHS, strict: bool = False, device: str = "auto",
                    log: Callable[[str], None] | None = print, overlaps: str = "outer",
-                   teacher: Sequence[str | Path] = (), encoder_vectors: str | None = None) -> dict:
+                   teacher: Sequence[str | Path] = (), encoder_vectors: str | None = None,
+                   notes: Sequence[str] = ()) -> dict:
     """Run (or carry on) a cross-validation of ``config`` on ``corpus``; returns what cv.json holds.
     ``teacher``: finished cross-validations of the same folds; each fold's model learns from theirs
-    (``train --teacher``). ``encoder_vectors``: as ``prepare``'s, each fold's from its training split."""
+    (``train --teacher``). ``encoder_vectors``: as ``prepare``'s, each fold's from its training split.
+    ``notes``: the command's warnings, said on stderr once the folds can be made."""
     say = log or (lambda _: None)
     out = Path(out)
     if format == "labelled":
@@ -189,7 +191,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             atomic.remove_dir(fold)
     for line in read:  # what the reader skipped or repaired, as prepare says it, once the folds can be made
         say(line)
-    for line in skipped:
+    for line in [*skipped, *notes]:
         _stderr(line)
     counts = Counter(map(sentence_class, sentences))
     classifier = {"classes": sorted(counts), "positive": positive_class(counts, format)}

@@ -355,7 +355,7 @@ def _heads_the_data_can_train(config: Config, train: Sequence, out_dir, resume: 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str = "auto",
           log: Callable[[str], None] | None = print, resume: bool = False,
           on_epoch: Callable[[int, float], None] | None = None, teacher: Sequence[str | Path] = (),
-          score_test: bool = True, warn: Callable[[str], None] | None = None) -> dict:
+          score_test: bool = True, warn: Callable[[str], None] | None = None, notes: Sequence[str] = ()) -> dict:
     """Train ``config.arch`` for ``config.task`` on a prepared data folder; save the best model (by dev
     F1: entity micro-F1 for a tagger, the positive class's or the macro F1 for a classifier) to
     ``out_dir`` and return its metrics. ``resume`` carries on the run whose checkpoint is beside
@@ -367,7 +367,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     process trains on its share of the batches (adelabel/distributed.py). ``score_test=False`` (a tune
     trial, chosen on dev) leaves the test split unread, and says nothing of a saved model that learnt
     nothing (the trial's score says it). ``warn``: where warnings go (default: ``log``, else stderr,
-    for they are worth a line where progress is silenced); cv names the fold in them."""
+    for they are worth a line where progress is silenced); cv names the fold in them. ``notes``: the
+    command's own warnings, said there once the data and settings are read."""
     w = distributed.world()
     say = (log or (lambda _: None)) if w.main else (lambda _: None)
     # Warnings are worth a line even where progress is silenced (--quiet, cv's and tune's runs).
@@ -383,6 +384,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         # The gate would learn to pass every sentence, a classifier would never meet its NEG class.
         raise AdelabelError(f"train.negative_fraction: 0 never shows the training split's {held:,} sentences "
                             "without entities; prepare the data with --no-negatives to leave them out")
+    for note in notes:  # the command's warnings, once the data and settings passed: an error stays one line
+        warn(note)
     if not resume and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
         # Said once the data is read, while there is time to stop: tag and evaluate use models/bilstm.
         say(f"{out_dir} holds a model; this run replaces it when it finishes (--out chooses another folder)")

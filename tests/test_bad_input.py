@@ -1040,6 +1040,19 @@ def test_an_exclusive_folder_write_sweeps_only_what_killed_writers_left(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.checkpoint", "n.checkpoint"]
 
 
+def test_an_option_and_a_set_of_its_key_say_which_value_is_used(capsys, sample_data, tmp_path):
+    """`--epochs 1 --set train.max_epochs=2` trained one epoch without a word of the other value. The
+    option wins (wrappers pass both) and says so, once the data passed: an error stays one line."""
+    args = ["train", "--out", tmp_path / "m", "--epochs", "1", "--set", "train.max_epochs=2", "--seed", "5",
+            "--set", "seed=5", "--set", "model.hidden_size=8", "-q"]
+    code, _, err = run_cli(capsys, *args, "--data", tmp_path / "none")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no prepared data here" in err, err
+    code, _, err = run_cli(capsys, *args, "--data", sample_data)
+    assert code == 0 and "warning: --epochs 1 is used, not --set train.max_epochs=2" in err, err
+    assert "--seed" not in err  # the same value twice: nothing to say
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["epochs_run"] == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--out", ""], "--out: an empty value"),
     (["train", "--out="], "--out: an empty value"),

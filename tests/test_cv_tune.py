@@ -297,6 +297,11 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
     (["--space", "seed=1..5"], "--space seed: not searched (a study searches model.* and train.* keys; fix it with --set seed=N)"),
     (["--set", "train.precision=fp16"], "train.precision fp16: runs on a GPU only"),
     (["--space", "train.precision=fp32,fp16"], "--space train.precision fp16: runs on a GPU only"),
+    # A range for a key --set or --epochs fixes was dropped without a word.
+    (["--space", "model.hidden_size=8..12", "--set", "model.hidden_size=9"],
+     "--space model.hidden_size: --set model.hidden_size fixes it; search it or fix it, not both"),
+    (["--space", "train.max_epochs=1..3", "--epochs", "2"],
+     "--space train.max_epochs: --epochs fixes it; search it or fix it, not both"),
 ])
 def test_tune_refuses_a_space_or_settings_no_trial_could_train_before_writing_a_study(args, message, sample_data,
                                                                                       tmp_path, capsys):
