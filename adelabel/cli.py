@@ -937,7 +937,8 @@ def run(argv: list[str] | None = None) -> int:
     for i, word in enumerate(map(str, words)):
         if word == "" or (word.startswith("--") and word.endswith("=")):
             before = str(words[i - 1]) if i else ""
-            option = word[:-1] if word else before if before.startswith("-") and before not in _flags() else None
+            option = word[:-1] if word else before if before.startswith("-") and before not in _flags(command) \
+                else _argument(command)
             say(f"adelabel: error: {option or 'an argument'}: an empty value (an unset shell variable?)",
                 file=sys.stderr)
             return 2
@@ -1046,11 +1047,23 @@ def _given_twice(words: list[str]) -> str | None:
     return None
 
 
-def _flags() -> set[str]:
-    """The options that take no value (--quiet, --ray, ...), of every command."""
-    command = typer.main.get_command(app)
-    return {name for sub in command.commands.values() for p in sub.params if getattr(p, "is_flag", False)
-            for name in (*p.opts, *p.secondary_opts)}
+def _params(command: str | None) -> list:
+    """The options and arguments of ``command`` (of every command where it is none of them)."""
+    commands = typer.main.get_command(app).commands
+    chosen = [commands[command]] if command in commands else commands.values()
+    return [p for sub in chosen for p in sub.params]
+
+
+def _flags(command: str | None) -> set[str]:
+    """The options that take no value (--quiet, --ray, ...) of ``command``: `tag --resume` is a flag,
+    `train --resume DIR` takes a folder."""
+    return {name for p in _params(command) if getattr(p, "is_flag", False) for name in (*p.opts, *p.secondary_opts)}
+
+
+def _argument(command: str | None) -> str | None:
+    """The name of ``command``'s one argument (tag's FILE), where it has one."""
+    names = [p.metavar or p.name.upper() for p in _params(command) if getattr(p, "param_type_name", "") == "argument"]
+    return names[0] if len(names) == 1 and command is not None else None
 
 
 def _one_line(message: str) -> str:

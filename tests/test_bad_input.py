@@ -1058,7 +1058,8 @@ def test_an_option_and_a_set_of_its_key_say_which_value_is_used(capsys, sample_d
     (["train", "--out="], "--out: an empty value"),
     (["evaluate", "--model", ""], "--model: an empty value"),
     (["config", "--arch", ""], "--arch: an empty value"),
-    (["tag", "-q", ""], "an argument: an empty value"),  # -q takes none: the empty word is the FILE
+    (["tag", "-q", ""], "FILE: an empty value"),  # -q takes none: the empty word is the FILE
+    (["train", "--resume", ""], "--resume: an empty value"),  # a flag of tag's, not of train's
 ])
 def test_an_empty_value_is_refused_not_read_as_the_working_folder(args, message, capsys, tmp_path, monkeypatch):
     """`--out "$OUT"` with $OUT unset trained into the working folder, replacing the model folder it was."""
