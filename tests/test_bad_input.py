@@ -376,6 +376,19 @@ def test_an_output_is_kept_apart_from_what_is_read_and_written_through_links_and
     assert not Path("-").exists() and not Path("-.meta.json").exists()
 
 
+def test_an_output_link_that_leads_back_to_itself_is_refused_not_replaced(tmp_path, capsys, place):
+    (tmp_path / "la").symlink_to(tmp_path / "lb")
+    (tmp_path / "lb").symlink_to(tmp_path / "la")
+    for args in (["tag", place["t"] / "in.txt", "--model", place["m"], "--output", tmp_path / "la"],
+                 ["evaluate", "--model", place["m"], "--data", place["d"], "--json", tmp_path / "la"],
+                 ["train", "--data", place["d"], "--out", tmp_path / "la"]):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and err.strip().splitlines() == [
+            f"adelabel: error: {args[-2]} {tmp_path / 'la'}: a symbolic link that leads back to itself; remove it or "
+            "give another path"], err
+        assert (tmp_path / "la").is_symlink() and os.readlink(tmp_path / "la") == str(tmp_path / "lb")
+
+
 def test_a_full_disk_is_named_as_the_output(tmp_path, monkeypatch):
     import errno
 
