@@ -399,8 +399,10 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         # from the weights it would have had without one.
         with torch.random.fork_rng(devices=[dev_] if dev_.type == "cuda" else []):
             _teach(config, data, data_dir, teacher, dev_, say, quiet=log is None or not w.main)
-    model = task.build(config, vocab_size=len(data.vocabs.words), char_vocab_size=len(data.vocabs.chars),
-                       embedding_dim=data.matrix.shape[1], vectors=data.matrix).to(dev_)
+    sizes = {"vocab_size": len(data.vocabs.words), "char_vocab_size": len(data.vocabs.chars),
+             "embedding_dim": data.matrix.shape[1]}
+    _check_fits(task, config, sizes, dev_)
+    model = task.build(config, **sizes, vectors=data.matrix).to(dev_)
     frozen = 0
     if getattr(config.model, "freeze_embeddings", False):
         frozen = _freeze_vector_rows(model, data.from_vectors.to(dev_))
@@ -659,6 +661,40 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
         # torch's message for bytes that are no checkpoint runs to many lines of advice that does not apply.
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         raise InputError(ckpt / STATE, f"corrupt checkpoint ({type(err).__name__}: {first})") from None
+
+
+TRAINING_COPIES = 4
+"""Copies of the weights training holds: the weights, their gradients and Adam's two moments."""
+
+
+def _check_fits(task, config: Config, sizes: dict, device: torch.device) -> None:
+    """Refuse settings whose weights alone would not fit in the memory free to train them: each size
+    is within its bounds, but together (model.hidden_size=8192 with model.layers=32: 34 billion
+    parameters) they had the system kill the run without a word."""
+    if config.arch == "transformer":  # its size is its encoder's, already loaded once by then
+        return
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # sizes only: no memory, no random draw
+        count = sum(p.numel() for p in task.build(config, **sizes, vectors=None).parameters())
+    need = count * 4 * TRAINING_COPIES
+    free = _free_memory(device)
+    if free is not None and need > free:
+        raise AdelabelError(f"model settings: {count:,} parameters, about {need / 2**30:.1f} GiB to train (weights, "
+                            f"gradients and Adam's two moments), more than the {free / 2**30:.1f} GiB free on "
+                            f"{device}; give smaller model sizes (model.hidden_size, model.layers, ...)")
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Bytes free to allocate on ``device`` (None where it cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def finish(config: Config, data: Setup, model, run: RunState, data_dir, out_dir, ckpt: Path,

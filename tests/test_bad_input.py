@@ -1053,6 +1053,27 @@ def test_an_exclusive_folder_write_sweeps_only_what_killed_writers_left(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.checkpoint", "n.checkpoint"]
 
 
+def test_model_sizes_within_bounds_that_together_cannot_fit_are_refused_before_any_allocation(capsys, sample_data,
+                                                                                            tmp_path, monkeypatch):
+    """Each size within its bounds, together 50 billion parameters: the system killed the run, silent."""
+    import adelabel.train
+
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--set",
+                           "model.hidden_size=8192", "--set", "model.layers=32", "-q")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(r"model settings: [\d,]+ parameters, about [\d.]+ GiB to train .* more than the [\d.]+ GiB free on "
+                     r"cpu; give smaller model sizes", err), err
+    assert not (tmp_path / "m").exists()
+    # Told by what is free: a small model where little is free is refused too, and trains where it fits.
+    monkeypatch.setattr(adelabel.train, "_free_memory", lambda device: 1000)
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--epochs", "1", "-q")
+    assert code == 2 and "more than the 0.0 GiB free" in err, err
+    monkeypatch.setattr(adelabel.train, "_free_memory", lambda device: None)
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--epochs", "1",
+                           "--set", "model.hidden_size=8", "-q")
+    assert code == 0, err
+
+
 def test_an_option_and_a_set_of_its_key_say_which_value_is_used(capsys, sample_data, tmp_path):
     """`--epochs 1 --set train.max_epochs=2` trained one epoch without a word of the other value. The
     option wins (wrappers pass both) and says so, once the data passed: an error stays one line."""
