@@ -295,7 +295,7 @@ def _encoder_precision(arch: str | None, config: Path | None, overrides: list[st
         more.append(f"train.precision={precision}")
     if encoder is not None:
         if not encoder.is_dir():
-            raise OptionError(f"--encoder {encoder}: folder not found")
+            raise OptionError(f"--encoder {encoder}: " + ("is a file, not a folder" if encoder.exists() else "folder not found"))
         planned = resolve(arch, config, overrides + more, task).arch
         if planned != "transformer":
             raise OptionError(f"--encoder: names the pretrained encoder of --arch transformer, not of {planned}")

@@ -18,6 +18,7 @@ every tensor's shape against config and vocabulary, and every weight finite.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -89,9 +90,16 @@ WORD_TABLE = "words.embedding.weight"
 """The word vectors' table in a model's weights (a recurrent model's; a transformer reads word pieces)."""
 
 
+def _missing(path: Path) -> str:
+    """Why a model folder's file cannot be read: gone, or something else in its place."""
+    if os.path.lexists(path):
+        return "is a folder, not a file" if path.is_dir() else "not a readable file (a pipe, a device or a broken link)"
+    return "missing from the model folder"
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise InputError(path, "missing from the model folder")
+        raise InputError(path, _missing(path))
     return read_json_object(path)
 
 
@@ -110,7 +118,7 @@ def check_files(directory: Path) -> None:
         if Path(name).is_absolute() or ".." in Path(name).parts:  # a checksum of a file outside proves nothing
             raise InputError(directory / MANIFEST, f"lists {name!r}, which is not a file of the model folder")
         if not path.is_file():
-            raise InputError(path, "missing from the model folder (listed in manifest.json)")
+            raise InputError(path, _missing(path) + " (listed in manifest.json)")
         if sha256(path) != digest:
             raise InputError(path, "checksum mismatch (changed or damaged since it was saved)")
     # The tokeniser reads whatever files its folder holds (an added_tokens.json changes how text is cut):
@@ -272,7 +280,7 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[tor
 
     weights = directory / WEIGHTS
     if not weights.is_file():
-        raise InputError(weights, "missing from the model folder")
+        raise InputError(weights, _missing(weights))
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:

@@ -63,6 +63,7 @@ def read_split(data_dir: str | Path, split: str) -> list[Sentence]:
     from adelabel.corpus.files import read_lines
 
     path = Path(data_dir) / f"{split}.jsonl"
+    _a_folder(data_dir)
     if not path.is_file():
         raise InputError(path, "prepared split not found; run `adelabel prepare` first")
     manifest = read_manifest(data_dir)
@@ -339,9 +340,15 @@ def _write_vectors(out: Path, tokens: dict, vectors, pretrained, dim: int, seed:
     return cov, source, kv, len(extra)
 
 
+def _a_folder(data_dir: str | Path) -> None:
+    if Path(data_dir).is_file():  # not "data.txt/manifest.json: no prepared data here"
+        raise InputError(data_dir, "is a file, not a prepared data folder")
+
+
 def read_manifest(data_dir: str | Path) -> dict:
 
     path = Path(data_dir) / MANIFEST
+    _a_folder(data_dir)
     if not path.is_file():
         raise InputError(path, "no prepared data here; run `adelabel prepare` first")
     try:

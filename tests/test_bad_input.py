@@ -911,10 +911,31 @@ def test_a_pipe_or_device_in_a_model_folder_is_named_not_waited_on(capsys, tiny_
     shutil.copytree(tiny_model_dir, zero)
     (zero / "config.json").unlink()
     (zero / "config.json").symlink_to("/dev/zero")
-    for folder, message in ((pipe, "manifest.json: missing from the model folder"),
-                            (zero, "config.json: missing from the model folder")):
+    folder_in_place = tmp_path / "folder"
+    shutil.copytree(tiny_model_dir, folder_in_place)
+    (folder_in_place / "model.safetensors").unlink()
+    (folder_in_place / "model.safetensors").mkdir()
+    reason = "not a readable file (a pipe, a device or a broken link)"
+    for folder, message in ((pipe, f"manifest.json: {reason}"), (zero, f"config.json: {reason}"),
+                            (folder_in_place, "model.safetensors: is a folder, not a file (listed in manifest.json)")):
         code, _, err = run_cli(capsys, "tag", SAMPLE / "example.txt", "--model", folder)
         assert code == 2 and err.strip() == f"adelabel: error: {folder}/{message}", err
+
+
+def test_a_file_given_for_a_folder_and_a_looping_input_are_named_as_such(capsys, tiny_model_dir, sample_data, tmp_path):
+    (tmp_path / "ok.txt").write_text("Rash after naproxen.\n")
+    (tmp_path / "la").symlink_to(tmp_path / "lb")
+    (tmp_path / "lb").symlink_to(tmp_path / "la")
+    for args, message in ((["evaluate", "--model", tiny_model_dir, "--data", tmp_path / "ok.txt"],
+                           f"{tmp_path}/ok.txt: is a file, not a prepared data folder"),
+                          (["train", "--data", tmp_path / "ok.txt", "--out", tmp_path / "m"],
+                           f"{tmp_path}/ok.txt: is a file, not a prepared data folder"),
+                          (["train", "--arch", "transformer", "--encoder", tmp_path / "ok.txt", "--out", tmp_path / "m"],
+                           f"--encoder {tmp_path}/ok.txt: is a file, not a folder"),
+                          (["tag", tmp_path / "la", "--model", tiny_model_dir],
+                           f"{tmp_path}/la: a symbolic link that leads back to itself")):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and err.strip() == f"adelabel: error: {message}", err
 
 
 def test_a_ray_cluster_lifts_the_cap_on_workers_only_for_ray(place, capsys, monkeypatch):
