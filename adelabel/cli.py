@@ -622,6 +622,8 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
     tagger = Tagger.load(model, device=device, threshold=threshold, precision=precision, backend=backend)
     made_by = _evaluated(tagger, model, data, split)
     _trained_elsewhere(model, data, split)
+    if twice := _given_twice_as_model(model):
+        print(twice, file=sys.stderr)
     model = " + ".join(map(str, model))
     if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
@@ -741,6 +743,18 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
         write_classifier_report(report, result, mistakes, [examples[i].label for i in kept], [probs[i] for i in kept])
 
 
+def _given_twice_as_model(models: list[Path]) -> str | None:
+    """A warning where one model folder is an ensemble's member twice (a repeated --model by mistake):
+    averaged with itself it is not quite the model alone."""
+    seen = set()
+    for m in models:
+        if (key := os.path.realpath(m)) in seen:
+            return (f"warning: --model {m} given twice: an ensemble of a model with itself is not the model alone "
+                    "(its decisions and scores differ a little: README, Ensembles)")
+        seen.add(key)
+    return None
+
+
 def _trained_elsewhere(models: list[Path], data: Path, split: str) -> None:
     """Warn where a model was trained on data split otherwise than ``data`` (another seed, other
     documents): its dev or test split may then hold sentences the model trained on, and score high for it."""
@@ -848,6 +862,8 @@ def tag(
             note = (f"tagging with {model[0]}" + (" (yours: models/bilstm is the default when there is one)"
                                                    if model[0] != READY else " (the ready tagger)")
                     + "; --model chooses another")
+    if twice := _given_twice_as_model(model):
+        note = twice if note is None else f"{note}\n{twice}"
     if output is not None and output.endswith("/") and format != "brat":
         raise OptionError(f"--output {output}: names a folder (it ends in /); --format {format} writes a file")
     output = None if output in (None, "-") else Path(output)  # "-": standard output, as for the input

@@ -378,7 +378,12 @@ def errors(model: SequenceLabeler, sentences, examples: Sequence[Example], predi
         rel_gold = {(*chars(a, b), *chars(c, d), kind) for a, b, c, d, kind in _relations(example, tags)}
         if found == gold and rel_found == rel_gold:
             continue
-        show = lambda spans: [{"start": a, "end": b, "label": lab, "text": sentence.text[a:b]}  # noqa: E731
+        # A false positive carries the score tag gives it, so that errors can be ranked by how sure the
+        # model was; a false negative has none (nothing predicted it).
+        scores = {(*chars(a, b), label): score for (a, b, label), score in zip(pred.spans, pred.span_scores)}
+        show = lambda spans: [{"start": a, "end": b, "label": lab, "text": sentence.text[a:b],  # noqa: E731
+                               **({"score": round(scores[a, b, lab], 4)} if (a, b, lab) in scores and
+                                  (a, b, lab) not in gold else {})}
                               for a, b, lab in sorted(spans)]
         # With their offsets: a drug or an effect named twice in a sentence is two mentions, whose pairs
         # would read alike by their texts alone (one found and one missed looked like a contradiction).

@@ -275,7 +275,9 @@ def test_evaluate_says_what_its_scores_mean(sample_model, sample_data, tmp_path)
     assert "dev chose the model's epoch, thresholds and calibration" in out.stdout and "warning" not in out.stderr
     mistakes = [json.loads(line) for line in (report / "errors.jsonl").read_text().splitlines()]
     assert any(m["relations_false_positives"] or m["relations_false_negatives"] for m in mistakes)
-    for m in mistakes:
+    assert any(m["false_positives"] for m in mistakes)
+    for m in mistakes:  # a false positive with its score, to rank them by; a false negative has none
+        assert all(0 <= e["score"] <= 1 for e in m["false_positives"]) and not any("score" in e for e in m["false_negatives"])
         for p in m["relations_false_positives"] + m["relations_false_negatives"]:
             assert m["text"][p["drug_start"]:p["drug_end"]] == p["drug"]
             assert m["text"][p["effect_start"]:p["effect_end"]] == p["effect"]
@@ -315,6 +317,16 @@ def test_an_ensemble_scores_at_its_smallest_members_batch_in_any_order(tiny_mode
     assert Tagger.load(tiny_model_dir, device="cpu").config["train"]["eval_batch_size"] == 256
     for members in ([tiny_model_dir, small], [small, tiny_model_dir]):
         assert Tagger.load(members, device="cpu").config["train"]["eval_batch_size"] == 7
+
+
+def test_one_model_given_twice_as_an_ensemble_is_warned_of(sample_model, sample_data, tmp_path):
+    (tmp_path / "in.txt").write_text("Rash after naproxen.\n")
+    for args in (["tag", str(tmp_path / "in.txt"), "-q"], ["evaluate", "--data", str(sample_data), "-q"]):
+        out = run_cli(*args, "--model", str(sample_model), "--model", str(sample_model / ".." / sample_model.name))
+        assert out.returncode == 0 and out.stderr.startswith(f"warning: --model {sample_model}/../{sample_model.name} "
+                                                             "given twice"), out.stderr
+        out = run_cli(*args, "--model", str(sample_model))
+        assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
 
 
 def test_an_ensemble_of_taggers_is_used_like_one(sample_model, sample_data, tmp_path):
