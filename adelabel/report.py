@@ -52,7 +52,9 @@ def _pyplot():
 
 
 def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Path, bins: int = 10,
-                        what: str = "reporting an ADE") -> None:
+                        what: str = "reporting an ADE", counted: str = "sentences") -> None:
+    """Observed frequency against predicted probability, in equal bins; ``counted``: what the number
+    beside each point counts (the sentences, entities or pairs in its bin, and where they come from)."""
     plt = _pyplot()
 
     centres, rates, counts = zip(*calibration_bins(labels, probs, bins))
@@ -63,7 +65,7 @@ def reliability_diagram(labels: Sequence[bool], probs: Sequence[float], path: Pa
         ax.annotate(f"{n}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xlabel(f"predicted probability of {what} (bin mean)")
     ax.set_ylabel(f"observed frequency of {what}")
-    ax.set_title("Reliability of the probability")
+    ax.set_title(f"Reliability of the probability of {what}\n(numbers: {counted})", fontsize=10)
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -94,6 +96,8 @@ def training_curves(records: Sequence[dict], path: Path) -> None:
 
 DIAGRAMS = {"reliability.png": "reporting an ADE", "entity_reliability.png": "an entity being exactly right",
             "relation_reliability.png": "a pair being related"}
+COUNTED = {"reliability.png": "sentences per bin", "entity_reliability.png": "entities per bin, annotated sentences",
+           "relation_reliability.png": "pairs per bin, annotated sentences"}
 
 
 def type_bars(result: dict, path: Path) -> None:
@@ -138,7 +142,7 @@ def write_report(folder: Path, result: dict, mistakes: list[dict],
         for name, (probs, outcomes) in diagrams.items():
             if probs:
                 what = DIAGRAMS[name] if ade or name != "reliability.png" else "holding an entity"
-                reliability_diagram(outcomes, probs, tmp / name, what=what)
+                reliability_diagram(outcomes, probs, tmp / name, what=what, counted=COUNTED[name])
 
 
 def confusion_plot(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: Path,
@@ -220,4 +224,4 @@ def write_classifier_report(folder: Path, result: dict, mistakes: list[dict], go
             pos = result["classes"].index(result["positive"])
             is_positive, scores = [g == pos for g in gold], [p[pos] for p in probs]
             curve_plots(is_positive, scores, result["positive"], result, tmp)
-            reliability_diagram(is_positive, scores, tmp / "reliability.png", what=result["positive"])
+            reliability_diagram(is_positive, scores, tmp / "reliability.png", what=result["positive"], counted="texts per bin")
