@@ -621,9 +621,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         return
     tagger = Tagger.load(model, device=device, threshold=threshold, precision=precision, backend=backend)
     made_by = _evaluated(tagger, model, data, split)
-    _trained_elsewhere(model, data, split)
-    if twice := _given_twice_as_model(model):
-        print(twice, file=sys.stderr)
+    members = model
     model = " + ".join(map(str, model))
     if threshold is not None:
         tagger.model.gate_threshold.fill_(threshold)
@@ -635,6 +633,10 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
     if sorted(data_labels) != sorted(model_labels):
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
+    # Warnings once every check passed: an error stays one line.
+    _trained_elsewhere(members, data, split)
+    if twice := _given_twice_as_model(members):
+        print(twice, file=sys.stderr)
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
     from adelabel.progress import Progress
 
@@ -722,13 +724,13 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     if unknown:
         raise OptionError(f"--data {data}: its {split} split has classes {unknown} that {model} does not know "
                           f"(it knows {classifier.classes})")
+    _trained_elsewhere([model], data, split)  # once every check passed: an error stays one line
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
     with autocast(classifier.device, precision):
         batch = classifier.config["train"]["eval_batch_size"]
         probs = classify(classifier.model, examples, batch, classifier.device)
         result = classifier_metrics(classifier.model, examples, batch, classifier.device, threshold, probs)
     result["evaluated"] = _evaluated(classifier, [model], data, split)
-    _trained_elsewhere([model], data, split)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")
     _dev_note(split)
     print(format_classification(result))
