@@ -144,7 +144,7 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     """Refuse, before any work, an output folder that cannot be written (a file, a missing parent) or
     that holds something adelabel did not write there: a folder is replaced whole, so anything else in
     it would be lost."""
-    _refuse_loop(path, option)
+    refuse_loop(path, option)
     if path.exists() and not path.is_dir():
         raise AdelabelError(f"{option} {path}: is a file, not a folder")
     parent = path.absolute().parent
@@ -165,7 +165,7 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
                             "give a new or empty folder")
 
 
-def _refuse_loop(path: Path, option: str) -> None:
+def refuse_loop(path: Path, option: str) -> None:
     """A link that leads back to itself names no place to write: the write replaced the link."""
     if os.path.islink(path):
         try:
@@ -179,7 +179,7 @@ def _refuse_loop(path: Path, option: str) -> None:
 def check_output_file(path: Path, option: str) -> None:
     """Refuse, before any work, an output file whose folder is missing, which names a folder, or which
     lies inside one of adelabel's folders."""
-    _refuse_loop(path, option)
+    refuse_loop(path, option)
     if path.is_dir():
         raise AdelabelError(f"{option} {path}: is a folder, not a file")
     parent = path.absolute().parent

@@ -393,6 +393,9 @@ def cv(
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
     _check_encoder_vectors(encoder_vectors)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
+    from adelabel.atomic import refuse_loop
+
+    refuse_loop(out, "--out")
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out}: is a file, not a folder")
     if out.absolute().parent.exists() and not out.absolute().parent.is_dir():
@@ -517,7 +520,8 @@ def tune(
     fixed = [item.partition("=")[0].strip() for item in overrides]
     for item in space or []:
         if (key := item.partition("=")[0].strip()) in fixed:
-            given = "--epochs" if key == "train.max_epochs" and epochs else f"--set {key}"
+            given = {"train.max_epochs": "--epochs" if epochs else None, "train.precision": "--precision" if precision
+                     else None, "model.encoder": "--encoder" if encoder else None}.get(key) or f"--set {key}"
             raise OptionError(f"--space {key}: {given} fixes it; search it or fix it, not both")
     checked_space(cfg, data, trials, storage, sampler, pruner, list(space or []), device, fixed)
     for note in notes:  # once the data and the space passed: an error stays one line
@@ -634,7 +638,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
     # Warnings once every check passed: an error stays one line.
-    _trained_elsewhere(members, data, split)
+    _trained_elsewhere(members, data, split, sentences)
     if twice := _given_twice_as_model(members):
         print(twice, file=sys.stderr)
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
@@ -724,7 +728,7 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     if unknown:
         raise OptionError(f"--data {data}: its {split} split has classes {unknown} that {model} does not know "
                           f"(it knows {classifier.classes})")
-    _trained_elsewhere([model], data, split)  # once every check passed: an error stays one line
+    _trained_elsewhere([model], data, split, sentences)  # once every check passed: an error stays one line
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
     with autocast(classifier.device, precision):
         batch = classifier.config["train"]["eval_batch_size"]
@@ -757,27 +761,37 @@ def _given_twice_as_model(models: list[Path]) -> str | None:
     return None
 
 
-def _trained_elsewhere(models: list[Path], data: Path, split: str) -> None:
-    """Warn where a model was trained on data split otherwise than ``data`` (another seed, other
-    documents): its dev or test split may then hold sentences the model trained on, and score high for it."""
+def _trained_elsewhere(models: list[Path], data: Path, split: str, sentences) -> None:
+    """Warn where a model trained on documents of the split it is scored on (data prepared with another
+    seed puts other documents in each split): those score high for it. Told by the documents of the
+    model's own training split where its data folder is still there, else by the seed."""
     from adelabel.corpus.files import read_json_object
     from adelabel.prepare import read_manifest
 
     if split == "train":
         return
-    manifest = read_manifest(data)
-
-    def split_by(recorded: dict) -> tuple:
-        splits = recorded.get("splits") if isinstance(recorded.get("splits"), dict) else {}
-        return recorded.get("seed"), sorted((name, s.get("documents"), s.get("sentences"))
-                                            for name, s in splits.items() if isinstance(s, dict))
-
+    scored = {s.doc_id for s in sentences}
     for m in models:
         trained = read_json_object(Path(m) / "config.json").get("data")
-        if isinstance(trained, dict) and split_by(trained) != split_by(manifest):
-            print(f"warning: {m} was trained on data split otherwise than {data} (seed {trained.get('seed')} "
-                  f"against {manifest.get('seed')}, or other documents): its {split} split may hold sentences the "
-                  "model trained on, which score high", file=sys.stderr)
+        if not isinstance(trained, dict):
+            continue
+        folder = Path(str(trained.get("dir", "")))
+        if trained.get("dir") and (folder / "train.jsonl").is_file():
+            if folder.resolve() == Path(data).resolve():
+                continue
+            seen = set()
+            try:
+                with open(folder / "train.jsonl", encoding="utf-8") as fh:
+                    seen = {json.loads(line).get("doc_id") for line in fh if line.strip()}
+            except (OSError, ValueError, AttributeError):
+                continue  # a warning, not a check: a folder that cannot be read says nothing
+            if shared := len(scored & seen):
+                print(f"warning: {shared:,} of the {len(scored):,} documents of {data}/{split} are in {m}'s training "
+                      f"split ({folder}): they score high for it", file=sys.stderr)
+        elif trained.get("seed") != read_manifest(data).get("seed"):
+            print(f"warning: {m} was trained on data prepared with seed {trained.get('seed')}, {data} with seed "
+                  f"{read_manifest(data).get('seed')}: its {split} split may hold documents the model trained on, "
+                  "which score high", file=sys.stderr)
 
 
 def _dev_note(split: str) -> None:

@@ -57,12 +57,12 @@ def _starts_sentence(text: str, i: int) -> bool:
 # Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis. The
 # clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12", "Grindelia spp.", "Cap.
 # Amoxicillin", "serum conc. 45 mg/L") may end a sentence now and then, where two run together;
-# splitting one at them parted a drug from its effect far more often. Written in capitals they are
-# words ("inhaled NO.", "with CF."), and a time after a number or a slash is a unit ("for 3 min.",
-# "3 mug/kg/min."): those end sentences.
-_ABBREVIATIONS = re.compile(r"(?:\b(?![A-Z]{2,}\.)(?i:vs|prof|et al|approx|cf|resp|incl|refs?|max|pts?|nos?|vol|pp"
-                            r"|vit|wt|ht|tabs?|caps?|inj|syp|susp|oint|conc|avg|suppl|spp)\."
-                            r"|\b(?<!\d )(?<![\d/])(?![A-Z]{2,}\.)(?i:min|wks?|mos?|yrs?)\."
+# splitting one at them parted a drug from its effect far more often. Those that are words in capitals
+# ("inhaled NO.", "with CF.", "body WT.") end sentences so written ("VS." and "APPROX." do not), and a
+# time after a number or a slash is a unit ("for 3 min.", "3 mug/kg/min."): those end sentences.
+_ABBREVIATIONS = re.compile(r"(?:\b(?!(?:NO|CF|WT|HT|CAPS?)\.)(?i:vs|prof|et al|approx|cf|resp|incl|refs?|max|pts?"
+                            r"|nos?|vol|pp|vit|wt|ht|tabs?|caps?|inj|syp|susp|oint|conc|avg|suppl|spp)\."
+                            r"|\b(?<!\d )(?<![\d/])(?i:min|wks?|mos?|yrs?)\."
                             r"|\b(?i:figs?)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
                             r"|(?<![\w.])(?:[^\W\d_]\.){2,})$")
 _LONGEST_ABBREVIATION = 12  # characters before a break that can hold one ("U.S.A.", "approx.") and its boundary
@@ -90,15 +90,17 @@ _LINE_BREAK = rf"(?:\r\n|\r(?!\n)|[{re.escape(LINE_BREAKS.replace(chr(13), ''))}
 _ANY_LINE_BREAK = re.compile(rf"[{_BREAKS}]")
 _PARAGRAPH_END = "\x0c\x1c\x1d\x1e\u2029"
 BULLETS = "•▪◦‣∙·⁃●■□►▶➢➤✓✔"
-"""Characters that open a list item (beside "-", "*", "–" and "—", which are also a word's hyphen or a dash)."""
+"""Characters that open a list item (beside "-", "*" and "–", which are also a word's hyphen or a dash;
+not "—", which begins a wrapped line's aside as often as an item)."""
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
-                            rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*(?:[-*{BULLETS}–—]|\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
+                            rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*[-*{BULLETS}–]\s)"
+                            rf"|{_LINE_BREAK}(?=[ \t]*(?:\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
                             rf"|[{_PARAGRAPH_END}]")
 _ENDS_SENTENCE = re.compile(r"""[.!?…．。]["')\]”’»]*\s*$""")
 _SOFT_BREAKS = frozenset(";,:")
 
 
-_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[-*–—](?=\s)")
+_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[-*–](?=\s)")
 
 
 def bullets_for_marks(text: str) -> str:
@@ -107,7 +109,7 @@ def bullets_for_marks(text: str) -> str:
     (:func:`outside_entities`): the items under a lead-in that ends with a colon are one sentence with
     it, and an effect listed there ends at its own line ("- toxic epidermal necrolysis\n- hepatitis"
     is two effects, not one across the dash)."""
-    if "-" not in text and "*" not in text and "–" not in text and "—" not in text:
+    if "-" not in text and "*" not in text and "–" not in text:
         return text
     return _ITEM_MARK.sub(lambda m: m.group(1) + "•", text)
 
@@ -173,15 +175,19 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 def _list_breaks(text: str, breaks) -> list:
-    """The hard breaks that break: a list item's is skipped while the line before it ends with a colon,
-    or is an item of such a list that ends no sentence, so that "Adverse reactions to lamotrigine:" and
-    the effects listed under it are one sentence, whose drug and effects can be related."""
-    kept, after, listing = [], 0, False
+    """The hard breaks that break: a bulleted item's is skipped while the line before it ends with a
+    colon, or is an item of such a list that ends no sentence, so that "Adverse reactions to
+    lamotrigine:" and the effects listed under it are one sentence, whose drug and effects can be
+    related; up to LIST_CHARACTERS, past which a list (of drugs on admission, say) is a list. A numbered
+    item ("1. Cisplatin") always breaks: its number's stop would end the sentence before it."""
+    kept, after, listing, since = [], 0, False, 0
     for hard in breaks:
         line = text[after:hard.start()]
         if hard.group("item") is not None:
             lead = line.rstrip().endswith(":")
-            if lead or (listing and not _ENDS_SENTENCE.search(line)):
+            if lead and not listing:
+                since = after
+            if (lead or (listing and not _ENDS_SENTENCE.search(line))) and hard.start() - since < LIST_CHARACTERS:
                 listing = True
                 after = hard.end()
                 continue
@@ -189,6 +195,10 @@ def _list_breaks(text: str, breaks) -> list:
         kept.append(hard)
         after = hard.end()
     return kept
+
+
+LIST_CHARACTERS = 1_000
+"""How long a lead-in and its items may run as one sentence (about 200 tokens)."""
 
 
 def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:

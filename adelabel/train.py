@@ -669,7 +669,7 @@ TRAINING_COPIES = 4
 
 def _check_fits(task, config: Config, sizes: dict, device: torch.device) -> None:
     """Refuse settings whose weights alone would not fit in the memory free to train them: each size
-    is within its bounds, but together (model.hidden_size=8192 with model.layers=32: 34 billion
+    is within its bounds, but together (model.hidden_size=8192 with model.layers=32: 50 billion
     parameters) they had the system kill the run without a word."""
     if config.arch == "transformer":  # its size is its encoder's, already loaded once by then
         return

@@ -381,7 +381,8 @@ def test_an_output_link_that_leads_back_to_itself_is_refused_not_replaced(tmp_pa
     (tmp_path / "lb").symlink_to(tmp_path / "la")
     for args in (["tag", place["t"] / "in.txt", "--model", place["m"], "--output", tmp_path / "la"],
                  ["evaluate", "--model", place["m"], "--data", place["d"], "--json", tmp_path / "la"],
-                 ["train", "--data", place["d"], "--out", tmp_path / "la"]):
+                 ["train", "--data", place["d"], "--out", tmp_path / "la"],
+                 ["cv", "--corpus", place["s"], "--out", tmp_path / "la"]):
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and err.strip().splitlines() == [
             f"adelabel: error: {args[-2]} {tmp_path / 'la'}: a symbolic link that leads back to itself; remove it or "

@@ -302,6 +302,8 @@ def test_tune_searches_prunes_resumes_and_writes_a_config_train_takes(sample_dat
      "--space model.hidden_size: --set model.hidden_size fixes it; search it or fix it, not both"),
     (["--space", "train.max_epochs=1..3", "--epochs", "2"],
      "--space train.max_epochs: --epochs fixes it; search it or fix it, not both"),
+    (["--space", "train.precision=fp32,bf16", "--precision", "fp32"],
+     "--space train.precision: --precision fixes it; search it or fix it, not both"),
 ])
 def test_tune_refuses_a_space_or_settings_no_trial_could_train_before_writing_a_study(args, message, sample_data,
                                                                                       tmp_path, capsys):

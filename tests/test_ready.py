@@ -187,7 +187,7 @@ def test_effects_listed_under_a_lead_in_are_related_to_its_drug_one_by_one():
     from adelabel.pretrained import READY
 
     tagger = Tagger.load(str(READY), device="cpu")
-    for mark in "-*–—•":
+    for mark in "-*–•":
         text = f"Adverse reactions to lamotrigine:\n{mark} toxic epidermal necrolysis\n{mark} hepatitis"
         analysis = tagger.analyze(text)
         names = [(e.text, e.label) for e in analysis.entities]

@@ -285,8 +285,14 @@ def test_evaluate_says_what_its_scores_mean(sample_model, sample_data, tmp_path)
     prepare(SAMPLE, other, seed=7, w2v_epochs=1, log=lambda _: None)
     out = run_cli("evaluate", "--model", str(sample_model), "--data", str(other))
     assert out.returncode == 0, out.stderr
-    assert f"warning: {sample_model} was trained on data split otherwise than {other} (seed 13 against 7" in out.stderr
+    assert re.search(rf"warning: \d+ of the \d+ documents of {other}/test are in {sample_model}'s training split "
+                     rf"\({sample_data}\): they score high for it", out.stderr), out.stderr
     assert "dev chose" not in out.stdout and "(gate threshold 0." in out.stdout
+    # The same documents in each split (the same seed, without the ADE-NEG sentences): nothing to say.
+    same = tmp_path / "no-negatives"
+    prepare(SAMPLE, same, seed=13, w2v_epochs=1, include_negative=False, log=lambda _: None)
+    out = run_cli("evaluate", "--model", str(sample_model), "--data", str(same))
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("args, message", [
