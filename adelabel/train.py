@@ -393,15 +393,15 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
     # reports; past joining each rank speaks for itself.
     dev_ = distributed.start(w, dev_)
     config = _heads_the_data_can_train(config, examples["train"], out_dir, resume, say)
+    sizes = {"vocab_size": len(data.vocabs.words), "char_vocab_size": len(data.vocabs.chars),
+             "embedding_dim": data.matrix.shape[1]}
+    _check_fits(task, config, sizes, dev_)  # before a teacher's pass, which would be lost
     teacher = _teachers(teacher, out_dir, resume)
     if teacher:
         # Loading the teacher builds modules, which draws from torch's generator: the student starts
         # from the weights it would have had without one.
         with torch.random.fork_rng(devices=[dev_] if dev_.type == "cuda" else []):
             _teach(config, data, data_dir, teacher, dev_, say, quiet=log is None or not w.main)
-    sizes = {"vocab_size": len(data.vocabs.words), "char_vocab_size": len(data.vocabs.chars),
-             "embedding_dim": data.matrix.shape[1]}
-    _check_fits(task, config, sizes, dev_)
     model = task.build(config, **sizes, vectors=data.matrix).to(dev_)
     frozen = 0
     if getattr(config.model, "freeze_embeddings", False):
@@ -671,11 +671,14 @@ def _check_fits(task, config: Config, sizes: dict, device: torch.device) -> None
     """Refuse settings whose weights alone would not fit in the memory free to train them: each size
     is within its bounds, but together (model.hidden_size=8192 with model.layers=32: 50 billion
     parameters) they had the system kill the run without a word."""
-    if config.arch == "transformer":  # its size is its encoder's, already loaded once by then
+    if config.arch == "transformer":  # its size is its pretrained encoder's, not the settings'
         return
     with torch.random.fork_rng(devices=[]), torch.device("meta"):  # sizes only: no memory, no random draw
         count = sum(p.numel() for p in task.build(config, **sizes, vectors=None).parameters())
     need = count * 4 * TRAINING_COPIES
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    if device.type != "cuda" and local.isdigit():  # torchrun's processes on one machine share its memory
+        need *= max(1, int(local))
     free = _free_memory(device)
     if free is not None and need > free:
         raise AdelabelError(f"model settings: {count:,} parameters, about {need / 2**30:.1f} GiB to train (weights, "
@@ -685,8 +688,8 @@ def _check_fits(task, config: Config, sizes: dict, device: torch.device) -> None
 
 def _free_memory(device: torch.device) -> int | None:
     """Bytes free to allocate on ``device`` (None where it cannot be told)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cuda":  # and what torch's cache holds free (an earlier fold's or trial's blocks)
+        return torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
