@@ -892,10 +892,8 @@ def tag(
             raise OptionError("--ray: runs the torch backend")
         if resume:
             raise OptionError("--resume: carries on what plain `tag` wrote; --ray writes its output whole")
-        if note:
-            print(note, file=sys.stderr)
         count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision,
-                             quiet=quiet)
+                             quiet=quiet, note=note)
         if not quiet:
             print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return

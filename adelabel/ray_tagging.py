@@ -141,10 +141,12 @@ def _stderr_silenced(quiet: bool) -> Iterator[None]:
 
 
 def tag_with_ray(source: str, model: list[Path], output: Path | None, input_format: str, batch_size: int,
-                 workers: int, device: str, threshold: float | None, precision: str, quiet: bool = False) -> int:
+                 workers: int, device: str, threshold: float | None, precision: str, quiet: bool = False,
+                 note: str | None = None) -> int:
     """``adelabel tag --ray``: the lines of ``source`` tagged by ``workers`` Ray actors, written as
     ``tag`` writes them (one JSONL record per input line, in input order) to ``output`` or stdout.
-    Returns the number of records written."""
+    Returns the number of records written. ``note``: a line for stderr once the model and the input
+    are checked."""
     from adelabel.atomic import atomic_file
     from adelabel.corpus.files import read_lines
     from adelabel.tagger import Classifier, Tagger
@@ -177,6 +179,8 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                                          "line (tag it without --ray)", number)
             if input_format == "jsonl":
                 parse_record(source, number, line)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     with _stderr_silenced(quiet):  # Ray's own log lines and C++ warnings, which --quiet asks to be spared
         # Joins the cluster RAY_ADDRESS names; else starts one on this machine (not one a `ray start`
         # left running, which Ray would join), with a CPU slot for the read tasks beside the workers'
