@@ -2,6 +2,7 @@ import pytest
 
 from adelabel.tags import spans_to_tags, tag_set, tags_to_spans
 from adelabel.text import split_sentences, tokenize
+from conftest import ROOT
 
 
 def words(text):
@@ -205,6 +206,18 @@ def test_sentences_of_narratives_abbreviations_units_names_and_lists():
     spans = split_sentences(text)
     assert spans[0][0] == 0 and LIST_CHARACTERS - 30 < spans[0][1] < LIST_CHARACTERS + 30 and len(spans) > 100
     assert [text[s:e] for s, e in spans][-1] == "- drug199 5 mg daily"
+
+
+def test_the_sentence_break_benchmark_counts_missed_and_added_breaks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sentence_breaks", ROOT / "benchmarks" / "sentence_breaks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.compare({"1": ["Rash after e.g. amoxicillin.", "Fever followed.", "He took 5 mg daily. Then none."]})
+    assert (r["sentences"], r["found_whole"], len(r["missed"]), len(r["added"])) == (3, 2, 0, 1)
+    r = bench.compare({"1": ["Given i.v.", "Rash."], "2": ["One."]})
+    assert (r["sentences"], r["found_whole"], len(r["missed"]), len(r["added"])) == (3, 1, 1, 0)
 
 
 def test_a_list_items_dash_reads_as_a_bullet_one_character_for_one():
