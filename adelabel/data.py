@@ -9,7 +9,7 @@ import torch
 
 from adelabel.corpus import Sentence
 from adelabel.tags import spans_to_tags, tags_to_spans
-from adelabel.text import bullets_for_marks, tokenize
+from adelabel.text import tokenize
 from adelabel.vocab import Vocabs
 
 IGNORE = -100
@@ -167,8 +167,7 @@ def encode_sentences(sentences: Sequence[Sentence], vocab: Vocabs, tags: Sequenc
     for s in sentences:
         tokens = tokenize(s.text)
         tag_names = spans_to_tags(tokens, s.spans)[0]
-        # As tag reads it (adelabel.inference.analyze): a list item's dash as a bullet, the same tokens.
-        example = encode(bullets_for_marks(s.text), vocab, ids, tag_names, tokens=tokens)
+        example = encode(s.text, vocab, ids, tag_names, tokens=tokens)
         # Token ranges of the gold spans, in the order of s.spans (which the relations index).
         # A token belongs to a span when they overlap, as in spans_to_tags (which tags it).
         covered = [[i for i, (a, b) in enumerate(tokens) if a < end and b > start] for start, end, _ in s.spans]

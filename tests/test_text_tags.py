@@ -228,15 +228,6 @@ def test_a_list_items_dash_reads_as_a_bullet_one_character_for_one():
     assert marked == "Reactions:\n\u2022 rash\n  \u2022 fever\r\n\u2022 x\nanti-TNF - not\n-- y\n-z"
     assert len(marked) == len(text) and outside_entities("\u2022")
     assert bullets_for_marks("- rash") == "\u2022 rash" and bullets_for_marks("no marks") == "no marks"
-    # Training and evaluate read a corpus sentence's list as tag reads it.
-    from adelabel.corpus import Sentence
-    from adelabel.data import encode_sentences
-    from adelabel.vocab import Vocab, Vocabs
-
-    vocabs = Vocabs(Vocab.for_words(["rash"]), Vocab.for_words(list("rash")))
-    text = "Lamotrigine:\n- rash"
-    example = encode_sentences([Sentence(text, [(15, 19, "AE")])], vocabs, ["O", "B-AE", "I-AE"])[0]
-    assert example.pieces == ["Lamotrigine", ":", "\u2022", "rash"] and example.tags == [0, 0, 0, 1]
 
 
 @pytest.mark.parametrize("text, tagged, expected", [
