@@ -58,9 +58,9 @@ def _starts_sentence(text: str, i: int) -> bool:
 # clinical shorthands ("max.", "wk.", "pts.", "no.", "vol. 3, pp. 12", "Grindelia spp.", "Cap.
 # Amoxicillin", "serum conc. 45 mg/L") may end a sentence now and then, where two run together;
 # splitting one at them parted a drug from its effect far more often. Those that are words in capitals
-# ("inhaled NO.", "with CF.", "body WT.") end sentences so written ("VS." and "APPROX." do not), and a
+# ("inhaled NO.", "disorder NOS.", "with CF.", "body WT.") end sentences so written ("VS." and "APPROX." do not), and a
 # time after a number or a slash is a unit ("for 3 min.", "3 mug/kg/min."): those end sentences.
-_ABBREVIATIONS = re.compile(r"(?:\b(?!(?:NO|CF|WT|HT|CAPS?)\.)(?i:vs|prof|et al|approx|cf|resp|incl|refs?|max|pts?"
+_ABBREVIATIONS = re.compile(r"(?:\b(?!(?:NOS?|CF|WT|HT|CAPS?)\.)(?i:vs|prof|et al|approx|cf|resp|incl|refs?|max|pts?"
                             r"|nos?|vol|pp|vit|wt|ht|tabs?|caps?|inj|syp|susp|oint|conc|avg|suppl|spp)\."
                             r"|\b(?<!\d )(?<![\d/])(?i:min|wks?|mos?|yrs?)\."
                             r"|\b(?i:figs?)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
@@ -183,10 +183,11 @@ def _list_breaks(text: str, breaks) -> list:
     kept, after, listing, since = [], 0, False, 0
     for hard in breaks:
         line = text[after:hard.start()]
-        if hard.group("item") is not None:
+        # A paragraph or page separator before the item breaks all the same.
+        if hard.group("item") is not None and not any(c in _PARAGRAPH_END for c in hard.group()):
             lead = line.rstrip().endswith(":")
             if lead and not listing:
-                since = after
+                since = hard.start()  # the items' characters are counted, not the lead-in's paragraph
             if (lead or (listing and not _ENDS_SENTENCE.search(line))) and hard.start() - since < LIST_CHARACTERS:
                 listing = True
                 after = hard.end()
@@ -198,7 +199,7 @@ def _list_breaks(text: str, breaks) -> list:
 
 
 LIST_CHARACTERS = 1_000
-"""How long a lead-in and its items may run as one sentence (about 200 tokens)."""
+"""How long the items under a lead-in may run in its sentence (about 200 tokens)."""
 
 
 def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:

@@ -194,7 +194,12 @@ def test_sentences_of_narratives_abbreviations_units_names_and_lists():
              "Findings:\n- Rash after amoxicillin.\n- Fever after isoniazid.\n1) Nausea":
                  ["Findings:\n- Rash after amoxicillin.", "- Fever after isoniazid.", "1) Nausea"],
              # A numbered item always breaks: its number's stop would end the sentence before it.
-             "Drugs:\n1. Cisplatin\n2. Carboplatin\n- rash": ["Drugs:", "1. Cisplatin", "2. Carboplatin", "- rash"]}
+             "Drugs:\n1. Cisplatin\n2. Carboplatin\n- rash": ["Drugs:", "1. Cisplatin", "2. Carboplatin", "- rash"],
+             # A paragraph separator breaks a list too; a long paragraph before the lead-in leaves it its items.
+             "Adverse reactions:\n- rash\u2029- fever": ["Adverse reactions:\n- rash", "- fever"],
+             "x " * 700 + "Reactions to lamotrigine were:\n- rash\n- fever":
+                 ["x " * 699 + "x Reactions to lamotrigine were:\n- rash\n- fever"],
+             "Psychotic disorder NOS. Haloperidol caused it.": ["Psychotic disorder NOS.", "Haloperidol caused it."]}
     for text, expected in cases.items():
         spans = split_sentences(text)
         assert [text[s:e] for s, e in spans] == expected, text
