@@ -764,34 +764,48 @@ def _given_twice_as_model(models: list[Path]) -> str | None:
 def _trained_elsewhere(models: list[Path], data: Path, split: str, sentences) -> None:
     """Warn where a model trained on documents of the split it is scored on (data prepared with another
     seed puts other documents in each split): those score high for it. Told by the documents of the
-    model's own training split where its data folder is still there, else by the seed."""
-    from adelabel.corpus.files import read_json_object
+    model's training split where the folder it recorded still holds that data (its path absolute, its
+    manifest the seed and splits the model recorded) and was prepared from the same corpus; else by
+    the seed alone."""
     from adelabel.prepare import read_manifest
 
     if split == "train":
         return
+    ours = read_manifest(data)
     scored = {s.doc_id for s in sentences}
     for m in models:
-        trained = read_json_object(Path(m) / "config.json").get("data")
-        if not isinstance(trained, dict):
-            continue
-        folder = Path(str(trained.get("dir", "")))
-        if trained.get("dir") and (folder / "train.jsonl").is_file():
-            if folder.resolve() == Path(data).resolve():
-                continue
-            seen = set()
-            try:
+        try:
+            trained = json.loads((Path(m) / "config.json").read_text(encoding="utf-8")).get("data")
+            folder = Path(trained["dir"]) if isinstance(trained, dict) and isinstance(trained.get("dir"), str) else None
+            theirs = _training_data(folder, trained) if folder is not None and folder.is_absolute() else None
+            if theirs is not None:
+                if theirs["corpus"] != ours.get("corpus") or folder.resolve() == Path(data).resolve():
+                    continue  # another corpus (its document ids name other documents), or the very folder
                 with open(folder / "train.jsonl", encoding="utf-8") as fh:
-                    seen = {json.loads(line).get("doc_id") for line in fh if line.strip()}
-            except (OSError, ValueError, AttributeError):
-                continue  # a warning, not a check: a folder that cannot be read says nothing
-            if shared := len(scored & seen):
-                print(f"warning: {shared:,} of the {len(scored):,} documents of {data}/{split} are in {m}'s training "
-                      f"split ({folder}): they score high for it", file=sys.stderr)
-        elif trained.get("seed") != read_manifest(data).get("seed"):
-            print(f"warning: {m} was trained on data prepared with seed {trained.get('seed')}, {data} with seed "
-                  f"{read_manifest(data).get('seed')}: its {split} split may hold documents the model trained on, "
-                  "which score high", file=sys.stderr)
+                    seen = {str(json.loads(line).get("doc_id")) for line in fh if line.strip()}
+                if shared := len(scored & seen):
+                    print(f"warning: {shared:,} of the {len(scored):,} documents of {data}/{split} are in {m}'s "
+                          f"training split ({folder}): they score high for it", file=sys.stderr)
+            elif isinstance(trained, dict) and trained.get("seed") != ours.get("seed"):
+                print(f"warning: {m} was trained on data prepared with seed {trained.get('seed')}, {data} with seed "
+                      f"{ours.get('seed')}: its {split} split may hold documents the model trained on, which score "
+                      "high", file=sys.stderr)
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):
+            continue  # a warning, not a check: what cannot be read says nothing (the model loaded already)
+
+
+def _training_data(folder: Path, trained: dict) -> dict | None:
+    """The manifest of ``folder`` where it still holds the data the model recorded (the seed and each
+    split's documents and sentences), else None."""
+    from adelabel.prepare import read_manifest
+
+    if not (folder / "train.jsonl").is_file():
+        return None
+    manifest = read_manifest(folder)
+    sizes = lambda d: {k: (v.get("documents"), v.get("sentences")) for k, v in (d.get("splits") or {}).items()}  # noqa: E731
+    if manifest.get("seed") != trained.get("seed") or sizes(manifest) != sizes(trained):
+        return None
+    return manifest
 
 
 def _dev_note(split: str) -> None:

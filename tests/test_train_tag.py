@@ -265,6 +265,7 @@ def test_evaluate_says_what_its_scores_mean(sample_model, sample_data, tmp_path)
     two mentions apart; a model scored on a split of data prepared with another seed (its own training
     documents among them) scored high without a word; dev's scores were printed as test's; with the gate
     open, the threshold line still said a pair was needed."""
+    from adelabel.pretrained import READY
     from adelabel.prepare import prepare
 
     report = tmp_path / "open"
@@ -288,6 +289,11 @@ def test_evaluate_says_what_its_scores_mean(sample_model, sample_data, tmp_path)
     assert re.search(rf"warning: \d+ of the \d+ documents of {other}/test are in {sample_model}'s training split "
                      rf"\({sample_data}\): they score high for it", out.stderr), out.stderr
     assert "dev chose" not in out.stdout and "(gate threshold 0." in out.stdout
+    # A model whose training folder is not there to read (the ready tagger's is relative, "data") is told
+    # by the seed alone.
+    out = run_cli("evaluate", "--model", str(READY), "--data", str(other), "-q")
+    assert out.returncode == 0 and f"warning: {READY} was trained on data prepared with seed 13, {other} with seed 7" \
+        in out.stderr, out.stderr
     # The same documents in each split (the same seed, without the ADE-NEG sentences): nothing to say.
     same = tmp_path / "no-negatives"
     prepare(SAMPLE, same, seed=13, w2v_epochs=1, include_negative=False, log=lambda _: None)
