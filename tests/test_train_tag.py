@@ -331,6 +331,16 @@ def test_an_ensemble_scores_at_its_smallest_members_batch_in_any_order(tiny_mode
         assert Tagger.load(members, device="cpu").config["train"]["eval_batch_size"] == 7
 
 
+def test_standard_input_of_a_byte_order_mark_alone_is_empty_as_a_file_of_one_is(sample_model, tmp_path):
+    """An editor's empty file is a byte-order mark: refused as a file, it gave one empty record on stdin."""
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "tag", "-", "--model", str(sample_model), "-q"],
+                          input=b"\xef\xbb\xbf", capture_output=True)
+    assert done.returncode == 0 and done.stdout == b"", done
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf")
+    out = run_cli("tag", str(tmp_path / "bom.txt"), "--model", str(sample_model), "-q")
+    assert out.returncode == 2 and out.stderr.strip().endswith("bom.txt: file is empty"), out.stderr
+
+
 def test_one_model_given_twice_as_an_ensemble_is_warned_of(sample_model, sample_data, tmp_path):
     (tmp_path / "in.txt").write_text("Rash after naproxen.\n")
     for args in (["tag", str(tmp_path / "in.txt"), "-q"], ["evaluate", "--data", str(sample_data), "-q"]):

@@ -71,9 +71,11 @@ def read_lines(path: str | Path, streams: bool = False,
                                        f"{raw[err.start:err.start + 1]!r}); save it as UTF-8, for example with "
                                        "iconv -f ITS-ENCODING -t UTF-8 (often WINDOWS-1252 or LATIN1)",
                                  number) from None
+            if raw == b"\xef\xbb\xbf":  # what an editor saves for an empty file: no line, on stdin too
+                continue
             if number == 1:
                 line = line.removeprefix("\ufeff")
-            seen_any = seen_any or raw != b"\xef\xbb\xbf"  # what an editor saves for an empty file
+            seen_any = True
             line = line.rstrip("\r\n")
             if warn is not None and "\r" in line:
                 warn(f"{name}:{number}: a carriage return inside the line is read as part of it (lines end at "
