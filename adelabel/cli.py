@@ -57,15 +57,20 @@ def _log(quiet: bool):
     return None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
-def _set_under_option(set_: list[str] | None, options: dict[str, tuple[str, object]]) -> list[str]:
-    """A warning for each --set key that an option standing for it also gives, with another value: the
-    option wins (wrappers pass both), and the --set value would otherwise go unsaid."""
+STAND_FOR = {"seed": "--seed", "train.max_epochs": "--epochs", "train.precision": "--precision",
+             "model.encoder": "--encoder"}
+"""The config keys that options of train, cv and tune stand for."""
+
+
+def _set_under_option(set_: list[str] | None, given: dict[str, object]) -> list[str]:
+    """A warning for each --set key that the option standing for it (STAND_FOR; ``given``: key -> the
+    option's value, None where not given) also gives, with another value: the option wins (wrappers pass
+    both), and the --set value would otherwise go unsaid."""
     notes = []
     for item in set_ or []:
-        key, _, value = item.partition("=")
-        option = options.get(key.strip())
-        if option is not None and option[1] is not None and str(option[1]) != value.strip() and _first_rank():
-            notes.append(f"warning: {option[0]} {option[1]} is used, not --set {key.strip()}={value.strip()}")
+        key, _, value = (part.strip() for part in item.partition("="))
+        if given.get(key) is not None and str(given[key]) != value and _first_rank():
+            notes.append(f"warning: {STAND_FOR[key]} {given[key]} is used, not --set {key}={value}")
     return notes
 
 
@@ -243,8 +248,7 @@ def train(
         return
     data, device = data or Path("data"), device or "auto"
     _check_distil(set_, teacher, config=config)
-    notes = _set_under_option(set_, {"seed": ("--seed", seed), "train.max_epochs": ("--epochs", epochs),
-                                     "train.precision": ("--precision", precision)})
+    notes = _set_under_option(set_, {"seed": seed, "train.max_epochs": epochs, "train.precision": precision})
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
@@ -376,8 +380,7 @@ def cv(
     overrides = list(set_ or []) + ([f"seed={seed}"] if seed is not None else []) \
         + ([f"train.max_epochs={epochs}"] if epochs else [])
     _check_distil(set_, teacher, config=config)
-    notes = _set_under_option(set_, {"seed": ("--seed", seed), "train.max_epochs": ("--epochs", epochs),
-                                     "train.precision": ("--precision", precision)})
+    notes = _set_under_option(set_, {"seed": seed, "train.max_epochs": epochs, "train.precision": precision})
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
     if folds < 2:
@@ -479,8 +482,7 @@ def tune(
     from adelabel.tune import checked_space, is_tune_report, tune as run_tune
 
     _check_distil(set_, None, takes_teacher=False, config=config)
-    notes = _set_under_option(set_, {"train.max_epochs": ("--epochs", epochs),
-                                     "train.precision": ("--precision", precision)})
+    notes = _set_under_option(set_, {"train.max_epochs": epochs, "train.precision": precision})
     overrides = list(set_ or []) + ([f"train.max_epochs={epochs}"] if epochs else [])
     overrides += _encoder_precision(arch, config, overrides, task, encoder, precision)
     cfg = resolve(arch, config, overrides, task)
@@ -520,8 +522,8 @@ def tune(
     fixed = [item.partition("=")[0].strip() for item in overrides]
     for item in space or []:
         if (key := item.partition("=")[0].strip()) in fixed:
-            given = {"train.max_epochs": "--epochs" if epochs else None, "train.precision": "--precision" if precision
-                     else None, "model.encoder": "--encoder" if encoder else None}.get(key) or f"--set {key}"
+            by_option = {"train.max_epochs": epochs, "train.precision": precision, "model.encoder": encoder}.get(key)
+            given = STAND_FOR[key] if by_option else f"--set {key}"
             raise OptionError(f"--space {key}: {given} fixes it; search it or fix it, not both")
     checked_space(cfg, data, trials, storage, sampler, pruner, list(space or []), device, fixed)
     for note in notes:  # once the data and the space passed: an error stays one line

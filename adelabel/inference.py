@@ -398,8 +398,8 @@ def analyze(model: SequenceLabeler, vocabs: Vocabs, texts: Sequence[str], device
     buckets, and map entities, relations and sentence probabilities back to each text's offsets."""
     sentences = [split_sentences(t) for t in texts]
     parts = [[(k, p) for k, (s, e) in enumerate(sents) for p in pieces(t, s, e)] for t, sents in zip(texts, sentences)]
-    # Marks read as bullets in the whole text: a window of a long sentence starts mid-line.
-    examples = [encode(m[a:b], vocabs) for t, ps in zip(texts, parts) for m in [bullets_for_marks(t)] for _, (a, b) in ps]
+    marked = [bullets_for_marks(t) for t in texts]  # over the whole text: a long sentence's window starts mid-line
+    examples = [encode(m[a:b], vocabs) for m, ps in zip(marked, parts) for _, (a, b) in ps]
     predictions = iter(predict(model, examples, batch_size, device, threshold))
     examples_iter = iter(examples)
     effects = effect_types(tuple(model.tags))

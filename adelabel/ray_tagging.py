@@ -52,9 +52,11 @@ class RayTagger:
         torch.set_num_threads(threads)  # workers share a machine's cores; each takes its share
         models = [model] if isinstance(model, (str, Path)) else list(model)
         if model_kind(models) == "classify":
-            self._process = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)._classify
+            classifier = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)
+            self._process = lambda texts: classifier._classify(texts, classifier.threshold)
         else:
-            self._process = Tagger.load(models, device=device, threshold=threshold, precision=precision)._analyze
+            tagger = Tagger.load(models, device=device, threshold=threshold, precision=precision)
+            self._process = lambda texts: tagger._analyze(texts, tagger.threshold)
 
     def __call__(self, batch: dict) -> dict:
         if "text" not in batch:

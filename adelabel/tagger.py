@@ -14,15 +14,6 @@ from typing import ContextManager, TypeVar, overload
 import torch
 
 from adelabel import model_dir
-
-_CURRENT = object()
-"""A call's threshold when none is passed: the tagger's attribute at that moment."""
-
-if hasattr(os, "register_at_fork"):
-    # A process forked from one whose torch ran a parallel region (a pipeline's Pool on Linux, whose
-    # default start is fork) inherits a thread pool it cannot use, and hangs in its first forward pass
-    # for ever; one thread in the child runs, and its siblings use the other cores.
-    os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 from adelabel.errors import AdelabelError, ArgumentTypeError, InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler
@@ -30,6 +21,12 @@ from adelabel.precision import autocast, check_precision, lower_recurrent
 from adelabel.vocab import Vocabs
 
 __all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "pick_device"]
+
+if hasattr(os, "register_at_fork"):
+    # A process forked from one whose torch ran a parallel region (a pipeline's Pool on Linux, whose
+    # default start is fork) inherits a thread pool it cannot use, and hangs in its first forward pass
+    # for ever; one thread in the child runs, and its siblings use the other cores.
+    os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 
 
 
@@ -243,7 +240,7 @@ class Tagger(_Loaded):
 
     def analyze(self, text: str) -> Analysis:
         """Entities, relations and each sentence's probability of reporting an adverse drug event."""
-        return self._analyze([_one_text("Tagger.analyze()", "tagger.analyze_pipe(texts)", text)])[0]
+        return self._analyze([_one_text("Tagger.analyze()", "tagger.analyze_pipe(texts)", text)], self.threshold)[0]
 
     def pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[list[Entity]]:
         """Entities of each text (which may hold several sentences), in input order, streaming.
@@ -269,16 +266,15 @@ class Tagger(_Loaded):
         # Lowered bf16 layers run as cast, with autocast off as for fp32 (a caller's own would change them).
         return autocast(self.device, "fp32" if self._lowered else self.precision)
 
-    def _analyze(self, texts: Sequence[str], threshold: float | None | object = _CURRENT) -> list[Analysis]:
-        """``threshold``: the one a stream was started with; by default the tagger's at this call."""
+    def _analyze(self, texts: Sequence[str], threshold: float | None) -> list[Analysis]:
+        """``threshold``: the tagger's at this call, or the one a stream was started with."""
         with self.running():
-            return analyze(self.model, self.vocabs, texts, self.device,
-                           self.threshold if threshold is _CURRENT else threshold)
+            return analyze(self.model, self.vocabs, texts, self.device, threshold)
 
     def __call__(self, text: str) -> list[Entity]:
         """The entities of the sentences of ``text`` that report an adverse drug event, with character
         offsets into ``text``; :meth:`analyze` gives the relations and sentence probabilities too."""
-        return self._analyze([_one_text("Tagger()", "tagger.pipe(texts)", text)])[0].entities
+        return self._analyze([_one_text("Tagger()", "tagger.pipe(texts)", text)], self.threshold)[0].entities
 
 
 def checked_stream(method: str, one: str, texts: Iterable[str], batch_size: int,
@@ -435,7 +431,7 @@ class Classifier(_Loaded):
 
     def __call__(self, text: str) -> Classification:
         """``text`` classified as one text: its label and every class's probability."""
-        return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)])[0]
+        return self._classify([_one_text("Classifier()", "classifier.pipe(texts)", text)], self.threshold)[0]
 
     def pipe(self, texts: Iterable[str], batch_size: int = 1024) -> Iterator[Classification]:
         """Each text's :class:`Classification`, in input order, streaming ``batch_size`` at a time."""
@@ -443,7 +439,6 @@ class Classifier(_Loaded):
         return checked_stream("Classifier.pipe", "classifier(text)", texts, batch_size,
                               lambda chunk: self._classify(chunk, threshold))
 
-    def _classify(self, texts: Sequence[str], threshold: float | None | object = _CURRENT) -> list[Classification]:
+    def _classify(self, texts: Sequence[str], threshold: float | None) -> list[Classification]:
         with autocast(self.device, self.precision):
-            return classify_texts(self.model, self.vocabs, texts, self.device,
-                                  self.threshold if threshold is _CURRENT else threshold)
+            return classify_texts(self.model, self.vocabs, texts, self.device, threshold)

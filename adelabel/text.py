@@ -42,16 +42,16 @@ _TOKEN = regex.compile(r"[^\W_\p{Cf}\p{DI}\p{M}][^\W_\p{Cf}\p{DI}]*(?:[[\p{Cf}\p
 # two sentences run together still can.
 # (The lookahead turns away ASCII lower case, nearly every continuation, at the speed of `re`;
 # _starts_sentence judges what it lets through.)
+_STOPS = ".!?…．。"
+_CLOSES = "\"')\\]”’»"  # in a character class: the quotes and brackets that close a sentence
 _LOWER_START = r"[a-z]+[A-Z]|(?:alpha|beta|gamma|delta|kappa|[dl])-[A-Za-z]"
-_SENTENCE_END = re.compile(rf"""(?<=[.!?…．。])(?P<close>["')\]”’»]*)\s+(?=[^\sa-z]|{_LOWER_START})""")
+_SENTENCE_END = re.compile(rf"""(?<=[{_STOPS}])(?P<close>[{_CLOSES}]*)\s+(?=[^\sa-z]|{_LOWER_START})""")
 _OPENERS = frozenset("0123456789([\"'“‘«")
-_LOWER_STARTS = re.compile(_LOWER_START)
 
 
-def _starts_sentence(text: str, i: int) -> bool:
-    c = text[i]
-    return (c in _OPENERS or c.isupper() or c.istitle() or "α" <= c <= "ω"
-            or (c.islower() and _LOWER_STARTS.match(text, i) is not None))
+def _starts_sentence(c: str) -> bool:
+    # An ASCII lower-case letter gets past _SENTENCE_END's lookahead only as the start of such a name.
+    return c in _OPENERS or c.isupper() or c.istitle() or "α" <= c <= "ω" or "a" <= c <= "z"
 
 
 # Titles keep their case: "ms." is milliseconds ("QTc was 520 ms."), "MS." multiple sclerosis. The
@@ -90,17 +90,19 @@ _LINE_BREAK = rf"(?:\r\n|\r(?!\n)|[{re.escape(LINE_BREAKS.replace(chr(13), ''))}
 _ANY_LINE_BREAK = re.compile(rf"[{_BREAKS}]")
 _PARAGRAPH_END = "\x0c\x1c\x1d\x1e\u2029"
 BULLETS = "•▪◦‣∙·⁃●■□►▶➢➤✓✔"
-"""Characters that open a list item (beside "-", "*" and "–", which are also a word's hyphen or a dash;
-not "—", which begins a wrapped line's aside as often as an item)."""
+"""Characters that open a list item (beside DASHES)."""
+DASHES = "-*–"
+"""The marks that open a list item at a line's start and are also a word's hyphen or a dash elsewhere
+(not "—", which begins a wrapped line's aside as often as an item)."""
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
-                            rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*[-*{BULLETS}–]\s)"
+                            rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*[{re.escape(DASHES)}{BULLETS}]\s)"
                             rf"|{_LINE_BREAK}(?=[ \t]*(?:\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
                             rf"|[{_PARAGRAPH_END}]")
-_ENDS_SENTENCE = re.compile(r"""[.!?…．。]["')\]”’»]*\s*$""")
+_ENDS_SENTENCE = re.compile(rf"[{_STOPS}][{_CLOSES}]*\s*$")
 _SOFT_BREAKS = frozenset(";,:")
 
 
-_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[-*–](?=\s)")
+_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[{re.escape(DASHES)}](?=\s)")
 
 
 def bullets_for_marks(text: str) -> str:
@@ -109,7 +111,7 @@ def bullets_for_marks(text: str) -> str:
     (:func:`outside_entities`): the items under a lead-in that ends with a colon are one sentence with
     it, and an effect listed there ends at its own line ("- toxic epidermal necrolysis\n- hepatitis"
     is two effects, not one across the dash)."""
-    if "-" not in text and "*" not in text and "–" not in text:
+    if not any(mark in text for mark in DASHES):
         return text
     return _ITEM_MARK.sub(lambda m: m.group(1) + "•", text)
 
@@ -215,7 +217,7 @@ def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) 
         scanned = m.end("close")
         # Only the few characters before the break can hold an abbreviation: searching from the
         # text's start made splitting quadratic in a line's length.
-        if (not _starts_sentence(text, m.end())
+        if (not _starts_sentence(text[m.end()])
                 or _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start())
                 or _ITEM_NUMBER.fullmatch(text, start, m.start())
                 or (opened and m.start() - opened[-1] <= _BRACKET_REACH

@@ -166,6 +166,16 @@ FAILED_BY = "failed_by"
 """A trial's user attribute: the error that failed it (a trial a kill stopped has none)."""
 
 
+def _failed(study, trial, err: BaseException) -> None:
+    """``trial`` told as failed; one failed by an error (not a kill, not Ctrl-C) is marked so that the
+    search carried on draws past its settings, where a killed trial's are drawn again (the seed)."""
+    import optuna
+
+    if isinstance(err, Exception):
+        trial.set_user_attr(FAILED_BY, type(err).__name__)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
 def _trial_seed(seed: int, before: int) -> int:
     """The sampler's seed for the trial that has ``before`` trials before it in a study of ``seed``."""
     import numpy as np
@@ -428,9 +438,7 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             try:
                 config = _config(base_values, values, arch, task)
             except BaseException as err:
-                if isinstance(err, Exception):
-                    trial.set_user_attr(FAILED_BY, type(err).__name__)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                _failed(study, trial, err)
                 raise
             if sampler == "grid" and _taken(study, trial, {k: values[k] for k in searched}):
                 # Two searches of one study can enqueue the same point at once: the later trial gives way.
@@ -462,14 +470,8 @@ def tune(base: Config, data_dir: str | Path, out: str | Path, trials: int, stora
             except Diverged:  # settings this search may draw (a learning rate too high): a trial that lost
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 say(f"trial {number}/{trials}: diverged (its loss became NaN before any epoch was kept)")
-            except Exception as err:
-                # Failed by an error, not a kill: the search carried on draws past its settings, where a
-                # killed trial's are drawn again (below, the seed).
-                trial.set_user_attr(FAILED_BY, type(err).__name__)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-            except BaseException:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except BaseException as err:
+                _failed(study, trial, err)
                 raise
             else:
                 study.tell(trial, metrics["dev"]["f1"])
