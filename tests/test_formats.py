@@ -319,6 +319,12 @@ def test_conll_columns_keep_tokens_whole_and_count_comments(tmp_path):
     path.write_text("Aspirin\tB-DR UG\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"t\.conll:1: entity type 'DR UG' holds white space"):
         read_conll_corpus(path)
+    # A control character would be split at (NUL) or read as white space (form feed) by the tokeniser,
+    # so that the token's tag no longer matched what prepare's tokens held.
+    for char, code in (("\x00", "0000"), ("\x0c", "000C"), ("\x85", "0085")):
+        path.write_text(f"Rash\tB-AE\nafter\tO\nasp{char}irin\tB-DRUG\n", encoding="utf-8")
+        with pytest.raises(InputError, match=rf"t\.conll:3: token .* holds the control character U\+{code}"):
+            read_conll_corpus(path)
 
 
 def test_a_corpus_named_by_numbers_is_not_taken_for_tag_s_brat_output(tmp_path, capsys):
