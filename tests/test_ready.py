@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,12 @@ def test_the_ready_tagger_is_small_and_loads_proved(monkeypatch, tmp_path):
 
     size = sum(p.stat().st_size for p in READY.rglob("*") if p.is_file())
     assert size <= 15 * 2**20, f"{size / 2**20:.1f} MiB"
-    assert json.loads((READY / "config.json").read_text())["stored_in"] == "float16"
+    config = json.loads((READY / "config.json").read_text())
+    assert config["stored_in"] == "float16"
+    # It records its teachers and data as the README's recipe names them, not by folders of the machine
+    # that trained it (which `train --config READY` would print back to the user).
+    assert config["teacher"] == ["models/bilstm", "models/transformer"]
+    assert not any(Path(v).is_absolute() for v in (*config["teacher"], config["data"]["dir"], config["data"]["corpus"]))
     monkeypatch.chdir(tmp_path)  # no models/bilstm here
     assert default_model() == READY
     # A damaged models/bilstm is named, not quietly replaced by the ready tagger.

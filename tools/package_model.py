@@ -18,10 +18,22 @@ from adelabel.pretrained import READY  # noqa: E402
 
 def main(source: Path) -> None:
     model, config, vocabs = model_dir.load(source, "cpu")
+    # The teachers are recorded as the maintainer's absolute folders; a user's copy should name them as
+    # the README's recipe does (models/bilstm), not by a path on the machine that trained them.
+    if config.get("teacher"):
+        config["teacher"] = [_relative(t) for t in config["teacher"]]
     metrics = json.loads((source / model_dir.METRICS).read_text(encoding="utf-8"))
     model_dir.save(READY, model, config, vocabs, metrics=metrics, log=source / model_dir.LOG, half=True)
     size = sum(p.stat().st_size for p in READY.rglob("*") if p.is_file())
     print(f"wrote {READY} ({size / 2**20:.1f} MiB)")
+
+
+def _relative(folder: str) -> str:
+    path = Path(folder)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(path.parent.name, path.name))
 
 
 if __name__ == "__main__":
