@@ -617,7 +617,7 @@ def test_tagging_meets_few_recurrent_shapes_and_the_same_outputs():
                                           atol=1e-6)
     assert len(met) <= 17 * 3, len(met)  # widths on the grid up to 80, by 4, 8 or 12 rows; 828 shapes as given
     assert all(b % 4 == 0 for b, _ in met)
-    # Training keeps its shapes (a seed's weights are those it has always given).
+    # Training steps keep their shapes (a seed takes the steps it always took).
     met.clear()
     rnn.train()
     base.run_packed(rnn, torch.randn(3, 9, 7), torch.tensor([9, 9, 8]))

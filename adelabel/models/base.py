@@ -86,7 +86,7 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
         out, _ = run_recurrent(rnn, packed)
         return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0].to(dtype)
     batch, width = x.shape[0], x.shape[1]
-    # Training keeps its shapes (and so the weights a seed has always given); an ONNX export is traced
+    # Training steps keep their shapes (so a seed takes the steps it always took); an ONNX export is traced
     # without the padding, which serves torch's kernel cache only, not onnxruntime.
     if not rnn.training and not torch.jit.is_tracing():
         x, lengths = _padded_to_grid(x, lengths)
