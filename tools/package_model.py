@@ -29,9 +29,10 @@ def main(source: Path) -> None:
 
 
 def _relative(folder: str) -> str:
-    path = Path(folder)
+    """A teacher's folder relative to the repository's root (its last two parts if outside it)."""
+    path = Path(folder).absolute()
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path.relative_to(ROOT))
     except ValueError:
         return str(Path(path.parent.name, path.name))
 

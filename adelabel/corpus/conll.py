@@ -146,9 +146,9 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
         if len(cols) < 2 or not cols[0]:
             raise InputError(path, f"expected 'token tag', found {line!r}", number)
         bad = next((c for c in cols[0] if unicodedata.category(c) == "Cc"), None)
-        if bad is not None:  # a NUL or form feed would split or garble the token when its text is tokenised
-            raise InputError(path, f"token {cols[0]!r} holds the control character U+{ord(bad):04X}, which no "
-                                   "text holds; remove it (a file damaged in export?)", number)
+        if bad is not None:  # the tokens of prepare's text would then not be the file's, nor their tags
+            raise InputError(path, f"token {cols[0]!r} holds the control character U+{ord(bad):04X}, at which "
+                                   "the tokeniser would split it; remove it (a file damaged in export?)", number)
         tag, width = cols[-1], len(cols)
         if not _is_tag(tag):
             raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE (or BIOES's S-, E-, BILOU's U-, L-)",

@@ -88,7 +88,7 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
     batch, width = x.shape[0], x.shape[1]
     # Training steps keep their shapes (so a seed takes the steps it always took); an ONNX export is traced
     # without the padding, which serves torch's kernel cache only, not onnxruntime.
-    if not rnn.training and not torch.jit.is_tracing():
+    if isinstance(rnn, nn.LSTM) and not rnn.training and not torch.jit.is_tracing():
         x, lengths = _padded_to_grid(x, lengths)
     time = torch.arange(x.shape[1])
     lengths = lengths.to(torch.long)
@@ -108,17 +108,20 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
 
 
 def _padded_to_grid(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` padded with zeros to a batch of a multiple of 4 sentences and a width on a coarse grid
-    (a step of 2 positions up to 16, 4 up to 32, 8 up to 64, then 16), each added sentence of length 0.
+    """``x`` padded with zeros to a batch of 1, 2 or a multiple of 4 sentences and a width on a coarse
+    grid (a step of 2 positions up to 16, 4 up to 32, 8 up to 64, then 16), each added sentence of
+    length 0.
 
-    oneDNN builds and keeps (up to 1,024) a kernel for every shape its recurrent layers meet. Tagging
-    texts one call at a time meets a new (sentences, width) nearly every call: a tagger serving calls
-    grew from 360 to 480 MiB over 8,000 of them, and a first call of a shape costs its kernel's making.
-    On the grid the shapes are a few dozen; the padding costs at most a step's positions, which the
-    real positions never read (the backward direction runs within each sentence's length)."""
+    oneDNN builds and keeps (up to 1,024) a kernel for every shape an LSTM meets (torch runs GRU and
+    RNN layers itself). Tagging texts one call at a time meets a new (sentences, width) nearly every
+    call: a tagger serving calls grew from 358 to 458 MiB over 4,000 of them, and a first call of a
+    shape costs its kernel's making. On the grid the shapes are a few dozen; the padding costs at
+    most a step's positions and three rows, which the real positions never read (the backward
+    direction runs within each sentence's length). One or two sentences, a call's commonest batch,
+    keep their rows."""
     batch, width = x.shape[0], x.shape[1]
     step = 2 if width <= 16 else 4 if width <= 32 else 8 if width <= 64 else 16
-    more_rows, more_steps = -batch % 4, -width % step
+    more_rows, more_steps = 0 if batch <= 2 else -batch % 4, -width % step
     if not (more_rows or more_steps):
         return x, lengths
     return (torch.nn.functional.pad(x, (0, 0, 0, more_steps, 0, more_rows)),
