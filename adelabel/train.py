@@ -8,6 +8,7 @@ have. The model folder itself is written once, complete, at the end (adelabel/at
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -503,6 +504,11 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 on_epoch(run.epoch, f1)
         if run.stale >= hp.patience:
             say(f"no better dev F1 for {run.stale} epochs; stopped")
+        # DDP holds the process group that finish destroys: left alive, its threads outlived the group at
+        # the exit and aborted the process ("terminate called without an active exception") in about one
+        # run of three on two CPU processes. Its cycles need a collection to go.
+        del loss_of
+        gc.collect()
         return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, warn, teacher, score_test)
 
 
