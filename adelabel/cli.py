@@ -1169,10 +1169,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if getattr(sys.modules.get("adelabel.distributed"), "JOINING", False):
         # A rank of torchrun's that joined its group, its work written and the group destroyed: as the
-        # interpreter and the C++ statics went down, gloo's threads now and then aborted the process
-        # ("terminate called without an active exception", status -6, in about one run of twelve on
-        # two CPU processes), and torchrun called a finished run failed. Nothing is left to do at the
-        # exit, so it is skipped.
+        # interpreter and the C++ statics went down, gloo's threads still now and then aborted the
+        # process ("terminate called without an active exception", status -6; one run in twelve of
+        # two CPU processes, with DDP freed), and torchrun called a finished run failed. Nothing is left
+        # to do at the exit, so it is skipped.
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -504,9 +504,9 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 on_epoch(run.epoch, f1)
         if run.stale >= hp.patience:
             say(f"no better dev F1 for {run.stale} epochs; stopped")
-        # DDP holds the process group that finish destroys: left alive, its threads outlived the group at
-        # the exit and aborted the process ("terminate called without an active exception") in about one
-        # run of three on two CPU processes. Its cycles need a collection to go.
+        # DDP holds the process group that finish destroys: left alive, it outlived the group and aborted
+        # the process at the exit ("terminate called without an active exception"; 6 of 15 runs of a
+        # small two-process DDP script, none when it was freed). Its cycles need a collection to go.
         del loss_of
         gc.collect()
         return finish(config, data, model, run, data_dir, out_dir, ckpt, dev_, w, say, warn, teacher, score_test)
