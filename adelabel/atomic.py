@@ -165,15 +165,20 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
                             "give a new or empty folder")
 
 
+def loops(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link that leads back to itself (it names no file to read or write)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        return err.errno == errno.ELOOP
+    return False
+
+
 def refuse_loop(path: Path, option: str) -> None:
     """A link that leads back to itself names no place to write: the write replaced the link."""
-    if os.path.islink(path):
-        try:
-            os.stat(path)
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise AdelabelError(f"{option} {path}: a symbolic link that leads back to itself; remove it or "
-                                    "give another path") from None
+    if os.path.islink(path) and loops(path):
+        raise AdelabelError(f"{option} {path}: a symbolic link that leads back to itself; remove it or give "
+                            "another path")
 
 
 def check_output_file(path: Path, option: str) -> None:

@@ -640,7 +640,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
     # Warnings once every check passed: an error stays one line.
-    _trained_elsewhere(members, data, split, sentences)
+    _trained_elsewhere(members, data, manifest, split, sentences)
     if twice := _given_twice_as_model(members):
         print(twice, file=sys.stderr)
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
@@ -721,16 +721,17 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
     from adelabel.corpus import sentence_class
     from adelabel.data import encode_labelled
     from adelabel.inference import classify
-    from adelabel.tagger import Classifier
-
     from adelabel.precision import autocast
+    from adelabel.prepare import read_manifest
+    from adelabel.tagger import Classifier
 
     classifier = Classifier.load(model, device=device, threshold=threshold, precision=precision)
     unknown = sorted({sentence_class(s) for s in sentences} - set(classifier.classes))
     if unknown:
         raise OptionError(f"--data {data}: its {split} split has classes {unknown} that {model} does not know "
                           f"(it knows {classifier.classes})")
-    _trained_elsewhere([model], data, split, sentences)  # once every check passed: an error stays one line
+    # Once every check passed: an error stays one line.
+    _trained_elsewhere([model], data, read_manifest(data), split, sentences)
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
     with autocast(classifier.device, precision):
         batch = classifier.config["train"]["eval_batch_size"]
@@ -763,17 +764,14 @@ def _given_twice_as_model(models: list[Path]) -> str | None:
     return None
 
 
-def _trained_elsewhere(models: list[Path], data: Path, split: str, sentences) -> None:
+def _trained_elsewhere(models: list[Path], data: Path, ours: dict, split: str, sentences) -> None:
     """Warn where a model trained on documents of the split it is scored on (data prepared with another
     seed puts other documents in each split): those score high for it. Told by the documents of the
     model's training split where the folder it recorded still holds that data (its path absolute, its
     manifest the seed and splits the model recorded) and was prepared from the same corpus; else by
-    the seed alone."""
-    from adelabel.prepare import read_manifest
-
+    the seed alone. ``ours``: ``data``'s manifest."""
     if split == "train":
         return
-    ours = read_manifest(data)
     scored = {s.doc_id for s in sentences}
     for m in models:
         try:

@@ -29,7 +29,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: torch.set_num_threads(1))
 
 
-
 T = TypeVar("T")
 
 _DEVICE = re.compile(r"auto|cpu(?::\d+)?|cuda(?::\d+)?")

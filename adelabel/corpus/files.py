@@ -1,14 +1,13 @@
 """Reading text files line by line with errors that name the file and line."""
 from __future__ import annotations
 
-import errno
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+from adelabel.atomic import loops
 from adelabel.errors import InputError
 
 
@@ -18,18 +17,10 @@ def not_a_file(path: Path, streams: bool = False) -> str | None:
     if path.is_dir():
         return "is a folder, not a file"
     if not path.exists():
-        return "a symbolic link that leads back to itself" if _loops(path) else "file not found"
+        return "a symbolic link that leads back to itself" if loops(path) else "file not found"
     if not (streams or path.is_file()):
         return "is a pipe or a device, not a file (read more than once here)"
     return None
-
-
-def _loops(path: Path) -> bool:
-    try:
-        os.stat(path)
-    except OSError as err:
-        return err.errno == errno.ELOOP
-    return False
 
 
 def check_file(path: str | Path, streams: bool = False) -> Path:
