@@ -618,10 +618,28 @@ def _recorded_sums(ckpt: Path) -> list[str]:
     return sums
 
 
+def _first_state_never_written(ckpt: Path) -> None:
+    """Refuse a checkpoint whose state is gone after an epoch finished: starting over would throw its
+    epochs away without a word. Its sums are written before each state, so a kill before the first
+    state's rename leaves one sum and no epoch in the log; a second sum, or an epoch logged, means a
+    state was there."""
+    try:
+        sums = json.loads((ckpt / SUMS).read_text(encoding="utf-8")) if (ckpt / SUMS).is_file() else []
+        logged = [line for line in (ckpt / model_dir.LOG).read_text(encoding="utf-8").splitlines() if line.strip()] \
+            if (ckpt / model_dir.LOG).is_file() else []
+    except (OSError, ValueError):
+        sums, logged = [None, None], []  # damaged as well: named here rather than started over
+    if (isinstance(sums, list) and len(sums) > 1) or logged:
+        epochs = f"{len(logged)} finished epoch{'s' * (len(logged) != 1)}" if logged else "a finished epoch"
+        raise InputError(ckpt / STATE, f"missing, though the checkpoint records {epochs}: the run cannot carry on "
+                                       "from them; delete the folder to start afresh")
+
+
 def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
                     w: distributed.World | None = None) -> RunState:
     """The state after the last finished epoch (a run killed before its first epoch ended starts anew)."""
     if not (ckpt / STATE).exists():
+        _first_state_never_written(ckpt)
         return RunState()
     if not (ckpt / STATE).is_file():  # a folder, say: carrying on from nothing would silently start over
         raise InputError(ckpt / STATE, "not a file; the checkpoint is damaged (delete the folder to start afresh)")

@@ -84,6 +84,13 @@ def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
     damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
     assert damaged.returncode == 2 and "state.pt: not a file; the checkpoint is damaged" in damaged.stderr
     (checkpoint / "state.pt").rmdir()
+    # Gone after epochs finished: named, not started over with their log overwritten.
+    log = (checkpoint / "train_log.jsonl").read_bytes()
+    damaged = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    epochs = len(log.splitlines())
+    assert damaged.returncode == 2 and f"state.pt: missing, though the checkpoint records {epochs} finished epochs" \
+        in damaged.stderr, damaged.stderr
+    assert (checkpoint / "train_log.jsonl").read_bytes() == log
     (checkpoint / "state.pt").write_bytes(saved)
     # A sound state of another model than run.json describes is named as such, not as corrupt.
     run = (checkpoint / "run.json").read_text()
