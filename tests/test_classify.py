@@ -117,6 +117,22 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
     assert [line for line in report.summary() if line.startswith("note:")] == [
         "note: the classes 'ADE', 'ade' differ only in case and are kept apart; write them one way if they are one class",
         "note: the classes 'NEG', 'neg' differ only in case and are kept apart; write them one way if they are one class"]
+    # A control or invisible character in a label would make another class of it; lines ending in CR
+    # alone read as one line, its label running into the next.
+    path.write_text("ADE\tone\nAD\x00E\ttwo\nNEG\tthree\nA\u200bDE\tfour\nNEG\tfive\n", encoding="utf-8")
+    sentences, _, report = read_labelled(path)
+    assert dict(report.classes) == {"ADE": 1, "NEG": 2}
+    assert report.malformed == {"a label or document ID holding an invisible or control character": 2}
+    with pytest.raises(InputError, match=r"x.tsv:2: a label or document ID holding an invisible or control "
+                                         r"character: U\+0000"):
+        read_labelled(path, strict=True)
+    path.write_bytes(b"d1\tADE\tone\rd2\tNEG\ttwo\rd3\tADE\tthree\r")
+    with pytest.raises(InputError, match=r"x.tsv:1: a carriage return inside the line \(a file whose lines end "
+                                         r"in CR alone"):
+        read_labelled(path)
+    path.write_bytes(b"ADE\tone\rNEG\ttwo\rADE\tthree\r\n")
+    with pytest.raises(InputError, match=r"x.tsv:1: a carriage return inside the line"):
+        read_labelled(path)
 
 
 def test_a_document_stays_in_one_split_and_unseen_labels_are_dropped(tmp_path, capsys):
