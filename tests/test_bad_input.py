@@ -798,6 +798,11 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line(capsys, sample_data, tm
     ({"negative": "no"}, '"negative" true or false'),
     ({"relations": [[0, 0]]}, "relation [0, 0] names a span the sentence does not have, or one span twice"),
     ({"negative": True}, "a negative sentence (no adverse event) with spans"),
+    ({"spans": [[0, 8, "DRUG"], [4, 12, "AE"]]}, "spans [0, 8, 'DRUG'] and [4, 12, 'AE'] overlap"),
+    ({"spans": [[0, 8, "DRUG"], [0, 8, "DRUG"]]}, "spans [0, 8, 'DRUG'] and [0, 8, 'DRUG'] overlap"),
+    ({"spans": [[0, 8, "AE"], [9, 13, "AE"]], "relations": [[1, 0]]},
+     "relation [1, 0] goes from type 'AE' to type 'AE': relations go from a DRUG to another type"),
+    ({"spans": [[0, 8, "DRUG"], [9, 13, "AE"]], "relations": [[0, 1], [0, 1]]}, "relation [0, 1] given twice"),
     ({"spans": [[0, 8, "DOSE"]]}, "a span of type 'DOSE', which manifest.json's labels (AE, DRUG) do not name"),
     ({"labels": ["DRUG", "DRUG"]}, "manifest.json: labels: expected entity types or classes, each once"),
 ])

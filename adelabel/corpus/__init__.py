@@ -53,12 +53,23 @@ class Sentence:
             spans.append((start, end, kind))
         if negative and spans:
             raise ValueError("a negative sentence (no adverse event) with spans")
+        # Tags hold one entity per token: prepare writes spans apart, and one crossing another would be
+        # lost from the tags (and from the scores' support) without a word.
+        ordered = sorted(spans)
+        if clash := next(((a, b) for a, b in zip(ordered, ordered[1:]) if b[0] < a[1]), None):
+            raise ValueError(f"spans {list(clash[0])!r} and {list(clash[1])!r} overlap (one tag per token: "
+                             "prepare writes none that do)")
         relations = []
         for pair in _list(d.get("relations", []), "relations"):
             if not (isinstance(pair, list) and len(pair) == 2 and all(_whole(x) for x in pair)):
                 raise ValueError(f"relations: expected [drug, other] span indices each, found {pair!r}")
             if not all(0 <= i < len(spans) for i in pair) or pair[0] == pair[1]:
                 raise ValueError(f"relation {pair!r} names a span the sentence does not have, or one span twice")
+            if spans[pair[0]][2] != "DRUG" or spans[pair[1]][2] == "DRUG":
+                raise ValueError(f"relation {pair!r} goes from type {spans[pair[0]][2]!r} to type "
+                                 f"{spans[pair[1]][2]!r}: relations go from a DRUG to another type")
+            if (pair[0], pair[1]) in relations:
+                raise ValueError(f"relation {pair!r} given twice")
             relations.append((pair[0], pair[1]))
         return cls(text=text, spans=spans, doc_id=doc_id, negative=negative, relations=relations, label=label)
 
