@@ -211,6 +211,8 @@ def test_overlaps_option_is_checked(capsys, tmp_path):
     ("1|A rash.|rash| 5|9|A|3|4", "offsets of 'rash' are not integers: ' 5', '9'"),
     ("1|A rash.|rash|\uff15|9|A|3|4", "not integers"),
     ("1||rash|5|9|A|3|4", "empty sentence"),
+    ("1|A rash.|rash|5|9|A|3|4|note", "offsets of '5' are not integers: '9', 'A' (the line has 9 '|'-separated "
+                                     "fields, not 8: a field too many?)"),
     ("1|A rash.|rash|5|9|A|3|4\r3|A rash.|rash|5|9|A|3|4", "a carriage return at column 25, inside the line"),
 ])
 def test_malformed_lines_reported_with_file_and_line(tmp_path, line, message):

@@ -172,8 +172,12 @@ def _parse_relation(path: Path, number: int, line: str, label: str) -> tuple[str
     mentions = []
     for text, begin, end, lab in ((other, o_begin, o_end, label), (drug, d_begin, d_end, "DRUG")):
         if not (_OFFSET.fullmatch(begin) and _OFFSET.fullmatch(end)):
+            # More than 8 fields is a '|' in the sentence, or a field too many at the end, which shifts
+            # the last six: said, since the offsets named are then other fields.
+            extra = (f" (the line has {len(fields)} '|'-separated fields, not 8: a field too many?)"
+                     if len(fields) > 8 else "")
             raise Malformed(path, number, "offsets not integers",
-                            f"offsets of {text!r} are not integers: {begin!r}, {end!r}")
+                            f"offsets of {text!r} are not integers: {begin!r}, {end!r}{extra}")
         b, e = int(begin), int(end)
         if not text.strip():
             raise Malformed(path, number, "empty mention", "empty mention")
