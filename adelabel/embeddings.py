@@ -188,6 +188,8 @@ def read_pretrained(path: str | Path, quiet: bool = True) -> Pretrained:
     else:
         words, index, matrix, duplicates = _read_text(path, _text_header(path), quiet)
         kv = make_keyed_vectors(words, matrix, index)
+    if not len(kv.index_to_key):  # a header "0 200" alone: a failed export, like an empty file
+        raise InputError(path, "holds no vectors (its header counts none)")
     bad = np.flatnonzero(~np.isfinite(kv.vectors).all(axis=1))
     if len(bad):  # a model reading one would tag nothing but NaN
         raise InputError(path, f"the vector of {kv.index_to_key[bad[0]]!r} (and {len(bad) - 1:,} more) holds NaN "

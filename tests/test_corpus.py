@@ -387,6 +387,7 @@ def test_pretrained_vectors_text_format_and_bad_file(tmp_path):
     ("3 2\nrash 0.1 0.2\n\nfever 0.3 0.4\n", r"v\.txt:3: a blank line between vectors"),
     ("rash 0.1 0.2\nfever 0.3 0.4\n\n", r"v\.txt:3: a blank line, which a file without a 'count dim' header"),
     ("", r"v\.txt: file is empty"),
+    ("0 5\n", r"v\.txt: holds no vectors \(its header counts none\)"),
     ("2 0\nrash\nfever\n", r"v\.txt:1: its header gives vectors of dimension 0"),
     ("rash\nfever\n", r"v\.txt:1: a word without numbers"),
     ("99999999999999 200\nrash 0.1\n", r"v\.txt:1: its header says 99,999,999,999,999 vectors of 200 numbers: more than"),
