@@ -380,6 +380,10 @@ class ConfigBuilder:
                     TypeAdapter(self.keys[key].annotation).validate_python(value, strict=True)
                 except ValidationError as err:
                     raise AdelabelError(f"{source}: {key}: {_describe(err.errors()[0])}") from None
+            elif isinstance(value, str) and "_" in value and _numeric(self.keys[key].annotation):
+                # Python's int() and float() read "1_6" as 16, and "1_0e-3" as 0.01: a typo, taken as a number.
+                raise AdelabelError(f"{source} {key}={value}: not a number as written (no underscores: "
+                                    f"{value.replace('_', '')}?)")
             self.values[key] = value
             self.origin[key] = source
         return self
@@ -488,6 +492,13 @@ _STREAMED: dict[str, str] = {}
 a command that resolves its config twice (train, to check --encoder against the arch) reads it once."""
 
 
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type takes a number (int, float, or one of them beside None or a choice)."""
+    if annotation in (int, float):
+        return True
+    return any(_numeric(a) for a in getattr(annotation, "__args__", ()) if a is not type(None))
+
+
 def read_config_file(path: Path) -> dict:
     """A TOML config file."""
     try:
@@ -500,6 +511,8 @@ def read_config_file(path: Path) -> dict:
         text = text.removeprefix("\ufeff")  # a BOM some editors write
     except UnicodeDecodeError as err:
         raise InputError(path, f"not UTF-8 text (byte {err.start})") from None
+    if not text.strip():  # a failed export or a wrong name, as an empty corpus file is: not "no changes"
+        raise InputError(path, "file is empty (a config with no settings holds at least a comment)")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -32,6 +32,7 @@ def place(tmp_path_factory, tiny_model_dir, sample_data):
     (t / "twodocs.tsv").write_text("A\tone\nB\ttwo\n", encoding="utf-8")
     (t / "twodocs-skipped.tsv").write_text("A\tone\nB\ttwo\nno tab\n", encoding="utf-8")
     (t / "broken.toml").write_text("[train\nlr = 1\n")
+    (t / "empty.toml").write_text("\n  \n")
     (t / "huge.toml").write_text("[model]\nlayers = " + "1" * 5000 + "\n")  # past Python's 4,300 digits
     (t / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     (t / "typo.toml").write_text("[train]\npatiance = 3\n")
@@ -171,6 +172,9 @@ CASES = [
     ("train --data {d} --out {d}", "--out {d}: is {d}, which this command reads"),
     ("train --config {t}/none.toml", "{t}/none.toml: config file not found"),
     ("train --config {t}/broken.toml", "{t}/broken.toml: not valid TOML"),
+    ("train --config {t}/empty.toml", "{t}/empty.toml: file is empty"),
+    ("config --set model.hidden_size=1_6", "--set model.hidden_size=1_6: not a number as written (no underscores: 16?)"),
+    ("config --set train.lr=1_0e-3", "--set train.lr=1_0e-3: not a number as written"),
     ("train --config {t}/huge.toml", "{t}/huge.toml: not a config: holds an integer of thousands of digits"),
     ("train --config {t}/deep.toml", "{t}/deep.toml: not a config: nested deeper than Python reads"),
     ("config --arch transformer --set model.window=100",  # its default stride too: saved so, no model could load
