@@ -915,8 +915,14 @@ def tag(
         tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers,
                    backend, quiet=quiet, resume=resume, note=note)
     except KeyboardInterrupt as stop:  # typer ends the command with status 130 and says nothing
+        from adelabel import atomic
+
         if stop.args:  # what the stopped command keeps, and how to carry on
             print(f"adelabel: {stop.args[0]}", file=sys.stderr)
+        elif output is not None and output != "-" and not atomic.is_stream(Path(output)):
+            # Written whole at the end (conll, html, brat, or jsonl from standard input): nothing to resume.
+            print(f"adelabel: stopped; {output} is left as it was (a {format} output takes its place only "
+                  "when complete)", file=sys.stderr)
         raise
 
 

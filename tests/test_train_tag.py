@@ -449,6 +449,31 @@ def test_a_terminated_tag_keeps_its_records_for_resume_and_nothing_under_the_rea
     assert (tmp_path / ".o.jsonl.partial").read_text(encoding="utf-8").count("\n") > 0
 
 
+@pytest.mark.parametrize("fmt", ["conll", "html", "brat"])
+def test_a_stopped_tag_of_an_output_written_whole_says_it_left_it_as_it_was(capsys, monkeypatch, tmp_path, fmt,
+                                                                          tiny_model_dir):
+    from adelabel import tagging_io
+    from conftest import run_cli
+
+    source = tmp_path / "in.txt"
+    source.write_text("Rash after naproxen.\n", encoding="utf-8")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if fmt == "html":
+        from adelabel import html_view
+
+        monkeypatch.setattr(html_view.HtmlWriter, "write", stopped)
+    else:  # a Ctrl-C (or a TERM, which the command line turns into one) as the first record is written
+        monkeypatch.setattr(tagging_io, f"write_{fmt}", stopped)
+    out = tmp_path / ("out" if fmt == "brat" else f"out.{fmt}")
+    code, _, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--format", fmt, "--output", out, "-q")
+    assert code == 130 and err == f"adelabel: stopped; {out} is left as it was (a {fmt} output takes its place " \
+        "only when complete)\n", err
+    assert not out.exists()
+
+
 def test_evaluate_scores_in_the_models_own_eval_batch_size(sample_model, sample_data, tmp_path, capsys, monkeypatch):
     """train.eval_batch_size ("sentences per batch when scoring") holds for evaluate as for training's dev
     scoring: a transformer saved with 64 is not scored 256 at a time."""
