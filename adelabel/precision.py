@@ -4,6 +4,7 @@ loads and runs anywhere; only a recurrent tagger tagging in bf16 on a CPU holds 
 in bf16 (:func:`lower_recurrent`)."""
 from __future__ import annotations
 
+import functools
 from typing import ContextManager
 
 import torch
@@ -12,6 +13,24 @@ from adelabel.errors import OptionError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic of its own (AVX-512 BF16 or AMX), which oneDNN's bf16
+    recurrent kernels need: on one without (AVX2 only), an LSTM under bf16 autocast fails to build its
+    kernel, and bf16 runs emulated, slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def recurrent_in_fp32(x: torch.Tensor) -> bool:
+    """Whether a recurrent layer reading ``x`` must leave the CPU's bf16 autocast and run in fp32: on
+    a CPU without native bf16, where oneDNN has no bf16 LSTM for autocast to call."""
+    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not native_bf16())
 
 
 def check_precision(precision: str, device: torch.device, name: str = "precision") -> str:

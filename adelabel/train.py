@@ -618,7 +618,7 @@ def _recorded_sums(ckpt: Path) -> list[str]:
     return sums
 
 
-def _first_state_never_written(ckpt: Path) -> None:
+def _refuse_a_lost_state(ckpt: Path) -> None:
     """Refuse a checkpoint whose state is gone after an epoch finished: starting over would throw its
     epochs away without a word. Its sums are written before each state, so a kill before the first
     state's rename leaves one sum and no epoch in the log; a second sum, or an epoch logged, means a
@@ -639,7 +639,7 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, device: torch.device,
                     w: distributed.World | None = None) -> RunState:
     """The state after the last finished epoch (a run killed before its first epoch ended starts anew)."""
     if not (ckpt / STATE).exists():
-        _first_state_never_written(ckpt)
+        _refuse_a_lost_state(ckpt)
         return RunState()
     if not (ckpt / STATE).is_file():  # a folder, say: carrying on from nothing would silently start over
         raise InputError(ckpt / STATE, "not a file; the checkpoint is damaged (delete the folder to start afresh)")

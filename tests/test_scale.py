@@ -24,6 +24,24 @@ def test_the_package_runs_as_a_module():
     assert "train" in done.stdout and "tag" in done.stdout
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_a_cpu_without_native_bf16_runs_the_recurrent_layers_in_fp32_under_autocast(monkeypatch, training):
+    """oneDNN has no bf16 LSTM on an AVX2-only CPU: under bf16 autocast its kernel failed to build, and
+    `train --precision bf16` ended in a traceback there. Such a CPU runs the layer in fp32."""
+    from adelabel import precision
+    from adelabel.models.base import run_packed
+
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    torch.manual_seed(0)
+    rnn = torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True).train(training)
+    x, lengths = torch.randn(4, 7, 6), torch.tensor([7, 5, 7, 6])
+    with torch.no_grad():
+        plain = run_packed(rnn, x, lengths)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = run_packed(rnn, x, lengths)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
+
+
 def test_bf16_training_on_the_cpu_saves_fp32_weights_that_load_anywhere(sample_data, tmp_path):
     from adelabel import Tagger
 

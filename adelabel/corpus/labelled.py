@@ -4,8 +4,8 @@
 The layout is that of most of the first LAYOUT_LINES lines: three columns when most have two tabs or
 more, else two (one odd first line, a header or a line missing its document ID, does not decide it);
 every line is split into as many columns, so a text may hold tabs of its own after them. Blank lines are
-skipped. A line with too few columns, an empty label, a label or ID holding an invisible or control
-character, an empty text or a text without a word, or a
+skipped. A line with too few columns, a carriage return inside it, an empty label, a label or ID
+holding an invisible or control character, an empty text or a text without a word, or a
 text an earlier line gives another label, is skipped and counted by reason, or, with ``strict``, an
 error naming the file and line (the rule of the ADE corpus reader); so is the one line of a class no
 other line has when it is a header (the first text, naming a column: one word, or label, text, ...),
@@ -107,9 +107,9 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
         doc, label, text = parts if columns == 3 else (f"line {number}", *parts)
         label = label.strip()
         if "\r" in line:  # lines ending in CR alone read as one: the labels of all but the first are lost
-            raise InputError(path, "a carriage return inside the line (a file whose lines end in CR alone? "
-                                   "convert them to LF)", number)
-        if hidden := _invisible(label) or (_invisible(doc) if columns == 3 else None):
+            report.skip(path, number, "a carriage return inside the line (a file whose lines end in CR alone? "
+                                      "convert them to LF)", strict)
+        elif hidden := _invisible(label) or (_invisible(doc) if columns == 3 else None):
             # "AD\x00E" beside "ADE" would be a class of its own, and a classifier would learn three.
             report.skip(path, number, "a label or document ID holding an invisible or control character",
                         strict, f": U+{ord(hidden):04X}")

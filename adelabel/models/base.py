@@ -16,6 +16,7 @@ split and saved with the weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ from adelabel.data import IGNORE, Batch
 from adelabel.decode import iob2_constraints, viterbi
 from adelabel.models.crf import CRF
 from adelabel.models.dropout import Dropout, apply_dropout
+from adelabel.precision import recurrent_in_fp32
 
 
 class Output(NamedTuple):
@@ -96,14 +98,16 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
     # Position t of sentence b read backwards: len_b - 1 - t; padding stays where it is.
     reverse = torch.where(real, lengths[:, None] - 1 - time[None, :], time[None, :])
     flip = lambda t: t.gather(1, reverse[..., None].expand_as(t))  # noqa: E731
-    out = x
-    for layer in range(rnn.num_layers):
-        if layer > 0 and rnn.dropout > 0:
-            out = apply_dropout(out, rnn.dropout, rnn.training)
-        forward = _direction(rnn, layer, False)(out)[0]
-        if rnn.bidirectional:
-            forward = torch.cat([forward, flip(_direction(rnn, layer, True)(flip(out))[0])], dim=-1)
-        out = forward
+    fp32 = recurrent_in_fp32(x)
+    out = x.float() if fp32 else x
+    with torch.autocast("cpu", enabled=False) if fp32 else nullcontext():
+        for layer in range(rnn.num_layers):
+            if layer > 0 and rnn.dropout > 0:
+                out = apply_dropout(out, rnn.dropout, rnn.training)
+            forward = _direction(rnn, layer, False)(out)[0]
+            if rnn.bidirectional:
+                forward = torch.cat([forward, flip(_direction(rnn, layer, True)(flip(out))[0])], dim=-1)
+            out = forward
     return out.masked_fill(~real[..., None], 0.0)[:batch, :width].to(dtype)
 
 
