@@ -269,6 +269,7 @@ def train(
     check_output_dir(out, "--out", model_dir.is_model_dir)
     check_no_checkpoint(out)
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
+    _say_if_emulated(cfg.train.precision, device)
     with _stopped_training(out):
         run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or (), notes=notes)
 
@@ -283,6 +284,20 @@ def _taught_by(config: Path) -> list[str]:
     except (OSError, ValueError, AttributeError):
         return []  # resolve has read and checked it: nothing more to say here
     return [str(t) for t in taught] if isinstance(taught, list) else []
+
+
+def _say_if_emulated(precision: str, device: str) -> None:
+    from adelabel.precision import emulated
+    from adelabel.tagger import pick_device
+
+    if precision != "bf16":
+        return
+    try:
+        where = pick_device(device)
+    except AdelabelError:
+        return  # a bad --device: named where the command checks it, in its turn
+    if note := emulated(precision, where):
+        print(note, file=sys.stderr)
 
 
 def _encoder_precision(arch: str | None, config: Path | None, overrides: list[str], task: str | None,
@@ -394,6 +409,7 @@ def cv(
 
     # Before the first fold is written: a cv folder keeps the settings it started with.
     check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
+    _say_if_emulated(cfg.train.precision, device)
     _check_encoder_vectors(encoder_vectors)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     from adelabel.atomic import refuse_loop
@@ -911,6 +927,8 @@ def tag(
         if not quiet:
             print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return
+    if not quiet:
+        _say_if_emulated(precision, device)
     try:
         tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers,
                    backend, quiet=quiet, resume=resume, note=note)

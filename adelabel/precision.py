@@ -26,6 +26,15 @@ def native_bf16() -> bool:
         return False
 
 
+def emulated(precision: str, device: torch.device) -> str | None:
+    """A warning where bf16 runs on a CPU without native bf16: it runs there, emulated, slower than
+    fp32, which a user choosing it for speed should know before a long run."""
+    if precision != "bf16" or device.type != "cpu" or native_bf16():
+        return None
+    return ("warning: bf16: this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX); bf16 runs "
+            "emulated here, slower than fp32, its recurrent layers in fp32")
+
+
 def recurrent_in_fp32(x: torch.Tensor) -> bool:
     """Whether a recurrent layer reading ``x`` must leave the CPU's bf16 autocast and run in fp32: on
     a CPU without native bf16, where oneDNN has no bf16 LSTM for autocast to call."""

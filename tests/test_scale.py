@@ -42,6 +42,21 @@ def test_a_cpu_without_native_bf16_runs_the_recurrent_layers_in_fp32_under_autoc
     assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
 
 
+def test_bf16_on_a_cpu_without_it_says_it_runs_emulated(capsys, monkeypatch, tiny_model_dir, tmp_path):
+    from adelabel import precision
+
+    source = tmp_path / "in.txt"
+    source.write_text("Rash after naproxen.\n", encoding="utf-8")
+    for native in (False, True):
+        monkeypatch.setattr(precision, "native_bf16", lambda: native)
+        code, out, err = run_cli(capsys, "tag", source, "--model", tiny_model_dir, "--precision", "bf16",
+                                 "--device", "cpu")
+        assert code == 0 and out.count("\n") == 1, err
+        said = "warning: bf16: this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX); bf16 runs " \
+               "emulated here, slower than fp32, its recurrent layers in fp32"
+        assert (said in err) != native, err
+
+
 def test_bf16_training_on_the_cpu_saves_fp32_weights_that_load_anywhere(sample_data, tmp_path):
     from adelabel import Tagger
 
