@@ -290,7 +290,7 @@ def _say_if_emulated(precision: str, device: str) -> None:
     from adelabel.precision import emulated
     from adelabel.tagger import pick_device
 
-    if precision != "bf16":
+    if precision != "bf16" or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
         return
     try:
         where = pick_device(device)

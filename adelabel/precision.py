@@ -32,7 +32,7 @@ def emulated(precision: str, device: torch.device) -> str | None:
     if precision != "bf16" or device.type != "cpu" or native_bf16():
         return None
     return ("warning: bf16: this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX); bf16 runs "
-            "emulated here, slower than fp32, its recurrent layers in fp32")
+            "emulated here, slower than fp32")
 
 
 def recurrent_in_fp32(x: torch.Tensor) -> bool:
