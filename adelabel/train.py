@@ -623,14 +623,14 @@ def _refuse_a_lost_state(ckpt: Path) -> None:
     epochs away without a word. Its sums are written before each state, so a kill before the first
     state's rename leaves one sum and no epoch in the log; a second sum, or an epoch logged, means a
     state was there."""
+    sums = _recorded_sums(ckpt) if (ckpt / SUMS).exists() else []  # a damaged one is named there
     try:
-        sums = json.loads((ckpt / SUMS).read_text(encoding="utf-8")) if (ckpt / SUMS).is_file() else []
-        logged = [line for line in (ckpt / model_dir.LOG).read_text(encoding="utf-8").splitlines() if line.strip()] \
-            if (ckpt / model_dir.LOG).is_file() else []
+        log = (ckpt / model_dir.LOG).read_text(encoding="utf-8") if (ckpt / model_dir.LOG).is_file() else ""
     except (OSError, ValueError):
-        sums, logged = [None, None], []  # damaged as well: named here rather than started over
-    if (isinstance(sums, list) and len(sums) > 1) or logged:
-        epochs = f"{len(logged)} finished epoch{'s' * (len(logged) != 1)}" if logged else "a finished epoch"
+        log = None  # unreadable: damaged as well, named here rather than started over
+    logged = sum(bool(line.strip()) for line in (log or "").splitlines())
+    if len(sums) > 1 or logged or log is None:
+        epochs = f"{logged} finished epoch{'s' * (logged != 1)}" if logged else "a finished epoch"
         raise InputError(ckpt / STATE, f"missing, though the checkpoint records {epochs}: the run cannot carry on "
                                        "from them; delete the folder to start afresh")
 
