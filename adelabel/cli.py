@@ -268,8 +268,9 @@ def train(
     check_apart(out, "--out", [data, config, *(teacher or ())])  # first: it says what the command reads
     check_output_dir(out, "--out", model_dir.is_model_dir)
     check_no_checkpoint(out)
-    check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
-    _say_if_emulated(cfg.train.precision, device)
+    where = pick_device(device)
+    check_precision(cfg.train.precision, where, "--precision" if precision else "train.precision")
+    notes += _emulated(cfg.train.precision, where)
     with _stopped_training(out):
         run_train(cfg, data, out, device=device, log=_log(quiet), teacher=teacher or (), notes=notes)
 
@@ -286,18 +287,12 @@ def _taught_by(config: Path) -> list[str]:
     return [str(t) for t in taught] if isinstance(taught, list) else []
 
 
-def _say_if_emulated(precision: str, device: str) -> None:
+def _emulated(precision: str, device) -> list[str]:
+    """The warning that bf16 runs emulated on this CPU, as a command's notes (said once its inputs
+    passed their checks: an error stays one line)."""
     from adelabel.precision import emulated
-    from adelabel.tagger import pick_device
 
-    if precision != "bf16" or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
-        return
-    try:
-        where = pick_device(device)
-    except AdelabelError:
-        return  # a bad --device: named where the command checks it, in its turn
-    if note := emulated(precision, where):
-        print(note, file=sys.stderr)
+    return [note] if (note := emulated(precision, device)) else []
 
 
 def _encoder_precision(arch: str | None, config: Path | None, overrides: list[str], task: str | None,
@@ -408,8 +403,9 @@ def cv(
     from adelabel.precision import check_precision
 
     # Before the first fold is written: a cv folder keeps the settings it started with.
-    check_precision(cfg.train.precision, pick_device(device), "--precision" if precision else "train.precision")
-    _say_if_emulated(cfg.train.precision, device)
+    where = pick_device(device)
+    check_precision(cfg.train.precision, where, "--precision" if precision else "train.precision")
+    notes += _emulated(cfg.train.precision, where)
     _check_encoder_vectors(encoder_vectors)
     out = out or Path("cv") / (cfg.arch if cfg.task == "tag" else f"{cfg.arch}-{cfg.task}")
     from adelabel.atomic import refuse_loop
@@ -927,8 +923,13 @@ def tag(
         if not quiet:
             print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return
-    if not quiet:
-        _say_if_emulated(precision, device)
+    if precision == "bf16":
+        from adelabel.tagger import pick_device
+
+        try:
+            note = "\n".join([*filter(None, [note]), *_emulated(precision, pick_device(device))]) or None
+        except AdelabelError:
+            pass  # a bad --device: named where tag checks it, in its turn
     try:
         tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers,
                    backend, quiet=quiet, resume=resume, note=note)

@@ -55,6 +55,11 @@ def test_bf16_on_a_cpu_without_it_says_it_runs_emulated(capsys, monkeypatch, tin
         said = "warning: bf16: this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX); bf16 runs " \
                "emulated here, slower than fp32\n"
         assert (said in err) != native, err
+    # Said once the inputs passed their checks: an error stays one line.
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    code, _, err = run_cli(capsys, "tag", tmp_path / "none.txt", "--model", tiny_model_dir, "--precision", "bf16",
+                           "--device", "cpu")
+    assert code == 2 and err.strip() == f"adelabel: error: {tmp_path / 'none.txt'}: file not found", err
 
 
 def test_bf16_training_on_the_cpu_saves_fp32_weights_that_load_anywhere(sample_data, tmp_path):
