@@ -66,6 +66,14 @@ _ABBREVIATIONS = re.compile(r"(?:\b(?!(?:NOS?|CF|WT|HT|CAPS?)\.)(?i:vs|prof|et a
                             r"|\b(?i:figs?)\.|\b(?:Dr|Mr|Mrs|Ms|St|ca)\."
                             r"|(?<![\w.])(?:[^\W\d_]\.){2,})$")
 _LONGEST_ABBREVIATION = 12  # characters before a break that can hold one ("U.S.A.", "approx.") and its boundary
+# Letters with dots ("p.o.", "i.v.", "O.S.") do end a sentence when the next word is one that begins
+# sentences and never continues a dose, a route or a name ("100 mg p.o. The rash began"); "e.g." and
+# "i.e." stay continuations whatever follows.
+_DOTTED = re.compile(r"(?<![\w.])(?!(?i:e\.g|i\.e)\.$)(?:[^\W\d_]\.){2,}$")
+_OPENING_WORD = re.compile(r"(?:The|This|These|That|Those|There|It|He|She|They|We|His|Her|Its|Their|Our|In|On|At"
+                           r"|After|Before|During|Within|Following|Upon|Over|Two|Three|Four|Five|Six|Several|Both|All"
+                           r"|However|Then|Thereafter|Subsequently|Later|Finally|Although|Because|Since|When|While"
+                           r"|Despite)\b")
 # A sentence so far that is only a list item's number ("1.", "12.") is no sentence of its own.
 _ITEM_NUMBER = re.compile(r"\s*\(?\d{1,3}\.")
 # Inside brackets opened this close to a break, the break is no sentence end: "(max. ALT 900 U/L)",
@@ -98,6 +106,7 @@ _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
                             rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*[{re.escape(DASHES)}{BULLETS}]\s)"
                             rf"|{_LINE_BREAK}(?=[ \t]*(?:\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
                             rf"|[{_PARAGRAPH_END}]")
+_ITEM_AHEAD = re.compile(rf"[ \t]*[{re.escape(DASHES)}{BULLETS}]\s")
 _ENDS_SENTENCE = re.compile(rf"[{_STOPS}][{_CLOSES}]*\s*$")
 _SOFT_BREAKS = frozenset(";,:")
 
@@ -186,7 +195,9 @@ def _list_breaks(text: str, breaks) -> list:
     for hard in breaks:
         line = text[after:hard.start()]
         # A paragraph or page separator before the item breaks all the same.
-        if hard.group("item") is not None and not any(c in _PARAGRAPH_END for c in hard.group()):
+        # A blank line between the lead-in and its items, or between items, is still the list's.
+        item = hard.group("item") is not None or _ITEM_AHEAD.match(text, hard.end()) is not None
+        if item and not any(c in _PARAGRAPH_END for c in hard.group()):
             lead = line.rstrip().endswith(":")
             if lead and not listing:
                 since = hard.start()  # the items' characters are counted, not the lead-in's paragraph
@@ -218,7 +229,7 @@ def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) 
         # Only the few characters before the break can hold an abbreviation: searching from the
         # text's start made splitting quadratic in a line's length.
         if (not _starts_sentence(text[m.end()])
-                or _ABBREVIATIONS.search(text, max(0, m.start() - _LONGEST_ABBREVIATION), m.start())
+                or _abbreviation_before(text, m.start(), m.end())
                 or _ITEM_NUMBER.fullmatch(text, start, m.start())
                 or (opened and m.start() - opened[-1] <= _BRACKET_REACH
                     and _CLOSER.search(text, m.end(), min(end, opened[-1] + _BRACKET_REACH)))):
@@ -227,6 +238,12 @@ def _split_block(text: str, start: int, end: int, spans: list[tuple[int, int]]) 
         start, opened = m.end(), []
         scanned = start
     spans.append((start, end))
+
+
+def _abbreviation_before(text: str, stop: int, following: int) -> bool:
+    """Whether the stop at ``stop`` ends an abbreviation that carries the sentence on to ``following``."""
+    found = _ABBREVIATIONS.search(text, max(0, stop - _LONGEST_ABBREVIATION), stop)
+    return found is not None and not (_DOTTED.search(found.group()) and _OPENING_WORD.match(text, following))
 
 
 def windows(text: str, tokens: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:

@@ -64,6 +64,10 @@ def test_sentences_keep_their_closing_brackets_and_quotes_and_single_letter_abbr
              "(see Fig. 2.) Rash": ["(see Fig. 2.)", "Rash"],
              "Methotrexate was given i.v. 5 mg/kg daily.": ["Methotrexate was given i.v. 5 mg/kg daily."],
              "Given 100 mg p.o. Twice a day.": ["Given 100 mg p.o. Twice a day."],
+             # ... unless a word follows that begins sentences and never continues a dose or a name.
+             "Given 100 mg p.o. The rash began.": ["Given 100 mg p.o.", "The rash began."],
+             "Acuity 20/60 O.S. It fell. Drugs, e.g. The Lancet.": ["Acuity 20/60 O.S.", "It fell.",
+                                                                  "Drugs, e.g. The Lancet."],
              "Approved in the U.S. Food and Drug Administration's list.": [
                  "Approved in the U.S. Food and Drug Administration's list."],
              "Approx. 5 mg. Then more.": ["Approx. 5 mg.", "Then more."],
@@ -191,6 +195,10 @@ def test_sentences_of_narratives_abbreviations_units_names_and_lists():
              # Under a lead-in with a colon the items stay with it until one ends a sentence.
              "Adverse reactions to lamotrigine:\n- toxic epidermal necrolysis\n- hepatitis\n\nNext":
                  ["Adverse reactions to lamotrigine:\n- toxic epidermal necrolysis\n- hepatitis", "Next"],
+             # A blank line between lead-in and items, or between items, is still the list's.
+             "Adverse reactions to lamotrigine:\n\n- toxic epidermal necrolysis\n\n\u2022 hepatitis\n\nNext":
+                 ["Adverse reactions to lamotrigine:\n\n- toxic epidermal necrolysis\n\n\u2022 hepatitis", "Next"],
+             "Drugs taken.\n\n- rash": ["Drugs taken.", "- rash"],
              "Findings:\n- Rash after amoxicillin.\n- Fever after isoniazid.\n1) Nausea":
                  ["Findings:\n- Rash after amoxicillin.", "- Fever after isoniazid.", "1) Nausea"],
              # A numbered item always breaks: its number's stop would end the sentence before it.
