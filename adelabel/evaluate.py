@@ -308,7 +308,8 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     often it fires on ADE-NEG sentences. Reads the model; changes nothing in it.
 
     The headline scores count every sentence, ADE-NEG ones included, since that is what tagging real
-    abstracts meets. ``annotated_only`` scores just the sentences with adverse-event relations, tagged
+    abstracts meets. ``annotated_only`` scores just the sentences with annotations (not from ADE-NEG,
+    those few whose drug lies inside its effect's span included, though they keep no relation), tagged
     with the gate open: the protocol of most published ADE results, whose models are only ever shown
     sentences known to report an adverse event. ``predicted``: the examples' predictions with the gate
     open, when the caller has them already.
