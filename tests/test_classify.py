@@ -134,6 +134,14 @@ def test_labelled_files_are_read_in_either_layout_and_bad_lines_counted(tmp_path
         with pytest.raises(InputError, match=r"x.tsv:1: a carriage return inside the line \(a file whose lines "
                                              r"end in CR alone"):
             read_labelled(path, strict=True)
+    # A CoNLL file given as labelled text (its suffix .txt or .tsv) made its words classes and its tags
+    # texts, and prepared with an exit status of 0.
+    path.write_text("".join(f"-DOCSTART-\tP{k}\tO\nDrug{k}\tB-DRUG\ncaused\tO\nrash\tB-AE\n\n" for k in range(20)),
+                    encoding="utf-8")
+    with pytest.raises(InputError, match=r"x.tsv: reads as CoNLL \(token<TAB>tag lines: .*give --format conll"):
+        read_labelled(path)
+    path.write_text("ADE\tRash after B-DRUG.\nNEG\tO\nNEG\tNothing.\nADE\tFever.\n", encoding="utf-8")
+    assert len(read_labelled(path)[0]) == 4  # a text that is a tag, here and there, is a text
 
 
 def test_a_document_stays_in_one_split_and_unseen_labels_are_dropped(tmp_path, capsys):

@@ -311,6 +311,11 @@ def test_conll_columns_keep_tokens_whole_and_count_comments(tmp_path):
     assert sentences[0].spans == [(6, 10, "DOSE"), (14, 22, "LOC")]
     assert sentences[1].spans == [(6, 10, "DOSE"), (13, 14, "DOSE")]
     assert report.comments == 3 and "comment lines (starting '# ') skipped: 3" in report.summary()
+    # tag's relations, in its CoNLL comments, are not read: said, not passed over.
+    path.write_text('# text = Aspirin caused rash.\n# relation = DRUG-AE 0 "Aspirin" -> 1 "rash" 0.9\n'
+                    "Aspirin\tB-DRUG\ncaused\tO\nrash\tB-AE\n", encoding="utf-8")
+    assert "left out: 1 relations ('# relation =' lines): a CoNLL corpus trains no relation head; tag --format " \
+           "brat writes relations that prepare reads" in read_conll_corpus(path)[1].summary()
     # Lines ending in CR alone read as one line: refused at its tag, not split into tokens.
     path.write_bytes(b"Aspirin B-DRUG\rrash B-AE\r")
     with pytest.raises(InputError, match=r"t\.conll:1: a carriage return inside the line"):
@@ -588,3 +593,73 @@ def test_brat_as_annotation_tools_write_it(tmp_path):
     (folder / "n.ann").write_text("R1\tADE-Drug Arg1:T3 Arg2:T9\nT3\tADE 45 50\tcough\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"n\.ann:1: R1 names T9, which no T line defines"):
         read_brat(folder)
+
+
+def test_brat_fragments_bom_comments_crlf_triggers_and_names(tmp_path):
+    """A fragmented entity's offsets and text are checked as a single span's are (they were filed as
+    discontinuous and left out without a word); a .ann holding only a byte-order mark is empty; free
+    comments may repeat; a mention written with a space across a CRLF holds; an event's trigger is no
+    entity; hidden files and upper-case suffixes are counted, not read."""
+    from adelabel.corpus.brat import read_brat
+
+    txt, ann = tmp_path / "x.txt", tmp_path / "x.ann"
+    txt.write_text("Aspirin caused severe rash.", encoding="utf-8")
+    for fragments, message in (("0 7;8 14\tsevere rash", r"x\.ann:2: T2: .* has 'Aspirin caused' at 0 7;8 14, not 'severe rash'"),
+                               ("15 21;22 9999\tsevere rash", r"x\.ann:2: T2 spans characters 22-9999, past the end of"),
+                               ("15 21;26 22\tsevere rash", r"x\.ann:2: T2 spans characters 26-22: its end is not after"),
+                               ("15 22;20 26\tsevere rash", r"x\.ann:2: T2: its fragments 15 22;20 26 overlap")):
+        ann.write_text(f"T1\tDRUG 0 7\tAspirin\nT2\tAE {fragments}\n", encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            read_brat(tmp_path)
+    # Fragments in any order are one span when white space alone parts them.
+    ann.write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 22 26;15 21\tsevere rash\nR1\tADE Arg1:T1 Arg2:T2\n", encoding="utf-8")
+    [sentence], _ = read_brat(tmp_path)
+    assert sentence.spans == [(0, 7, "DRUG"), (15, 26, "AE")] and sentence.relations == [(0, 1)]
+    with pytest.raises(InputError, match=r"x\.ann:2: T2 is a discontinuous entity \(fragments 0 7;15 21 parted"):
+        ann.write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 0 7;15 21\tAspirin severe\n", encoding="utf-8")
+        read_brat(tmp_path, strict=True)
+    ann.write_bytes(b"\xef\xbb\xbf")
+    [sentence], report = read_brat(tmp_path)
+    assert sentence.spans == [] and report.documents == 1
+    ann.write_text("# TODO check\nT1\tDRUG 0 7\tAspirin\n# TODO check\n#\n#\n#1\tAnnotatorNotes T1\tok\n",
+                   encoding="utf-8")
+    [sentence], report = read_brat(tmp_path)
+    assert sentence.spans == [(0, 7, "DRUG")] and report.left_out["event, attribute, normalisation or note lines"] == 5
+    txt.write_bytes(b"Aspirin caused severe\r\nrash.")
+    ann.write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 27\tsevere rash\n", encoding="utf-8")
+    [sentence], _ = read_brat(tmp_path)
+    assert sentence.spans == [(0, 7, "DRUG"), (15, 27, "AE")]
+    txt.write_text("Aspirin caused severe rash.", encoding="utf-8")
+    ann.write_text("T1\tDRUG 0 7\tAspirin\nT2\tAE 15 26\tsevere rash\nT3\tADE_trigger 8 14\tcaused\n"
+                   "E1\tADE_trigger:T3 Drug:T1 Effect:T2\n", encoding="utf-8")
+    [sentence], report = read_brat(tmp_path)
+    assert sentence.spans == [(0, 7, "DRUG"), (15, 26, "AE")]
+    assert report.left_out["event triggers (T lines an E line marks its event with; no entities)"] == 1
+    (tmp_path / "._x.ann").write_bytes(b"\x00\x05\x16\x07\xff\xfe")
+    (tmp_path / "y.TXT").write_text("Rash.", encoding="utf-8")
+    (tmp_path / "y.ANN").write_text("T1\tAE 0 4\tRash\n", encoding="utf-8")
+    [sentence], report = read_brat(tmp_path)
+    assert report.left_out["hidden files (names starting with '.')"] == 1
+    assert report.left_out["files whose suffix is not .txt or .ann in lower case (y.ANN; rename them)"] == 2
+
+
+def test_a_long_brat_document_keeps_each_sentence_s_entities(tmp_path):
+    """Each sentence finds its entities by a binary search over them sorted by start (a scan of every
+    entity for each sentence made a long document's reading quadratic)."""
+    from adelabel.corpus.brat import read_brat
+
+    n = 3_000
+    text, lines, at = [], [], 0
+    for k in range(n):
+        sentence = f"Drug{k} caused rash{k}. "
+        drug, rash = (at, at + len(f"Drug{k}")), (at + len(f"Drug{k} caused "), at + len(f"Drug{k} caused rash{k}"))
+        lines += [f"T{2 * k + 1}\tDRUG {drug[0]} {drug[1]}\tDrug{k}", f"T{2 * k + 2}\tAE {rash[0]} {rash[1]}\trash{k}",
+                  f"R{k + 1}\tADE Arg1:T{2 * k + 1} Arg2:T{2 * k + 2}"]
+        text.append(sentence)
+        at += len(sentence)
+    (tmp_path / "big.txt").write_text("".join(text), encoding="utf-8")
+    (tmp_path / "big.ann").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sentences, report = read_brat(tmp_path)
+    assert len(sentences) == n and report.relations == n and all(s.relations == [(0, 1)] for s in sentences)
+    assert [s.spans for s in sentences[-2:]] == [[(0, 8, "DRUG"), (16, 24, "AE")], [(0, 8, "DRUG"), (16, 24, "AE")]]
+    assert sentences[-1].text == "Drug2999 caused rash2999."

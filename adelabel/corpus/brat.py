@@ -16,6 +16,7 @@ annotation lines (events, attributes, notes) are counted and ignored.
 """
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,11 +26,15 @@ from adelabel.corpus import EntityReport, Sentence
 from adelabel.corpus.ade import resolve_overlaps
 from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError
-from adelabel.text import LINE_BREAKS_TO_SPACE, split_sentences
+from adelabel.text import LINE_BREAKS, LINE_BREAKS_TO_SPACE, split_sentences
 
 _ENTITY = re.compile(r"(T\d+)\t(\S+) (\d{1,18}) (\d{1,18})\t(.*)")  # 18 digits: more than any text holds
 _RELATION = re.compile(r"(R\d+)\t(\S+) Arg1:(T\d+) Arg2:(T\d+)\s*")
 _FRAGMENTS = re.compile(r"(T\d+)\t(\S+) (\d{1,18} \d{1,18}(?:;\d{1,18} \d{1,18})+)\t(.*)")  # a discontinuous entity
+_EVENT = re.compile(r"E\d+\t\S+:(T\d+)(?:\s.*)?")  # its trigger: a T line that marks the event, no entity
+_ID = re.compile(r"[TREAMN#]\d+")  # brat's ids; a "#" line without one is a free comment
+# A line break (CRLF as one) inside a mention written with a space there.
+_MENTION_BREAK = re.compile(r"\r\n|[" + re.escape(LINE_BREAKS) + "]")
 
 
 NOT_FROM_A_DRUG = "relations not between a DRUG and another type (relations go from a drug)"
@@ -62,11 +67,19 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
     """Sentences of every ``.txt``/``.ann`` pair in ``folder`` (sorted by name), and the report."""
     folder = Path(folder)
     report = BratReport(path=str(folder))
-    anns = sorted(folder.glob("*.ann"))
+    anns = sorted(p for p in folder.glob("*.ann") if not p.name.startswith("."))
+    # Said, not silently passed over: hidden files (macOS's "._NAME.ann" holds no text) and names whose
+    # suffix is not brat's lower-case one, which brat does not open either.
+    if hidden := [p for p in folder.iterdir() if p.name.startswith(".") and p.suffix in (".ann", ".txt")]:
+        report.left_out["hidden files (names starting with '.')"] += len(hidden)
+    if upper := sorted(p for p in folder.iterdir()
+                       if p.suffix.lower() in (".ann", ".txt") and p.suffix not in (".ann", ".txt")):
+        report.left_out[f"files whose suffix is not .txt or .ann in lower case ({upper[0].name}; rename them)"] += len(upper)
     if not anns:
         raise InputError(folder, "no .ann files here (a brat folder holds NAME.txt and NAME.ann pairs)")
     # Said, not silently passed over: texts nobody annotated, and collections nested in subfolders.
-    lone = [t for t in sorted(folder.glob("*.txt")) if not t.with_suffix(".ann").is_file()]
+    lone = [t for t in sorted(folder.glob("*.txt"))
+            if not t.name.startswith(".") and not t.with_suffix(".ann").is_file()]
     if lone and strict:
         raise InputError(lone[0], f"has no annotations beside it ({lone[0].with_suffix('.ann').name} not found; "
                                   "brat gives every text a .ann, empty where nothing is annotated)")
@@ -93,15 +106,36 @@ def read_brat(folder: str | Path, strict: bool = False) -> tuple[list[Sentence],
     return sentences, report
 
 
-def _contiguous(text: str, fragments: str, mention: str) -> tuple[int, int] | None:
+def _span(ann: Path, txt: Path, text: str, key: str, start: int, end: int, number: int) -> None:
+    """An :class:`InputError` where ``start``-``end`` is no span of ``text``."""
+    if end <= start:
+        raise InputError(ann, f"{key} spans characters {start}-{end}: its end is not after its start", number)
+    if end > len(text):
+        raise InputError(ann, f"{key} spans characters {start}-{end}, past the end of {txt} "
+                              f"({len(text):,} characters)", number)
+
+
+def _same_mention(covered: str, mention: str) -> bool:
+    # A mention across a line break, written with a space there (by some tools, and by tag before it
+    # wrote such a mention as brat does, in pieces); a CRLF is one such break.
+    return _MENTION_BREAK.sub(" ", covered) == mention.translate(LINE_BREAKS_TO_SPACE)
+
+
+def _fragments(ann: Path, txt: Path, text: str, key: str, fragments: str, mention: str,
+               number: int) -> tuple[int, int] | None:
     """The span of a fragmented entity whose fragments only white space parts ("essential\\nhypertension"
-    annotated across a line end), if its offsets and text hold; else None."""
-    spans = [tuple(map(int, piece.split())) for piece in fragments.split(";")]
-    if any(e <= s or e > len(text) for s, e in spans) or any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
-        return None
+    annotated across a line end), or None for one that other text parts (discontinuous). Offsets or a
+    text that do not hold are an :class:`InputError`, as for a single span."""
+    spans = sorted(tuple(map(int, piece.split())) for piece in fragments.split(";"))
+    for s, e in spans:
+        _span(ann, txt, text, key, s, e, number)
+    if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
+        raise InputError(ann, f"{key}: its fragments {fragments} overlap", number)
+    covered = " ".join(text[s:e] for s, e in spans)
+    # brat joins the fragments' texts with a space.
+    if not _same_mention(covered, mention) and covered.split() != mention.split():
+        raise InputError(ann, f"{key}: {txt} has {covered!r} at {fragments}, not {mention!r}", number)
     if any(text[a[1]:b[0]].strip() for a, b in zip(spans, spans[1:])):
-        return None
-    if " ".join(text[s:e] for s, e in spans).split() != mention.split():
         return None
     return spans[0][0], spans[-1][1]
 
@@ -112,52 +146,61 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
     left: set[str] = set()  # entities left out (discontinuous), which relations may still name
     named: set[str] = set()  # the ids of relations, events, attributes, ...: unique too
     arguments: list[tuple[int, str, str, str]] = []  # (line, relation id, Arg1, Arg2): checked after reading
-    # An empty .ann is a text with nothing annotated in it.
-    for number, line in read_lines(ann) if ann.stat().st_size else ():
+    triggers: set[str] = set()  # the T lines that mark an event (its type a word, not an entity)
+    # An empty .ann (or one holding only the byte-order mark an editor saves) is a text with nothing
+    # annotated in it.
+    empty = ann.stat().st_size <= 3 and ann.read_bytes() in (b"", b"\xef\xbb\xbf")
+    for number, line in () if empty else read_lines(ann):
         if not line.strip():
             continue
         key = line.partition("\t")[0]
-        if key in entities or key in left or key in named:
+        if _ID.fullmatch(key) and (key in entities or key in left or key in named):
             raise InputError(ann, f"{key} is defined twice (ids are unique in a brat file)", number)
-        if key[:1] not in ("T", "*"):  # "*" lines (equivalences) have no id of their own
+        if key[:1] != "T" and _ID.fullmatch(key):  # "*" lines (equivalences) have no id of their own
             named.add(key)
         if m := _ENTITY.fullmatch(line):
             label, start, end, mention = m.group(2), int(m.group(3)), int(m.group(4)), m.group(5)
-            if end <= start:
-                raise InputError(ann, f"{key} spans characters {start}-{end}: its end is not after its start", number)
-            if end > len(text):
-                raise InputError(ann, f"{key} spans characters {start}-{end}, past the end of {txt} "
-                                      f"({len(text):,} characters)", number)
-            # A mention across a line break, written with a space there (by some tools, and by tag before it
-            # wrote such a mention as brat does, in pieces: below).
-            if text[start:end].translate(LINE_BREAKS_TO_SPACE) != mention.translate(LINE_BREAKS_TO_SPACE):
+            _span(ann, txt, text, key, start, end, number)
+            if not _same_mention(text[start:end], mention):
                 raise InputError(ann, f"{key}: {txt} has {text[start:end]!r} at {start}-{end}, not {mention!r}", number)
             entities[key] = (start, end, label)
         elif m := _RELATION.fullmatch(line):
             relations.append((m.group(2), m.group(3), m.group(4)))
             arguments.append((number, m.group(1), m.group(3), m.group(4)))
-        elif (m := _FRAGMENTS.fullmatch(line)) and (span := _contiguous(text, m.group(3), m.group(4))):
+        elif m := _FRAGMENTS.fullmatch(line):
             # Fragments parted by white space alone are one span: brat's editor writes a mention across a
             # line break of wrapped text so.
-            entities[key] = (*span, m.group(2))
-        elif m:
+            if span := _fragments(ann, txt, text, key, m.group(3), m.group(4), number):
+                entities[key] = (*span, m.group(2))
+                continue
             if strict:
-                raise InputError(ann, "a discontinuous entity (offsets with ';'): adelabel tags contiguous spans",
-                                 number)
+                raise InputError(ann, f"{key} is a discontinuous entity (fragments {m.group(3)} parted by text): "
+                                      "adelabel tags contiguous spans", number)
             report.left_out["discontinuous entities"] += 1
             left.add(key)
         elif line[:1] in ("E", "A", "M", "N", "#", "*"):
             report.left_out["event, attribute, normalisation or note lines"] += 1
+            if m := _EVENT.fullmatch(line):
+                triggers.add(m.group(1))
         else:
             raise InputError(ann, f"not a brat annotation line: {line[:80]!r}", number)
+    for key in triggers & entities.keys():
+        del entities[key]
+        left.add(key)
+        report.left_out["event triggers (T lines an E line marks its event with; no entities)"] += 1
     # brat files need not define an entity before a relation names it: checked once every line is read.
     for number, relation, *args in arguments:
         for arg in args:
             if arg not in entities and arg not in left:
                 raise InputError(ann, f"{relation} names {arg}, which no T line defines", number)
     out, where, alias = [], {}, {}
-    for k, (s, e) in enumerate(split_sentences(text)):
-        inside = {key: span for key, span in entities.items() if s <= span[0] and span[1] <= e}
+    # Entities by start, so that each sentence finds its own with a binary search: scanning them all for
+    # every sentence made a long document's reading quadratic.
+    by_start = sorted(entities.items(), key=lambda item: item[1][0])
+    starts = [span[0] for _, span in by_start]
+    for s, e in split_sentences(text):
+        inside = {key: span for key, span in by_start[bisect.bisect_left(starts, s):bisect.bisect_left(starts, e)]
+                  if span[1] <= e}
         # Tags hold one entity per token: of nested or crossing entities the ADE reader's rule keeps one.
         kept = set(resolve_overlaps(list(inside.values())))
         dropped = [key for key, span in inside.items() if span not in kept]
@@ -170,13 +213,12 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         for key in sorted(inside, key=lambda k: int(k[1:])):  # the same span twice is one entity
             if inside[key] in first:
                 alias[key] = first[inside[key]]
+                del inside[key]
             else:
                 first[inside[key]] = key
-        for key in alias:
-            inside.pop(key, None)
         keys = sorted(inside, key=lambda key: inside[key][:2])
-        for key in keys:
-            where[key] = (len(out), keys.index(key))
+        for position, key in enumerate(keys):
+            where[key] = (len(out), position)
         spans = [(inside[key][0] - s, inside[key][1] - s, inside[key][2]) for key in keys]
         # A line break inside a sentence is white space to the tokeniser; as a space it keeps the CoNLL
         # files' "# text =" lines whole and every offset where it was.

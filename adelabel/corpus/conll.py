@@ -47,13 +47,16 @@ class ConllReport(EntityReport):
     repaired: int = 0  # I-X tags that continued no X entity, read as B-X
     converted: int = 0  # BIOES/BILOU tags (S-, E-, U-, L-) read as IOB2
     comments: int = 0  # lines starting "# " that are no token: skipped
+    relations: int = 0  # of them, the "# relation =" lines tag --format conll writes: not read
 
     def summary(self) -> list[str]:
         return [f"read: {self.path} {self.lines:,} lines, {self.documents:,} documents", *self.counts(),
                 f"I- tags that continued no entity of their type, read as B- (an entity start): {self.repaired:,}",
                 *([f"BIOES/BILOU tags read as IOB2 (S-/U- as B-, E-/L- as I-): {self.converted:,}"]
                   if self.converted else []),
-                *([f"comment lines (starting '# ') skipped: {self.comments:,}"] if self.comments else [])]
+                *([f"comment lines (starting '# ') skipped: {self.comments:,}"] if self.comments else []),
+                *([f"left out: {self.relations:,} relations ('# relation =' lines): a CoNLL corpus trains no relation "
+                   "head; tag --format brat writes relations that prepare reads"] if self.relations else [])]
 
 
 def _columns(line: str) -> list[str]:
@@ -139,6 +142,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
         cols = _columns(line)
         if (line.startswith("# ") or line == "#") and not _token_of_hash(cols, width):  # "# text = ...", a note
             report.comments += 1
+            report.relations += line.startswith("# relation =")
             if line.startswith("# text ="):
                 flush()
                 texts += 1

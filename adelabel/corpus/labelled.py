@@ -17,6 +17,7 @@ learnt). Classes whose names differ only in case are kept apart, and the report 
 from __future__ import annotations
 
 import itertools
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -76,6 +77,9 @@ class LabelledReport:
         return out
 
 
+_TAG = re.compile(r"O|[BIESLU]-\S+")
+
+
 def _invisible(field: str) -> str | None:
     """The first control or format character (NUL, a zero-width space, a byte-order mark) of a label or
     ID, which would make it another name than the one it reads as."""
@@ -95,12 +99,14 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
     # two-column export a three-column one, and every text empty.
     columns = report.columns = 3 if 2 * sum(line.rstrip().count("\t") >= 2 for line in filled) > len(filled) else 2
     seen: dict[str, tuple[str, int]] = {}  # text, white space normalised -> its label and line
+    tagged = 0  # lines whose last column is a tag (O, B-DRUG): a CoNLL file's
     for number, line in itertools.chain(first, lines):
         report.lines += 1
         if not line.strip():
             report.blank_lines += 1
             continue
         parts = line.lstrip(" \ufeff").split("\t", columns - 1)  # a byte-order mark where two files were joined
+        tagged += "\t" in line and _TAG.fullmatch(line.rsplit("\t", 1)[1].strip()) is not None
         if len(parts) < columns:
             report.skip(path, number, f"missing tab (expected {columns} tab-separated columns)", strict)
             continue
@@ -154,6 +160,11 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
             report.skip(path, number, reason, strict, f": {sentence.label!r}")
             report.classes[sentence.label] -= 1
     report.classes += Counter()  # drop the classes left without a text
+    # A CoNLL file named .txt or .tsv reads as token<TAB>tag lines: its words classes, its tags texts.
+    # Trained on, that is nonsense with an exit status of 0.
+    if tagged and 2 * tagged >= report.lines - report.blank_lines:
+        raise InputError(path, "reads as CoNLL (token<TAB>tag lines: most texts are a tag such as O or B-DRUG), "
+                               "not label<TAB>text: give --format conll")
     numbers = [n for n, reason in zip(numbers, drop) if not reason]
     sentences = [s for s, reason in zip(sentences, drop) if not reason]
     report.texts = len(sentences)
