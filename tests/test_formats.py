@@ -663,3 +663,12 @@ def test_a_long_brat_document_keeps_each_sentence_s_entities(tmp_path):
     assert len(sentences) == n and report.relations == n and all(s.relations == [(0, 1)] for s in sentences)
     assert [s.spans for s in sentences[-2:]] == [[(0, 8, "DRUG"), (16, 24, "AE")], [(0, 8, "DRUG"), (16, 24, "AE")]]
     assert sentences[-1].text == "Drug2999 caused rash2999."
+
+
+def test_a_named_pipe_given_as_the_corpus_is_named_so(tmp_path, capsys):
+    import os
+
+    pipe = tmp_path / "ff.conll"
+    os.mkfifo(pipe)
+    code, _, err = run_cli(capsys, "prepare", "--corpus", pipe, "--out", tmp_path / "d")
+    assert code == 2 and "ff.conll: is a pipe or a device, not a corpus folder" in err, err

@@ -312,8 +312,9 @@ def read_ade(corpus_dir: str | Path, labels: Sequence[str] = DEFAULT_LABELS, inc
     unknown = set(labels) - set(ALL_LABELS)
     if unknown:
         raise InputError(corpus_dir, f"unknown entity type(s) {sorted(unknown)}; choose from {ALL_LABELS}")
-    if corpus_dir.is_file():
-        raise InputError(corpus_dir, "is a file, not a corpus folder")
+    if corpus_dir.exists() and not corpus_dir.is_dir():
+        raise InputError(corpus_dir, "is a file, not a corpus folder" if corpus_dir.is_file()
+                         else "is a pipe or a device, not a corpus folder (prepare reads a corpus more than once)")
     if not corpus_dir.is_dir():
         raise InputError(corpus_dir, "corpus folder not found (see corpora/README.md for how to get it)")
     report = CorpusReport()
