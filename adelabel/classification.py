@@ -16,6 +16,7 @@ import torch
 from adelabel.data import Example
 from adelabel.evaluate import GATE_THRESHOLDS, calibration_bins, positive_f1
 from adelabel.inference import classify
+from adelabel.models.base import threshold_of
 from adelabel.models.classifier import calibrated
 
 
@@ -126,10 +127,10 @@ def classifier_metrics(model, examples: Sequence[Example], batch_size: int, devi
         return result
     pos = model.positive
     is_positive, score = gold == pos, p[:, pos] if len(rows) else np.zeros(0)
-    cut = float(model.threshold) if threshold is None else threshold
+    cut = threshold_of(model.threshold if threshold is None else threshold)
     both = 0 < is_positive.sum() < len(is_positive)
     result.update({
-        "positive": classes[pos], "threshold": round(cut, 4), "f1": float(f1[pos]),
+        "positive": classes[pos], "threshold": cut, "f1": float(f1[pos]),
         # Undefined (None) unless the split holds both classes.
         "roc_auc": float(roc_auc_score(is_positive, score)) if both else None,
         "average_precision": float(average_precision_score(is_positive, score)) if both else None,
@@ -156,7 +157,7 @@ def format_classification(result: dict) -> str:
     rows += [f"{c:<{width}}" + "".join(f"{n:>{width}}" for n in line) for c, line in zip(classes, result["confusion"])]
     if "positive" in result:
         shown = lambda v, why="one class": f"undefined ({why})" if v is None else f"{v:.4f}"  # noqa: E731
-        rows += ["", f"{result['positive']} (positive class, threshold {result['threshold']:.2f}): "
+        rows += ["", f"{result['positive']} (positive class, threshold {result['threshold']:g}): "
                      f"F1 {result['f1']:.4f}, ROC-AUC {shown(result['roc_auc'])}, average precision "
                      f"{shown(result['average_precision'])}; its probability: ECE {shown(result['ece'], 'no text')}, "
                      f"Brier {shown(result['brier'], 'no text')}"]

@@ -171,9 +171,9 @@ class Train(Section):
     clip_norm: float = Field(5.0, gt=0.0, description="gradient norm clipping")
     word_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="share of training tokens replaced by `<unk>` (recurrent and seq2seq models: the transformer reads sub-word pieces)",
                                 json_schema_extra={"search": {"low": 0.0, "high": 0.15}})
-    negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences (without entities; a classifier's NEG class) drawn afresh each epoch",
+    negative_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of ADE-NEG sentences (without entities; a classifier's NEG class) drawn afresh each epoch (where the training split holds none, as labelled text does, another value is warned about: it changes nothing)",
                                      json_schema_extra={"search": {"low": 0.2, "high": 1.0}})
-    dose_copies: float = Field(0.0, ge=0.0, le=1.0, description="share of the training sentences with events, and of those without, also trained on with a dose written after a drug (adelabel/augment.py: for safety narratives, which give doses where the corpus seldom does)")
+    dose_copies: float = Field(0.0, ge=0.0, le=1.0, description="share of the training sentences with events, and of those without, also trained on with a dose written after a drug (taggers only: a classifier warns that it changes nothing; adelabel/augment.py: for safety narratives, which give doses where the corpus seldom does)")
     eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="sentences per batch when scoring")
     distil: float = Field(0.9, ge=0.0, le=1.0, description="with `train --teacher`: weight of the teacher's probabilities against the gold labels")
     precision: Literal["fp32", "bf16", "fp16"] = Field(

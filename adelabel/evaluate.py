@@ -11,7 +11,7 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 
 from adelabel.data import Example
-from adelabel.models.base import SequenceLabeler
+from adelabel.models.base import SequenceLabeler, threshold_of
 from adelabel.data import token_spans
 from adelabel.inference import Prediction, effect_types, predict, reported_pairs, reports
 from adelabel.tags import OUTSIDE
@@ -288,7 +288,7 @@ def sentence_scores(labels: Sequence[bool], probs: Sequence[float], threshold: f
     recall = tp / float(y.sum()) if y.any() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     quality = probability_scores(labels, probs, bins)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": int(y.sum()), "threshold": round(threshold, 4),
+    return {"precision": precision, "recall": recall, "f1": f1, "support": int(y.sum()), "threshold": threshold_of(threshold),
             "ece": quality["ece"], "brier": quality["brier"], "roc_auc": quality["roc_auc"]}
 
 
@@ -348,7 +348,7 @@ def evaluate_examples(model: SequenceLabeler, examples: Sequence[Example], negat
     result["entities_per_1000_negative"] = 1000 * fired / len(on_negative) if on_negative else None
     if gated:
         result["gate"] = {
-            "threshold": round(threshold, 4),
+            "threshold": threshold_of(threshold),
             "annotated_sentences_passed": sum(opened[k] for k in annotated) / len(annotated) if annotated else None,
             "negative_sentences_passed": sum(o for k, o in enumerate(opened) if negative[kept[k]]) / len(on_negative)
             if on_negative else None,

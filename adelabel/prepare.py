@@ -246,6 +246,11 @@ def drop_unseen_classes(splits: dict[str, list[Sentence]], numbers: dict[int, in
     """A dev or test text whose class no training text has cannot be learnt or scored: skipped and
     counted, or an error naming its line under ``strict``."""
     seen = {s.label for s in splits["train"]}
+    if len(seen) < 2:  # the split dealt every text of the other classes to dev and test: train would refuse it
+        missing = sorted({s.label for name in SPLITS[1:] for s in splits[name]} - seen)
+        raise InputError(corpus, f"the training split holds one class only ({', '.join(sorted(seen))}; "
+                                 f"{', '.join(missing)} went to dev and test); a classifier needs at least two: "
+                                 "prepare with another --seed, or with more documents")
     for name in SPLITS[1:]:
         unseen = [s for s in splits[name] if s.label not in seen]
         if unseen and strict:

@@ -191,7 +191,7 @@ def curve_plots(is_positive: Sequence[bool], scores: Sequence[float], positive: 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.plot(fpr, tpr, label=f"ROC-AUC {result['roc_auc']:.3f}")
-    ax.plot(point_fpr, point_tpr, "o", label=f"threshold {cut:.2f}")
+    ax.plot(point_fpr, point_tpr, "o", label=f"threshold {cut:g}")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(f"ROC curve: {positive}")
@@ -202,7 +202,7 @@ def curve_plots(is_positive: Sequence[bool], scores: Sequence[float], positive: 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(recall, precision, label=f"average precision {result['average_precision']:.3f}")
     if point_precision is not None:
-        ax.plot(point_tpr, point_precision, "o", label=f"threshold {cut:.2f}")
+        ax.plot(point_tpr, point_precision, "o", label=f"threshold {cut:g}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_ylim(0, 1.02)

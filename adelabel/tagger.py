@@ -16,7 +16,7 @@ import torch
 from adelabel import model_dir
 from adelabel.errors import AdelabelError, ArgumentTypeError, InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
-from adelabel.models.base import SequenceLabeler
+from adelabel.models.base import SequenceLabeler, threshold_of
 from adelabel.precision import autocast, check_precision, lower_recurrent
 from adelabel.vocab import Vocabs
 
@@ -129,7 +129,7 @@ class _Loaded:
         if self.threshold is not None:
             return self.threshold
         saved = self._saved_threshold()
-        return None if saved is None else float(saved)
+        return None if saved is None else threshold_of(saved)
 
     def __repr__(self) -> str:
         """What a pipeline's log should say of it: the folders, the device, and the threshold in force."""

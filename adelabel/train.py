@@ -385,6 +385,14 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         # The gate would learn to pass every sentence, a classifier would never meet its NEG class.
         raise AdelabelError(f"train.negative_fraction: 0 never shows the training split's {held:,} sentences "
                             "without entities; prepare the data with --no-negatives to leave them out")
+    # Settings this data or task gives nothing to act on: said, since the saved config records them.
+    defaults = type(hp).model_fields
+    if not held and hp.negative_fraction != defaults["negative_fraction"].default:
+        notes = [*notes, f"warning: train.negative_fraction = {hp.negative_fraction} changes nothing: the training "
+                         "split holds no sentence without entities (labelled text has none)"]
+    if config.task != "tag" and hp.dose_copies:
+        notes = [*notes, f"warning: train.dose_copies = {hp.dose_copies} changes nothing: doses are written into a "
+                         "tagger's training sentences, and this trains a classifier"]
     for note in notes:  # the command's warnings, once the data and settings passed: an error stays one line
         warn(note)
     if not resume and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):

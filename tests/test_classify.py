@@ -165,8 +165,8 @@ def test_a_label_missing_from_training_is_dropped_or_refused(tmp_path):
     from adelabel.prepare import drop_unseen_classes
 
     rare = Sentence("something rare", doc_id="x", label="rare")
-    splits = {"train": [Sentence("a", doc_id="1", label="A")], "dev": [Sentence("b", doc_id="2", label="A"), rare],
-              "test": []}
+    splits = {"train": [Sentence("a", doc_id="1", label="A"), Sentence("z", doc_id="3", label="B")],
+              "dev": [Sentence("b", doc_id="2", label="A"), rare], "test": []}
     said = []
     drop_unseen_classes(splits, {id(rare): 181}, "three.tsv", False, said.append)
     assert [s.label for s in splits["dev"]] == ["A"]
@@ -181,8 +181,15 @@ def test_a_split_left_empty_by_dropped_labels_is_refused():
     from adelabel.prepare import drop_unseen_classes
 
     lone = Sentence("only C here", doc_id="d9", label="C")
-    splits = {"train": [Sentence("a", doc_id="1", label="A")], "dev": [lone], "test": [Sentence("b", doc_id="2", label="A")]}
+    splits = {"train": [Sentence("a", doc_id="1", label="A"), Sentence("z", doc_id="3", label="B")], "dev": [lone],
+              "test": [Sentence("b", doc_id="2", label="A")]}
     with pytest.raises(InputError, match="the dev split is left with no text of a class the training split has"):
+        drop_unseen_classes(splits, {id(lone): 30}, "c.tsv", False, lambda _: None)
+    # A training split left with one class (its documents dealt the others to dev and test) wrote a data
+    # folder that train then refused.
+    splits = {"train": [Sentence("a", doc_id="1", label="A")], "dev": [lone], "test": [Sentence("b", doc_id="2", label="A")]}
+    with pytest.raises(InputError, match=r"c.tsv: the training split holds one class only \(A; C went to dev and "
+                                         r"test\); a classifier needs at least two: prepare with another --seed"):
         drop_unseen_classes(splits, {id(lone): 30}, "c.tsv", False, lambda _: None)
 
 
@@ -261,6 +268,21 @@ def test_a_trained_classifier_learns_and_reports_every_score(binary, capsys):
     everything = json.loads((binary["t"] / "all.json").read_text())
     assert code == 0 and everything["per_class"]["ade"]["recall"] == 1.0
     assert everything["per_class"]["other"]["recall"] == 0.0 and everything["threshold"] == 0.0
+    # The threshold reported is the one the scores used, as given or as saved: not rounded (0.00004 was
+    # reported as 0.0, 0.996 printed as 1.00), nor the float32 buffer's 0.449999988 beside a 0.45.
+    code, out, _ = run_cli(capsys, "evaluate", "--model", binary["model"], "--data", binary["data"],
+                           "--threshold", "0.996", "--json", binary["t"] / "high.json")
+    high = json.loads((binary["t"] / "high.json").read_text())
+    assert code == 0 and high["threshold"] == high["evaluated"]["threshold"] == 0.996 and "threshold 0.996)" in out
+    code, out, _ = run_cli(capsys, "evaluate", "--model", binary["model"], "--data", binary["data"],
+                           "--threshold", "0.00004", "--json", binary["t"] / "low.json")
+    low = json.loads((binary["t"] / "low.json").read_text())
+    assert code == 0 and low["threshold"] == low["evaluated"]["threshold"] == 0.00004 and "threshold 4e-05)" in out
+    saved = json.loads((binary["t"] / "all.json").read_text())
+    code, _, _ = run_cli(capsys, "evaluate", "--model", binary["model"], "--data", binary["data"], "--json",
+                         binary["t"] / "saved.json")
+    saved = json.loads((binary["t"] / "saved.json").read_text())
+    assert code == 0 and saved["threshold"] == saved["evaluated"]["threshold"] and len(repr(saved["threshold"])) < 9
 
 
 def test_tag_with_a_classifier_writes_one_record_per_line(binary, capsys, tmp_path):
@@ -511,3 +533,21 @@ def test_a_classifier_no_better_than_one_class_keeps_its_learning_rate_and_is_wa
     assert len(rates) == 3 and len(set(rates)) == 1, rates
     assert any(line.startswith("warning: the saved model scores F1") and "no better than giving every text one "
                "class" in line for line in said), said
+
+
+def test_settings_a_classifier_on_labelled_text_cannot_use_are_said(binary, capsys, tmp_path):
+    """train.dose_copies writes doses into a tagger's sentences and train.negative_fraction draws from
+    the sentences without entities, which labelled text has none of: both were recorded in the model's
+    config and changed nothing, without a word."""
+    code, _, err = run_cli(capsys, "train", "--task", "classify", "--arch", "gru", "--data", binary["data"],
+                           "--out", tmp_path / "m", "--epochs", "1", "-q", "--set", "model.hidden_size=8",
+                           "--set", "model.char_size=8", "--set", "train.dose_copies=0.2",
+                           "--set", "train.negative_fraction=0.1")
+    assert code == 0, err
+    assert "warning: train.negative_fraction = 0.1 changes nothing: the training split holds no sentence without " \
+           "entities" in err
+    assert "warning: train.dose_copies = 0.2 changes nothing: doses are written into a tagger's training sentences" in err
+    code, _, err = run_cli(capsys, "train", "--task", "classify", "--arch", "gru", "--data", binary["data"],
+                           "--out", tmp_path / "m", "--epochs", "1", "-q", "--set", "model.hidden_size=8",
+                           "--set", "model.char_size=8")
+    assert code == 0 and "warning" not in err, err

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -149,6 +150,13 @@ def _direction(rnn: nn.RNNBase, layer: int, reverse: bool) -> nn.RNNBase:
         cache[suffix] = one
     one.train(rnn.training)
     return one
+
+
+def threshold_of(value) -> float:
+    """A threshold (a float32 buffer, or a float) as the shortest decimal that is its float32 value: a
+    gate tuned to 0.45 is stored as 0.449999988..., which reads as another number in a report, and
+    rounding to a few places made 0.00004 a 0.0 and 0.996 a 1.00 (nothing positive)."""
+    return float(np.format_float_positional(np.float32(float(value)), unique=True, trim="-"))
 
 
 def gate_passes(sentence, threshold: float):
