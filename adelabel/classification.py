@@ -146,9 +146,11 @@ def format_classification(result: dict) -> str:
     """The printed report: a row per class and the macro average, the confusion matrix (rows gold,
     columns predicted) and, with two classes, the positive class's ranking and calibration."""
     classes = result["classes"]
-    width = max(10, *(len(c) + 2 for c in classes))
+    # The average's row is told from a class of that name ("macro" is a fine name for a topic).
+    average = next(n for n in ("macro", "macro average", "(macro average)", "") if n not in classes)
+    width = max(10, len(average) + 2, *(len(c) + 2 for c in classes))
     rows = [f"{'':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
-    for name, r in [*result["per_class"].items(), ("macro", result["macro"])]:
+    for name, r in [*result["per_class"].items(), (average, result["macro"])]:
         rows.append(f"{name:<{width}}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['f1']:>10.4f}{r['support']:>10}")
     rows.append(f"accuracy {result['accuracy']:.4f}"
                 + (f" ({result['unscored']:,} texts without a word not scored)" if result.get("unscored") else ""))

@@ -551,3 +551,14 @@ def test_settings_a_classifier_on_labelled_text_cannot_use_are_said(binary, caps
                            "--out", tmp_path / "m", "--epochs", "1", "-q", "--set", "model.hidden_size=8",
                            "--set", "model.char_size=8")
     assert code == 0 and "warning" not in err, err
+
+
+def test_a_class_named_macro_is_told_from_the_average():
+    from adelabel.classification import format_classification
+
+    row = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3}
+    result = {"classes": ["NEG", "macro"], "per_class": {"NEG": row, "macro": row}, "macro": {**row, "support": 6},
+              "accuracy": 0.5, "confusion": [[2, 1], [1, 2]]}
+    lines = format_classification(result).splitlines()
+    assert [line.split()[0] for line in lines[1:4]] == ["NEG", "macro", "macro"]
+    assert lines[3].startswith("macro average ") and lines[3].split()[-1] == "6"
