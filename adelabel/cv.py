@@ -248,7 +248,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
     return _write_summary(out, settings, results, folds)
 
 
-READERS = {"conll": 4, "brat": 3, "labelled": 2}
+READERS = {"conll": 5, "brat": 4, "labelled": 2}
 """The version of each format's reader whose documents and sentences a cv run's folds hold."""
 
 SAME_FOLDS = ("corpus", "format", "folds", "seed", "labels", "include_negative", "overlaps", "reader")

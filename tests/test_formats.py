@@ -246,14 +246,14 @@ def test_cv_reads_a_conll_file_by_its_documents(capsys, sample_data, tmp_path):
                            "--set", "model.hidden_size=8", "--set", "model.char_size=8", "--set", "model.gate_size=8")
     assert code == 0, err
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["format"] == "conll" and settings["labels"] == [] and settings["reader"] == 4
+    assert settings["format"] == "conll" and settings["labels"] == [] and settings["reader"] == 5
     # A run begun by an earlier CoNLL reader (none recorded, or 2) is not carried on by this one.
-    for earlier in ({k: v for k, v in settings.items() if k != "reader"}, {**settings, "reader": 2}):
+    for earlier in ({k: v for k, v in settings.items() if k != "reader"}, {**settings, "reader": 4}):
         (out / "settings.json").write_text(json.dumps(earlier))
         code, _, err = run_cli(capsys, "cv", "--corpus", corpus, "--format", "conll", "--folds", "2", "--epochs", "1",
                                "--dim", "8", "--w2v-epochs", "1", "--out", out, "-q", "--set", "model.hidden_size=8",
                                "--set", "model.char_size=8", "--set", "model.gate_size=8")
-        assert code == 2 and "other settings (reader " in err and "-> 4)" in err, err
+        assert code == 2 and "other settings (reader " in err and "-> 5)" in err, err
     (out / "settings.json").write_text(json.dumps(settings))
     assert json.loads((out / "fold-01" / "data" / "manifest.json").read_text())["labels"] == ["Chemical", "Disease"]
     assert "Chemical.f1" in json.loads((out / "cv.json").read_text())["summary"]
@@ -311,11 +311,16 @@ def test_conll_columns_keep_tokens_whole_and_count_comments(tmp_path):
     assert sentences[0].spans == [(6, 10, "DOSE"), (14, 22, "LOC")]
     assert sentences[1].spans == [(6, 10, "DOSE"), (13, 14, "DOSE")]
     assert report.comments == 3 and "comment lines (starting '# ') skipped: 3" in report.summary()
-    # tag's relations, in its CoNLL comments, are not read: said, not passed over.
+    # tag's relations, in its CoNLL comments, are read back; those that do not fit the tags are counted.
     path.write_text('# text = Aspirin caused rash.\n# relation = DRUG-AE 0 "Aspirin" -> 1 "rash" 0.9\n'
+                    '# relation = DRUG-AE 0 "Aspirin" -> 1 "fever" 0.9\n# relation = DRUG-AE 0 "Aspirin" -> 7 "x" 0.9\n'
+                    '# relation = DRUG-AE 1 "rash" -> 0 "Aspirin" 0.9\n# relation = something else\n'
                     "Aspirin\tB-DRUG\ncaused\tO\nrash\tB-AE\n", encoding="utf-8")
-    assert "left out: 1 relations ('# relation =' lines): a CoNLL corpus trains no relation head; tag --format " \
-           "brat writes relations that prepare reads" in read_conll_corpus(path)[1].summary()
+    [sentence], report = read_conll_corpus(path)
+    assert sentence.relations == [(0, 1)] and report.relations == 1
+    assert report.left_out == {"whose entity texts are not the tagged ones": 1, "naming an entity the tags do not hold": 1,
+                               "not from a DRUG to another type": 1, "not in the form tag --format conll writes": 1}
+    assert "relations ('# relation =' lines): 1" in report.summary()
     # Lines ending in CR alone read as one line: refused at its tag, not split into tokens.
     path.write_bytes(b"Aspirin B-DRUG\rrash B-AE\r")
     with pytest.raises(InputError, match=r"t\.conll:1: a carriage return inside the line"):
@@ -672,3 +677,28 @@ def test_a_named_pipe_given_as_the_corpus_is_named_so(tmp_path, capsys):
     os.mkfifo(pipe)
     code, _, err = run_cli(capsys, "prepare", "--corpus", pipe, "--out", tmp_path / "d")
     assert code == 2 and "ff.conll: is a pipe or a device, not a corpus folder" in err, err
+
+
+def test_conll_written_by_tag_reads_back_with_its_relations(tmp_path):
+    """tag --format conll writes each relation as a comment naming its entities by their place in the
+    line; prepare reads them back as relations of the sentences that hold both (they were dropped)."""
+    import io
+
+    from adelabel.corpus.conll import read_conll_corpus
+    from adelabel.inference import SentenceScore
+    from adelabel.tagging_io import write_conll
+
+    out = io.StringIO()
+    text = 'Rash after lamotrigine-induced use. Lithium caused "tremor" too.'
+    analysis = _analysis(text, [(0, 4, "AE"), (11, 22, "DRUG"), (36, 43, "DRUG"), (51, 59, "AE")], [(1, 0), (2, 3)])
+    analysis.sentences = [SentenceScore(0, 35, 0.9, True), SentenceScore(36, len(text), 0.9, True)]
+    write_conll(out, analysis, {})
+    nothing = _analysis("Nothing here.", [], [])
+    nothing.sentences = [SentenceScore(0, 13, 0.1, False)]
+    write_conll(out, nothing, {})
+    (tmp_path / "t.conll").write_text(out.getvalue(), encoding="utf-8")
+    sentences, report = read_conll_corpus(tmp_path / "t.conll")
+    assert [(s.spans, s.relations) for s in sentences] == [([(0, 4, "AE"), (11, 22, "DRUG")], [(1, 0)]),
+                                                           ([(0, 7, "DRUG"), (15, 25, "AE")], [(0, 1)]), ([], [])]
+    assert sentences[1].text[15:25] == '" tremor "' and report.relations == 2 and not report.left_out
+    assert sentences[0].doc_id == sentences[1].doc_id != sentences[2].doc_id

@@ -4,12 +4,16 @@ tags are read as the IOB2 tags of the same entities.
 
 Reading turns tokens back into a sentence text (tokens joined by single spaces) with character spans,
 so CoNLL data flows through the same path as the ADE corpus. Entity types are whatever the tags name.
+The ``# relation =`` comments of ``tag --format conll`` are read back as the relations they name.
 """
 from __future__ import annotations
 
+import json
+import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adelabel.corpus import EntityReport, Sentence
@@ -47,7 +51,8 @@ class ConllReport(EntityReport):
     repaired: int = 0  # I-X tags that continued no X entity, read as B-X
     converted: int = 0  # BIOES/BILOU tags (S-, E-, U-, L-) read as IOB2
     comments: int = 0  # lines starting "# " that are no token: skipped
-    relations: int = 0  # of them, the "# relation =" lines tag --format conll writes: not read
+    relations: int = 0  # of them, the "# relation =" lines tag --format conll writes, read as relations
+    left_out: Counter = field(default_factory=Counter)  # reason -> relation lines left out
 
     def summary(self) -> list[str]:
         return [f"read: {self.path} {self.lines:,} lines, {self.documents:,} documents", *self.counts(),
@@ -55,8 +60,37 @@ class ConllReport(EntityReport):
                 *([f"BIOES/BILOU tags read as IOB2 (S-/U- as B-, E-/L- as I-): {self.converted:,}"]
                   if self.converted else []),
                 *([f"comment lines (starting '# ') skipped: {self.comments:,}"] if self.comments else []),
-                *([f"left out: {self.relations:,} relations ('# relation =' lines): a CoNLL corpus trains no relation "
-                   "head; tag --format brat writes relations that prepare reads"] if self.relations else [])]
+                *([f"relations ('# relation =' lines): {self.relations:,}"] if self.relations else []),
+                *(f"left out: {n:,} relation lines {reason}" for reason, n in sorted(self.left_out.items()))]
+
+
+# What `tag --format conll` writes of a relation: its type, the drug's and the effect's indices among the
+# entities of the "# text =" line, their texts as JSON strings, and its score.
+_RELATION = re.compile(r'# relation = (\S+) (\d+) ("(?:[^"\\]|\\.)*") -> (\d+) ("(?:[^"\\]|\\.)*")(?: \S+)?')
+
+
+def _relate(sentences: Sequence[Sentence], pending: list[tuple[int, str, int, str]], report: ConllReport) -> None:
+    """The relations of one ``# text =`` line, whose sentences are ``sentences``: each names its drug and
+    effect by their place among the line's entities, which are the sentences' spans in order."""
+    entities = [(sentence, k) for sentence in sentences for k in range(len(sentence.spans))]
+    words = lambda text: "".join(text.split())  # noqa: E731  (tokens come back joined by single spaces)
+    for drug, drug_text, effect, effect_text in pending:
+        if max(drug, effect) >= len(entities):
+            report.left_out["naming an entity the tags do not hold"] += 1
+            continue
+        (sentence, d), (other, e) = entities[drug], entities[effect]
+        spans = sentence.spans
+        if sentence is not other:
+            report.left_out["across sentences"] += 1
+        elif (words(sentence.text[spans[d][0]:spans[d][1]]) != words(drug_text)
+              or words(sentence.text[spans[e][0]:spans[e][1]]) != words(effect_text)):
+            report.left_out["whose entity texts are not the tagged ones"] += 1
+        elif spans[d][2] != "DRUG" or spans[e][2] == "DRUG":
+            report.left_out["not from a DRUG to another type"] += 1
+        elif (d, e) not in sentence.relations:
+            sentence.relations.append((d, e))
+            report.relations += 1
+    pending.clear()
 
 
 def _columns(line: str) -> list[str]:
@@ -111,6 +145,8 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
     named: list[str] = []  # what each -DOCSTART- line puts between it and its tag ("" for nothing)
     text_block: list[int] = []  # per sentence, the number of the last "# text =" comment before it
     opened_by: list[int] = []  # per sentence, the number of the last -DOCSTART- line before it
+    pending: list[tuple[int, str, int, str]] = []  # the "# relation =" lines of the current "# text =" line
+    record = 0  # where the current "# text =" line's sentences begin
 
     def flush() -> None:
         if tokens:
@@ -142,10 +178,21 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
         cols = _columns(line)
         if (line.startswith("# ") or line == "#") and not _token_of_hash(cols, width):  # "# text = ...", a note
             report.comments += 1
-            report.relations += line.startswith("# relation =")
             if line.startswith("# text ="):
                 flush()
+                _relate(sentences[record:], pending, report)
+                record = len(sentences)
                 texts += 1
+            elif line.startswith("# relation ="):
+                try:
+                    m = _RELATION.fullmatch(line)
+                    pending.append((int(m.group(2)), json.loads(m.group(3)), int(m.group(4)), json.loads(m.group(5))))
+                except (AttributeError, ValueError):  # no match, or not JSON strings
+                    report.left_out["not in the form tag --format conll writes"] += 1
+                else:
+                    if not texts:
+                        pending.pop()
+                        report.left_out["outside a '# text =' line's sentences"] += 1
             continue
         if len(cols) < 2 or not cols[0]:
             raise InputError(path, f"expected 'token tag', found {line!r}", number)
@@ -172,6 +219,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
         tokens.append(cols[0])
         tags.append(tag)
     flush()
+    _relate(sentences[record:], pending, report)
     if not sentences:
         raise InputError(path, "no sentences read (expected token<TAB>tag lines)")
     # The middle field is an id when the lines name several (or there is one line); a value every line
