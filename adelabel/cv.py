@@ -147,7 +147,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
                 # this one.
                 **({"reader": READERS[format]} if format in READERS else {})}
     # The corpus's content, not only its path: folds of an edited corpus would not partition either one.
-    settings["corpus_sha256"] = _content_sha256(Path(corpus), format)
+    settings["corpus_sha256"] = _content_sha256(Path(corpus), format, labels=labels)
     teacher = [Path(t).resolve() for t in teacher]
     if teacher:
         from adelabel.teacher import check_task
@@ -237,7 +237,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         metrics = train(config, fold / "data", fold / "model", device=device, log=fold_log, resume=resume,
                         teacher=teachers, warn=lambda line: (log or _stderr)(f"fold {k}/{folds}: {line}"))
         result = {"fold": k, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-                  "test": metrics["test"]}
+                  "test": metrics["test"], "versions": _trained_under(fold / "model")}
         if not resume:  # a resumed fold's time here is only part of what it took
             result["seconds"] = round(time.perf_counter() - started, 1)
             durations.append(result["seconds"])
@@ -245,6 +245,9 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
         results.append(result)
         # The summary so far, after every fold: a long run can be read before it ends.
         _write_summary(out, settings, results, folds)
+    if older := other_versions(results):
+        (log or _stderr)(f"warning: fold{'s' if len(older) > 1 else ''} {', '.join(map(str, older))} trained under other "
+                         "versions (adelabel's code or a package) than this run's: cv.json gives each fold's")
     return _write_summary(out, settings, results, folds)
 
 
@@ -278,13 +281,16 @@ def _differences(before: dict, now: dict, keys: list[str], prefix: str = "") -> 
 def _same_corpus(recorded: str | None, corpus: Path, format: str, current: str) -> bool:
     """Whether a cross-validation's recorded corpus checksum is this corpus's: absent (a run from before
     it was recorded), today's, or the one runs before today's recipe took over every .rel, .txt and .ann."""
+    # DRUG-DOSE.rel was summed whatever the types, though only --types DRUG,AE,DOSE reads it.
     return recorded in (None, current) or any(recorded == _content_sha256(corpus, format, older)
-                                              for older in (("*.rel", "*.txt", "*.ann"), ("*.txt", "*.ann")))
+                                              for older in (("*.rel", "*.txt", "*.ann"), ("*.txt", "*.ann"),
+                                                            (AE_FILE, DOSE_FILE, NEG_FILE)))
 
 
-def _content_sha256(corpus: Path, format: str, patterns: Sequence[str] | None = None) -> str:
+def _content_sha256(corpus: Path, format: str, patterns: Sequence[str] | None = None,
+                    labels: Sequence[str] = ()) -> str:
     """One SHA-256 over a corpus file, or over the name and content of each file a corpus folder's
-    reader reads (:data:`CORPUS_FILES`)."""
+    reader reads (:data:`CORPUS_FILES`; the ADE corpus's DRUG-DOSE.rel only where ``labels`` hold DOSE)."""
     try:
         if corpus.is_file():
             return atomic.sha256(corpus)
@@ -293,7 +299,10 @@ def _content_sha256(corpus: Path, format: str, patterns: Sequence[str] | None = 
             files = {p for ann in corpus.glob("*.ann") if ann.is_file() for p in (ann, ann.with_suffix(".txt"))
                      if p.is_file()}
         else:
-            patterns = patterns or CORPUS_FILES.get(format, ("*",))
+            if patterns is None:
+                patterns = CORPUS_FILES.get(format, ("*",))
+                if format == "ade" and "DOSE" not in labels:
+                    patterns = [p for p in patterns if p != DOSE_FILE]
             files = {p for pattern in patterns for p in corpus.glob(pattern) if p.is_file()}
         for path in sorted(files):
             digest.update(f"{path.name}\0{atomic.sha256(path)}\n".encode())
@@ -311,11 +320,20 @@ def _saved_result(model: Path, fold: int, task: str) -> dict | None:
         return None
     model_dir.check_files(model)
     metrics = read_json_object(model / model_dir.METRICS)
-    result = {"fold": fold, **{key: metrics.get(key) for key in ("best_epoch", "epochs_run", "test")}}
+    result = {"fold": fold, **{key: metrics.get(key) for key in ("best_epoch", "epochs_run", "test")},
+              "versions": _trained_under(model)}
     if why := _fold_result_fault(result, fold, task):
         raise InputError(model / model_dir.METRICS, f"corrupt metrics ({why}); delete {model.parent.name}/ to run "
                                                     "the fold again")
     return result
+
+
+def _trained_under(model: Path) -> dict | None:
+    """The versions a fold's model was trained under (those it started under, where it was resumed under
+    others), as its config records them."""
+    config = read_json_object(model / model_dir.CONFIG)
+    found = config.get("versions_at_start") or config.get("versions")
+    return found if isinstance(found, dict) else None
 
 
 def _number(value) -> bool:
@@ -380,9 +398,18 @@ def _check_same_folds(root: Path, settings: dict) -> None:
         raise InputError(root, f"--teacher: fold {unfinished[0]} is unfinished")
 
 
+def other_versions(results: Sequence[dict]) -> list[int]:
+    """The folds trained under other versions than this process's (a run carried on after an upgrade):
+    each fold's result says which it was trained under; ``versions`` in cv.json are the summary's."""
+    now = versions()
+    return [r["fold"] for r in results if isinstance(r.get("versions"), dict) and r["versions"] != now]
+
+
 def _write_summary(out: Path, settings: dict, results: list[dict], folds: int) -> dict:
     summary = {"settings": settings, "versions": versions(), "complete": len(results) == folds,
                "summary": summarise([r["test"] for r in results]), "folds": results}
+    if older := other_versions(results):
+        summary["folds_under_other_versions"] = older
     atomic.write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 

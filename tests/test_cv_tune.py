@@ -31,7 +31,7 @@ def cv_run(tmp_path_factory):
 
 
 @pytest.mark.training
-def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
+def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys, monkeypatch):
     from gensim.models import KeyedVectors
 
     from adelabel.text import tokenize
@@ -103,6 +103,19 @@ def test_cv_folds_by_document_without_leaks_and_carries_on(cv_run, capsys):
     assert (out / "fold-01" / "model" / "model.safetensors").stat().st_mtime_ns == kept
     assert json.loads((out / "cv.json").read_text())["summary"]["micro.f1"]["mean"] == pytest.approx(
         summary["summary"]["micro.f1"]["mean"])
+    # Each fold records the versions it was trained under; carried on under others (an upgrade between
+    # the kill and the rerun), cv.json says which folds were, where it gave the rerun's versions alone.
+    from adelabel import cv as cv_module
+    from adelabel.versions import versions
+
+    assert all(f["versions"] == versions() for f in json.loads((out / "cv.json").read_text())["folds"])
+    assert "folds_under_other_versions" not in json.loads((out / "cv.json").read_text())
+    monkeypatch.setattr(cv_module, "versions", lambda: {**versions(), "adelabel_code": "0" * 16})
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0 and "warning: folds 1, 2, 3 trained under other versions (adelabel's code or a package) than " \
+                         "this run's: cv.json gives each fold's" in err, err
+    assert json.loads((out / "cv.json").read_text())["folds_under_other_versions"] == [1, 2, 3]
+    monkeypatch.undo()
     # Other settings into the same folder are refused rather than mixed with its folds.
     code, _, err = run_cli(capsys, *[a if a != "3" else "4" for a in args])
     assert code == 2 and "holds a cross-validation with other settings (folds 3 -> 4)" in err, err
@@ -707,6 +720,17 @@ def test_the_corpus_checksum_covers_what_the_reader_reads_only(tmp_path):
     (corpus / "NOTES.txt").write_text("read me")
     (corpus / "example.txt").write_text("another example")
     assert cv._content_sha256(corpus, "ade") == before
+    # DRUG-DOSE.rel counts only where the doses are read (--types DRUG,AE,DOSE); a run recorded under the
+    # recipe before, which summed it whatever the types, is still this corpus.
+    older = cv._content_sha256(corpus, "ade", (cv.AE_FILE, cv.DOSE_FILE, cv.NEG_FILE))
+    doses = cv._content_sha256(corpus, "ade", labels=("DRUG", "AE", "DOSE"))
+    with (corpus / "DRUG-DOSE.rel").open("a") as fh:
+        fh.write("x\n")
+    assert cv._content_sha256(corpus, "ade") == before != older
+    assert cv._content_sha256(corpus, "ade", labels=("DRUG", "AE", "DOSE")) != doses
+    with (corpus / "DRUG-DOSE.rel").open("w") as fh:
+        fh.write((SAMPLE / "DRUG-DOSE.rel").read_text())
+    assert cv._same_corpus(older, corpus, "ade", before)
     with (corpus / "DRUG-AE.rel").open("a") as fh:
         fh.write("\n")
     assert cv._content_sha256(corpus, "ade") != before
