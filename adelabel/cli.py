@@ -1037,7 +1037,7 @@ def run(argv: list[str] | None = None) -> int:
             file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
-        return 130
+        return 128 + (_SIGNALLED[-1] if _SIGNALLED else 2)  # 2: SIGINT's number
     except RuntimeError as err:
         if not (several and getattr(sys.modules.get("adelabel.distributed"), "JOINING", False) and _collective(err)):
             raise
@@ -1064,6 +1064,8 @@ def run(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print(f"adelabel: error: standard output: cannot write ({err.strerror or err})", file=sys.stderr)
         return 2
+    if result == 130 and _SIGNALLED:  # typer's own status for the KeyboardInterrupt a TERM became
+        return 128 + _SIGNALLED[-1]
     return result if isinstance(result, int) else 0
 
 
@@ -1161,7 +1163,13 @@ class _ClosedOutput(io.TextIOBase):
                             "or start adelabel with it open)")
 
 
+_SIGNALLED: list[int] = []
+"""The signal a TERM's stop came by: the exit status is 128 plus its number (143), as a shell reports a
+process the signal ended, where Ctrl-C's is 130; a scheduler tells the two apart by it."""
+
+
 def _terminated(signum: int, frame) -> None:
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt
 
 

@@ -198,7 +198,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
             raise AdelabelError(f"--ray: cannot start or join Ray ({where}): {reason}") from None
         if callable(ours) and threading.current_thread() is threading.main_thread():
             # Ray's driver exits with status 15 on TERM; the command line's handler unwinds it like Ctrl-C
-            # (status 130, as without --ray), removing the unfinished output on the way.
+            # (status 143, as without --ray), removing the unfinished output on the way.
             signal.signal(signal.SIGTERM, ours)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # output rows in input order

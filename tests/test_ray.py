@@ -146,7 +146,7 @@ def test_quiet_silences_what_ray_writes_to_standard_error_and_only_that(capfd):
 
 @pytest.mark.processes
 def test_a_terminated_ray_tag_exits_as_plain_tag_does_and_leaves_no_temporary_file(tiny_model_dir, tmp_path):
-    """Ray's driver installs its own TERM handler (exit status 15); ours unwinds like Ctrl-C: 130."""
+    """Ray's driver installs its own TERM handler (exit status 15); ours unwinds like Ctrl-C: 143."""
     import os
     import signal
     import time
@@ -164,7 +164,7 @@ def test_a_terminated_ray_tag_exits_as_plain_tag_does_and_leaves_no_temporary_fi
     assert run.poll() is None, run.stderr.read()[-3000:]
     assert list(tmp_path.glob(".o.jsonl.tmp-*"))  # killed while writing, not before it began
     os.kill(run.pid, signal.SIGTERM)
-    assert run.wait(120) == 130, run.stderr.read()[-3000:]
+    assert run.wait(120) == 143, run.stderr.read()[-3000:]
     assert not list(tmp_path.glob("*o.jsonl*"))
 
 

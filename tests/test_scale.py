@@ -451,7 +451,7 @@ def test_a_term_to_the_process_group_is_a_stop_not_a_death(tiny_model_dir, tmp_p
     import signal
 
     done = _tag_with_workers_then(lambda parent, _: os.killpg(parent, signal.SIGTERM), tiny_model_dir, tmp_path, 2)
-    assert done.returncode == 130 and "died" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 143 and "died" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert done.stdout == [".out.jsonl.partial", ".out.jsonl.partial.json", "in.txt"]
 
 
