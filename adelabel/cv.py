@@ -331,6 +331,8 @@ def _saved_result(model: Path, fold: int, task: str) -> dict | None:
 def _trained_under(model: Path) -> dict | None:
     """The versions a fold's model was trained under (those it started under, where it was resumed under
     others), as its config records them."""
+    if not (model / model_dir.CONFIG).is_file():
+        return None
     config = read_json_object(model / model_dir.CONFIG)
     found = config.get("versions_at_start") or config.get("versions")
     return found if isinstance(found, dict) else None
