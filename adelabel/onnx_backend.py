@@ -149,6 +149,20 @@ def _outputs(model: nn.Module) -> list[str]:
     return ["scores", "states"] + (["sentence"] if model.gate is not None else [])
 
 
+_INT8_OPERATORS = frozenset({"DynamicQuantizeLinear", "DynamicQuantizeLSTM", "MatMulInteger", "DequantizeLinear"})
+
+
+def _holds_int8(path: Path) -> bool:
+    """Whether a graph computes with int8 weights (what ``--quantize`` stores), read from its operators."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and others for a damaged file
+        raise InputError(path, f"cannot load the ONNX graph ({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})") from None
+    return any(node.op_type in _INT8_OPERATORS for node in graph.node)
+
+
 def _states_dim(model: nn.Module) -> int:
     rnn = model.rnn
     return rnn.hidden_size * (2 if rnn.bidirectional else 1)
@@ -161,7 +175,9 @@ class _Session:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # its own errors come to us as exceptions, said in our one line
+        # Its own errors come to us as exceptions, said in our one line: its log says only what is fatal
+        # (a kernel's failure was logged at ERROR, in colour, before the exception).
+        options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for a damaged graph
@@ -264,6 +280,10 @@ def attach(model: nn.Module, directory: str | Path) -> nn.Module:
                                             "export again")
     if not isinstance(meta.get("quantized"), bool):
         raise InputError(folder / META, f"quantized: expected true or false, got {meta.get('quantized')!r}")
+    # The flag names the backend in every output's provenance: checked against the graph's own operators.
+    if (int8 := _holds_int8(folder / "encoder.onnx")) != meta["quantized"]:
+        raise InputError(folder / META, f"quantized: {str(meta['quantized']).lower()}, where encoder.onnx holds "
+                                        f"{'int8' if int8 else 'fp32'} weights; export again")
     encoder = _Session(folder / "encoder.onnx")
     if "words" not in encoder.inputs or not encoder.inputs <= set(ENCODER_INPUTS):
         raise InputError(folder / "encoder.onnx", "not a tagger's encoder graph (its inputs are "

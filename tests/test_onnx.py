@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from conftest import ROOT, run_cli
+from adelabel.errors import InputError
 
 import onnxruntime  # noqa: F401,E402  (in the test extras: missing, these tests fail, never skip)
 
@@ -92,6 +93,12 @@ def test_a_quantized_export_loads_and_tags(exported, tmp_path):
     texts = (ROOT / "corpora/sample/example.txt").read_text(encoding="utf-8").splitlines()
     full, small = Tagger.load(exported, backend="onnx"), Tagger.load(folder, backend="onnx")
     assert small.backend == "onnx-int8"  # the quantized graphs, said so in every output's provenance
+    # An onnx.json edited to call them fp32 is refused: the provenance would name the wrong backend.
+    meta = folder / "onnx" / "onnx.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "quantized": False}))
+    with pytest.raises(InputError, match=r"quantized: false, where encoder.onnx holds int8 weights; export again"):
+        Tagger.load(folder, backend="onnx")
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "quantized": True}))
     pairs = list(zip(full.analyze_pipe(texts), small.analyze_pipe(texts)))
     same = sum([(e.start, e.end, e.label) for e in a.entities] == [(e.start, e.end, e.label) for e in b.entities]
                for a, b in pairs)
@@ -207,6 +214,8 @@ def test_an_export_edited_or_replaced_by_hand_is_refused(capsys, exported, tmp_p
     signed = json.loads(meta.read_text())
     text = ROOT / "corpora/sample/example.txt"
     for edit, message in (({"quantized": "no"}, "quantized: expected true or false, got 'no'"),
+                          # The flag names the backend in every output's provenance: checked against the graph.
+                          ({"quantized": True}, "quantized: true, where encoder.onnx holds fp32 weights; export again"),
                           ({"arch": "bigru"}, "arch: 'bigru', where this model's export has 'bilstm'"),
                           ({"outputs": ["scores"]}, "outputs: ['scores'], where this model's export has")):
         meta.write_text(json.dumps({**signed, **edit}))
@@ -228,4 +237,5 @@ def test_onnxruntime_keeps_its_own_log_lines_off_stderr(exported):
     (written to the process's stderr, past Python) would be a second."""
     from adelabel.onnx_backend import _Session
 
-    assert _Session(exported / "onnx" / "encoder.onnx").session.get_session_options().log_severity_level == 3
+    # 4: fatal only. At 3 a kernel's failure was still logged (at ERROR, in colour) before its exception.
+    assert _Session(exported / "onnx" / "encoder.onnx").session.get_session_options().log_severity_level == 4
