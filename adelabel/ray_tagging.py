@@ -122,6 +122,26 @@ SPLITS_LINES = frozenset(LINE_BREAKS) - {"\n"}
 """Where Ray's read_text ends a line besides "\n"."""
 
 
+REACH_SECONDS = 10
+"""How long --ray waits to reach the cluster RAY_ADDRESS names before saying it cannot."""
+
+
+def _check_reachable(address: str) -> None:
+    """An :class:`AdelabelError` where RAY_ADDRESS names a host and port nothing answers on: Ray's driver
+    retries such an address without end (silent under --quiet). "auto" and "local" are Ray's to judge."""
+    import socket
+
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS).close()
+    except OSError as err:
+        raise AdelabelError(f"--ray: cannot reach the cluster RAY_ADDRESS={address} names "
+                            f"({err.strerror or err or 'no answer'}{' in ' + str(REACH_SECONDS) + ' s' if isinstance(err, TimeoutError) else ''})") from None
+
+
 @contextmanager
 def _stderr_silenced(quiet: bool) -> Iterator[None]:
     """Standard error sent to nowhere while the block runs (when ``quiet``), at the descriptor too, so
@@ -183,6 +203,7 @@ def tag_with_ray(source: str, model: list[Path], output: Path | None, input_form
                 parse_record(source, number, line)
     if note:
         print(note, file=sys.stderr, flush=True)
+    _check_reachable(os.environ.get("RAY_ADDRESS", ""))
     with _stderr_silenced(quiet):  # Ray's own log lines and C++ warnings, which --quiet asks to be spared
         # Joins the cluster RAY_ADDRESS names; else starts one on this machine (not one a `ray start`
         # left running, which Ray would join), with a CPU slot for the read tasks beside the workers'

@@ -183,3 +183,17 @@ def test_an_ensemble_with_a_classifier_is_refused_with_or_without_ray(capsys, ti
         assert code == 2 and "--model: an ensemble is of taggers; give one classifier" in err, err
     with pytest.raises(OptionError, match="an ensemble is of taggers"):
         RayTagger([classifier, tiny_model_dir])
+
+
+def test_a_cluster_nothing_answers_for_is_one_line_not_a_hang(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    """Ray's driver retried an address nothing answered on without end, silent under --quiet."""
+    import ray.data  # noqa: F401  (in the test extras: missing, the test fails, never skips)
+    src = tmp_path / "in.txt"
+    src.write_text("Rash after lamotrigine.\n", encoding="utf-8")
+    for address, reason in (("127.0.0.1:1", "Connection refused"), ("ray://127.0.0.1:1", "Connection refused")):
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--ray", "--output", tmp_path / "o.jsonl",
+                               "-q")
+        assert code == 2 and err.strip() == f"adelabel: error: --ray: cannot reach the cluster RAY_ADDRESS={address} " \
+                                            f"names ({reason})", err
+    assert not list(tmp_path.glob("*o.jsonl*"))
