@@ -230,12 +230,14 @@ def train(
     if resume is not None:
         given = [name for name, value in (("--arch", arch), ("--task", task), ("--config", config), ("--out", out), ("--seed", seed),
                                           ("--epochs", epochs), ("--encoder", encoder), ("--precision", precision), ("--set", set_),
-                                          ("--teacher", teacher), ("--data", data), ("--device", device))
+                                          ("--teacher", teacher), ("--data", data))
                  if value is not None]
         if given:
             raise OptionError(f"--resume carries on a run with the settings it started with; drop {', '.join(given)}")
         _, saved = read_run(resume)
-        pick_device(saved["device"])
+        # The device is where the run goes on, not what it learns: a run begun on a GPU that is gone
+        # carries on on the CPU (its state is read onto the CPU, then moved).
+        pick_device(device or saved["device"])
         # Before the epochs left, not after them: something in the run's place would refuse its model.
         target = Path(saved["out"])
         if target.exists() and not (target.is_dir() and ours(target, model_dir.is_model_dir)):
@@ -243,7 +245,7 @@ def train(
                               "not write; move it away, then carry on")
         # The teacher it started with comes from its run file too (train.py, _teachers).
         with _stopped_training(Path(saved["out"])):
-            run_train(saved["config"], saved["data"], saved["out"], device=saved["device"], log=_log(quiet),
+            run_train(saved["config"], saved["data"], saved["out"], device=device or saved["device"], log=_log(quiet),
                       resume=True)
         return
     data, device = data or Path("data"), device or "auto"

@@ -224,7 +224,7 @@ CASES = [
     ("train --resume {t}/o", "{t}/o: no checkpoint of an unfinished run here"),
     ("train --resume {t}/o --set train.lr=1", "--resume carries on a run with the settings it started with; drop --set"),
     ("train --resume {t}/o --seed 0", "--resume carries on a run with the settings it started with; drop --seed"),
-    ("train --resume {t}/o --data {d} --device cpu", "--resume carries on a run with the settings it started with; drop --data, --device"),
+    ("train --resume {t}/o --data {d} --device cpu", "--resume carries on a run with the settings it started with; drop --data"),
     ("train --arch transformer --encoder {t}/nodir --out {t}/o", "--encoder {t}/nodir: folder not found"),
     # config
     ("config --arch nosuch", "--arch: unknown architecture 'nosuch'"),

@@ -103,7 +103,9 @@ def test_a_killed_training_resumes_to_the_same_weights(sample_data, tmp_path):
     assert len(other.stderr.strip().splitlines()) == 1, other.stderr
     (checkpoint / "run.json").write_text(run)
 
-    resumed = subprocess.run(CLI + ["train", "--resume", str(killed)], capture_output=True, text=True)
+    # --device is where the run goes on, not a setting of what it learns (a GPU gone, say): taken.
+    resumed = subprocess.run(CLI + ["train", "--resume", str(killed), "--device", "cpu"], capture_output=True,
+                             text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming bilstm" in resumed.stderr
     assert (killed / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
