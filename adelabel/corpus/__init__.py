@@ -65,13 +65,19 @@ class Sentence:
                 raise ValueError(f"relations: expected [drug, other] span indices each, found {pair!r}")
             if not all(0 <= i < len(spans) for i in pair) or pair[0] == pair[1]:
                 raise ValueError(f"relation {pair!r} names a span the sentence does not have, or one span twice")
-            if spans[pair[0]][2] != "DRUG" or spans[pair[1]][2] == "DRUG":
+            if not relates(spans[pair[0]][2], spans[pair[1]][2]):
                 raise ValueError(f"relation {pair!r} goes from type {spans[pair[0]][2]!r} to type "
                                  f"{spans[pair[1]][2]!r}: relations go from a DRUG to another type")
             if (pair[0], pair[1]) in relations:
                 raise ValueError(f"relation {pair!r} given twice")
             relations.append((pair[0], pair[1]))
         return cls(text=text, spans=spans, doc_id=doc_id, negative=negative, relations=relations, label=label)
+
+
+def relates(first: str, second: str) -> bool:
+    """Whether a relation may go from an entity of type ``first`` to one of ``second``: from a DRUG to
+    another type, the pairs the relation head scores (adelabel/data.py, candidate_pairs)."""
+    return first == "DRUG" and second != "DRUG"
 
 
 def _whole(value: object) -> bool:

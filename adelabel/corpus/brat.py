@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adelabel.corpus import EntityReport, Sentence
+from adelabel.corpus import EntityReport, Sentence, relates
 from adelabel.corpus.ade import resolve_overlaps
 from adelabel.corpus.files import check_file, read_lines
 from adelabel.errors import InputError
@@ -230,9 +230,9 @@ def _document(ann: Path, txt: Path, text: str, report: BratReport, strict: bool)
         if a in where and b in where and where[a][0] == where[b][0]:
             sentence = out[where[a][0]]
             types = sentence.spans[where[a][1]][2], sentence.spans[where[b][1]][2]
-            if types[0] != "DRUG" and types[1] == "DRUG":
+            if relates(types[1], types[0]):
                 a, b = b, a  # the same fact, written from the other entity
-            elif types[0] != "DRUG" or types[1] == "DRUG":
+            elif not relates(*types):
                 # The relation head scores a DRUG against each other entity of its sentence (adelabel/data.py,
                 # candidate_pairs): kept, such a relation would be counted and never learnt.
                 report.left_out[NOT_FROM_A_DRUG] += 1

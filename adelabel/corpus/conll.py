@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adelabel.corpus import EntityReport, Sentence
+from adelabel.corpus import EntityReport, Sentence, relates
 from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
 from adelabel.tags import tags_to_spans
@@ -85,7 +85,7 @@ def _relate(sentences: Sequence[Sentence], pending: list[tuple[int, str, int, st
         elif (words(sentence.text[spans[d][0]:spans[d][1]]) != words(drug_text)
               or words(sentence.text[spans[e][0]:spans[e][1]]) != words(effect_text)):
             report.left_out["whose entity texts are not the tagged ones"] += 1
-        elif spans[d][2] != "DRUG" or spans[e][2] == "DRUG":
+        elif not relates(spans[d][2], spans[e][2]):
             report.left_out["not from a DRUG to another type"] += 1
         elif (d, e) not in sentence.relations:
             sentence.relations.append((d, e))
@@ -112,7 +112,8 @@ def _columns(line: str) -> list[str]:
 AS_IOB2 = {"B-": "B-", "I-": "I-", "S-": "B-", "U-": "B-", "E-": "I-", "L-": "I-"}
 
 
-def _is_tag(tag: str) -> bool:
+def is_tag(tag: str) -> bool:
+    """Whether a CoNLL file's last column is a tag: O, or B-/I- (BIOES's and BILOU's prefixes too) and a type."""
     return tag == "O" or (tag[:2] in AS_IOB2 and len(tag) > 2)
 
 
@@ -121,7 +122,7 @@ def _token_of_hash(cols: list[str], width: int) -> bool:
     "# O", or "# SYM O" among lines of three columns), not a comment ("# text = ...", a note that ends
     in a word shaped like a tag): it has as many columns as the token lines (``width``: the last one's,
     2 before any) and its last is a tag."""
-    return cols[0] == "#" and len(cols) == width and _is_tag(cols[-1]) and "=" not in cols[1:3]
+    return cols[0] == "#" and len(cols) == width and is_tag(cols[-1]) and "=" not in cols[1:3]
 
 
 def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sentence], ConllReport]:
@@ -186,12 +187,13 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             elif line.startswith("# relation ="):
                 try:
                     m = _RELATION.fullmatch(line)
-                    pending.append((int(m.group(2)), json.loads(m.group(3)), int(m.group(4)), json.loads(m.group(5))))
+                    relation = int(m.group(2)), json.loads(m.group(3)), int(m.group(4)), json.loads(m.group(5))
                 except (AttributeError, ValueError):  # no match, or not JSON strings
                     report.left_out["not in the form tag --format conll writes"] += 1
                 else:
-                    if not texts:
-                        pending.pop()
+                    if texts:
+                        pending.append(relation)
+                    else:
                         report.left_out["outside a '# text =' line's sentences"] += 1
             continue
         if len(cols) < 2 or not cols[0]:
@@ -201,7 +203,7 @@ def read_conll_corpus(path: str | Path, strict: bool = False) -> tuple[list[Sent
             raise InputError(path, f"token {cols[0]!r} holds the control character U+{ord(bad):04X}, at which "
                                    "the tokeniser would split it; remove it (a file damaged in export?)", number)
         tag, width = cols[-1], len(cols)
-        if not _is_tag(tag):
+        if not is_tag(tag):
             raise InputError(path, f"tag {tag!r} is not O, B-TYPE or I-TYPE (or BIOES's S-, E-, BILOU's U-, L-)",
                              number)
         if any(c.isspace() for c in tag):  # a tab-separated tag "B-DR UG": no brat .ann line could hold it

@@ -17,13 +17,13 @@ learnt). Classes whose names differ only in case are kept apart, and the report 
 from __future__ import annotations
 
 import itertools
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adelabel.corpus import Sentence
+from adelabel.corpus.conll import is_tag
 from adelabel.corpus.files import read_lines
 from adelabel.errors import InputError
 from adelabel.text import tokenize
@@ -77,9 +77,6 @@ class LabelledReport:
         return out
 
 
-_TAG = re.compile(r"O|[BIESLU]-\S+")
-
-
 def _invisible(field: str) -> str | None:
     """The first control or format character (NUL, a zero-width space, a byte-order mark) of a label or
     ID, which would make it another name than the one it reads as."""
@@ -106,7 +103,7 @@ def read_labelled(path: str | Path, strict: bool = False) -> tuple[list[Sentence
             report.blank_lines += 1
             continue
         parts = line.lstrip(" \ufeff").split("\t", columns - 1)  # a byte-order mark where two files were joined
-        tagged += "\t" in line and _TAG.fullmatch(line.rsplit("\t", 1)[1].strip()) is not None
+        tagged += "\t" in line and is_tag(line.rsplit("\t", 1)[1].strip())
         if len(parts) < columns:
             report.skip(path, number, f"missing tab (expected {columns} tab-separated columns)", strict)
             continue
