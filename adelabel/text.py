@@ -102,20 +102,23 @@ BULLETS = "•▪◦‣∙·⁃●■□►▶➢➤✓✔"
 DASHES = "-*–"
 """The marks that open a list item at a line's start and are also a word's hyphen or a dash elsewhere
 (not "—", which begins a wrapped line's aside as often as an item)."""
+# An item's mark is followed by white space or a letter ("-hepatitis", "•Fever"), not by a digit (a
+# negative number, a line begun with "-5").
+_ITEM_OPENER = rf"[{re.escape(DASHES)}{BULLETS}](?:\s|(?=[^\W\d_]))"
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
-                            rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*[{re.escape(DASHES)}{BULLETS}]\s)"
+                            rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*{_ITEM_OPENER})"
                             rf"|{_LINE_BREAK}(?=[ \t]*(?:\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
                             rf"|[{_PARAGRAPH_END}]")
-_ITEM_AHEAD = re.compile(rf"[ \t]*[{re.escape(DASHES)}{BULLETS}]\s")
+_ITEM_AHEAD = re.compile(rf"[ \t]*{_ITEM_OPENER}")
 _ENDS_SENTENCE = re.compile(rf"[{_STOPS}][{_CLOSES}]*\s*$")
 _SOFT_BREAKS = frozenset(";,:")
 
 
-_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[{re.escape(DASHES)}](?=\s)")
+_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[{re.escape(DASHES)}](?=\s|[^\W\d_])")
 
 
 def bullets_for_marks(text: str) -> str:
-    """``text`` with each list item's dash or star (first on its line, before white space) written as a
+    """``text`` with each list item's dash or star (first on its line, before white space or a letter) written as a
     bullet, one character for one so that every offset holds. A bullet is in no entity
     (:func:`outside_entities`): the items under a lead-in that ends with a colon are one sentence with
     it, and an effect listed there ends at its own line ("- toxic epidermal necrolysis\n- hepatitis"

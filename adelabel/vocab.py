@@ -1,7 +1,9 @@
 """Word and tag vocabularies, and the normalisation that maps a token to its vocabulary entry."""
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +19,26 @@ def visible(word: str) -> str:
     """``word`` without invisible format characters (a soft hyphen or zero-width space that the
     tokeniser kept inside it, adelabel/text.py), as the models read it."""
     return _INVISIBLE.sub("", word)
+
+
+_LOOK_ALIKES = str.maketrans({**dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+                              **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"),
+                              **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+                              **dict.fromkeys("\u3002\uff61", "."), "\u00b5": "u", "\u03b1": "alpha",
+                              "\u03b2": "beta", "\u03b3": "gamma", "\u03b4": "delta", "\u03ba": "kappa"})
+
+
+@functools.lru_cache(maxsize=4096)
+def look_alike(char: str) -> str:
+    """The ASCII that a typographic or compatibility character stands for (a Unicode hyphen or dash,
+    a curly quote, a prime, a full-width comma, an ellipsis, a superscript digit, a letter with an
+    accent, the micro sign, a Greek letter of drug names: "-", "'", ",", "...", "1", "e", "u",
+    "beta"), or ``char`` itself when it has none."""
+    mapped = char.translate(_LOOK_ALIKES)
+    if mapped != char:
+        return mapped
+    plain = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    return plain if plain and plain.isascii() else char
 
 
 def normalize(word: str) -> str:
@@ -61,8 +83,11 @@ MAX_WORD_CHARS = 20
 
 def char_ids(chars: Vocab, word: str) -> list[int]:
     """Character ids of a token (case kept: capitals tell drug names from words); a long token keeps
-    its first and last ten characters, where prefixes and the telling suffixes (-mycin, -olol) are."""
+    its first and last ten characters, where prefixes and the telling suffixes (-mycin, -olol) are.
+    A character the vocabulary lacks is read as its ASCII :func:`look_alike` where it has one."""
     word = visible(word)
+    if not word.isascii():
+        word = "".join(c if c in chars.index else look_alike(c) for c in word)
     if len(word) > MAX_WORD_CHARS:
         half = MAX_WORD_CHARS // 2
         word = word[:half] + word[-half:]
@@ -94,12 +119,22 @@ class Vocabs:
         for piece in pieces:
             known = seen.get(piece)
             if known is None:
-                known = (self.words.ids([normalize(piece)])[0], tuple(char_ids(self.chars, piece)))
+                known = (self._word_id(piece), tuple(char_ids(self.chars, piece)))
                 if len(piece) <= CACHED_SPELLING_CHARS:
                     seen[piece] = known
             words.append(known[0])
             chars.append(known[1])
         return words, chars
+
+    def _word_id(self, piece: str) -> int:
+        # A word the vocabulary lacks in its own spelling may hold it in plain ASCII: PubMed's
+        # "5\u2010fluorouracil" with a Unicode hyphen, "M\u00e9ni\u00e8re". A model trained on such
+        # spellings keeps reading them as they are.
+        word = normalize(piece)
+        known = self.words.index.get(word)
+        if known is None and not word.isascii():
+            known = self.words.index.get(normalize("".join(look_alike(c) for c in piece)))
+        return self.words.ids([word])[0] if known is None else known
 
     def __getstate__(self) -> dict:
         # A copy sent to a worker (pickled) need not carry up to CACHED_SPELLINGS spellings looked up here.

@@ -188,13 +188,13 @@ def test_no_entity_holds_an_emoji_or_another_symbol_alone():
 def test_effects_listed_under_a_lead_in_are_related_to_its_drug_one_by_one():
     """A safety narrative's list: "Adverse reactions to lamotrigine:" and a dashed item per effect. Each
     item on a sentence of its own lost its drug; kept with the lead-in, the model ran one effect across
-    the dash into the next item's."""
+    the dash into the next item's. A mark need not have a space after it."""
     from adelabel import Tagger
     from adelabel.pretrained import READY
 
     tagger = Tagger.load(str(READY), device="cpu")
-    for mark in "-*–•":
-        text = f"Adverse reactions to lamotrigine:\n{mark} toxic epidermal necrolysis\n{mark} hepatitis"
+    for mark in ("- ", "* ", "– ", "• ", "-", "*", "–", "•"):
+        text = f"Adverse reactions to lamotrigine:\n{mark}toxic epidermal necrolysis\n{mark}hepatitis"
         analysis = tagger.analyze(text)
         names = [(e.text, e.label) for e in analysis.entities]
         assert names == [("lamotrigine", "DRUG"), ("toxic epidermal necrolysis", "AE"), ("hepatitis", "AE")], mark
@@ -215,3 +215,25 @@ def test_a_symbol_forced_out_of_an_entity_leaves_valid_tags():
     assert tagged(["B-AE", "I-AE", "I-AE"], ["rash", "😀", "fever"]) == ["B-AE", "O", "B-AE"]
     assert tagged(["B-DRUG", "I-DRUG", "I-AE"], ["x", "™", "y"]) == ["B-DRUG", "O", "I-AE"]  # another type: as it was
     assert tagged(["B-AE", "I-AE"], ["dry", "mouth"]) == ["B-AE", "I-AE"]
+
+
+def test_typographic_punctuation_stays_out_of_the_ready_taggers_entities():
+    """Text copied from PubMed's XML, a word processor or a PDF: Unicode hyphens, curly quotes, an
+    ellipsis, full-width commas, arrows. The ready tagger knows ASCII only; it reads each such mark as
+    its ASCII look-alike, and no entity begins or ends on one."""
+    from adelabel import Tagger
+    from adelabel.pretrained import READY
+
+    tagger = Tagger.load(str(READY), device="cpu")
+    cases = {
+        "Intravenous azithromycin\u2010induced ototoxicity.": [("azithromycin", "DRUG"), ("ototoxicity", "AE")],
+        "Aspirin caused \u201crash\u201d.": [("Aspirin", "DRUG"), ("rash", "AE")],
+        "Aspirin caused rash\u2026 and fever.": [("Aspirin", "DRUG"), ("rash", "AE"), ("fever", "AE")],
+        "Aspirin caused rash\uff0cfever\uff0cand hepatitis\u3002": [
+            ("Aspirin", "DRUG"), ("rash", "AE"), ("fever", "AE"), ("hepatitis", "AE")],
+        "Aspirin caused rash \u2192 hospitalization.": [("Aspirin", "DRUG"), ("rash", "AE")],
+    }
+    for text, expected in cases.items():
+        entities = tagger(text)
+        assert [(e.text, e.label) for e in entities] == expected, text
+        assert all(text[e.start:e.end] == e.text for e in entities)

@@ -236,9 +236,9 @@ def test_the_sentence_break_benchmark_counts_missed_and_added_breaks():
 def test_a_list_items_dash_reads_as_a_bullet_one_character_for_one():
     from adelabel.text import bullets_for_marks, outside_entities
 
-    text = "Reactions:\n- rash\n  * fever\r\n\u2013 x\nanti-TNF - not\n-- y\n-z"
+    text = "Reactions:\n- rash\n  * fever\r\n\u2013 x\nanti-TNF - not\n-- y\n-z\n-5 mg"
     marked = bullets_for_marks(text)
-    assert marked == "Reactions:\n\u2022 rash\n  \u2022 fever\r\n\u2022 x\nanti-TNF - not\n-- y\n-z"
+    assert marked == "Reactions:\n\u2022 rash\n  \u2022 fever\r\n\u2022 x\nanti-TNF - not\n-- y\n\u2022z\n-5 mg"
     assert len(marked) == len(text) and outside_entities("\u2022")
     assert bullets_for_marks("- rash") == "\u2022 rash" and bullets_for_marks("no marks") == "no marks"
 
@@ -267,3 +267,36 @@ def test_an_entity_is_never_cut_inside_a_number(text, tagged, expected):
     begun = out.index(1)
     end = next((k for k in range(begun + 1, len(out)) if out[k] != 2), len(out))
     assert text[tokens[begun][0]:tokens[end - 1][1]] == expected and out.count(1) == 1
+
+
+def test_an_entity_neither_begins_nor_ends_on_punctuation():
+    """A model runs an entity on over a mark it has seldom seen ("azithromycin‐" with a Unicode
+    hyphen, "“rash”"); the corpus's entities begin and end on a letter or a digit, and a bracket whose
+    partner is inside stays."""
+    from adelabel.inference import _bare_edges
+
+    names = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
+
+    def tagged(tags, texts):
+        return [names[t] for t in _bare_edges([names.index(t) for t in tags], texts, names)]
+    assert tagged(["B-DRUG", "I-DRUG", "O"], ["azithromycin", "‐", "induced"]) == ["B-DRUG", "O", "O"]
+    assert tagged(["B-AE", "I-AE", "I-AE", "O"], ["“", "rash", "”", "."]) == ["O", "B-AE", "O", "O"]
+    assert tagged(["B-AE", "I-AE", "I-AE"], ["rash", "→", "$"]) == ["B-AE", "O", "O"]
+    assert tagged(["B-AE", "B-DRUG"], ["†", "x"]) == ["O", "B-DRUG"]    # an entity of a mark alone is gone
+    assert tagged(["B-DRUG", "I-DRUG", "I-DRUG", "I-DRUG"], ["interleukin", "(", "IL-2", ")"]) == [
+        "B-DRUG", "I-DRUG", "I-DRUG", "I-DRUG"]                          # its partner is inside
+    assert tagged(["B-DRUG", "I-DRUG", "I-DRUG"], ["5", "-", "FU"]) == ["B-DRUG", "I-DRUG", "I-DRUG"]
+
+
+def test_a_character_the_vocabulary_lacks_is_read_as_its_ascii_look_alike():
+    from adelabel.vocab import Vocab, Vocabs, look_alike
+
+    assert [look_alike(c) for c in "‐–−’“…，¹éＡµβ→"] == ["-", "-", "-", "'", '"', "...", ",", "1", "e", "A",
+                                                        "u", "beta", "→"]
+    chars = Vocab(["<pad>", "<unk>", *"-'abcehinrst"])
+    words = Vocab.for_words(["rash", "-", "meniere", "caf\u00e9"])
+    vocabs = Vocabs(words, chars)
+    ids, spelled = vocabs.lookup(["\u2010", "M\u00e9ni\u00e8re", "caf\u00e9", "rash\u2019"])
+    assert ids == [words["-"], words["meniere"], words["caf\u00e9"], words["<unk>"]]  # its own spelling first
+    assert spelled[0] == (chars["-"],)
+    assert spelled[3] == tuple(chars[c] for c in "rash'")
