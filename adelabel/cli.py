@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Annotated, Optional, TextIO
@@ -1181,6 +1182,9 @@ def main() -> None:
     # A kill's TERM (not KILL) unwinds like Ctrl-C, so temporary files beside an unfinished output are
     # removed on the way out rather than left for the next run to sweep.
     signal.signal(signal.SIGTERM, _terminated)
+    from adelabel.precision import EmulatedPrecisionWarning
+
+    warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # each command says it as a note of its own
     # Started with a stream closed (`>&-`, a daemon's spawn): a command that writes nothing there runs, one
     # that would write its records there says so; a closed stderr only loses the messages.
     if sys.stdout is None:

@@ -164,10 +164,10 @@ def task_of(directory: str | Path) -> str | None:
     """The task of a model folder ("tag" or "classify") as its config says, read before loading it
     whole (which checks everything); None when that cannot be read, for :func:`load` to explain."""
     directory = Path(directory)
-    # Only regular files: a pipe would wait forever, /dev/zero hash forever (load names either).
-    if not (directory / CONFIG).is_file() or ((directory / MANIFEST).exists() and not (directory / MANIFEST).is_file()):
-        return None
     try:
+        # Only regular files: a pipe would wait forever, /dev/zero hash forever (load names either).
+        if not (directory / CONFIG).is_file() or ((directory / MANIFEST).exists() and not (directory / MANIFEST).is_file()):
+            return None
         if (directory / MANIFEST).exists():
             # An edited config.json must be reported as damage by load, not believed here.
             listed = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["files"][CONFIG]
@@ -262,9 +262,15 @@ def _check_keys(config: dict, task: str, path: Path) -> None:
 
 def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict, Vocabs]:
     """Model, config and vocabulary of a saved model folder, proved before use (see the module's doc)."""
+    try:
+        return _load(Path(directory), device)
+    except OSError as err:  # a name too long, a folder it may not read: said as any other damage is
+        raise InputError(err.filename or directory, err.strerror or str(err)) from None
+
+
+def _load(directory: Path, device: torch.device | str) -> tuple[torch.nn.Module, dict, Vocabs]:
     from adelabel.models import build_classifier, build_model
 
-    directory = Path(directory)
     config, validated = saved_config(directory)
     if validated.task == "tag":
         labels = config.get("data", {}).get("labels") if isinstance(config.get("data"), dict) else None

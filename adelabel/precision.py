@@ -5,6 +5,7 @@ in bf16 (:func:`lower_recurrent`)."""
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import ContextManager
 
 import torch
@@ -33,6 +34,17 @@ def emulated(precision: str, device: torch.device) -> str | None:
         return None
     return ("warning: bf16: this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX); bf16 runs "
             "emulated here, slower than fp32")
+
+
+class EmulatedPrecisionWarning(RuntimeWarning):
+    """bf16 asked of a CPU without native bf16 (:func:`emulated`). The commands say it as a note of
+    their own and ignore this warning; their worker processes ignore it too."""
+
+
+def warn_emulated(precision: str, device: torch.device) -> None:
+    """:func:`emulated`'s warning for a caller of the Python API, pointed at its ``load`` call."""
+    if note := emulated(precision, device):
+        warnings.warn(note.removeprefix("warning: "), EmulatedPrecisionWarning, stacklevel=3)
 
 
 def recurrent_in_fp32(x: torch.Tensor) -> bool:

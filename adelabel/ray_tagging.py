@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
@@ -46,10 +47,12 @@ class RayTagger:
                  precision: str = "fp32", threads: int = 1) -> None:
         import torch
 
+        from adelabel.precision import EmulatedPrecisionWarning
         from adelabel.tagger import Classifier, Tagger
         from adelabel.tagging_io import model_kind
 
         torch.set_num_threads(threads)  # workers share a machine's cores; each takes its share
+        warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # said once, where the run began
         models = [model] if isinstance(model, (str, Path)) else list(model)
         if model_kind(models) == "classify":
             classifier = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)

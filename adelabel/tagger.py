@@ -17,7 +17,7 @@ from adelabel import model_dir
 from adelabel.errors import AdelabelError, ArgumentTypeError, InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
 from adelabel.models.base import SequenceLabeler, threshold_of
-from adelabel.precision import autocast, check_precision, lower_recurrent
+from adelabel.precision import autocast, check_precision, lower_recurrent, warn_emulated
 from adelabel.vocab import Vocabs
 
 __all__ = ["Tagger", "Classifier", "Entity", "Relation", "SentenceScore", "Analysis", "Classification", "pick_device"]
@@ -72,9 +72,12 @@ def check_backend(backend: str) -> str:
 
 
 def _folders(method: str, path) -> list[str | Path]:
-    """The model folders ``path`` names: one str or Path, or a sequence of them (an ensemble)."""
-    paths = [path] if isinstance(path, (str, Path)) else \
+    """The model folders ``path`` names: one str or path-like object (a Path, an os.DirEntry), or a
+    sequence of them (an ensemble)."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else \
         list(path) if isinstance(path, Sequence) and not isinstance(path, (bytes, bytearray)) else None
+    if paths is not None:
+        paths = [os.fspath(p) if isinstance(p, os.PathLike) and not isinstance(p, Path) else p for p in paths]
     if paths is None or not all(isinstance(p, (str, Path)) for p in paths):
         wrong = path if paths is None else next(p for p in paths if not isinstance(p, (str, Path)))
         raise ArgumentTypeError(f"{method}: a model folder is a str or Path, not {_a(type(wrong).__name__)}")
@@ -103,7 +106,7 @@ class _Threshold:
     def __set__(self, obj, value) -> None:
         value = check_threshold(value)
         if value is not None:
-            type(obj)._refuse_threshold(obj.model, f"this {type(obj).__name__.lower()}")
+            type(obj)._refuse_threshold(obj.model, f"this {type(obj).__name__.lower()}", value)
         obj.__dict__["_threshold"] = value
 
 
@@ -180,6 +183,7 @@ class Tagger(_Loaded):
         check_backend(backend)
         dev = pick_device("cpu" if backend == "onnx" and device == "auto" else device)
         check_precision(precision, dev)
+        warn_emulated(precision, dev)
         if backend == "onnx" and (dev.type != "cpu" or precision != "fp32"):
             raise OptionError("backend onnx: runs on the CPU in fp32 (its int8 form comes from "
                               "`adelabel export --quantize`)", "backend")
@@ -220,7 +224,7 @@ class Tagger(_Loaded):
             config = {**config, "arch": "ensemble of " + ", ".join(c["arch"] for _, c, _ in loaded),
                       "ensemble": [str(p) for p in paths], "train": {**config["train"], "eval_batch_size": smallest}}
         if threshold is not None:
-            cls._refuse_threshold(model, paths[0])
+            cls._refuse_threshold(model, paths[0], threshold)
         if getattr(model, "onnx_quantized", False):
             backend = "onnx-int8"
         tagger = cls(model, config, vocabs, dev, threshold, precision, backend)
@@ -231,9 +235,10 @@ class Tagger(_Loaded):
         return self.model.gate_threshold if self.model.gate is not None else None
 
     @staticmethod
-    def _refuse_threshold(model, name: str, argument: str | None = "threshold") -> None:
-        """A threshold refused where ``model`` (``name`` says which) has no gate to apply it to."""
-        if model.gate is None:
+    def _refuse_threshold(model, name: str, value: float, argument: str | None = "threshold") -> None:
+        """A threshold refused where ``model`` (``name`` says which) has no gate to apply it to; 0,
+        "tag every sentence", is what such a model does, so a pipeline that always passes it may."""
+        if model.gate is None and value != 0:
             raise OptionError(f"threshold: {name} has no sentence gate (model.gate = false); it tags every sentence",
                               argument)
 
@@ -408,12 +413,13 @@ class Classifier(_Loaded):
         threshold = check_threshold(threshold)
         dev = pick_device(device)
         check_precision(precision, dev)
+        warn_emulated(precision, dev)
         [path] = _folders("Classifier.load", [path])
         if model_dir.task_of(path) == "tag":
             raise InputError(path, "is a tagger, not a sentence classifier; load it with adelabel.Tagger.load")
         model, config, vocabs = model_dir.load(path, dev)
         if threshold is not None:
-            cls._refuse_threshold(model, path)
+            cls._refuse_threshold(model, path, threshold)
         classifier = cls(model, config, vocabs, dev, threshold, precision)
         classifier.folders = (Path(path).resolve(),)
         return classifier
@@ -422,7 +428,7 @@ class Classifier(_Loaded):
         return self.model.threshold if self.model.positive is not None else None
 
     @staticmethod
-    def _refuse_threshold(model, name: str, argument: str | None = "threshold") -> None:
+    def _refuse_threshold(model, name: str, value: float, argument: str | None = "threshold") -> None:
         """A threshold refused where ``model`` (``name`` says which) decides among more than two classes."""
         if model.positive is None:
             raise OptionError(f"threshold: {name} decides among {len(model.classes)} classes by the most "

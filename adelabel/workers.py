@@ -21,6 +21,7 @@ import queue
 import signal
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
@@ -47,7 +48,10 @@ def _load(kind: str, models: list[Path], device: str, threshold: float | None, p
     import torch
 
     torch.set_num_threads(threads)
+    from adelabel.precision import EmulatedPrecisionWarning
     from adelabel.tagger import Classifier, Tagger
+
+    warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # the command said it
 
     if kind == "classify":
         model = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)

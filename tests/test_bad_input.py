@@ -8,6 +8,7 @@ import re
 import os
 import shutil
 import struct
+import warnings
 from pathlib import Path
 
 import pytest
@@ -675,6 +676,9 @@ def test_an_ensemble_of_gated_and_ungated_taggers_is_refused(sample_data, tiny_m
     with pytest.raises(OptionError, match="threshold: this tagger has no sentence gate"):
         alone.threshold = 0.3
     alone.threshold = None
+    # 0, "tag every sentence", is what it does: a pipeline that always passes 0 may.
+    alone.threshold = 0.0
+    assert Tagger.load(ungated, device="cpu", threshold=0).threshold == 0
     # The command line names the option its user typed.
     code, _, err = run_cli(capsys, "evaluate", "--model", ungated, "--data", sample_data, "--threshold", "0.3")
     assert code == 2 and f"adelabel: error: --threshold: {ungated} has no sentence gate" in err, err
@@ -1196,3 +1200,21 @@ def test_a_config_file_s_distil_without_a_teacher_is_said_not_refused(capsys, tm
     monkeypatch.setenv("RANK", "1")  # under torchrun, rank 0 says it
     _check_distil(None, None, config=tmp_path / "taught.toml")
     assert capsys.readouterr().err == ""
+
+
+def test_a_model_folder_may_be_any_path_like_and_a_bad_one_is_named(tiny_model_dir, monkeypatch):
+    from adelabel.precision import EmulatedPrecisionWarning
+
+    entry = next(e for e in os.scandir(Path(tiny_model_dir).parent) if e.name == Path(tiny_model_dir).name)
+    assert Tagger.load(entry, device="cpu").folders == (Path(tiny_model_dir).resolve(),)
+    assert len(Tagger.load([entry, tiny_model_dir], device="cpu").folders) == 2
+    with pytest.raises(InputError, match="File name too long"):
+        Tagger.load("x" * 300, device="cpu")
+    # bf16 on a CPU without bf16 arithmetic runs, slowly: the Python caller hears so, as the command's user does.
+    monkeypatch.setattr("adelabel.precision.native_bf16", lambda: False)
+    with pytest.warns(EmulatedPrecisionWarning, match="slower than fp32"):
+        Tagger.load(tiny_model_dir, device="cpu", precision="bf16")
+    monkeypatch.setattr("adelabel.precision.native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmulatedPrecisionWarning)
+        Tagger.load(tiny_model_dir, device="cpu", precision="bf16")
