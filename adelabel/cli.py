@@ -1182,7 +1182,7 @@ def main() -> None:
     # A kill's TERM (not KILL) unwinds like Ctrl-C, so temporary files beside an unfinished output are
     # removed on the way out rather than left for the next run to sweep.
     signal.signal(signal.SIGTERM, _terminated)
-    from adelabel.precision import EmulatedPrecisionWarning
+    from adelabel.errors import EmulatedPrecisionWarning
 
     warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # each command says it as a note of its own
     # Started with a stream closed (`>&-`, a daemon's spawn): a command that writes nothing there runs, one

@@ -58,3 +58,9 @@ def one_of(names) -> str:
     """Allowed values as an error message lists them: "a, b or c"."""
     names = list(names)
     return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+class EmulatedPrecisionWarning(RuntimeWarning):
+    """bf16 asked of a CPU without native bf16 (adelabel.precision.emulated). The commands say it as a
+    note of their own and ignore this warning; their worker processes ignore it too. (Here, where the
+    command line can name it without importing torch, which reads its log level when first imported.)"""

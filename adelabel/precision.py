@@ -10,7 +10,7 @@ from typing import ContextManager
 
 import torch
 
-from adelabel.errors import OptionError
+from adelabel.errors import EmulatedPrecisionWarning, OptionError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -34,11 +34,6 @@ def emulated(precision: str, device: torch.device) -> str | None:
         return None
     return ("warning: bf16: this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX); bf16 runs "
             "emulated here, slower than fp32")
-
-
-class EmulatedPrecisionWarning(RuntimeWarning):
-    """bf16 asked of a CPU without native bf16 (:func:`emulated`). The commands say it as a note of
-    their own and ignore this warning; their worker processes ignore it too."""
 
 
 def warn_emulated(precision: str, device: torch.device) -> None:

@@ -47,7 +47,7 @@ class RayTagger:
                  precision: str = "fp32", threads: int = 1) -> None:
         import torch
 
-        from adelabel.precision import EmulatedPrecisionWarning
+        from adelabel.errors import EmulatedPrecisionWarning
         from adelabel.tagger import Classifier, Tagger
         from adelabel.tagging_io import model_kind
 

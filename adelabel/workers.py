@@ -48,7 +48,7 @@ def _load(kind: str, models: list[Path], device: str, threshold: float | None, p
     import torch
 
     torch.set_num_threads(threads)
-    from adelabel.precision import EmulatedPrecisionWarning
+    from adelabel.errors import EmulatedPrecisionWarning
     from adelabel.tagger import Classifier, Tagger
 
     warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # the command said it

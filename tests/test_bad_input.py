@@ -1203,7 +1203,7 @@ def test_a_config_file_s_distil_without_a_teacher_is_said_not_refused(capsys, tm
 
 
 def test_a_model_folder_may_be_any_path_like_and_a_bad_one_is_named(tiny_model_dir, monkeypatch):
-    from adelabel.precision import EmulatedPrecisionWarning
+    from adelabel.errors import EmulatedPrecisionWarning
 
     entry = next(e for e in os.scandir(Path(tiny_model_dir).parent) if e.name == Path(tiny_model_dir).name)
     assert Tagger.load(entry, device="cpu").folders == (Path(tiny_model_dir).resolve(),)
