@@ -24,6 +24,14 @@ def test_the_package_runs_as_a_module():
     assert "train" in done.stdout and "tag" in done.stdout
 
 
+def test_the_command_line_imports_torch_only_once_a_command_has_set_its_log_level():
+    """torch reads TORCH_CPP_LOG_LEVEL when first imported; `train` sets it (-q, and every torchrun rank
+    but the first) before its own imports, so nothing the command line runs first may import torch."""
+    code = "import sys, adelabel.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_a_cpu_without_native_bf16_runs_the_recurrent_layers_in_fp32_under_autocast(monkeypatch, training):
     """oneDNN has no bf16 LSTM on an AVX2-only CPU: under bf16 autocast its kernel failed to build, and
