@@ -16,7 +16,7 @@ import torch
 from adelabel.data import Example
 from adelabel.evaluate import GATE_THRESHOLDS, calibration_bins, positive_f1
 from adelabel.inference import classify
-from adelabel.models.base import threshold_of
+from adelabel.models.base import threshold_of, threshold_text
 from adelabel.models.classifier import calibrated
 
 
@@ -159,7 +159,7 @@ def format_classification(result: dict) -> str:
     rows += [f"{c:<{width}}" + "".join(f"{n:>{width}}" for n in line) for c, line in zip(classes, result["confusion"])]
     if "positive" in result:
         shown = lambda v, why="one class": f"undefined ({why})" if v is None else f"{v:.4f}"  # noqa: E731
-        rows += ["", f"{result['positive']} (positive class, threshold {result['threshold']:g}): "
+        rows += ["", f"{result['positive']} (positive class, threshold {threshold_text(result['threshold'])}): "
                      f"F1 {result['f1']:.4f}, ROC-AUC {shown(result['roc_auc'])}, average precision "
                      f"{shown(result['average_precision'])}; its probability: ECE {shown(result['ece'], 'no text')}, "
                      f"Brier {shown(result['brier'], 'no text')}"]

@@ -613,6 +613,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
     from adelabel.evaluate import (entity_confusion, entity_outcomes, errors, evaluate_examples, format_table, no_pairs,
                                    pair_outcomes)
     from adelabel.inference import pairs_decide, predict
+    from adelabel.models.base import threshold_text
     from adelabel.prepare import read_manifest, read_split
     from adelabel.tagger import Tagger, check_backend, check_threshold
 
@@ -655,7 +656,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
     # Warnings once every check passed: an error stays one line.
-    _trained_elsewhere(members, data, manifest, split, sentences)
+    caveats = _trained_elsewhere(members, data, manifest, split, sentences)
     if twice := _given_twice_as_model(members):
         print(twice, file=sys.stderr)
     examples = encode_sentences(sentences, tagger.vocabs, tagger.tags)
@@ -675,7 +676,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         ("without entities", "sentences without entities", "those without entities", "no sentence without entities"))
     print(f"{model} on {data}/{split}: {len(sentences):,} sentences ({len(sentences) - negatives:,} with "
           f"annotations, {negatives:,} {neg})")
-    _dev_note(split)
+    made_by["caveats"] = caveats + _split_note(split)
     print("\nall sentences, as `adelabel tag` outputs them:")
     print(format_table(result))
     if negatives:  # with none (data prepared without negatives), the rates below have nothing to count
@@ -683,7 +684,7 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
     if "gate" in result:
         gate = result["gate"]
         pair = ", and a pair to relate" if pairs_decide(tagger.model) and gate["threshold"] > 0 else ""
-        print(f"sentences reported (gate threshold {gate['threshold']:.4g}{pair}): "
+        print(f"sentences reported (gate threshold {threshold_text(gate['threshold'])}{pair}): "
               f"{_shown(gate['annotated_sentences_passed'], '.1%')} of those with annotations"
               + (f", {gate['negative_sentences_passed']:.1%} of {neg_ones}" if negatives else
                  f" (this split holds {no_neg})"))
@@ -746,7 +747,7 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
         raise OptionError(f"--data {data}: its {split} split has classes {unknown} that {model} does not know "
                           f"(it knows {classifier.classes})")
     # Once every check passed: an error stays one line.
-    _trained_elsewhere([model], data, read_manifest(data), split, sentences)
+    caveats = _trained_elsewhere([model], data, read_manifest(data), split, sentences)
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
     with autocast(classifier.device, precision):
         batch = classifier.config["train"]["eval_batch_size"]
@@ -754,7 +755,7 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
         result = classifier_metrics(classifier.model, examples, batch, classifier.device, threshold, probs)
     result["evaluated"] = _evaluated(classifier, [model], data, split)
     print(f"{model} on {data}/{split}: {result['texts']:,} texts")
-    _dev_note(split)
+    result["evaluated"]["caveats"] = caveats + _split_note(split)
     print(format_classification(result))
     if json_out is not None:
         _write_scores(json_out, result)
@@ -779,14 +780,20 @@ def _given_twice_as_model(models: list[Path]) -> str | None:
     return None
 
 
-def _trained_elsewhere(models: list[Path], data: Path, ours: dict, split: str, sentences) -> None:
+def _trained_elsewhere(models: list[Path], data: Path, ours: dict, split: str, sentences) -> list[str]:
     """Warn where a model trained on documents of the split it is scored on (data prepared with another
     seed puts other documents in each split): those score high for it. Told by the documents of the
     model's training split where the folder it recorded still holds that data (its path absolute, its
     manifest the seed and splits the model recorded) and was prepared from the same corpus; else by
-    the seed alone. ``ours``: ``data``'s manifest."""
+    the seed alone. ``ours``: ``data``'s manifest. Returns the warnings, for metrics.json to keep."""
+    said: list[str] = []
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+        said.append(message)
+
     if split == "train":
-        return
+        return said  # the split note says it (_split_note)
     scored = {s.doc_id for s in sentences}
     for m in models:
         try:
@@ -799,14 +806,14 @@ def _trained_elsewhere(models: list[Path], data: Path, ours: dict, split: str, s
                 with open(folder / "train.jsonl", encoding="utf-8") as fh:
                     seen = {str(json.loads(line).get("doc_id")) for line in fh if line.strip()}
                 if shared := len(scored & seen):
-                    print(f"warning: {shared:,} of the {len(scored):,} documents of {data}/{split} are in {m}'s "
-                          f"training split ({folder}): they score high for it", file=sys.stderr)
+                    warn(f"{shared:,} of the {len(scored):,} documents of {data}/{split} are in {m}'s training split "
+                         f"({folder}): they score high for it")
             elif isinstance(trained, dict) and trained.get("seed") != ours.get("seed"):
-                print(f"warning: {m} was trained on data prepared with seed {trained.get('seed')}, {data} with seed "
-                      f"{ours.get('seed')}: its {split} split may hold documents the model trained on, which score "
-                      "high", file=sys.stderr)
+                warn(f"{m} was trained on data prepared with seed {trained.get('seed')}, {data} with seed "
+                     f"{ours.get('seed')}: its {split} split may hold documents the model trained on, which score high")
         except (OSError, ValueError, TypeError, AttributeError, KeyError):
             continue  # a warning, not a check: what cannot be read says nothing (the model loaded already)
+    return said
 
 
 def _training_data(folder: Path, trained: dict) -> dict | None:
@@ -823,10 +830,20 @@ def _training_data(folder: Path, trained: dict) -> dict | None:
     return manifest
 
 
-def _dev_note(split: str) -> None:
-    if split == "dev":
-        print("(dev chose the model's epoch, thresholds and calibration: its scores flatter the model; the test "
-              "split's do not)")
+_SPLIT_NOTES = {
+    "dev": "dev chose the model's epoch, thresholds and calibration: its scores flatter the model; the test "
+           "split's do not",
+    "train": "the model learnt from the train split of the data it was trained on: its scores there say how "
+             "well it fits what it saw, not how it tags new text",
+}
+
+
+def _split_note(split: str) -> list[str]:
+    """What a split's scores mean where they are not a test's, printed under the title; for metrics.json."""
+    if split not in _SPLIT_NOTES:
+        return []
+    print(f"({_SPLIT_NOTES[split]})")
+    return [_SPLIT_NOTES[split]]
 
 
 def _evaluated(tagger, model: list[Path], data: Path, split: str) -> dict:

@@ -16,7 +16,7 @@ import torch
 from adelabel import model_dir
 from adelabel.errors import AdelabelError, ArgumentTypeError, InputError, OptionError
 from adelabel.inference import Analysis, Classification, Entity, Relation, SentenceScore, analyze, classify_texts
-from adelabel.models.base import SequenceLabeler, threshold_of
+from adelabel.models.base import SequenceLabeler, threshold_of, threshold_text
 from adelabel.precision import autocast, check_precision, lower_recurrent, warn_emulated
 from adelabel.vocab import Vocabs
 
@@ -142,7 +142,7 @@ class _Loaded:
         return (f"{type(self).__name__}({folders if isinstance(folders, str) else ', '.join(folders)}; "
                 f"{self.config.get('arch', '?')}, {self.device}, {self.precision}"
                 + (f", {backend}" if backend and backend != "torch" else "")
-                + (f"; threshold {threshold:.4g}" + (" (set)" if self.threshold is not None else " (the model's)")
+                + (f"; threshold {threshold_text(threshold)}" + (" (set)" if self.threshold is not None else " (the model's)")
                    if threshold is not None else "") + ")")
 
 

@@ -16,6 +16,7 @@ from adelabel.config import Config
 from adelabel.corpus import ADE_CLASS, NEG_CLASS, Sentence, sentence_class
 from adelabel.data import Example, encode_labelled, encode_sentences
 from adelabel.errors import AdelabelError
+from adelabel.models.base import threshold_text
 from adelabel.tags import tag_set
 from adelabel.vocab import Vocabs
 
@@ -74,7 +75,7 @@ class TagTask:
                 + ("" if no_pairs(result["relations"]) else f"  relations F1 {result['relations']['f1']:.4f}"))
         if "gate" in result:
             fields.update(gate_threshold=result["gate"]["threshold"], dev_sentence_f1=result["sentences"]["f1"])
-            line += f"  gate {result['gate']['threshold']:g} (sentence F1 {result['sentences']['f1']:.4f})"
+            line += f"  gate {threshold_text(result['gate']['threshold'])} (sentence F1 {result['sentences']['f1']:.4f})"
         return fields, line
 
     def saved(self) -> dict:
@@ -163,7 +164,7 @@ class ClassifyTask:
                f"accuracy {result['accuracy']:.4f}"
         if "positive" in result:
             fields.update(threshold=result["threshold"], dev_roc_auc=result["roc_auc"])
-            line += f"  threshold {result['threshold']:g}" + (
+            line += f"  threshold {threshold_text(result['threshold'])}" + (
                 f"  ROC-AUC {result['roc_auc']:.4f}" if result["roc_auc"] is not None else "")
         return fields, line
 

@@ -177,6 +177,8 @@ def test_a_tagger_says_what_it_is_in_a_log():
     from adelabel.pretrained import READY
 
     tagger = Tagger.load(READY, device="cpu")
-    assert repr(tagger) == f"Tagger({READY}; bilstm, cpu, fp32; threshold {tagger.decision_threshold:.4g} (the model's))"
+    assert repr(tagger) == f"Tagger({READY}; bilstm, cpu, fp32; threshold {tagger.decision_threshold} (the model's))"
     tagger.threshold = 0.25
     assert str(tagger).endswith("; threshold 0.25 (set))")
+    tagger.threshold = 0.123456789  # as given, not rounded
+    assert str(tagger).endswith("; threshold 0.123456789 (set))")

@@ -213,7 +213,7 @@ def test_cli_evaluate(sample_model, sample_data, tmp_path):
     assert only["support"] == scores["micro"]["support"] and only["recall"] >= scores["micro"]["recall"]
     assert "annotations only" in out.stdout
     gate = scores["gate"]
-    assert 0 < gate["threshold"] < 1 and f"threshold {gate['threshold']:.4g}" in out.stdout
+    assert 0 < gate["threshold"] < 1 and f"threshold {gate['threshold']}" in out.stdout
     # metrics.json says what it scored: which model, on which split of which data.
     assert scores["evaluated"]["model"] == str(sample_model.resolve()) and scores["evaluated"]["split"] == "test"
     assert scores["evaluated"]["data"] == str(sample_data.resolve())
@@ -274,6 +274,12 @@ def test_evaluate_says_what_its_scores_mean(sample_model, sample_data, tmp_path)
     assert out.returncode == 0, out.stderr
     assert "(gate threshold 0)" in out.stdout and "a pair to relate" not in out.stdout
     assert "dev chose the model's epoch, thresholds and calibration" in out.stdout and "warning" not in out.stderr
+    assert [c[:15] for c in json.loads((report / "metrics.json").read_text())["evaluated"]["caveats"]] == [
+        "dev chose the m"]
+    # The split it learnt from says so too (it was the one split scored without a word).
+    out = run_cli("evaluate", "--model", str(sample_model), "--data", str(sample_data), "--split", "train", "-q",
+                  "--json", str(tmp_path / "train.json"))
+    assert out.returncode == 0 and "the model learnt from the train split" in out.stdout, out.stderr
     mistakes = [json.loads(line) for line in (report / "errors.jsonl").read_text().splitlines()]
     assert any(m["relations_false_positives"] or m["relations_false_negatives"] for m in mistakes)
     assert any(m["false_positives"] for m in mistakes)
@@ -289,6 +295,10 @@ def test_evaluate_says_what_its_scores_mean(sample_model, sample_data, tmp_path)
     assert re.search(rf"warning: \d+ of the \d+ documents of {other}/test are in {sample_model}'s training split "
                      rf"\({sample_data}\): they score high for it", out.stderr), out.stderr
     assert "dev chose" not in out.stdout and "(gate threshold 0." in out.stdout
+    # metrics.json keeps the warning, for whoever collects the JSON files and not the terminal's lines.
+    out = run_cli("evaluate", "--model", str(sample_model), "--data", str(other), "-q", "--json", "-")
+    [caveat] = json.loads(out.stdout[out.stdout.index("{"):])["evaluated"]["caveats"]
+    assert "documents of" in caveat and caveat.endswith("they score high for it")
     # A model whose training folder is not there to read (the ready tagger's is relative, "data") is told
     # by the seed alone.
     out = run_cli("evaluate", "--model", str(READY), "--data", str(other), "-q")

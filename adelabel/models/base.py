@@ -159,6 +159,12 @@ def threshold_of(value) -> float:
     return float(np.format_float_positional(np.float32(float(value)), unique=True, trim="-"))
 
 
+def threshold_text(value: float) -> str:
+    """A threshold as printed: every digit it has, none it lacks ("0", "0.407", "0.123456789", "4e-05")."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def gate_passes(sentence, threshold: float):
     """Whether the gate lets a sentence's entities out (a probability or a tensor of them)."""
     return sentence >= threshold
