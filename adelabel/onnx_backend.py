@@ -32,11 +32,12 @@ EXPORTABLE = ("bilstm", "lstm", "bigru", "gru", "birnn", "rnn")
 def _replaceable(folder: Path) -> bool:
     """``MODEL/onnx/`` (not a link) lies inside a model folder adelabel wrote, which training into it
     again removes whole: whatever a damaged or earlier export left there is replaced, the fix the
-    backend's errors name."""
+    backend's errors name; a file of another name (a user's notes) is refused, not deleted."""
     return True
 
 
 _replaceable.export = True  # type: ignore[attr-defined]  # the one output a model folder holds inside it
+_replaceable.names = frozenset((*GRAPHS, META))  # type: ignore[attr-defined]
 
 
 def _onnx():

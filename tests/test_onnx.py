@@ -161,6 +161,11 @@ def test_bad_exports_and_options_are_one_line_errors(capsys, exported, tiny_mode
     assert code == 0 and err == "", err
     code, _, err = run_cli(capsys, "tag", text, "--model", folder, "--backend", "onnx", "-q")
     assert code == 0, err
+    # A file of another name there is someone's: refused, not deleted with the export it sits beside.
+    (folder / "onnx" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "export", "--model", folder, "-q")
+    assert code == 2 and "holds notes.txt, which adelabel did not write there" in err, err
+    assert (folder / "onnx" / "notes.txt").read_text() == "mine"
     # A link there is refused: the folder it names may hold other things, which replacing would lose.
     shutil.rmtree(folder / "onnx")
     (tmp_path / "serving").mkdir()
