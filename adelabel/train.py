@@ -64,11 +64,28 @@ def check_no_checkpoint(out_dir: str | Path) -> None:
     killed run's (to carry on with --resume), or files adelabel did not write."""
     ckpt = checkpoint_dir(out_dir)
     if (ckpt / RUN).is_file():
+        if _running(ckpt):
+            raise AdelabelError(f"{ckpt}: another `adelabel train` is running into {out_dir} now; let it finish, or "
+                                "give another --out")
         raise AdelabelError(f"{ckpt}: a checkpoint of an unfinished run is here; continue it with "
                             f"`adelabel train --resume {out_dir}`, or delete the folder to start afresh")
     if ckpt.exists() or ckpt.is_symlink():
         raise AdelabelError(f"{ckpt}: is in the way of this run's checkpoint and holds none adelabel wrote (no "
                             f"{RUN}); move it, or give another --out")
+
+
+def _running(ckpt: Path) -> bool:
+    """Whether a live run holds the checkpoint (its lock on the run file, :func:`_owned`)."""
+    if fcntl is None:
+        return False
+    try:
+        with open(ckpt / RUN, "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass  # gone meanwhile, or a file system without locks: nothing tells
+    return False
 
 
 def seed_everything(seed: int) -> None:
@@ -397,7 +414,8 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         warn(note)
     if not resume and Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):
         # Said once the data is read, while there is time to stop: tag and evaluate use models/bilstm.
-        say(f"{out_dir} holds a model; this run replaces it when it finishes (--out chooses another folder)")
+        # A warning, not progress: a script's -q run replaces a model too.
+        warn(f"warning: {out_dir} holds a model; this run replaces it when it finishes (--out chooses another folder)")
     # Joined after the checks every rank meets alike (the data, the settings), which rank 0 alone then
     # reports; past joining each rank speaks for itself.
     dev_ = distributed.start(w, dev_)
@@ -437,6 +455,13 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
                 # and recorded beside the model: its epochs before and after ran different code.
                 warn(f"warning: this run started under other versions ({moved}); its epochs from here on run "
                      "under these, and the model folder's config.json records both")
+            before = next((r.get("processes") for r in reversed(run.records) if isinstance(r, dict)), None)
+            if isinstance(before, int) and before != w.size:
+                # Allowed (a GPU machine's run carried on elsewhere), but each step now averages another
+                # number of batches, so the rest of the run learns with another effective batch size.
+                warn(f"warning: this run's epochs so far ran as {before} process{'es' * (before > 1)}, these run as "
+                     f"{w.size}: each step now averages {w.size} batch{'es' * (w.size > 1)} rather than {before} "
+                     "(train_log.jsonl records each epoch's)")
         model.distil = hp.distil if teacher else 0.0
         loss_of = distributed.wrap(model, w, dev_)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad) - frozen

@@ -339,6 +339,9 @@ def test_a_checkpoint_a_live_run_holds_is_not_resumed_twice(capsys, sample_data,
         assert holder.stdout.readline().strip() == "held"
         code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "m")
         assert code == 2 and "another `adelabel train` is running this checkpoint" in err, err
+        # A new run into the live run's folder is told so, not to delete the live run's checkpoint.
+        code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", tmp_path / "m", "--epochs", "1")
+        assert code == 2 and f"another `adelabel train` is running into {tmp_path / 'm'} now" in err, err
     finally:
         holder.kill()
         holder.wait()
@@ -488,6 +491,7 @@ def test_training_into_a_folder_holding_a_model_says_it_will_replace_it(capsys, 
     code, _, err = run_cli(capsys, *args)
     assert code == 0 and "holds a model" not in err, err
     code, _, err = run_cli(capsys, *args)
-    assert code == 0 and err.startswith(f"{tmp_path / 'm'} holds a model; this run replaces it when it finishes"), err
-    code, _, err = run_cli(capsys, *args, "-q")
-    assert code == 0 and "holds a model" not in err, err
+    assert code == 0 and err.startswith(f"warning: {tmp_path / 'm'} holds a model; this run replaces it when it "
+                                        "finishes"), err
+    code, _, err = run_cli(capsys, *args, "-q")  # a script's run replaces a model too: a warning, said
+    assert code == 0 and f"warning: {tmp_path / 'm'} holds a model" in err, err

@@ -212,6 +212,9 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
                              text=True, env=env, cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("resuming bilstm") == 1
+    # Each step now averages two batches, not one: allowed, and said.
+    assert resumed.stderr.count("epochs so far ran as 1 process, these run as 2: each step now averages 2 "
+                                "batches rather than 1") == 1, resumed.stderr[-3000:]
     assert [json.loads(line)["epoch"] for line in (killed / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
     # A torchrun run killed after its first epoch carries on to the weights of the uninterrupted run:
@@ -242,7 +245,7 @@ def test_two_processes_train_with_ddp_over_gloo_and_resume(sample_data, tmp_path
     assert not cut.exists() and cut.with_name("cut.checkpoint").is_dir()
     again = subprocess.run(torchrun + ["-m", "adelabel", "train", "--resume", str(cut)], capture_output=True,
                            text=True, env=env, cwd=tmp_path, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0 and "epochs so far ran as" not in again.stderr, again.stderr[-3000:]
     assert (cut / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
     from test_runs import log_without_timings  # every epoch's loss and dev scores, not only the kept one's
 
