@@ -144,6 +144,8 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     """Refuse, before any work, an output folder that cannot be written (a file, a missing parent) or
     that holds something adelabel did not write there: a folder is replaced whole, so anything else in
     it would be lost."""
+    if str(path) == "-":  # standard output to --json and tag's --output; a folder named "-" is a slip
+        raise AdelabelError(f"{option} -: this is a folder, which cannot go to standard output; give a folder's name")
     refuse_loop(path, option)
     if path.exists() and not path.is_dir():
         raise AdelabelError(f"{option} {path}: is a file, not a folder")

@@ -169,6 +169,7 @@ CASES = [
     ("train --data {d} --out {t}/o --device tpu", "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("train --data {d} --out {t}/o --device cuda:x", "--device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
     ("train --data {d} --out {t}/afile", "--out {t}/afile: is a file, not a folder"),
+    ("train --data {d} --out -", "--out -: this is a folder, which cannot go to standard output"),
     ("train --data {d} --out {t}", "--out {t}: a folder adelabel did not write"),
     ("train --data {d} --out {d}", "--out {d}: is {d}, which this command reads"),
     ("train --config {t}/none.toml", "{t}/none.toml: config file not found"),
