@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes, load_file, save_file
 
 from adelabel import atomic
 from adelabel.atomic import sha256
@@ -260,6 +260,16 @@ def _check_keys(config: dict, task: str, path: Path) -> None:
         raise InputError(path, f"data: expected a table of the data's settings, got {config['data']!r}")
 
 
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file. Its library takes a path as UTF-8 text only; a folder whose
+    name holds other bytes (made on Linux, where a name is bytes) is read into memory instead."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return load_bytes(path.read_bytes())
+    return load_file(str(path))
+
+
 def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict, Vocabs]:
     """Model, config and vocabulary of a saved model folder, proved before use (see the module's doc)."""
     try:
@@ -288,7 +298,7 @@ def _load(directory: Path, device: torch.device | str) -> tuple[torch.nn.Module,
     if not weights.is_file():
         raise InputError(weights, _missing(weights))
     try:
-        state = load_file(str(weights))
+        state = _read_weights(weights)
     except (SafetensorError, OSError, ValueError) as err:
         raise InputError(weights, f"corrupt weights file ({err})") from None
     for name, tensor in state.items():

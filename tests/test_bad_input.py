@@ -1203,7 +1203,7 @@ def test_a_config_file_s_distil_without_a_teacher_is_said_not_refused(capsys, tm
     assert capsys.readouterr().err == ""
 
 
-def test_a_model_folder_may_be_any_path_like_and_a_bad_one_is_named(tiny_model_dir, monkeypatch):
+def test_a_model_folder_may_be_any_path_like_and_a_bad_one_is_named(tiny_model_dir, monkeypatch, tmp_path):
     from adelabel.errors import EmulatedPrecisionWarning
 
     entry = next(e for e in os.scandir(Path(tiny_model_dir).parent) if e.name == Path(tiny_model_dir).name)
@@ -1211,6 +1211,10 @@ def test_a_model_folder_may_be_any_path_like_and_a_bad_one_is_named(tiny_model_d
     assert len(Tagger.load([entry, tiny_model_dir], device="cpu").folders) == 2
     with pytest.raises(InputError, match="File name too long"):
         Tagger.load("x" * 300, device="cpu")
+    # A name that is not UTF-8 (Linux's names are bytes): safetensors takes UTF-8 paths only.
+    odd = tmp_path / os.fsdecode(b"m\xffodd")
+    shutil.copytree(tiny_model_dir, odd)
+    assert Tagger.load(odd, device="cpu")("Rash after naproxen.") is not None
     # bf16 on a CPU without bf16 arithmetic runs, slowly: the Python caller hears so, as the command's user does.
     monkeypatch.setattr("adelabel.precision.native_bf16", lambda: False)
     with pytest.warns(EmulatedPrecisionWarning, match="slower than fp32"):
