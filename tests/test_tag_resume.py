@@ -85,13 +85,13 @@ def test_only_the_same_command_on_the_same_input_resumes(capsys, monkeypatch, tm
             tagging_io.tag_stream(str(source), tiny_model_dir, "jsonl", out, 8, "cpu")
     tag = ["tag", source, "--model", tiny_model_dir, "--output", out, "--resume", "-q"]
     code, _, err = run_cli(capsys, *tag, "--threshold", "0.1")
-    assert code == 2 and "the earlier run differs in provenance" in err, err
+    assert code == 2 and "the earlier run differs in provenance.sentence_threshold (" in err, err
     code, _, err = run_cli(capsys, *tag, "--input-format", "jsonl")
     assert code == 2 and "differs in input_format" in err, err
     with monkeypatch.context() as patch:  # the same version number, other code: tags that may differ
         patch.setattr(tagging_io, "code_fingerprint", lambda: "0" * 16)
         code, _, err = run_cli(capsys, *tag)
-        assert code == 2 and "the earlier run differs in provenance" in err, err
+        assert code == 2 and "the earlier run differs in provenance.adelabel_code (" in err, err
     with open(source, "a", encoding="utf-8") as fh:
         fh.write("One more line.\n")
     code, _, err = run_cli(capsys, *tag)
