@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -106,6 +107,11 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=50_000, help="one-sentence lines to tag")
     parser.add_argument("--device", default="cuda", help="cuda (or cpu, to try the script itself)")
     args = parser.parse_args()
+    if args.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", args.device):
+        raise SystemExit(f"gpu_check: --device: expected cuda, cuda:N or cpu, got {args.device!r}")
+    if not (args.data / "manifest.json").is_file():
+        raise SystemExit(f"gpu_check: --data {args.data}: not a prepared data folder (no manifest.json; "
+                         "`adelabel prepare --out DIR` makes one)")
 
     import torch
 

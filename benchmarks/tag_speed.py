@@ -119,7 +119,7 @@ def run_cli(*args: str, cli: Path = ROOT / "cli.py", quiet: bool = False) -> tup
     done.set()
     sampler.join()
     if status != 0:
-        raise SystemExit(f"adelabel {' '.join(args)} failed with status {status}")
+        raise SystemExit(f"adelabel {' '.join(args)} failed with status {os.waitstatus_to_exitcode(status)}")
     # The kernel's figure is the largest single process's peak; the samples add a run's processes up.
     return seconds, max(usage.ru_maxrss * 1024, peak[0]) / 2**20
 

@@ -24,6 +24,18 @@ def test_the_package_runs_as_a_module():
     assert "train" in done.stdout and "tag" in done.stdout
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--device", "tpu"], "gpu_check: --device: expected cuda, cuda:N or cpu, got 'tpu'"),
+    (["--device", "cpu", "--data", "/nonexistent"], "gpu_check: --data /nonexistent: not a prepared data folder"),
+])
+def test_the_gpu_check_refuses_bad_arguments_in_one_line_before_any_work(args, message, tmp_path):
+    """Exit 2 (1 means the CPU and the GPU disagree), not a traceback after the work began."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), *args, "--work", str(tmp_path / "w")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith(message) and len(done.stderr.splitlines()) == 1, done.stderr
+    assert not (tmp_path / "w").exists()
+
+
 def test_the_command_line_imports_torch_only_once_a_command_has_set_its_log_level():
     """torch reads TORCH_CPP_LOG_LEVEL when first imported; `train` sets it (-q, and every torchrun rank
     but the first) before its own imports, so nothing the command line runs first may import torch."""
