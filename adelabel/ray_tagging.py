@@ -138,6 +138,8 @@ def _check_reachable(address: str) -> None:
     host, _, port = where.rpartition(":")
     if not host or not port.isdigit():
         return
+    if not 0 < int(port) < 65536:  # the system would take it modulo 65536, and name another port's refusal
+        raise AdelabelError(f"--ray: RAY_ADDRESS={address} names port {port}, which no port is (1 to 65535)")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS).close()
     except OSError as err:

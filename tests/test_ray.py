@@ -196,4 +196,7 @@ def test_a_cluster_nothing_answers_for_is_one_line_not_a_hang(capsys, tiny_model
                                "-q")
         assert code == 2 and err.strip() == f"adelabel: error: --ray: cannot reach the cluster RAY_ADDRESS={address} " \
                                             f"names ({reason})", err
+    monkeypatch.setenv("RAY_ADDRESS", "localhost:99999")  # taken modulo 65536 by the system, it named another
+    code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--ray", "--output", tmp_path / "o.jsonl", "-q")
+    assert code == 2 and "names port 99999, which no port is (1 to 65535)" in err, err
     assert not list(tmp_path.glob("*o.jsonl*"))
