@@ -938,8 +938,13 @@ def tag(
             raise OptionError("--ray: runs the torch backend")
         if resume:
             raise OptionError("--resume: carries on what plain `tag` wrote; --ray writes its output whole")
-        count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision,
-                             quiet=quiet, note=note)
+        try:
+            count = tag_with_ray(file, model, output, input_format, batch_size, workers, device, threshold, precision,
+                                 quiet=quiet, note=note)
+        except KeyboardInterrupt:  # else the last line is Ray's "execution failed", which reads as bad data
+            print("adelabel: stopped; " + (f"{output} is left as it was (--ray writes it whole, when complete)"
+                                           if output is not None else "the cluster's work is dropped"), file=sys.stderr)
+            raise
         if not quiet:
             print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return

@@ -200,3 +200,18 @@ def test_a_cluster_nothing_answers_for_is_one_line_not_a_hang(capsys, tiny_model
     code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--ray", "--output", tmp_path / "o.jsonl", "-q")
     assert code == 2 and "names port 99999, which no port is (1 to 65535)" in err, err
     assert not list(tmp_path.glob("*o.jsonl*"))
+
+
+def test_a_stopped_ray_run_says_so_in_its_own_line(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    """Stopped (Ctrl-C, a TERM), the last line was Ray's "execution failed", which reads as bad data."""
+    import adelabel.ray_tagging
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adelabel.ray_tagging, "tag_with_ray", stopped)
+    src = tmp_path / "in.txt"
+    src.write_text("Rash after lamotrigine.\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "tag", src, "--model", tiny_model_dir, "--ray", "--output", tmp_path / "o.jsonl")
+    assert code == 130 and err.splitlines()[-1] == (f"adelabel: stopped; {tmp_path / 'o.jsonl'} is left as it was "
+                                                    "(--ray writes it whole, when complete)"), err
