@@ -1223,3 +1223,11 @@ def test_a_model_folder_may_be_any_path_like_and_a_bad_one_is_named(tiny_model_d
     with warnings.catch_warnings():
         warnings.simplefilter("error", EmulatedPrecisionWarning)
         Tagger.load(tiny_model_dir, device="cpu", precision="bf16")
+
+
+def test_a_model_folder_without_its_config_given_as_config_is_named_so(capsys, tiny_model_dir, tmp_path):
+    damaged = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, damaged)
+    (damaged / "config.json").unlink()
+    code, _, err = run_cli(capsys, "config", "--config", damaged)
+    assert code == 2 and err.strip() == f"adelabel: error: {damaged / 'config.json'}: missing from the model folder", err
