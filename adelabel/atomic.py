@@ -149,6 +149,11 @@ def check_output_dir(path: Path, option: str, kind: Kind) -> None:
     refuse_loop(path, option)
     if path.exists() and not path.is_dir():
         raise AdelabelError(f"{option} {path}: is a file, not a folder")
+    here = Path.cwd()
+    if path.is_dir() and (path.resolve() == here or path.resolve() in here.parents):
+        # Replaced whole, it would leave the shell standing in a deleted folder that looks empty.
+        raise AdelabelError(f"{option} {path}: is the working folder{' or holds it' if path.resolve() != here else ''} "
+                            "(the output replaces its folder whole); give another folder")
     parent = path.absolute().parent
     if parent.exists() and not parent.is_dir():
         raise AdelabelError(f"{option} {path}: {parent} is not a folder")

@@ -1231,3 +1231,14 @@ def test_a_model_folder_without_its_config_given_as_config_is_named_so(capsys, t
     (damaged / "config.json").unlink()
     code, _, err = run_cli(capsys, "config", "--config", damaged)
     assert code == 2 and err.strip() == f"adelabel: error: {damaged / 'config.json'}: missing from the model folder", err
+
+
+def test_an_output_folder_that_is_the_working_folder_is_refused(capsys, sample_data, tmp_path, monkeypatch):
+    """Replaced whole, it left the shell in a deleted folder that looked empty."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    code, _, err = run_cli(capsys, "train", "--data", sample_data, "--out", ".", "--epochs", "1")
+    assert code == 2 and err.strip() == ("adelabel: error: --out .: is the working folder (the output replaces its "
+                                         "folder whole); give another folder"), err
+    assert here.is_dir() and Path.cwd() == here
