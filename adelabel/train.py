@@ -430,6 +430,11 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
         with torch.random.fork_rng(devices=[dev_] if dev_.type == "cuda" else []):
             _teach(config, data, data_dir, teacher, dev_, say, quiet=log is None or not w.main)
     model = task.build(config, **sizes, vectors=data.matrix).to(dev_)
+    asked = getattr(config.model, "window", None)
+    if asked is not None and getattr(model, "window", asked) < asked and not resume:
+        # The encoder has position embeddings for so many sub-tokens; the setting stays as given.
+        warn(f"warning: model.window = {asked} is more than the encoder has positions for: it reads windows of "
+             f"{model.window} sub-tokens")
     frozen = 0
     if getattr(config.model, "freeze_embeddings", False):
         frozen = _freeze_vector_rows(model, data.from_vectors.to(dev_))

@@ -25,12 +25,16 @@ SMALL = {
 @pytest.mark.parametrize("arch", ["rnn", "birnn", "gru", "bigru", "lstm", "seq2seq", "transformer"])
 def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
     overrides = ["train.max_epochs=4", "train.lr=0.01"] + SMALL.get(arch, ["model.hidden_size=32", "model.char_size=8"])
-    if arch == "transformer":
-        overrides.append(f"model.encoder={request.getfixturevalue('checkpoint')}")
+    if arch == "transformer":  # a window longer than the tiny encoder's 64 positions: read as 64, and said
+        overrides += [f"model.encoder={request.getfixturevalue('checkpoint')}", "model.window=100", "model.stride=32"]
     config = resolve(arch, overrides=overrides)
     out = tmp_path / arch
-    metrics = train(config, sample_data, out, device="cpu", log=None)
+    said: list[str] = []
+    metrics = train(config, sample_data, out, device="cpu", log=None, warn=said.append)
     assert metrics["epochs_run"] == 4 and json.loads((out / "config.json").read_text())["arch"] == arch
+    assert [s for s in said if "model.window" in s] == (
+        ["warning: model.window = 100 is more than the encoder has positions for: it reads windows of 64 sub-tokens"]
+        if arch == "transformer" else [])
 
     tagger = Tagger.load(out, device="cpu")
     sentences = read_split(sample_data, "test")
