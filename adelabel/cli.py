@@ -656,6 +656,8 @@ def _evaluate(model: Optional[list[Path]], data: Path, split: str, json_out: Pat
         raise OptionError(f"--data {data}: its entity types {data_labels} are not the model's {model_labels} "
                           "(prepare the data with --types to match)")
     # Warnings once every check passed: an error stays one line.
+    for note in _emulated(precision, tagger.device):
+        print(note, file=sys.stderr)
     caveats = _trained_elsewhere(members, data, manifest, split, sentences)
     if twice := _given_twice_as_model(members):
         print(twice, file=sys.stderr)
@@ -747,6 +749,8 @@ def _evaluate_classifier(model: Path, data: Path, split: str, sentences, json_ou
         raise OptionError(f"--data {data}: its {split} split has classes {unknown} that {model} does not know "
                           f"(it knows {classifier.classes})")
     # Once every check passed: an error stays one line.
+    for note in _emulated(precision, classifier.device):
+        print(note, file=sys.stderr)
     caveats = _trained_elsewhere([model], data, read_manifest(data), split, sentences)
     examples = encode_labelled(sentences, classifier.vocabs, classifier.classes)
     with autocast(classifier.device, precision):
@@ -929,6 +933,13 @@ def tag(
     if output is not None and output.endswith("/") and format != "brat":
         raise OptionError(f"--output {output}: names a folder (it ends in /); --format {format} writes a file")
     output = None if output in (None, "-") else Path(output)  # "-": standard output, as for the input
+    if precision == "bf16":
+        from adelabel.tagger import pick_device
+
+        try:
+            note = "\n".join([*filter(None, [note]), *_emulated(precision, pick_device(device))]) or None
+        except AdelabelError:
+            pass  # a bad --device: named where tag checks it, in its turn
     if ray:
         from adelabel.ray_tagging import tag_with_ray
 
@@ -948,13 +959,6 @@ def tag(
         if not quiet:
             print(f"{count:,} records written to {output or 'stdout'}", file=sys.stderr)
         return
-    if precision == "bf16":
-        from adelabel.tagger import pick_device
-
-        try:
-            note = "\n".join([*filter(None, [note]), *_emulated(precision, pick_device(device))]) or None
-        except AdelabelError:
-            pass  # a bad --device: named where tag checks it, in its turn
     try:
         tag_stream(file, model, format, output, batch_size, device, threshold, precision, input_format, workers,
                    backend, quiet=quiet, resume=resume, note=note)

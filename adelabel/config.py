@@ -460,7 +460,7 @@ def resolve(arch: str | None = None, path: str | Path | None = None, overrides: 
             from adelabel.model_dir import saved_config
 
             path, data = folder / "config.json", saved_config(folder)[1].to_dict()
-        elif path.is_dir() and ((path / "manifest.json").is_file() or (path / "model.safetensors").is_file()):
+        elif path.is_dir() and (path / "model.safetensors").is_file():
             # A damaged model folder: say so, as loading it would.
             raise InputError(path / "config.json", "missing from the model folder")
         elif not path.exists() or path.is_dir():  # a pipe (`--config <(...)`) is read once, as a file is

@@ -52,7 +52,7 @@ class RayTagger:
         from adelabel.tagging_io import model_kind
 
         torch.set_num_threads(threads)  # workers share a machine's cores; each takes its share
-        warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # said once, where the run began
+        warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # `tag --ray` said it, where the run began
         models = [model] if isinstance(model, (str, Path)) else list(model)
         if model_kind(models) == "classify":
             classifier = Classifier.load(models[0], device=device, threshold=threshold, precision=precision)

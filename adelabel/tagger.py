@@ -183,10 +183,10 @@ class Tagger(_Loaded):
         check_backend(backend)
         dev = pick_device("cpu" if backend == "onnx" and device == "auto" else device)
         check_precision(precision, dev)
-        warn_emulated(precision, dev)
         if backend == "onnx" and (dev.type != "cpu" or precision != "fp32"):
             raise OptionError("backend onnx: runs on the CPU in fp32 (its int8 form comes from "
                               "`adelabel export --quantize`)", "backend")
+        warn_emulated(precision, dev)
         paths = _folders("Tagger.load", path)
         for p in paths:
             if model_dir.task_of(p) == "classify":

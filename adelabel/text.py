@@ -102,9 +102,10 @@ BULLETS = "•▪◦‣∙·⁃●■□►▶➢➤✓✔"
 DASHES = "-*–"
 """The marks that open a list item at a line's start and are also a word's hyphen or a dash elsewhere
 (not "—", which begins a wrapped line's aside as often as an item)."""
-# An item's mark is followed by white space or a letter ("-hepatitis", "•Fever"), not by a digit (a
-# negative number, a line begun with "-5").
-_ITEM_OPENER = rf"[{re.escape(DASHES)}{BULLETS}](?:\s|(?=[^\W\d_]))"
+# An item's mark is followed by white space; a hyphen or a bullet may be followed by a letter too
+# ("-hepatitis", "•Fever"), not by a digit (a negative number, a line begun with "-5"). A star or an en
+# dash before a letter begins a footnote ("*Corresponding author"), Markdown's emphasis or a range.
+_ITEM_OPENER = rf"(?:[{re.escape(DASHES)}{BULLETS}]\s|[-{BULLETS}](?=[^\W\d_]))"
 _HARD_BREAK = regex.compile(rf"{_LINE_BREAK}(?:[^\S{_BREAKS}]*{_LINE_BREAK})+"
                             rf"|(?P<item>{_LINE_BREAK})(?=[ \t]*{_ITEM_OPENER})"
                             rf"|{_LINE_BREAK}(?=[ \t]*(?:\(?\d{{1,3}}[.)]|\(?[a-z]\))\s)"
@@ -114,7 +115,7 @@ _ENDS_SENTENCE = re.compile(rf"[{_STOPS}][{_CLOSES}]*\s*$")
 _SOFT_BREAKS = frozenset(";,:")
 
 
-_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)[{re.escape(DASHES)}](?=\s|[^\W\d_])")
+_ITEM_MARK = re.compile(rf"(?:^|(?<=[{_BREAKS}]))([ \t]*)(?:[{re.escape(DASHES)}](?=\s)|-(?=[^\W\d_]))")
 
 
 def bullets_for_marks(text: str) -> str:

@@ -80,7 +80,7 @@ def _running(ckpt: Path) -> bool:
         return False
     try:
         with open(ckpt / RUN, "rb") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: a resume taking it meanwhile is not refused
     except BlockingIOError:
         return True
     except OSError:
@@ -431,10 +431,11 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, device: str
             _teach(config, data, data_dir, teacher, dev_, say, quiet=log is None or not w.main)
     model = task.build(config, **sizes, vectors=data.matrix).to(dev_)
     asked = getattr(config.model, "window", None)
-    if asked is not None and getattr(model, "window", asked) < asked and not resume:
-        # The encoder has position embeddings for so many sub-tokens; the setting stays as given.
+    if "window" in config.model.model_fields_set and getattr(model, "window", asked) < asked and not resume:
+        # The encoder has position embeddings for so many sub-tokens; the setting stays as given. (The
+        # default, set by nobody, is cut to a small encoder's length without a word.)
         warn(f"warning: model.window = {asked} is more than the encoder has positions for: it reads windows of "
-             f"{model.window} sub-tokens")
+             f"{model.window} sub-tokens, {model.stride} shared")
     frozen = 0
     if getattr(config.model, "freeze_embeddings", False):
         frozen = _freeze_vector_rows(model, data.from_vectors.to(dev_))

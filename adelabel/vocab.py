@@ -24,7 +24,7 @@ def visible(word: str) -> str:
 _LOOK_ALIKES = str.maketrans({**dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
                               **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"),
                               **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
-                              **dict.fromkeys("\u3002\uff61", "."), "\u00b5": "u", "\u03b1": "alpha",
+                              **dict.fromkeys("\u3002\uff61", "."), "\u00b5": "mu", "\u03bc": "mu", "\u03b1": "alpha",
                               "\u03b2": "beta", "\u03b3": "gamma", "\u03b4": "delta", "\u03ba": "kappa"})
 
 
@@ -32,8 +32,8 @@ _LOOK_ALIKES = str.maketrans({**dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2
 def look_alike(char: str) -> str:
     """The ASCII that a typographic or compatibility character stands for (a Unicode hyphen or dash,
     a curly quote, a prime, a full-width comma, an ellipsis, a superscript digit, a letter with an
-    accent, the micro sign, a Greek letter of drug names: "-", "'", ",", "...", "1", "e", "u",
-    "beta"), or ``char`` itself when it has none."""
+    accent, the micro sign or mu, a Greek letter of drug names: "-", "'", ",", "...", "1", "e",
+    "mu" (the corpus writes "mug" for micrograms, and "mu-opioid"), "beta"), or ``char`` itself when it has none."""
     mapped = char.translate(_LOOK_ALIKES)
     if mapped != char:
         return mapped

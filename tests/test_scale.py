@@ -63,7 +63,7 @@ def test_a_cpu_without_native_bf16_runs_the_recurrent_layers_in_fp32_under_autoc
     assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
 
 
-def test_bf16_on_a_cpu_without_it_says_it_runs_emulated(capsys, monkeypatch, tiny_model_dir, tmp_path):
+def test_bf16_on_a_cpu_without_it_says_it_runs_emulated(capsys, monkeypatch, tiny_model_dir, sample_data, tmp_path):
     from adelabel import precision
 
     source = tmp_path / "in.txt"
@@ -78,6 +78,10 @@ def test_bf16_on_a_cpu_without_it_says_it_runs_emulated(capsys, monkeypatch, tin
         assert (said in err) != native, err
     # Said once the inputs passed their checks: an error stays one line.
     monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    # evaluate says it too (the Python API's warning is the commands' to print, as their own line).
+    code, _, err = run_cli(capsys, "evaluate", "--model", tiny_model_dir, "--data", sample_data, "--precision", "bf16",
+                           "--device", "cpu", "-q")
+    assert code == 0 and err.count("bf16 runs emulated here") == 1 and "EmulatedPrecisionWarning" not in err, err
     code, _, err = run_cli(capsys, "tag", tmp_path / "none.txt", "--model", tiny_model_dir, "--precision", "bf16",
                            "--device", "cpu")
     assert code == 2 and err.strip() == f"adelabel: error: {tmp_path / 'none.txt'}: file not found", err

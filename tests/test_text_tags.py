@@ -271,28 +271,43 @@ def test_an_entity_is_never_cut_inside_a_number(text, tagged, expected):
 
 def test_an_entity_neither_begins_nor_ends_on_punctuation():
     """A model runs an entity on over a mark it has seldom seen ("azithromycin‐" with a Unicode
-    hyphen, "“rash”"); the corpus's entities begin and end on a letter or a digit, and a bracket whose
-    partner is inside stays."""
+    hyphen, "“rash”"); the corpus's entities begin and end on a letter or a digit. A bracket or quote
+    whose partner is inside stays, as do a number's leading point and a sign written onto its word."""
     from adelabel.inference import _bare_edges
+    from adelabel.text import tokenize
 
     names = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
 
-    def tagged(tags, texts):
-        return [names[t] for t in _bare_edges([names.index(t) for t in tags], texts, names)]
-    assert tagged(["B-DRUG", "I-DRUG", "O"], ["azithromycin", "‐", "induced"]) == ["B-DRUG", "O", "O"]
-    assert tagged(["B-AE", "I-AE", "I-AE", "O"], ["“", "rash", "”", "."]) == ["O", "B-AE", "O", "O"]
-    assert tagged(["B-AE", "I-AE", "I-AE"], ["rash", "→", "$"]) == ["B-AE", "O", "O"]
-    assert tagged(["B-AE", "B-DRUG"], ["†", "x"]) == ["O", "B-DRUG"]    # an entity of a mark alone is gone
-    assert tagged(["B-DRUG", "I-DRUG", "I-DRUG", "I-DRUG"], ["interleukin", "(", "IL-2", ")"]) == [
-        "B-DRUG", "I-DRUG", "I-DRUG", "I-DRUG"]                          # its partner is inside
-    assert tagged(["B-DRUG", "I-DRUG", "I-DRUG"], ["5", "-", "FU"]) == ["B-DRUG", "I-DRUG", "I-DRUG"]
+    def kept(text, tagged):  # tagged: the tokens the model put in one entity, from the first
+        tokens = tokenize(text)
+        pieces = [text[a:b] for a, b in tokens]
+        first = pieces.index(tagged[0])
+        tags = [0] * len(pieces)
+        tags[first:first + len(tagged)] = [3] + [4] * (len(tagged) - 1)
+        out = _bare_edges(tags, tokens, pieces, names)
+        if not any(out):
+            return None
+        begun = out.index(3)
+        end = next((k for k in range(begun + 1, len(out)) if out[k] != 4), len(out))
+        return text[tokens[begun][0]:tokens[end - 1][1]]
+    assert kept("azithromycin\u2010induced", ["azithromycin", "\u2010"]) == "azithromycin"
+    assert kept("caused \u201crash\u201d.", ["\u201c", "rash", "\u201d", "."]) == "\u201crash\u201d"
+    assert kept("caused \u201crash.", ["\u201c", "rash", "."]) == "rash"
+    assert kept("rash \u2192 $", ["rash", "\u2192", "$"]) == "rash"
+    assert kept("a \u2020 b", ["\u2020"]) is None                       # an entity of a mark alone is gone
+    assert kept("interleukin (IL-2)", ["interleukin", "(", "IL", "-", "2", ")"]) == "interleukin (IL-2)"
+    assert kept("5-FU", ["5", "-", "FU"]) == "5-FU"
+    assert kept('"cotton-wool" spots', ['"', "cotton", "-", "wool", '"', "spots"]) == '"cotton-wool" spots'
+    assert kept("took .5 mg", [".", "5", "mg"]) == ".5 mg"                # not a dose ten times as large
+    assert kept("low Na+ and", ["Na", "+"]) == "Na+" and kept("a 0.1% cream", ["0", ".", "1", "%"]) == "0.1%"
+    assert kept("rash + fever", ["rash", "+"]) == "rash" and kept("is . 5", [".", "5"]) == "5"
 
 
 def test_a_character_the_vocabulary_lacks_is_read_as_its_ascii_look_alike():
     from adelabel.vocab import Vocab, Vocabs, look_alike
 
     assert [look_alike(c) for c in "‐–−’“…，¹éＡµβ→"] == ["-", "-", "-", "'", '"', "...", ",", "1", "e", "A",
-                                                        "u", "beta", "→"]
+                                                        "mu", "beta", "→"]
     chars = Vocab(["<pad>", "<unk>", *"-'abcehinrst"])
     words = Vocab.for_words(["rash", "-", "meniere", "caf\u00e9"])
     vocabs = Vocabs(words, chars)

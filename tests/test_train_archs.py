@@ -33,7 +33,7 @@ def test_train_save_load_evaluate_and_tag(arch, sample_data, tmp_path, request):
     metrics = train(config, sample_data, out, device="cpu", log=None, warn=said.append)
     assert metrics["epochs_run"] == 4 and json.loads((out / "config.json").read_text())["arch"] == arch
     assert [s for s in said if "model.window" in s] == (
-        ["warning: model.window = 100 is more than the encoder has positions for: it reads windows of 64 sub-tokens"]
+        ["warning: model.window = 100 is more than the encoder has positions for: it reads windows of 64 sub-tokens, 32 shared"]
         if arch == "transformer" else [])
 
     tagger = Tagger.load(out, device="cpu")
