@@ -484,8 +484,11 @@ def test_a_folder_set_aside_by_a_kill_is_put_back(tmp_path):
     (aside / "data" / "manifest.json").write_text("{}")
     atomic._sweep(tmp_path / "data")
     assert (tmp_path / "data" / "manifest.json").read_text() == "{}" and not aside.exists()
-    with pytest.raises(AdelabelError, match="a folder adelabel did not write"):
+    with pytest.raises(AdelabelError, match="is the working folder"):  # replaced, the shell would stand in a deleted one
         with atomic.atomic_dir(".", atomic.brat_folder):
+            pass
+    with pytest.raises(AdelabelError, match="a folder adelabel did not write"):
+        with atomic.atomic_dir(tmp_path, atomic.brat_folder):
             pass
 
 

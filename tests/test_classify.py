@@ -548,7 +548,7 @@ def test_settings_a_classifier_on_labelled_text_cannot_use_are_said(binary, caps
            "entities" in err
     assert "warning: train.dose_copies = 0.2 changes nothing: doses are written into a tagger's training sentences" in err
     code, _, err = run_cli(capsys, "train", "--task", "classify", "--arch", "gru", "--data", binary["data"],
-                           "--out", tmp_path / "m", "--epochs", "1", "-q", "--set", "model.hidden_size=8",
+                           "--out", tmp_path / "m2", "--epochs", "1", "-q", "--set", "model.hidden_size=8",
                            "--set", "model.char_size=8")
     assert code == 0 and "warning" not in err, err
 
