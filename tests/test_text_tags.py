@@ -255,18 +255,27 @@ def test_an_entity_is_never_cut_inside_a_number(text, tagged, expected):
     """The tokeniser cuts "0.25" into 0 . 25: a dose the model began on 25 would state another dose.
     The entity takes the number's other parts (tagged O) in, at either end."""
     from adelabel.inference import _whole_numbers
+
+    assert _one_entity(_whole_numbers, text, tagged) == expected
+
+
+def _one_entity(rule, text: str, tagged: list[str]) -> str | None:
+    """The text of the entity ``rule`` (one of predict's tag rules) leaves of one a model tagged over the
+    tokens ``tagged`` of ``text`` (from the first of them), or None where it leaves none."""
     from adelabel.text import tokenize
 
-    names = ["O", "B-DOSE", "I-DOSE"]
     tokens = tokenize(text)
     pieces = [text[a:b] for a, b in tokens]
     first = pieces.index(tagged[0])
     tags = [0] * len(pieces)
     tags[first:first + len(tagged)] = [1] + [2] * (len(tagged) - 1)
-    out = _whole_numbers(tags, tokens, pieces, names)
+    out = rule(tags, tokens, pieces, ["O", "B-X", "I-X"])
+    if not any(out):
+        return None
+    assert out.count(1) == 1
     begun = out.index(1)
     end = next((k for k in range(begun + 1, len(out)) if out[k] != 2), len(out))
-    assert text[tokens[begun][0]:tokens[end - 1][1]] == expected and out.count(1) == 1
+    return text[tokens[begun][0]:tokens[end - 1][1]]
 
 
 def test_an_entity_neither_begins_nor_ends_on_punctuation():
@@ -274,22 +283,9 @@ def test_an_entity_neither_begins_nor_ends_on_punctuation():
     hyphen, "“rash”"); the corpus's entities begin and end on a letter or a digit. A bracket or quote
     whose partner is inside stays, as do a number's leading point and a sign written onto its word."""
     from adelabel.inference import _bare_edges
-    from adelabel.text import tokenize
 
-    names = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
-
-    def kept(text, tagged):  # tagged: the tokens the model put in one entity, from the first
-        tokens = tokenize(text)
-        pieces = [text[a:b] for a, b in tokens]
-        first = pieces.index(tagged[0])
-        tags = [0] * len(pieces)
-        tags[first:first + len(tagged)] = [3] + [4] * (len(tagged) - 1)
-        out = _bare_edges(tags, tokens, pieces, names)
-        if not any(out):
-            return None
-        begun = out.index(3)
-        end = next((k for k in range(begun + 1, len(out)) if out[k] != 4), len(out))
-        return text[tokens[begun][0]:tokens[end - 1][1]]
+    def kept(text, tagged):
+        return _one_entity(_bare_edges, text, tagged)
     assert kept("azithromycin\u2010induced", ["azithromycin", "\u2010"]) == "azithromycin"
     assert kept("caused \u201crash\u201d.", ["\u201c", "rash", "\u201d", "."]) == "\u201crash\u201d"
     assert kept("caused \u201crash.", ["\u201c", "rash", "."]) == "rash"
