@@ -34,7 +34,7 @@ from adelabel.prepare import drop_unseen_classes, own_types, read_corpus, write_
 from adelabel.progress import duration
 from adelabel.tasks import positive_class
 from adelabel.train import checkpoint_dir, train
-from adelabel.versions import versions
+from adelabel.versions import differences, versions
 
 SUMMARY, RESULT = "cv.json", "result.json"
 
@@ -173,7 +173,7 @@ def cross_validate(config: Config, corpus: str | Path, out: str | Path, folds: i
             if any((p / RESULT).is_file() or (checkpoint_dir(p / "model") / "state.pt").is_file()
                    for p in out.glob("fold-*")):
                 raise AdelabelError(f"{out}: holds a cross-validation with other settings ("
-                                    f"{'; '.join(_differences(before, settings, changed))}); give another --out, "
+                                    f"{'; '.join(_differences(before, settings))}); give another --out, "
                                     "or delete it to start afresh")
             afresh = changed
     read: list[str] = []
@@ -262,20 +262,11 @@ CORPUS_FILES = {"ade": (AE_FILE, DOSE_FILE, NEG_FILE)}
 change no fold (a brat folder's: each .ann and the .txt beside it, :func:`_content_sha256`)."""
 
 
-def _differences(before: dict, now: dict, keys: list[str], prefix: str = "") -> list[str]:
-    """What differs between two settings, key by key down to the leaves: "config.train.batch_size 32
-    -> 16" (so that nobody has to compare settings.json by hand)."""
-    out = []
-    for key in keys:
-        old, new = before.get(key), now.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            inner = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-            out += _differences(old, new, inner, f"{prefix}{key}.")
-        elif key.endswith("sha256"):  # a checksum's digits tell nobody anything
-            out.append(f"{prefix}{key}")
-        else:
-            out.append(f"{prefix}{key} {json.dumps(old)} -> {json.dumps(new)}")
-    return out
+def _differences(before: dict, now: dict) -> list[str]:
+    """What differs between two settings, down to the leaves: "config.train.batch_size 32 -> 16"."""
+    # A checksum's digits tell nobody anything.
+    return [key if key.endswith("sha256") else f"{key} {json.dumps(old)} -> {json.dumps(new)}"
+            for key, old, new in differences(before, now)]
 
 
 def _same_corpus(recorded: str | None, corpus: Path, format: str, current: str) -> bool:

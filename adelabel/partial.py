@@ -19,6 +19,7 @@ from typing import IO
 
 from adelabel.atomic import named_errors, replace_synced, sync_file, write_text
 from adelabel.errors import AdelabelError, InputError
+from adelabel.versions import differences
 
 try:
     import fcntl
@@ -96,15 +97,6 @@ def _open_locked(partial: Path, output: Path, resume: bool) -> IO[str]:
     raise AdelabelError(f"--output {output}: other `adelabel tag` runs keep replacing it")
 
 
-def _differences(saved: object, now: object, prefix: str = "") -> list[str]:
-    """The keys, dotted down to the values that differ ("provenance.adelabel_code", not "provenance"),
-    where the earlier run's state and this one's part."""
-    if isinstance(saved, dict) and isinstance(now, dict):
-        return [d for k in sorted(set(saved) | set(now), key=str)
-                for d in _differences(saved.get(k), now.get(k), f"{prefix}{k}.")]
-    return [] if saved == now else [prefix[:-1] or "state"]
-
-
 @contextmanager
 def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO[str], int]]:
     """An open file beside ``output`` for JSONL records and the number of records it holds already
@@ -127,7 +119,7 @@ def resumable_file(output: Path, state: dict, resume: bool) -> Iterator[tuple[IO
             saved = json.loads(state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError) as err:
             raise _refuse(output, f"{state_file} cannot be read ({err})") from None
-        differs = _differences(saved if isinstance(saved, dict) else {}, state)
+        differs = [key for key, _, _ in differences(saved if isinstance(saved, dict) else {}, state)]
         if differs:
             raise _refuse(output, f"the earlier run differs in {', '.join(differs)} (the input changed, or "
                                   "another model, threshold, precision, backend or adelabel code)")

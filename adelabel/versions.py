@@ -1,4 +1,5 @@
-"""Versions recorded next to every prepared corpus and model, so a result can be traced to its code."""
+"""Versions recorded next to every prepared corpus and model, so a result can be traced to its code;
+and what differs between two such records of a run."""
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,21 @@ def code_fingerprint() -> str:
         found = True
     # Imported from a zip, there are no files to read: "unknown", not the same digest for every version.
     return digest.hexdigest()[:16] if found else "unknown"
+
+
+def differences(before: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """Where two records differ, down to the leaves: (dotted key, value before, value now) in key order,
+    ("provenance.adelabel_code", not "provenance"), so that nobody has to compare them by hand."""
+    out: list[tuple[str, object, object]] = []
+    for key in sorted(before.keys() | now.keys(), key=str):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += differences(old, new, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", old, new))
+    return out
 
 
 def versions() -> dict[str, str]:
