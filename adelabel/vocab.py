@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import regex
@@ -39,6 +39,11 @@ def look_alike(char: str) -> str:
         return mapped
     plain = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
     return plain if plain and plain.isascii() else char
+
+
+def look_alikes(word: str, known: Container[str] = ()) -> str:
+    """``word`` with each character not in ``known`` read as its :func:`look_alike`."""
+    return "".join(c if c in known else look_alike(c) for c in word)
 
 
 def normalize(word: str) -> str:
@@ -87,7 +92,7 @@ def char_ids(chars: Vocab, word: str) -> list[int]:
     A character the vocabulary lacks is read as its ASCII :func:`look_alike` where it has one."""
     word = visible(word)
     if not word.isascii():
-        word = "".join(c if c in chars.index else look_alike(c) for c in word)
+        word = look_alikes(word, chars.index)
     if len(word) > MAX_WORD_CHARS:
         half = MAX_WORD_CHARS // 2
         word = word[:half] + word[-half:]
@@ -131,10 +136,9 @@ class Vocabs:
         # "5\u2010fluorouracil" with a Unicode hyphen, "M\u00e9ni\u00e8re". A model trained on such
         # spellings keeps reading them as they are.
         word = normalize(piece)
-        known = self.words.index.get(word)
-        if known is None and not word.isascii():
-            known = self.words.index.get(normalize("".join(look_alike(c) for c in piece)))
-        return self.words.ids([word])[0] if known is None else known
+        if word not in self.words.index and not word.isascii():
+            word = normalize(look_alikes(piece))
+        return self.words.ids([word])[0]
 
     def __getstate__(self) -> dict:
         # A copy sent to a worker (pickled) need not carry up to CACHED_SPELLINGS spellings looked up here.
